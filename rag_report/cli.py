@@ -1,0 +1,172 @@
+"""`rag-report`: build-default, train, index, generate, serve.
+
+Examples::
+
+    rag-report build-default
+    rag-report generate chest.dcm --mode grounded --k 5 --json
+    rag-report generate --example
+    rag-report index --manifest my.csv --model runs/eclip/final --out my-index
+    rag-report train --config train.yaml
+    rag-report serve --port 7860
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from eclip_core.errors import EClipError
+
+
+def _add_pipeline_flags(p: argparse.ArgumentParser) -> None:
+    from rag_report.pipeline import MODES, PipelineConfig
+
+    d = PipelineConfig()
+    p.add_argument("--model", dest="model_dir", default=None, help="eCLIP checkpoint folder (default: the bundle's)")
+    p.add_argument("--index", dest="index_dir", default=None, help="report index folder (default: the bundle's)")
+    p.add_argument("--llm", dest="llm_path", default=None, help="local HF folder or .gguf file (default: SmolLM2-135M)")
+    p.add_argument("--quantization", default=d.quantization, choices=["nf4", "int8", "none"])
+    p.add_argument("--device", default=d.device)
+    p.add_argument("--mode", default=d.mode, choices=MODES)
+    p.add_argument("--k", type=int, default=d.k)
+    p.add_argument("--candidates", type=int, default=d.candidates)
+    p.add_argument("--diversify", default=d.diversify, choices=["kmeans", "mmr", "none"])
+    p.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens)
+    p.add_argument("--max-sentences", type=int, default=d.max_sentences)
+    p.add_argument("--num-beams", type=int, default=d.num_beams)
+
+
+def _pipeline_config(args: argparse.Namespace):
+    from rag_report.pipeline import PipelineConfig
+
+    return PipelineConfig(
+        model_dir=args.model_dir, index_dir=args.index_dir, llm_path=args.llm_path, quantization=args.quantization,
+        device=args.device, mode=args.mode, k=args.k, candidates=args.candidates,
+        diversify=None if args.diversify == "none" else args.diversify, max_new_tokens=args.max_new_tokens,
+        max_sentences=args.max_sentences, num_beams=args.num_beams,
+    )
+
+
+def cmd_build_default(args: argparse.Namespace) -> int:
+    from rag_report.bundle import DefaultBundleConfig, default_bundle
+
+    cfg = DefaultBundleConfig(steps=args.steps) if args.steps else DefaultBundleConfig()
+    bundle = default_bundle(cfg, build=True, progress=not args.quiet)
+    print(f"default bundle ready: {bundle.root}")
+    print(f"  eCLIP checkpoint: {bundle.eclip_dir}\n  index: {bundle.index_dir}\n  manifest: {bundle.manifest_path}")
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from rag_report.pipeline import ReportPipeline
+
+    pipe = ReportPipeline(_pipeline_config(args), progress=not args.quiet)
+    image = args.image
+    if args.example or image is None:
+        from rag_report.bundle import default_bundle
+
+        examples = default_bundle(build=True, progress=not args.quiet).examples
+        if not examples:
+            raise SystemExit("the default bundle has no example images")
+        image = examples[0]
+        print(f"example image (a held-out phantom test study): {image}", file=sys.stderr)
+    draft = pipe.generate(image, exclude_study_ids=args.exclude_study or ())
+    if args.json:
+        print(draft.to_json(indent=2))
+        return 0
+    if draft.simulated_data:
+        print("[simulated default bundle: phantom images, real Open-I report text; not for clinical use]\n")
+    print(draft.text or "(empty draft)")
+    print("\nEVIDENCE")
+    for ev in draft.evidence:
+        print(f"  #{ev.rank} {ev.study_id}  similarity {ev.similarity:.3f}  sentences used: {len(ev.sentences_used)}")
+    positives = [k for k, v in draft.labels.items() if v == 1.0]
+    print(f"\nOBSERVATIONS: {', '.join(positives) or 'none positive'}")
+    print("TIMINGS (ms): " + ", ".join(f"{k} {v:.0f}" for k, v in draft.timings_ms.items()))
+    for w in draft.warnings:
+        print(f"WARNING: {w}")
+    return 0
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    from eclip_core.data.manifest import read_manifest
+    from eclip_core.model import EClip
+    from rag_report.index import ReportIndex
+
+    studies = read_manifest(args.manifest)
+    if args.split != "all":
+        studies = [s for s in studies if s.split == args.split]
+    studies = [s for s in studies if s.report_text]
+    model = EClip.from_pretrained(args.model_dir).eval()
+    ReportIndex.build(model, studies, args.out, index_type=args.index_type, progress=not args.quiet,
+                      corpus_name=args.corpus_name or Path(args.manifest).stem)
+    print(f"indexed {len(studies)} reports into {args.out}")
+    return 0
+
+
+def cmd_train(argv: list[str]) -> int:
+    from eclip_core.train import main as train_main
+
+    return int(train_main(argv) or 0)
+
+
+def cmd_serve(argv: list[str]) -> int:
+    # rag_report never imports apps: run the app module as its own program.
+    os.execvp(sys.executable, [sys.executable, "-m", "apps.gradio_app", *argv])
+    return 0  # pragma: no cover
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rag-report", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("build-default", help="build the embedded default bundle (phantom data, eCLIP, index, LLM)")
+    p.add_argument("--steps", type=int, default=None, help="training steps (default: the bundle's)")
+    p.set_defaults(func=cmd_build_default)
+
+    p = sub.add_parser("generate", help="draft a report for an image")
+    p.add_argument("image", nargs="?", default=None, help="PNG, JPEG or DICOM file")
+    p.add_argument("--example", action="store_true", help="use a held-out test image of the default bundle")
+    p.add_argument("--json", action="store_true", help="print the DraftReport as JSON")
+    p.add_argument("--exclude-study", action="append", help="study id to leave out of retrieval (repeatable)")
+    _add_pipeline_flags(p)
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("index", help="build a report index from a manifest")
+    p.add_argument("--manifest", required=True)
+    p.add_argument("--model", dest="model_dir", required=True, help="eCLIP checkpoint folder")
+    p.add_argument("--out", required=True)
+    p.add_argument("--split", default="train", help="which split's reports to index, or 'all'")
+    p.add_argument("--index-type", default="flat", choices=["flat", "hnsw", "ivfpq"])
+    p.add_argument("--corpus-name", default=None)
+    p.set_defaults(func=cmd_index)
+
+    sub.add_parser("train", help="train eCLIP (flags of python -m eclip_core.train)", add_help=False)
+    sub.add_parser("serve", help="start the Gradio app (flags of python -m apps.gradio_app)", add_help=False)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    for k, v in {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1",
+                 "HF_EVALUATE_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"}.items():
+        os.environ.setdefault(k, v)
+    # train / serve forward all their flags to their own parsers.
+    if argv and argv[0] in ("train", "serve"):
+        return cmd_train(argv[1:]) if argv[0] == "train" else cmd_serve(argv[1:])
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except EClipError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,90 @@
+"""The result types of drafting: `DraftReport` and its `Evidence` and per-sentence provenance."""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+SIMULATED_NOTICE = (
+    "Default bundle: real Open-I report text with SIMULATED (phantom) radiographs. "
+    "Not for clinical use; numbers on it do not transfer to real images."
+)
+
+
+@dataclass
+class Evidence:
+    """One retrieved prior report that the draft may draw from."""
+
+    study_id: str
+    rank: int
+    similarity: float
+    findings: str
+    impression: str
+    labels: dict[str, float | None] = field(default_factory=dict)
+    sentences_used: list[str] = field(default_factory=list)
+
+    @property
+    def text(self) -> str:
+        return " ".join(p for p in (self.findings, self.impression) if p)
+
+
+@dataclass
+class SentenceProvenance:
+    """Where one sentence of the draft came from (empty sources for free-mode text)."""
+
+    sentence: str
+    section: str  # "findings" | "impression"
+    source_ids: list[str] = field(default_factory=list)
+
+
+@dataclass
+class DraftReport:
+    """A drafted report with its evidence, labels, timings and the identities of the models used.
+
+    ``to_dict()`` is JSON-safe; ``text`` is the report as a radiologist reads it.
+    """
+
+    findings: str
+    impression: str
+    evidence: list[Evidence]
+    provenance: list[SentenceProvenance]
+    labels: dict[str, float | None]
+    timings_ms: dict[str, float]
+    models: dict[str, str]
+    mode: str
+    simulated_data: bool = False
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def text(self) -> str:
+        parts = []
+        if self.findings:
+            parts.append(f"FINDINGS: {self.findings}")
+        if self.impression:
+            parts.append(f"IMPRESSION: {self.impression}")
+        return "\n\n".join(parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["text"] = self.text
+        for ev, ev_d in zip(self.evidence, d["evidence"]):
+            ev_d["text"] = ev.text
+        if self.simulated_data:
+            d["notice"] = SIMULATED_NOTICE
+        return _json_safe(d)
+
+    def to_json(self, **kwargs: Any) -> str:
+        return json.dumps(self.to_dict(), **kwargs)
+
+
+def _json_safe(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if hasattr(obj, "item") and callable(obj.item):  # numpy scalars
+        return _json_safe(obj.item())
+    return obj
