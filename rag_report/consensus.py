@@ -52,7 +52,7 @@ def consensus_draft(
     threshold: float = 0.5,
     observations: Callable[[str], dict] | None = None,
 ) -> list[SourcedSentence]:
-    """Sentences stated by reports holding >= ``threshold`` of the total similarity weight.
+    """Sentences stated by reports holding more than ``threshold`` of the total similarity weight.
 
     ``reports`` need ``study_id``, ``similarity``, ``findings``, ``impression``; ``observations`` maps a
     sentence to its labelled observations (for redundancy); falls back to the top-1 report's sentences
@@ -83,7 +83,7 @@ def consensus_draft(
                 g["weight"] += w
                 g["sources"].append(r.study_id)
                 g["pos"].append(pos / max(len(sentences), 1))
-        kept = [g for g in groups.values() if g["weight"] >= threshold * total]
+        kept = [g for g in groups.values() if g["weight"] > threshold * total]
         if not kept:
             best = reports[0]
             chosen += [SourcedSentence(s, section, [best.study_id], weights[0]) for s in split_sentences(getattr(best, section))]

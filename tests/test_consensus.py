@@ -1,0 +1,66 @@
+"""Extractive drafting: top-1 and similarity-weighted consensus."""
+from __future__ import annotations
+
+import json
+import math
+from types import SimpleNamespace
+
+from rag_report.consensus import consensus_draft, sentence_key, top1_draft
+from rag_report.report import DraftReport, Evidence, SentenceProvenance
+
+
+def _r(sid, sim, findings, impression=""):
+    return SimpleNamespace(study_id=sid, similarity=sim, findings=findings, impression=impression)
+
+
+def test_top1_copies_the_best_report_with_sources():
+    out = top1_draft([_r("A", 0.9, "Heart normal. Lungs clear.", "No acute disease."), _r("B", 0.8, "Effusion.")])
+    assert [(s.text, s.section, s.source_ids) for s in out] == [
+        ("Heart normal.", "findings", ["A"]), ("Lungs clear.", "findings", ["A"]), ("No acute disease.", "impression", ["A"])]
+    assert top1_draft([]) == []
+
+
+def test_consensus_is_similarity_weighted_and_ordered():
+    reports = [
+        _r("A", 0.9, "Large left effusion. Heart normal."),
+        _r("B", 0.2, "Heart normal. Lungs clear."),
+        _r("C", 0.2, "Lungs clear. Heart normal."),
+        _r("D", 0.2, "Lungs clear."),
+    ]
+    # weights: A .9, B/C/D .2 each, total 1.5: "Heart normal" 1.3 (kept), "Lungs clear" .6 (< .75, dropped),
+    # "Large left effusion" .9 (kept)
+    out = consensus_draft(reports)
+    assert [s.text for s in out] == ["Large left effusion.", "Heart normal."]
+    assert out[1].source_ids == ["A", "B", "C"]
+    assert math.isclose(out[1].support, 1.3 / 1.5, rel_tol=1e-4)
+
+
+def test_consensus_drops_redundant_observations_and_falls_back_to_top1():
+    obs = {"no pneumothorax.": {"Pneumothorax": 0.0}, "no pneumothorax is seen.": {"Pneumothorax": 0.0}}
+    reports = [_r("A", 1.0, "No pneumothorax. No pneumothorax is seen.", "Stable."),
+               _r("B", 1.0, "No pneumothorax is seen. No pneumothorax.", "Unchanged.")]
+    out = consensus_draft(reports, observations=lambda s: obs.get(s.lower(), {}))
+    findings = [s.text for s in out if s.section == "findings"]
+    assert len(findings) == 1 and findings[0] in ("No pneumothorax.", "No pneumothorax is seen.")
+    # impressions disagree: nothing reaches half the weight -> the top-1 report's impression
+    assert [s.text for s in out if s.section == "impression"] == ["Stable."]
+
+
+def test_sentence_key_ignores_case_and_punctuation():
+    assert sentence_key("Heart size is NORMAL.") == sentence_key("heart size is normal")
+    assert sentence_key("No effusion") != sentence_key("Effusion")
+
+
+def test_draft_report_to_dict_is_json_safe():
+    d = DraftReport(
+        findings="Heart normal.", impression="No acute disease.",
+        evidence=[Evidence("A", 1, 0.5, "Heart normal.", "No acute disease.", {"Edema": float("nan")}, ["Heart normal."])],
+        provenance=[SentenceProvenance("Heart normal.", "findings", ["A"])],
+        labels={"No Finding": 1.0, "Edema": None}, timings_ms={"embed": 1.0}, models={"llm_id": "x"},
+        mode="top1", simulated_data=True,
+    )
+    back = json.loads(json.dumps(d.to_dict()))
+    assert back["text"] == "FINDINGS: Heart normal.\n\nIMPRESSION: No acute disease."
+    assert back["evidence"][0]["labels"]["Edema"] is None
+    assert back["evidence"][0]["text"] == "Heart normal. No acute disease."
+    assert "SIMULATED" in back["notice"]
