@@ -1,0 +1,113 @@
+"""HTML/Markdown views of a DraftReport for the page: evidence, observations, timings, models, banner.
+
+Pure functions (text in, text out) so they are tested without a browser. Every piece of report text
+is HTML-escaped: report corpora are user data and gr.HTML does not sanitise.
+
+>>> from rag_report.report import Evidence
+>>> ev = Evidence("s1", 1, 0.91, "Heart normal. No effusion.", "No acute disease.", sentences_used=["No effusion."])
+>>> "<mark>No effusion.</mark>" in evidence_html([ev])
+True
+"""
+from __future__ import annotations
+
+import html
+from typing import Iterable, Mapping, Sequence
+
+from eclip_core.labels import CHEXPERT_OBSERVATIONS
+from eclip_core.text import split_sentences
+from rag_report.consensus import sentence_key
+from rag_report.report import SIMULATED_NOTICE, DraftReport, Evidence
+
+#: Display name and CSS class of each label value (CheXpert convention: 1 / 0 / -1 / None).
+LABEL_STATES = {1.0: ("positive", "pos"), 0.0: ("negative", "neg"), -1.0: ("uncertain", "unc")}
+NOT_MENTIONED = ("not mentioned", "nm")
+
+
+def label_state(value: float | None) -> str:
+    """'positive' | 'negative' | 'uncertain' | 'not mentioned' for a CheXpert-style label value.
+
+    >>> [label_state(v) for v in (1.0, 0.0, -1.0, None, float("nan"))]
+    ['positive', 'negative', 'uncertain', 'not mentioned', 'not mentioned']
+    """
+    return LABEL_STATES.get(value, NOT_MENTIONED)[0] if value == value else NOT_MENTIONED[0]
+
+
+def _marked_section(text: str, used_keys: set[str]) -> tuple[str, int]:
+    parts, hits = [], 0
+    for sentence in split_sentences(text):
+        esc = html.escape(sentence)
+        if sentence_key(sentence) in used_keys:
+            parts.append(f"<mark>{esc}</mark>")
+            hits += 1
+        else:
+            parts.append(esc)
+    return " ".join(parts), hits
+
+
+def evidence_html(evidence: Sequence[Evidence]) -> str:
+    """Ranked cards of the retrieved reports; the sentences the draft used are wrapped in <mark>.
+
+    Matching uses the same sentence key as the consensus drafter (case and punctuation folded), so a
+    used sentence is marked even where the draft re-punctuated it.
+    """
+    if not evidence:
+        return "<div class='ev-empty'>No evidence yet: upload an image and press Generate.</div>"
+    cards = []
+    for ev in sorted(evidence, key=lambda e: e.rank):
+        used = {sentence_key(s) for s in ev.sentences_used}
+        findings, n_f = _marked_section(ev.findings, used)
+        impression, n_i = _marked_section(ev.impression, used)
+        width = max(0.0, min(1.0, float(ev.similarity))) * 100.0
+        body = ""
+        if findings:
+            body += f"<p><b>FINDINGS:</b> {findings}</p>"
+        if impression:
+            body += f"<p><b>IMPRESSION:</b> {impression}</p>"
+        cards.append(
+            f"<div class='ev-card'><div class='ev-head'><span class='ev-rank'>#{ev.rank}</span> "
+            f"<span class='ev-id'>{html.escape(str(ev.study_id))}</span> "
+            f"<span class='ev-sim'>similarity {ev.similarity:.3f}</span>"
+            f"<span class='ev-bar'><span style='width:{width:.0f}%'></span></span>"
+            f"<span class='ev-used'>{n_f + n_i} sentence(s) used</span></div>{body}</div>"
+        )
+    return "<div class='ev-list'>" + "".join(cards) + "</div>"
+
+
+def labels_html(labels: Mapping[str, float | None]) -> str:
+    """The 14 CheXpert-style observations of the draft as coloured chips, in canonical order."""
+    chips = []
+    for name in CHEXPERT_OBSERVATIONS:
+        value = labels.get(name)
+        state = label_state(value)
+        css = next((c for s, c in (*LABEL_STATES.values(), NOT_MENTIONED) if s == state), "nm")
+        chips.append(f"<span class='obs obs-{css}' title='{state}'>{html.escape(name)}<small>{state}</small></span>")
+    return "<div class='obs-grid'>" + "".join(chips) + "</div>"
+
+
+def details_markdown(draft: DraftReport, handler_ms: float | None = None) -> str:
+    """Model identities as a Markdown table, then the timings (ms) on one line."""
+    rows = [("generation mode", draft.mode)]
+    rows += [(k.replace("_", " "), v or "(none)") for k, v in draft.models.items() if k != "generation_mode"]
+    lines = ["| model | identity |", "|---|---|"] + [f"| {_md(a)} | `{_md(str(b))}` |" for a, b in rows]
+    times = [f"{_md(k)} {v:.0f}" for k, v in draft.timings_ms.items()]
+    if handler_ms is not None:
+        times.append(f"in the app {handler_ms:.0f}")
+    return "\n".join(lines) + "\n\n**Timings (ms):** " + " · ".join(times)
+
+
+def status_markdown(draft: DraftReport | None = None, warnings: Iterable[str] = ()) -> str:
+    """Warnings of a draft (and of the app) as a Markdown list; empty when there are none."""
+    items = list(warnings) + (list(draft.warnings) if draft is not None else [])
+    return "\n".join(f"- ⚠️ {_md(w)}" for w in items)
+
+
+def banner_html(simulated: bool) -> str:
+    """The banner shown while the embedded default bundle (simulated images) is in use."""
+    if not simulated:
+        return ""
+    return f"<div class='sim-banner' role='alert'><b>SIMULATED DATA.</b> {html.escape(SIMULATED_NOTICE)}</div>"
+
+
+def _md(text: str) -> str:
+    # Markdown table cells: escape the pipe and HTML so model ids or paths cannot break the table.
+    return html.escape(str(text)).replace("|", "\\|")

@@ -1,0 +1,42 @@
+"""Look of the page: a theme that uses only system fonts (no Google Fonts, no CDN) and the app's CSS."""
+from __future__ import annotations
+
+import gradio as gr
+
+SYSTEM_SANS = ("ui-sans-serif", "system-ui", "-apple-system", "Segoe UI", "Helvetica", "Arial", "sans-serif")
+SYSTEM_MONO = ("ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "monospace")
+
+
+def offline_theme() -> gr.themes.Base:
+    """gradio's default look with system font stacks: plain strings make gradio emit no font URL.
+
+    >>> offline_theme()._stylesheets
+    []
+    """
+    return gr.themes.Default(primary_hue="blue", neutral_hue="slate", font=list(SYSTEM_SANS), font_mono=list(SYSTEM_MONO))
+
+
+CSS = """
+.sim-banner {background:#fff4d6; border:2px solid #d99a00; color:#4a3500; padding:10px 14px;
+  border-radius:8px; font-size:15px;}
+.ev-list {display:flex; flex-direction:column; gap:10px;}
+.ev-card {border:1px solid var(--border-color-primary); border-radius:8px; padding:8px 12px;
+  background:var(--background-fill-secondary);}
+.ev-card p {margin:4px 0; line-height:1.45;}
+.ev-head {display:flex; align-items:center; gap:10px; flex-wrap:wrap; font-size:14px;}
+.ev-rank {font-weight:700;}
+.ev-id {font-family:var(--font-mono);}
+.ev-bar {display:inline-block; width:120px; height:8px; background:#dde3ea; border-radius:4px; overflow:hidden;}
+.ev-bar span {display:block; height:100%; background:#2f6fdf;}
+.ev-used {color:var(--body-text-color-subdued);}
+.ev-card mark {background:#ffe58a; color:inherit; padding:0 2px; border-radius:3px;}
+.ev-empty {color:var(--body-text-color-subdued); padding:8px;}
+.obs-grid {display:grid; grid-template-columns:repeat(auto-fill, minmax(170px, 1fr)); gap:6px;}
+.obs {display:flex; flex-direction:column; border-radius:6px; padding:4px 8px; font-size:13px; border:1px solid;}
+.obs small {font-size:11px; opacity:0.85;}
+.obs-pos {background:#fde2e1; border-color:#d9534f; color:#7a1f1c;}
+.obs-neg {background:#e3f4e6; border-color:#4c9a5a; color:#1f5a2a;}
+.obs-unc {background:#fff1d6; border-color:#d99a00; color:#5c4100;}
+.obs-nm {background:transparent; border-color:var(--border-color-primary); color:var(--body-text-color-subdued);}
+#draft textarea {font-family:var(--font-mono); font-size:14px;}
+"""

@@ -1,0 +1,156 @@
+"""The app's pure parts: HTML views, preview imaging, CLI flags, error messages (no server)."""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+
+pytest.importorskip("gradio")
+
+from apps import imaging, render  # noqa: E402
+from apps.gradio_app import FLAG_NAMES, build_parser, parse_args  # noqa: E402
+from apps.handlers import DEFAULT_LLM_LABEL, friendly_message, llm_choices  # noqa: E402
+from apps.screenshot import outside_urls  # noqa: E402
+from eclip_core.data.dicom import write_test_dicom  # noqa: E402
+from eclip_core.labels import CHEXPERT_OBSERVATIONS  # noqa: E402
+from rag_report.report import SIMULATED_NOTICE, DraftReport, Evidence  # noqa: E402
+
+
+def _draft(**kw) -> DraftReport:
+    base = dict(findings="Heart is enlarged.", impression="Cardiomegaly.", evidence=[], provenance=[],
+                labels={"Cardiomegaly": 1.0, "Pleural Effusion": 0.0, "Edema": -1.0, "Fracture": float("nan")},
+                timings_ms={"embed": 12.4, "total": 30.0}, models={"eclip_checkpoint": "abc|def", "llm_id": ""},
+                mode="consensus")
+    base.update(kw)
+    return DraftReport(**base)
+
+
+def test_evidence_html_ranks_marks_used_sentences_and_escapes():
+    evs = [
+        Evidence("B<2>", 2, 0.5, "Lungs clear. <script>x</script> here.", "", sentences_used=[]),
+        Evidence("A1", 1, 0.8, "The heart is enlarged. No effusion.", "Cardiomegaly.",
+                 sentences_used=["the heart is enlarged", "Cardiomegaly."]),
+    ]
+    html = render.evidence_html(evs)
+    assert html.index("A1") < html.index("B&lt;2&gt;")  # rank order, ids escaped
+    assert "<mark>The heart is enlarged.</mark>" in html and "<mark>Cardiomegaly.</mark>" in html
+    assert "<mark>No effusion.</mark>" not in html and "No effusion." in html
+    assert "<script>" not in html and "&lt;script&gt;" in html
+    assert "2 sentence(s) used" in html and "0 sentence(s) used" in html
+    assert "width:80%" in html and "similarity 0.800" in html
+    assert "No evidence yet" in render.evidence_html([])
+
+
+def test_labels_html_covers_the_14_observations_in_order():
+    html = render.labels_html({"Cardiomegaly": 1.0, "Pleural Effusion": 0.0, "Edema": -1.0})
+    positions = [html.index(f">{name}<") for name in CHEXPERT_OBSERVATIONS]
+    assert positions == sorted(positions) and len(positions) == 14
+    assert "obs-pos' title='positive'>Cardiomegaly" in html
+    assert "obs-neg' title='negative'>Pleural Effusion" in html
+    assert "obs-unc' title='uncertain'>Edema" in html
+    assert html.count("not mentioned</small>") == 11
+    assert render.label_state(math.nan) == "not mentioned"
+
+
+def test_details_status_and_banner():
+    md = render.details_markdown(_draft(), handler_ms=41.0)
+    assert "abc\\|def" in md and "embed 12" in md and "in the app 41" in md and "(none)" in md
+    assert render.status_markdown(_draft(warnings=["low <b>similarity</b>"])) == "- ⚠️ low &lt;b&gt;similarity&lt;/b&gt;"
+    assert render.status_markdown(_draft()) == ""
+    assert render.banner_html(False) == ""
+    assert "SIMULATED" in render.banner_html(True) and SIMULATED_NOTICE.split(":")[0] in render.banner_html(True)
+
+
+def test_to_display_downscales_by_block_mean():
+    grey = np.zeros((2050, 1000), np.float32)
+    grey[:, 500:] = 1.0
+    out = imaging.to_display(grey, max_side=1024)  # factor 3
+    assert out.dtype == np.uint8 and out.shape == (683, 333)
+    assert out[0, 0] == 0 and out[0, -1] == 255 and out[0, 166] == 85  # columns 498-500: one of three white
+
+
+def test_dicom_preview_and_rewindow(tmp_path):
+    values = np.tile(np.linspace(0, 4000, 64), (64, 1)).astype(np.uint16)
+    path = tmp_path / "x.dcm"
+    write_test_dicom(path, values, bits_stored=12, window=(2000.0, 4000.0), patient_name="Secret^Name")
+    prev = imaging.read_preview(path)
+    assert prev.is_dicom and prev.window[:2] == (2000.0, 4000.0) and prev.shape == (64, 64)
+    assert prev.window[2] == 0.0 and prev.window[3] == 4000.0
+    narrow = imaging.read_preview(path, 1000.0, 200.0).grey
+    assert narrow[0, 0] == 0.0 and narrow[0, -1] == 1.0
+    assert (narrow == 1.0).mean() > 0.7 > (prev.grey == 1.0).mean()
+    plain = tmp_path / "x.png"
+    from PIL import Image
+
+    Image.fromarray((values // 16).astype(np.uint8)).save(plain)
+    assert not imaging.read_preview(plain).is_dicom and imaging.read_preview(plain).window is None
+
+
+def test_overlay_colours_only_where_heat_is():
+    grey = np.full((10, 10), 0.5, np.float32)
+    heat = np.zeros((10, 10), np.float32)
+    heat[2, 3] = 4.0  # not max-1 scaled: overlay rescales
+    out = imaging.overlay(grey, heat)
+    assert out.shape == (10, 10, 3) and (out[7, 7] == 128).all()
+    assert out[2, 3, 2] != out[2, 3, 0]  # coloured
+    with pytest.raises(Exception, match="does not match"):
+        imaging.overlay(grey, heat[:5])
+
+
+def test_egd_gaze_file_for_many_images_needs_the_image_name(tmp_path):
+    pytest.importorskip("eclip_core.heatmap.gaze")
+    from eclip_core.errors import FixationsError
+
+    csv = tmp_path / "fixations.csv"
+    csv.write_text("DICOM_ID,FPOGX,FPOGY,FPOGD,X_ORIGINAL,Y_ORIGINAL\nimgA,0,0,0.2,10,10\nimgB,0,0,0.2,500,300\n")
+    with pytest.raises(FixationsError, match="2 images"):
+        imaging.read_gaze_heatmap(csv, (1000, 1000))
+    heat, fmt = imaging.read_gaze_heatmap(csv, (1000, 1000), (500, 500), image_name="imgB")
+    assert fmt == "EGD-CXR" and heat.shape == (500, 500)
+    row, col = np.unravel_index(heat.argmax(), heat.shape)
+    assert abs(row - 150) <= 8 and abs(col - 250) <= 8  # (x 500, y 300) on a half-size grid (sigma 75 px there)
+
+
+def test_every_pipeline_field_is_a_flag_and_defaults_are_safe():
+    from rag_report.pipeline import PipelineConfig
+
+    dests = {a.dest for a in build_parser()._actions}
+    assert {f.name for f in dataclasses.fields(PipelineConfig)} <= dests
+    serve, pipe = parse_args([])
+    assert pipe == PipelineConfig()
+    assert serve.host == "127.0.0.1" and serve.concurrency == 2 and serve.max_file_mb == 50.0
+    serve, pipe = parse_args(["--model", "m", "--index", "i", "--llm", "l.gguf", "--k", "7", "--diversify", "none",
+                              "--quantization", "none", "--similarity-floor", "0.2", "--extra-llm", "x", "--extra-llm", "y"])
+    assert (pipe.model_dir, pipe.index_dir, pipe.llm_path, pipe.k) == ("m", "i", "l.gguf", 7)
+    assert pipe.diversify is None and pipe.quantization == "none" and pipe.similarity_floor == 0.2
+    assert serve.extra_llms == ["x", "y"]
+    assert FLAG_NAMES["model_dir"] == "--model"
+    with pytest.raises(SystemExit):
+        parse_args(["--mode", "poetry"])
+    with pytest.raises(SystemExit):
+        parse_args(["--concurrency", "0"])
+
+
+def test_friendly_messages_and_llm_choices():
+    msg = friendly_message(ValueError("/tmp/gradio/9f/Smith_J.dcm: truncated"), "/tmp/gradio/9f/Smith_J.dcm")
+    assert msg == "Smith_J.dcm: truncated"
+    choices = llm_choices(None, ["/m/a", "/m/a", "/m/b.gguf"])
+    assert [c.path for c in choices] == [None, "/m/a", "/m/b.gguf"] and choices[0].label == DEFAULT_LLM_LABEL
+    assert llm_choices("/m/a")[0].label == "a (/m/a)"
+
+
+def test_outside_urls():
+    urls = ["http://127.0.0.1:7860/", "http://localhost:1/x", "data:,", "blob:http://127.0.0.1/x",
+            "https://cdn.jsdelivr.net/x.js", "wss://example.org/q"]
+    assert outside_urls(urls) == ["https://cdn.jsdelivr.net/x.js", "wss://example.org/q"]
+
+
+def test_main_reports_a_missing_model_without_a_traceback(tmp_path, capsys):
+    from apps.gradio_app import main
+
+    code = main(["--model", str(tmp_path / "no-model"), "--index", str(tmp_path / "no-index"), "--quiet"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "no-model" in err and "Traceback" not in err
