@@ -106,7 +106,7 @@ class ReportPipeline:
     def _resolve_mode(self, mode: str, llm: Any | None) -> str:
         if mode != "auto":
             return mode
-        return "grounded" if llm is None or llm.num_parameters < GROUNDED_BELOW_PARAMS else "free"
+        return "grounded" if llm is None or llm.n_parameters < GROUNDED_BELOW_PARAMS else "free"
 
     # -- drafting -------------------------------------------------------------------------------
     def generate(
@@ -161,24 +161,27 @@ class ReportPipeline:
         if cfg.mode in ("auto", "grounded", "free"):
             llm = self.llm(llm_path)
         resolved = self._resolve_mode(cfg.mode, llm)
-        sentences, free_text = self._draft(resolved, reports, llm, cfg)
+        sentences, free_text = self._draft(resolved, reports, llm, cfg, warnings)
         timings["generate"] = _ms(t)
         return self._assemble(resolved, reports, sentences, free_text, timings, warnings, llm)
 
-    def _draft(self, mode: str, reports: list, llm: Any, cfg: PipelineConfig) -> tuple[list[SourcedSentence], tuple[str, str] | None]:
+    def _draft(self, mode: str, reports: list, llm: Any, cfg: PipelineConfig,
+               warnings: list[str]) -> tuple[list[SourcedSentence], tuple[str, str] | None]:
         if mode == "top1":
             return top1_draft(reports), None
         if mode == "consensus":
             return consensus_draft(reports, observations=sentence_observations), None
         if mode == "grounded":
-            from rag_report.grounded import grounded_draft
+            from rag_report.grounded import GroundedConfig, grounded_draft
 
-            return grounded_draft(llm, reports, max_sentences=cfg.max_sentences), None
+            draft = grounded_draft(llm, reports, GroundedConfig(max_sentences=cfg.max_sentences))
+            return [SourcedSentence(s.text, s.section, list(s.source_ids), float(s.support)) for s in draft.sentences], None
         if mode == "free":
-            from rag_report.free import free_draft
+            from rag_report.free import FreeConfig, free_draft
 
-            findings, impression = free_draft(llm, reports, max_new_tokens=cfg.max_new_tokens, num_beams=cfg.num_beams)
-            return [], (findings, impression)
+            draft = free_draft(llm, reports, FreeConfig(max_new_tokens=cfg.max_new_tokens, num_beams=cfg.num_beams))
+            warnings.extend(draft.warnings)
+            return [], (draft.findings, draft.impression)
         raise RagReportError(f"unknown mode {mode!r}")
 
     def _assemble(self, mode, reports, sentences, free_text, timings, warnings, llm) -> DraftReport:

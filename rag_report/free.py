@@ -1,0 +1,133 @@
+"""Free-mode drafting: the paper's protocol (few-shot prompt of diversified retrieved reports, the LLM writes).
+
+Defaults follow the eCLIP reference (beam 4, 200 new tokens). A repetition guard stops loops twice: at
+generation (``no_repeat_ngram_size``) and afterwards (:func:`truncate_repetition` cuts the text at the
+first repeated sentence or word run). The answer is parsed into FINDINGS / IMPRESSION
+(:func:`parse_sections`). Meant for capable LLMs (7B+); a 135 M model rambles (use grounded mode).
+
+>>> from rag_report.llm import load_llm                              # doctest: +SKIP
+>>> draft = free_draft(load_llm(), [{"findings": "Lungs clear.", "impression": "Normal."}])  # doctest: +SKIP
+>>> draft.findings, draft.impression                                 # doctest: +SKIP
+('The lungs are clear.', 'Normal chest.')
+"""
+from __future__ import annotations
+
+import logging
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+from eclip_core.text import normalize_report_text
+from rag_report.errors import EmptyCorpusError
+from rag_report.prompts import FINDINGS_HEADER, FREE_INSTRUCTION, SYSTEM_RADIOLOGIST, few_shot_user_message
+
+log = logging.getLogger(__name__)
+
+_HEADER = re.compile(r"(?:^|\s|\*)(findings|impressions?|conclusions?)\s*\**\s*:", re.IGNORECASE)
+_ANY_SENT_END = re.compile(r"(?<=[.!?])\s+")   # generated text may continue in lower case after a stop
+_WORD_RUN = re.compile(r"\b(\w+)(?:\W+\1\b){3,}", re.IGNORECASE)   # the same word 4+ times in a row
+
+
+@dataclass
+class FreeConfig:
+    """Generation settings of free mode (defaults: the eCLIP reference's beam 4, 200 new tokens)."""
+
+    max_new_tokens: int = 200
+    num_beams: int = 4
+    no_repeat_ngram_size: int = 4
+    repetition_penalty: float = 1.0
+    max_prompt_reports: int = 5
+    max_prompt_chars: int = 600
+    max_sentence_words: int = 60  # a longer "sentence" is a run-on loop and is cut
+
+
+@dataclass
+class FreeDraft:
+    """The result of :func:`free_draft`."""
+
+    findings: str
+    impression: str
+    raw_text: str
+    truncated: bool
+    seconds: float
+    prompt_tokens: int
+    llm_id: str
+    warnings: list[str] = field(default_factory=list)
+
+
+def truncate_repetition(text: str, max_sentence_words: int = 60) -> tuple[str, bool]:
+    """Cut ``text`` at the first sign of a loop; return (kept text, whether anything was cut).
+
+    A loop is a sentence already said (case-insensitive), a word repeated 4+ times in a row, or a run-on
+    sentence longer than ``max_sentence_words`` words. Section headers survive.
+
+    >>> truncate_repetition("Lungs clear. Heart normal. Lungs clear. Heart normal.")
+    ('Lungs clear. Heart normal.', True)
+    >>> truncate_repetition("No effusion effusion effusion effusion effusion.")
+    ('', True)
+    """
+    kept: list[str] = []
+    seen: set[str] = set()
+    for sent in (p for p in _ANY_SENT_END.split(normalize_report_text(text)) if p):
+        body = _HEADER.sub(" ", sent).strip().lower()
+        if (body and body in seen) or _WORD_RUN.search(sent) or len(sent.split()) > max_sentence_words:
+            return " ".join(kept), True
+        if body:
+            seen.add(body)
+        kept.append(sent)
+    return " ".join(kept), False
+
+
+def parse_sections(text: str) -> tuple[str, str, list[str]]:
+    """Split generated text into (findings, impression, warnings) at FINDINGS: / IMPRESSION: headers.
+
+    Text before any header counts as findings; "Conclusion:" counts as impression.
+
+    >>> parse_sections("FINDINGS: Lungs clear. IMPRESSION: Normal chest")
+    ('Lungs clear.', 'Normal chest.', [])
+    """
+    parts: dict[str, list[str]] = {"findings": [], "impression": []}
+    current = "findings"
+    pos = 0
+    for m in _HEADER.finditer(text):
+        parts[current].append(text[pos:m.start()])
+        current = "findings" if m.group(1).lower().startswith("finding") else "impression"
+        pos = m.end()
+    parts[current].append(text[pos:])
+    findings, impression = (normalize_report_text(" ".join(p).replace("*", " ")) for p in parts.values())
+    warnings = []
+    if not impression:
+        warnings.append("The generated text has no IMPRESSION section.")
+    if not findings and not impression:
+        warnings.append("The LLM generated no report text.")
+    return findings, impression, warnings
+
+
+def free_draft(llm: Any, reports: Sequence[Any], config: FreeConfig | None = None) -> FreeDraft:
+    """Draft a report freely from ``reports`` (most similar / diversified, as retrieved).
+
+    ``llm``: a :class:`rag_report.llm.FrozenLLM`. ``reports``: objects or dicts with findings and
+    impression. Raises :class:`~rag_report.errors.EmptyCorpusError` when no report has any text.
+    """
+    cfg = config or FreeConfig()
+    t0 = time.perf_counter()
+    user = few_shot_user_message(reports, FREE_INSTRUCTION, cfg.max_prompt_reports, cfg.max_prompt_chars)
+    if "Example report" not in user:
+        raise EmptyCorpusError(
+            f"Free mode got {len(reports)} retrieved report(s) with no findings or impression text; "
+            "retrieve from a corpus with report text."
+        )
+    # Forcing the answer to open with the FINDINGS header keeps even small models in the report format.
+    prompt = llm.chat_prompt(user, SYSTEM_RADIOLOGIST, assistant_prefix=FINDINGS_HEADER)
+    raw = llm.generate(prompt, max_new_tokens=cfg.max_new_tokens, num_beams=cfg.num_beams,
+                       no_repeat_ngram_size=cfg.no_repeat_ngram_size,
+                       repetition_penalty=cfg.repetition_penalty)
+    text, truncated = truncate_repetition(FINDINGS_HEADER + " " + raw, cfg.max_sentence_words)
+    findings, impression, warnings = parse_sections(text)
+    if truncated:
+        warnings.append("The LLM output repeated itself; it was cut at the first repetition.")
+    secs = time.perf_counter() - t0
+    log.info("Free draft in %.2f s (%d prompt tokens, truncated=%s)", secs, len(llm.encode(prompt)), truncated)
+    return FreeDraft(findings, impression, raw, truncated, secs, len(llm.encode(prompt)),
+                     str(getattr(llm, "id", "?")), warnings)

@@ -1,0 +1,491 @@
+"""Evidence-constrained ("grounded") drafting: the LLM composes a report from retrieved sentences only.
+
+How it works (see shared/DESIGN.md, "Generation modes"):
+
+1. Candidates: the normalised sentences of the retrieved reports, per section (FINDINGS / IMPRESSION),
+   merged across reports, each with its source report ids and a *support* in (0, 1]: the
+   similarity-weighted fraction of retrieved reports that agree with it (same sentence, a near-duplicate,
+   or the same observations with the same polarity per ``eclip_core.labeler.sentence_observations``).
+2. A token trie per section over the candidates' token ids (each tokenised with a leading space, as it
+   follows "FINDINGS:" or the previous sentence).
+3. The prompt (retrieved reports + instruction, assistant turn forced to start with "FINDINGS:") is
+   encoded once; decoding extends its KV cache. At each sentence boundary the LLM chooses between the
+   first tokens of the allowed candidates and END (next section / end of turn); inside a sentence only
+   tokens continuing an allowed candidate are allowed, and the sentence ends when a candidate completes.
+   Once only one candidate remains on the path, its remaining tokens are fed in one forward pass.
+4. Scores are the LLM's log-probabilities plus ``agreement_weight * log(support)`` (a log-prior from the
+   agreement across retrieved reports); END gets ``agreement_weight * log(p_stop)``, p_stop being the
+   weighted fraction of retrieved reports whose section is no longer than what is drafted so far.
+5. Blocking: a candidate is not allowed once it adds nothing (its observations with the same polarity are
+   all already stated in the section, or its text nearly duplicates an emitted sentence), or when it
+   contradicts an emitted sentence (same observation, other polarity). END is not allowed before
+   ``min_per_section`` sentences of a section with candidates; caps bound the length.
+
+Every output sentence is exactly one candidate, so it carries the ids of the reports it came from.
+
+>>> from rag_report.llm import load_llm                          # doctest: +SKIP
+>>> reports = [{"study_id": "CXR1", "similarity": 0.61, "findings": "Heart size normal. No effusion.",
+...             "impression": "No acute disease."}]              # doctest: +SKIP
+>>> draft = grounded_draft(load_llm(), reports)                  # doctest: +SKIP
+>>> draft.findings, draft.sentences[0].source_ids                 # doctest: +SKIP
+('Heart size normal. No effusion.', ['CXR1'])
+"""
+from __future__ import annotations
+
+import logging
+import math
+import re
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Sequence
+
+import torch
+
+from eclip_core.text import DEID_TOKEN, normalize_report_text, split_sentences
+from rag_report.errors import EmptyCorpusError
+from rag_report.prompts import (
+    FINDINGS_HEADER,
+    GROUNDED_INSTRUCTION,
+    IMPRESSION_HEADER,
+    SYSTEM_RADIOLOGIST,
+    few_shot_user_message,
+    report_fields,
+)
+
+log = logging.getLogger(__name__)
+
+SECTIONS = ("findings", "impression")
+ObservationsFn = Callable[[str], dict[str, float]]
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+@dataclass
+class GroundedConfig:
+    """Knobs of grounded decoding; the defaults suit SmolLM2-135M with ~5 retrieved reports."""
+
+    max_sentences: int = 9               # whole draft
+    max_per_section: tuple[int, int] = (7, 3)  # findings, impression
+    min_per_section: int = 1             # no END before this many sentences (sections with candidates)
+    agreement_weight: float = 1.0        # weight of log(support) / log(p_stop) added to LLM log-probs
+    similarity_temperature: float = 0.05  # report weights = softmax(similarity / T)
+    near_duplicate: float = 0.8          # word-set Jaccard at or above which two sentences are the same
+    contained: float = 0.9               # share of a candidate's words inside an emitted sentence = nothing new
+    min_support: float = 0.1             # rarer candidates only when a section has nothing else to say
+    block_redundant: bool = True
+    end_bias: float = 0.0                # added to END scores (>0 = shorter drafts)
+    max_prompt_reports: int = 5
+    max_prompt_chars: int = 500          # per report section in the prompt
+    max_candidates: int = 300            # per section, highest support kept
+    observations: ObservationsFn | None = None  # None = eclip_core.labeler.sentence_observations
+
+
+@dataclass
+class Candidate:
+    """One evidence sentence that the draft may state."""
+
+    text: str
+    section: str
+    source_ids: list[str]
+    support: float
+    observations: dict[str, float]
+    token_ids: tuple[int, ...] = ()
+    words: frozenset[str] = frozenset()
+
+
+@dataclass
+class GroundedSentence:
+    """One drafted sentence with its provenance."""
+
+    text: str
+    section: str
+    source_ids: list[str]
+    support: float
+    logprob: float           # LLM log-probability of its tokens given everything before
+    token_ids: list[int] = field(default_factory=list, repr=False)
+
+
+@dataclass
+class GroundedDraft:
+    """The result of :func:`grounded_draft`."""
+
+    sentences: list[GroundedSentence]
+    n_candidates: dict[str, int]
+    prompt_tokens: int
+    forward_passes: int
+    seconds: float
+    llm_id: str
+    observations_used: bool
+
+    @property
+    def findings(self) -> str:
+        return " ".join(s.text for s in self.sentences if s.section == "findings")
+
+    @property
+    def impression(self) -> str:
+        return " ".join(s.text for s in self.sentences if s.section == "impression")
+
+    def sentences_from(self, source_id: str) -> list[str]:
+        """The drafted sentences that came from report ``source_id``."""
+        return [s.text for s in self.sentences if source_id in s.source_ids]
+
+    def provenance(self) -> list[dict[str, Any]]:
+        """Per-sentence provenance, JSON-safe: sentence, section, source_ids, support (fields of
+        ``rag_report.report.SentenceProvenance`` plus the support)."""
+        return [{"sentence": s.text, "section": s.section, "source_ids": list(s.source_ids),
+                 "support": round(float(s.support), 6)} for s in self.sentences]
+
+
+# ----------------------------------------------------------------------------------------------------
+# Candidates
+
+def _report_id(report: Any, index: int) -> str:
+    for key in ("study_id", "report_id", "id", "uid"):
+        value = report.get(key) if isinstance(report, dict) else getattr(report, key, None)
+        if value is not None:
+            return str(value)
+    return f"report{index}"
+
+
+def _similarity(report: Any) -> float:
+    value = report.get("similarity") if isinstance(report, dict) else getattr(report, "similarity", None)
+    return 1.0 if value is None or not math.isfinite(float(value)) else float(value)
+
+
+def content_words(sentence: str) -> frozenset[str]:
+    """Lower-case word set used for near-duplicate tests (the de-identification token dropped).
+
+    >>> sorted(content_words("No pleural effusion, XXXX."))
+    ['effusion', 'no', 'pleural']
+    """
+    return frozenset(w for w in _WORD.findall(sentence.lower()) if w != DEID_TOKEN.lower())
+
+
+def contained_in(a: frozenset[str], b: frozenset[str], threshold: float) -> bool:
+    """At least ``threshold`` of a's words are in b ("No focal airspace disease" in a longer negation list).
+
+    >>> contained_in(content_words("No focal airspace disease."),
+    ...              content_words("No pneumothorax, pleural effusion, or focal airspace disease."), 0.9)
+    True
+    """
+    return bool(a) and len(a & b) / len(a) >= threshold
+
+
+def near_duplicate(a: frozenset[str], b: frozenset[str], threshold: float) -> bool:
+    """Word-set Jaccard >= threshold (identical empty sets count as duplicates)."""
+    if not a or not b:
+        return a == b
+    return len(a & b) / len(a | b) >= threshold
+
+
+def default_observations() -> ObservationsFn | None:
+    """``eclip_core.labeler.sentence_observations`` when that module is importable, else None."""
+    try:
+        from eclip_core.labeler import sentence_observations
+    except ImportError:
+        log.warning("eclip_core.labeler is not available: grounded decoding blocks redundancy by text only")
+        return None
+    return sentence_observations
+
+
+_REPEATED_STOPS = re.compile(r"\s*\.(?:\s*\.)+$")
+NO_FINDING = "No Finding"
+_NEUTRAL = {NO_FINDING, "Support Devices"}
+
+
+def clean_sentence(sentence: str) -> str:
+    """Normalised sentence with a trailing run of stops (". ." / "..") reduced to one.
+
+    The result is always a substring of the normalised source text.
+
+    >>> clean_sentence("No acute abnormality. .")
+    'No acute abnormality.'
+    """
+    return _REPEATED_STOPS.sub(".", normalize_report_text(sentence))
+
+
+def _covered(obs: dict[str, float], stated: dict[str, set[float]]) -> bool:
+    return bool(obs) and all(v in stated.get(k, ()) for k, v in obs.items())
+
+
+def _contradicts(obs: dict[str, float], stated: dict[str, set[float]]) -> bool:
+    """Same observation with another polarity, or a positive finding against "No Finding" (and back)."""
+    if any(k in stated and v not in stated[k] for k, v in obs.items()):
+        return True
+    finding_stated = any(k not in _NEUTRAL and v != 0.0 for k, vs in stated.items() for v in vs)
+    finding_here = any(k not in _NEUTRAL and v != 0.0 for k, v in obs.items())
+    return (obs.get(NO_FINDING) == 1.0 and finding_stated) or (
+        finding_here and 1.0 in stated.get(NO_FINDING, ()))
+
+
+@dataclass
+class _Report:
+    rid: str
+    weight: float
+    sections: dict[str, list[str]]
+    keys: set[str]
+    words: list[frozenset[str]]
+    stated: dict[str, set[float]]
+
+
+def build_candidates(reports: Sequence[Any], tokenizer_encode: Callable[[str], list[int]] | None = None,
+                     config: GroundedConfig | None = None,
+                     observations: ObservationsFn | None = None) -> tuple[dict[str, list[Candidate]], list[_Report]]:
+    """Candidates per section (highest support first) and the parsed reports.
+
+    ``reports``: objects or dicts with an id (study_id / report_id / id), ``similarity``, ``findings``,
+    ``impression``. ``tokenizer_encode`` fills ``token_ids`` (of " " + text); candidates whose text has no
+    word besides the de-identification token are dropped.
+    """
+    cfg = config or GroundedConfig()
+    sims = [_similarity(r) for r in reports]
+    top = max(sims) if sims else 0.0
+    raw = [math.exp((s - top) / max(cfg.similarity_temperature, 1e-6)) for s in sims]
+    total = sum(raw) or 1.0
+    parsed: list[_Report] = []
+    for i, rep in enumerate(reports):
+        secs = dict(zip(SECTIONS, (split_sentences(t) for t in report_fields(rep))))
+        sents = secs["findings"] + secs["impression"]
+        stated: dict[str, set[float]] = {}
+        if observations is not None:
+            for s in sents:
+                for k, v in observations(s).items():
+                    stated.setdefault(k, set()).add(float(v))
+        parsed.append(_Report(_report_id(rep, i), raw[i] / total, secs,
+                              {clean_sentence(s).lower() for s in sents}, [content_words(s) for s in sents], stated))
+
+    out: dict[str, list[Candidate]] = {}
+    for section in SECTIONS:
+        by_key: dict[str, Candidate] = {}
+        for rep in parsed:
+            for sent in rep.sections[section]:
+                text = clean_sentence(sent)
+                words = content_words(text)
+                if not any(c.isalpha() for w in words for c in w):
+                    continue
+                cand = by_key.get(text.lower())
+                if cand is None:
+                    obs = {k: float(v) for k, v in observations(text).items()} if observations else {}
+                    cand = by_key[text.lower()] = Candidate(text, section, [], 0.0, obs, words=words)
+                if rep.rid not in cand.source_ids:
+                    cand.source_ids.append(rep.rid)
+        cands = list(by_key.values())
+        for cand in cands:
+            cand.support = sum(rep.weight for rep in parsed if _agrees(cand, rep, cfg.near_duplicate))
+            cand.support = max(cand.support, 1e-6)
+        cands.sort(key=lambda c: -c.support)
+        cands = cands[: cfg.max_candidates]
+        if tokenizer_encode is not None:
+            for cand in cands:
+                cand.token_ids = tuple(tokenizer_encode(" " + cand.text))
+            cands = [c for c in cands if c.token_ids]
+        out[section] = cands
+    return out, parsed
+
+
+def _agrees(cand: Candidate, rep: _Report, threshold: float) -> bool:
+    if cand.text.lower() in rep.keys or any(near_duplicate(cand.words, w, threshold) for w in rep.words):
+        return True
+    return _covered(cand.observations, rep.stated)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Trie
+
+@dataclass
+class _Node:
+    children: dict[int, "_Node"] = field(default_factory=dict)
+    members: list[int] = field(default_factory=list)   # candidates whose tokens pass through this node
+    terminal: list[int] = field(default_factory=list)  # candidates that end here
+
+
+def build_trie(token_seqs: Sequence[Sequence[int]]) -> _Node:
+    """A token trie; node.members lists every sequence index below (or ending at) the node."""
+    root = _Node()
+    for idx, seq in enumerate(token_seqs):
+        node = root
+        node.members.append(idx)
+        for tok in seq:
+            node = node.children.setdefault(int(tok), _Node())
+            node.members.append(idx)
+        node.terminal.append(idx)
+    return root
+
+
+# ----------------------------------------------------------------------------------------------------
+# Decoding
+
+class _Decoder:
+    """Greedy constrained decoding over a growing KV cache (batch of one)."""
+
+    def __init__(self, llm: Any, prompt_ids: list[int]):
+        self.llm = llm
+        self.cache = None
+        self.passes = 0
+        self.last = self._feed(prompt_ids, keep=1)[-1]
+
+    @torch.inference_mode()
+    def _feed(self, ids: Sequence[int], keep: int) -> torch.Tensor:
+        """Feed tokens; return log-probs [keep, vocab] of the last ``keep`` positions."""
+        x = torch.tensor([list(ids)], device=self.llm.device)
+        # transformers 5.x names the KV cache `cache` (past_key_values is a deprecated alias); only the
+        # last rows' logits are materialised (a 500-token prompt x 49k vocabulary would cost 100 MB).
+        out = self.llm.model(input_ids=x, cache=self.cache, use_cache=True, logits_to_keep=keep)
+        self.cache = out.cache
+        self.passes += 1
+        return torch.log_softmax(out.logits[0, -keep:].float(), dim=-1)
+
+    def feed(self, ids: Sequence[int]) -> float:
+        """Feed forced tokens; return their summed log-prob under the model."""
+        lp = float(self.last[ids[0]])
+        rows = self._feed(ids, keep=len(ids))
+        for i in range(1, len(ids)):
+            lp += float(rows[i - 1, ids[i]])
+        self.last = rows[-1]
+        return lp
+
+
+def _log(x: float) -> float:
+    return math.log(max(x, 1e-9))
+
+
+def grounded_draft(llm: Any, reports: Sequence[Any], config: GroundedConfig | None = None) -> GroundedDraft:
+    """Draft a report whose every sentence is a sentence of ``reports`` (see the module docstring).
+
+    ``llm``: a :class:`rag_report.llm.FrozenLLM` (any object with ``model``, ``tokenizer``, ``device``,
+    ``encode``, ``chat_prompt``, ``eos_token_ids`` and ``id`` works). ``reports``: retrieved reports,
+    most similar first (objects or dicts with study_id, similarity, findings, impression).
+    Raises :class:`~rag_report.errors.EmptyCorpusError` when the reports hold no usable sentence.
+    """
+    cfg = config or GroundedConfig()
+    t0 = time.perf_counter()
+    obs_fn = cfg.observations if cfg.observations is not None else default_observations()
+    cands, parsed = build_candidates(reports, llm.encode, cfg, obs_fn)
+    active_sections = [s for s in SECTIONS if cands[s]]
+    if not active_sections:
+        raise EmptyCorpusError(
+            f"Grounded decoding got {len(reports)} retrieved report(s) with no usable sentence in their "
+            "findings or impression; retrieve from a corpus with report text or use another mode."
+        )
+    headers = {"findings": FINDINGS_HEADER, "impression": IMPRESSION_HEADER}
+    user = few_shot_user_message(reports, GROUNDED_INSTRUCTION, cfg.max_prompt_reports, cfg.max_prompt_chars)
+    prompt = llm.chat_prompt(user, SYSTEM_RADIOLOGIST, assistant_prefix=headers[active_sections[0]])
+    prompt_ids = llm.encode(prompt)
+    dec = _Decoder(llm, prompt_ids)
+    eos = list(llm.eos_token_ids) or llm.encode("\n")[:1]
+
+    emitted: list[GroundedSentence] = []
+    stated_all: dict[str, set[float]] = {}
+    for si, section in enumerate(active_sections):
+        if si > 0:
+            dec.feed(llm.encode("\n" + headers[section]))
+        nxt = active_sections[si + 1] if si + 1 < len(active_sections) else None
+        end_ids = llm.encode("\n" + headers[nxt])[:1] if nxt else eos
+        sec_cands = cands[section]
+        trie = build_trie([c.token_ids for c in sec_cands])
+        used: set[int] = set()
+        stated_sec: dict[str, set[float]] = {}
+        sec_words: list[frozenset[str]] = []
+        lengths = [(rep.weight, len(rep.sections[section])) for rep in parsed]
+        cap = min(cfg.max_per_section[SECTIONS.index(section)], cfg.max_sentences - len(emitted))
+        n = 0
+        while n < cap:
+            active = _allowed(sec_cands, used, stated_sec, stated_all, sec_words,
+                              [s.text for s in emitted], cfg)
+            if not active and n < cfg.min_per_section:
+                # Never an empty section: relax the support floor, then the blocking.
+                relaxed = replace(cfg, min_support=0.0)
+                active = _allowed(sec_cands, used, stated_sec, stated_all, sec_words,
+                                  [s.text for s in emitted], relaxed)
+                active = active or {i for i in range(len(sec_cands)) if i not in used}
+            if not active:
+                break
+            choice = _choose_sentence(dec, trie, sec_cands, active, cfg, end_ids,
+                                      can_end=n >= cfg.min_per_section,
+                                      p_stop=sum(w for w, m in lengths if m <= n))
+            if choice is None:
+                break
+            idx, lp = choice
+            cand = sec_cands[idx]
+            used.add(idx)
+            for k, v in cand.observations.items():
+                stated_sec.setdefault(k, set()).add(v)
+                stated_all.setdefault(k, set()).add(v)
+            sec_words.append(cand.words)
+            emitted.append(GroundedSentence(cand.text, section, list(cand.source_ids), cand.support, lp,
+                                            list(cand.token_ids)))
+            n += 1
+    secs = time.perf_counter() - t0
+    log.info("Grounded draft: %d sentences from %s candidates, %d forward passes, %.2f s",
+             len(emitted), {s: len(c) for s, c in cands.items()}, dec.passes, secs)
+    return GroundedDraft(emitted, {s: len(c) for s, c in cands.items()}, len(prompt_ids), dec.passes, secs,
+                         str(getattr(llm, "id", "?")), obs_fn is not None)
+
+
+def _allowed(cands: list[Candidate], used: set[int], stated_sec: dict[str, set[float]],
+             stated_all: dict[str, set[float]], sec_words: list[frozenset[str]], emitted_texts: list[str],
+             cfg: GroundedConfig) -> set[int]:
+    """Indices of candidates that may be stated next."""
+    emitted_lower = {t.lower() for t in emitted_texts}
+    ok = set()
+    for i, c in enumerate(cands):
+        if i in used or c.text.lower() in emitted_lower:
+            continue
+        if cfg.block_redundant:
+            if _contradicts(c.observations, stated_all) or _covered(c.observations, stated_sec):
+                continue
+            if any(near_duplicate(c.words, w, cfg.near_duplicate) or contained_in(c.words, w, cfg.contained)
+                   for w in sec_words):
+                continue
+        if c.support < cfg.min_support:
+            continue
+        ok.add(i)
+    return ok
+
+
+def _prior(node: _Node, cands: list[Candidate], active: set[int]) -> float | None:
+    sup = [cands[i].support for i in node.members if i in active]
+    return _log(max(sup)) if sup else None
+
+
+def _choose_sentence(dec: _Decoder, root: _Node, cands: list[Candidate], active: set[int],
+                     cfg: GroundedConfig, end_ids: list[int], can_end: bool,
+                     p_stop: float) -> tuple[int, float] | None:
+    """Decode one sentence under the trie (or END -> None); returns (candidate index, log-prob)."""
+    lam = cfg.agreement_weight
+    lp_vec = dec.last
+    best_tok, best = None, -math.inf
+    for tok, child in root.children.items():
+        prior = _prior(child, cands, active)
+        if prior is not None and float(lp_vec[tok]) + lam * prior > best:
+            best_tok, best = tok, float(lp_vec[tok]) + lam * prior
+    if can_end:
+        end_lp = float(torch.logsumexp(lp_vec[end_ids], dim=0))
+        if end_lp + lam * _log(p_stop) + cfg.end_bias > best or best_tok is None:
+            return None
+    if best_tok is None:
+        return None
+    node, path_lp, depth, tok = root, 0.0, 0, best_tok
+    while True:
+        child = node.children[tok]
+        remaining = [i for i in child.members if i in active]
+        if len(remaining) == 1:
+            # One candidate left on this path: feed its remaining tokens in one forward pass.
+            idx = remaining[0]
+            return idx, path_lp + dec.feed(list(cands[idx].token_ids[depth:]))
+        path_lp += dec.feed([tok])
+        depth += 1
+        node = child
+        live = {t: ch for t, ch in node.children.items() if any(i in active for i in ch.members)}
+        done = [i for i in node.terminal if i in active]
+        if done and not live:
+            return done[0], path_lp
+        lp_vec = dec.last
+        scores = {t: float(lp_vec[t]) + lam * (_prior(ch, cands, active) or 0.0) for t, ch in live.items()}
+        tok = max(scores, key=scores.get)
+        if done:
+            # A candidate completes here and a longer one continues: ending is worth the mass of whatever
+            # may follow a finished sentence (another sentence start or END).
+            starts = list(root.children) + list(end_ids)
+            end_here = float(torch.logsumexp(lp_vec[starts], dim=0)) + lam * _log(cands[done[0]].support)
+            if end_here >= scores[tok]:
+                return done[0], path_lp
