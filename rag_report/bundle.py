@@ -36,7 +36,7 @@ class DefaultBundleConfig:
     gaze_fraction: float = 0.15
     model: str = "eclip-small"
     lock_text: bool = True
-    steps: int = 600
+    steps: int = 300
     batch_size: int = 32
     lr: float = 3e-4
     seed: int = 42
@@ -92,6 +92,7 @@ def default_bundle(config: DefaultBundleConfig | None = None, *, build: bool = T
 def train_bundle_model(config: DefaultBundleConfig, manifest: Path, method: str, *, progress: bool = True) -> Path:
     """Train (or reuse) the bundle's ``method`` model ("eclip" or "clip") on the phantom train split."""
     from eclip_core.config import EClipConfig, TrainConfig
+    from eclip_core.model import EClip
     from eclip_core.train import train
 
     out = bundle_root(config) / method
@@ -101,10 +102,10 @@ def train_bundle_model(config: DefaultBundleConfig, manifest: Path, method: str,
         manifest=str(manifest), output_dir=str(bundle_root(config) / f"{method}-run"), method=method,
         model=EClipConfig(name=config.model, lock_text=config.lock_text), steps=config.steps,
         batch_size=config.batch_size, lr=config.lr, seed=config.seed,
-        checkpoint_every=max(config.steps // 5, 1), resume=True,
+        checkpoint_every=max(config.steps // 5, 1), resume=True, progress=progress,
     )
-    result = train(cfg, progress=progress)
-    result.model.save_pretrained(out)
+    result = train(cfg)
+    EClip.from_pretrained(result.model_dir).save_pretrained(out)
     return out
 
 

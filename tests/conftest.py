@@ -25,3 +25,32 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip("../shared/data is not present")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def tiny_world(tmp_path_factory):
+    """A small real world: phantom studies (64 px), an untrained eclip-tiny checkpoint, an index of the
+    train reports. Shared by the pipeline, app and benchmark-harness tests."""
+    from eclip_core.data.manifest import read_manifest
+    from eclip_core.data.phantom import build_phantom_dataset
+    from eclip_core.model import EClip
+    from rag_report.index import ReportIndex
+
+    root = tmp_path_factory.mktemp("tiny_world")
+    manifest = build_phantom_dataset(out_dir=root / "phantom", size=64, limit=90, workers=1, progress=False)
+    studies = read_manifest(manifest)
+    model = EClip.from_config("eclip-tiny").eval()
+    model.save_pretrained(root / "eclip")
+    train = [s for s in studies if s.split == "train" and s.report_text]
+    ReportIndex.build(model, train, root / "index", progress=False, corpus_name="tiny-phantom-train")
+    return {"root": root, "manifest": manifest, "studies": studies, "model_dir": root / "eclip",
+            "index_dir": root / "index"}
+
+
+@pytest.fixture(scope="session")
+def tiny_pipeline_config(tiny_world):
+    """PipelineConfig over the tiny world; consensus mode so no LLM is needed unless a test asks."""
+    from rag_report.pipeline import PipelineConfig
+
+    return PipelineConfig(model_dir=str(tiny_world["model_dir"]), index_dir=str(tiny_world["index_dir"]),
+                          mode="consensus", k=3, candidates=20)
