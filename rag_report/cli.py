@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] in ("train", "serve"):
         return cmd_train(argv[1:]) if argv[0] == "train" else cmd_serve(argv[1:])
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)
     except EClipError as exc:

@@ -1,0 +1,114 @@
+"""LlamaIndex embedding adapter over eCLIP's towers.
+
+Documents (reports) and text queries go through eCLIP's text tower; :meth:`EClipEmbedding.embed_image`
+goes through the image tower into the same space, which is what makes the retrieval cross-modal.
+All vectors are L2-normalised float32, so inner product = cosine similarity.
+
+Example (a tiny random-init model; real use loads a trained checkpoint):
+
+>>> from eclip_core.model import EClip                      # doctest: +SKIP
+>>> emb = EClipEmbedding.from_model(EClip.from_config("eclip-tiny"))  # doctest: +SKIP
+>>> len(emb.get_text_embedding("Heart size normal."))        # doctest: +SKIP
+64
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any, Sequence
+
+import numpy as np
+from llama_index.core.bridge.pydantic import PrivateAttr
+from llama_index.core.embeddings import BaseEmbedding
+
+from rag_report.errors import RagReportError
+
+log = logging.getLogger(__name__)
+
+
+class NoModelError(RagReportError):
+    """A query had to be embedded but the index was loaded without an eCLIP model."""
+
+
+def configure_llama_settings() -> None:
+    """Make sure LlamaIndex never falls back to OpenAI: an unset global LLM becomes None (MockLLM).
+
+    A user-set ``Settings.llm`` is left alone; embedding models are always passed explicitly.
+    """
+    from llama_index.core import Settings
+
+    # Reading Settings.llm while unset would resolve the OpenAI default; peek at the private slot instead.
+    if getattr(Settings, "_llm", None) is None:
+        Settings.llm = None
+
+
+class EClipEmbedding(BaseEmbedding):
+    """A LlamaIndex ``BaseEmbedding`` backed by an ``eclip_core.model.EClip`` (or none, for vector-only use).
+
+    ``model_name`` carries the checkpoint hash, so LlamaIndex's own records name the model that made the
+    vectors. With ``model=None`` every embedding call raises :class:`NoModelError` (an index loaded for
+    vector search only).
+    """
+
+    _model: Any = PrivateAttr(default=None)
+    _dim: int = PrivateAttr(default=0)
+
+    def __init__(self, model: Any = None, *, dim: int | None = None, checkpoint_hash: str | None = None,
+                 embed_batch_size: int = 64, **kwargs: Any) -> None:
+        name = f"eclip-{checkpoint_hash or (model.checkpoint_hash if model is not None else 'none')}"
+        super().__init__(model_name=name, embed_batch_size=embed_batch_size, **kwargs)
+        self._model = model
+        self._dim = int(dim if dim is not None else (model.embed_dim if model is not None else 0))
+
+    @classmethod
+    def from_model(cls, model: Any, embed_batch_size: int = 64) -> "EClipEmbedding":
+        """Adapter over ``model`` (anything with embed_texts / embed_images / embed_dim / checkpoint_hash)."""
+        return cls(model, embed_batch_size=embed_batch_size)
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "EClipEmbedding"
+
+    @property
+    def model(self) -> Any:
+        return self._model
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    def _require_model(self) -> Any:
+        if self._model is None:
+            raise NoModelError(
+                "this index was loaded without an eCLIP model, so text or image queries cannot be embedded; "
+                "pass model=EClip.from_pretrained(<checkpoint>) to ReportIndex.load, or query with vectors"
+            )
+        return self._model
+
+    # -- text tower ---------------------------------------------------------------------------------
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """Texts -> [n, D] float32 unit vectors (one call of the text tower, batched by embed_batch_size)."""
+        model = self._require_model()
+        return np.asarray(model.embed_texts(list(texts), batch_size=self.embed_batch_size, progress=False),
+                          dtype=np.float32)
+
+    def _get_text_embedding(self, text: str) -> list[float]:
+        return self.embed_texts([text])[0].tolist()
+
+    def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
+        return self.embed_texts(texts).tolist()
+
+    def _get_query_embedding(self, query: str) -> list[float]:
+        # Reports and queries share the text tower: a query is embedded exactly like a stored report.
+        return self._get_text_embedding(query)
+
+    async def _aget_query_embedding(self, query: str) -> list[float]:
+        return self._get_query_embedding(query)
+
+    async def _aget_text_embedding(self, text: str) -> list[float]:
+        return self._get_text_embedding(text)
+
+    # -- image tower ---------------------------------------------------------------------------------
+    def embed_image(self, image: Any) -> np.ndarray:
+        """One image (path, PIL, numpy, DICOM path, bytes) -> [D] float32 unit vector via the image tower."""
+        model = self._require_model()
+        return np.asarray(model.embed_images([image], batch_size=1, progress=False), dtype=np.float32)[0]

@@ -1,0 +1,468 @@
+"""The report index: eCLIP text-tower embeddings of reports in a LlamaIndex VectorStoreIndex over FAISS.
+
+One folder on disk holds everything, written atomically (a crash never leaves half an index):
+
+* ``default__vector_store.json``: the FAISS index (binary, LlamaIndex's file name), row i = report i;
+* ``docstore.json`` / ``index_store.json``: LlamaIndex's docstore (one TextNode per report, id =
+  study_id, sections / labels / view / split / simulated as metadata) and the row -> node map;
+* ``manifest.json``: eCLIP checkpoint hash, dim, normalisation, corpus, count, index type, search
+  parameters, build time, versions, ``index_id``.
+
+Metadata is excluded from embedding (and from LLM context), so the vector of a report is exactly the
+text tower applied to the stored text. Vectors are L2-normalised and every index type scores by inner
+product, i.e. cosine similarity.
+
+>>> from eclip_core.model import EClip                                  # doctest: +SKIP
+>>> from eclip_core.data.manifest import read_manifest                  # doctest: +SKIP
+>>> model = EClip.from_config("eclip-tiny")                             # doctest: +SKIP
+>>> idx = ReportIndex.build(model, read_manifest("m.csv"), "idx")       # doctest: +SKIP
+>>> idx = ReportIndex.load("idx", model=model)                          # doctest: +SKIP
+>>> scores, ids = idx.search(model.embed_texts(["No acute disease."]), k=3)  # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from eclip_core.atomic import atomic_dir
+from eclip_core.data.manifest import Study
+from rag_report.embedding import EClipEmbedding, configure_llama_settings
+from rag_report.errors import EmptyCorpusError, IndexMismatchError, IndexNotFoundError, RagReportError
+
+log = logging.getLogger(__name__)
+
+INDEX_TYPES = ("flat", "hnsw", "ivfpq")
+MANIFEST = "manifest.json"
+FAISS_FILE = "default__vector_store.json"  # LlamaIndex's name for the FAISS store file (binary content)
+REQUIRED_FILES = (MANIFEST, "docstore.json", "index_store.json", FAISS_FILE)
+FORMAT_VERSION = 1
+# Every metadata key is kept out of the embedded and the LLM-visible text: embed exactly what is stored.
+METADATA_KEYS = ("study_id", "findings", "impression", "labels", "view", "split", "simulated")
+
+
+# ============================================================================ FAISS construction
+@dataclass
+class IndexParams:
+    """FAISS build and search settings; stored in the manifest, so a reload searches the same way.
+
+    hnsw_m / ef_construction / ef_search: HNSW graph degree and beam widths.
+    nlist / pq_m / pq_nbits: IVF lists and PQ code shape (0 = chosen from the corpus size and dim).
+    nprobe / k_factor: IVF lists visited per query; exact re-ranking of k * k_factor PQ candidates.
+    train_sample: IVF-PQ trains on at most this many vectors (bounded memory at millions of reports).
+    """
+
+    hnsw_m: int = 32
+    ef_construction: int = 200
+    ef_search: int = 128
+    nlist: int = 0
+    pq_m: int = 0
+    pq_nbits: int = 8
+    nprobe: int = 32
+    k_factor: int = 16
+    train_sample: int = 200_000
+    seed: int = 0
+
+
+def _largest_divisor_at_most(d: int, limit: int) -> int:
+    for m in range(max(1, min(d, limit)), 0, -1):
+        if d % m == 0:
+            return m
+    return 1
+
+
+def ivfpq_shape(params: IndexParams, dim: int, n_train: int) -> tuple[int, int, int]:
+    """(nlist, pq_m, pq_nbits) for ``n_train`` training vectors of ``dim``.
+
+    nlist ~ 4 sqrt(n) with >= 39 training points per list (FAISS's k-means minimum); PQ codes of dim/4
+    sub-quantizers by default; fewer PQ bits for tiny corpora that could not train 256 centroids.
+
+    >>> ivfpq_shape(IndexParams(), 256, 1_000_000)
+    (4000, 64, 8)
+    """
+    nlist = params.nlist or int(4 * math.sqrt(max(n_train, 1)))
+    nlist = max(1, min(nlist, n_train // 39 if n_train >= 39 else 1))
+    pq_m = params.pq_m or _largest_divisor_at_most(dim, max(1, dim // 4))
+    if dim % pq_m:
+        raise RagReportError(f"IVF-PQ: pq_m={pq_m} must divide the embedding dim {dim}")
+    # FAISS k-means wants >= 39 points per centroid; below that PQ training is slow and useless.
+    nbits = min(params.pq_nbits, max(1, int(math.log2(max(n_train // 39, 2)))))
+    return nlist, pq_m, nbits
+
+
+def make_faiss_index(index_type: str, dim: int, n_total: int, params: IndexParams) -> tuple[Any, dict]:
+    """An empty (for IVF-PQ untrained) FAISS index for unit vectors, and the shape it resolved to."""
+    import faiss
+
+    if index_type == "flat":
+        return faiss.IndexFlatIP(dim), {}
+    if index_type == "hnsw":
+        index = faiss.IndexHNSWFlat(dim, params.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = params.ef_construction
+        return index, {"hnsw_m": params.hnsw_m}
+    if index_type == "ivfpq":
+        if n_total < 10_000:
+            log.warning("IVF-PQ over only %d reports: the exact 'flat' index is faster and exact at this size",
+                        n_total)
+        nlist, pq_m, nbits = ivfpq_shape(params, dim, min(n_total, params.train_sample))
+        # RFlat: PQ shortlists k * k_factor rows, then exact inner products rank them (exact scores).
+        index = faiss.index_factory(dim, f"IVF{nlist},PQ{pq_m}x{nbits},RFlat", faiss.METRIC_INNER_PRODUCT)
+        # Polysemous code training (FAISS's default for 8-bit PQ) costs minutes and only serves Hamming
+        # pre-filtering, which we never use; the exact re-rank already fixes PQ's ordering.
+        ivf = faiss.downcast_index(faiss.downcast_index(index).base_index)
+        ivf.do_polysemous_training = False
+        return index, {"nlist": nlist, "pq_m": pq_m, "pq_nbits": nbits}
+    raise RagReportError(f"unknown index_type {index_type!r}; choose one of {INDEX_TYPES}")
+
+
+def train_faiss_index(index: Any, vectors: np.ndarray, params: IndexParams) -> None:
+    """Train IVF-PQ on a seeded sample of at most ``params.train_sample`` vectors (no-op otherwise)."""
+    if index.is_trained:
+        return
+    n = len(vectors)
+    sample = vectors
+    if n > params.train_sample:
+        rows = np.sort(np.random.default_rng(params.seed).choice(n, params.train_sample, replace=False))
+        sample = vectors[rows]
+    log.info("training IVF-PQ on %d of %d vectors", len(sample), n)
+    index.train(np.ascontiguousarray(sample, dtype=np.float32))
+
+
+def set_search_params(index: Any, index_type: str, params: IndexParams) -> None:
+    """Apply efSearch (HNSW) or nprobe + k_factor (IVF-PQ) to a CPU FAISS index."""
+    import faiss
+
+    if index_type == "hnsw":
+        faiss.downcast_index(index).hnsw.efSearch = int(params.ef_search)
+    elif index_type == "ivfpq":
+        top = faiss.downcast_index(index)
+        ivf = faiss.downcast_index(top.base_index) if isinstance(top, faiss.IndexRefine) else top
+        ivf.nprobe = int(min(params.nprobe, ivf.nlist))
+        if isinstance(top, faiss.IndexRefine):
+            top.k_factor = float(params.k_factor)
+
+
+def gpu_available() -> bool:
+    """True when this faiss build has GPU support and sees a CUDA device (the ``gpu`` extra)."""
+    try:
+        import faiss
+
+        return hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
+    except Exception:  # noqa: BLE001 -- any probe failure simply means "no GPU"
+        return False
+
+
+def _to_gpu(index: Any, index_type: str) -> tuple[Any, bool]:
+    """A flat or IVF index on GPU 0 when faiss-gpu and CUDA are present; HNSW has no GPU version."""
+    if index_type == "hnsw" or not gpu_available():
+        return index, False
+    import faiss
+
+    try:
+        return faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), 0, index), True
+    except Exception as exc:  # noqa: BLE001 -- e.g. an index kind without a GPU version: stay on CPU
+        log.warning("could not move the %s index to the GPU (%s); searching on the CPU", index_type, exc)
+        return index, False
+
+
+def _bulk_vector_store(faiss_index: Any):
+    """A FaissVectorStore that adds each LlamaIndex insert batch with one FAISS call (not row by row)."""
+    from llama_index.vector_stores.faiss import FaissVectorStore
+
+    class _BulkFaissVectorStore(FaissVectorStore):
+        def add(self, nodes, **add_kwargs):  # noqa: ANN001 -- LlamaIndex signature
+            if not nodes:
+                return []
+            start = self._faiss_index.ntotal
+            self._faiss_index.add(np.asarray([n.get_embedding() for n in nodes], dtype=np.float32))
+            return [str(start + i) for i in range(len(nodes))]
+
+    return _BulkFaissVectorStore(faiss_index=faiss_index)
+
+
+# ============================================================================ nodes
+def study_to_node(study: Study):
+    """The TextNode of one report: id = study_id, text = Study.report_text, metadata excluded from embedding."""
+    from llama_index.core.schema import TextNode
+
+    metadata = {
+        "study_id": study.study_id,
+        "findings": study.findings,
+        "impression": study.impression,
+        "labels": dict(study.labels or {}),
+        "view": study.view,
+        "split": study.split,
+        "simulated": bool((study.meta or {}).get("simulated", False)),
+    }
+    return TextNode(
+        id_=study.study_id, text=study.report_text, metadata=metadata,
+        excluded_embed_metadata_keys=list(METADATA_KEYS), excluded_llm_metadata_keys=list(METADATA_KEYS),
+    )
+
+
+def _corpus_nodes(studies: Sequence[Study]) -> list:
+    nodes, seen, dupes, empty = [], set(), [], 0
+    for s in studies:
+        if s.study_id in seen:
+            dupes.append(s.study_id)
+            continue
+        seen.add(s.study_id)
+        if not s.report_text.strip():
+            empty += 1
+            continue
+        nodes.append(study_to_node(s))
+    if dupes:
+        raise RagReportError(f"duplicate study_id(s) in the corpus: {sorted(set(dupes))[:10]}; ids must be unique")
+    if empty:
+        log.warning("skipped %d studies with no report text (nothing to embed)", empty)
+    return nodes
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for pkg in ("faiss-cpu", "faiss-gpu-cu12", "llama-index-core", "llama-index-vector-stores-faiss", "rag-report"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+# ============================================================================ the index
+@dataclass
+class ReportIndex:
+    """A loaded report index. Build with :meth:`build`, reopen with :meth:`load`.
+
+    ``vector_index`` is the LlamaIndex VectorStoreIndex (its retriever maps FAISS rows to nodes);
+    ``faiss_index`` the raw FAISS index; ``manifest`` the manifest dict; ``study_ids[row]`` the study of
+    each FAISS row; ``embed_model`` the LlamaIndex adapter (model=None: vector queries only).
+    """
+
+    directory: Path
+    manifest: dict[str, Any]
+    vector_index: Any
+    embed_model: EClipEmbedding
+    study_ids: list[str]
+    on_gpu: bool = False
+    _row_of: dict[str, int] = field(default_factory=dict, repr=False)
+
+    # ------------------------------------------------------------------ build
+    @classmethod
+    def build(cls, model: Any, studies: Sequence[Study], out_dir: str | os.PathLike, *, index_type: str = "flat",
+              batch_size: int = 64, progress: bool = True, corpus_name: str = "corpus",
+              params: IndexParams | None = None) -> "ReportIndex":
+        """Embed every report with the text tower (in batches, with a progress bar), index, persist atomically.
+
+        Raises EmptyCorpusError for zero reports, RagReportError for an unknown index type or duplicate ids.
+        Returns the index loaded back from ``out_dir`` (so what you use is what was saved).
+        """
+        from llama_index.core.schema import MetadataMode
+
+        if index_type not in INDEX_TYPES:
+            raise RagReportError(f"unknown index_type {index_type!r}; choose one of {INDEX_TYPES}")
+        params = params or IndexParams()
+        configure_llama_settings()
+        nodes = _corpus_nodes(studies)
+        if not nodes:
+            raise EmptyCorpusError(
+                f"cannot build an index at {out_dir}: the corpus ({corpus_name!r}) has no studies with report "
+                "text; pass studies whose findings or impression are non-empty"
+            )
+        t0 = time.time()
+        embed = EClipEmbedding.from_model(model, embed_batch_size=batch_size)
+        texts = [n.get_content(metadata_mode=MetadataMode.EMBED) for n in nodes]
+        chunks = []
+        for start in tqdm(range(0, len(texts), batch_size), desc="embed reports", unit="batch", disable=not progress):
+            chunks.append(np.asarray(embed.get_text_embedding_batch(texts[start:start + batch_size]), dtype=np.float32))
+        cls._write(nodes, np.concatenate(chunks), out_dir, checkpoint_hash=model.checkpoint_hash, embed=embed,
+                   index_type=index_type, corpus_name=corpus_name, params=params, t0=t0)
+        return cls.load(out_dir, model=model)
+
+    @classmethod
+    def build_from_vectors(cls, vectors: np.ndarray, studies: Sequence[Study], out_dir: str | os.PathLike, *,
+                           checkpoint_hash: str, index_type: str = "flat", corpus_name: str = "corpus",
+                           params: IndexParams | None = None, model: Any = None) -> "ReportIndex":
+        """Index precomputed report vectors (row i = ``studies[i]``, e.g. embedded in bulk on GPUs).
+
+        ``checkpoint_hash`` must name the eCLIP checkpoint that produced them (it is what ``load`` checks).
+        Studies without report text are refused here (their rows would not match), as are duplicates.
+        """
+        if index_type not in INDEX_TYPES:
+            raise RagReportError(f"unknown index_type {index_type!r}; choose one of {INDEX_TYPES}")
+        configure_llama_settings()
+        nodes = _corpus_nodes(studies)
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if not nodes:
+            raise EmptyCorpusError(f"cannot build an index at {out_dir}: the corpus ({corpus_name!r}) has no reports")
+        if vectors.ndim != 2 or len(vectors) != len(studies) or len(nodes) != len(studies):
+            raise RagReportError(f"build_from_vectors: {len(studies)} studies ({len(nodes)} with report text) but "
+                                 f"vectors of shape {vectors.shape}; give one vector per study, all with text")
+        embed = EClipEmbedding(model, dim=vectors.shape[1], checkpoint_hash=checkpoint_hash)
+        cls._write(nodes, vectors, out_dir, checkpoint_hash=checkpoint_hash, embed=embed, index_type=index_type,
+                   corpus_name=corpus_name, params=params or IndexParams(), t0=time.time())
+        return cls.load(out_dir, model=model)
+
+    @classmethod
+    def _write(cls, nodes: list, vectors: np.ndarray, out_dir: str | os.PathLike, *, checkpoint_hash: str,
+               embed: EClipEmbedding, index_type: str, corpus_name: str, params: IndexParams, t0: float) -> None:
+        from llama_index.core import StorageContext, VectorStoreIndex
+
+        # eCLIP already returns unit vectors; normalising again makes inner product = cosine by construction.
+        vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        for node, vec in zip(nodes, vectors):
+            node.embedding = vec.tolist()
+        dim = int(vectors.shape[1])
+        faiss_index, shape = make_faiss_index(index_type, dim, len(nodes), params)
+        train_faiss_index(faiss_index, vectors, params)
+        set_search_params(faiss_index, index_type, params)
+        storage = StorageContext.from_defaults(vector_store=_bulk_vector_store(faiss_index))
+        vindex = VectorStoreIndex(nodes, storage_context=storage, embed_model=embed, show_progress=False)
+        for node in nodes:  # the docstore copies are embedding-free; drop ours too (memory at scale)
+            node.embedding = None
+        content = hashlib.sha256()
+        for n in nodes:
+            content.update(n.node_id.encode() + b"\0" + n.text.encode() + b"\0")
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "index_id": hashlib.sha256(f"{checkpoint_hash}|{index_type}|{content.hexdigest()}".encode()).hexdigest()[:16],
+            "eclip_checkpoint_hash": checkpoint_hash,
+            "embed_dim": dim,
+            "normalization": "l2",
+            "metric": "inner_product",
+            "corpus_name": corpus_name,
+            "count": len(nodes),
+            "index_type": index_type,
+            "params": asdict(params),
+            "faiss_shape": shape,
+            "embedded_text": "Study.report_text (findings then impression, normalised); metadata excluded",
+            "build_time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "build_seconds": round(time.time() - t0, 3),
+            "versions": _versions(),
+        }
+        with atomic_dir(out_dir) as tmp:
+            vindex.storage_context.persist(persist_dir=str(tmp))
+            (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True), encoding="utf-8")
+        log.info("built %s index of %d reports (dim %d) at %s in %.1f s", index_type, len(nodes), dim, out_dir,
+                 time.time() - t0)
+
+    # ------------------------------------------------------------------ load
+    @classmethod
+    def load(cls, directory: str | os.PathLike, model: Any = None, *, device: str = "auto") -> "ReportIndex":
+        """Open an index folder. ``model`` (optional) must be the eCLIP checkpoint the index was built with.
+
+        device: "auto" (GPU when faiss-gpu and CUDA are present), "cpu" or "cuda".
+        Raises IndexNotFoundError (missing / incomplete folder), IndexMismatchError (other checkpoint or dim).
+        """
+        from llama_index.core import StorageContext, load_index_from_storage
+        from llama_index.vector_stores.faiss import FaissVectorStore
+
+        directory = Path(directory)
+        if not directory.is_dir():
+            raise IndexNotFoundError(f"index folder {directory} does not exist; build it with ReportIndex.build "
+                                     "or `rag-report index`")
+        missing = [f for f in REQUIRED_FILES if not (directory / f).is_file()]
+        if missing:
+            raise IndexNotFoundError(f"index folder {directory} is incomplete: missing {missing}; rebuild it")
+        try:
+            manifest = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise IndexNotFoundError(f"index folder {directory}: {MANIFEST} is not valid JSON ({exc.msg}); rebuild it") from exc
+        need, dim = manifest.get("eclip_checkpoint_hash"), int(manifest.get("embed_dim", 0))
+        if model is not None:
+            have = model.checkpoint_hash
+            if have != need or int(model.embed_dim) != dim:
+                raise IndexMismatchError(
+                    f"index {directory} was built with eCLIP checkpoint {need} (dim {dim}), but the given model is "
+                    f"checkpoint {have} (dim {model.embed_dim}); load the checkpoint {need} or rebuild the index "
+                    "with this model"
+                )
+        configure_llama_settings()
+        embed = EClipEmbedding(model, dim=dim, checkpoint_hash=need)
+        store = FaissVectorStore.from_persist_dir(str(directory))
+        index_type = manifest.get("index_type", "flat")
+        params = IndexParams(**manifest.get("params", {}))
+        set_search_params(store.client, index_type, params)
+        if store.client.ntotal != manifest.get("count") or store.client.d != dim:
+            raise IndexNotFoundError(f"index folder {directory}: FAISS holds {store.client.ntotal} vectors of dim "
+                                     f"{store.client.d}, manifest says {manifest.get('count')} of dim {dim}; rebuild it")
+        on_gpu = False
+        if device in ("auto", "cuda"):
+            gpu_index, on_gpu = _to_gpu(store.client, index_type)
+            if device == "cuda" and not on_gpu:
+                log.warning("device='cuda' asked but faiss-gpu/CUDA is unavailable; searching on the CPU")
+            if on_gpu:
+                store = FaissVectorStore(faiss_index=gpu_index)
+        storage = StorageContext.from_defaults(vector_store=store, persist_dir=str(directory))
+        vindex = load_index_from_storage(storage, embed_model=embed)
+        rows = vindex.index_struct.nodes_dict
+        study_ids = [rows[str(i)] for i in range(len(rows))]
+        return cls(directory=directory, manifest=manifest, vector_index=vindex, embed_model=embed,
+                   study_ids=study_ids, on_gpu=on_gpu, _row_of={sid: i for i, sid in enumerate(study_ids)})
+
+    # ------------------------------------------------------------------ queries
+    @property
+    def model(self) -> Any:
+        return self.embed_model.model
+
+    @property
+    def faiss_index(self) -> Any:
+        return self.vector_index.vector_store.client
+
+    @property
+    def dim(self) -> int:
+        return int(self.manifest["embed_dim"])
+
+    def __len__(self) -> int:
+        return len(self.study_ids)
+
+    def set_search_params(self, **changes: Any) -> None:
+        """Change efSearch / nprobe / k_factor of a loaded (CPU) index, e.g. ``set_search_params(nprobe=64)``."""
+        params = IndexParams(**{**self.manifest.get("params", {}), **changes})
+        set_search_params(self.faiss_index, self.manifest.get("index_type", "flat"), params)
+        self.manifest["params"] = asdict(params)
+
+    def search(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, list[list[str]]]:
+        """Raw FAISS search: query vectors [n, D] (or [D]) -> (similarities [n, k'], study ids per query).
+
+        k' = min(k, len(self)); vectors are L2-normalised first, so scores are cosine similarities.
+        """
+        q = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
+        if q.shape[1] != self.dim:
+            raise RagReportError(f"query vectors have dim {q.shape[1]}, the index {self.directory} holds dim {self.dim}")
+        q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
+        k = max(1, min(int(k), len(self)))
+        scores, rows = self.faiss_index.search(np.ascontiguousarray(q), k)
+        ids = [[self.study_ids[r] for r in row if r >= 0] for row in rows]
+        return scores, ids
+
+    def row_of(self, study_id: str) -> int:
+        """FAISS row of a study (KeyError if absent)."""
+        return self._row_of[study_id]
+
+    def vectors(self, study_ids: Sequence[str]) -> np.ndarray:
+        """Stored unit vectors of the given studies [n, D] (exact for flat, HNSW and IVF-PQ+RFlat)."""
+        rows = np.asarray([self._row_of[s] for s in study_ids], dtype=np.int64)
+        if len(rows) == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        try:
+            return np.asarray(self.faiss_index.reconstruct_batch(rows), dtype=np.float32).reshape(len(rows), self.dim)
+        except RuntimeError:
+            # Index kinds that cannot reconstruct (e.g. some GPU indexes): re-embed the stored text.
+            texts = [self.node(s).text for s in study_ids]
+            return self.embed_model.embed_texts(texts)
+
+    def node(self, study_id: str):
+        """The stored TextNode of a study."""
+        return self.vector_index.docstore.get_node(study_id)
