@@ -1,0 +1,114 @@
+"""Command line: ``python -m eval.report_gen [--quick] [--suite report|embedding] ...``.
+
+Every flag maps to a field of :class:`ReportGenConfig` (report suite) or :class:`EmbeddingSuiteConfig`
+(embedding suite). Nothing reaches the network: HF/evaluate offline variables are set before imports.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shlex
+import sys
+
+from eval.report_gen.config import SYSTEMS
+
+OFFLINE_ENV = {
+    "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1",
+    "HF_EVALUATE_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False",
+}
+
+
+def _none_or_int(value: str) -> int | None:
+    return None if value.lower() in ("none", "all", "0") else int(value)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m eval.report_gen",
+        description="Benchmark report drafting (random / CLIP / eCLIP / LLM / oracle) on one split, or the "
+                    "embedding suite (eCLIP vs CLIP, ablation ladder). Defaults: the embedded default bundle.")
+    p.add_argument("--suite", choices=("report", "embedding"), default="report")
+    p.add_argument("--manifest", help="study manifest (CSV/JSONL); default: the default bundle's phantom data")
+    p.add_argument("--split", default="test")
+    p.add_argument("--model", help="eCLIP checkpoint folder (default: the bundle's)")
+    p.add_argument("--index", help="report index folder built with --model (default: the bundle's)")
+    p.add_argument("--clip-model", help="CLIP baseline checkpoint (default bundle: trained with the same budget)")
+    p.add_argument("--clip-index", help="index built with --clip-model (default: built from the train split)")
+    p.add_argument("--llm", help="local LLM folder or .gguf file (default: SmolLM2-135M-Instruct)")
+    p.add_argument("--quantization", default="nf4", choices=("nf4", "int8", "none"))
+    p.add_argument("--systems", nargs="+", choices=list(SYSTEMS), default=list(SYSTEMS), metavar="SYSTEM",
+                   help="subset of: " + ", ".join(SYSTEMS))
+    p.add_argument("--limit", type=_none_or_int, default=None, help="at most N test studies (sorted by id)")
+    p.add_argument("--llm-limit", type=_none_or_int, default=-1,
+                   help="grounded LLM row on the first N of them (default: 100; --quick: 30; 'all' for all)")
+    p.add_argument("--free-limit", type=_none_or_int, default=-1,
+                   help="free-mode LLM row on the first N (default: 30; --quick: 10)")
+    p.add_argument("--quick", action="store_true",
+                   help="<= 100 studies, grounded LLM on 30, free LLM on 10, cached models")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--k", type=int, default=5)
+    p.add_argument("--candidates", type=int, default=100)
+    p.add_argument("--diversify", default="kmeans", choices=("kmeans", "mmr", "none"))
+    p.add_argument("--max-sentences", type=int, default=8)
+    p.add_argument("--max-new-tokens", type=int, default=200)
+    p.add_argument("--num-beams", type=int, default=1, help="free mode beams (1 = greedy; the paper uses 4)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--out-dir", default=None, help="output folder (default runs/report_gen or runs/embedding)")
+    p.add_argument("--name", default=None, help="output file stem (default report_gen / embedding)")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-meteor", action="store_true", help="skip METEOR (needs Java; slow JVM start)")
+    # Embedding suite budget.
+    p.add_argument("--steps", type=int, default=None, help="embedding suite: training steps per run")
+    p.add_argument("--seeds", type=int, nargs="+", default=None, help="embedding suite: seeds (default 0 1 2)")
+    p.add_argument("--variants", nargs="+", default=None, help="embedding suite: ablation variants to train")
+    p.add_argument("--model-config", default=None, help="embedding suite: model config name (eclip-small)")
+    p.add_argument("--train-batch-size", type=int, default=None, help="embedding suite: training batch size")
+    p.add_argument("--max-eval", type=_none_or_int, default=None, help="embedding suite: cap on test studies")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    for k, v in OFFLINE_ENV.items():
+        os.environ.setdefault(k, v)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    command = "python -m eval.report_gen " + " ".join(shlex.quote(a) for a in argv)
+    if args.suite == "embedding":
+        from eval.report_gen.embedding_suite import EmbeddingSuiteConfig, run_embedding_suite
+
+        cfg = EmbeddingSuiteConfig(manifest=args.manifest, out_dir=args.out_dir or "runs/embedding",
+                                   name=args.name or "embedding", progress=not args.no_progress, command=command)
+        for field_name, value in (("steps", args.steps), ("seeds", args.seeds), ("variants", args.variants),
+                                  ("model", args.model_config), ("batch_size", args.train_batch_size),
+                                  ("max_eval", args.max_eval)):
+            if value is not None:
+                setattr(cfg, field_name, value)
+        result = run_embedding_suite(cfg)
+    else:
+        from eval.report_gen.config import ReportGenConfig
+        from eval.report_gen.run import run_report_gen
+
+        cfg = ReportGenConfig(
+            manifest=args.manifest, split=args.split, model=args.model, index=args.index,
+            clip_model=args.clip_model, clip_index=args.clip_index, llm=args.llm, quantization=args.quantization,
+            systems=args.systems, limit=args.limit, llm_limit=(30 if args.quick else 100) if args.llm_limit == -1 else args.llm_limit,
+            free_limit=(10 if args.quick else 30) if args.free_limit == -1 else args.free_limit,
+            quick=args.quick,
+            seed=args.seed, k=args.k, candidates=args.candidates,
+            diversify=None if args.diversify == "none" else args.diversify, max_sentences=args.max_sentences,
+            max_new_tokens=args.max_new_tokens, num_beams=args.num_beams, batch_size=args.batch_size,
+            out_dir=args.out_dir or "runs/report_gen", name=args.name or "report_gen",
+            progress=not args.no_progress, command=command, meteor=not args.no_meteor,
+        )
+        result = run_report_gen(cfg)
+    md = result["outputs"]["markdown"]
+    with open(md, encoding="utf-8") as fh:
+        sys.stdout.write(fh.read())
+    sys.stdout.write("\nwritten: " + ", ".join(result["outputs"].values()) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,92 @@
+"""Score one system's drafts against the references: NLG metrics, clinical F1, label-precision@k, latency.
+
+References and drafts go through the same normalisation (eclip_core.text; the metric code tokenises
+both with ``tokenize_for_metrics``) and the same labeler (eclip_core.labeler). Clinical F1 is given
+under both uncertain-label policies, each number with its policy.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any, Sequence
+
+import numpy as np
+
+from eclip_core.labels import CHEXPERT_OBSERVATIONS
+
+log = logging.getLogger(__name__)
+
+NLG_COLUMNS = ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr")
+POLICIES = ("uncertain_as_negative", "uncertain_as_positive")
+CLINICAL_COLUMNS = ("micro_f1_14", "macro_f1_14", "micro_f1_5", "macro_f1_5")
+
+
+def positive_set(labels: dict | None) -> frozenset[str]:
+    """Observations labelled positive (uncertain counts as negative here), for label-precision@k."""
+    return frozenset(k for k, v in (labels or {}).items() if v is not None and float(v) == 1.0)
+
+
+def label_precision_at_k(query_labels: Sequence[dict], retrieved_labels: Sequence[Sequence[dict]],
+                         k: int = 5) -> float | None:
+    """Mean over queries of the fraction of the top-``k`` retrieved reports whose set of positive
+    CheXpert observations equals the query's (a normal study matches a normal report).
+
+    >>> q = [{"Edema": 1.0}, {"No Finding": 1.0}]
+    >>> r = [[{"Edema": 1.0}, {"Edema": 0.0}], [{"No Finding": 1.0}, {"No Finding": 1.0}]]
+    >>> label_precision_at_k(q, r, k=2)
+    0.75
+    """
+    scores = []
+    for q, got in zip(query_labels, retrieved_labels):
+        got = list(got)[:k]
+        if not got:
+            continue
+        target = positive_set(q)
+        scores.append(sum(positive_set(g) == target for g in got) / len(got))
+    return float(np.mean(scores)) if scores else None
+
+
+def nlg_scores(references: Sequence[str], hypotheses: Sequence[str], *,
+               meteor: bool = True) -> tuple[dict[str, float | None], list[str]]:
+    """Corpus-level BLEU-1..4, METEOR, ROUGE-L, CIDEr (pycocoevalcap engine via eval.metrics).
+
+    Returns (scores, notes); a metric that cannot run (METEOR without Java) is None with a note.
+    """
+    from eval.metrics import nlg
+
+    result = nlg.compute_nlg(list(hypotheses), list(references), meteor=meteor)
+    scores = {c: result.get(c) for c in NLG_COLUMNS}
+    notes = list(result.get("notes", []) or [])
+    return scores, notes
+
+
+def clinical_scores(references: Sequence[str], hypotheses: Sequence[str]) -> dict[str, dict[str, float]]:
+    """Clinical micro/macro-F1 over the 14 observations and the 5 common ones, per uncertain policy."""
+    from eval.metrics import clinical
+
+    return clinical.clinical_f1_from_texts(list(hypotheses), list(references))
+
+
+def score_system(output: Any, references: dict[str, str], reference_labels: dict[str, dict], *,
+                 k: int = 5, meteor: bool = True) -> dict[str, Any]:
+    """All metrics of one :class:`~eval.report_gen.systems.SystemOutput` against the references."""
+    ids = output.study_ids
+    refs = [references[i] for i in ids]
+    hyps = [d.text for d in output.drafts]
+    nlg, notes = nlg_scores(refs, hyps, meteor=meteor)
+    clinical = clinical_scores(refs, hyps)
+    has_retrieval = any(d.retrieved_labels for d in output.drafts)
+    lp = (label_precision_at_k([reference_labels[i] for i in ids], [d.retrieved_labels for d in output.drafts], k)
+          if has_retrieval else None)
+    latency = [d.latency_ms for d in output.drafts]
+    empty = sum(1 for h in hyps if not h.strip())
+    return {
+        "nlg": nlg,
+        "clinical": clinical,
+        f"label_precision@{k}": lp,
+        "latency_ms_mean": float(np.mean(latency)) if latency else None,
+        "latency_ms_p95": float(np.percentile(latency, 95)) if latency else None,
+        "n_studies": len(ids),
+        "n_empty_drafts": empty,
+        "notes": notes,
+        "observations": list(CHEXPERT_OBSERVATIONS),
+    }

@@ -1,0 +1,120 @@
+"""Rows of the benchmark -> JSON (everything) and Markdown (the table a paper prints, with its policy)."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from eclip_core.atomic import atomic_path
+from eval.report_gen.scoring import CLINICAL_COLUMNS, NLG_COLUMNS, POLICIES
+
+CLINICAL_HEADERS = {
+    "micro_f1_14": "micro-F1(14)", "macro_f1_14": "macro-F1(14)",
+    "micro_f1_5": "micro-F1(5)", "macro_f1_5": "macro-F1(5)",
+}
+POLICY_TEXT = {
+    "uncertain_as_negative": "uncertain -> negative",
+    "uncertain_as_positive": "uncertain -> positive",
+}
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def clinical_value(row: dict, policy: str, column: str) -> float | None:
+    return ((row["metrics"].get("clinical") or {}).get(policy) or {}).get(column)
+
+
+def markdown_table(rows: list[dict], *, k: int = 5, policy: str = "uncertain_as_negative") -> str:
+    """The main table: NLG columns, clinical F1 under ``policy``, label-precision@k, mean latency."""
+    head = (["system", "n"] + list(NLG_COLUMNS) + [CLINICAL_HEADERS[c] for c in CLINICAL_COLUMNS]
+            + [f"label-P@{k}", "latency ms (mean)"])
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in rows:
+        m = row["metrics"]
+        cells = [row["name"], str(m["n_studies"])]
+        cells += [_fmt(m["nlg"].get(c)) for c in NLG_COLUMNS]
+        cells += [_fmt(clinical_value(row, policy, c)) for c in CLINICAL_COLUMNS]
+        cells += [_fmt(m.get(f"label_precision@{k}")), _fmt(m.get("latency_ms_mean"), 1)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def clinical_table(rows: list[dict]) -> str:
+    """Clinical F1 of every system under both uncertain policies, side by side."""
+    head = ["system"] + [f"{CLINICAL_HEADERS[c]} ({POLICY_TEXT[p].split()[-1][:3]})"
+                         for p in POLICIES for c in CLINICAL_COLUMNS]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in rows:
+        cells = [row["name"]] + [_fmt(clinical_value(row, p, c)) for p in POLICIES for c in CLINICAL_COLUMNS]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _llm_sizes(sizes: dict) -> str:
+    parts = []
+    if sizes.get("llm_studies"):
+        parts.append(f"the grounded LLM row on the first {sizes['llm_studies']}")
+    if sizes.get("free_studies"):
+        parts.append(f"the free LLM row on the first {sizes['free_studies']}")
+    if not parts:
+        return ""
+    text = " and ".join(parts) + " studies (sorted by id)."
+    return " " + text[0].upper() + text[1:]
+
+
+def render_markdown(result: dict) -> str:
+    """The whole Markdown report of a run (tables, policy, normalisation, sizes, command, target checks)."""
+    rows, k = result["rows"], result["config"]["k"]
+    out = [f"# Report-generation benchmark ({result['config']['split']} split)", ""]
+    if result.get("simulated"):
+        out += [f"> {result['simulated_notice']}", ""]
+    out += [
+        f"Command: `{result['command']}`", "",
+        f"Studies: {result['sizes']['test_studies']} {result['config']['split']} studies "
+        f"({result['sizes']['skipped_no_report']} skipped for having no report text); corpus "
+        f"{result['sizes']['corpus_reports']} reports.{_llm_sizes(result['sizes'])} Seed {result['config']['seed']}. "
+        f"Retrieval k={k}, candidates={result['config']['candidates']}, diversify={result['config']['diversify']} "
+        "(top-1 uses the plain nearest report; consensus and the LLM rows the diversified set).", "",
+        "Clinical F1 below: **" + POLICY_TEXT["uncertain_as_negative"] + "** (not mentioned = negative); "
+        "both policies in the second table.", "",
+        markdown_table(rows, k=k), "",
+        "## Clinical F1 under both uncertain-label policies", "",
+        "(neg): uncertain -> negative; (pos): uncertain -> positive. Not mentioned = negative in both.", "",
+        clinical_table(rows), "",
+        "## Choices", "",
+    ]
+    out += [f"- {c}" for c in result["choices"]]
+    if result.get("notes"):
+        out += ["", "## Notes", ""] + [f"- {n}" for n in result["notes"]]
+    if result.get("targets"):
+        out += ["", "## Targets", ""]
+        for t in result["targets"]:
+            out.append(f"- {t['target']}: {'met' if t['met'] else 'NOT met'} ({t['detail']})")
+    out += ["", "## Models", ""] + [f"- {k_}: `{v}`" for k_, v in result["models"].items()]
+    return "\n".join(out) + "\n"
+
+
+def write_outputs(result: dict, out_dir: str | Path, name: str) -> dict[str, Path]:
+    """Write ``<name>.json`` and ``<name>.md`` atomically; returns their paths."""
+    out_dir = Path(out_dir)
+    paths = {"json": out_dir / f"{name}.json", "markdown": out_dir / f"{name}.md"}
+    with atomic_path(paths["json"]) as tmp:
+        tmp.write_text(json.dumps(result, indent=2, default=_json_default), encoding="utf-8")
+    with atomic_path(paths["markdown"]) as tmp:
+        tmp.write_text(render_markdown(result), encoding="utf-8")
+    return paths
+
+
+def _json_default(obj: Any) -> Any:
+    if hasattr(obj, "item"):
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")

@@ -1,0 +1,62 @@
+"""The embedding suite end to end on a tiny synthetic dataset (eclip-tiny, a few steps, one seed)."""
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from eclip_core.data.manifest import Study, read_manifest, write_manifest
+from eclip_core.errors import ConfigError
+
+
+@pytest.fixture(scope="module")
+def blob_manifest(tmp_path_factory):
+    from eclip_core.training.synthetic import make_blob_dataset
+
+    root = tmp_path_factory.mktemp("blobs")
+    train = read_manifest(make_blob_dataset(root / "train", n=48, size=64, seed=0, split="train"))
+    test = read_manifest(make_blob_dataset(root / "test", n=24, size=64, seed=1, split="test"))
+    studies = train + [Study(f"t{s.study_id}", s.image_paths, "test", s.findings, s.impression,
+                             labels={"Cardiomegaly": 1.0} if i % 2 else {"No Finding": 1.0})
+                       for i, s in enumerate(test)]
+    path = root / "manifest.jsonl"
+    write_manifest(studies, path)
+    return path
+
+
+def test_embedding_suite_writes_tables_and_picture(blob_manifest, tmp_path, monkeypatch):
+    from eval.report_gen.embedding_suite import METRIC_ORDER, EmbeddingSuiteConfig, run_embedding_suite
+
+    monkeypatch.setenv("RAG_REPORT_HOME", str(tmp_path / "home"))
+    cfg = EmbeddingSuiteConfig(manifest=str(blob_manifest), steps=2, batch_size=8, seeds=[0],
+                               variants=["eclip", "clip"], out_dir=str(tmp_path / "out"), progress=False,
+                               command="pytest")
+    result = run_embedding_suite(cfg)
+    assert [r["variant"] for r in result["runs"]] == ["clip", "eclip"]
+    data = json.loads((tmp_path / "out" / "embedding.json").read_text())
+    assert set(data["summary"]) == {"clip", "eclip"}
+    for variant in ("clip", "eclip"):
+        cell = data["summary"][variant]["i2t_R@10"]
+        assert cell["n"] == 1 and 0.0 <= cell["mean"] <= 1.0 and cell["std"] == 0.0
+        gap = data["summary"][variant]["modality_gap"]["mean"]
+        assert 0.0 <= gap <= 2.0
+    md = (tmp_path / "out" / "embedding.md").read_text()
+    assert "Command: `pytest`" in md and "±" in md and "+priming = full eCLIP" in md
+    for metric in METRIC_ORDER:
+        assert metric in md
+    png = tmp_path / "out" / "embedding_modality_gap.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # Cached: a second run reuses the trained models (same dirs) and gives the same numbers.
+    again = run_embedding_suite(cfg)
+    assert [r["model_dir"] for r in again["runs"]] == [r["model_dir"] for r in result["runs"]]
+    r0, r1 = result["runs"][0]["metrics"], again["runs"][0]["metrics"]
+    assert all((r0[m] is None and r1[m] is None) or math.isclose(r0[m], r1[m], abs_tol=1e-6)
+               for m in METRIC_ORDER if m in r0)
+
+
+def test_embedding_suite_rejects_unknown_variant():
+    from eval.report_gen.embedding_suite import EmbeddingSuiteConfig
+
+    with pytest.raises(ConfigError, match="unknown variant"):
+        EmbeddingSuiteConfig(variants=["clip", "bogus"]).validate()
