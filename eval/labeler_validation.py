@@ -265,16 +265,20 @@ def render_markdown(full: dict[str, ValidationResult], test: dict[str, Validatio
         f"## Kinds of sentences it gets wrong (first errors per category, {HEADLINE.replace('_', ' ')})",
         "",
         "FP = the labeler says positive, gold negative; FN = gold positive, the labeler says negative, uncertain",
-        "or nothing. The sentences that decided the label are quoted (short excerpts of Open-I reports,",
-        "CC BY-NC-ND 4.0, Demner-Fushman et al., JAMIA 2016).",
+        "or nothing. Report text is not copied into this repository (Open-I is CC BY-NC-ND 4.0): the study",
+        "uids are listed so the sentences can be read from the torchxrayvision package",
+        "(`eclip_core.data.openi.load_openi_reports()`); the kinds are summarised above.",
         "",
+        "| observation | false positives (uids) | false negatives (uids) |",
+        "|---|---|---|",
     ]
     for obs, errs in main.errors.items():
         if not errs:
             continue
-        lines.append(f"### {obs}")
-        lines.extend(f"- {kind} {uid}: {re.sub(r'[|]', '/', text)}" for kind, uid, text in errs)
-        lines.append("")
+        fps = ", ".join(uid for kind, uid, _ in errs if kind == "FP") or "-"
+        fns = ", ".join(uid for kind, uid, _ in errs if kind == "FN") or "-"
+        lines.append(f"| {obs} | {fps} | {fns} |")
+    lines.append("")
     return "\n".join(lines)
 
 

@@ -1,0 +1,74 @@
+"""Warm generate_report latency on the default bundle, split into load/embed/retrieve/generate, and the
+peak memory of a warm pipeline.
+
+    python -m eval.bench.pipeline --n 12 --mode grounded --out docs/perf/pipeline.md
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--n", type=int, default=12, help="test images (after one warm-up call)")
+    p.add_argument("--modes", nargs="+", default=["grounded", "consensus", "top1"])
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument("--out", default="docs/perf/pipeline.md")
+    args = p.parse_args(argv)
+
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from eclip_core.data.manifest import read_manifest
+    from rag_report.bundle import default_bundle
+    from rag_report.pipeline import ReportPipeline
+
+    bundle = default_bundle(build=True, progress=False)
+    tests = [s for s in read_manifest(bundle.manifest_path) if s.split == "test"][: args.n + 1]
+    t0 = time.perf_counter()
+    pipe = ReportPipeline(progress=False)
+    pipe.llm()  # load the LLM too: a warm pipeline holds everything
+    load_s = time.perf_counter() - t0
+    rows = []
+    for mode in args.modes:
+        pipe.generate(tests[0].image_paths[0], mode=mode)  # warm-up
+        timings = [pipe.generate(s.image_paths[0], mode=mode, exclude_study_ids=[s.study_id]).timings_ms
+                   for s in tests[1:]]
+        stages = ["load", "embed", "retrieve", "generate", "total"]
+        rows.append((mode, {k: (float(np.percentile([t[k] for t in timings], 50)),
+                                float(np.percentile([t[k] for t in timings], 95))) for k in stages}))
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    cmd = "python -m eval.bench.pipeline " + " ".join(argv if argv is not None else sys.argv[1:])
+    lines = [
+        "# Warm pipeline latency and memory (default bundle)", "",
+        f"Command: `{cmd.strip()}`", "",
+        f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores (shared with other jobs while measured), "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads. Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
+        f"Bundle {bundle.root.name}: eclip-small, {len(pipe.index)} indexed train reports, LLM `{pipe.llm().id}`; "
+        f"{args.n} held-out test images (own study excluded), after one warm-up call per mode.", "",
+        "| mode | load p50 | embed p50 | retrieve p50 | generate p50 | total p50 | total p95 | target |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for mode, st in rows:
+        target = "p50 <= 2500 ms" if mode == "grounded" else ""
+        lines.append(f"| {mode} | " + " | ".join(f"{st[k][0]:.0f}" for k in ["load", "embed", "retrieve", "generate", "total"])
+                     + f" | {st['total'][1]:.0f} | {target} |")
+    lines += ["", f"Pipeline load (eCLIP + index + LLM, cold process): {load_s:.1f} s. "
+              f"Peak resident memory of the warm pipeline process (ru_maxrss): **{peak_mb:.0f} MB** (target <= 3 GB).", ""]
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text("\n".join(lines))
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
