@@ -107,6 +107,8 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[ServeConfig, Pipeline
 
 def launch_app(app: Any, serve: ServeConfig | None = None, *, block: bool = True) -> str:
     """Queue and launch ``app`` offline; returns the local URL (``block=False`` returns at once)."""
+    from eclip_core.paths import rag_report_home
+
     from apps.theme import CSS, offline_theme
 
     serve = serve or ServeConfig()
@@ -116,6 +118,8 @@ def launch_app(app: Any, serve: ServeConfig | None = None, *, block: bool = True
         max_file_size=int(serve.max_file_mb * 1024 * 1024), theme=offline_theme(), css=CSS, quiet=serve.quiet,
         footer_links=["api", "settings"], show_error=False, ssr_mode=False, mcp_server=False, pwa=False,
         enable_monitoring=False,
+        # The default bundle's example images live under $RAG_REPORT_HOME/phantom (simulated, no PHI).
+        allowed_paths=[str(rag_report_home() / "phantom")],
     )
     return url
 
