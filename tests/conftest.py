@@ -19,6 +19,21 @@ import pytest  # noqa: E402
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def one_torch_thread():
+    """Every test runs on one torch intra-op thread (restored at the end).
+
+    On a CPU shared by several processes, OpenMP threads spin-wait on each other: a tiny model's decoding
+    was 7x slower with 2 threads than with 1 on the oversubscribed 2-core machine.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """../shared/data (real reference data); tests needing it skip when it is absent."""

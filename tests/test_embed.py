@@ -1,6 +1,4 @@
 """python -m eclip_core.embed writes embeddings + ids that match the model's own embedding."""
-import pytest
-import torch
 import numpy as np
 
 from eclip_core.data.manifest import read_manifest
@@ -8,14 +6,6 @@ from eclip_core.embed import embed_manifest, main
 from eclip_core.model import EClip
 from eclip_core.training.synthetic import make_blob_dataset
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # The CPU is shared with other jobs: one intra-op thread avoids OpenMP spin-wait stalls (10x here).
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def test_embed_manifest_images_and_reports(tmp_path):

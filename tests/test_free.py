@@ -7,7 +7,7 @@ from rag_report.errors import EmptyCorpusError
 from rag_report.free import FreeConfig, FreeDraft, free_draft, parse_sections, truncate_repetition
 from rag_report.llm import LLMSpec, load_llm
 from rag_report.prompts import few_shot_user_message, format_report
-from test_llm_support import make_tiny_llama, one_torch_thread  # noqa: F401
+from test_llm_support import make_tiny_llama
 
 
 @pytest.mark.parametrize("text, kept, cut", [

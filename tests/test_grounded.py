@@ -27,7 +27,7 @@ from rag_report.prompts import (
     SYSTEM_RADIOLOGIST,
     few_shot_user_message,
 )
-from test_llm_support import make_tiny_llama, one_torch_thread  # noqa: F401
+from test_llm_support import make_tiny_llama
 
 # A small keyword labeler standing in for eclip_core.labeler.sentence_observations (same contract:
 # mentioned observations only, 1.0 positive / 0.0 negative), so these tests fix their own expectations.

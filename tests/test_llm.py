@@ -16,7 +16,7 @@ from rag_report.llm import (
     default_gguf_path,
     load_llm,
 )
-from test_llm_support import make_tiny_llama, one_torch_thread, smol_folder  # noqa: F401
+from test_llm_support import make_tiny_llama, smol_folder
 
 
 @pytest.mark.parametrize("kwargs", [{"quantization": "q3"}, {"device": "tpu"}, {"dtype": "float8"}])
@@ -75,6 +75,36 @@ def test_tiny_model_quantizes_with_bitsandbytes(tmp_path):
         assert any(isinstance(m, layer_type) for m in llm.model.modules())
         assert not any(p.requires_grad for p in llm.model.parameters())
         assert isinstance(llm.generate(llm.chat_prompt("Hi"), max_new_tokens=3), str)
+
+
+def test_cpu_prefill_matches_the_4bit_kernel(tmp_path):
+    """Long inputs through the dense bf16 path give the 4-bit kernel's next tokens; short ones are untouched."""
+    pytest.importorskip("bitsandbytes")
+    import bitsandbytes as bnb
+
+    from rag_report.cpu_prefill import DEFAULT_MIN_ROWS, prefill_layers
+
+    folder = make_tiny_llama(tmp_path / "tiny", hidden=128)
+    fast = load_llm(LLMSpec(path=str(folder), quantization="nf4", device="cpu"))
+    plain = load_llm(LLMSpec(path=str(folder), quantization="nf4", device="cpu", cpu_prefill=False))
+    n4bit = sum(isinstance(m, bnb.nn.Linear4bit) for m in plain.model.modules())
+    assert n4bit > 0 and prefill_layers(plain.model) == 0
+    if not next(m for m in plain.model.modules() if isinstance(m, bnb.nn.Linear4bit)).support_avx512bf16_for_cpu:
+        assert prefill_layers(fast.model) == 0  # nothing to speed up on this CPU: left as bitsandbytes made it
+        pytest.skip("CPU without AVX512-BF16: bitsandbytes does not repack, the prefill path stays off")
+    assert prefill_layers(fast.model) == n4bit
+    gen = torch.Generator().manual_seed(0)
+    long_ids = torch.randint(100, 40000, (1, DEFAULT_MIN_ROWS + 40), generator=gen)
+    short_ids = long_ids[:, :8]
+    with torch.inference_mode():
+        a = fast.model(input_ids=long_ids).logits[0].float()
+        b = plain.model(input_ids=long_ids).logits[0].float()
+        # Both compute in bf16 (the bitsandbytes CPU kernel does too), so they agree to bf16 rounding.
+        assert (a.argmax(-1) == b.argmax(-1)).float().mean() >= 0.95
+        assert (a - b).abs().max() <= 0.05 * b.abs().max()
+        # Few rows take the unchanged kernel path: bit-identical.
+        assert torch.equal(fast.model(input_ids=short_ids).logits, plain.model(input_ids=short_ids).logits)
+    clear_llm_cache()
 
 
 def test_default_smollm2_nf4_generates_on_cpu():

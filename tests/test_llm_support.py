@@ -14,20 +14,6 @@ import pytest
 from rag_report.errors import LLMLoadError
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Import into a test module to run it on one torch thread (restored after the module).
-
-    On a CPU shared by several processes, two OpenMP threads spin-wait on each other: a tiny model's
-    decoding was 7x slower with 2 threads than with 1 when the machine was oversubscribed.
-    """
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 @functools.lru_cache(maxsize=1)
 def smol_folder() -> Path:

@@ -1,5 +1,4 @@
 """Contrastive loss against a hand computation; the priming loss teaches the processor identity."""
-import pytest
 import math
 
 import torch
@@ -7,14 +6,6 @@ import torch
 from eclip_core.heatmap.processor import HeatmapProcessor
 from eclip_core.losses import ClipLoss, priming_loss
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # The CPU is shared with other jobs: one intra-op thread avoids OpenMP spin-wait stalls (10x here).
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def test_clip_loss_equals_hand_computation_3x3():

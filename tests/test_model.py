@@ -11,14 +11,6 @@ from eclip_core.model import EClip, list_model_configs
 from eclip_core.transforms import ImageTransform, clahe
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # The CPU is shared with other jobs: one intra-op thread avoids OpenMP spin-wait stalls (10x here).
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 @pytest.fixture(scope="module")
 def tiny():

@@ -6,14 +6,6 @@ from eclip_core.errors import ConfigError
 from eclip_core.heatmap.processor import HeatmapProcessor, normalize_heatmaps, random_heatmaps
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # The CPU is shared with other jobs: one intra-op thread avoids OpenMP spin-wait stalls (10x here).
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def test_mha_shapes_and_gradients_reach_every_parameter():
     torch.manual_seed(0)

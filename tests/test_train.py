@@ -13,14 +13,6 @@ from eclip_core.train import config_from_args, main, train
 from eclip_core.training.synthetic import make_blob_dataset
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # The CPU is shared with other jobs: one intra-op thread avoids OpenMP spin-wait stalls (10x here).
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 @pytest.fixture(scope="module")
 def blobs(tmp_path_factory):

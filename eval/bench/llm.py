@@ -31,8 +31,12 @@ NOTES = """## Notes
 - The CPU is shared: compare rows of one run, not runs. With the machine oversubscribed, 2 torch threads
   are often SLOWER than 1 (OpenMP threads spin-wait on each other); a tiny model's decoding was 7x faster
   on 1 thread in the same conditions. On a dedicated machine 2 threads win.
-- bitsandbytes on the CPU dequantises weights inside every matmul (no fused CPU kernel without the
-  `kernels` package, which fetches from a hub), so int8 / nf4 do not speed up the CPU. They shrink the
+- bitsandbytes 0.50 on a CPU with AVX512-BF16 repacks 4-bit weights for its own bf16 kernel: fast for
+  one decoded token, but a long prompt through it runs ~2x slower than fp32. "nf4" below is the project's
+  default, which sends inputs of >= 128 rows through a dequantised dense bf16 matmul instead
+  (`rag_report.cpu_prefill`, AMX/AVX512-BF16); "nf4, bitsandbytes kernel only" is bitsandbytes as shipped
+  (`LLMSpec(cpu_prefill=False)`). int8 has no fused CPU kernel without the `kernels` package (fetched from
+  a hub), so it dequantises inside every matmul. 4-bit and 8-bit shrink the
   weights: model.get_memory_footprint() = 513 MB fp32, 209 MB int8, 159 MB nf4 (measured separately).
   The process RSS does not show it: bitsandbytes reads the fp32 checkpoint and quantises in place, and the
   allocator keeps the freed fp32 pages ("model RSS" = RSS after loading minus before). The saving matters
@@ -70,7 +74,11 @@ def evidence_reports(k: int = 5) -> list[dict]:
              "impression": reps[i].impression} for i in top]
 
 
-def worker(quant: str, threads: int, new_tokens: int) -> dict:
+#: Benchmark cases: name -> (LLMSpec.quantization, LLMSpec.cpu_prefill).
+CASES = {"none": ("none", True), "int8": ("int8", True), "nf4": ("nf4", True), "nf4-kernel": ("nf4", False)}
+
+
+def worker(case: str, threads: int, new_tokens: int) -> dict:
     import torch
 
     torch.set_num_threads(threads)
@@ -80,9 +88,24 @@ def worker(quant: str, threads: int, new_tokens: int) -> dict:
     reports = evidence_reports()
     base_rss = _rss_mb()
     t0 = time.perf_counter()
-    llm = load_llm(LLMSpec(quantization=quant, device="cpu"))
+    quant, cpu_prefill = CASES[case]
+    llm = load_llm(LLMSpec(quantization=quant, device="cpu", cpu_prefill=cpu_prefill))
     load_s = time.perf_counter() - t0
     rss_loaded = _rss_mb()
+    from rag_report.grounded import GroundedConfig
+    from rag_report.prompts import GROUNDED_INSTRUCTION, SYSTEM_RADIOLOGIST, few_shot_user_message
+
+    gcfg = GroundedConfig()
+    evidence_prompt = llm.chat_prompt(
+        few_shot_user_message(reports, GROUNDED_INSTRUCTION, gcfg.max_prompt_reports, gcfg.max_prompt_chars),
+        SYSTEM_RADIOLOGIST)
+    evidence_ids = torch.tensor([llm.encode(evidence_prompt)])
+
+    def prefill() -> float:
+        t = time.perf_counter()
+        with torch.inference_mode():
+            llm.model(input_ids=evidence_ids, logits_to_keep=1)
+        return time.perf_counter() - t
 
     ids = torch.tensor([llm.encode(llm.chat_prompt(PROMPT))])
 
@@ -94,6 +117,8 @@ def worker(quant: str, threads: int, new_tokens: int) -> dict:
         return time.perf_counter() - t
 
     greedy(4)  # warm-up
+    prefill()
+    prefill_s = min(prefill() for _ in range(3))
     gen_s = min(greedy(new_tokens) for _ in range(2))
     draft_times, draft = [], None
     for _ in range(3):
@@ -102,7 +127,7 @@ def worker(quant: str, threads: int, new_tokens: int) -> dict:
     n_draft_tokens = sum(len(s.token_ids) for s in draft.sentences)
     plain_s = greedy(n_draft_tokens)
     return {
-        "quant": quant, "threads": threads, "load_s": load_s, "rss_model_mb": rss_loaded - base_rss,
+        "quant": case, "threads": threads, "prefill_s": prefill_s, "prefill_tokens": evidence_ids.shape[1], "load_s": load_s, "rss_model_mb": rss_loaded - base_rss,
         "rss_mb": rss_loaded, "peak_mb": _peak_mb(), "tok_s": new_tokens / gen_s, "new_tokens": new_tokens,
         "draft_s": sorted(draft_times)[1], "draft_passes": draft.forward_passes,
         "draft_prompt_tokens": draft.prompt_tokens, "draft_tokens": n_draft_tokens,
@@ -131,7 +156,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", default="docs/perf/llm.md")
     ap.add_argument("--new-tokens", type=int, default=48)
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    ap.add_argument("--quant", nargs="+", default=["none", "int8", "nf4"])
+    ap.add_argument("--quant", nargs="+", default=list(CASES), choices=list(CASES))
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--convert", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
@@ -166,14 +191,15 @@ def main(argv: list[str] | None = None) -> None:
         "the same thread count)",
         "",
         "| quantization | torch threads | load (s) | RSS after load (MB) | model RSS (MB) | peak RSS (MB) "
-        "| tokens/s | ratio vs fp32 |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| tokens/s | ratio vs fp32 | evidence prompt forward (s) | prompt tokens |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    name = {"none": "fp32", "int8": "int8 (bitsandbytes)", "nf4": "nf4 (bitsandbytes)"}
+    name = {"none": "fp32", "int8": "int8 (bitsandbytes)", "nf4": "nf4 (bitsandbytes + dense bf16 prefill)",
+            "nf4-kernel": "nf4, bitsandbytes kernel only"}
     for r in rows:
         lines.append(f"| {name[r['quant']]} | {r['threads']} | {r['load_s']:.1f} | {r['rss_mb']:.0f} | "
                      f"{r['rss_model_mb']:.0f} | {r['peak_mb']:.0f} | {r['tok_s']:.1f} | "
-                     f"{r['tok_s'] / fp32[r['threads']]:.2f} |")
+                     f"{r['tok_s'] / fp32[r['threads']]:.2f} | {r['prefill_s']:.3f} | {r['prefill_tokens']} |")
     lines += [
         "",
         f"## One grounded draft (5 Open-I reports nearest to {QUERY_UID} by TF-IDF; median of 3)",

@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         "# Warm pipeline latency and memory (default bundle)", "",
         f"Command: `{cmd.strip()}`", "",
-        f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores (shared with other jobs while measured), "
+        f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores (shared; load average {os.getloadavg()[0]:.1f} when written), "
         f"torch {torch.__version__}, {torch.get_num_threads()} threads. Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
         f"Bundle {bundle.root.name}: eclip-small, {len(pipe.index)} indexed train reports, LLM `{pipe.llm().id}`; "
         f"{args.n} held-out test images (own study excluded), after one warm-up call per mode.", "",
