@@ -108,6 +108,20 @@ def mimic_relative_path(path: str) -> str:
     return m.group(1) if m else p.lstrip("/")
 
 
+def mimic_image(image_root: Path, path: str, image_suffix: str | None, check_files: bool,
+                skips: "SkipCounter") -> Path | None:
+    """The local file of a MIMIC image path under ``image_root`` (suffix swapped when the images were
+    converted, e.g. ``.dcm`` -> ``.jpg``), or None (counted in ``skips``) when it is missing."""
+    rel = mimic_relative_path(path)
+    if image_suffix:
+        rel = str(Path(rel).with_suffix(image_suffix))
+    image = Path(image_root) / rel
+    if check_files and not image.is_file():
+        skips.skip("image file missing", str(image))
+        return None
+    return image
+
+
 def study_from_path(path: str) -> str | None:
     """The MIMIC study number in a ``.../sSTUDY/...`` path, or None."""
     m = _STUDY_IN_PATH.search("/" + str(path).replace("\\", "/"))
@@ -171,3 +185,17 @@ class SkipCounter:
         if self.counts:
             detail = "; ".join(f"{n} {r} (e.g. {self.examples[r]})" for r, n in self.counts.most_common())
             log.warning("%s: skipped %d row(s): %s", self.what, sum(self.counts.values()), detail)
+
+
+def finish_manifest(studies: list, skips: SkipCounter, out_path: str | os.PathLike, empty_message: str,
+                    what: str) -> Path:
+    """Log what was skipped, refuse an empty result with ``empty_message``, write the manifest; its path."""
+    from eclip_core.data.manifest import write_manifest
+
+    skips.report()
+    if not studies:
+        raise ManifestError(empty_message)
+    out = Path(out_path)
+    write_manifest(studies, out)
+    log.info("wrote %d %s to %s", len(studies), what, out)
+    return out

@@ -27,12 +27,12 @@ from tqdm.auto import tqdm
 
 from eclip_core.atomic import atomic_path
 from eclip_core.data.builders.common import (
-    SkipCounter, chexpert_labels, hash_split, id_str, mimic_relative_path, normalize_split, read_mimic_report, read_table,
+    SkipCounter, finish_manifest, chexpert_labels, hash_split, id_str, mimic_image, normalize_split, read_mimic_report, read_table,
 )
 from eclip_core.data.builders.sectioning import section_report
-from eclip_core.data.manifest import Study, write_manifest
+from eclip_core.data.manifest import Study
 from eclip_core.errors import ManifestError
-from eclip_core.heatmap.gaze import EGD_REQUIRED, read_egd_fixations
+from eclip_core.heatmap.gaze import read_egd_fixations
 from eclip_core.labels import CHEXPERT_OBSERVATIONS
 
 log = logging.getLogger(__name__)
@@ -97,12 +97,8 @@ def build_egd_manifest(egd_root: str | os.PathLike, image_root: str | os.PathLik
     studies: list[Study] = []
     for _, row in tqdm(master.iterrows(), total=len(master), disable=not progress, desc="EGD-CXR images"):
         dicom_id = str(row["dicom_id"])
-        rel = mimic_relative_path(str(row["path"]))
-        if image_suffix:
-            rel = str(Path(rel).with_suffix(image_suffix))
-        image = image_root / rel
-        if check_files and not image.is_file():
-            skips.skip("image file missing", str(image))
+        image = mimic_image(image_root, str(row["path"]), image_suffix, check_files, skips)
+        if image is None:
             continue
         fix = by_image.get(dicom_id)
         if fix is None or fix[["X_ORIGINAL", "Y_ORIGINAL"]].dropna().empty:
@@ -129,12 +125,8 @@ def build_egd_manifest(egd_root: str | os.PathLike, image_root: str | os.PathLik
             meta={"source": "egd-cxr", "dicom_id": dicom_id, "subject_id": subject, "report_source": source,
                   "n_fixations": int(len(fix))},
         ))
-    skips.report()
-    if not studies:
-        raise ManifestError(f"{egd_root}: no EGD-CXR image had both an image file and fixations")
-    write_manifest(studies, out)
-    log.info("wrote %d EGD-CXR expert studies to %s", len(studies), out)
-    return out
+    return finish_manifest(studies, skips, out, f"{egd_root}: no EGD-CXR image had both an image file and "
+                           "fixations", "EGD-CXR expert studies")
 
 
 __all__ = ["build_egd_manifest", "EGD_REQUIRED"]

@@ -28,11 +28,11 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from eclip_core.data.builders.common import (
-    SkipCounter, chexpert_labels, find_first, hash_split, id_str, label_text, mimic_study_dir, normalize_split,
+    SkipCounter, finish_manifest, chexpert_labels, find_first, hash_split, id_str, label_text, mimic_study_dir, normalize_split,
     read_mimic_report, read_table,
 )
 from eclip_core.data.builders.sectioning import section_report
-from eclip_core.data.manifest import Study, write_manifest
+from eclip_core.data.manifest import Study
 from eclip_core.errors import ManifestError
 
 log = logging.getLogger(__name__)
@@ -124,10 +124,5 @@ def build_mimic_manifest(root: str | os.PathLike, out_path: str | os.PathLike, *
             study_id=f"s{study_num}", image_paths=[str(root / p) for p in images], split=split,
             findings=sec.findings, impression=sec.impression, view=kept[0]["_view"], labels=labels, meta=meta_out,
         ))
-    skips.report()
-    if not studies:
-        raise ManifestError(f"{root}: no usable MIMIC-CXR-JPG study found (see the warning for what was skipped)")
-    out = Path(out_path)
-    write_manifest(studies, out)
-    log.info("wrote %d MIMIC-CXR-JPG studies to %s", len(studies), out)
-    return out
+    return finish_manifest(studies, skips, out_path, f"{root}: no usable MIMIC-CXR-JPG study found (see the "
+                           "warning for what was skipped)", "MIMIC-CXR-JPG studies")

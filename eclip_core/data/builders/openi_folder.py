@@ -23,8 +23,10 @@ from typing import Any, Iterable
 
 from tqdm.auto import tqdm
 
-from eclip_core.data.builders.common import SkipCounter, hash_split, label_text, normalize_split, read_table
-from eclip_core.data.manifest import Study, write_manifest
+from eclip_core.data.builders.common import (
+    SkipCounter, finish_manifest, hash_split, label_text, normalize_split, read_table,
+)
+from eclip_core.data.manifest import Study
 from eclip_core.errors import EClipError, ManifestError
 
 log = logging.getLogger(__name__)
@@ -117,13 +119,8 @@ def _make_study(uid, images, view, findings, impression, splits, drop_unsplit, l
 
 
 def _finish(studies: list[Study], skips: SkipCounter, out_path, where) -> Path:
-    skips.report()
-    if not studies:
-        raise ManifestError(f"{where}: no usable Open-I study (see the warning for what was skipped)")
-    out = Path(out_path)
-    write_manifest(studies, out)
-    log.info("wrote %d Open-I studies to %s", len(studies), out)
-    return out
+    return finish_manifest(studies, skips, out_path, f"{where}: no usable Open-I study (see the warning for "
+                           "what was skipped)", "Open-I studies")
 
 
 def _text(v: Any) -> str:

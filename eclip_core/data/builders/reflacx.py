@@ -25,10 +25,10 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from eclip_core.data.builders.common import (
-    SkipCounter, hash_split, id_str, mimic_relative_path, normalize_split, read_mimic_report, read_table, study_from_path,
+    SkipCounter, finish_manifest, hash_split, id_str, mimic_image, normalize_split, read_mimic_report, read_table, study_from_path,
 )
 from eclip_core.data.builders.sectioning import section_report
-from eclip_core.data.manifest import Study, write_manifest
+from eclip_core.data.manifest import Study
 from eclip_core.errors import ManifestError
 
 log = logging.getLogger(__name__)
@@ -68,12 +68,8 @@ def build_reflacx_manifest(reflacx_root: str | os.PathLike, image_root: str | os
     groups = meta.groupby("dicom_id", sort=True)
     for dicom_id, readings in tqdm(groups, total=groups.ngroups, disable=not progress, desc="REFLACX images"):
         first = readings.iloc[0]
-        rel = mimic_relative_path(str(first["image"]))
-        if image_suffix:
-            rel = str(Path(rel).with_suffix(image_suffix))
-        image = image_root / rel
-        if check_files and not image.is_file():
-            skips.skip("image file missing", str(image))
+        image = mimic_image(image_root, str(first["image"]), image_suffix, check_files, skips)
+        if image is None:
             continue
         kept = []
         for _, r in readings.iterrows():
@@ -116,10 +112,6 @@ def build_reflacx_manifest(reflacx_root: str | os.PathLike, image_root: str | os
                   "original_size": [int(first["image_size_y"]), int(first["image_size_x"])],
                   "reflacx_labels": certainty},
         ))
-    skips.report()
-    if not studies:
-        raise ManifestError(f"{root}: no REFLACX image had an image file and a usable reading")
-    write_manifest(studies, out)
-    log.info("wrote %d REFLACX expert studies (%d readings) to %s", len(studies),
-             sum(len(s.fixations_paths) for s in studies), out)
-    return out
+    log.info("REFLACX: %d readings", sum(len(s.fixations_paths) for s in studies))
+    return finish_manifest(studies, skips, out, f"{root}: no REFLACX image had an image file and a usable reading",
+                           "REFLACX expert studies")
