@@ -146,6 +146,8 @@ class TrainConfig:
     mixed_precision: str = "no"
     cpu: bool = False
     num_workers: int = 0
+    # With a locked Hugging Face text tower, encode each report's frozen tower once and reuse it (exact).
+    cache_text_features: bool = True
     checkpoint_every: int = 0
     resume: bool = False
     log_every: int = 10

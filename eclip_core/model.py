@@ -34,6 +34,7 @@ from eclip_core.atomic import atomic_dir
 from eclip_core.config import EClipConfig
 from eclip_core.errors import CheckpointError, ConfigError
 from eclip_core.heatmap.processor import HeatmapProcessor
+from eclip_core.patch_embed import use_patch_matmul
 from eclip_core.transforms import ImageTransform
 
 logger = logging.getLogger(__name__)
@@ -143,6 +144,9 @@ class EClip(nn.Module):
         self.config = config.validate()
         self.model_cfg = copy.deepcopy(model_cfg) if model_cfg is not None else model_config(config.name)
         self.clip = _build_clip(self.model_cfg, config, load_text_weights)
+        # ViT patch embedding as a matmul: same weights and outputs, far cheaper input gradients on the
+        # CPU (the expert step back-propagates into the mixed images).
+        use_patch_matmul(self.clip.visual, "conv1")
         size = self.clip.visual.image_size
         self.image_size = int(size[0] if isinstance(size, (tuple, list)) else size)
         self.embed_dim = int(self.model_cfg["embed_dim"])
@@ -156,6 +160,7 @@ class EClip(nn.Module):
             clahe_clip_limit=config.clahe_clip_limit, clahe_tiles=config.clahe_tiles,
         )
         self._tokenizer = None
+        self._text_cache: dict[bytes, torch.Tensor] | None = None  # see enable_text_feature_cache
         self.clamp_logit_scale_()
         if config.lock_text:
             self.lock_text_tower()
@@ -234,7 +239,36 @@ class EClip(nn.Module):
     def encode_text(self, texts: Sequence[str] | torch.Tensor) -> torch.Tensor:
         """Report strings (tokenized here) or token ids [B,L] -> [B,D] L2-normalised embeddings."""
         tokens = texts if isinstance(texts, torch.Tensor) else self.tokenize(texts)
-        return F.normalize(self.clip.encode_text(self._trim_padding(tokens.to(self.device))), dim=-1)
+        tokens = tokens.to(self.device)
+        if self._text_cache is not None:
+            return F.normalize(self.clip.text.proj(self._frozen_text_features(tokens)), dim=-1)
+        return F.normalize(self.clip.encode_text(self._trim_padding(tokens)), dim=-1)
+
+    def enable_text_feature_cache(self) -> bool:
+        """Remember each report's frozen text-tower output (before the trainable projection); True if enabled.
+
+        Only with a locked Hugging Face text tower (``lock_text``): it stays in eval mode, so a report's
+        pooled features never change during training and a report seen again costs one projection instead
+        of a transformer pass. Each report is encoded on its own (trimmed to its own length), so the cached
+        values do not depend on which batch a report first came in: a resumed run gets the same numbers.
+        """
+        text = getattr(self.clip, "text", None)
+        if not (getattr(self, "_text_locked", False) and all(hasattr(text, a) for a in ("transformer", "pooler", "proj"))):
+            return False
+        if self._text_cache is None:
+            self._text_cache = {}
+        return True
+
+    def _frozen_text_features(self, tokens: torch.Tensor) -> torch.Tensor:
+        text, cache = self.clip.text, self._text_cache
+        keys = [row.tobytes() for row in tokens.cpu().numpy()]
+        with torch.no_grad():
+            for i, key in enumerate(keys):
+                if key not in cache:
+                    row = self._trim_padding(tokens[i:i + 1])
+                    mask = (row != text.config.pad_token_id).long()
+                    cache[key] = text.pooler(text.transformer(input_ids=row, attention_mask=mask), mask)[0]
+        return torch.stack([cache[k] for k in keys])
 
     def _trim_padding(self, tokens: torch.Tensor) -> torch.Tensor:
         # Drop trailing columns that are padding in every row: both text towers mask or ignore padding,

@@ -127,6 +127,12 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict], None] | None = None) 
     if not cfg.manifest:
         raise ConfigError("train: no manifest given (TrainConfig.manifest / --manifest)")
     t0 = time.perf_counter()
+    from accelerate.state import AcceleratorState
+
+    if AcceleratorState._shared_state.get("_mixed_precision", cfg.mixed_precision) != cfg.mixed_precision:
+        # accelerate keeps one precision per process; a later run in the same process (a notebook, the
+        # embedding suite) may ask for another. The process group (PartialState) is kept.
+        AcceleratorState._reset_state()
     accelerator = Accelerator(
         # cpu=True without a GPU: otherwise accelerate treats torchrun-launched CPU processes as independent
         # single-process runs (DistributedType.NO) and they silently train on the same data.
@@ -158,6 +164,8 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict], None] | None = None) 
         metrics_path.unlink()  # a fresh run owns its metrics file
     model, optimizer = accelerator.prepare(model, optimizer)
     raw = accelerator.unwrap_model(model)
+    if cfg.cache_text_features and raw.enable_text_feature_cache():
+        logger.info("text tower locked: caching each report's frozen text features")
 
     planner = StepPlanner(cfg, len(main_rows), len(expert_rows), accelerator.process_index,
                           accelerator.num_processes)

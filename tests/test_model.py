@@ -149,3 +149,30 @@ def test_eclip_small_uses_the_packaged_minilm_and_trims_padding_exactly():
         full = torch.nn.functional.normalize(m.clip.encode_text(tok), dim=-1)
     assert m._trim_padding(tok).shape[1] < tok.shape[1]
     assert torch.allclose(trimmed, full, atol=1e-5)
+
+
+def test_frozen_text_feature_cache_matches_the_tower_and_skips_repeats():
+    m = EClip(EClipConfig(name="eclip-small", lock_text=True)).train()
+    reports = ["Heart size normal. Lungs clear.", "Small left pleural effusion. No pneumothorax.",
+               "Cardiomegaly with mild vascular congestion and a much longer sentence about the spine."]
+    tok = m.tokenize(reports + reports[:1])  # a repeat inside the batch
+    reference = m.encode_text(tok)
+    (reference * torch.arange(1.0, 5.0)[:, None]).sum().backward()
+    proj_grad = m.clip.text.proj.weight.grad.clone()
+    m.zero_grad()
+
+    calls = []
+    m.clip.text.transformer.register_forward_hook(lambda *a: calls.append(1))
+    assert m.enable_text_feature_cache()
+    cached = m.encode_text(tok)
+    (cached * torch.arange(1.0, 5.0)[:, None]).sum().backward()
+    assert torch.allclose(cached, reference, atol=1e-5)
+    assert torch.allclose(m.clip.text.proj.weight.grad, proj_grad, atol=1e-4)
+    assert len(calls) == 3  # one pass per distinct report
+    m.encode_text(m.tokenize(reports[::-1]))
+    assert len(calls) == 3  # all seen: projection only
+
+
+def test_text_feature_cache_needs_a_locked_hf_tower():
+    assert not EClip(EClipConfig(name="eclip-tiny", lock_text=True)).enable_text_feature_cache()  # open_clip tower
+    assert not EClip(EClipConfig(name="eclip-small", lock_text=False)).enable_text_feature_cache()  # trained tower

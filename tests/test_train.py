@@ -51,16 +51,19 @@ def _resume_cfg(blobs, out, **kw):
                        model=EClipConfig(name="eclip-tiny"), progress=False, validate_images=False, log_every=1, **kw)
 
 
+def _kill_at(kill_step):
+    def on_step(step, record):
+        if step == kill_step:
+            raise KeyboardInterrupt("simulated kill")
+    return on_step
+
+
 def test_kill_and_resume_reaches_the_same_weights(blobs, tmp_path):
     full = train(_resume_cfg(blobs, tmp_path / "full"))
     assert full.expert_steps == 5  # every step after the 1-step cold start injects
 
-    def kill(step, record):
-        if step == 5:
-            raise KeyboardInterrupt("simulated kill")
-
     with pytest.raises(KeyboardInterrupt):
-        train(_resume_cfg(blobs, tmp_path / "part"), on_step=kill)
+        train(_resume_cfg(blobs, tmp_path / "part"), on_step=_kill_at(5))
     resumed = train(_resume_cfg(blobs, tmp_path / "part", resume=True))
     assert resumed.start_step == 3 and resumed.steps == 6
     a = EClip.from_pretrained(full.model_dir).state_dict()
@@ -110,3 +113,34 @@ def test_cli_config_file_and_flags(blobs, tmp_path):
                "--no-validate-images"])
     assert rc == 0 and (tmp_path / "cli" / "model" / "model.safetensors").is_file()
     assert main(["--manifest", str(tmp_path / "nope.csv"), "--output-dir", str(tmp_path / "x")]) == 2
+
+
+def test_bf16_mixed_precision_trains_with_expert_batches(blobs, tmp_path):
+    # The autocast path accelerate uses on CUDA (bf16/fp16), exercised here with CPU bf16.
+    cfg = _resume_cfg(blobs, tmp_path / "bf16", mixed_precision="bf16")
+    result = train(cfg)
+    assert result.steps == 6 and result.expert_steps == 5
+    assert all(np.isfinite(result.losses))
+    state = EClip.from_pretrained(result.model_dir).state_dict()
+    assert all(v.dtype == torch.float32 for v in state.values() if v.is_floating_point())  # master weights fp32
+    torch.manual_seed(cfg.seed)
+    init = EClip(cfg.model).state_dict()
+    assert not torch.equal(init["clip.visual.conv1.weight"], state["clip.visual.conv1.weight"])
+
+
+def _small_cfg(blobs, out, **kw):
+    return TrainConfig(manifest=str(blobs), output_dir=str(out), steps=4, batch_size=4, lr=1e-3, method="eclip",
+                       p_start=1.0, p_peak=1.0, p_floor=1.0, cold_frac=0.25, checkpoint_every=2,
+                       model=EClipConfig(name="eclip-small", lock_text=True, clahe_p=0.0), progress=False,
+                       validate_images=False, log_every=1, **kw)
+
+
+def test_text_feature_cache_trains_like_the_tower_and_resumes_exactly(blobs, tmp_path):
+    cached = train(_small_cfg(blobs, tmp_path / "cached"))
+    uncached = train(_small_cfg(blobs, tmp_path / "uncached", cache_text_features=False))
+    np.testing.assert_allclose(cached.losses, uncached.losses, atol=1e-4)
+
+    with pytest.raises(KeyboardInterrupt):
+        train(_small_cfg(blobs, tmp_path / "part"), on_step=_kill_at(3))
+    resumed = train(_small_cfg(blobs, tmp_path / "part", resume=True))
+    assert resumed.start_step == 2 and resumed.checkpoint_hash == cached.checkpoint_hash

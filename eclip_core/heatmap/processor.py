@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from eclip_core.errors import ConfigError
+from eclip_core.patch_embed import PatchConv2d
 
 VARIANTS = ("mha", "mask", "random")
 
@@ -63,7 +64,7 @@ class HeatmapProcessor(nn.Module):
         self.heatmap_norm = heatmap_norm
         if variant == "mask":
             return  # no parameters
-        self.patch_embed = nn.Conv2d(in_channels, dim, kernel_size=patch_size, stride=patch_size)
+        self.patch_embed = PatchConv2d(in_channels, dim, kernel_size=patch_size, stride=patch_size)
         self.attn = nn.MultiheadAttention(dim, heads, batch_first=True)
         self.linear = nn.Linear(dim, dim)
         self.unpatch = nn.ConvTranspose2d(dim, in_channels, kernel_size=patch_size, stride=patch_size)

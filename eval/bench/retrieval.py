@@ -10,6 +10,7 @@ EClipRetriever (precomputed query vector) against a raw ``faiss.search`` on the 
     python -m eval.bench.retrieval --sizes 10000 --queries 50 --out /tmp/r.md   # quick look
     python -m eval.bench.retrieval --sizes 1000000 --no-ivf --overhead-size 0 --build-threads 2 \
         --out docs/perf/retrieval_hnsw_1m.md                # HNSW at 1M on its own (long construction)
+    python -m eval.bench.retrieval --data reports --out docs/perf/retrieval_reports.md   # report-like corpus
 """
 from __future__ import annotations
 
@@ -48,6 +49,55 @@ def unit_vectors(n: int, dim: int, seed: int, chunk: int = 200_000) -> np.ndarra
         x = rng.standard_normal((min(chunk, n - s), dim), dtype=np.float32)
         out[s:s + len(x)] = x / np.linalg.norm(x, axis=1, keepdims=True)
     return out
+
+
+@dataclass
+class ReportLikeData:
+    """A corpus shaped like real report embeddings, and real image-embedding queries.
+
+    ``reference`` = the default bundle's indexed report embeddings (eCLIP text tower), ``queries`` = its
+    eCLIP image embeddings of test-split X-rays (what the product sends to the index). Synthetic corpora
+    are a smoothed bootstrap of ``reference``: a real report's vector plus Gaussian noise with the real
+    vectors' covariance scaled by ``bandwidth``^2, re-normalised. They keep the real data's clusters
+    (many reports say nearly the same thing) and its covariance spectrum.
+    """
+
+    reference: np.ndarray
+    queries: np.ndarray
+    bandwidth: float
+    source: str
+
+    def corpus(self, n: int, seed: int, chunk: int = 200_000) -> np.ndarray:
+        rng = np.random.default_rng(seed)
+        ref = self.reference.astype(np.float64)
+        cov = np.cov(ref, rowvar=False)
+        vals, vecs = np.linalg.eigh(cov)
+        root = (vecs * np.sqrt(np.clip(vals, 0, None))).T  # z @ root ~ N(0, cov)
+        out = np.empty((n, ref.shape[1]), dtype=np.float32)
+        for s in range(0, n, chunk):
+            m = min(chunk, n - s)
+            base = ref[rng.integers(0, len(ref), size=m)]
+            x = base + self.bandwidth * (rng.standard_normal((m, ref.shape[1])) @ root)
+            out[s:s + m] = x / np.linalg.norm(x, axis=1, keepdims=True)
+        return out
+
+
+def load_report_like(n_queries: int, bandwidth: float) -> ReportLikeData:
+    """Reference vectors and queries from the default bundle (built if missing)."""
+    from eclip_core.data.manifest import read_manifest
+    from eclip_core.model import EClip
+    from rag_report.bundle import default_bundle
+    from rag_report.index import ReportIndex
+
+    bundle = default_bundle(progress=False)
+    model = EClip.from_pretrained(bundle.eclip_dir).eval()
+    index = ReportIndex.load(bundle.index_dir, model=model)
+    reference = index.vectors(index.study_ids)
+    test = sorted((s for s in read_manifest(bundle.manifest_path) if s.split == "test"), key=lambda s: s.study_id)
+    queries = model.embed_images([s.image_paths[0] for s in test[:n_queries]], progress=False)
+    return ReportLikeData(reference, queries, bandwidth,
+                          f"default bundle {bundle.root.name}: {len(reference):,} report vectors, eCLIP "
+                          f"{index.manifest.get('checkpoint_hash', '?')}")
 
 
 def latencies(fn, queries: np.ndarray, warmup: int = 3) -> tuple[float, float]:
@@ -95,14 +145,18 @@ def tune(index, set_param, values, queries, truth, k, target) -> tuple[object, f
 
 def bench_size(n: int, dim: int, n_queries: int, k: int, target: float, seed: int, hnsw_cfg: tuple[int, int],
                skip_hnsw: bool, train_sample: int, skip_ivf: bool = False, build_threads: int = 1,
-               query_threads: int = 1) -> list[Row]:
+               query_threads: int = 1, data: ReportLikeData | None = None) -> list[Row]:
     import faiss
 
     from rag_report.index import IndexParams, make_faiss_index, set_search_params, train_faiss_index
 
     rows: list[Row] = []
-    x = unit_vectors(n, dim, seed)
-    queries = unit_vectors(n_queries, dim, seed + 1)
+    if data is None:
+        x = unit_vectors(n, dim, seed)
+        queries = unit_vectors(n_queries, dim, seed + 1)
+    else:
+        x, queries = data.corpus(n, seed), np.ascontiguousarray(data.queries[:n_queries], dtype=np.float32)
+        dim = x.shape[1]
     flat = faiss.IndexFlatIP(dim)
     flat.add(x)
     _, truth = flat.search(queries, k)
@@ -210,10 +264,16 @@ def write_markdown(path: Path, command: str, rows: list[Row], overhead, args, el
         f"{args.threads} thread(s) for BLAS and FAISS, Python {platform.python_version()}, faiss {faiss.__version__}, "
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; total run {elapsed:.0f} s.",
         "",
-        f"Data: random unit vectors, dim {args.dim} (the eclip-small embedding dim), seeded; {args.queries} "
-        "held-out random unit queries; single-query latency (one vector per call), k=10. Random vectors are the "
-        "hard case for approximate search (no cluster structure; real report embeddings are clustered). "
-        f"Approximate indexes: efSearch / nprobe raised until recall@10 against exact search >= {args.target}. "
+        (f"Data: random unit vectors, dim {args.dim} (the eclip-small embedding dim), seeded; {args.queries} "
+         "held-out random unit queries. Random vectors are the hard case for approximate search (no cluster "
+         "structure; real report embeddings are clustered)."
+         if args.data == "random" else
+         f"Data: report-like vectors, a smoothed bootstrap of real report embeddings ({args.source}): each "
+         f"vector is a real report's plus Gaussian noise with the real vectors' covariance x {args.bandwidth}^2, "
+         f"re-normalised, seeded; queries: the eCLIP image embeddings of the first {args.queries} test-split "
+         "X-rays of that bundle (the product's cross-modal queries; phantom images).")
+        + f" Single-query latency (one vector per call), k={args.k}. "
+        f"Approximate indexes: efSearch / nprobe raised until recall@{args.k} against exact search >= {args.target}. "
         "Speed-up = numpy p50 / method p50, measured in the same process.",
         "",
         (f"HNSW is built only up to {args.hnsw_max_size:,} reports here (--hnsw-max-size); larger HNSW runs have "
@@ -264,6 +324,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--build-threads", type=int, default=None,
                    help="threads for HNSW construction (default: --threads); queries always use --threads")
     p.add_argument("--no-ivf", action="store_true", help="skip IVF-PQ (e.g. an HNSW-only run at 1M)")
+    p.add_argument("--data", choices=("random", "reports"), default="random",
+                   help="random unit vectors, or report-like vectors bootstrapped from the default bundle's "
+                        "report embeddings with its test X-rays as queries")
+    p.add_argument("--bandwidth", type=float, default=0.5,
+                   help="--data reports: noise scale relative to the real embeddings' spread")
     p.add_argument("--out", default="docs/perf/retrieval.md")
     args = p.parse_args(argv)
     args.build_threads = args.build_threads or args.threads
@@ -275,10 +340,12 @@ def main(argv: list[str] | None = None) -> int:
     faiss.omp_set_num_threads(args.threads)
     t0 = time.time()
     rows: list[Row] = []
+    data = load_report_like(args.queries, args.bandwidth) if args.data == "reports" else None
+    args.source = data.source if data is not None else "random"
     for n in args.sizes:
         rows += bench_size(n, args.dim, args.queries, args.k, args.target, args.seed, tuple(args.hnsw),
                            skip_hnsw=n > args.hnsw_max_size, train_sample=args.train_sample, skip_ivf=args.no_ivf,
-                           build_threads=args.build_threads, query_threads=args.threads)
+                           build_threads=args.build_threads, query_threads=args.threads, data=data)
     overhead = bench_overhead(args.overhead_size, args.dim, args.queries, args.k, args.seed) if args.overhead_size else []
     command = "python -m eval.bench.retrieval " + " ".join(argv if argv is not None else sys.argv[1:])
     write_markdown(Path(args.out), command.strip(), rows, overhead, args, time.time() - t0)

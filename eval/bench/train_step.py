@@ -48,7 +48,25 @@ def _batch(model: EClip, b: int, be: int, rng: np.random.Generator) -> dict:
     }
 
 
+def _plain_conv(fast: torch.nn.Conv2d) -> torch.nn.Conv2d:
+    """A stock Conv2d sharing ``fast``'s parameters (the CPU conv kernel, for the before/after rows)."""
+    conv = torch.nn.Conv2d(fast.in_channels, fast.out_channels, fast.kernel_size, stride=fast.stride,
+                           bias=fast.bias is not None)
+    conv.weight, conv.bias = fast.weight, fast.bias
+    return conv
+
+
+BEFORE = " [before: conv kernel, no text cache]"
+
+
 def measure_steps(model_name: str, batch_size: int, repeats: int, lock_text: bool, seed: int = 0) -> dict:
+    """Median / min time of each step variant, interleaved, on one model and one pre-made batch.
+
+    Variants run as training runs them (patch embedding as a matmul, frozen text features cached: the
+    steady state after the first epoch, when every report has been seen) and, for the rows tagged
+    ``BEFORE``, with the stock CPU conv kernel and no text cache; ratios are to the CLIP step of the
+    same setup.
+    """
     torch.manual_seed(seed)
     cfg = TrainConfig(model=EClipConfig(name=model_name, lock_text=lock_text), batch_size=batch_size)
     model = EClip(cfg.model).train()
@@ -58,26 +76,41 @@ def measure_steps(model_name: str, batch_size: int, repeats: int, lock_text: boo
     plain = {k: v for k, v in batch.items() if not k.startswith("expert")} | {"inject": False}
     big = _batch(model, batch_size + cfg.effective_expert_batch_size, 1, np.random.default_rng(seed))
     big = {k: v for k, v in big.items() if not k.startswith("expert")} | {"inject": False}
+    visual = model.clip.visual
+    fast_conv = getattr(visual, "conv1", None)
+    slow_conv = _plain_conv(fast_conv) if isinstance(fast_conv, torch.nn.Conv2d) else fast_conv
+    cached = model.enable_text_feature_cache()
     variants = {
-        "CLIP step": (plain, False),
-        "CLIP step at the enlarged batch B + B/2 (cost floor of an expert step)": (big, False),
-        "eCLIP step, no expert batch": (plain, False),
-        "eCLIP step, expert batch (B/2 mixed pairs)": (batch, False),
-        "eCLIP cold-start step (priming loss)": (plain, True),
+        "CLIP step": (plain, False, True),
+        "CLIP step at the enlarged batch B + B/2 (cost floor of an expert step)": (big, False, True),
+        "eCLIP step, no expert batch": (plain, False, True),
+        "eCLIP step, expert batch (B/2 mixed pairs)": (batch, False, True),
+        "eCLIP cold-start step (priming loss)": (plain, True, True),
+        "CLIP step" + BEFORE: (plain, False, False),
+        "eCLIP step, expert batch (B/2 mixed pairs)" + BEFORE: (batch, False, False),
     }
     times = {k: [] for k in variants}
-    for r in range(repeats + 1):  # the first round warms up allocators and is dropped
-        for name, (b, prime) in variants.items():
+    text_cache = model._text_cache
+    for r in range(repeats + 1):  # the first round warms up allocators and fills the text cache; dropped
+        for name, (b, prime, fast) in variants.items():
+            visual.conv1 = fast_conv if fast else slow_conv
+            model._text_cache = text_cache if fast else None
             t0 = time.perf_counter()
             train_step(model, opt, loss_fn, b, prime=prime, priming_weight=cfg.priming_weight,
                        grad_clip=cfg.grad_clip)
             model.clamp_logit_scale_()
             if r:
                 times[name].append(time.perf_counter() - t0)
+    visual.conv1, model._text_cache = fast_conv, text_cache
     med = {k: statistics.median(v) for k, v in times.items()}
     best = {k: min(v) for k, v in times.items()}  # load from other jobs only adds time: min is the cleanest
-    return {"median_s": med, "ratio": {k: v / med["CLIP step"] for k, v in med.items()},
-            "min_s": best, "min_ratio": {k: v / best["CLIP step"] for k, v in best.items()},
+
+    def base(k: str, table: dict) -> float:
+        return table["CLIP step" + BEFORE] if k.endswith(BEFORE) else table["CLIP step"]
+
+    return {"median_s": med, "ratio": {k: v / base(k, med) for k, v in med.items()},
+            "min_s": best, "min_ratio": {k: v / base(k, best) for k, v in best.items()},
+            "text_cache": cached,
             "params": sum(p.numel() for p in model.parameters()),
             "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad)}
 
@@ -148,6 +181,15 @@ def main(argv: list[str] | None = None) -> int:
         "the heatmap processor on B/2 images; a plain CLIP step at batch B + B/2 is therefore its floor, and "
         "the difference between the two rows is the processor and mixup. The cold-start step adds the "
         "processor on the B main images for the priming loss (only during the first 10 % of steps).",
+        "",
+        "Rows without a tag run as `eclip_core.train` runs them: the ViT and processor patch embeddings as "
+        "one matmul over unfolded patches (`eclip_core.patch_embed`: same weights, same outputs) and, "
+        f"with a locked Hugging Face text tower, each report's frozen text features cached "
+        f"({'on' if steps['text_cache'] else 'not applicable to this model'}; the steady state once every "
+        "report has been seen, i.e. after the first epoch). Rows tagged `[before: ...]` run the same model "
+        "with the stock CPU conv kernel and no cache, their ratio against the CLIP step of that setup: the "
+        "conv kernel's gradient with respect to its input (needed only when the expert step back-propagates "
+        "into the mixed images) is what pushed the expert step over its target.",
         "",
         f"## Embedding throughput: `{args.model}` (inference mode, includes preprocessing of 512x512 inputs)",
         "",
