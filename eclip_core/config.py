@@ -146,6 +146,8 @@ class TrainConfig:
     mixed_precision: str = "no"
     cpu: bool = False
     num_workers: int = 0
+    # Expert heatmaps built from fixations are kept in memory (per data-loader process) up to this size.
+    heatmap_cache_mb: float = 1024.0
     # With a locked Hugging Face text tower, encode each report's frozen tower once and reuse it (exact).
     cache_text_features: bool = True
     checkpoint_every: int = 0

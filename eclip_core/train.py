@@ -170,7 +170,7 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict], None] | None = None) 
     planner = StepPlanner(cfg, len(main_rows), len(expert_rows), accelerator.process_index,
                           accelerator.num_processes)
     data = StepBatches(planner, main_rows, expert_rows, raw.transform, raw.tokenize, start_step, cfg.steps,
-                       fail_on_bad_rows=cfg.fail_on_bad_rows)
+                       fail_on_bad_rows=cfg.fail_on_bad_rows, heatmap_cache_mb=cfg.heatmap_cache_mb)
     loader = DataLoader(data, batch_size=None, shuffle=False, num_workers=cfg.num_workers,
                         persistent_workers=False)
     loss_fn = ClipLoss()

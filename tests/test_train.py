@@ -45,8 +45,8 @@ def test_short_training_lowers_loss_and_beats_chance_on_r5(blobs, tmp_path):
     assert r5 > chance + 0.25, (r5, chance)
 
 
-def _resume_cfg(blobs, out, **kw):
-    return TrainConfig(manifest=str(blobs), output_dir=str(out), steps=6, batch_size=4, lr=1e-3, method="eclip",
+def _resume_cfg(blobs, out, steps=6, **kw):
+    return TrainConfig(manifest=str(blobs), output_dir=str(out), steps=steps, batch_size=4, lr=1e-3, method="eclip",
                        p_start=1.0, p_peak=1.0, p_floor=1.0, cold_frac=0.17, checkpoint_every=3,
                        model=EClipConfig(name="eclip-tiny"), progress=False, validate_images=False, log_every=1, **kw)
 
@@ -144,3 +144,28 @@ def test_text_feature_cache_trains_like_the_tower_and_resumes_exactly(blobs, tmp
         train(_small_cfg(blobs, tmp_path / "part"), on_step=_kill_at(3))
     resumed = train(_small_cfg(blobs, tmp_path / "part", resume=True))
     assert resumed.start_step == 2 and resumed.checkpoint_hash == cached.checkpoint_hash
+
+
+def test_heatmap_cache_returns_the_loaded_maps_and_evicts_oldest(blobs):
+    from eclip_core.heatmap.gaze import load_expert_heatmap
+    from eclip_core.training.data import HeatmapCache
+
+    experts = [s for s in read_manifest(blobs) if s.has_expert][:3]
+    shape = (64, 64)
+    one_map_mb = np.zeros(shape, np.float32).nbytes / 2**20
+    cache = HeatmapCache(max_mb=2.5 * one_map_mb)  # room for two maps
+    for s in experts + experts[:1]:
+        got = cache.get(s, shape)
+        np.testing.assert_array_equal(got, load_expert_heatmap(s, shape))
+    assert (cache.hits, cache.misses) == (0, 4)  # the first map was evicted by the third
+    got = cache.get(experts[2], shape)
+    got[:] = -1  # a caller editing its copy leaves the cached map intact
+    np.testing.assert_array_equal(cache.get(experts[2], shape), load_expert_heatmap(experts[2], shape))
+    assert cache.hits == 2 and cache.used <= cache.max_bytes
+
+
+def test_a_data_loader_worker_gives_the_same_weights(blobs, tmp_path):
+    inline = train(_resume_cfg(blobs, tmp_path / "w0", steps=4))
+    worker = train(_resume_cfg(blobs, tmp_path / "w1", steps=4, num_workers=1))
+    assert inline.expert_steps == worker.expert_steps > 0
+    assert inline.checkpoint_hash == worker.checkpoint_hash

@@ -7,6 +7,7 @@ sees exactly the batches the uninterrupted run would have seen, without replayin
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Callable, Sequence
@@ -126,16 +127,46 @@ class StepPlanner:
         )
 
 
+class HeatmapCache:
+    """Expert heatmaps by (study, image shape), least recently used first out past ``max_mb``.
+
+    A heatmap built from fixations (a Gaussian over every fixation on the full image grid) costs far more
+    than decoding its image, and the curriculum draws the same few expert rows again and again.
+    """
+
+    def __init__(self, max_mb: float = 1024.0):
+        self.max_bytes, self.used = int(max_mb * 2**20), 0
+        self._maps: OrderedDict[tuple, np.ndarray] = OrderedDict()
+        self.hits = self.misses = 0
+
+    def get(self, study: Study, shape: tuple[int, int]) -> np.ndarray:
+        key = (study.study_id, tuple(shape))
+        if key in self._maps:
+            self.hits += 1
+            self._maps.move_to_end(key)
+            return self._maps[key].copy()  # callers get their own array; the cached one stays pristine
+        self.misses += 1
+        hm = _load_study_heatmap(study, shape)
+        if hm.nbytes <= self.max_bytes:
+            self._maps[key] = hm.copy()
+            self.used += hm.nbytes
+            while self.used > self.max_bytes:
+                self.used -= self._maps.popitem(last=False)[1].nbytes
+        return hm
+
+
 class StepBatches(Dataset):
     """Item ``i`` = the whole batch of step ``first_step + i`` (images, token ids, expert images/maps)."""
 
     def __init__(self, planner: StepPlanner, main: Sequence[Study], expert: Sequence[Study],
                  transform: Callable, tokenize: Callable[[list[str]], torch.Tensor],
-                 first_step: int, last_step: int, fail_on_bad_rows: bool = False):
+                 first_step: int, last_step: int, fail_on_bad_rows: bool = False,
+                 heatmap_cache_mb: float = 1024.0):
         self.planner, self.main, self.expert = planner, list(main), list(expert)
         self.transform, self.tokenize = transform, tokenize
         self.first_step, self.last_step = first_step, last_step
         self.fail_on_bad_rows = fail_on_bad_rows
+        self.heatmaps = HeatmapCache(heatmap_cache_mb)
 
     def __len__(self) -> int:
         return max(0, self.last_step - self.first_step)
@@ -149,7 +180,7 @@ class StepBatches(Dataset):
             try:
                 img = _load_study_image(s)
                 if expert:
-                    hm = _load_study_heatmap(s, img.shape)
+                    hm = self.heatmaps.get(s, img.shape)
                     x, h = self.transform(img, heatmap=hm, train=True, rng=rng)
                     return x, h, s.report_text
                 return self.transform(img, train=True, rng=rng)[0], None, s.report_text

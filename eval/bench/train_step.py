@@ -3,7 +3,7 @@ embedding throughput of a model, measured in one process; writes Markdown to doc
 
     python -m eval.bench.train_step --model eclip-small --batch-size 16 --repeats 5
 
-Steps run interleaved (CLIP, eCLIP no-expert, eCLIP expert, eCLIP cold-start+priming, repeat) on the same
+Steps run interleaved (every variant once per round, in a new seeded order each round) on the same
 model and the same pre-made batch, so machine load affects all variants alike; the median is reported
 with its ratio to the CLIP step. Data loading is excluded (measured separately per sample).
 """
@@ -91,8 +91,11 @@ def measure_steps(model_name: str, batch_size: int, repeats: int, lock_text: boo
     }
     times = {k: [] for k in variants}
     text_cache = model._text_cache
+    order = np.random.default_rng(seed)
     for r in range(repeats + 1):  # the first round warms up allocators and fills the text cache; dropped
-        for name, (b, prime, fast) in variants.items():
+        # A new order each round: a step's time depends a little on the step before it (allocator, caches).
+        for name in order.permutation(list(variants)):
+            b, prime, fast = variants[name]
             visual.conv1 = fast_conv if fast else slow_conv
             model._text_cache = text_cache if fast else None
             t0 = time.perf_counter()
@@ -165,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{'locked except projection' if args.lock_text else 'trained'}",
         "",
         f"Parameters: {steps['params'] / 1e6:.1f} M, trainable {steps['trainable'] / 1e6:.1f} M. "
-        f"{args.repeats} interleaved repeats after one warm-up round; same model and batch. The CPU is "
+        f"{args.repeats} rounds (each variant once per round, in a new seeded order) after one warm-up round; same model and batch. The CPU is "
         "shared with other jobs, so single timings are noisy: the minimum is the least disturbed estimate.",
         "",
         "| step | median (s) | ratio to CLIP (median) | min (s) | ratio to CLIP (min) | target |",
