@@ -60,3 +60,24 @@ def test_embedding_suite_rejects_unknown_variant():
 
     with pytest.raises(ConfigError, match="unknown variant"):
         EmbeddingSuiteConfig(variants=["clip", "bogus"]).validate()
+
+
+def test_cli_flags_reach_the_suite_config(monkeypatch, tmp_path):
+    import eval.report_gen.embedding_suite as suite
+    from eval.report_gen.cli import main
+
+    seen = {}
+
+    def fake_suite(cfg):
+        seen["cfg"] = cfg
+        md = tmp_path / "e.md"
+        md.write_text("table")
+        return {"outputs": {"markdown": str(md)}}
+
+    monkeypatch.setattr(suite, "run_embedding_suite", fake_suite)
+    main(["--suite", "embedding", "--model-config", "eclip-small", "--lock-text", "--train-lr", "3e-4",
+          "--num-workers", "1", "--steps", "300", "--seeds", "0", "1", "--variants", "clip", "eclip", "--no-progress"])
+    cfg = seen["cfg"]
+    assert (cfg.model, cfg.lock_text, cfg.lr, cfg.num_workers, cfg.steps, cfg.seeds, cfg.variants) == \
+        ("eclip-small", True, 3e-4, 1, 300, [0, 1], ["clip", "eclip"])
+    assert "--lock-text" in cfg.command

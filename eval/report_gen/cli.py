@@ -65,6 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model-config", default=None, help="embedding suite: model config name (eclip-small)")
     p.add_argument("--train-batch-size", type=int, default=None, help="embedding suite: training batch size")
     p.add_argument("--max-eval", type=_none_or_int, default=None, help="embedding suite: cap on test studies")
+    p.add_argument("--lock-text", action=argparse.BooleanOptionalAction, default=None,
+                   help="embedding suite: freeze the text tower except its projection (as the default bundle does)")
+    p.add_argument("--train-lr", type=float, default=None, help="embedding suite: learning rate")
+    p.add_argument("--num-workers", type=int, default=None, help="embedding suite: data-loader processes per run")
     return p
 
 
@@ -82,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
                                    name=args.name or "embedding", progress=not args.no_progress, command=command)
         for field_name, value in (("steps", args.steps), ("seeds", args.seeds), ("variants", args.variants),
                                   ("model", args.model_config), ("batch_size", args.train_batch_size),
-                                  ("max_eval", args.max_eval)):
+                                  ("max_eval", args.max_eval), ("lock_text", args.lock_text),
+                                  ("lr", args.train_lr), ("num_workers", args.num_workers)):
             if value is not None:
                 setattr(cfg, field_name, value)
         result = run_embedding_suite(cfg)

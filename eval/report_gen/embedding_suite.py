@@ -73,6 +73,8 @@ class EmbeddingSuiteConfig:
     #: Linear probe trained on at most this many train studies (seeded subset; None = all).
     max_probe_train: int | None = 1000
     k: int = 5
+    #: Data-loader processes per training run (the weights do not depend on it).
+    num_workers: int = 0
     out_dir: str = "runs/embedding"
     name: str = "embedding"
     progress: bool = True
@@ -113,6 +115,7 @@ def train_variant(cfg: EmbeddingSuiteConfig, manifest: str, variant: str, seed: 
     tc = TrainConfig(manifest=str(manifest), output_dir=str(out), model=EClipConfig(name=cfg.model,
                      lock_text=cfg.lock_text), steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, seed=seed,
                      progress=cfg.progress, checkpoint_every=max(cfg.steps // 4, 1), resume=True,
+                     num_workers=cfg.num_workers,
                      # The suite reads each manifest many times; bad rows are still skipped at load time.
                      validate_images=False)
     data = tc.to_dict()
