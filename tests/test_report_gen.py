@@ -112,7 +112,7 @@ def test_rows_columns_and_files(tiny_result):
                                                                 "macro_f1_5"}
     md = (out / "report_gen.md").read_text()
     for col in ("BLEU-1", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr", "micro-F1(14)", "macro-F1(5)", "label-P@5",
-                "latency ms", "uncertain -> negative", "uncertain -> positive", "pytest tiny"):
+                "latency ms", "distinct drafts", "uncertain -> negative", "uncertain -> positive", "pytest tiny"):
         assert col in md
     assert md.count("\n| ") >= 2 * 5  # a line per system in both tables
     assert (out / "report_gen.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -211,3 +211,15 @@ def test_label_matched_diagnostic_prefers_same_labels():
     out = label_matched_system(query, corpus, {"q": {"Cardiomegaly": 1.0}}, k=2, seed=0)
     assert out.drafts[0].retrieved_ids[0] == "a" and out.drafts[0].text == "The heart is enlarged."
     assert out.meta["diagnostic"] is True
+
+
+def test_distinct_drafts_counts_different_texts():
+    from eval.report_gen.scoring import score_system
+    from eval.report_gen.systems import StudyDraft, SystemOutput
+
+    refs = {"a": "No acute disease.", "b": "Small left effusion.", "c": "Heart is enlarged."}
+    hub = SystemOutput("top1", "hub", [StudyDraft(i, "No acute disease.", 1.0) for i in refs])
+    varied = SystemOutput("top1", "varied", [StudyDraft(i, t, 1.0) for i, t in refs.items()])
+    labels = {i: {} for i in refs}
+    assert score_system(hub, refs, labels, meteor=False)["distinct_drafts"] == 1
+    assert score_system(varied, refs, labels, meteor=False)["distinct_drafts"] == 3

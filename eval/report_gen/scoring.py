@@ -87,6 +87,9 @@ def score_system(output: Any, references: dict[str, str], reference_labels: dict
         "latency_ms_p95": float(np.percentile(latency, 95)) if latency else None,
         "n_studies": len(ids),
         "n_empty_drafts": empty,
+        # How many different texts a system produced: a retriever that collapses onto a few "hub" reports
+        # scores well on the majority pattern (normal studies) while saying the same thing to everyone.
+        "distinct_drafts": len({h.strip() for h in hyps}),
         "notes": notes,
         "observations": list(CHEXPERT_OBSERVATIONS),
     }

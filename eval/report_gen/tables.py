@@ -32,16 +32,18 @@ def clinical_value(row: dict, policy: str, column: str) -> float | None:
 
 
 def markdown_table(rows: list[dict], *, k: int = 5, policy: str = "uncertain_as_negative") -> str:
-    """The main table: NLG columns, clinical F1 under ``policy``, label-precision@k, mean latency."""
+    """The main table: NLG columns, clinical F1 under ``policy``, label-precision@k, distinct drafts, latency."""
     head = (["system", "n"] + list(NLG_COLUMNS) + [CLINICAL_HEADERS[c] for c in CLINICAL_COLUMNS]
-            + [f"label-P@{k}", "latency ms (mean)"])
+            + [f"label-P@{k}", "distinct drafts", "latency ms (mean)"])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
         m = row["metrics"]
         cells = [row["name"], str(m["n_studies"])]
         cells += [_fmt(m["nlg"].get(c)) for c in NLG_COLUMNS]
         cells += [_fmt(clinical_value(row, policy, c)) for c in CLINICAL_COLUMNS]
-        cells += [_fmt(m.get(f"label_precision@{k}")), _fmt(m.get("latency_ms_mean"), 1)]
+        distinct = m.get("distinct_drafts")
+        cells += [_fmt(m.get(f"label_precision@{k}")), "n/a" if distinct is None else str(distinct),
+                  _fmt(m.get("latency_ms_mean"), 1)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
