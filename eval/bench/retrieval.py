@@ -97,7 +97,7 @@ def load_report_like(n_queries: int, bandwidth: float) -> ReportLikeData:
     queries = model.embed_images([s.image_paths[0] for s in test[:n_queries]], progress=False)
     return ReportLikeData(reference, queries, bandwidth,
                           f"default bundle {bundle.root.name}: {len(reference):,} report vectors, eCLIP "
-                          f"{index.manifest.get('checkpoint_hash', '?')}")
+                          f"{index.manifest.get('eclip_checkpoint_hash', '?')}")
 
 
 def latencies(fn, queries: np.ndarray, warmup: int = 3) -> tuple[float, float]:

@@ -192,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         "report has been seen, i.e. after the first epoch). Rows tagged `[before: ...]` run the same model "
         "with the stock CPU conv kernel and no cache, their ratio against the CLIP step of that setup: the "
         "conv kernel's gradient with respect to its input (needed only when the expert step back-propagates "
-        "into the mixed images) is what pushed the expert step over its target.",
+        "into the mixed images) cost more than the processor itself.",
         "",
         f"## Embedding throughput: `{args.model}` (inference mode, includes preprocessing of 512x512 inputs)",
         "",
