@@ -313,7 +313,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--queries", type=int, default=200)
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--target", type=float, default=0.95)
-    p.add_argument("--hnsw", type=int, nargs=2, default=[32, 100], metavar=("M", "EF_CONSTRUCTION"))
+    from rag_report.index import IndexParams
+
+    p.add_argument("--hnsw", type=int, nargs=2, default=[IndexParams.hnsw_m, IndexParams.ef_construction],
+                   metavar=("M", "EF_CONSTRUCTION"), help="HNSW graph (default: the library's IndexParams)")
     p.add_argument("--hnsw-max-size", type=int, default=10**9, help="skip HNSW above this corpus size")
     p.add_argument("--overhead-size", type=int, default=100_000, help="0 = skip the retriever overhead run")
     p.add_argument("--train-sample", type=int, default=20_000, help="IVF-PQ training sample (caps nlist at n/39)")
