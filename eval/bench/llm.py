@@ -83,6 +83,7 @@ def worker(case: str, threads: int, new_tokens: int) -> dict:
 
     torch.set_num_threads(threads)
     from rag_report.grounded import grounded_draft
+    from rag_report.cpu_prefill import prefill_layers
     from rag_report.llm import LLMSpec, load_llm
 
     reports = evidence_reports()
@@ -127,7 +128,7 @@ def worker(case: str, threads: int, new_tokens: int) -> dict:
     n_draft_tokens = sum(len(s.token_ids) for s in draft.sentences)
     plain_s = greedy(n_draft_tokens)
     return {
-        "quant": case, "threads": threads, "prefill_s": prefill_s, "prefill_tokens": evidence_ids.shape[1], "load_s": load_s, "rss_model_mb": rss_loaded - base_rss,
+        "quant": case, "threads": threads, "prefill_layers": prefill_layers(llm.model), "prefill_s": prefill_s, "prefill_tokens": evidence_ids.shape[1], "load_s": load_s, "rss_model_mb": rss_loaded - base_rss,
         "rss_mb": rss_loaded, "peak_mb": _peak_mb(), "tok_s": new_tokens / gen_s, "new_tokens": new_tokens,
         "draft_s": sorted(draft_times)[1], "draft_passes": draft.forward_passes,
         "draft_prompt_tokens": draft.prompt_tokens, "draft_tokens": n_draft_tokens,
@@ -194,8 +195,11 @@ def main(argv: list[str] | None = None) -> None:
         "| tokens/s | ratio vs fp32 | evidence prompt forward (s) | prompt tokens |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    name = {"none": "fp32", "int8": "int8 (bitsandbytes)", "nf4": "nf4 (bitsandbytes + dense bf16 prefill)",
-            "nf4-kernel": "nf4, bitsandbytes kernel only"}
+    names = {"none": "fp32", "int8": "int8 (bitsandbytes)", "nf4": "nf4 (bitsandbytes + dense bf16 prefill)",
+             "nf4-kernel": "nf4, bitsandbytes kernel only"}
+    # The dense bf16 prefill installs only on CPUs with AVX512-BF16: say so when it did not.
+    name = {k: (v if k != "nf4" or all(r.get("prefill_layers", 1) for r in rows if r["quant"] == "nf4")
+                else "nf4 (default; dense bf16 prefill not available on this CPU)") for k, v in names.items()}
     for r in rows:
         lines.append(f"| {name[r['quant']]} | {r['threads']} | {r['load_s']:.1f} | {r['rss_mb']:.0f} | "
                      f"{r['rss_model_mb']:.0f} | {r['peak_mb']:.0f} | {r['tok_s']:.1f} | "

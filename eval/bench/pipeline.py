@@ -21,6 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n", type=int, default=12, help="test images (after one warm-up call)")
     p.add_argument("--modes", nargs="+", default=["grounded", "consensus", "top1"])
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument("--quantization", choices=("nf4", "int8", "none"), default="nf4", help="LLM weights (default nf4)")
     p.add_argument("--out", default="docs/perf/pipeline.md")
     args = p.parse_args(argv)
 
@@ -30,12 +31,12 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     from eclip_core.data.manifest import read_manifest
     from rag_report.bundle import default_bundle
-    from rag_report.pipeline import ReportPipeline
+    from rag_report.pipeline import PipelineConfig, ReportPipeline
 
     bundle = default_bundle(build=True, progress=False)
     tests = [s for s in read_manifest(bundle.manifest_path) if s.split == "test"][: args.n + 1]
     t0 = time.perf_counter()
-    pipe = ReportPipeline(progress=False)
+    pipe = ReportPipeline(PipelineConfig(quantization=args.quantization), progress=False)
     pipe.llm()  # load the LLM too: a warm pipeline holds everything
     load_s = time.perf_counter() - t0
     rows = []
