@@ -1,8 +1,8 @@
 """Free-mode drafting: the paper's protocol (few-shot prompt of diversified retrieved reports, the LLM writes).
 
-Defaults follow the eCLIP reference (beam 4, 200 new tokens). A repetition guard stops loops twice: at
-generation (``no_repeat_ngram_size``) and afterwards (:func:`truncate_repetition` cuts the text at the
-first repeated sentence or word run). The answer is parsed into FINDINGS / IMPRESSION
+Defaults follow the eCLIP reference (beam 4, 200 new tokens). A repetition guard stops loops three times: at
+generation (``no_repeat_ngram_size``), by ending generation once a loop has begun (:func:`loop_started`), and
+afterwards (:func:`truncate_repetition` cuts the text at the first repeated sentence or word run). The answer is parsed into FINDINGS / IMPRESSION
 (:func:`parse_sections`). Meant for capable LLMs (7B+); a 135 M model rambles (use grounded mode).
 
 >>> from rag_report.llm import load_llm                              # doctest: +SKIP
@@ -67,16 +67,43 @@ def truncate_repetition(text: str, max_sentence_words: int = 60) -> tuple[str, b
     >>> truncate_repetition("No effusion effusion effusion effusion effusion.")
     ('', True)
     """
-    kept: list[str] = []
+    sentences = _sentences(text)
+    cut = _loop_start(sentences, max_sentence_words, last_complete=True)
+    if cut is None:
+        return " ".join(sentences), False
+    return " ".join(sentences[:cut]), True
+
+
+def loop_started(text: str, max_sentence_words: int = 60) -> bool:
+    """Whether ``text``, a prefix of a generation, already holds the loop :func:`truncate_repetition` cuts at.
+
+    What follows can only add text after the cut, so generation may stop here: the truncated result is the
+    same. The last sentence may still be growing, so only the rules that more text cannot undo (a word run,
+    a run-on sentence) apply to it.
+
+    >>> loop_started("Lungs clear. Heart normal. Lungs clear")   # the repeat is not finished yet
+    False
+    >>> loop_started("Lungs clear. Heart normal. Lungs clear. H")
+    True
+    """
+    return _loop_start(_sentences(text), max_sentence_words, last_complete=False) is not None
+
+
+def _sentences(text: str) -> list[str]:
+    return [p for p in _ANY_SENT_END.split(normalize_report_text(text)) if p]
+
+
+def _loop_start(sentences: list[str], max_words: int, last_complete: bool) -> int | None:
+    """Index of the first sentence that is a loop: said before, a word run, or a run-on sentence."""
     seen: set[str] = set()
-    for sent in (p for p in _ANY_SENT_END.split(normalize_report_text(text)) if p):
+    for i, sent in enumerate(sentences):
+        complete = last_complete or i < len(sentences) - 1
         body = _HEADER.sub(" ", sent).strip().lower()
-        if (body and body in seen) or _WORD_RUN.search(sent) or len(sent.split()) > max_sentence_words:
-            return " ".join(kept), True
+        if (complete and body and body in seen) or _WORD_RUN.search(sent) or len(sent.split()) > max_words:
+            return i
         if body:
             seen.add(body)
-        kept.append(sent)
-    return " ".join(kept), False
+    return None
 
 
 def parse_sections(text: str) -> tuple[str, str, list[str]]:
@@ -120,9 +147,11 @@ def free_draft(llm: Any, reports: Sequence[Any], config: FreeConfig | None = Non
         )
     # Forcing the answer to open with the FINDINGS header keeps even small models in the report format.
     prompt = llm.chat_prompt(user, SYSTEM_RADIOLOGIST, assistant_prefix=FINDINGS_HEADER)
+    # Stop as soon as the loop guard would cut: greedy output after that point is thrown away anyway.
     raw = llm.generate(prompt, max_new_tokens=cfg.max_new_tokens, num_beams=cfg.num_beams,
                        no_repeat_ngram_size=cfg.no_repeat_ngram_size,
-                       repetition_penalty=cfg.repetition_penalty)
+                       repetition_penalty=cfg.repetition_penalty,
+                       stop_when=lambda new: loop_started(FINDINGS_HEADER + " " + new, cfg.max_sentence_words))
     text, truncated = truncate_repetition(FINDINGS_HEADER + " " + raw, cfg.max_sentence_words)
     findings, impression, warnings = parse_sections(text)
     if truncated:

@@ -28,7 +28,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 import torch
 
@@ -136,12 +136,29 @@ class FrozenLLM:
         num_beams: int = 1,
         no_repeat_ngram_size: int = 0,
         repetition_penalty: float = 1.0,
+        stop_when: Callable[[str], bool] | None = None,
     ) -> str:
-        """Deterministic generation (greedy, or beam search when ``num_beams > 1``); returns the new text."""
+        """Deterministic generation (greedy, or beam search when ``num_beams > 1``); returns the new text.
+
+        ``stop_when(text_so_far)`` ends generation early once it returns True (checked after every token
+        on the decoded new text; with beams, per beam).
+        """
         ids = torch.tensor([self.encode(prompt)], device=self.device)
         pad = self.tokenizer.pad_token_id
         if pad is None:
             pad = self._eos_ids[0] if self._eos_ids else 0
+        extra = {}
+        if stop_when is not None:
+            from transformers import StoppingCriteria, StoppingCriteriaList
+
+            start, decode = ids.shape[1], self.decode
+
+            class _StopWhen(StoppingCriteria):
+                def __call__(self, input_ids, scores, **kwargs):  # noqa: ANN001 -- transformers' signature
+                    return torch.tensor([bool(stop_when(decode(row[start:].tolist()))) for row in input_ids],
+                                        device=input_ids.device)
+
+            extra["stopping_criteria"] = StoppingCriteriaList([_StopWhen()])
         out = self.model.generate(
             input_ids=ids,
             attention_mask=torch.ones_like(ids),
@@ -152,6 +169,7 @@ class FrozenLLM:
             repetition_penalty=repetition_penalty,
             eos_token_id=list(self._eos_ids) or None,
             pad_token_id=pad,
+            **extra,
         )
         return self.decode(out[0, ids.shape[1]:].tolist())
 
