@@ -40,6 +40,7 @@ class FreeConfig:
     max_prompt_reports: int = 5
     max_prompt_chars: int = 600
     max_sentence_words: int = 60  # a longer "sentence" is a run-on loop and is cut
+    stop_at_loop: bool = True  # end generation once the guard would cut (same greedy draft, fewer tokens)
 
 
 @dataclass
@@ -151,7 +152,8 @@ def free_draft(llm: Any, reports: Sequence[Any], config: FreeConfig | None = Non
     raw = llm.generate(prompt, max_new_tokens=cfg.max_new_tokens, num_beams=cfg.num_beams,
                        no_repeat_ngram_size=cfg.no_repeat_ngram_size,
                        repetition_penalty=cfg.repetition_penalty,
-                       stop_when=lambda new: loop_started(FINDINGS_HEADER + " " + new, cfg.max_sentence_words))
+                       stop_when=(lambda new: loop_started(FINDINGS_HEADER + " " + new, cfg.max_sentence_words))
+                       if cfg.stop_at_loop else None)
     text, truncated = truncate_repetition(FINDINGS_HEADER + " " + raw, cfg.max_sentence_words)
     findings, impression, warnings = parse_sections(text)
     if truncated:
