@@ -83,8 +83,10 @@ def default_bundle(config: DefaultBundleConfig | None = None, *, build: bool = T
     """Return the default bundle, building what is missing when ``build`` (else raise BundleError)."""
     config = config or DefaultBundleConfig()
     root = bundle_root(config)
+    from rag_report.index import is_current_index
+
     marker = root / "bundle.json"
-    if marker.is_file():
+    if marker.is_file() and is_current_index(root / "index"):
         info = json.loads(marker.read_text())
         return Bundle(root, Path(info["manifest"]), info.get("similarity_floor"), info.get("examples", []), info)
     if not build:
@@ -117,7 +119,7 @@ def build_default_bundle(config: DefaultBundleConfig | None = None, *, progress:
     from eclip_core.data.manifest import read_manifest
     from eclip_core.data.phantom import build_phantom_dataset
     from eclip_core.model import EClip
-    from rag_report.index import ReportIndex
+    from rag_report.index import ReportIndex, is_current_index
 
     config = config or DefaultBundleConfig()
     root = bundle_root(config)
@@ -133,7 +135,7 @@ def build_default_bundle(config: DefaultBundleConfig | None = None, *, progress:
     eclip_dir = train_bundle_model(config, manifest, "eclip", progress=progress)
     model = EClip.from_pretrained(eclip_dir).eval()
     index_dir = root / "index"
-    if not (index_dir / "manifest.json").is_file():
+    if not is_current_index(index_dir):
         ReportIndex.build(model, train_studies, index_dir, index_type=config.index_type, progress=progress,
                           corpus_name="open-i-train (phantom default)")
     index = ReportIndex.load(index_dir, model=model)

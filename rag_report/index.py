@@ -12,6 +12,13 @@ Metadata is excluded from embedding (and from LLM context), so the vector of a r
 text tower applied to the stored text. Vectors are L2-normalised and every index type scores by inner
 product, i.e. cosine similarity.
 
+Modality centering (on by default when the corpus has readable X-rays): CLIP-style models put images and
+reports in two separate cones (the modality gap), and a cosine across the gap is dominated by each
+vector's offset from its own cone's centre, so every X-ray lands on the same few "hub" reports. The index
+stores ``normalize(t - mean_reports)`` and queries become ``normalize(q - mean_of_their_modality)``; both
+means are in the manifest (the image mean from a seeded sample of the corpus's own X-rays). What it does to
+retrieval and drafting on the default bundle: docs/results/report_gen.md.
+
 >>> from eclip_core.model import EClip                                  # doctest: +SKIP
 >>> from eclip_core.data.manifest import read_manifest                  # doctest: +SKIP
 >>> model = EClip.from_config("eclip-tiny")                             # doctest: +SKIP
@@ -47,6 +54,7 @@ MANIFEST = "manifest.json"
 FAISS_FILE = "default__vector_store.json"  # LlamaIndex's name for the FAISS store file (binary content)
 REQUIRED_FILES = (MANIFEST, "docstore.json", "index_store.json", FAISS_FILE)
 FORMAT_VERSION = 1
+MODALITIES = ("image", "text")
 # Every metadata key is kept out of the embedded and the LLM-visible text: embed exactly what is stored.
 METADATA_KEYS = ("study_id", "findings", "impression", "labels", "view", "split", "simulated")
 
@@ -240,6 +248,47 @@ def _versions() -> dict[str, str]:
     return out
 
 
+def is_current_index(directory: str | os.PathLike) -> bool:
+    """An index folder exists and records its modality centering (indexes built before it: rebuild them,
+    the models they were built with stay valid)."""
+    path = Path(directory) / MANIFEST
+    try:
+        return path.is_file() and "centering" in json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError:
+        return False
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
+def _image_mean(model: Any, studies: Sequence[Study], limit: int, seed: int, progress: bool) -> np.ndarray | None:
+    """Mean unit image embedding over a seeded sample of the studies' first X-rays (None if none is readable)."""
+    from eclip_core.errors import EClipError
+
+    paths = [s.image_paths[0] for s in studies if s.image_paths and os.path.isfile(s.image_paths[0])]
+    if len(paths) > limit:
+        pick = np.random.default_rng(seed).choice(len(paths), size=limit, replace=False)
+        paths = [paths[i] for i in sorted(pick)]
+    vectors: list[np.ndarray] = []
+    for start in tqdm(range(0, len(paths), 32), desc="calibrate image mean", unit="batch", disable=not progress):
+        batch = paths[start:start + 32]
+        try:
+            vectors.extend(model.embed_images(batch, batch_size=32, progress=False))
+        except EClipError:  # one unreadable X-ray in the batch: embed its neighbours one by one
+            for p in batch:
+                try:
+                    vectors.extend(model.embed_images([p], batch_size=1, progress=False))
+                except EClipError as exc:
+                    log.debug("calibration image %s skipped: %s", p, exc)
+    if not vectors:
+        log.warning("no readable corpus X-ray to estimate the image mean: the index stays uncentred "
+                    "(raw cross-modal cosine)")
+        return None
+    return _unit(np.asarray(vectors)).astype(np.float64).mean(axis=0).astype(np.float32)
+
+
 # ============================================================================ the index
 @dataclass
 class ReportIndex:
@@ -262,9 +311,13 @@ class ReportIndex:
     @classmethod
     def build(cls, model: Any, studies: Sequence[Study], out_dir: str | os.PathLike, *, index_type: str = "flat",
               batch_size: int = 64, progress: bool = True, corpus_name: str = "corpus",
-              params: IndexParams | None = None) -> "ReportIndex":
+              params: IndexParams | None = None, center: bool = True,
+              calibration_images: int = 1000) -> "ReportIndex":
         """Embed every report with the text tower (in batches, with a progress bar), index, persist atomically.
 
+        ``center``: estimate the image-embedding mean from a seeded sample of at most ``calibration_images``
+        of the corpus studies' own X-rays (unreadable ones are skipped) and store modality-centred vectors
+        (module docstring); without readable X-rays the index stays uncentred, with a warning.
         Raises EmptyCorpusError for zero reports, RagReportError for an unknown index type or duplicate ids.
         Returns the index loaded back from ``out_dir`` (so what you use is what was saved).
         """
@@ -286,17 +339,20 @@ class ReportIndex:
         chunks = []
         for start in tqdm(range(0, len(texts), batch_size), desc="embed reports", unit="batch", disable=not progress):
             chunks.append(np.asarray(embed.get_text_embedding_batch(texts[start:start + batch_size]), dtype=np.float32))
+        image_mean = _image_mean(model, studies, calibration_images, params.seed, progress) if center else None
         cls._write(nodes, np.concatenate(chunks), out_dir, checkpoint_hash=model.checkpoint_hash, embed=embed,
-                   index_type=index_type, corpus_name=corpus_name, params=params, t0=t0)
+                   index_type=index_type, corpus_name=corpus_name, params=params, t0=t0, image_mean=image_mean)
         return cls.load(out_dir, model=model)
 
     @classmethod
     def build_from_vectors(cls, vectors: np.ndarray, studies: Sequence[Study], out_dir: str | os.PathLike, *,
                            checkpoint_hash: str, index_type: str = "flat", corpus_name: str = "corpus",
-                           params: IndexParams | None = None, model: Any = None) -> "ReportIndex":
+                           params: IndexParams | None = None, model: Any = None,
+                           image_mean: np.ndarray | None = None) -> "ReportIndex":
         """Index precomputed report vectors (row i = ``studies[i]``, e.g. embedded in bulk on GPUs).
 
         ``checkpoint_hash`` must name the eCLIP checkpoint that produced them (it is what ``load`` checks).
+        ``image_mean`` (the mean eCLIP embedding of X-rays like the queries) turns on modality centering.
         Studies without report text are refused here (their rows would not match), as are duplicates.
         """
         if index_type not in INDEX_TYPES:
@@ -311,16 +367,25 @@ class ReportIndex:
                                  f"vectors of shape {vectors.shape}; give one vector per study, all with text")
         embed = EClipEmbedding(model, dim=vectors.shape[1], checkpoint_hash=checkpoint_hash)
         cls._write(nodes, vectors, out_dir, checkpoint_hash=checkpoint_hash, embed=embed, index_type=index_type,
-                   corpus_name=corpus_name, params=params or IndexParams(), t0=time.time())
+                   corpus_name=corpus_name, params=params or IndexParams(), t0=time.time(), image_mean=image_mean)
         return cls.load(out_dir, model=model)
 
     @classmethod
     def _write(cls, nodes: list, vectors: np.ndarray, out_dir: str | os.PathLike, *, checkpoint_hash: str,
-               embed: EClipEmbedding, index_type: str, corpus_name: str, params: IndexParams, t0: float) -> None:
+               embed: EClipEmbedding, index_type: str, corpus_name: str, params: IndexParams, t0: float,
+               image_mean: np.ndarray | None = None) -> None:
         from llama_index.core import StorageContext, VectorStoreIndex
 
         # eCLIP already returns unit vectors; normalising again makes inner product = cosine by construction.
-        vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        vectors = _unit(vectors)
+        centering = None
+        if image_mean is not None:
+            image_mean = np.asarray(image_mean, dtype=np.float32).reshape(-1)
+            if image_mean.shape[0] != vectors.shape[1]:
+                raise RagReportError(f"image_mean has dim {image_mean.shape[0]}, the report vectors {vectors.shape[1]}")
+            text_mean = vectors.astype(np.float64).mean(axis=0).astype(np.float32)
+            centering = {"text_mean": text_mean.tolist(), "image_mean": image_mean.tolist()}
+            vectors = _unit(vectors - text_mean)
         for node, vec in zip(nodes, vectors):
             node.embedding = vec.tolist()
         dim = int(vectors.shape[1])
@@ -341,6 +406,9 @@ class ReportIndex:
             "embed_dim": dim,
             "normalization": "l2",
             "metric": "inner_product",
+            # None: raw cosine. Else the stored vectors are normalize(t - text_mean) and queries are centred
+            # by their modality's mean before the search (ReportIndex.to_index_space).
+            "centering": centering,
             "corpus_name": corpus_name,
             "count": len(nodes),
             "index_type": index_type,
@@ -433,15 +501,30 @@ class ReportIndex:
         set_search_params(self.faiss_index, self.manifest.get("index_type", "flat"), params)
         self.manifest["params"] = asdict(params)
 
-    def search(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, list[list[str]]]:
-        """Raw FAISS search: query vectors [n, D] (or [D]) -> (similarities [n, k'], study ids per query).
+    @property
+    def centered(self) -> bool:
+        """Whether the index stores modality-centred vectors (see the module docstring)."""
+        return bool(self.manifest.get("centering"))
 
-        k' = min(k, len(self)); vectors are L2-normalised first, so scores are cosine similarities.
-        """
+    def to_index_space(self, vectors: np.ndarray, modality: str = "image") -> np.ndarray:
+        """eCLIP embeddings [n, D] (or [D]) of ``modality`` ("image" or "text") -> unit vectors comparable with
+        the stored ones: centred by that modality's mean when the index is centred, else just normalised."""
+        if modality not in MODALITIES:
+            raise RagReportError(f"modality must be one of {MODALITIES}, got {modality!r}")
         q = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
         if q.shape[1] != self.dim:
             raise RagReportError(f"query vectors have dim {q.shape[1]}, the index {self.directory} holds dim {self.dim}")
-        q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
+        if self.centered:
+            q = _unit(q) - np.asarray(self.manifest["centering"][f"{modality}_mean"], dtype=np.float32)
+        return _unit(q)
+
+    def search(self, vectors: np.ndarray, k: int, modality: str = "image") -> tuple[np.ndarray, list[list[str]]]:
+        """Raw FAISS search: query vectors [n, D] (or [D]) -> (similarities [n, k'], study ids per query).
+
+        k' = min(k, len(self)); queries go through :meth:`to_index_space` first, so scores are cosine
+        similarities (after modality centering when the index is centred).
+        """
+        q = self.to_index_space(vectors, modality)
         k = max(1, min(int(k), len(self)))
         scores, rows = self.faiss_index.search(np.ascontiguousarray(q), k)
         ids = [[self.study_ids[r] for r in row if r >= 0] for row in rows]
@@ -452,7 +535,8 @@ class ReportIndex:
         return self._row_of[study_id]
 
     def vectors(self, study_ids: Sequence[str]) -> np.ndarray:
-        """Stored unit vectors of the given studies [n, D] (exact for flat, HNSW and IVF-PQ+RFlat)."""
+        """Stored unit vectors of the given studies [n, D] (exact for flat, HNSW and IVF-PQ+RFlat), in the
+        index's space (centred when :attr:`centered`)."""
         rows = np.asarray([self._row_of[s] for s in study_ids], dtype=np.int64)
         if len(rows) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
@@ -461,7 +545,7 @@ class ReportIndex:
         except RuntimeError:
             # Index kinds that cannot reconstruct (e.g. some GPU indexes): re-embed the stored text.
             texts = [self.node(s).text for s in study_ids]
-            return self.embed_model.embed_texts(texts)
+            return self.to_index_space(self.embed_model.embed_texts(texts), "text")
 
     def node(self, study_id: str):
         """The stored TextNode of a study."""

@@ -44,7 +44,8 @@ class RetrievalWarning(UserWarning):
 
 @dataclass
 class RetrievedReport:
-    """One retrieved report; ``similarity`` is the cosine between the query and the report embeddings."""
+    """One retrieved report; ``similarity`` is the cosine between the query and the report embeddings
+    (after modality centering when the index is centred)."""
 
     study_id: str
     similarity: float
@@ -101,12 +102,12 @@ class EClipRetriever(BaseRetriever):
 
     # ------------------------------------------------------------------ LlamaIndex protocol
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
-        """Text query (or a QueryBundle carrying a precomputed embedding) with the retriever's defaults."""
+        """Text query (or a QueryBundle carrying a precomputed image embedding) with the retriever's defaults."""
         if query_bundle.embedding is not None:
-            query = np.asarray(query_bundle.embedding, dtype=np.float32)
+            query, modality = np.asarray(query_bundle.embedding, dtype=np.float32), "image"
         else:
-            query = self.index.embed_model.embed_texts([query_bundle.query_str])[0]
-        return self._select(query, self.k, self.candidates, self.diversify, (), self.dedupe)
+            query, modality = self.index.embed_model.embed_texts([query_bundle.query_str])[0], "text"
+        return self._select(query, self.k, self.candidates, self.diversify, (), self.dedupe, modality)
 
     # ------------------------------------------------------------------ public entry points
     def retrieve_image(self, image: Any, k: int | None = None, *, candidates: int | None = None,
@@ -123,17 +124,18 @@ class EClipRetriever(BaseRetriever):
         """Reports nearest to a text query (text tower, like the stored reports)."""
         vec = self.index.embed_model.embed_texts([query])[0]
         return self.retrieve_vector(vec, k, candidates=candidates, diversify=diversify,
-                                    exclude_study_ids=exclude_study_ids, dedupe=dedupe)
+                                    exclude_study_ids=exclude_study_ids, dedupe=dedupe, modality="text")
 
     def retrieve_vector(self, query: np.ndarray, k: int | None = None, *, candidates: int | None = None,
                         diversify: Any = _DEFAULT, exclude_study_ids: Iterable[str] = (),
-                        dedupe: bool | None = None) -> list[RetrievedReport]:
-        """Reports nearest to a precomputed query vector [D], ranked 1..k by similarity."""
+                        dedupe: bool | None = None, modality: str = "image") -> list[RetrievedReport]:
+        """Reports nearest to a precomputed eCLIP embedding [D] of an X-ray (``modality="image"``) or of a
+        text (``"text"``), ranked 1..k by similarity."""
         nodes = self._select(
             np.asarray(query, dtype=np.float32), self.k if k is None else k,
             self.candidates if candidates is None else candidates,
             self.diversify if diversify is _DEFAULT else diversify, exclude_study_ids,
-            self.dedupe if dedupe is None else dedupe,
+            self.dedupe if dedupe is None else dedupe, modality,
         )
         return [_to_report(n, i + 1) for i, n in enumerate(nodes)]
 
@@ -144,7 +146,7 @@ class EClipRetriever(BaseRetriever):
         return self._vector_retriever.retrieve(QueryBundle(query_str="", embedding=query.tolist()))
 
     def _select(self, query: np.ndarray, k: int, candidates: int, method: str | None,
-                exclude_study_ids: Iterable[str], dedupe: bool) -> list[NodeWithScore]:
+                exclude_study_ids: Iterable[str], dedupe: bool, modality: str = "image") -> list[NodeWithScore]:
         if method not in DIVERSIFY_METHODS:
             raise RagReportError(f"unknown diversify method {method!r}; choose one of {DIVERSIFY_METHODS}")
         if int(k) < 1:
@@ -159,7 +161,7 @@ class EClipRetriever(BaseRetriever):
         norm = float(np.linalg.norm(query))
         if not np.isfinite(norm) or norm == 0.0:
             raise RagReportError("the query embedding is zero or not finite; cannot rank reports by similarity")
-        query = query / norm
+        query = self.index.to_index_space(query, modality)[0]  # normalised (and modality-centred)
         exclude = {s for s in exclude_study_ids}
         n_excluded = sum(1 for s in exclude if s in self.index._row_of)
         available = n - n_excluded

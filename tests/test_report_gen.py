@@ -130,7 +130,8 @@ def test_oracle_scores_one(tiny_result):
 
 
 def test_top1_is_the_nearest_train_report(tiny_setup, tiny_result):
-    """Independent of the index: nearest train report by a numpy dot product of the model's embeddings."""
+    """Independent of the index: nearest train report by a numpy dot product of the model's embeddings,
+    each modality centred by its mean over the train studies (the index's modality centering)."""
     from eclip_core.model import EClip
     from eval.report_gen import systems as S
     from eval.report_gen.run import select_studies
@@ -140,7 +141,12 @@ def test_top1_is_the_nearest_train_report(tiny_setup, tiny_result):
     test, _ = select_studies(tiny_setup["studies"], "test", None)
     img = model.embed_images([s.image_paths[0] for s in test], progress=False)
     txt = model.embed_texts([s.report_text for s in train], progress=False)
-    nearest = (img @ txt.T).argmax(1)
+    train_img = model.embed_images([s.image_paths[0] for s in train], progress=False)
+
+    def unit(x):
+        return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+    nearest = (unit(img - train_img.mean(0)) @ unit(txt - txt.mean(0)).T).argmax(1)
     result, _ = tiny_result
     expected = [train[j].report_text for j in nearest]
     # Re-run the system the harness ran (the result JSON holds scores, not drafts).

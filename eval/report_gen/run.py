@@ -89,14 +89,14 @@ def _is_simulated(manifest: str) -> bool:
 
 def _load_retriever(model_dir: str, index_dir: str | None, corpus: list[Study], progress: bool):
     from eclip_core.model import EClip
-    from rag_report.index import ReportIndex
+    from rag_report.index import ReportIndex, is_current_index
     from rag_report.retriever import EClipRetriever
 
     model = EClip.from_pretrained(model_dir).eval()
     if index_dir is None:
         # A baseline without an index of its own: index the same corpus with it (cached by checkpoint).
         index_dir = str(rag_report_home() / "eval" / "indexes" / f"{model.checkpoint_hash}-{len(corpus)}")
-        if not (Path(index_dir) / "manifest.json").is_file():
+        if not is_current_index(index_dir):
             ReportIndex.build(model, corpus, index_dir, progress=progress, corpus_name="report_gen baseline corpus")
     index = ReportIndex.load(index_dir, model=model)
     return model, index, EClipRetriever(index, model), index_dir
