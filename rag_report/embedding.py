@@ -51,13 +51,17 @@ class EClipEmbedding(BaseEmbedding):
 
     _model: Any = PrivateAttr(default=None)
     _dim: int = PrivateAttr(default=0)
+    _text_mean: Any = PrivateAttr(default=None)
 
     def __init__(self, model: Any = None, *, dim: int | None = None, checkpoint_hash: str | None = None,
-                 embed_batch_size: int = 64, **kwargs: Any) -> None:
+                 embed_batch_size: int = 64, text_mean: Sequence[float] | None = None, **kwargs: Any) -> None:
         name = f"eclip-{checkpoint_hash or (model.checkpoint_hash if model is not None else 'none')}"
         super().__init__(model_name=name, embed_batch_size=embed_batch_size, **kwargs)
         self._model = model
         self._dim = int(dim if dim is not None else (model.embed_dim if model is not None else 0))
+        # Set for a modality-centred index (rag_report.index): what LlamaIndex asks for through its own
+        # protocol (query engines, as_retriever) must land in the index's space; embed_texts stays raw.
+        self._text_mean = None if text_mean is None else np.asarray(text_mean, dtype=np.float32).reshape(-1)
 
     @classmethod
     def from_model(cls, model: Any, embed_batch_size: int = 64) -> "EClipEmbedding":
@@ -91,11 +95,19 @@ class EClipEmbedding(BaseEmbedding):
         return np.asarray(model.embed_texts(list(texts), batch_size=self.embed_batch_size, progress=False),
                           dtype=np.float32)
 
+    def index_space_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """Texts -> [n, D] unit vectors comparable with the index's stored ones (centred when it is)."""
+        vectors = self.embed_texts(texts)
+        if self._text_mean is not None:
+            vectors = vectors - self._text_mean
+            vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        return vectors
+
     def _get_text_embedding(self, text: str) -> list[float]:
-        return self.embed_texts([text])[0].tolist()
+        return self.index_space_texts([text])[0].tolist()
 
     def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
-        return self.embed_texts(texts).tolist()
+        return self.index_space_texts(texts).tolist()
 
     def _get_query_embedding(self, query: str) -> list[float]:
         # Reports and queries share the text tower: a query is embedded exactly like a stored report.

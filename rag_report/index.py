@@ -457,7 +457,9 @@ class ReportIndex:
                     "with this model"
                 )
         configure_llama_settings()
-        embed = EClipEmbedding(model, dim=dim, checkpoint_hash=need)
+        centering = manifest.get("centering")
+        embed = EClipEmbedding(model, dim=dim, checkpoint_hash=need,
+                               text_mean=centering["text_mean"] if centering else None)
         store = FaissVectorStore.from_persist_dir(str(directory))
         index_type = manifest.get("index_type", "flat")
         params = IndexParams(**manifest.get("params", {}))

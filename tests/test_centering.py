@@ -92,3 +92,21 @@ def test_an_index_from_before_centering_is_flagged_and_still_searches(tmp_path):
     old = ReportIndex.load(tmp_path / "old")
     _, ids = old.search(texts[:3], 1, modality="text")
     assert [r[0] for r in ids] == [s.study_id for s in studies[:3]]
+
+
+def test_llamaindex_own_text_query_lands_in_the_centred_space(tiny_world):
+    """A query through LlamaIndex's own retriever ranks like ReportIndex.search(..., modality="text")."""
+    from llama_index.core.schema import QueryBundle
+
+    from eclip_core.model import EClip
+
+    model = EClip.from_pretrained(tiny_world["model_dir"]).eval()
+    index = ReportIndex.load(tiny_world["index_dir"], model=model)
+    query = "Moderate right pleural effusion. Heart size is enlarged."
+    scores, ids = index.search(model.embed_texts([query], progress=False), 5, modality="text")
+    hits = index.vector_index.as_retriever(similarity_top_k=5).retrieve(QueryBundle(query))
+    assert [h.node.node_id for h in hits] == ids[0]
+    np.testing.assert_allclose([h.score for h in hits], scores[0], atol=1e-5)
+    # The raw (uncentred) query would rank differently from the centred one on this index.
+    raw = _unit(model.embed_texts([query], progress=False))
+    assert not np.allclose(index.to_index_space(raw, "text"), raw, atol=1e-3)
