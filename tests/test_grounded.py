@@ -158,9 +158,9 @@ def test_contradictions_and_near_duplicates_are_blocked(tiny_llm):
 def test_no_empty_draft_even_when_end_is_preferred(tiny_llm):
     reports = [{"study_id": "A", "similarity": 0.2, "findings": "Lungs are clear. Heart size is normal.",
                 "impression": "Normal chest."}]
-    draft = grounded_draft(tiny_llm, reports, GroundedConfig(end_bias=100.0, observations=lambda s: {}))
+    draft = grounded_draft(tiny_llm, reports, GroundedConfig(end_bias=1e4, observations=lambda s: {}))
     assert [s.section for s in draft.sentences] == ["findings", "impression"]
-    draft = grounded_draft(tiny_llm, reports, GroundedConfig(end_bias=100.0, min_per_section=0,
+    draft = grounded_draft(tiny_llm, reports, GroundedConfig(end_bias=1e4, min_per_section=0,
                                                              observations=lambda s: {}))
     assert draft.sentences == []  # END may win at once only when the caller allows empty sections
     for bad in ([], [{"study_id": "A", "findings": "", "impression": None}], [{"findings": "XXXX."}]):
