@@ -35,6 +35,7 @@ HELP = {
     "mode": "generation mode (auto: grounded for LLMs under 1B parameters, else free)",
     "k": "retrieved reports shown and drafted from",
     "similarity_floor": "warn below this best similarity (default: the bundle's measured floor)",
+    "typicality_floor": "warn when the image is less typical of the corpus X-rays than this (default: the index's floor)",
 }
 #: Fields where the word "none" means None (switched off) rather than a value.
 NONE_MEANS_OFF = {"diversify"}

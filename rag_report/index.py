@@ -55,6 +55,8 @@ FAISS_FILE = "default__vector_store.json"  # LlamaIndex's name for the FAISS sto
 REQUIRED_FILES = (MANIFEST, "docstore.json", "index_store.json", FAISS_FILE)
 FORMAT_VERSION = 1
 MODALITIES = ("image", "text")
+IMAGE_SAMPLE_FILE = "image_sample.npy"  # unit eCLIP embeddings of the sampled corpus X-rays
+TYPICALITY_K = 10
 # Every metadata key is kept out of the embedded and the LLM-visible text: embed exactly what is stored.
 METADATA_KEYS = ("study_id", "findings", "impression", "labels", "view", "split", "simulated")
 
@@ -249,11 +251,12 @@ def _versions() -> dict[str, str]:
 
 
 def is_current_index(directory: str | os.PathLike) -> bool:
-    """An index folder exists and records its modality centering (indexes built before it: rebuild them,
-    the models they were built with stay valid)."""
+    """An index folder exists and records its modality centering and image typicality (indexes built before
+    them: rebuild them, the models they were built with stay valid)."""
     path = Path(directory) / MANIFEST
     try:
-        return path.is_file() and "centering" in json.loads(path.read_text(encoding="utf-8"))
+        manifest = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+        return "centering" in manifest and "typicality" in manifest
     except json.JSONDecodeError:
         return False
 
@@ -263,8 +266,8 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
-def _image_mean(model: Any, studies: Sequence[Study], limit: int, seed: int, progress: bool) -> np.ndarray | None:
-    """Mean unit image embedding over a seeded sample of the studies' first X-rays (None if none is readable)."""
+def _image_sample(model: Any, studies: Sequence[Study], limit: int, seed: int, progress: bool) -> np.ndarray | None:
+    """Unit image embeddings [n, D] of a seeded sample of the studies' first X-rays (None if none is readable)."""
     from eclip_core.errors import EClipError
 
     paths = [s.image_paths[0] for s in studies if s.image_paths and os.path.isfile(s.image_paths[0])]
@@ -284,9 +287,25 @@ def _image_mean(model: Any, studies: Sequence[Study], limit: int, seed: int, pro
                     log.debug("calibration image %s skipped: %s", p, exc)
     if not vectors:
         log.warning("no readable corpus X-ray to estimate the image mean: the index stays uncentred "
-                    "(raw cross-modal cosine)")
+                    "(raw cross-modal cosine) and cannot tell how typical a query image is")
         return None
-    return _unit(np.asarray(vectors)).astype(np.float64).mean(axis=0).astype(np.float32)
+    return _unit(np.asarray(vectors))
+
+
+def typicality_scores(queries: np.ndarray, sample: np.ndarray, k: int, *, leave_one_out: bool = False) -> np.ndarray:
+    """k-th largest cosine between each unit query [n, D] and the unit sample [m, D] (k-NN typicality).
+
+    ``leave_one_out``: the queries are the sample itself; each row's own match is skipped.
+
+    >>> s = np.eye(3, dtype=np.float32)
+    >>> typicality_scores(s[:1], s, 1).tolist(), typicality_scores(s, s, 1, leave_one_out=True).tolist()
+    ([1.0], [0.0, 0.0, 0.0])
+    """
+    sims = np.asarray(queries, dtype=np.float32) @ np.asarray(sample, dtype=np.float32).T
+    if leave_one_out:
+        np.fill_diagonal(sims, -np.inf)
+    k = max(1, min(int(k), sims.shape[1] - (1 if leave_one_out else 0)))
+    return np.partition(sims, -k, axis=1)[:, -k]
 
 
 # ============================================================================ the index
@@ -306,6 +325,7 @@ class ReportIndex:
     study_ids: list[str]
     on_gpu: bool = False
     _row_of: dict[str, int] = field(default_factory=dict, repr=False)
+    _image_sample: np.ndarray | None = field(default=None, repr=False)
 
     # ------------------------------------------------------------------ build
     @classmethod
@@ -339,20 +359,23 @@ class ReportIndex:
         chunks = []
         for start in tqdm(range(0, len(texts), batch_size), desc="embed reports", unit="batch", disable=not progress):
             chunks.append(np.asarray(embed.get_text_embedding_batch(texts[start:start + batch_size]), dtype=np.float32))
-        image_mean = _image_mean(model, studies, calibration_images, params.seed, progress) if center else None
+        sample = _image_sample(model, studies, calibration_images, params.seed, progress) if center else None
         cls._write(nodes, np.concatenate(chunks), out_dir, checkpoint_hash=model.checkpoint_hash, embed=embed,
-                   index_type=index_type, corpus_name=corpus_name, params=params, t0=t0, image_mean=image_mean)
+                   index_type=index_type, corpus_name=corpus_name, params=params, t0=t0, image_sample=sample)
         return cls.load(out_dir, model=model)
 
     @classmethod
     def build_from_vectors(cls, vectors: np.ndarray, studies: Sequence[Study], out_dir: str | os.PathLike, *,
                            checkpoint_hash: str, index_type: str = "flat", corpus_name: str = "corpus",
                            params: IndexParams | None = None, model: Any = None,
-                           image_mean: np.ndarray | None = None) -> "ReportIndex":
+                           image_mean: np.ndarray | None = None,
+                           image_sample: np.ndarray | None = None) -> "ReportIndex":
         """Index precomputed report vectors (row i = ``studies[i]``, e.g. embedded in bulk on GPUs).
 
         ``checkpoint_hash`` must name the eCLIP checkpoint that produced them (it is what ``load`` checks).
-        ``image_mean`` (the mean eCLIP embedding of X-rays like the queries) turns on modality centering.
+        ``image_mean`` (the mean eCLIP embedding of X-rays like the queries) turns on modality centering;
+        ``image_sample`` (eCLIP embeddings [m, D] of such X-rays) does too, with the mean taken from it, and
+        also enables :meth:`typicality`.
         Studies without report text are refused here (their rows would not match), as are duplicates.
         """
         if index_type not in INDEX_TYPES:
@@ -367,18 +390,31 @@ class ReportIndex:
                                  f"vectors of shape {vectors.shape}; give one vector per study, all with text")
         embed = EClipEmbedding(model, dim=vectors.shape[1], checkpoint_hash=checkpoint_hash)
         cls._write(nodes, vectors, out_dir, checkpoint_hash=checkpoint_hash, embed=embed, index_type=index_type,
-                   corpus_name=corpus_name, params=params or IndexParams(), t0=time.time(), image_mean=image_mean)
+                   corpus_name=corpus_name, params=params or IndexParams(), t0=time.time(), image_mean=image_mean,
+                   image_sample=image_sample)
         return cls.load(out_dir, model=model)
 
     @classmethod
     def _write(cls, nodes: list, vectors: np.ndarray, out_dir: str | os.PathLike, *, checkpoint_hash: str,
                embed: EClipEmbedding, index_type: str, corpus_name: str, params: IndexParams, t0: float,
-               image_mean: np.ndarray | None = None) -> None:
+               image_mean: np.ndarray | None = None, image_sample: np.ndarray | None = None) -> None:
         from llama_index.core import StorageContext, VectorStoreIndex
 
         # eCLIP already returns unit vectors; normalising again makes inner product = cosine by construction.
         vectors = _unit(vectors)
-        centering = None
+        centering, typicality = None, None
+        if image_sample is not None:
+            image_sample = _unit(np.atleast_2d(image_sample))
+            if image_sample.shape[1] != vectors.shape[1]:
+                raise RagReportError(f"image_sample has dim {image_sample.shape[1]}, the report vectors {vectors.shape[1]}")
+            if image_mean is None:
+                image_mean = image_sample.astype(np.float64).mean(axis=0).astype(np.float32)
+            if len(image_sample) > TYPICALITY_K:
+                # Leave-one-out over the sample: how typical a corpus X-ray is among the others; the 1st
+                # percentile is the floor under which a query image is unlike the corpus.
+                loo = typicality_scores(image_sample, image_sample, TYPICALITY_K, leave_one_out=True)
+                typicality = {"k": TYPICALITY_K, "floor": float(np.percentile(loo, 1.0)),
+                              "median": float(np.median(loo)), "sample": len(image_sample), "file": IMAGE_SAMPLE_FILE}
         if image_mean is not None:
             image_mean = np.asarray(image_mean, dtype=np.float32).reshape(-1)
             if image_mean.shape[0] != vectors.shape[1]:
@@ -409,6 +445,9 @@ class ReportIndex:
             # None: raw cosine. Else the stored vectors are normalize(t - text_mean) and queries are centred
             # by their modality's mean before the search (ReportIndex.to_index_space).
             "centering": centering,
+            # None: no image sample. Else k-NN typicality of query X-rays among the sampled corpus X-rays
+            # (ReportIndex.typicality), with the floor of the corpus's own usual range.
+            "typicality": typicality,
             "corpus_name": corpus_name,
             "count": len(nodes),
             "index_type": index_type,
@@ -421,6 +460,8 @@ class ReportIndex:
         }
         with atomic_dir(out_dir) as tmp:
             vindex.storage_context.persist(persist_dir=str(tmp))
+            if typicality is not None:
+                np.save(tmp / IMAGE_SAMPLE_FILE, image_sample.astype(np.float32))
             (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True), encoding="utf-8")
         log.info("built %s index of %d reports (dim %d) at %s in %.1f s", index_type, len(nodes), dim, out_dir,
                  time.time() - t0)
@@ -507,6 +548,18 @@ class ReportIndex:
     def centered(self) -> bool:
         """Whether the index stores modality-centred vectors (see the module docstring)."""
         return bool(self.manifest.get("centering"))
+
+    def typicality(self, image_vectors: np.ndarray) -> np.ndarray | None:
+        """k-NN typicality of X-ray embeddings [n, D] (or [D]): the k-th largest cosine to the sampled corpus
+        X-rays (k = manifest ``typicality.k``). Below ``manifest["typicality"]["floor"]`` an image is unlike
+        the corpus (e.g. not a chest X-ray). None when the index holds no image sample."""
+        info = self.manifest.get("typicality")
+        if not info:
+            return None
+        if self._image_sample is None:
+            self._image_sample = np.load(self.directory / info["file"])
+        q = _unit(np.atleast_2d(np.asarray(image_vectors, dtype=np.float32)))
+        return typicality_scores(q, self._image_sample, int(info["k"]))
 
     def to_index_space(self, vectors: np.ndarray, modality: str = "image") -> np.ndarray:
         """eCLIP embeddings [n, D] (or [D]) of ``modality`` ("image" or "text") -> unit vectors comparable with

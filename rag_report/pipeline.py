@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -53,6 +53,9 @@ class PipelineConfig:
     num_beams: int = 1
     #: Warn when the best similarity falls below this (None: the bundle's measured floor, if any).
     similarity_floor: float | None = None
+    #: Warn when the image's k-NN typicality among the corpus X-rays falls below this (None: the floor the
+    #: index measured on its own X-rays, if it holds an image sample; rag_report.index).
+    typicality_floor: float | None = None
 
 
 class ReportPipeline:
@@ -86,6 +89,9 @@ class ReportPipeline:
         self.model = EClip.from_pretrained(model_dir).eval()
         self.index = ReportIndex.load(index_dir, model=self.model)
         self.retriever = EClipRetriever(self.index, self.model)
+        info = self.index.manifest.get("typicality") or {}
+        self.typicality_floor = (self.config.typicality_floor if self.config.typicality_floor is not None
+                                 else info.get("floor"))
         self._llms: dict[tuple, Any] = {}
         self._lock = threading.Lock()
         self.load_ms = (time.perf_counter() - t0) * 1000.0
@@ -149,6 +155,13 @@ class ReportPipeline:
             raise RagReportError("retrieval returned no reports: the index is empty after exclusions")
         if len(reports) < cfg.k:
             warnings.append(f"asked for k={cfg.k} reports but the corpus gave {len(reports)}")
+        typical = self.index.typicality(query) if self.typicality_floor is not None else None
+        if typical is not None and float(typical[0]) < self.typicality_floor:
+            warnings.append(
+                f"the image is unlike the corpus X-rays (typicality {float(typical[0]):.3f}, below the corpus's usual "
+                f"range, floor {self.typicality_floor:.3f}): it may not be a frontal chest X-ray like those indexed; "
+                "treat the draft with suspicion"
+            )
         best = max(r.similarity for r in reports)
         if self.similarity_floor is not None and best < self.similarity_floor:
             warnings.append(

@@ -110,3 +110,47 @@ def test_llamaindex_own_text_query_lands_in_the_centred_space(tiny_world):
     # The raw (uncentred) query would rank differently from the centred one on this index.
     raw = _unit(model.embed_texts([query], progress=False))
     assert not np.allclose(index.to_index_space(raw, "text"), raw, atol=1e-3)
+
+
+def test_typicality_flags_an_image_unlike_the_corpus_xrays(tmp_path):
+    """Corpus X-rays cluster; the floor is the 1st percentile of their leave-one-out k-NN typicality."""
+    from rag_report.index import TYPICALITY_K, typicality_scores
+
+    texts, images, studies = _gap_world(n=60)
+    index = ReportIndex.build_from_vectors(texts, studies, tmp_path / "t", checkpoint_hash="gap", image_sample=images)
+    info = index.manifest["typicality"]
+    assert info["k"] == TYPICALITY_K and info["sample"] == len(images)
+    # The floor is what a hand computation of leave-one-out k-th nearest cosines gives.
+    sims = _unit(images) @ _unit(images).T
+    np.fill_diagonal(sims, -np.inf)
+    kth = np.sort(sims, axis=1)[:, -TYPICALITY_K]
+    assert info["floor"] == pytest.approx(float(np.percentile(kth, 1.0)), abs=1e-6)
+    np.testing.assert_allclose(typicality_scores(_unit(images), _unit(images), TYPICALITY_K, leave_one_out=True),
+                               kth, atol=1e-6)
+    # New images drawn like the corpus's are typical; ones pointing elsewhere are not.
+    _, same, _ = _gap_world(n=60, seed=1)
+    other = _unit(np.random.default_rng(5).standard_normal((5, images.shape[1])))
+    same = _unit(same)
+    reloaded = ReportIndex.load(tmp_path / "t")
+    assert np.mean(reloaded.typicality(same) >= info["floor"]) >= 0.9  # the floor is a 1st percentile
+    assert (reloaded.typicality(other) < info["floor"]).all()
+    # The sample also gives the image mean used for centering.
+    np.testing.assert_allclose(reloaded.manifest["centering"]["image_mean"], _unit(images).mean(axis=0), atol=1e-6)
+    # An index without a sample has no typicality.
+    plain = ReportIndex.build_from_vectors(texts, studies, tmp_path / "p", checkpoint_hash="gap")
+    assert plain.typicality(images[:1]) is None and plain.manifest["typicality"] is None
+
+
+def test_pipeline_warns_on_an_atypical_image(tiny_pipeline_config, tiny_world):
+    from dataclasses import replace
+
+    from rag_report.pipeline import ReportPipeline
+
+    pipe = ReportPipeline(tiny_pipeline_config, progress=False)
+    assert pipe.typicality_floor == pipe.index.manifest["typicality"]["floor"]
+    train = [s for s in tiny_world["studies"] if s.split == "train"]
+    typical = pipe.generate(train[0].image_paths[0], mode="top1")
+    assert not any("unlike the corpus X-rays" in w for w in typical.warnings)
+    strict = ReportPipeline(replace(tiny_pipeline_config, typicality_floor=1.01), progress=False)
+    flagged = strict.generate(train[0].image_paths[0], mode="top1")
+    assert any("unlike the corpus X-rays" in w for w in flagged.warnings)

@@ -17,7 +17,6 @@ import argparse
 import os
 import sys
 import time
-from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -56,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     import numpy as np
+
+    from eval.bench import write_lines
 
     from eclip_core.data.manifest import read_manifest
     from eclip_core.text import join_report
@@ -112,9 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     for label, mi, ma, per, distinct in rows:
         lines.append(f"| {label} | {mi:.3f} | {ma:.3f} | {'' if per != per else f'{per:.2f}'} | {distinct} |")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_lines(args.out, lines)
     return 0
 
 
