@@ -202,7 +202,8 @@ def _mean_std(values: list[float | None]) -> tuple[float | None, float | None]:
     vals = [float(v) for v in values if v is not None and np.isfinite(v)]
     if not vals:
         return None, None
-    return float(np.mean(vals)), float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0
+    # One seed has no spread to report: None, printed as the bare value (not a misleading "± 0.000").
+    return float(np.mean(vals)), float(np.std(vals, ddof=1)) if len(vals) > 1 else None
 
 
 def summarise(runs: list[dict]) -> dict[str, dict[str, dict[str, float | None]]]:
@@ -220,6 +221,8 @@ def summarise(runs: list[dict]) -> dict[str, dict[str, dict[str, float | None]]]
 def _pm(cell: dict) -> str:
     if cell["mean"] is None:
         return "n/a"
+    if cell["std"] is None:
+        return f"{cell['mean']:.3f} (1 seed)"
     return f"{cell['mean']:.3f} ± {cell['std']:.3f}"
 
 
