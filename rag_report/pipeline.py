@@ -158,8 +158,8 @@ class ReportPipeline:
         typical = self.index.typicality(query) if self.typicality_floor is not None else None
         if typical is not None and float(typical[0]) < self.typicality_floor:
             warnings.append(
-                f"the image is unlike the corpus X-rays (typicality {float(typical[0]):.3f}, below the corpus's usual "
-                f"range, floor {self.typicality_floor:.3f}): it may not be a frontal chest X-ray like those indexed; "
+                f"the image is unlike the corpus X-rays (typicality {float(typical[0]):.4f}, below the corpus's usual "
+                f"range, floor {self.typicality_floor:.4f}): it may not be a frontal chest X-ray like those indexed; "
                 "treat the draft with suspicion"
             )
         best = max(r.similarity for r in reports)
