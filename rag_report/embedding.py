@@ -41,6 +41,16 @@ def configure_llama_settings() -> None:
         Settings.llm = None
 
 
+def unit_rows(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit L2 norm (float32; zero rows stay zero).
+
+    >>> unit_rows(np.array([[3.0, 4.0], [0.0, 0.0]])).tolist()
+    [[0.6000000238418579, 0.800000011920929], [0.0, 0.0]]
+    """
+    x = np.asarray(x, dtype=np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
 class EClipEmbedding(BaseEmbedding):
     """A LlamaIndex ``BaseEmbedding`` backed by an ``eclip_core.model.EClip`` (or none, for vector-only use).
 
@@ -98,10 +108,7 @@ class EClipEmbedding(BaseEmbedding):
     def index_space_texts(self, texts: Sequence[str]) -> np.ndarray:
         """Texts -> [n, D] unit vectors comparable with the index's stored ones (centred when it is)."""
         vectors = self.embed_texts(texts)
-        if self._text_mean is not None:
-            vectors = vectors - self._text_mean
-            vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-        return vectors
+        return vectors if self._text_mean is None else unit_rows(vectors - self._text_mean)
 
     def _get_text_embedding(self, text: str) -> list[float]:
         return self.index_space_texts([text])[0].tolist()

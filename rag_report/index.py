@@ -44,7 +44,7 @@ from tqdm.auto import tqdm
 
 from eclip_core.atomic import atomic_dir
 from eclip_core.data.manifest import Study
-from rag_report.embedding import EClipEmbedding, configure_llama_settings
+from rag_report.embedding import EClipEmbedding, configure_llama_settings, unit_rows as _unit
 from rag_report.errors import EmptyCorpusError, IndexMismatchError, IndexNotFoundError, RagReportError
 
 log = logging.getLogger(__name__)
@@ -259,11 +259,6 @@ def is_current_index(directory: str | os.PathLike) -> bool:
         return "centering" in manifest and "typicality" in manifest
     except json.JSONDecodeError:
         return False
-
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
 def _image_sample(model: Any, studies: Sequence[Study], limit: int, seed: int, progress: bool) -> np.ndarray | None:
