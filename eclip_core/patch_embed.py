@@ -15,6 +15,9 @@ parameters of the conv it replaces, so checkpoints and state dicts are unchanged
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+from typing import Iterator
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -39,7 +42,23 @@ class PatchConv2d(nn.Conv2d):
         new.bias = conv.bias
         return new
 
+    _appended: torch.Tensor | None = None
+
+    @contextmanager
+    def appending(self, rows: torch.Tensor) -> Iterator[None]:
+        """Within the block, every output gets ``rows`` ([n, out, gh, gw], patch embeddings computed
+        elsewhere) appended along the batch: a model encodes images plus rows it already embedded."""
+        self._appended = rows
+        try:
+            yield
+        finally:
+            self._appended = None
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self._embed(x)
+        return out if self._appended is None else torch.cat([out, self._appended.to(out.dtype)])
+
+    def _embed(self, x: torch.Tensor) -> torch.Tensor:
         (ph, pw), c = self.kernel_size, self.in_channels
         b, gh, gw = x.shape[0], x.shape[-2] // ph, x.shape[-1] // pw
         x = x[..., : gh * ph, : gw * pw]  # a conv drops the pixels that do not fill a whole patch

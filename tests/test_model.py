@@ -176,3 +176,38 @@ def test_frozen_text_feature_cache_matches_the_tower_and_skips_repeats():
 def test_text_feature_cache_needs_a_locked_hf_tower():
     assert not EClip(EClipConfig(name="eclip-tiny", lock_text=True)).enable_text_feature_cache()  # open_clip tower
     assert not EClip(EClipConfig(name="eclip-small", lock_text=False)).enable_text_feature_cache()  # trained tower
+
+
+@pytest.mark.parametrize("variant", ["mha", "random"])
+def test_token_space_mixup_equals_encoding_the_mixed_images(variant):
+    """The expert forward through patch embeddings gives the image-space path's features and gradients."""
+    torch.manual_seed(0)
+    model = EClip(EClipConfig(name="eclip-tiny", processor_variant=variant, processor_dim=32,
+                              processor_heads=4)).double().train()
+    s = model.image_size
+    batch = dict(images=torch.randn(3, 3, s, s, dtype=torch.double), tokens=model.tokenize(["a", "b", "c"]),
+                 expert_images=torch.randn(2, 3, s, s, dtype=torch.double),
+                 expert_heatmaps=torch.rand(2, 1, s, s, dtype=torch.double),
+                 expert_tokens=model.tokenize(["d", "e"]), lam=0.3)
+    runs = {}
+    for fast in (True, False):
+        model.token_space_mixup = fast
+        model.zero_grad()
+        out = model(**batch, generator=torch.Generator().manual_seed(5))
+        assert out["image_features"].shape == (5, model.embed_dim)
+        (out["image_features"] @ out["text_features"].t()).diagonal().sum().backward()
+        runs[fast] = (out["image_features"].detach(), {n: p.grad.clone() for n, p in model.named_parameters()
+                                                       if p.grad is not None})
+    (feat_fast, grad_fast), (feat_ref, grad_ref) = runs[True], runs[False]
+    assert torch.allclose(feat_fast, feat_ref, atol=1e-10)
+    assert grad_fast.keys() == grad_ref.keys() and any(n.startswith("heatmap_processor.") for n in grad_ref)
+    for name in grad_ref:
+        assert torch.allclose(grad_fast[name], grad_ref[name], atol=1e-7), name
+    model.token_space_mixup = True
+    assert model.mixed_patch_embeddings(batch["expert_images"], batch["expert_heatmaps"], 0.3) is not None
+
+
+def test_token_space_mixup_does_not_apply_to_the_mask_processor():
+    model = EClip(EClipConfig(name="eclip-tiny", processor_variant="mask"))
+    s = model.image_size
+    assert model.mixed_patch_embeddings(torch.randn(1, 3, s, s), torch.rand(1, 1, s, s), 0.5) is None

@@ -72,3 +72,39 @@ def test_bad_arguments_raise():
         HeatmapProcessor("cnn")
     with pytest.raises(ValueError):
         HeatmapProcessor(dim=32, heads=4)(torch.randn(1, 3, 30, 30), torch.rand(1, 1, 30, 30))
+
+
+@pytest.mark.parametrize("variant", ["mha", "random"])
+def test_matches_the_stock_layers_of_the_spec_outputs_and_gradients(variant):
+    """The composed forward (attention without out_proj, then one map for out_proj -> linear -> transposed
+    conv) against the spec built from stock torch layers on the same parameters, in float64."""
+    torch.manual_seed(0)
+    proc = HeatmapProcessor(variant, dim=32, heads=4, patch_size=16).double()
+    images = torch.randn(2, 3, 48, 64, dtype=torch.double)
+    heat = torch.rand(2, 1, 48, 64, dtype=torch.double)
+    g = torch.randn(2, 3, 48, 64, dtype=torch.double)
+
+    def stock():
+        h = random_heatmaps(tuple(heat.shape), torch.Generator().manual_seed(3)).double() if variant == "random" \
+            else normalize_heatmaps(heat)
+        conv = torch.nn.Conv2d(3, 32, 16, 16).double()
+        conv.weight, conv.bias = proc.patch_embed.weight, proc.patch_embed.bias
+        p = conv(images).flatten(2).transpose(1, 2)
+        q = conv(h * images).flatten(2).transpose(1, 2)
+        out = proc.linear(proc.attn(q, p, p, need_weights=False)[0])  # nn.MultiheadAttention as shipped
+        return proc.unpatch(out.transpose(1, 2).reshape(2, 32, 3, 4))  # stock ConvTranspose2d
+
+    expected = stock()
+    (expected * g).sum().backward()
+    ref_grads = {n: p.grad.clone() for n, p in proc.named_parameters()}
+    proc.zero_grad()
+    got = proc(images, heat, generator=torch.Generator().manual_seed(3))
+    (got * g).sum().backward()
+    assert torch.allclose(got, expected, atol=1e-10)
+    for name, p in proc.named_parameters():
+        assert torch.allclose(p.grad, ref_grads[name], atol=1e-7), name  # sdpa kernels differ ~1e-9
+
+
+def test_mask_variant_has_no_attention_stage():
+    with pytest.raises(ConfigError, match="no attention"):
+        HeatmapProcessor("mask").attend(torch.randn(1, 3, 32, 32), torch.rand(1, 1, 32, 32))

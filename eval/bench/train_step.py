@@ -57,6 +57,7 @@ def _plain_conv(fast: torch.nn.Conv2d) -> torch.nn.Conv2d:
 
 
 BEFORE = " [before: conv kernel, no text cache]"
+IMAGE_SPACE = " [before: mixed images through the ViT]"
 
 
 def measure_steps(model_name: str, batch_size: int, repeats: int, lock_text: bool, seed: int = 0) -> dict:
@@ -80,14 +81,16 @@ def measure_steps(model_name: str, batch_size: int, repeats: int, lock_text: boo
     fast_conv = getattr(visual, "conv1", None)
     slow_conv = _plain_conv(fast_conv) if isinstance(fast_conv, torch.nn.Conv2d) else fast_conv
     cached = model.enable_text_feature_cache()
-    variants = {
-        "CLIP step": (plain, False, True),
-        "CLIP step at the enlarged batch B + B/2 (cost floor of an expert step)": (big, False, True),
-        "eCLIP step, no expert batch": (plain, False, True),
-        "eCLIP step, expert batch (B/2 mixed pairs)": (batch, False, True),
-        "eCLIP cold-start step (priming loss)": (plain, True, True),
-        "CLIP step" + BEFORE: (plain, False, False),
-        "eCLIP step, expert batch (B/2 mixed pairs)" + BEFORE: (batch, False, False),
+    expert = "eCLIP step, expert batch (B/2 mixed pairs)"
+    variants = {  # name: (batch, priming, fast patch embedding + text cache, mixup in token space)
+        "CLIP step": (plain, False, True, True),
+        "CLIP step at the enlarged batch B + B/2 (cost floor of an expert step)": (big, False, True, True),
+        "eCLIP step, no expert batch": (plain, False, True, True),
+        expert: (batch, False, True, True),
+        "eCLIP cold-start step (priming loss)": (plain, True, True, True),
+        expert + IMAGE_SPACE: (batch, False, True, False),
+        "CLIP step" + BEFORE: (plain, False, False, False),
+        expert + BEFORE: (batch, False, False, False),
     }
     times = {k: [] for k in variants}
     text_cache = model._text_cache
@@ -95,7 +98,8 @@ def measure_steps(model_name: str, batch_size: int, repeats: int, lock_text: boo
     for r in range(repeats + 1):  # the first round warms up allocators and fills the text cache; dropped
         # A new order each round: a step's time depends a little on the step before it (allocator, caches).
         for name in order.permutation(list(variants)):
-            b, prime, fast = variants[name]
+            b, prime, fast, token_space = variants[name]
+            model.token_space_mixup = token_space
             visual.conv1 = fast_conv if fast else slow_conv
             model._text_cache = text_cache if fast else None
             t0 = time.perf_counter()
@@ -104,7 +108,7 @@ def measure_steps(model_name: str, batch_size: int, repeats: int, lock_text: boo
             model.clamp_logit_scale_()
             if r:
                 times[name].append(time.perf_counter() - t0)
-    visual.conv1, model._text_cache = fast_conv, text_cache
+    visual.conv1, model._text_cache, model.token_space_mixup = fast_conv, text_cache, True
     med = {k: statistics.median(v) for k, v in times.items()}
     best = {k: min(v) for k, v in times.items()}  # load from other jobs only adds time: min is the cleanest
 
@@ -186,13 +190,16 @@ def main(argv: list[str] | None = None) -> int:
         "processor on the B main images for the priming loss (only during the first 10 % of steps).",
         "",
         "Rows without a tag run as `eclip_core.train` runs them: the ViT and processor patch embeddings as "
-        "one matmul over unfolded patches (`eclip_core.patch_embed`: same weights, same outputs) and, "
+        "one matmul over unfolded patches (`eclip_core.patch_embed`: same weights, same outputs), the mixed "
+        "expert images entering the ViT as patch embeddings (`EClip.mixed_patch_embeddings`: the processor's "
+        "linear tail composed with the ViT's patch embedding, same numbers) and, "
         f"with a locked Hugging Face text tower, each report's frozen text features cached "
         f"({'on' if steps['text_cache'] else 'not applicable to this model'}; the steady state once every "
-        "report has been seen, i.e. after the first epoch). Rows tagged `[before: ...]` run the same model "
-        "with the stock CPU conv kernel and no cache, their ratio against the CLIP step of that setup: the "
-        "conv kernel's gradient with respect to its input (needed only when the expert step back-propagates "
-        "into the mixed images) cost more than the processor itself.",
+        "report has been seen, i.e. after the first epoch). The row tagged `[before: mixed images through the "
+        "ViT]` makes the mixed images and encodes them as images (`EClip.mix_expert`, the spec read literally); "
+        "its ratio is to the same CLIP step. Rows tagged `[before: conv kernel, no text cache]` run the same "
+        "model with the stock CPU conv kernel, image-space mixup and no cache, their ratio against the CLIP "
+        "step of that setup.",
         "",
         f"## Embedding throughput: `{args.model}` (inference mode, includes preprocessing of 512x512 inputs)",
         "",
