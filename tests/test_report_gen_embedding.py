@@ -81,3 +81,38 @@ def test_cli_flags_reach_the_suite_config(monkeypatch, tmp_path):
     assert (cfg.model, cfg.lock_text, cfg.lr, cfg.num_workers, cfg.steps, cfg.seeds, cfg.variants) == \
         ("eclip-small", True, 3e-4, 1, 300, [0, 1], ["clip", "eclip"])
     assert "--lock-text" in cfg.command
+
+
+def test_runs_from_an_earlier_result_join_the_table_and_a_different_budget_is_refused(blob_manifest, tmp_path,
+                                                                                      monkeypatch):
+    from eval.report_gen.embedding_suite import EmbeddingSuiteConfig, run_embedding_suite
+
+    monkeypatch.setenv("RAG_REPORT_HOME", str(tmp_path / "home"))
+    cfg = EmbeddingSuiteConfig(manifest=str(blob_manifest), steps=2, batch_size=8, seeds=[0], variants=["clip"],
+                               out_dir=str(tmp_path / "out"), progress=False, command="pytest")
+    earlier = {"config": cfg.to_dict(), "manifest": str(blob_manifest), "runs": [
+        {"variant": "clip", "seed": 1, "train_seconds": None, "metrics": {"i2t_R@10": 0.5}},
+        {"variant": "eclip", "seed": 0, "train_seconds": 12.0, "metrics": {"i2t_R@10": 0.25}},
+        {"variant": "clip", "seed": 0, "train_seconds": 1.0, "metrics": {"i2t_R@10": -1.0}},  # trained here: loses
+    ]}
+    (tmp_path / "earlier.json").write_text(json.dumps(earlier))
+    cfg.include_runs = [str(tmp_path / "earlier.json")]
+    result = run_embedding_suite(cfg)
+    assert [(r["variant"], r["seed"]) for r in result["runs"]] == [("clip", 0), ("clip", 1), ("eclip", 0)]
+    own = result["runs"][0]["metrics"]["i2t_R@10"]
+    assert 0.0 <= own <= 1.0 and "source" not in result["runs"][0]
+    clip = result["summary"]["clip"]["i2t_R@10"]
+    assert clip["n"] == 2 and math.isclose(clip["mean"], (own + 0.5) / 2)
+    assert result["summary"]["eclip"]["i2t_R@10"]["mean"] == 0.25
+    md = (tmp_path / "out" / "embedding.md").read_text()
+    assert "earlier.json" in md and "| clip | 1 | n/a |" in md
+
+    earlier["config"]["steps"] = 300
+    (tmp_path / "other.json").write_text(json.dumps(earlier))
+    cfg.include_runs = [str(tmp_path / "other.json")]
+    with pytest.raises(ConfigError, match="steps: 300 there, 2 here"):
+        run_embedding_suite(cfg)
+    (tmp_path / "bad.json").write_text("[1, 2]")
+    cfg.include_runs = [str(tmp_path / "bad.json")]
+    with pytest.raises(ConfigError, match="bad.json"):
+        run_embedding_suite(cfg)

@@ -69,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="embedding suite: freeze the text tower except its projection (as the default bundle does)")
     p.add_argument("--train-lr", type=float, default=None, help="embedding suite: learning rate")
     p.add_argument("--num-workers", type=int, default=None, help="embedding suite: data-loader processes per run")
+    p.add_argument("--include-runs", nargs="+", default=None, metavar="JSON",
+                   help="embedding suite: result JSON files of earlier runs (same budget) to merge into the table")
     return p
 
 
@@ -87,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
         for field_name, value in (("steps", args.steps), ("seeds", args.seeds), ("variants", args.variants),
                                   ("model", args.model_config), ("batch_size", args.train_batch_size),
                                   ("max_eval", args.max_eval), ("lock_text", args.lock_text),
-                                  ("lr", args.train_lr), ("num_workers", args.num_workers)):
+                                  ("lr", args.train_lr), ("num_workers", args.num_workers),
+                                  ("include_runs", args.include_runs)):
             if value is not None:
                 setattr(cfg, field_name, value)
         result = run_embedding_suite(cfg)

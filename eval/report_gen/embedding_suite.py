@@ -79,6 +79,9 @@ class EmbeddingSuiteConfig:
     name: str = "embedding"
     progress: bool = True
     command: str = ""
+    #: Result JSON files of earlier runs of this suite (another machine, an earlier cache) whose per-run
+    #: metrics join this table; their budget must equal this one. Runs trained here take precedence.
+    include_runs: list[str] = field(default_factory=list)
 
     def validate(self) -> "EmbeddingSuiteConfig":
         unknown = [v for v in self.variants if v not in VARIANTS]
@@ -249,7 +252,13 @@ def render_markdown(result: dict) -> str:
               "|" + "---|" * (len(METRIC_ORDER) + 3)]
     for r in result["runs"]:
         vals = [("n/a" if r["metrics"].get(m) is None else f"{r['metrics'][m]:.3f}") for m in METRIC_ORDER]
-        lines.append(f"| {r['variant']} | {r['seed']} | {r['train_seconds']:.0f} | " + " | ".join(vals) + " |")
+        secs = r.get("train_seconds")
+        secs = "n/a" if secs is None or not np.isfinite(secs) else f"{secs:.0f}"
+        lines.append(f"| {r['variant']} | {r['seed']} | {secs} | " + " | ".join(vals) + " |")
+    sources = sorted({r["source"] for r in result["runs"] if r.get("source")})
+    if sources:
+        lines += ["", "Runs not trained by this command come from: " + ", ".join(f"`{s}`" for s in sources)
+                  + " (their budget checked equal to this one)."]
     if result.get("picture"):
         lines += ["", f"Modality gap picture: `{result['picture']}`"]
     return "\n".join(lines) + "\n"
@@ -305,6 +314,49 @@ DEFINITIONS = [
 ]
 
 
+#: Config fields that must agree for runs to share a table.
+BUDGET_FIELDS = ("model", "lock_text", "steps", "batch_size", "lr", "eval_split", "max_eval", "max_probe_train", "k")
+
+
+def load_included_runs(cfg: EmbeddingSuiteConfig, manifest: str) -> list[dict]:
+    """Per-run records of earlier suite results (``cfg.include_runs``), checked against this budget."""
+    runs = []
+    for path in cfg.include_runs:
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"--include-runs {path}: not a readable suite result JSON ({exc})") from exc
+        if not isinstance(data, dict) or not isinstance(data.get("runs"), list) or "config" not in data:
+            raise ConfigError(f"--include-runs {path}: no 'config' and 'runs' (write it with this suite)")
+        ours = cfg.to_dict()
+        differ = [f"{k}: {data['config'].get(k)!r} there, {ours[k]!r} here" for k in BUDGET_FIELDS
+                  if data["config"].get(k) != ours[k]]
+        # The same data set built on another machine lives under another root: compare its own folder.
+        theirs = str(data.get("manifest", ""))
+        if Path(theirs).parts[-2:] != Path(manifest).parts[-2:]:
+            differ.append(f"manifest: {theirs!r} there, {manifest!r} here")
+        if differ:
+            raise ConfigError(f"--include-runs {path}: another budget, its runs cannot share this table ("
+                              + "; ".join(differ) + ")")
+        for run in data["runs"]:
+            if run.get("variant") not in VARIANTS or not isinstance(run.get("metrics"), dict):
+                raise ConfigError(f"--include-runs {path}: a run without a known variant or metrics: {run}")
+            runs.append({**run, "source": run.get("source") or str(path)})
+    return runs
+
+
+def _merge_runs(own: list[dict], included: list[dict]) -> list[dict]:
+    """Own runs plus included ones for (variant, seed) pairs not run here, in ladder order then seed."""
+    seen = {(r["variant"], r["seed"]) for r in own}
+    merged = list(own)
+    for run in included:
+        if (run["variant"], run["seed"]) not in seen:
+            seen.add((run["variant"], run["seed"]))
+            merged.append(run)
+    order = list(VARIANTS)
+    return sorted(merged, key=lambda r: (order.index(r["variant"]), r["seed"]))
+
+
 def run_embedding_suite(cfg: EmbeddingSuiteConfig) -> dict[str, Any]:
     """Train every variant for every seed (cached), score, write JSON / Markdown / PNG."""
     from eclip_core.data.manifest import read_manifest
@@ -326,6 +378,7 @@ def run_embedding_suite(cfg: EmbeddingSuiteConfig) -> dict[str, Any]:
                           key=lambda s: s.study_id)[: cfg.max_eval or None]
     if not train_studies or not eval_studies:
         raise ConfigError(f"manifest {manifest}: needs train and {cfg.eval_split} studies")
+    included = load_included_runs(cfg, manifest)  # fail on a bad file before hours of training
     runs, pictures, gaps = [], {}, {}
     for variant in cfg.variants:
         for seed in cfg.seeds:
@@ -337,6 +390,7 @@ def run_embedding_suite(cfg: EmbeddingSuiteConfig) -> dict[str, Any]:
             if seed == cfg.seeds[0] and variant in ("clip", "eclip"):
                 label = "CLIP" if variant == "clip" else "eCLIP"
                 pictures[label], gaps[label] = emb, metrics["modality_gap"]
+    runs = _merge_runs(runs, included)
     out_dir = Path(cfg.out_dir)
     picture = None
     if pictures:
