@@ -116,3 +116,16 @@ def test_runs_from_an_earlier_result_join_the_table_and_a_different_budget_is_re
     cfg.include_runs = [str(tmp_path / "bad.json")]
     with pytest.raises(ConfigError, match="bad.json"):
         run_embedding_suite(cfg)
+
+
+def test_paired_differences_with_clip_by_seed():
+    from eval.report_gen.embedding_suite import paired_vs_clip
+
+    runs = [{"variant": "clip", "seed": s, "metrics": {"i2t_R@10": v}} for s, v in ((0, 0.10), (1, 0.30), (2, 0.20))]
+    runs += [{"variant": "eclip", "seed": s, "metrics": {"i2t_R@10": v}} for s, v in ((0, 0.15), (1, 0.32), (2, 0.19))]
+    runs += [{"variant": "mask", "seed": 5, "metrics": {"i2t_R@10": 0.5}}]  # no CLIP run of seed 5: left out
+    cell = paired_vs_clip(runs)["eclip"]["i2t_R@10"]
+    # differences +0.05, +0.02, -0.01: mean 0.02, sample std 0.03, higher in 2 of 3 seeds
+    assert math.isclose(cell["mean"], 0.02) and math.isclose(cell["std"], 0.03) and (cell["higher"], cell["n"]) == (2, 3)
+    assert "mask" not in paired_vs_clip(runs)
+    assert paired_vs_clip(runs)["eclip"]["alignment"] == {"mean": None, "std": None, "higher": 0, "n": 0}

@@ -221,6 +221,34 @@ def summarise(runs: list[dict]) -> dict[str, dict[str, dict[str, float | None]]]
     return out
 
 
+def paired_vs_clip(runs: list[dict]) -> dict[str, dict[str, dict[str, float | int | None]]]:
+    """variant -> metric -> {mean, std, higher, n} of (variant - CLIP) over the seeds both have.
+
+    Runs of one seed share their data order and initialisation, so seed-to-seed spread (which is large at
+    small budgets) cancels in the paired difference; ``higher`` counts the seeds where the variant is above.
+    """
+    clip = {r["seed"]: r["metrics"] for r in runs if r["variant"] == "clip"}
+    out: dict[str, dict] = {}
+    for variant in dict.fromkeys(r["variant"] for r in runs if r["variant"] != "clip"):
+        these = {r["seed"]: r["metrics"] for r in runs if r["variant"] == variant and r["seed"] in clip}
+        if not these:
+            continue
+        out[variant] = {}
+        for metric in METRIC_ORDER:
+            diffs = [m[metric] - clip[s][metric] for s, m in these.items()
+                     if m.get(metric) is not None and clip[s].get(metric) is not None]
+            mean, std = _mean_std(diffs)
+            out[variant][metric] = {"mean": mean, "std": std, "higher": sum(d > 0 for d in diffs), "n": len(diffs)}
+    return out
+
+
+def _paired(cell: dict) -> str:
+    if cell["mean"] is None:
+        return "n/a"
+    spread = "" if cell["std"] is None else f" ± {cell['std']:.3f}"
+    return f"{cell['mean']:+.3f}{spread} ({cell['higher']}/{cell['n']})"
+
+
 def _pm(cell: dict) -> str:
     if cell["mean"] is None:
         return "n/a"
@@ -247,6 +275,15 @@ def render_markdown(result: dict) -> str:
     ]
     for variant, cells in summary.items():
         lines.append("| " + " | ".join([VARIANTS[variant][0]] + [_pm(cells[m]) for m in METRIC_ORDER]) + " |")
+    paired = result.get("paired_vs_clip") or {}
+    if paired:
+        lines += ["", "## Paired with CLIP, seed by seed", "",
+                  "Difference variant - CLIP over the seeds both ran (same data order and initialisation per "
+                  "seed), mean ± std, and in how many seeds the variant is higher (for alignment and uniformity "
+                  "lower is better).", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for variant, cells in paired.items():
+            lines.append("| " + " | ".join([VARIANTS[variant][0]] + [_paired(cells[m]) for m in METRIC_ORDER])
+                         + " |")
     lines += ["", "## Definitions", ""] + [f"- {d}" for d in result["definitions"]]
     lines += ["", "## Per run", "", "| variant | seed | train s | " + " | ".join(METRIC_ORDER) + " |",
               "|" + "---|" * (len(METRIC_ORDER) + 3)]
@@ -402,7 +439,8 @@ def run_embedding_suite(cfg: EmbeddingSuiteConfig) -> dict[str, Any]:
         "sizes": {"train": len(train_studies), "expert": sum(s.has_expert for s in train_studies),
                   "eval": len(eval_studies), "zero_shot": runs[0]["metrics"].get("zero_shot_n", 0) if runs else 0},
         "variants": {v: {"label": VARIANTS[v][0], "overrides": VARIANTS[v][1]} for v in cfg.variants},
-        "definitions": DEFINITIONS, "runs": runs, "summary": summarise(runs), "picture": picture,
+        "definitions": DEFINITIONS, "runs": runs, "summary": summarise(runs),
+        "paired_vs_clip": paired_vs_clip(runs), "picture": picture,
         "wall_seconds": round(time.perf_counter() - t_start, 1),
     }
     paths = {"json": out_dir / f"{cfg.name}.json", "markdown": out_dir / f"{cfg.name}.md"}
