@@ -92,7 +92,13 @@ def details_markdown(draft: DraftReport, handler_ms: float | None = None) -> str
     times = [f"{_md(k)} {v:.0f}" for k, v in draft.timings_ms.items()]
     if handler_ms is not None:
         times.append(f"in the app {handler_ms:.0f}")
-    return "\n".join(lines) + "\n\n**Timings (ms):** " + " · ".join(times)
+    text = "\n".join(lines) + "\n\n**Timings (ms):** " + " · ".join(times)
+    if draft.typicality is not None:
+        # The corpus X-rays sit in a narrow band, so four decimals: two would show every image as equal.
+        verdict = "below" if draft.typicality < draft.typicality_floor else "within"
+        text += (f"\n\n**Image typicality:** {draft.typicality:.4f} ({verdict} the corpus's usual range, "
+                 f"floor {draft.typicality_floor:.4f})")
+    return text
 
 
 def status_markdown(draft: DraftReport | None = None, warnings: Iterable[str] = ()) -> str:

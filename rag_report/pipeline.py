@@ -155,10 +155,11 @@ class ReportPipeline:
             raise RagReportError("retrieval returned no reports: the index is empty after exclusions")
         if len(reports) < cfg.k:
             warnings.append(f"asked for k={cfg.k} reports but the corpus gave {len(reports)}")
-        typical = self.index.typicality(query) if self.typicality_floor is not None else None
-        if typical is not None and float(typical[0]) < self.typicality_floor:
+        scores = self.index.typicality(query) if self.typicality_floor is not None else None
+        typical = None if scores is None else float(scores[0])
+        if typical is not None and typical < self.typicality_floor:
             warnings.append(
-                f"the image is unlike the corpus X-rays (typicality {float(typical[0]):.4f}, below the corpus's usual "
+                f"the image is unlike the corpus X-rays (typicality {typical:.4f}, below the corpus's usual "
                 f"range, floor {self.typicality_floor:.4f}): it may not be a frontal chest X-ray like those indexed; "
                 "treat the draft with suspicion"
             )
@@ -176,7 +177,10 @@ class ReportPipeline:
         resolved = self._resolve_mode(cfg.mode, llm)
         sentences, free_text = self._draft(resolved, reports, llm, cfg, warnings)
         timings["generate"] = _ms(t)
-        return self._assemble(resolved, reports, sentences, free_text, timings, warnings, llm)
+        draft = self._assemble(resolved, reports, sentences, free_text, timings, warnings, llm)
+        if typical is not None:
+            draft.typicality, draft.typicality_floor = typical, float(self.typicality_floor)
+        return draft
 
     def _draft(self, mode: str, reports: list, llm: Any, cfg: PipelineConfig,
                warnings: list[str]) -> tuple[list[SourcedSentence], tuple[str, str] | None]:

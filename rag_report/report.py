@@ -55,6 +55,11 @@ class DraftReport:
     mode: str
     simulated_data: bool = False
     warnings: list[str] = field(default_factory=list)
+    #: k-NN cosine of the query X-ray to the index's sampled corpus X-rays, and the floor of the corpus's own
+    #: usual range (its leave-one-out 1st percentile, or the caller's); below it the draft carries a warning.
+    #: None when the index holds no image sample.
+    typicality: float | None = None
+    typicality_floor: float | None = None
 
     @property
     def text(self) -> str:

@@ -57,6 +57,10 @@ def test_labels_html_covers_the_14_observations_in_order():
 def test_details_status_and_banner():
     md = render.details_markdown(_draft(), handler_ms=41.0)
     assert "abc\\|def" in md and "embed 12" in md and "in the app 41" in md and "(none)" in md
+    assert "typicality" not in md  # an index without an image sample
+    md = render.details_markdown(_draft(typicality=0.98765, typicality_floor=0.99))
+    assert "**Image typicality:** 0.9877 (below the corpus's usual range, floor 0.9900)" in md
+    assert "(within the corpus's usual range" in render.details_markdown(_draft(typicality=0.995, typicality_floor=0.99))
     assert render.status_markdown(_draft(warnings=["low <b>similarity</b>"])) == "- ⚠️ low &lt;b&gt;similarity&lt;/b&gt;"
     assert render.status_markdown(_draft()) == ""
     assert render.banner_html(False) == ""

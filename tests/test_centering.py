@@ -151,12 +151,16 @@ def test_pipeline_warns_on_an_atypical_image(tiny_pipeline_config, tiny_world):
     train = [s for s in tiny_world["studies"] if s.split == "train"]
     typical = pipe.generate(train[0].image_paths[0], mode="top1")
     assert not any("unlike the corpus X-rays" in w for w in typical.warnings)
+    expected = float(pipe.index.typicality(pipe.model.embed_images([train[0].image_paths[0]], progress=False))[0])
+    assert typical.typicality == pytest.approx(expected) and typical.typicality >= typical.typicality_floor
+    assert typical.to_dict()["typicality_floor"] == pipe.typicality_floor
     # Images that are not X-rays fall under the index's own floor (no threshold forced here).
     yy, xx = np.mgrid[0:256, 0:256]
     for picture in ((np.random.default_rng(0).random((256, 256, 3)) * 255).astype(np.uint8),
                     (((yy // 32 + xx // 32) % 2) * 255).astype(np.uint8)):
         draft = pipe.generate(picture, mode="top1")
         assert any("unlike the corpus X-rays" in w for w in draft.warnings), draft.warnings
+        assert draft.typicality < draft.typicality_floor
     # A caller's floor overrides the index's.
     strict = ReportPipeline(replace(tiny_pipeline_config, typicality_floor=1.01), progress=False)
     flagged = strict.generate(train[0].image_paths[0], mode="top1")
