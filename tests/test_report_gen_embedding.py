@@ -106,6 +106,8 @@ def test_runs_from_an_earlier_result_join_the_table_and_a_different_budget_is_re
     assert result["summary"]["eclip"]["i2t_R@10"]["mean"] == 0.25
     md = (tmp_path / "out" / "embedding.md").read_text()
     assert "earlier.json" in md and "| clip | 1 | n/a |" in md
+    # The zero-shot count comes from the run made here, not from an included run without it.
+    assert result["sizes"]["zero_shot"] == result["runs"][0]["metrics"]["zero_shot_n"] > 0
 
     earlier["config"]["steps"] = 300
     (tmp_path / "other.json").write_text(json.dumps(earlier))

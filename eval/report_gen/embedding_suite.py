@@ -437,7 +437,9 @@ def run_embedding_suite(cfg: EmbeddingSuiteConfig) -> dict[str, Any]:
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "config": cfg.to_dict(), "manifest": manifest, "simulated": simulated,
         "sizes": {"train": len(train_studies), "expert": sum(s.has_expert for s in train_studies),
-                  "eval": len(eval_studies), "zero_shot": runs[0]["metrics"].get("zero_shot_n", 0) if runs else 0},
+                  "eval": len(eval_studies),
+                  # Included runs may predate this count: take it from a run that has it.
+                  "zero_shot": next((r["metrics"]["zero_shot_n"] for r in runs if "zero_shot_n" in r["metrics"]), 0)},
         "variants": {v: {"label": VARIANTS[v][0], "overrides": VARIANTS[v][1]} for v in cfg.variants},
         "definitions": DEFINITIONS, "runs": runs, "summary": summarise(runs),
         "paired_vs_clip": paired_vs_clip(runs), "picture": picture,
