@@ -309,14 +309,14 @@ class EClip(nn.Module):
                 and conv.kernel_size == (proc.patch_size, proc.patch_size)
                 and conv.in_channels == images.shape[1]):
             return None
-        tokens, (gh, gw) = proc.attend(images, heatmaps, generator)
-        w_tail, b_tail = proc.output_map()  # attention output -> patch pixels
-        w_vit = conv.weight.reshape(conv.out_channels, -1)  # patch pixels -> ViT token
-        processed = F.linear(tokens, w_vit @ w_tail, w_vit @ b_tail)  # [B, N, width], no ViT bias yet
-        processed = processed.transpose(1, 2).reshape(images.shape[0], conv.out_channels, gh, gw)
+        patches, (gh, gw) = conv.unfold(images)  # shared by the ViT's and the processor's patch embeddings
+        tokens, _ = proc.attend(images, heatmaps, generator, patches=patches)
+        w_vit = conv.flat_weight  # patch pixels -> ViT token
+        w_proc, b_proc = proc.output_map(then=w_vit)  # attention output -> ViT token
+        rows = torch.lerp(F.linear(patches, w_vit), F.linear(tokens, w_proc, b_proc), 1.0 - lam)  # [B, N, width]
         if conv.bias is not None:
-            processed = processed + conv.bias.view(1, -1, 1, 1)
-        return lam * conv(images) + (1.0 - lam) * processed
+            rows = rows + conv.bias
+        return rows.transpose(1, 2).reshape(images.shape[0], conv.out_channels, gh, gw)
 
     def forward(self, images: torch.Tensor, tokens: torch.Tensor, expert_images: torch.Tensor | None = None,
                 expert_heatmaps: torch.Tensor | None = None, expert_tokens: torch.Tensor | None = None,

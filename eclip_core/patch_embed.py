@@ -59,12 +59,23 @@ class PatchConv2d(nn.Conv2d):
         return out if self._appended is None else torch.cat([out, self._appended.to(out.dtype)])
 
     def _embed(self, x: torch.Tensor) -> torch.Tensor:
-        (ph, pw), c = self.kernel_size, self.in_channels
+        patches, (gh, gw) = self.unfold(x)
+        out = F.linear(patches, self.flat_weight, self.bias)  # [B, N, out]
+        return out.transpose(1, 2).reshape(x.shape[0], self.out_channels, gh, gw)
+
+    @property
+    def flat_weight(self) -> torch.Tensor:
+        """The kernel as a matrix [out, C*p*p] acting on :meth:`unfold`'s patch vectors."""
+        return self.weight.reshape(self.out_channels, -1)
+
+    def unfold(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+        """Non-overlapping patches [B, N, C*p*p] (row-major over the grid; pixels in (channel, row, column)
+        order, as :attr:`flat_weight` expects) and the grid (gh, gw). ``x`` may have any channel count."""
+        (ph, pw), c = self.kernel_size, x.shape[1]
         b, gh, gw = x.shape[0], x.shape[-2] // ph, x.shape[-1] // pw
         x = x[..., : gh * ph, : gw * pw]  # a conv drops the pixels that do not fill a whole patch
         patches = x.reshape(b, c, gh, ph, gw, pw).permute(0, 2, 4, 1, 3, 5).reshape(b, gh * gw, c * ph * pw)
-        out = F.linear(patches, self.weight.reshape(self.out_channels, -1), self.bias)  # [B, N, out]
-        return out.transpose(1, 2).reshape(b, self.out_channels, gh, gw)
+        return patches, (gh, gw)
 
 
 def use_patch_matmul(parent: nn.Module, name: str) -> bool:

@@ -139,6 +139,10 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict], None] | None = None) 
         mixed_precision=cfg.mixed_precision, cpu=cfg.cpu or not torch.cuda.is_available(),
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
     )
+    if accelerator.device.type == "cpu":
+        from eclip_core.cpu_memory import keep_freed_memory
+
+        keep_freed_memory()  # steady-state steps reuse their activation pages instead of faulting them in
     out = Path(cfg.output_dir)
     ckpt_dir, metrics_path = out / "checkpoint", out / "metrics.jsonl"
     if accelerator.is_main_process:

@@ -83,21 +83,29 @@ class HeatmapProcessor(nn.Module):
         return self._fold(F.linear(tokens, weight, bias), gh, gw)
 
     def attend(self, images: torch.Tensor, heatmaps: torch.Tensor, generator: torch.Generator | None = None,
-               randomize: bool = True) -> tuple[torch.Tensor, tuple[int, int]]:
+               randomize: bool = True, patches: torch.Tensor | None = None
+               ) -> tuple[torch.Tensor, tuple[int, int]]:
         """Steps 1-3 up to the attention output, heads merged, before its output projection: ([B, N, dim],
         patch grid). Everything after it (output projection, linear, transposed conv) is linear, see
-        :meth:`output_map`."""
+        :meth:`output_map`. ``patches``: the images already unfolded by ``self.patch_embed.unfold`` (a
+        caller that needs them too unfolds once)."""
         if self.variant == "mask":
             raise ConfigError("the 'mask' heatmap processor has no attention stage")
-        masked = self._masked(images, heatmaps, generator, randomize)
-        b, _, h, w = images.shape
+        heat = self._heat(images, heatmaps, generator, randomize)
+        b, c, h, w = images.shape
         if h % self.patch_size or w % self.patch_size:
             raise ValueError(f"image size {h}x{w} is not a multiple of the processor patch {self.patch_size}")
-        # One conv for both streams (the spec's "same conv"); a single batched call is faster too.
-        tokens = self.patch_embed(torch.cat([images, masked], 0))  # [2B, d, h', w']
-        grid = tuple(tokens.shape[-2:])
-        tokens = tokens.flatten(2).transpose(1, 2)  # [2B, N, d]
-        p, q = tokens[:b], tokens[b:]
+        conv = self.patch_embed
+        if patches is None:
+            patches, grid = conv.unfold(images)
+        else:
+            grid = (h // self.patch_size, w // self.patch_size)
+        # E * I, patch by patch: the same products as masking the image first, without a second unfold.
+        heat_patches, _ = conv.unfold(heat)  # [B, N, p*p]
+        masked = (patches.unflatten(-1, (c, -1)) * heat_patches.unsqueeze(-2)).flatten(-2)
+        # One conv for both streams (the spec's "same conv"), keys/values from I, queries from E * I.
+        p = F.linear(patches, conv.flat_weight, conv.bias)  # [B, N, d]
+        q = F.linear(masked, conv.flat_weight, conv.bias)
         # nn.MultiheadAttention's own arithmetic (its in-projection parameters, scaled dot-product, no
         # dropout), stopped before out_proj so that the linear tail can be composed into one map.
         wq, wkv = self.attn.in_proj_weight.split([self.dim, 2 * self.dim])
@@ -107,9 +115,11 @@ class HeatmapProcessor(nn.Module):
         out = F.scaled_dot_product_attention(*heads)  # [B, heads, N, dim / heads]
         return out.transpose(1, 2).flatten(2), grid
 
-    def output_map(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def output_map(self, then: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """The processor's linear tail (attention output projection -> linear -> transposed conv, per token)
         as one map: (weight [C*p*p, dim], bias [C*p*p]) with patch pixels in (channel, row, column) order.
+        ``then`` ([out, C*p*p], a linear map of patch pixels such as a ViT's patch embedding) is composed
+        after it: (weight [out, dim], bias [out]), multiplied in the cheaper order.
 
         A transposed conv with kernel = stride maps each token to its own p x p patch, so the three layers
         compose exactly; applying the product once costs one matmul instead of three (~1/3 of the
@@ -120,11 +130,14 @@ class HeatmapProcessor(nn.Module):
         b_unpatch = self.unpatch.bias.repeat_interleave(self.patch_size * self.patch_size)
         mid_w = self.linear.weight @ w_out  # [dim, dim]
         mid_b = self.linear.weight @ b_out + self.linear.bias
-        return w_unpatch.t() @ mid_w, mid_b @ w_unpatch + b_unpatch
+        if then is None:
+            return w_unpatch.t() @ mid_w, mid_b @ w_unpatch + b_unpatch
+        head = then @ w_unpatch.t()  # [out, dim]: (then @ unpatch) @ mid, never a [C*p*p, dim] product
+        return head @ mid_w, head @ mid_b + then @ b_unpatch
 
-    def _masked(self, images: torch.Tensor, heatmaps: torch.Tensor, generator: torch.Generator | None,
-                randomize: bool) -> torch.Tensor:
-        """E * I with E scaled to [0, 1] (a random smooth map for the "random" variant)."""
+    def _heat(self, images: torch.Tensor, heatmaps: torch.Tensor, generator: torch.Generator | None,
+              randomize: bool) -> torch.Tensor:
+        """E scaled to [0, 1] in the images' dtype (a random smooth map for the "random" variant)."""
         if images.dim() != 4 or heatmaps.dim() != 4 or heatmaps.shape[1] != 1:
             raise ValueError(f"expected images [B,3,H,W] and heatmaps [B,1,H,W], got {tuple(images.shape)} "
                              f"and {tuple(heatmaps.shape)}")
@@ -134,7 +147,12 @@ class HeatmapProcessor(nn.Module):
             heat = random_heatmaps(tuple(heatmaps.shape), generator, images.device)
         else:
             heat = normalize_heatmaps(heatmaps.float(), self.heatmap_norm)
-        return heat.to(images.dtype) * images
+        return heat.to(images.dtype)
+
+    def _masked(self, images: torch.Tensor, heatmaps: torch.Tensor, generator: torch.Generator | None,
+                randomize: bool) -> torch.Tensor:
+        """E * I with E scaled to [0, 1] (the "mask" variant's output)."""
+        return self._heat(images, heatmaps, generator, randomize) * images
 
     def _fold(self, patches: torch.Tensor, gh: int, gw: int) -> torch.Tensor:
         """Per-token patches [B, N, C*p*p] back to images [B, C, gh*p, gw*p]."""
