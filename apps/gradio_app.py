@@ -128,11 +128,13 @@ def launch_app(app: Any, serve: ServeConfig | None = None, *, block: bool = True
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     serve, config = parse_args(argv)
+    from eclip_core.cpu_memory import keep_freed_memory
     from eclip_core.errors import EClipError
     from rag_report.pipeline import ReportPipeline
 
     from apps.ui import build_app
 
+    keep_freed_memory()  # a server process: requests reuse freed tensor memory instead of faulting it in
     try:
         pipeline = ReportPipeline(config, progress=not serve.quiet)
     except EClipError as exc:

@@ -109,6 +109,7 @@ def _truncate_metrics(path: Path, last_step: int) -> None:
 def train(cfg: TrainConfig, on_step: Callable[[int, dict], None] | None = None) -> TrainResult:
     """Run (or resume) training as configured; returns a :class:`TrainResult`.
 
+    On the CPU it makes glibc keep freed memory for the whole process (:mod:`eclip_core.cpu_memory`).
     ``on_step(step, record)`` is called after each optimiser step (1-based step) on the main process;
     an exception raised there stops the run like a kill would (the last checkpoint stays valid).
     """

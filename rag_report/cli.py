@@ -156,6 +156,9 @@ def main(argv: list[str] | None = None) -> int:
     for k, v in {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1",
                  "HF_EVALUATE_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"}.items():
         os.environ.setdefault(k, v)
+    from eclip_core.cpu_memory import keep_freed_memory
+
+    keep_freed_memory()  # a whole-process command: reuse freed tensor memory instead of page-faulting it anew
     # train / serve forward all their flags to their own parsers.
     if argv and argv[0] in ("train", "serve"):
         return cmd_train(argv[1:]) if argv[0] == "train" else cmd_serve(argv[1:])

@@ -16,7 +16,6 @@ import platform
 import statistics
 import sys
 import time
-from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -30,6 +29,7 @@ from eclip_core.losses import ClipLoss  # noqa: E402
 from eclip_core.model import EClip  # noqa: E402
 from eclip_core.training.optim import build_optimizer  # noqa: E402
 from eclip_core.training.step import train_step  # noqa: E402
+from eval.bench.page import write_page  # noqa: E402
 from eval.bench.stats import paired_ratio  # noqa: E402
 
 REPORTS = [
@@ -74,7 +74,7 @@ def _minor_faults() -> int:
 
 
 def measure_steps(model_name: str, batch_size: int, repeats: int, lock_text: bool, seed: int = 0,
-                  keep_memory: bool = True) -> dict:
+                  keep_memory: bool = True, before_rows: bool = True) -> dict:
     """Median wall / CPU time and paired ratios to the CLIP step of each step variant, interleaved, on one model and one pre-made batch.
 
     Variants run as training runs them (patch embedding as a matmul, frozen text features cached: the
@@ -108,6 +108,8 @@ def measure_steps(model_name: str, batch_size: int, repeats: int, lock_text: boo
         "CLIP step" + BEFORE: (plain, False, False, False),
         expert + BEFORE: (batch, False, False, False),
     }
+    if not before_rows:  # only the steps as training runs them (big backbones: each step costs seconds)
+        variants = {k: v for k, v in variants.items() if not k.endswith((BEFORE, IMAGE_SPACE))}
     times = {k: [] for k in variants}
     cpu = {k: [] for k in variants}
     faults = {k: [] for k in variants}
@@ -172,6 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lock-text", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--keep-freed-memory", action=argparse.BooleanOptionalAction, default=True,
                    help="raise glibc's malloc thresholds as training does (--no-keep-freed-memory: glibc defaults)")
+    p.add_argument("--before-rows", action=argparse.BooleanOptionalAction, default=True,
+                   help="also time the earlier implementations (tagged [before: ...])")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     p.add_argument("--n-images", type=int, default=128)
     p.add_argument("--n-reports", type=int, default=512)
@@ -181,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     command = "python -m eval.bench.train_step " + " ".join(argv if argv is not None else sys.argv[1:])
     steps = measure_steps(args.model, args.batch_size, args.repeats, args.lock_text,
-                          keep_memory=args.keep_freed_memory)
+                          keep_memory=args.keep_freed_memory, before_rows=args.before_rows)
     emb = measure_embedding(args.model, args.n_images, args.n_reports)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     lines = [
@@ -232,11 +236,12 @@ def main(argv: list[str] | None = None) -> int:
         "linear tail composed with the ViT's patch embedding, same numbers) and, "
         f"with a locked Hugging Face text tower, each report's frozen text features cached "
         f"({'on' if steps['text_cache'] else 'not applicable to this model'}; the steady state once every "
-        "report has been seen, i.e. after the first epoch). The row tagged `[before: mixed images through the "
-        "ViT]` makes the mixed images and encodes them as images (`EClip.mix_expert`, the spec read literally); "
-        "its ratio is to the same CLIP step. Rows tagged `[before: conv kernel, no text cache]` run the same "
-        "model with the stock CPU conv kernel, image-space mixup and no cache, their ratio against the CLIP "
-        "step of that setup.",
+        "report has been seen, i.e. after the first epoch)." + (
+            " The row tagged `[before: mixed images through the ViT]` makes the mixed images and encodes them as "
+            "images (`EClip.mix_expert`, the spec read literally); its ratio is to the same CLIP step. Rows tagged "
+            "`[before: conv kernel, no text cache]` run the same model with the stock CPU conv kernel, image-space "
+            "mixup and no cache, their ratio against the CLIP step of that setup." if args.before_rows else
+            " Earlier implementations were not timed in this run (`--no-before-rows`)."),
         "",
         f"## Embedding throughput: `{args.model}` (inference mode, includes preprocessing of 512x512 inputs)",
         "",
@@ -247,10 +252,7 @@ def main(argv: list[str] | None = None) -> int:
         f"| train-time preprocessing (crop + CLAHE-like, per image) | {emb['train_preprocess_ms']:.1f} ms |",
         "",
     ]
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(lines), encoding="utf-8")
-    sys.stdout.write("\n".join(lines) + "\n")
+    write_page(args.out, lines)
     return 0
 
 

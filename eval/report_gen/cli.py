@@ -80,6 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from eclip_core.cpu_memory import keep_freed_memory
+
+    keep_freed_memory()  # as every command-line entry point does
     command = "python -m eval.report_gen " + " ".join(shlex.quote(a) for a in argv)
     if args.suite == "embedding":
         from eval.report_gen.embedding_suite import EmbeddingSuiteConfig, run_embedding_suite
