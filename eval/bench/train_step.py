@@ -73,26 +73,49 @@ def _minor_faults() -> int:
         return 0
 
 
+class _Autocast:
+    """The three calls train_step makes on an accelerate.Accelerator, for a forward under autocast in
+    ``dtype`` (bf16; fp16 would also need a gradient scaler, which training gets from accelerate)."""
+
+    def __init__(self, device_type: str, dtype: torch.dtype):
+        self.device_type, self.dtype = device_type, dtype
+
+    def autocast(self):
+        return torch.autocast(self.device_type, dtype=self.dtype)
+
+    def backward(self, loss: torch.Tensor) -> None:
+        loss.backward()
+
+    def clip_grad_norm_(self, params, max_norm: float) -> torch.Tensor:
+        return torch.nn.utils.clip_grad_norm_(params, max_norm)
+
+
 def measure_steps(model_name: str, batch_size: int, repeats: int, lock_text: bool, seed: int = 0,
-                  keep_memory: bool = True, before_rows: bool = True) -> dict:
+                  keep_memory: bool = True, before_rows: bool = True, device: str = "cpu",
+                  autocast_dtype: torch.dtype | None = None) -> dict:
     """Median wall / CPU time and paired ratios to the CLIP step of each step variant, interleaved, on one model and one pre-made batch.
 
     Variants run as training runs them (patch embedding as a matmul, frozen text features cached: the
     steady state after the first epoch, when every report has been seen) and, for the rows tagged
     ``BEFORE``, with the stock CPU conv kernel and no text cache; ratios are to the CLIP step of the
-    same setup.
+    same setup. ``device`` "cuda" times on the GPU (synchronised around each step; CPU time is then the
+    host's and says little), ``autocast_dtype`` (e.g. torch.bfloat16) runs the forward under autocast.
     """
+    dev = torch.device(device)
     if keep_memory:
         keep_freed_memory()  # as eclip_core.train does on the CPU: no per-step page faults in any variant
     torch.manual_seed(seed)
     cfg = TrainConfig(model=EClipConfig(name=model_name, lock_text=lock_text), batch_size=batch_size)
-    model = EClip(cfg.model).train()
+    model = EClip(cfg.model).to(dev).train()
     opt = build_optimizer(model, cfg)
     loss_fn = ClipLoss()
     batch = _batch(model, batch_size, cfg.effective_expert_batch_size, np.random.default_rng(seed))
     plain = {k: v for k, v in batch.items() if not k.startswith("expert")} | {"inject": False}
     big = _batch(model, batch_size + cfg.effective_expert_batch_size, 1, np.random.default_rng(seed))
     big = {k: v for k, v in big.items() if not k.startswith("expert")} | {"inject": False}
+    batch, plain, big = ({k: v.to(dev) if torch.is_tensor(v) else v for k, v in b.items()} for b in (batch, plain, big))
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    mixed = _Autocast(dev.type, autocast_dtype) if autocast_dtype else None
     visual = model.clip.visual
     fast_conv = getattr(visual, "conv1", None)
     slow_conv = _plain_conv(fast_conv) if isinstance(fast_conv, torch.nn.Conv2d) else fast_conv
@@ -122,10 +145,12 @@ def measure_steps(model_name: str, batch_size: int, repeats: int, lock_text: boo
             model.token_space_mixup = token_space
             visual.conv1 = fast_conv if fast else slow_conv
             model._text_cache = text_cache if fast else None
+            sync()
             t0, c0, f0 = time.perf_counter(), time.process_time(), _minor_faults()
             train_step(model, opt, loss_fn, b, prime=prime, priming_weight=cfg.priming_weight,
-                       grad_clip=cfg.grad_clip)
+                       grad_clip=cfg.grad_clip, accelerator=mixed, device=dev)
             model.clamp_logit_scale_()
+            sync()
             if r:
                 times[name].append(time.perf_counter() - t0)
                 cpu[name].append(time.process_time() - c0)
