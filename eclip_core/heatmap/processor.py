@@ -87,8 +87,8 @@ class HeatmapProcessor(nn.Module):
                ) -> tuple[torch.Tensor, tuple[int, int]]:
         """Steps 1-3 up to the attention output, heads merged, before its output projection: ([B, N, dim],
         patch grid). Everything after it (output projection, linear, transposed conv) is linear, see
-        :meth:`output_map`. ``patches``: the images already unfolded by ``self.patch_embed.unfold`` (a
-        caller that needs them too unfolds once)."""
+        :meth:`output_map`. ``patches``: the images already unfolded as ``self.patch_embed.unfold`` does
+        (a caller that needs them too unfolds once)."""
         if self.variant == "mask":
             raise ConfigError("the 'mask' heatmap processor has no attention stage")
         heat = self._heat(images, heatmaps, generator, randomize)

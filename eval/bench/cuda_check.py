@@ -248,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
              lambda: check_training(device, precisions, 4 if args.quick else 60, work), results)
         _run(f"training-step ratios ({'eclip-tiny' if args.quick else args.step_model})",
              lambda: check_step_ratio(device, "eclip-tiny" if args.quick else args.step_model,
-                                      8 if args.quick else 64, 2 if args.quick else 10, bf16 and not args.quick),
+                                      8 if args.quick else 64, 2 if args.quick else 10, bf16),
              results)
         quants = ["none", "nf4"] if args.quick else ["none", "int8", "nf4"]
         _run("frozen LLM (rag_report.llm, bitsandbytes)",

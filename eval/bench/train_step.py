@@ -93,7 +93,8 @@ class _Autocast:
 def measure_steps(model_name: str, batch_size: int, repeats: int, lock_text: bool, seed: int = 0,
                   keep_memory: bool = True, before_rows: bool = True, device: str = "cpu",
                   autocast_dtype: torch.dtype | None = None) -> dict:
-    """Median wall / CPU time and paired ratios to the CLIP step of each step variant, interleaved, on one model and one pre-made batch.
+    """Median wall / CPU time of each step variant and its paired ratio to the CLIP step, interleaved, on one
+    model and one pre-made batch.
 
     Variants run as training runs them (patch embedding as a matmul, frozen text features cached: the
     steady state after the first epoch, when every report has been seen) and, for the rows tagged
