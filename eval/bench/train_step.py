@@ -215,7 +215,8 @@ def main(argv: list[str] | None = None) -> int:
     emb = measure_embedding(args.model, args.n_images, args.n_reports)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     lines = [
-        "# Training step and embedding throughput",
+        f"# Training step and embedding throughput: {args.model}, {torch.get_num_threads()} thread"
+        f"{'s' if torch.get_num_threads() > 1 else ''}",
         "",
         f"Command: `{command.strip()}`",
         "",
