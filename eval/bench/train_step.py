@@ -61,6 +61,7 @@ def _plain_conv(fast: torch.nn.Conv2d) -> torch.nn.Conv2d:
 
 BEFORE = " [before: conv kernel, no text cache]"
 IMAGE_SPACE = " [before: mixed images through the ViT]"
+PRECOMPUTED = "eCLIP step, expert batch, its ViT rows precomputed (diagnostic: all but the processor)"
 
 
 def _minor_faults() -> int:
@@ -129,11 +130,16 @@ def measure_steps(model_name: str, batch_size: int, repeats: int, lock_text: boo
         expert: (batch, False, True, True),
         "eCLIP cold-start step (priming loss)": (plain, True, True, True),
         expert + IMAGE_SPACE: (batch, False, True, False),
+        PRECOMPUTED: (batch, False, True, True),
         "CLIP step" + BEFORE: (plain, False, False, False),
         expert + BEFORE: (batch, False, False, False),
     }
     if not before_rows:  # only the steps as training runs them (big backbones: each step costs seconds)
-        variants = {k: v for k, v in variants.items() if not k.endswith((BEFORE, IMAGE_SPACE))}
+        variants = {k: v for k, v in variants.items() if not k.endswith((BEFORE, IMAGE_SPACE)) and k != PRECOMPUTED}
+    with torch.no_grad():  # the expert step's ViT rows, made once: that row times everything but the processor
+        fixed_rows = model.mixed_patch_embeddings(batch["expert_images"], batch["expert_heatmaps"], batch["lam"])
+    if fixed_rows is None:  # not a ViT: there are no rows to precompute
+        variants.pop(PRECOMPUTED, None)
     times = {k: [] for k in variants}
     cpu = {k: [] for k in variants}
     faults = {k: [] for k in variants}
@@ -143,6 +149,10 @@ def measure_steps(model_name: str, batch_size: int, repeats: int, lock_text: boo
         # A new order each round: a step's time depends a little on the step before it (allocator, caches).
         for name in order.permutation(list(variants)):
             b, prime, fast, token_space = variants[name]
+            if name == PRECOMPUTED:
+                model.mixed_patch_embeddings = lambda *args, **kwargs: fixed_rows  # shadows the method
+            else:
+                model.__dict__.pop("mixed_patch_embeddings", None)
             model.token_space_mixup = token_space
             visual.conv1 = fast_conv if fast else slow_conv
             model._text_cache = text_cache if fast else None
@@ -157,6 +167,7 @@ def measure_steps(model_name: str, batch_size: int, repeats: int, lock_text: boo
                 cpu[name].append(time.process_time() - c0)
                 faults[name].append(_minor_faults() - f0)
     visual.conv1, model._text_cache, model.token_space_mixup = fast_conv, text_cache, True
+    model.__dict__.pop("mixed_patch_embeddings", None)
     def base(k: str) -> str:
         return "CLIP step" + BEFORE if k.endswith(BEFORE) else "CLIP step"
 
@@ -255,7 +266,10 @@ def main(argv: list[str] | None = None) -> int:
         "The expert step encodes B + B/2 images and texts (the enlarged batch the method prescribes) and runs "
         "the heatmap processor on B/2 images; a plain CLIP step at batch B + B/2 is therefore its floor, and "
         "the difference between the two rows is the processor and mixup. The cold-start step adds the "
-        "processor on the B main images for the priming loss (only during the first 10 % of steps).",
+        "processor on the B main images for the priming loss (only during the first 10 % of steps)."
+        + (" The diagnostic row runs the expert step with its ViT patch-embedding rows made beforehand, so "
+           "everything but the heatmap processor: the expert step's excess over it is the processor's cost."
+           if PRECOMPUTED in steps["median_s"] else ""),
         "",
         "Rows without a tag run as `eclip_core.train` runs them: the ViT and processor patch embeddings as "
         "one matmul over unfolded patches (`eclip_core.patch_embed`: same weights, same outputs), the mixed "
