@@ -302,7 +302,7 @@ class EClip(nn.Module):
         attention output with the product of both maps. Same numbers as encoding ``mix_expert``'s images
         (up to float rounding; tested), while skipping the image-sized round trip and the input gradient
         through the ViT's patch embedding; the expert images are unfolded once for both patch embeddings. On
-        eclip-small the expert step is 1.59x a CLIP step this way and 1.62x through ``mix_expert``, measured in
+        eclip-small the expert step is 1.59x a CLIP step this way and 1.62-1.65x through ``mix_expert``, measured in
         one process (docs/perf/train_step.md).
         """
         conv, proc = getattr(self.clip.visual, "conv1", None), self.heatmap_processor
