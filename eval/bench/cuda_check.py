@@ -125,7 +125,8 @@ def _random_llm_folder(folder: Path, shape: dict) -> Path:
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
     torch.manual_seed(0)
-    config = LlamaConfig(**shape)
+    # no end-of-sequence token: random weights would stop at it at random; every run makes max_new_tokens
+    config = LlamaConfig(**shape, bos_token_id=None, eos_token_id=None, pad_token_id=None)
     LlamaForCausalLM(config).save_pretrained(folder)
     vocab = {"<unk>": 0} | {f"w{i}": i for i in range(1, shape["vocab_size"])}
     tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
