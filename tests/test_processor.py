@@ -75,11 +75,12 @@ def test_bad_arguments_raise():
 
 
 @pytest.mark.parametrize("variant", ["mha", "random"])
-def test_matches_the_stock_layers_of_the_spec_outputs_and_gradients(variant):
+@pytest.mark.parametrize("patch", [16, 4])  # 24 query rows < 768 patch pixels: W_q applied as is; 384 > 48: folded
+def test_matches_the_stock_layers_of_the_spec_outputs_and_gradients(variant, patch):
     """The composed forward (attention without out_proj, then one map for out_proj -> linear -> transposed
     conv) against the spec built from stock torch layers on the same parameters, in float64."""
     torch.manual_seed(0)
-    proc = HeatmapProcessor(variant, dim=32, heads=4, patch_size=16).double()
+    proc = HeatmapProcessor(variant, dim=32, heads=4, patch_size=patch).double()
     images = torch.randn(2, 3, 48, 64, dtype=torch.double)
     heat = torch.rand(2, 1, 48, 64, dtype=torch.double)
     g = torch.randn(2, 3, 48, 64, dtype=torch.double)
@@ -87,12 +88,12 @@ def test_matches_the_stock_layers_of_the_spec_outputs_and_gradients(variant):
     def stock():
         h = random_heatmaps(tuple(heat.shape), torch.Generator().manual_seed(3)).double() if variant == "random" \
             else normalize_heatmaps(heat)
-        conv = torch.nn.Conv2d(3, 32, 16, 16).double()
+        conv = torch.nn.Conv2d(3, 32, patch, patch).double()
         conv.weight, conv.bias = proc.patch_embed.weight, proc.patch_embed.bias
         p = conv(images).flatten(2).transpose(1, 2)
         q = conv(h * images).flatten(2).transpose(1, 2)
         out = proc.linear(proc.attn(q, p, p, need_weights=False)[0])  # nn.MultiheadAttention as shipped
-        return proc.unpatch(out.transpose(1, 2).reshape(2, 32, 3, 4))  # stock ConvTranspose2d
+        return proc.unpatch(out.transpose(1, 2).reshape(2, 32, 48 // patch, 64 // patch))  # stock ConvTranspose2d
 
     expected = stock()
     (expected * g).sum().backward()

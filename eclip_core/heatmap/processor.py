@@ -103,15 +103,20 @@ class HeatmapProcessor(nn.Module):
         # E * I, patch by patch: the same products as masking the image first, without a second unfold.
         heat_patches, _ = conv.unfold(heat)  # [B, N, p*p]
         masked = (patches.unflatten(-1, (c, -1)) * heat_patches.unsqueeze(-2)).flatten(-2)
-        # One conv for both streams (the spec's "same conv"), keys/values from I, queries from E * I.
-        p = F.linear(patches, conv.flat_weight, conv.bias)  # [B, N, d]
-        q = F.linear(masked, conv.flat_weight, conv.bias)
         # nn.MultiheadAttention's own arithmetic (its in-projection parameters, scaled dot-product, no
         # dropout), stopped before out_proj so that the linear tail can be composed into one map.
         wq, wkv = self.attn.in_proj_weight.split([self.dim, 2 * self.dim])
         bq, bkv = self.attn.in_proj_bias.split([self.dim, 2 * self.dim])
+        # One conv for both streams (the spec's "same conv"): keys/values from P = conv(I), queries from
+        # W_q conv(E * I) + b_q. With more query rows than patch pixels, W_q folded into the conv is cheaper
+        # (one [d, C*p*p] product instead of a d x d matmul per row, forward and backward).
+        p = F.linear(patches, conv.flat_weight, conv.bias)  # [B, N, d]
+        if masked.shape[:-1].numel() > masked.shape[-1]:
+            q = F.linear(masked, wq @ conv.flat_weight, wq @ conv.bias + bq)
+        else:
+            q = F.linear(F.linear(masked, conv.flat_weight, conv.bias), wq, bq)
         k, v = F.linear(p, wkv, bkv).chunk(2, dim=-1)
-        heads = [x.unflatten(-1, (self.heads, -1)).transpose(1, 2) for x in (F.linear(q, wq, bq), k, v)]
+        heads = [x.unflatten(-1, (self.heads, -1)).transpose(1, 2) for x in (q, k, v)]
         out = F.scaled_dot_product_attention(*heads)  # [B, heads, N, dim / heads]
         return out.transpose(1, 2).flatten(2), grid
 
