@@ -9,8 +9,7 @@ Raising both thresholds makes steady-state steps reuse the same pages: embedding
 (docs/perf/cpu_memory.md). The cost is that the process keeps its peak heap instead of shrinking after a
 spike. Entry points call this; importing the library never does.
 
->>> keep_freed_memory() in (True, False)  # False off glibc (macOS, Windows, musl): nothing to do there
-True
+>>> applied = keep_freed_memory()  # False off glibc (macOS, Windows, musl): nothing to do there
 """
 from __future__ import annotations
 

@@ -136,10 +136,12 @@ def measure_steps(model_name: str, batch_size: int, repeats: int, lock_text: boo
     }
     if not before_rows:  # only the steps as training runs them (big backbones: each step costs seconds)
         variants = {k: v for k, v in variants.items() if not k.endswith((BEFORE, IMAGE_SPACE)) and k != PRECOMPUTED}
-    with torch.no_grad():  # the expert step's ViT rows, made once: that row times everything but the processor
-        fixed_rows = model.mixed_patch_embeddings(batch["expert_images"], batch["expert_heatmaps"], batch["lam"])
-    if fixed_rows is None:  # not a ViT: there are no rows to precompute
-        variants.pop(PRECOMPUTED, None)
+    fixed_rows = None
+    if PRECOMPUTED in variants:
+        with torch.no_grad():  # the expert step's ViT rows, made once: that row times all but the processor
+            fixed_rows = model.mixed_patch_embeddings(batch["expert_images"], batch["expert_heatmaps"], batch["lam"])
+        if fixed_rows is None:  # not a ViT: there are no rows to precompute
+            variants.pop(PRECOMPUTED)
     times = {k: [] for k in variants}
     cpu = {k: [] for k in variants}
     faults = {k: [] for k in variants}
