@@ -310,10 +310,11 @@ class EClip(nn.Module):
                 and conv.kernel_size == (proc.patch_size, proc.patch_size)
                 and conv.in_channels == images.shape[1]):
             return None
-        patches, (gh, gw) = conv.unfold(images)  # shared by the ViT's and the processor's patch embeddings
-        tokens, _ = proc.attend(images, heatmaps, generator, patches=patches)
-        w_vit = conv.flat_weight  # patch pixels -> ViT token
-        w_proc, b_proc = proc.output_map(then=w_vit)  # attention output -> ViT token
+        grey = conv.grey(images)  # a grey X-ray: one channel's patches, channel-summed kernels (same numbers)
+        patches, (gh, gw) = conv.unfold(grey)  # shared by the ViT's and the processor's patch embeddings
+        tokens, _ = proc.attend(grey, heatmaps, generator, patches=patches)
+        w_vit = conv.weight_for(grey.shape[1])  # patch pixels -> ViT token
+        w_proc, b_proc = proc.output_map(then=conv.flat_weight)  # attention output -> ViT token (3-channel I^E)
         rows = torch.lerp(F.linear(patches, w_vit), F.linear(tokens, w_proc, b_proc), 1.0 - lam)  # [B, N, width]
         if conv.bias is not None:
             rows = rows + conv.bias

@@ -59,14 +59,48 @@ class PatchConv2d(nn.Conv2d):
         return out if self._appended is None else torch.cat([out, self._appended.to(out.dtype)])
 
     def _embed(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.grey(x)
         patches, (gh, gw) = self.unfold(x)
-        out = F.linear(patches, self.flat_weight, self.bias)  # [B, N, out]
+        out = F.linear(patches, self.weight_for(x.shape[1]), self.bias)  # [B, N, out]
         return out.transpose(1, 2).reshape(x.shape[0], self.out_channels, gh, gw)
+
+    # Set False on an instance to embed every channel even when they are equal (the benchmark's before row).
+    collapse_grey: bool = True
+
+    def grey(self, x: torch.Tensor) -> torch.Tensor:
+        """``x[:, :1]`` when every channel of ``x`` equals the first (a grey X-ray repeated to 3 channels, as
+        the transforms make it), else ``x``. A conv over C equal channels is a conv over one channel with
+        the kernel summed over channels (:meth:`weight_for`): the same numbers and weight gradients for 1/C
+        of the arithmetic. Not when ``x`` needs its own gradient (channels 2..C would get none), and only
+        for CPU tensors: the test reads the data, which on a GPU stalls the queue of launched kernels, and
+        the patch embedding is a small share of a GPU step.
+
+        >>> conv = PatchConv2d(3, 4, kernel_size=2, stride=2)
+        >>> conv.grey(torch.ones(1, 1, 4, 4).expand(1, 3, 4, 4)).shape, conv.grey(torch.randn(1, 3, 4, 4)).shape
+        (torch.Size([1, 1, 4, 4]), torch.Size([1, 3, 4, 4]))
+        """
+        c = x.shape[1] if x.dim() == 4 else 0
+        if (not self.collapse_grey or c < 2 or c != self.in_channels or x.requires_grad
+                or x.device.type != "cpu"):
+            return x
+        first = x[:, :1]
+        if x.stride(1) == 0 or torch.equal(x[:, 1:], first.expand(-1, c - 1, -1, -1)):
+            return first
+        return x
 
     @property
     def flat_weight(self) -> torch.Tensor:
         """The kernel as a matrix [out, C*p*p] acting on :meth:`unfold`'s patch vectors."""
         return self.weight.reshape(self.out_channels, -1)
+
+    def weight_for(self, channels: int) -> torch.Tensor:
+        """:attr:`flat_weight` for inputs with ``channels`` channels: all of them, or 1 (a :meth:`grey`
+        input: the kernel summed over channels, [out, p*p])."""
+        if channels == self.in_channels:
+            return self.flat_weight
+        if channels == 1:
+            return self.weight.sum(dim=1).reshape(self.out_channels, -1)
+        raise ValueError(f"a patch conv over {self.in_channels} channels cannot embed {channels}-channel input")
 
     def unfold(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
         """Non-overlapping patches [B, N, C*p*p] (row-major over the grid; pixels in (channel, row, column)

@@ -8,6 +8,7 @@ import torch
 from eclip_core.config import EClipConfig, TrainConfig
 from eclip_core.errors import CheckpointError, ConfigError
 from eclip_core.model import EClip, list_model_configs
+from eclip_core.patch_embed import PatchConv2d
 from eclip_core.transforms import ImageTransform, clahe
 
 
@@ -47,6 +48,23 @@ def test_preprocess_eval_is_deterministic_and_normalised(tiny):
     a, b = tiny.preprocess(img), tiny.preprocess(img)
     assert a.shape == (3, tiny.image_size, tiny.image_size) and torch.equal(a, b)
     assert torch.allclose(a, torch.ones_like(a), atol=1e-5)
+
+
+def test_preprocessed_batches_take_the_grey_patch_embedding(tiny):
+    """The transforms repeat a grey X-ray to 3 channels; a batch of them is embedded from one channel."""
+    rng = np.random.default_rng(0)
+    batch = torch.stack([tiny.preprocess(rng.random((90, 70), dtype=np.float32), train=train)
+                         for train in (False, True)])
+    conv = tiny.clip.visual.conv1
+    assert conv.grey(batch).shape == (2, 1, tiny.image_size, tiny.image_size)
+    with torch.no_grad():
+        fast = tiny.encode_image(batch)
+        conv.collapse_grey = False
+        try:
+            every_channel = tiny.encode_image(batch)
+        finally:
+            conv.collapse_grey = True
+    assert torch.allclose(fast, every_channel, atol=1e-5)
 
 
 def test_train_transform_crops_image_and_heatmap_together():
@@ -179,30 +197,43 @@ def test_text_feature_cache_needs_a_locked_hf_tower():
 
 
 @pytest.mark.parametrize("variant", ["mha", "random"])
-def test_token_space_mixup_equals_encoding_the_mixed_images(variant):
-    """The expert forward through patch embeddings gives the image-space path's features and gradients."""
+@pytest.mark.parametrize("grey", [False, True])
+def test_token_space_mixup_equals_encoding_the_mixed_images(variant, grey):
+    """The expert forward through patch embeddings gives the image-space path's features and gradients;
+    grey images (one channel repeated, as the transforms make X-rays) give them with one-channel patch
+    embeddings too, against every channel embedded."""
     torch.manual_seed(0)
     model = EClip(EClipConfig(name="eclip-tiny", processor_variant=variant, processor_dim=32,
                               processor_heads=4)).double().train()
     s = model.image_size
-    batch = dict(images=torch.randn(3, 3, s, s, dtype=torch.double), tokens=model.tokenize(["a", "b", "c"]),
-                 expert_images=torch.randn(2, 3, s, s, dtype=torch.double),
+
+    def images(n):
+        return torch.randn(n, 1, s, s, dtype=torch.double).repeat(1, 3, 1, 1) if grey \
+            else torch.randn(n, 3, s, s, dtype=torch.double)
+
+    batch = dict(images=images(3), tokens=model.tokenize(["a", "b", "c"]), expert_images=images(2),
                  expert_heatmaps=torch.rand(2, 1, s, s, dtype=torch.double),
                  expert_tokens=model.tokenize(["d", "e"]), lam=0.3)
+    convs = [m for m in model.modules() if isinstance(m, PatchConv2d)]
+    assert len(convs) == 2 and all((c.grey(batch["expert_images"]).shape[1] == 1) == grey for c in convs)
     runs = {}
-    for fast in (True, False):
+    for fast, collapse in ((True, True), (False, True), (True, False), (False, False)):
         model.token_space_mixup = fast
+        for conv in convs:
+            conv.collapse_grey = collapse
         model.zero_grad()
         out = model(**batch, generator=torch.Generator().manual_seed(5))
         assert out["image_features"].shape == (5, model.embed_dim)
         (out["image_features"] @ out["text_features"].t()).diagonal().sum().backward()
-        runs[fast] = (out["image_features"].detach(), {n: p.grad.clone() for n, p in model.named_parameters()
-                                                       if p.grad is not None})
-    (feat_fast, grad_fast), (feat_ref, grad_ref) = runs[True], runs[False]
-    assert torch.allclose(feat_fast, feat_ref, atol=1e-10)
-    assert grad_fast.keys() == grad_ref.keys() and any(n.startswith("heatmap_processor.") for n in grad_ref)
-    for name in grad_ref:
-        assert torch.allclose(grad_fast[name], grad_ref[name], atol=1e-7), name
+        runs[fast, collapse] = (out["image_features"].detach(), {n: p.grad.clone() for n, p in
+                                                                 model.named_parameters() if p.grad is not None})
+    feat_ref, grad_ref = runs.pop((False, False))  # image space, every channel: the spec read literally
+    assert any(n.startswith("heatmap_processor.") for n in grad_ref)
+    for feat, grad in runs.values():
+        assert torch.allclose(feat, feat_ref, atol=1e-10)
+        assert grad.keys() == grad_ref.keys()
+        for name in grad_ref:
+            assert torch.allclose(grad[name], grad_ref[name], atol=1e-7), name
     model.token_space_mixup = True
     assert model.mixed_patch_embeddings(batch["expert_images"], batch["expert_heatmaps"], 0.3) is not None
 

@@ -61,3 +61,48 @@ def test_eclip_vit_uses_it_with_unchanged_checkpoint_layout():
     plain = open_clip.CLIP(**cfg)
     ours = {k[len("clip."):] for k in model.state_dict() if k.startswith("clip.")}
     assert ours == set(plain.state_dict())
+
+
+def _grey(b, h, w, dtype=torch.double):
+    """A grey image repeated to 3 channels, as the transforms make X-rays (a copy, not a stride-0 view)."""
+    return torch.randn(b, 1, h, w, dtype=dtype).repeat(1, 3, 1, 1)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_grey_input_uses_one_channel_with_the_conv_outputs_and_weight_gradients(bias):
+    torch.manual_seed(1)
+    conv = nn.Conv2d(3, 12, kernel_size=8, stride=8, bias=bias).double()
+    fast = PatchConv2d.from_conv(conv)
+    x = _grey(2, 40, 24)
+    assert fast.grey(x).shape == (2, 1, 40, 24) and fast.weight_for(1).shape == (12, 64)
+    g = torch.randn(2, 12, 5, 3, dtype=torch.double)
+    (conv(x) * g).sum().backward()
+    ref = {n: p.grad.clone() for n, p in conv.named_parameters()}
+    conv.zero_grad()
+    out = fast(x)
+    (out * g).sum().backward()
+    assert torch.allclose(out, conv(x), atol=1e-12)
+    for name, p in fast.named_parameters():  # every channel's kernel gets its own (equal) gradient
+        assert torch.allclose(p.grad, ref[name], atol=1e-12), name
+
+
+def test_grey_is_only_taken_when_every_channel_is_equal_and_no_input_gradient_is_needed():
+    fast = PatchConv2d(3, 4, kernel_size=4, stride=4)
+    grey = _grey(2, 8, 8, torch.float32)
+    assert fast.grey(grey).shape[1] == 1
+    assert fast.grey(torch.ones(2, 1, 8, 8).expand(2, 3, 8, 8)).shape[1] == 1  # a stride-0 view
+    almost = grey.clone()
+    almost[1, 2, 7, 7] += 1e-3  # one pixel of one channel of one image differs
+    assert fast.grey(almost) is almost
+    needs_grad = grey.clone().requires_grad_(True)
+    assert fast.grey(needs_grad) is needs_grad  # channels 2 and 3 would get no input gradient
+    stock = nn.Conv2d(3, 4, kernel_size=4, stride=4)
+    stock.weight, stock.bias = fast.weight, fast.bias
+    x, ref = (needs_grad.detach().clone().requires_grad_(True) for _ in range(2))
+    fast(x).sum().backward()
+    stock(ref).sum().backward()
+    assert torch.allclose(x.grad, ref.grad) and (x.grad[:, 1:] != 0).any()  # every channel gets its gradient
+    fast.collapse_grey = False
+    assert fast.grey(grey) is grey
+    with pytest.raises(ValueError, match="cannot embed 2-channel"):
+        fast.weight_for(2)

@@ -75,13 +75,16 @@ def test_bad_arguments_raise():
 
 
 @pytest.mark.parametrize("variant", ["mha", "random"])
-@pytest.mark.parametrize("patch", [16, 4])  # 24 query rows < 768 patch pixels: W_q applied as is; 384 > 48: folded
-def test_matches_the_stock_layers_of_the_spec_outputs_and_gradients(variant, patch):
+# patch 16, colour: 24 rows < 768 patch pixels, in-projections applied after the conv; patch 4: folded into it
+@pytest.mark.parametrize("patch", [16, 4])
+@pytest.mark.parametrize("grey", [False, True])  # grey: one channel's patches and the channel-summed kernel
+def test_matches_the_stock_layers_of_the_spec_outputs_and_gradients(variant, patch, grey):
     """The composed forward (attention without out_proj, then one map for out_proj -> linear -> transposed
     conv) against the spec built from stock torch layers on the same parameters, in float64."""
     torch.manual_seed(0)
     proc = HeatmapProcessor(variant, dim=32, heads=4, patch_size=patch).double()
-    images = torch.randn(2, 3, 48, 64, dtype=torch.double)
+    images = torch.randn(2, 1 if grey else 3, 48, 64, dtype=torch.double).expand(2, 3, 48, 64).contiguous()
+    assert (proc.patch_embed.grey(images).shape[1] == 1) == grey
     heat = torch.rand(2, 1, 48, 64, dtype=torch.double)
     g = torch.randn(2, 3, 48, 64, dtype=torch.double)
 

@@ -46,6 +46,19 @@ def random_heatmaps(shape: tuple[int, ...], generator: torch.Generator | None = 
     return normalize_heatmaps(up, "sample")
 
 
+def _conv_then(x: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor | None, w2: torch.Tensor,
+               b2: torch.Tensor) -> torch.Tensor:
+    """linear(linear(x, w1, b1), w2, b2), or the same as one linear with w2 @ w1 when that costs fewer
+    multiply-adds (rows x in x out + the product) than two (rows x (in x mid + mid x out)): e.g. 256-pixel
+    grey patches and a 256 -> 512 key/value projection over 1,568 rows. Exact up to float rounding."""
+    rows = x.shape[:-1].numel()
+    (mid, n_in), n_out = w1.shape, w2.shape[0]
+    if rows * n_in * n_out + n_out * mid * n_in < rows * mid * (n_in + n_out):
+        b = b2 if b1 is None else w2 @ b1 + b2
+        return F.linear(x, w2 @ w1, b)
+    return F.linear(F.linear(x, w1, b1), w2, b2)
+
+
 class HeatmapProcessor(nn.Module):
     """H(I, E): images [B,3,H,W] (normalised) and heatmaps [B,1,H,W] in [0, 1] -> images [B,3,H,W].
 
@@ -88,34 +101,33 @@ class HeatmapProcessor(nn.Module):
         """Steps 1-3 up to the attention output, heads merged, before its output projection: ([B, N, dim],
         patch grid). Everything after it (output projection, linear, transposed conv) is linear, see
         :meth:`output_map`. ``patches``: the images already unfolded as ``self.patch_embed.unfold`` does
-        (a caller that needs them too unfolds once)."""
+        (a caller that needs them too unfolds once); ``images`` may then be the grey one-channel view the
+        patches came from (``PatchConv2d.grey``)."""
         if self.variant == "mask":
             raise ConfigError("the 'mask' heatmap processor has no attention stage")
         heat = self._heat(images, heatmaps, generator, randomize)
-        b, c, h, w = images.shape
+        h, w = images.shape[-2:]
         if h % self.patch_size or w % self.patch_size:
             raise ValueError(f"image size {h}x{w} is not a multiple of the processor patch {self.patch_size}")
         conv = self.patch_embed
         if patches is None:
+            images = conv.grey(images)  # a grey X-ray: one channel's patches and the channel-summed kernel
             patches, grid = conv.unfold(images)
         else:
             grid = (h // self.patch_size, w // self.patch_size)
+        c = images.shape[1]
+        w_conv = conv.weight_for(c)
         # E * I, patch by patch: the same products as masking the image first, without a second unfold.
         heat_patches, _ = conv.unfold(heat)  # [B, N, p*p]
         masked = (patches.unflatten(-1, (c, -1)) * heat_patches.unsqueeze(-2)).flatten(-2)
         # nn.MultiheadAttention's own arithmetic (its in-projection parameters, scaled dot-product, no
-        # dropout), stopped before out_proj so that the linear tail can be composed into one map.
+        # dropout), stopped before out_proj so that the linear tail can be composed into one map. One conv
+        # for both streams (the spec's "same conv"): queries W_q conv(E * I) + b_q, keys/values from
+        # P = conv(I); each in-projection is folded into the conv where that is cheaper (see _conv_then).
         wq, wkv = self.attn.in_proj_weight.split([self.dim, 2 * self.dim])
         bq, bkv = self.attn.in_proj_bias.split([self.dim, 2 * self.dim])
-        # One conv for both streams (the spec's "same conv"): keys/values from P = conv(I), queries from
-        # W_q conv(E * I) + b_q. With more query rows than patch pixels, W_q folded into the conv is cheaper
-        # (one [d, C*p*p] product instead of a d x d matmul per row, forward and backward).
-        p = F.linear(patches, conv.flat_weight, conv.bias)  # [B, N, d]
-        if masked.shape[:-1].numel() > masked.shape[-1]:
-            q = F.linear(masked, wq @ conv.flat_weight, wq @ conv.bias + bq)
-        else:
-            q = F.linear(F.linear(masked, conv.flat_weight, conv.bias), wq, bq)
-        k, v = F.linear(p, wkv, bkv).chunk(2, dim=-1)
+        q = _conv_then(masked, w_conv, conv.bias, wq, bq)
+        k, v = _conv_then(patches, w_conv, conv.bias, wkv, bkv).chunk(2, dim=-1)
         heads = [x.unflatten(-1, (self.heads, -1)).transpose(1, 2) for x in (q, k, v)]
         out = F.scaled_dot_product_attention(*heads)  # [B, heads, N, dim / heads]
         return out.transpose(1, 2).flatten(2), grid

@@ -27,6 +27,7 @@ from eclip_core.config import EClipConfig, TrainConfig  # noqa: E402
 from eclip_core.cpu_memory import keep_freed_memory  # noqa: E402
 from eclip_core.losses import ClipLoss  # noqa: E402
 from eclip_core.model import EClip  # noqa: E402
+from eclip_core.patch_embed import PatchConv2d  # noqa: E402
 from eclip_core.training.optim import build_optimizer  # noqa: E402
 from eclip_core.training.step import train_step  # noqa: E402
 from eval.bench.page import write_page  # noqa: E402
@@ -45,10 +46,15 @@ def _batch(model: EClip, b: int, be: int, rng: np.random.Generator) -> dict:
     # Two sentences groups per report: ~40 words, about the length of an Open-I findings + impression.
     texts = [REPORTS[i % len(REPORTS)] + " " + REPORTS[(i + 1) % len(REPORTS)] + f" Study {i}." for i in range(b)]
     return {
-        "images": torch.randn(b, 3, s, s), "tokens": model.tokenize(texts), "inject": True, "lam": 0.4,
-        "expert_images": torch.randn(be, 3, s, s), "expert_heatmaps": torch.rand(be, 1, s, s),
+        "images": _grey(b, s), "tokens": model.tokenize(texts), "inject": True, "lam": 0.4,
+        "expert_images": _grey(be, s), "expert_heatmaps": torch.rand(be, 1, s, s),
         "expert_tokens": model.tokenize(texts[:be]),
     }
+
+
+def _grey(n: int, size: int) -> torch.Tensor:
+    """Grey images repeated to 3 channels, as the transforms hand X-rays to the model."""
+    return torch.randn(n, 1, size, size).repeat(1, 3, 1, 1)
 
 
 def _plain_conv(fast: torch.nn.Conv2d) -> torch.nn.Conv2d:
@@ -60,6 +66,7 @@ def _plain_conv(fast: torch.nn.Conv2d) -> torch.nn.Conv2d:
 
 
 BEFORE = " [before: conv kernel, no text cache]"
+EVERY_CHANNEL = " [before: every channel of the grey images embedded]"
 IMAGE_SPACE = " [before: mixed images through the ViT]"
 PRECOMPUTED = "eCLIP step, expert batch, its ViT rows precomputed (diagnostic: all but the processor)"
 
@@ -123,19 +130,23 @@ def measure_steps(model_name: str, batch_size: int, repeats: int, lock_text: boo
     slow_conv = _plain_conv(fast_conv) if isinstance(fast_conv, torch.nn.Conv2d) else fast_conv
     cached = model.enable_text_feature_cache()
     expert = "eCLIP step, expert batch (B/2 mixed pairs)"
-    variants = {  # name: (batch, priming, fast patch embedding + text cache, mixup in token space)
-        "CLIP step": (plain, False, True, True),
-        "CLIP step at the enlarged batch B + B/2 (cost floor of an expert step)": (big, False, True, True),
-        "eCLIP step, no expert batch": (plain, False, True, True),
-        expert: (batch, False, True, True),
-        "eCLIP cold-start step (priming loss)": (plain, True, True, True),
-        expert + IMAGE_SPACE: (batch, False, True, False),
-        PRECOMPUTED: (batch, False, True, True),
-        "CLIP step" + BEFORE: (plain, False, False, False),
-        expert + BEFORE: (batch, False, False, False),
+    patch_convs = [m for m in model.modules() if isinstance(m, PatchConv2d)]
+    variants = {  # name: (batch, priming, fast patch embedding + text cache, mixup in token space, grey)
+        "CLIP step": (plain, False, True, True, True),
+        "CLIP step at the enlarged batch B + B/2 (cost floor of an expert step)": (big, False, True, True, True),
+        "eCLIP step, no expert batch": (plain, False, True, True, True),
+        expert: (batch, False, True, True, True),
+        "eCLIP cold-start step (priming loss)": (plain, True, True, True, True),
+        expert + IMAGE_SPACE: (batch, False, True, False, True),
+        PRECOMPUTED: (batch, False, True, True, True),
+        "CLIP step" + EVERY_CHANNEL: (plain, False, True, True, False),
+        expert + EVERY_CHANNEL: (batch, False, True, True, False),
+        "CLIP step" + BEFORE: (plain, False, False, False, False),
+        expert + BEFORE: (batch, False, False, False, False),
     }
     if not before_rows:  # only the steps as training runs them (big backbones: each step costs seconds)
-        variants = {k: v for k, v in variants.items() if not k.endswith((BEFORE, IMAGE_SPACE)) and k != PRECOMPUTED}
+        variants = {k: v for k, v in variants.items()
+                    if not k.endswith((BEFORE, IMAGE_SPACE, EVERY_CHANNEL)) and k != PRECOMPUTED}
     fixed_rows = None
     if PRECOMPUTED in variants:
         with torch.no_grad():  # the expert step's ViT rows, made once: that row times all but the processor
@@ -150,7 +161,9 @@ def measure_steps(model_name: str, batch_size: int, repeats: int, lock_text: boo
     for r in range(repeats + 1):  # the first round warms up allocators and fills the text cache; dropped
         # A new order each round: a step's time depends a little on the step before it (allocator, caches).
         for name in order.permutation(list(variants)):
-            b, prime, fast, token_space = variants[name]
+            b, prime, fast, token_space, grey = variants[name]
+            for conv in patch_convs:
+                conv.collapse_grey = grey
             if name == PRECOMPUTED:
                 model.mixed_patch_embeddings = lambda *args, **kwargs: fixed_rows  # shadows the method
             else:
@@ -170,8 +183,11 @@ def measure_steps(model_name: str, batch_size: int, repeats: int, lock_text: boo
                 faults[name].append(_minor_faults() - f0)
     visual.conv1, model._text_cache, model.token_space_mixup = fast_conv, text_cache, True
     model.__dict__.pop("mixed_patch_embeddings", None)
+    for conv in patch_convs:
+        conv.collapse_grey = True
+
     def base(k: str) -> str:
-        return "CLIP step" + BEFORE if k.endswith(BEFORE) else "CLIP step"
+        return "CLIP step" + next((tag for tag in (BEFORE, EVERY_CHANNEL) if k.endswith(tag)), "")
 
     return {"median_s": {k: statistics.median(v) for k, v in times.items()},
             "cpu_median_s": {k: statistics.median(v) for k, v in cpu.items()},
@@ -276,12 +292,16 @@ def main(argv: list[str] | None = None) -> int:
         "Rows without a tag run as `eclip_core.train` runs them: the ViT and processor patch embeddings as "
         "one matmul over unfolded patches (`eclip_core.patch_embed`: same weights, same outputs), the mixed "
         "expert images entering the ViT as patch embeddings (`EClip.mixed_patch_embeddings`: the processor's "
-        "linear tail composed with the ViT's patch embedding, same numbers) and, "
+        "linear tail composed with the ViT's patch embedding, same numbers), the images grey X-rays repeated to "
+        "3 channels as the transforms make them, patch-embedded from one channel with the kernels summed over "
+        "channels (`PatchConv2d.grey`, same numbers) and, "
         f"with a locked Hugging Face text tower, each report's frozen text features cached "
         f"({'on' if steps['text_cache'] else 'not applicable to this model'}; the steady state once every "
         "report has been seen, i.e. after the first epoch)." + (
             " The row tagged `[before: mixed images through the ViT]` makes the mixed images and encodes them as "
             "images (`EClip.mix_expert`, the spec read literally); its ratio is to the same CLIP step. Rows tagged "
+            "`[before: every channel of the grey images embedded]` embed all 3 channels, CLIP and eCLIP alike; "
+            "ratio against the CLIP step of that setup. Rows tagged "
             "`[before: conv kernel, no text cache]` run the same model with the stock CPU conv kernel, image-space "
             "mixup and no cache, their ratio against the CLIP step of that setup." if args.before_rows else
             " Earlier implementations were not timed in this run (`--no-before-rows`)."),
