@@ -301,9 +301,10 @@ class EClip(nn.Module):
         so PE(lam I + (1 - lam) I^E) = lam PE(I) + (1 - lam) PE(I^E), and PE(I^E) is one matmul of the
         attention output with the product of both maps. Same numbers as encoding ``mix_expert``'s images
         (up to float rounding; tested), while skipping the image-sized round trip and the input gradient
-        through the ViT's patch embedding; the expert images are unfolded once for both patch embeddings. On
-        eclip-small the expert step is 1.59x a CLIP step this way and 1.62-1.65x through ``mix_expert``, measured in
-        one process (docs/perf/train_step.md).
+        through the ViT's patch embedding; the expert images are unfolded once for both patch embeddings,
+        from one channel when they are grey (``PatchConv2d.grey``). On eclip-small the expert step is ~1.53x
+        a CLIP step this way and ~1.62x through ``mix_expert``, measured in one process
+        (docs/perf/train_step.md).
         """
         conv, proc = getattr(self.clip.visual, "conv1", None), self.heatmap_processor
         if not (self.token_space_mixup and isinstance(conv, PatchConv2d) and proc.variant != "mask"

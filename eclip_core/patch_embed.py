@@ -4,7 +4,8 @@ Such a conv maps every non-overlapping p x p patch to a vector: the same numbers
 layer. On the CPU the matmul form is much cheaper when the input needs a gradient: the expert step of eCLIP
 back-propagates into the mixed images, and the CPU conv kernel's gradient with respect to its input cost
 ~0.3 s per eclip-small expert step (the before/after rows of docs/perf/train_step.md). :class:`PatchConv2d` keeps the ``weight`` / ``bias``
-parameters of the conv it replaces, so checkpoints and state dicts are unchanged.
+parameters of the conv it replaces, so checkpoints and state dicts are unchanged. Grey X-rays repeated to
+3 channels are embedded from one channel with the kernel summed over channels (:meth:`PatchConv2d.grey`).
 
 >>> import torch
 >>> conv = torch.nn.Conv2d(3, 8, kernel_size=16, stride=16)

@@ -207,11 +207,14 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict], None] | None = None) 
             for msg in batch["bad"]:
                 logger.debug("skipped unreadable row %s", msg)
 
-            value = float(res.loss)
+            logged = torch.stack([res.loss, res.clip_loss, res.loss if res.prime_loss is None else res.prime_loss])
+            if accelerator.num_processes > 1:  # each rank's loss covers its own rows: log the global mean
+                logged = accelerator.reduce(logged.float(), reduction="mean")
+            value, clip_value, prime_value = (float(x) for x in logged)
             losses.append(value)
             record = {
-                "step": step, "loss": value, "clip_loss": float(res.clip_loss),
-                "prime_loss": float(res.prime_loss) if res.prime_loss is not None else None,
+                "step": step, "loss": value, "clip_loss": clip_value,
+                "prime_loss": prime_value if res.prime_loss is not None else None,
                 "temperature": raw.temperature, "p_expert": batch["p_expert"], "injected": bool(batch["inject"]),
                 "lam": batch["lam"] if batch["inject"] else None, "lr": scheduler.get_last_lr()[0],
                 "elapsed_s": round(time.perf_counter() - t0, 3),
