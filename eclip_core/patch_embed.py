@@ -73,7 +73,7 @@ class PatchConv2d(nn.Conv2d):
         the transforms make it), else ``x``. A conv over C equal channels is a conv over one channel with
         the kernel summed over channels (:meth:`weight_for`): the same numbers and weight gradients for 1/C
         of the arithmetic. Not when ``x`` needs its own gradient (channels 2..C would get none), and only
-        for CPU tensors: the test reads the data, which on a GPU stalls the queue of launched kernels, and
+        for CPU tensors: the check reads the data, which on a GPU stalls the queue of launched kernels, and
         the patch embedding is a small share of a GPU step.
 
         >>> conv = PatchConv2d(3, 4, kernel_size=2, stride=2)
