@@ -73,6 +73,9 @@ class EClipConfig:
     temperature_init: float = 0.07
     temperature_min: float = 0.01
     temperature_max: float = 2.0
+    # A linear head from the image embedding to the 14 CheXpert observations (trained by
+    # TrainConfig.label_loss_weight; not part of the paper's model).
+    label_head: bool = False
 
     def validate(self) -> "EClipConfig":
         _check_choice("processor_variant", self.processor_variant, PROCESSOR_VARIANTS)
@@ -133,6 +136,14 @@ class TrainConfig:
     # eCLIP objective.
     mixup_alpha: float = 0.3
     priming_weight: float = 0.1
+    # Label-aware terms (not in the paper; 0 = the paper's objective, computed exactly as without them).
+    # Auxiliary multi-label loss on report-derived labels through the model's label head, added to L_clip
+    # with this weight:
+    label_loss_weight: float = 0.0
+    # Soft contrastive targets: (1 - w) one-hot + w softmax(label cosine / T), so that reports with the same
+    # findings are not pushed apart as negatives (MedCLIP's semantic matching idea).
+    soft_target_weight: float = 0.0
+    soft_target_temperature: float = 0.1
     # Curriculum: cold start until cold_frac*T, rise p_start -> p_peak until warm_end_frac*T,
     # fall p_peak -> p_floor until cool_end_frac*T, then stay at p_floor.
     cold_frac: float = 0.1
@@ -174,12 +185,22 @@ class TrainConfig:
         for name in ("p_start", "p_peak", "p_floor", "priming_weight", "warmup_frac"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ConfigError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if self.label_loss_weight < 0 or not 0 <= self.soft_target_weight <= 1 or self.soft_target_temperature <= 0:
+            raise ConfigError(
+                "need label_loss_weight >= 0, soft_target_weight in [0, 1] and soft_target_temperature > 0, got "
+                f"{self.label_loss_weight}, {self.soft_target_weight}, {self.soft_target_temperature}"
+            )
         if self.mixup_alpha <= 0:
             raise ConfigError(f"mixup_alpha must be > 0, got {self.mixup_alpha}")
         if self.lr <= 0 or self.grad_clip < 0:
             raise ConfigError(f"lr must be > 0 and grad_clip >= 0, got {self.lr}, {self.grad_clip}")
         self.model.validate()
         return self
+
+    @property
+    def uses_labels(self) -> bool:
+        """True when a label-aware term is on (batches then carry each report's label row)."""
+        return self.label_loss_weight > 0 or self.soft_target_weight > 0
 
     @property
     def effective_expert_batch_size(self) -> int:

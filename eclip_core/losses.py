@@ -1,4 +1,6 @@
-"""eCLIP objective: symmetric InfoNCE with a learnable temperature, and the processor's priming loss.
+"""eCLIP objective: symmetric InfoNCE with a learnable temperature, and the processor's priming loss;
+plus two optional label-aware terms (off in the paper's objective): soft contrastive targets from label
+similarity (MedCLIP's semantic matching idea) and an auxiliary multi-label loss.
 
 :class:`ClipLoss` gathers embeddings from every process (with gradient, through
 ``torch.distributed.nn.functional.all_gather``) when torch.distributed is initialised, so the
@@ -54,10 +56,17 @@ class ClipLoss(nn.Module):
     """L = 1/2 [CE(S, diag) + CE(S^T, diag)], S = logit_scale * v t^T over the (global) batch.
 
     ``logit_scale`` is the multiplier 1/tau (already exponentiated), as open_clip models return it.
+    With ``positives`` ([n, L] 0/1 label rows of this rank's pairs) and ``soft_weight`` > 0, the one-hot
+    targets become :func:`soft_label_targets` (pairs whose reports carry the same findings are not pushed
+    apart as negatives); ``soft_weight`` = 0 is the paper's loss, computed exactly as without labels.
     """
 
+    def __init__(self, soft_weight: float = 0.0, soft_temperature: float = 0.1) -> None:
+        super().__init__()
+        self.soft_weight, self.soft_temperature = float(soft_weight), float(soft_temperature)
+
     def forward(self, image_features: torch.Tensor, text_features: torch.Tensor,
-                logit_scale: torch.Tensor) -> torch.Tensor:
+                logit_scale: torch.Tensor, positives: torch.Tensor | None = None) -> torch.Tensor:
         if image_features.shape != text_features.shape:
             raise ValueError(f"image and text features differ in shape: {tuple(image_features.shape)} vs "
                              f"{tuple(text_features.shape)}")
@@ -67,8 +76,49 @@ class ClipLoss(nn.Module):
         logits_per_image = logit_scale * image_features @ all_txt.T
         logits_per_text = logit_scale * text_features @ all_img.T
         labels = torch.arange(n, device=image_features.device) + rank * n
+        if self.soft_weight > 0 and positives is not None:
+            all_pos = gather_with_grad(positives.float())
+            labels = soft_label_targets(positives.float(), all_pos, rank * n, self.soft_weight, self.soft_temperature)
         return 0.5 * (F.cross_entropy(logits_per_image.float(), labels)
                       + F.cross_entropy(logits_per_text.float(), labels))
+
+
+def soft_label_targets(positives: torch.Tensor, all_positives: torch.Tensor, offset: int, weight: float,
+                       temperature: float) -> torch.Tensor:
+    """Soft contrastive targets [n, N]: (1 - w) one-hot + w softmax_j(cos(y_i, y_j) / T).
+
+    ``positives`` are this rank's 0/1 label rows [n, L], ``all_positives`` the global batch's [N, L] (row
+    ``offset + i`` is row i's own pair). A row with no positive label has no label evidence: its soft part
+    stays one-hot. Each row sums to 1.
+
+    >>> y = torch.tensor([[1., 0.], [1., 0.], [0., 1.]])
+    >>> soft_label_targets(y, y, 0, 1.0, 1e-3)[0].tolist()   # the two identical rows share the mass
+    [0.5, 0.5, 0.0]
+    """
+    norm_i = positives.norm(dim=1, keepdim=True)
+    norm_j = all_positives.norm(dim=1, keepdim=True)
+    cos = (positives @ all_positives.T) / (norm_i * norm_j.T).clamp_min(1e-12)
+    eye = torch.zeros_like(cos)
+    eye[torch.arange(cos.shape[0]), torch.arange(cos.shape[0]) + offset] = 1.0
+    soft = torch.softmax(cos / temperature, dim=1)
+    soft = torch.where(norm_i > 0, soft, eye)
+    return (1.0 - weight) * eye + weight * soft
+
+
+def label_loss(logits: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """Auxiliary multi-label loss: mean binary cross-entropy over the labelled entries.
+
+    ``rows`` [n, L] hold labels as 1 / 0 / -1 / NaN (positive, negative, uncertain, not mentioned). Targets
+    are 1 for positive, 0 for negative and not mentioned; uncertain entries are left out.
+
+    >>> rows = torch.tensor([[1.0, float("nan"), -1.0]])
+    >>> round(float(label_loss(torch.zeros(1, 3), rows)), 4)   # two entries at logit 0: ln 2
+    0.6931
+    """
+    targets = (rows == 1.0).float()
+    keep = (rows != -1.0).float()
+    bce = F.binary_cross_entropy_with_logits(logits.float(), targets, reduction="none")
+    return (bce * keep).sum() / keep.sum().clamp_min(1.0)
 
 
 def priming_loss(processor: nn.Module, images: torch.Tensor) -> torch.Tensor:

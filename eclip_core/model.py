@@ -34,6 +34,7 @@ from eclip_core.atomic import atomic_dir
 from eclip_core.config import EClipConfig
 from eclip_core.errors import CheckpointError, ConfigError
 from eclip_core.heatmap.processor import HeatmapProcessor
+from eclip_core.labels import CHEXPERT_OBSERVATIONS
 from eclip_core.patch_embed import PatchConv2d, use_patch_matmul
 from eclip_core.transforms import ImageTransform
 
@@ -167,6 +168,8 @@ class EClip(nn.Module):
         self.clamp_logit_scale_()
         if config.lock_text:
             self.lock_text_tower()
+        # Built last, so a model without it draws every other initial weight exactly as before.
+        self.label_head = nn.Linear(self.embed_dim, len(CHEXPERT_OBSERVATIONS)) if config.label_head else None
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -235,6 +238,14 @@ class EClip(nn.Module):
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
         """[B,3,H,W] normalised images -> [B,D] L2-normalised embeddings."""
         return F.normalize(self.clip.encode_image(images), dim=-1)
+
+    def label_logits(self, image_features: torch.Tensor) -> torch.Tensor:
+        """[B,D] L2-normalised image embeddings -> [B,14] logits of the CheXpert observations (needs the
+        label head, ``EClipConfig.label_head``). The embedding is scaled by sqrt(D) so that its entries have
+        unit scale at the head's initialisation."""
+        if self.label_head is None:
+            raise ConfigError("this model has no label head (EClipConfig.label_head is False)")
+        return self.label_head(image_features * math.sqrt(self.embed_dim))
 
     def tokenize(self, texts: Sequence[str]) -> torch.Tensor:
         return self.tokenizer(list(texts))
@@ -327,8 +338,9 @@ class EClip(nn.Module):
                 generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         """One training forward: main pairs plus (optionally) mixed expert pairs appended to both sides.
 
-        Returns image_features, text_features (L2-normalised, [B(+Be), D]), logit_scale (1/tau) and,
-        with ``prime``, prime_loss = MSE(H(I, 1), I) on the main images. Training calls this (not the
+        Returns image_features, text_features (L2-normalised, [B(+Be), D]), logit_scale (1/tau),
+        label_logits [B(+Be), 14] when the model has a label head and, with ``prime``, prime_loss =
+        MSE(H(I, 1), I) on the main images. Training calls this (not the
         encoders directly) so a DistributedDataParallel wrapper sees every parameter use. The mixed expert
         images go through the ViT as patch embeddings (:meth:`mixed_patch_embeddings`) where that applies;
         ``model.token_space_mixup = False`` forces the image-space path (:meth:`mix_expert`).
@@ -353,6 +365,8 @@ class EClip(nn.Module):
             "text_features": self.encode_text(all_tokens),
             "logit_scale": self.logit_scale(),
         }
+        if self.label_head is not None:
+            out["label_logits"] = self.label_logits(image_features)
         if prime:
             from eclip_core.losses import priming_loss
 

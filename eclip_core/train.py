@@ -63,6 +63,7 @@ class TrainResult:
 
 def _method_model_config(cfg: TrainConfig) -> EClipConfig:
     model_cfg = copy.deepcopy(cfg.model)
+    model_cfg.label_head = model_cfg.label_head or cfg.label_loss_weight > 0
     if cfg.method in ("mask", "random"):
         model_cfg.processor_variant = cfg.method
     elif model_cfg.processor_variant != "mha":
@@ -175,10 +176,11 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict], None] | None = None) 
     planner = StepPlanner(cfg, len(main_rows), len(expert_rows), accelerator.process_index,
                           accelerator.num_processes)
     data = StepBatches(planner, main_rows, expert_rows, raw.transform, raw.tokenize, start_step, cfg.steps,
-                       fail_on_bad_rows=cfg.fail_on_bad_rows, heatmap_cache_mb=cfg.heatmap_cache_mb)
+                       fail_on_bad_rows=cfg.fail_on_bad_rows, heatmap_cache_mb=cfg.heatmap_cache_mb,
+                       with_labels=cfg.uses_labels)
     loader = DataLoader(data, batch_size=None, shuffle=False, num_workers=cfg.num_workers,
                         persistent_workers=False)
-    loss_fn = ClipLoss()
+    loss_fn = ClipLoss(cfg.soft_target_weight, cfg.soft_target_temperature)
     model.train()
     losses: list[float] = []
     bar = tqdm(total=cfg.steps, initial=start_step, desc=f"train {cfg.method}", unit="step",
@@ -198,7 +200,7 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict], None] | None = None) 
             try:
                 res = train_step(model, optimizer, loss_fn, batch, prime=prime, priming_weight=cfg.priming_weight,
                                  grad_clip=cfg.grad_clip, accelerator=accelerator, generator=gen,
-                                 device=accelerator.device)
+                                 device=accelerator.device, label_loss_weight=cfg.label_loss_weight)
             except FloatingPointError as exc:
                 raise FloatingPointError(f"step {step}: {exc}") from None
             scheduler.step()
@@ -207,14 +209,17 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict], None] | None = None) 
             for msg in batch["bad"]:
                 logger.debug("skipped unreadable row %s", msg)
 
-            logged = torch.stack([res.loss, res.clip_loss, res.loss if res.prime_loss is None else res.prime_loss])
+            # One tensor, one collective; absent terms ride along as copies of the total and are not logged.
+            logged = torch.stack([res.loss, res.clip_loss, res.loss if res.prime_loss is None else res.prime_loss,
+                                  res.loss if res.label_loss is None else res.label_loss])
             if accelerator.num_processes > 1:  # each rank's loss covers its own rows: log the global mean
                 logged = accelerator.reduce(logged.float(), reduction="mean")
-            value, clip_value, prime_value = (float(x) for x in logged)
+            value, clip_value, prime_value, label_value = (float(x) for x in logged)
             losses.append(value)
             record = {
                 "step": step, "loss": value, "clip_loss": clip_value,
                 "prime_loss": prime_value if res.prime_loss is not None else None,
+                "label_loss": label_value if res.label_loss is not None else None,
                 "temperature": raw.temperature, "p_expert": batch["p_expert"], "injected": bool(batch["inject"]),
                 "lam": batch["lam"] if batch["inject"] else None, "lr": scheduler.get_last_lr()[0],
                 "elapsed_s": round(time.perf_counter() - t0, 3),

@@ -2,7 +2,8 @@
 
 Consensus keeps the sentences that a similarity-weighted majority of the retrieved reports state
 (same normalised text), in the order they usually appear, and drops sentences that repeat an
-observation already stated with the same polarity.
+observation already stated with the same polarity. Both draw only on sentences that pass
+:mod:`rag_report.hygiene` (no de-identification tokens, dates, ages or names; comparison-free; complete).
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 from eclip_core.text import split_sentences
+from rag_report.hygiene import clean_sentences
 
 _NON_WORD = re.compile(r"[^a-z0-9 ]+")
 
@@ -35,15 +37,14 @@ def sentence_key(sentence: str) -> str:
 
 
 def top1_draft(reports: Sequence) -> list[SourcedSentence]:
-    """All sentences of the most similar report, with that report as their source."""
-    if not reports:
-        return []
-    best = reports[0]
-    out = []
-    for section in ("findings", "impression"):
-        for s in split_sentences(getattr(best, section)):
-            out.append(SourcedSentence(s, section, [best.study_id], float(best.similarity)))
-    return out
+    """The sentences of the first report (the nearest, or the best after label boost) that may enter a
+    draft, with that report as their source; the next report when none of its sentences may."""
+    for best in reports:
+        out = [SourcedSentence(s, section, [best.study_id], float(best.similarity))
+               for section in ("findings", "impression") for s in clean_sentences(split_sentences(getattr(best, section)))]
+        if out:
+            return out
+    return []
 
 
 def consensus_draft(
@@ -72,7 +73,7 @@ def consensus_draft(
     for section in ("findings", "impression"):
         groups: dict[str, dict] = {}
         for r, w in zip(reports, weights):
-            sentences = split_sentences(getattr(r, section))
+            sentences = clean_sentences(split_sentences(getattr(r, section)))
             seen_here: set[str] = set()
             for pos, s in enumerate(sentences):
                 key = sentence_key(s)
@@ -86,7 +87,8 @@ def consensus_draft(
         kept = [g for g in groups.values() if g["weight"] > threshold * total]
         if not kept:
             best = reports[0]
-            chosen += [SourcedSentence(s, section, [best.study_id], weights[0]) for s in split_sentences(getattr(best, section))]
+            chosen += [SourcedSentence(s, section, [best.study_id], weights[0])
+                       for s in clean_sentences(split_sentences(getattr(best, section)))]
             continue
         kept.sort(key=lambda g: sum(g["pos"]) / len(g["pos"]))
         stated: set[tuple[str, float]] = set()

@@ -37,12 +37,13 @@ import math
 import re
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
 from eclip_core.text import DEID_TOKEN, normalize_report_text, split_sentences
 from rag_report.errors import EmptyCorpusError
+from rag_report.hygiene import clean_sentences
 from rag_report.prompts import (
     FINDINGS_HEADER,
     GROUNDED_INSTRUCTION,
@@ -197,7 +198,8 @@ _NEUTRAL = {NO_FINDING, "Support Devices"}
 def clean_sentence(sentence: str) -> str:
     """Normalised sentence with a trailing run of stops (". ." / "..") reduced to one.
 
-    The result is always a substring of the normalised source text.
+    The result is a substring of the normalised source text (:mod:`rag_report.hygiene` may then rewrite a
+    comparison away before it becomes a candidate).
 
     >>> clean_sentence("No acute abnormality. .")
     'No acute abnormality.'
@@ -245,7 +247,9 @@ def build_candidates(reports: Sequence[Any], tokenizer_encode: Callable[[str], l
     total = sum(raw) or 1.0
     parsed: list[_Report] = []
     for i, rep in enumerate(reports):
-        secs = dict(zip(SECTIONS, (split_sentences(t) for t in report_fields(rep))))
+        # Only sentences that may enter a draft (rag_report.hygiene), cleaned, are candidates and evidence.
+        secs = dict(zip(SECTIONS, (clean_sentences(clean_sentence(x) for x in split_sentences(t))
+                                   for t in report_fields(rep))))
         sents = secs["findings"] + secs["impression"]
         stated: dict[str, set[float]] = {}
         if observations is not None:
@@ -350,8 +354,15 @@ def _log(x: float) -> float:
     return math.log(max(x, 1e-9))
 
 
-def grounded_draft(llm: Any, reports: Sequence[Any], config: GroundedConfig | None = None) -> GroundedDraft:
+def grounded_draft(llm: Any, reports: Sequence[Any], config: GroundedConfig | None = None,
+                   predicted: Mapping[str, bool] | None = None) -> GroundedDraft:
     """Draft a report whose every sentence is a sentence of ``reports`` (see the module docstring).
+
+    ``predicted`` (observation -> predicted present, from the image's label classifiers) makes the draft
+    follow the image: a candidate that states an observation against the prediction (present when
+    predicted absent, absent when predicted present, a normal study when findings are predicted) is not
+    allowed, and while a predicted finding is not yet stated and a candidate states it, the draft may not
+    end (and, when the length caps would otherwise cut it off, such a candidate is stated next).
 
     ``llm``: a :class:`rag_report.llm.FrozenLLM` (any object with ``model``, ``tokenizer``, ``device``,
     ``encode``, ``chat_prompt``, ``eos_token_ids`` and ``id`` works). ``reports``: retrieved reports,
@@ -392,17 +403,21 @@ def grounded_draft(llm: Any, reports: Sequence[Any], config: GroundedConfig | No
         n = 0
         while n < cap:
             active = _allowed(sec_cands, used, stated_sec, stated_all, sec_words,
-                              [s.text for s in emitted], cfg)
+                              [s.text for s in emitted], cfg, predicted)
             if not active and n < cfg.min_per_section:
                 # Never an empty section: relax the support floor, then the blocking.
                 relaxed = replace(cfg, min_support=0.0)
                 active = _allowed(sec_cands, used, stated_sec, stated_all, sec_words,
-                                  [s.text for s in emitted], relaxed)
-                active = active or {i for i in range(len(sec_cands)) if i not in used}
+                                  [s.text for s in emitted], relaxed, predicted)
+                done = {e.text.lower() for e in emitted}
+                active = active or {i for i, c in enumerate(sec_cands) if i not in used and c.text.lower() not in done}
             if not active:
                 break
+            covering = _covering(sec_cands, active, predicted, stated_all)
+            if covering and len(covering) >= cap - n:
+                active = set().union(*covering.values())  # the last slots go to predicted findings
             choice = _choose_sentence(dec, trie, sec_cands, active, cfg, end_ids,
-                                      can_end=n >= cfg.min_per_section,
+                                      can_end=n >= cfg.min_per_section and not covering,
                                       p_stop=sum(w for w, m in lengths if m <= n))
             if choice is None:
                 break
@@ -423,14 +438,46 @@ def grounded_draft(llm: Any, reports: Sequence[Any], config: GroundedConfig | No
                          str(getattr(llm, "id", "?")), obs_fn is not None)
 
 
+def _against_prediction(obs: dict[str, float], predicted: Mapping[str, bool]) -> bool:
+    """The sentence states an observation against the image's predicted labels."""
+    findings_predicted = any(on for name, on in predicted.items() if name not in _NEUTRAL)
+    for name, value in obs.items():
+        if name == NO_FINDING:
+            if value == 1.0 and findings_predicted:
+                return True
+            continue
+        if name not in predicted:
+            continue
+        if (value != 0.0) != bool(predicted[name]):
+            return True
+    return False
+
+
+def _covering(cands: list[Candidate], active: set[int], predicted: Mapping[str, bool] | None,
+              stated_all: dict[str, set[float]]) -> dict[str, set[int]]:
+    """Predicted findings not yet stated as present -> the active candidates that state them."""
+    if not predicted:
+        return {}
+    out: dict[str, set[int]] = {}
+    for name, on in predicted.items():
+        if not on or name == NO_FINDING or 1.0 in stated_all.get(name, ()):
+            continue
+        idx = {i for i in active if cands[i].observations.get(name) == 1.0}
+        if idx:
+            out[name] = idx
+    return out
+
+
 def _allowed(cands: list[Candidate], used: set[int], stated_sec: dict[str, set[float]],
              stated_all: dict[str, set[float]], sec_words: list[frozenset[str]], emitted_texts: list[str],
-             cfg: GroundedConfig) -> set[int]:
+             cfg: GroundedConfig, predicted: Mapping[str, bool] | None = None) -> set[int]:
     """Indices of candidates that may be stated next."""
     emitted_lower = {t.lower() for t in emitted_texts}
     ok = set()
     for i, c in enumerate(cands):
         if i in used or c.text.lower() in emitted_lower:
+            continue
+        if predicted and _against_prediction(c.observations, predicted):
             continue
         if cfg.block_redundant:
             if _contradicts(c.observations, stated_all) or _covered(c.observations, stated_sec):

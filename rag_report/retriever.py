@@ -30,6 +30,7 @@ from llama_index.core.retrievers import BaseRetriever
 from llama_index.core.schema import NodeWithScore, QueryBundle
 
 from rag_report.diversify import dedupe_key, diversify as diversify_pool
+from rag_report.label_boost import LabelBoost, agreement, boost_order, positive_set
 from rag_report.errors import EmptyCorpusError, IndexMismatchError, RagReportError
 
 log = logging.getLogger(__name__)
@@ -57,19 +58,24 @@ class RetrievedReport:
     view: str = ""
     split: str = ""
     simulated: bool = False
+    #: Jaccard agreement of this report's positive labels with the image's predicted ones (None: no label
+    #: boost in this retrieval).
+    label_agreement: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict."""
         return asdict(self)
 
 
-def _to_report(nws: NodeWithScore, rank: int) -> RetrievedReport:
+def _to_report(nws: NodeWithScore, rank: int, predicted: frozenset[str] | None = None) -> RetrievedReport:
     md = nws.node.metadata
+    labels = dict(md.get("labels") or {})
     return RetrievedReport(
         study_id=str(md.get("study_id", nws.node.node_id)), similarity=float(nws.score or 0.0),
         findings=str(md.get("findings", "")), impression=str(md.get("impression", "")),
-        text=nws.node.get_content(), labels=dict(md.get("labels") or {}), rank=rank,
+        text=nws.node.get_content(), labels=labels, rank=rank,
         view=str(md.get("view", "")), split=str(md.get("split", "")), simulated=bool(md.get("simulated", False)),
+        label_agreement=None if predicted is None else agreement(positive_set(labels), predicted),
     )
 
 
@@ -128,16 +134,26 @@ class EClipRetriever(BaseRetriever):
 
     def retrieve_vector(self, query: np.ndarray, k: int | None = None, *, candidates: int | None = None,
                         diversify: Any = _DEFAULT, exclude_study_ids: Iterable[str] = (),
-                        dedupe: bool | None = None, modality: str = "image") -> list[RetrievedReport]:
+                        dedupe: bool | None = None, modality: str = "image",
+                        label_boost: LabelBoost | None = None,
+                        predicted_labels: frozenset[str] | None = None) -> list[RetrievedReport]:
         """Reports nearest to a precomputed eCLIP embedding [D] of an X-ray (``modality="image"``) or of a
-        text (``"text"``), ranked 1..k by similarity."""
+        text (``"text"``), ranked 1..k by similarity.
+
+        With ``label_boost`` (rerank / filter) and the image's ``predicted_labels`` (observation names), the
+        candidate pool is ordered by label agreement as :mod:`rag_report.label_boost` describes before the
+        top k (or the diversified k, chosen among the best ``4k`` of that order) are taken; each report then
+        carries its ``label_agreement``.
+        """
+        boost = label_boost if label_boost is not None and label_boost.active and predicted_labels is not None else None
         nodes = self._select(
             np.asarray(query, dtype=np.float32), self.k if k is None else k,
             self.candidates if candidates is None else candidates,
             self.diversify if diversify is _DEFAULT else diversify, exclude_study_ids,
-            self.dedupe if dedupe is None else dedupe, modality,
+            self.dedupe if dedupe is None else dedupe, modality, boost, predicted_labels,
         )
-        return [_to_report(n, i + 1) for i, n in enumerate(nodes)]
+        shown = predicted_labels if boost is not None else None
+        return [_to_report(n, i + 1, shown) for i, n in enumerate(nodes)]
 
     # ------------------------------------------------------------------ core
     def _search(self, query: np.ndarray, fetch: int) -> list[NodeWithScore]:
@@ -146,7 +162,8 @@ class EClipRetriever(BaseRetriever):
         return self._vector_retriever.retrieve(QueryBundle(query_str="", embedding=query.tolist()))
 
     def _select(self, query: np.ndarray, k: int, candidates: int, method: str | None,
-                exclude_study_ids: Iterable[str], dedupe: bool, modality: str = "image") -> list[NodeWithScore]:
+                exclude_study_ids: Iterable[str], dedupe: bool, modality: str = "image",
+                boost: LabelBoost | None = None, predicted: frozenset[str] | None = None) -> list[NodeWithScore]:
         if method not in DIVERSIFY_METHODS:
             raise RagReportError(f"unknown diversify method {method!r}; choose one of {DIVERSIFY_METHODS}")
         if int(k) < 1:
@@ -173,7 +190,7 @@ class EClipRetriever(BaseRetriever):
             warnings.warn(msg, RetrievalWarning, stacklevel=3)
             log.warning(msg)
             k = available
-        pool_size = max(k, candidates) if method else k
+        pool_size = max(k, candidates) if (method or boost is not None) else k
         fetch = min(n, pool_size + n_excluded)
         while True:
             pool, seen = [], set()
@@ -191,10 +208,16 @@ class EClipRetriever(BaseRetriever):
                 break
             fetch = min(n, 2 * fetch)
         pool = pool[:pool_size]
+        if boost is not None:
+            order = boost_order([float(h.score or 0.0) for h in pool],
+                                [positive_set(h.node.metadata.get("labels")) for h in pool], predicted,
+                                boost.mode, boost.weight)
+            pool = [pool[i] for i in order][: 4 * k if method else k]
         if method and len(pool) > k:
             vectors = self.index.vectors([h.node.node_id for h in pool])
             positions = diversify_pool(method, query, vectors, k, seed=self.seed, mmr_lambda=self.mmr_lambda)
-            pool = sorted((pool[i] for i in positions), key=lambda h: -float(h.score or 0.0))
+            chosen_rows = sorted(positions)  # keep the pool's order (boosted, else by similarity)
+            pool = [pool[i] for i in chosen_rows]
         chosen = pool[:k]
         if len(chosen) < k:
             msg = f"only {len(chosen)} distinct reports remain for k={k} after removing duplicates"

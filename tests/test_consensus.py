@@ -37,13 +37,24 @@ def test_consensus_is_similarity_weighted_and_ordered():
 
 def test_consensus_drops_redundant_observations_and_falls_back_to_top1():
     obs = {"no pneumothorax.": {"Pneumothorax": 0.0}, "no pneumothorax is seen.": {"Pneumothorax": 0.0}}
-    reports = [_r("A", 1.0, "No pneumothorax. No pneumothorax is seen.", "Stable."),
-               _r("B", 1.0, "No pneumothorax is seen. No pneumothorax.", "Unchanged.")]
+    reports = [_r("A", 1.0, "No pneumothorax. No pneumothorax is seen.", "No acute disease."),
+               _r("B", 1.0, "No pneumothorax is seen. No pneumothorax.", "Negative chest.")]
     out = consensus_draft(reports, observations=lambda s: obs.get(s.lower(), {}))
     findings = [s.text for s in out if s.section == "findings"]
     assert len(findings) == 1 and findings[0] in ("No pneumothorax.", "No pneumothorax is seen.")
     # impressions disagree: nothing reaches half the weight -> the top-1 report's impression
-    assert [s.text for s in out if s.section == "impression"] == ["Stable."]
+    assert [s.text for s in out if s.section == "impression"] == ["No acute disease."]
+
+
+def test_extractive_drafts_only_use_clean_sentences():
+    """Draft hygiene in both extractive modes: de-id tokens, dates/ages and comparisons never pass, a
+    comparison with a safe rewrite passes rewritten, and top-1 moves on when a report has nothing usable."""
+    unusable = _r("A", 0.9, "No XXXX consolidation. Unchanged from prior.", "Similar to prior exam.")
+    usable = _r("B", 0.5, "Stable cardiomegaly. On 12 March 2020 a 78-year-old woman.", "No pneumothorax.")
+    assert [s.text for s in top1_draft([unusable, usable])] == ["Cardiomegaly.", "No pneumothorax."]
+    assert top1_draft([unusable])[:1] == []
+    texts = [s.text for s in consensus_draft([unusable, usable, usable])]
+    assert "Cardiomegaly." in texts and not any("XXXX" in t or "2020" in t or "prior" in t.lower() for t in texts)
 
 
 def test_sentence_key_ignores_case_and_punctuation():

@@ -1,4 +1,5 @@
 """Training: a real short run learns, kill-and-resume is exact, bad rows are skipped, the CLI works."""
+import json
 import logging
 
 import numpy as np
@@ -169,3 +170,41 @@ def test_a_data_loader_worker_gives_the_same_weights(blobs, tmp_path):
     worker = train(_resume_cfg(blobs, tmp_path / "w1", steps=4, num_workers=1))
     assert inline.expert_steps == worker.expert_steps > 0
     assert inline.checkpoint_hash == worker.checkpoint_hash
+
+
+def test_label_terms_train_the_label_head_on_manifest_labels(blobs, tmp_path):
+    """The manifest's own labels win over the labeler: "Cardiomegaly" here marks the LARGE blobs (the
+    reports all say "opacity"), and the auxiliary head learns to tell them apart from the pixels."""
+    from sklearn.metrics import roc_auc_score
+
+    studies = read_manifest(blobs)
+    for s in studies:
+        s.labels = {"Cardiomegaly": 1.0 if s.meta["class"] % 2 else 0.0, "Lung Opacity": 1.0}
+    labelled = tmp_path / "labelled.csv"
+    write_manifest(studies, labelled)
+    cfg = TrainConfig(manifest=str(labelled), output_dir=str(tmp_path / "run"), steps=60, batch_size=16, lr=2e-3,
+                      warmup_frac=0.05, weight_decay=0.0, model=_tiny(), progress=False, log_every=1,
+                      label_loss_weight=1.0, soft_target_weight=0.5)
+    result = train(cfg)
+    records = [json.loads(line) for line in (result.output_dir / "metrics.jsonl").read_text().splitlines()]
+    label_losses = [r["label_loss"] for r in records]
+    assert all(x is not None for x in label_losses)
+    assert np.mean(label_losses[-10:]) < np.mean(label_losses[:10]) - 0.1
+
+    model = EClip.from_pretrained(result.model_dir).eval()
+    assert model.label_head is not None and model.config.label_head
+    v = torch.from_numpy(model.embed_images([s.image_paths[0] for s in studies], progress=False))
+    with torch.no_grad():
+        logits = model.label_logits(v).numpy()
+    big = np.array([s.meta["class"] % 2 for s in studies])
+    assert roc_auc_score(big, logits[:, 2]) > 0.8  # column 2 = Cardiomegaly
+
+
+def test_paper_objective_has_no_label_head(blobs, tmp_path):
+    cfg = TrainConfig(manifest=str(blobs), output_dir=str(tmp_path / "run"), steps=2, batch_size=4,
+                      model=_tiny(), progress=False)
+    assert not cfg.uses_labels
+    model = EClip.from_pretrained(train(cfg).model_dir)
+    assert model.label_head is None
+    with pytest.raises(Exception, match="no label head"):
+        model.label_logits(torch.zeros(1, model.embed_dim))

@@ -161,12 +161,19 @@ class StepBatches(Dataset):
     def __init__(self, planner: StepPlanner, main: Sequence[Study], expert: Sequence[Study],
                  transform: Callable, tokenize: Callable[[list[str]], torch.Tensor],
                  first_step: int, last_step: int, fail_on_bad_rows: bool = False,
-                 heatmap_cache_mb: float = 1024.0):
+                 heatmap_cache_mb: float = 1024.0, with_labels: bool = False):
         self.planner, self.main, self.expert = planner, list(main), list(expert)
         self.transform, self.tokenize = transform, tokenize
         self.first_step, self.last_step = first_step, last_step
         self.fail_on_bad_rows = fail_on_bad_rows
         self.heatmaps = HeatmapCache(heatmap_cache_mb)
+        # Label rows (1/0/-1/NaN per CheXpert observation) of each study, for the label-aware terms.
+        self.labels: dict[str, np.ndarray] | None = None
+        if with_labels:
+            from eclip_core.data.study_labels import study_label_rows
+
+            rows = self.main + self.expert
+            self.labels = dict(zip((s.study_id for s in rows), study_label_rows(rows)))
 
     def __len__(self) -> int:
         return max(0, self.last_step - self.first_step)
@@ -182,8 +189,8 @@ class StepBatches(Dataset):
                 if expert:
                     hm = self.heatmaps.get(s, img.shape)
                     x, h = self.transform(img, heatmap=hm, train=True, rng=rng)
-                    return x, h, s.report_text
-                return self.transform(img, train=True, rng=rng)[0], None, s.report_text
+                    return x, h, s.report_text, s.study_id
+                return self.transform(img, train=True, rng=rng)[0], None, s.report_text, s.study_id
             except EClipError as exc:
                 if self.fail_on_bad_rows:
                     raise ManifestError(f"bad training row {s.study_id}: {exc}") from exc
@@ -199,8 +206,15 @@ class StepBatches(Dataset):
             "tokens": self.tokenize([m[2] for m in main]), "inject": plan.inject, "lam": plan.lam,
             "p_expert": plan.p_expert, "torch_seed": plan.torch_seed, "bad": bad,
         }
+        if self.labels is not None:
+            batch["labels"] = self._label_rows(main)
         if plan.inject:
             ex = [self._load(self.expert, j, sd, True, bad) for j, sd in zip(plan.expert_idx, plan.expert_seeds)]
             batch.update(expert_images=torch.stack([e[0] for e in ex]), expert_heatmaps=torch.stack([e[1] for e in ex]),
                          expert_tokens=self.tokenize([e[2] for e in ex]))
+            if self.labels is not None:
+                batch["expert_labels"] = self._label_rows(ex)
         return batch
+
+    def _label_rows(self, loaded: list[tuple]) -> torch.Tensor:
+        return torch.from_numpy(np.stack([self.labels[item[3]] for item in loaded])).float()

@@ -1,0 +1,153 @@
+"""Draft hygiene: which evidence sentences may enter a draft, and in what form (shared by every mode).
+
+A retrieved report belongs to another patient and another day. A sentence from it is
+
+* dropped when it carries a de-identification token ("XXXX", "___": the word behind it is unknown);
+* dropped when it carries identifying or dated detail: a date, a time, an age, a title with a name;
+* rewritten to its comparison-free form when it refers to a prior study the user never gave ("Stable
+  cardiomegaly." -> "Cardiomegaly."; "..., unchanged from the prior exam." -> "...."), and dropped
+  when no safe rewrite removes every comparison word;
+* dropped when it is not a complete sentence (a fragment, glued clauses, a dangling conjunction).
+
+>>> [clean_sentence(s) for s in ["Stable cardiomegaly.", "No XXXX consolidation.",
+...                                "Heart size normal, unchanged from prior.", "On 12 March 2020 a 78-year-old woman."]]
+['Cardiomegaly.', None, 'Heart size normal.', None]
+"""
+from __future__ import annotations
+
+import re
+from typing import Iterable
+
+from eclip_core.text import DEID_TOKEN
+
+#: Words and phrases that refer to an earlier study (word-bounded, case-insensitive). "Prior" and "previous"
+#: count only where they name a study ("compared to prior", "prior exam"): "prior granulomatous disease" is
+#: a finding, not a comparison.
+_STUDY = r"(?:chest\s+)?(?:exams?|examinations?|stud(?:y|ies)|films?|radiographs?|x-?rays?|ct|images?|comparisons?)"
+COMPARISON_PATTERNS = (
+    r"(?:prior|previous|preceding|earlier|recent|last|most recent)\s+" + _STUDY,
+    r"(?:to|from|with|on|since|than|over)\s+(?:the\s+)?(?:prior|previous)",
+    r"(?:prior|previous)\s*\.?$", r"compar(?:e|ed|ing|ison|isons)", r"interval(?:ly)?", r"unchanged", r"stable",
+    r"stability", r"again (?:noted|seen|demonstrated|identified|visualized)", r"redemonstrat\w*",
+    r"re-demonstrat\w*", r"persist(?:s|ent|ently|ing)?", r"(?:no|without) (?:significant |appreciable |other )?change",
+    r"changed", r"since", r"improv\w*", r"worsen\w*", r"resolv\w*", r"resolution", r"progress\w*",
+    r"remain(?:s|ed|ing)?", r"new(?:ly)?", r"similar",
+)
+_COMPARISON = re.compile(r"\b(?:" + "|".join(COMPARISON_PATTERNS) + r")\b", re.IGNORECASE)
+_TRAILING = re.compile(
+    r"(?:,\s*|\s+)(?:(?:which|that) (?:is|are) )?(?:(?:grossly |overall |essentially |relatively )?"
+    r"(?:unchanged|stable|not significantly changed|similar|persistent|increased|decreased|worse)|"
+    r"(?:when )?compared (?:to|with)|"
+    r"as (?:compared|seen) (?:to|with|on)|since|from)"
+    r"(?:\s+(?:to|with|from|since|on|in))?(?:\s+(?:the|a))?(?:\s+(?:prior|previous|recent|earlier|most recent|last))?"
+    r"(?:\s+" + _STUDY + r")?(?:\s+(?:dated|from|of)\s+\S+)?\s*\.$",
+    re.IGNORECASE,
+)
+#: Comparison adjectives dropped before a noun phrase ("Stable cardiomegaly" -> "Cardiomegaly").
+_ADJECTIVE = re.compile(r"\b(?:(?:and|or)\s+)?(?:grossly\s+|overall\s+)?(?:stable|unchanged|persistent|persisting|"
+                        r"again noted|again seen|redemonstrated|re-demonstrated)\s+(?:appearance\s+of\s+(?:the\s+)?)?",
+                        re.IGNORECASE)
+_LINKING = {"is", "are", "was", "were", "be", "been", "remain", "remains", "appear", "appears", "seem", "seems",
+            "looks", "look", "also"}
+_NO_NEW = re.compile(r"\b(no|without)\s+(?:new|interval|newly)\s+", re.IGNORECASE)
+_DEID = re.compile(r"\b" + DEID_TOKEN + r"\b|_{2,}|\b[Xx]{3,}\b")
+_MONTHS = (r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|jun(?:e)?|jul(?:y)?|aug(?:ust)?|"
+           r"sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)")
+_IDENTIFYING = re.compile(
+    r"\b\d{1,4}\s*[/.-]\s*\d{1,2}\s*[/.-]\s*\d{2,4}\b"                     # 12/03/2020, 2020-03-12
+    r"|\b\d{1,2}(?:st|nd|rd|th)?\s+(?:of\s+)?" + _MONTHS + r"\b"           # 12th March, 12 of march
+    r"|\b" + _MONTHS + r"\.?\s+\d{1,2}(?:st|nd|rd|th)?\b"                  # March 12
+    r"|\b(?:19|20)\d{2}\b"                                                  # a year
+    r"|\b\d{1,2}:\d{2}\b|\b\d{1,2}\s*(?:a\.?m\.?|p\.?m\.?)(?=\W|$)"         # times
+    r"|\b\d{1,3}[- ](?:year|yr|month|week|day)s?[- ]old\b|\baged?\s+\d{1,3}\b|\b\d{1,3}\s*(?:yo|y/o|yrs?)\b"
+    r"|\b(?:dr|mr|mrs|ms|miss|prof)\.?\s+[A-Z][a-z]+"                       # Dr. Smith
+    r"|\b(?:patient|pt)\s+name\b|\bname\s*:",
+    re.IGNORECASE,
+)
+_DANGLING = re.compile(r"\b(?:and|or|of|with|the|a|an|to|for|in|on|at|by|as|but|nor|versus|vs|is|are|was|were|"
+                       r"be|been|appear|appears|remain|remains|seem|seems|also|than)\s*\.?$", re.IGNORECASE)
+#: One-word "sentences" that are headings or list debris, not statements.
+_HEADINGS = {"chest", "abdomen", "pelvis", "findings", "impression", "comparison", "indication", "history",
+             "technique", "views", "view", "pa", "lateral", "frontal", "dr", "none"}
+_GLUED = re.compile(r"\b(?:and|or|of|with|the|to|a|an|in|is|are|no|but)\s+(?:The|There|No|Heart|Lungs|Normal|"
+                    r"Mild|Small|Large|Left|Right|Interval|Stable|Cardiomegaly|Degenerative)\b")
+_WORD = re.compile(r"[A-Za-z]{2,}")
+_REPEATED_STOPS = re.compile(r"\s*\.(?:\s*\.)+$")
+_CHANGE_WORDS = {"increased", "decreased", "worse", "better", "larger", "smaller", "enlarged"}
+
+
+def has_deid_token(sentence: str) -> bool:
+    return bool(_DEID.search(sentence))
+
+
+def has_identifying_detail(sentence: str) -> bool:
+    """A date, time, age or titled name (never copied from another patient's report)."""
+    return bool(_IDENTIFYING.search(sentence))
+
+
+def has_comparison(sentence: str) -> bool:
+    """Refers to an earlier study ("unchanged", "compared to prior", "interval" ...)."""
+    return bool(_COMPARISON.search(sentence))
+
+
+def is_complete_sentence(sentence: str) -> bool:
+    """Starts with a capital letter or digit, ends with a period, has two or more words, no dangling
+    connective at the end, no clauses glued without a stop ("... effusion or The heart ..."), balanced
+    parentheses."""
+    s = sentence.strip()
+    if not s or not (s[0].isupper() or s[0].isdigit()) or not s.endswith("."):
+        return False
+    words = _WORD.findall(s)
+    if not words or s.count("(") != s.count(")"):
+        return False
+    if len(words) == 1 and (len(words[0]) < 4 or words[0].lower() in _HEADINGS):
+        return False  # "Cardiomegaly." is a statement; "Chest." or "1." is not
+    return not (_DANGLING.search(s[:-1].rstrip()) or _GLUED.search(s))
+
+
+def _without_comparison(sentence: str) -> str:
+    """Safe rewrites only: a trailing comparison clause, "no new X" -> "no X", and a comparison adjective
+    before a noun phrase (not after a linking verb: "The heart is stable." has no comparison-free form)."""
+    s = _TRAILING.sub(".", sentence.strip())
+    s = _NO_NEW.sub(lambda m: m.group(1) + " ", s)
+
+    def drop_adjective(m: re.Match) -> str:
+        before = s[: m.start()].split()
+        after = s[m.end():]
+        linked = bool(before) and before[-1].lower().strip(",") in _LINKING
+        there_is = [w.lower() for w in before[-2:]] in (["there", "is"], ["there", "are"])
+        if (linked and not there_is) or not after[:1].isalpha():
+            return m.group(0)
+        return ""
+
+    s = _ADJECTIVE.sub(drop_adjective, s)
+    s = _REPEATED_STOPS.sub(".", " ".join(s.split()).replace(" ,", ",").replace(" .", "."))
+    return s[:1].upper() + s[1:] if s else s
+
+
+def clean_sentence(sentence: str) -> str | None:
+    """The sentence as it may enter a draft, or None when it may not (see the module docstring)."""
+    s = _REPEATED_STOPS.sub(".", " ".join(str(sentence).split()))
+    if not s:
+        return None
+    s = s[0].upper() + s[1:]
+    if not s.endswith((".", "!", "?")):
+        s += "."
+    if has_deid_token(s) or has_identifying_detail(s):
+        return None
+    if has_comparison(s):
+        s = _without_comparison(s)
+        if has_comparison(s) or s.lower().rstrip(".") in _CHANGE_WORDS:
+            return None
+    return s if is_complete_sentence(s) else None
+
+
+def clean_sentences(sentences: Iterable[str]) -> list[str]:
+    """The sentences that may enter a draft, cleaned, in order (duplicates after cleaning kept once)."""
+    out, seen = [], set()
+    for sentence in sentences:
+        cleaned = clean_sentence(sentence)
+        if cleaned is not None and cleaned.lower() not in seen:
+            seen.add(cleaned.lower())
+            out.append(cleaned)
+    return out

@@ -1,0 +1,196 @@
+"""Label classifiers over frozen eCLIP image embeddings (the "LaB-classifiers" of LaB-RAG).
+
+One logistic regression per CheXpert observation, fitted on the indexed corpus's X-ray embeddings against
+its report-derived labels (positive = 1; uncertain and not mentioned = 0), on standardised embeddings.
+Each observation's decision threshold maximises F1 on the validation split (or, without one, on 5-fold
+out-of-fold predictions of the corpus). Observations with too few positives to fit keep their base rate
+as a constant probability and are never predicted positive.
+
+They belong to one eCLIP checkpoint and one corpus, so they live in the index folder
+(``label_classifiers.json``) and are refused for another checkpoint.
+
+>>> rng = np.random.default_rng(0)
+>>> x = rng.normal(size=(200, 8)).astype("float32")
+>>> y = np.full((200, 14), np.nan); y[:, 2] = (x[:, 0] > 0.5).astype(float)   # Cardiomegaly <- feature 0
+>>> clf = LabelClassifiers.fit(x, y, checkpoint_hash="abc")
+>>> bool(clf.predict(x)[:, 2].mean() > 0.2), clf.fitted[2], clf.fitted[0]
+(True, True, False)
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from eclip_core.labels import CHEXPERT_OBSERVATIONS
+from rag_report.errors import IndexMismatchError, RagReportError
+
+log = logging.getLogger(__name__)
+
+FILE_NAME = "label_classifiers.json"
+FORMAT_VERSION = 1
+#: Fewer positives than this in the corpus: the observation keeps a constant base-rate probability.
+MIN_POSITIVES = 5
+
+
+@dataclass
+class LabelClassifiers:
+    """Per-observation logistic regressions on standardised embeddings, with F1-optimal thresholds."""
+
+    checkpoint_hash: str
+    mean: np.ndarray                 # [D] embedding mean of the fitting set
+    scale: np.ndarray                # [D] embedding std of the fitting set
+    coef: np.ndarray                 # [L, D]
+    intercept: np.ndarray            # [L]
+    thresholds: np.ndarray           # [L] probability at or above which an observation is predicted
+    fitted: list[bool]               # False: constant base rate (too few positives)
+    observations: tuple[str, ...] = CHEXPERT_OBSERVATIONS
+    n_positive: list[int] = field(default_factory=list)
+    threshold_source: str = "val"    # "val" or "cross-validation"
+    validation: dict[str, Any] = field(default_factory=dict)  # per-observation AUROC / F1 where thresholds were set
+
+    # ------------------------------------------------------------------ fitting
+    @classmethod
+    def fit(cls, embeddings: np.ndarray, label_rows: np.ndarray, *, checkpoint_hash: str,
+            val_embeddings: np.ndarray | None = None, val_label_rows: np.ndarray | None = None,
+            C: float = 0.5, seed: int = 0) -> "LabelClassifiers":
+        """Fit on ``embeddings`` [n, D] with ``label_rows`` [n, 14] (1 / 0 / -1 / NaN per observation).
+
+        Thresholds come from ``val_*`` when given and they hold a positive of the observation, else from
+        5-fold out-of-fold probabilities on the fitting set.
+        """
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.model_selection import StratifiedKFold
+
+        x = np.asarray(embeddings, dtype=np.float64)
+        y = np.asarray(label_rows) == 1.0
+        if x.ndim != 2 or y.shape != (len(x), len(CHEXPERT_OBSERVATIONS)):
+            raise RagReportError(f"label classifiers need embeddings [n, D] and label rows [n, 14], got {x.shape} "
+                                 f"and {np.shape(label_rows)}")
+        mean, scale = x.mean(0), x.std(0) + 1e-6
+        z = (x - mean) / scale
+        have_val = val_embeddings is not None and val_label_rows is not None and len(val_embeddings) > 0
+        zv = (np.asarray(val_embeddings, dtype=np.float64) - mean) / scale if have_val else None
+        yv = (np.asarray(val_label_rows) == 1.0) if have_val else None
+        n_obs, dim = y.shape[1], x.shape[1]
+        coef, intercept = np.zeros((n_obs, dim)), np.zeros(n_obs)
+        thresholds, fitted, validation = np.full(n_obs, np.inf), [False] * n_obs, {}
+        sources = set()
+        for j, name in enumerate(CHEXPERT_OBSERVATIONS):
+            pos = int(y[:, j].sum())
+            if pos < MIN_POSITIVES or pos > len(y) - MIN_POSITIVES:
+                rate = (pos + 0.5) / (len(y) + 1.0)
+                intercept[j] = np.log(rate / (1 - rate))
+                continue
+
+            def make() -> LogisticRegression:
+                return LogisticRegression(C=C, max_iter=2000, random_state=seed)
+
+            model = make().fit(z, y[:, j])
+            coef[j], intercept[j], fitted[j] = model.coef_[0], model.intercept_[0], True
+            if have_val and yv[:, j].any():
+                scores, truth = model.predict_proba(zv)[:, 1], yv[:, j]
+                sources.add("val")
+            else:
+                scores, truth = np.zeros(len(y)), y[:, j]
+                folds = StratifiedKFold(n_splits=min(5, pos), shuffle=True, random_state=seed)
+                for tr, te in folds.split(z, truth):
+                    scores[te] = make().fit(z[tr], truth[tr]).predict_proba(z[te])[:, 1]
+                sources.add("cross-validation")
+            thresholds[j], f1 = best_f1_threshold(scores, truth)
+            validation[name] = {"auroc": _auroc(scores, truth), "f1": f1, "positives": int(truth.sum()),
+                                "n": int(len(truth))}
+        return cls(checkpoint_hash=checkpoint_hash, mean=mean, scale=scale, coef=coef, intercept=intercept,
+                   thresholds=thresholds, fitted=fitted, n_positive=[int(v) for v in y.sum(0)],
+                   threshold_source="+".join(sorted(sources)) or "none", validation=validation)
+
+    # ------------------------------------------------------------------ prediction
+    def predict_proba(self, embeddings: np.ndarray) -> np.ndarray:
+        """Probabilities [n, 14] (or [14] for one embedding [D]) of each observation being positive."""
+        x = np.asarray(embeddings, dtype=np.float64)
+        one = x.ndim == 1
+        x = np.atleast_2d(x)
+        if x.shape[1] != len(self.mean):
+            raise RagReportError(f"embeddings have dim {x.shape[1]}, the label classifiers dim {len(self.mean)}")
+        logits = ((x - self.mean) / self.scale) @ self.coef.T + self.intercept
+        p = 1.0 / (1.0 + np.exp(-logits))
+        return p[0] if one else p
+
+    def predict(self, embeddings: np.ndarray) -> np.ndarray:
+        """Boolean [n, 14] (or [14]): probability at or above each observation's threshold."""
+        return self.predict_proba(embeddings) >= self.thresholds
+
+    def as_dict(self, probabilities: np.ndarray) -> dict[str, float]:
+        """One row of probabilities as {observation: probability}."""
+        return {name: float(p) for name, p in zip(self.observations, np.asarray(probabilities).reshape(-1))}
+
+    # ------------------------------------------------------------------ persistence
+    def to_json(self) -> str:
+        data = asdict(self)
+        for key in ("mean", "scale", "coef", "intercept"):
+            data[key] = np.asarray(data[key]).tolist()
+        data["thresholds"] = [None if not np.isfinite(t) else float(t) for t in self.thresholds]
+        data["observations"] = list(self.observations)
+        data["format_version"] = FORMAT_VERSION
+        return json.dumps(data)
+
+    @classmethod
+    def from_json(cls, text: str) -> "LabelClassifiers":
+        data = json.loads(text)
+        if data.pop("format_version", None) != FORMAT_VERSION:
+            raise RagReportError("label classifiers file has an unknown format version; rebuild the index")
+        for key in ("mean", "scale", "coef", "intercept"):
+            data[key] = np.asarray(data[key], dtype=np.float64)
+        data["thresholds"] = np.asarray([np.inf if t is None else t for t in data["thresholds"]], dtype=np.float64)
+        data["observations"] = tuple(data["observations"])
+        return cls(**data)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, checkpoint_hash: str | None = None) -> "LabelClassifiers":
+        """Read ``label_classifiers.json``; refuse it for another eCLIP checkpoint than ``checkpoint_hash``."""
+        path = Path(path)
+        try:
+            clf = cls.from_json(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise RagReportError(f"label classifiers {path} are unreadable ({exc}); rebuild the index "
+                                 "with `rag-report index`") from exc
+        if checkpoint_hash is not None and clf.checkpoint_hash != checkpoint_hash:
+            raise IndexMismatchError(f"label classifiers {path} were fitted on eCLIP checkpoint {clf.checkpoint_hash}, "
+                                     f"not {checkpoint_hash}; rebuild the index with this model")
+        if tuple(clf.observations) != CHEXPERT_OBSERVATIONS:
+            raise RagReportError(f"label classifiers {path} use another observation list; rebuild the index")
+        return clf
+
+
+def best_f1_threshold(scores: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
+    """(threshold, F1) maximising F1 of ``scores >= threshold`` against boolean ``truth``.
+
+    >>> best_f1_threshold(np.array([0.1, 0.4, 0.35, 0.8]), np.array([False, True, False, True]))
+    (0.4, 1.0)
+    """
+    scores, truth = np.asarray(scores, dtype=np.float64), np.asarray(truth, dtype=bool)
+    if not truth.any():
+        return float("inf"), 0.0
+    order = np.argsort(-scores, kind="stable")
+    s, t = scores[order], truth[order]
+    tp = np.cumsum(t)
+    predicted = np.arange(1, len(s) + 1)
+    f1 = 2 * tp / (predicted + t.sum())
+    last_of_tie = np.r_[s[1:] != s[:-1], True]  # a threshold takes every score tied with it
+    f1 = np.where(last_of_tie, f1, -1.0)
+    best = int(np.argmax(f1))
+    return float(s[best]), float(f1[best])
+
+
+def _auroc(scores: np.ndarray, truth: np.ndarray) -> float | None:
+    from sklearn.metrics import roc_auc_score
+
+    truth = np.asarray(truth, dtype=bool)
+    if truth.all() or not truth.any():
+        return None
+    return float(roc_auc_score(truth, scores))
