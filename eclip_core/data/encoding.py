@@ -4,7 +4,7 @@
 >>> p = pathlib.Path(tempfile.mkdtemp()) / "m.csv"
 >>> _ = p.write_bytes("study_id\\nCXR1 épanchement\\n".encode("cp1252"))
 >>> print(not_utf8_message(p, "manifest"))  # doctest: +ELLIPSIS
-manifest ...m.csv is not UTF-8 text: byte 0xe9 at line 2, column 6 is invalid UTF-8. It decodes as cp1252 (Windows Western European; line 2 then reads 'CXR1 épanchement'). Re-save it as UTF-8 (e.g. `iconv -f CP1252 -t UTF-8 m.csv > m.utf8.csv`, or "CSV UTF-8" in a spreadsheet) and point to that file.
+manifest ...m.csv is not UTF-8 text: byte 0xe9 at line 2, column 6 is invalid UTF-8. It decodes as cp1252 (Windows Western European; there it reads 'CXR1 épanchement'). Re-save it as UTF-8 (e.g. `iconv -f CP1252 -t UTF-8 m.csv > m.utf8.csv`, or "CSV UTF-8" in a spreadsheet) and point to that file.
 """
 from __future__ import annotations
 
@@ -55,7 +55,9 @@ def not_utf8_message(path: str | os.PathLike, what: str = "file") -> str:
             text = body.decode(codec)
         except UnicodeDecodeError:
             continue
-        shown = text.splitlines()[line - 1] if line <= len(text.splitlines()) else ""
-        return (f"{what} {path} is not UTF-8 text: {where}. It decodes as {name}; line {line} then reads "
-                f"{shown[:80]!r}). Re-save it as UTF-8" + todo.format(convert.format(iconv)))
+        lines = text.splitlines()
+        # A few characters around the byte only (single-byte codecs: byte column = character column).
+        shown = lines[line - 1][max(0, column - 21):column + 20] if line <= len(lines) else ""
+        return (f"{what} {path} is not UTF-8 text: {where}. It decodes as {name}; there it reads "
+                f"{shown!r}). Re-save it as UTF-8" + todo.format(convert.format(iconv)))
     return f"{what} {path} is not UTF-8 text: {where}. Re-save it as UTF-8."  # pragma: no cover
