@@ -31,12 +31,12 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from eclip_core.atomic import atomic_dir
-from eclip_core.safe_dir import recover_dir
-from eclip_core.save_errors import check_written, nested_nbytes, saving
 from eclip_core.config import EClipConfig
 from eclip_core.errors import CheckpointError, ConfigError
 from eclip_core.heatmap.processor import HeatmapProcessor
 from eclip_core.patch_embed import PatchConv2d, use_patch_matmul
+from eclip_core.safe_dir import recover_dir
+from eclip_core.save_errors import check_written, nested_nbytes, saving
 from eclip_core.transforms import ImageTransform
 
 logger = logging.getLogger(__name__)

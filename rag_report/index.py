@@ -52,8 +52,9 @@ from eclip_core.save_errors import saving
 from rag_report.embedding import EClipEmbedding, configure_llama_settings, unit_rows as _unit
 from rag_report.errors import (CorruptIndexError, EmptyCorpusError, IndexMismatchError, IndexNotFoundError,
                                RagReportError)
-from rag_report.index_files import (FAISS_FILE, MANIFEST, REQUIRED_FILES, corrupt, is_index_dir, rebuild_hint,
-                                    record_files, verify_files)
+from rag_report.index_files import (FAISS_FILE, MANIFEST, corrupt, is_index_dir, rebuild_hint, record_files,
+                                    verify_files)
+from rag_report.index_files import REQUIRED_FILES  # noqa: F401 -- re-exported: callers import it from here
 
 log = logging.getLogger(__name__)
 

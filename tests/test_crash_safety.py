@@ -127,8 +127,9 @@ def blobs(tmp_path_factory):
 
 
 def _cfg(blobs, out, **kw):
-    settings = dict(steps=6, checkpoint_every=2, batch_size=4, lr=1e-3, method="eclip", p_start=1.0, p_peak=1.0,
-                    p_floor=1.0, cold_frac=0.17, progress=False, validate_images=False, log_every=1)
+    settings = {"steps": 6, "checkpoint_every": 2, "batch_size": 4, "lr": 1e-3, "method": "eclip", "p_start": 1.0,
+                "p_peak": 1.0, "p_floor": 1.0, "cold_frac": 0.17, "progress": False, "validate_images": False,
+                "log_every": 1}
     return TrainConfig(manifest=str(blobs), output_dir=str(out), model=EClipConfig(name="eclip-tiny"),
                        **{**settings, **kw})
 

@@ -71,10 +71,9 @@ def test_the_next_save_cleans_up_without_a_load(tmp_path, kill_switch):
 def test_an_exception_in_the_body_keeps_the_old_version(tmp_path):
     target = tmp_path / "thing"
     _write(target, "A")
-    with pytest.raises(RuntimeError):
-        with atomic_dir(target) as tmp:
-            (tmp / "first.txt").write_text("half")
-            raise RuntimeError("disk trouble")
+    with pytest.raises(RuntimeError), atomic_dir(target) as tmp:
+        (tmp / "first.txt").write_text("half")
+        raise RuntimeError("disk trouble")
     assert _read(target) == "A" and os.listdir(tmp_path) == ["thing"]
 
 
