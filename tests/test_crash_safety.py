@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -40,11 +41,15 @@ def _kill_matrix(tmp_path, kill_switch, save, load):
         with pytest.raises(kill_switch.Killed):
             save(target, "B")
         kill_switch.disarm()
+        twin = tmp_path / f"twin{at}" / "target"
+        shutil.copytree(target.parent, twin.parent)  # the same leftovers, for a next run that saves first
         seen.append(load(target))
         assert seen[-1] in ("A", "B"), at
         assert os.listdir(target.parent) == ["target"], (at, os.listdir(target.parent))  # the load cleaned up
         save(target, "C")
         assert load(target) == "C" and os.listdir(target.parent) == ["target"]
+        save(twin, "C")  # the next save, without a load in between, also cleans up
+        assert os.listdir(twin.parent) == ["target"] and load(twin) == "C"
     assert seen[0] == "A" and seen[-1] == "B"  # killed early: the old version; late: the new one
     return seen
 
