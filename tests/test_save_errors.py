@@ -93,7 +93,12 @@ def test_another_write_failure_is_a_save_error_not_disk_full(tmp_path, monkeypat
 
 
 def _optim(model):
-    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    """SGD with momentum after one (zero) step: its state holds one buffer per weight."""
+    opt = torch.optim.SGD(model.parameters(), lr=0.0, momentum=0.9)
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    opt.step()
+    opt.zero_grad(set_to_none=True)
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
 
 
@@ -112,7 +117,7 @@ def test_checkpoint_save_on_a_full_disk(tmp_path, monkeypatch, models, where):
         save_checkpoint(ckpt, b, *_optim(b), 6, {}, {})
     message = str(err.value)
     assert f"{ckpt}:" in message and "checkpoint" in message and ".tmp." not in message
-    assert _needed(message) >= 2 * nested_nbytes(b.state_dict())
+    assert _needed(message) >= 2 * nested_nbytes(b.state_dict())  # the weights and their momentum buffers
     monkeypatch.undo()
     fresh = EClip.from_config("eclip-tiny")
     step, _ = load_checkpoint(find_checkpoint(ckpt), fresh, *_optim(fresh))

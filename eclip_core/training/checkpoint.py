@@ -44,7 +44,7 @@ def save_checkpoint(path: Path, model, optimizer, scheduler, step: int, train_co
         "rng": rng_states(),
         "counters": counters,
     }
-    needed = 2 * nested_nbytes(model.state_dict()) + nested_nbytes(state)  # weights, then their optimizer state
+    needed = nested_nbytes(model.state_dict()) + nested_nbytes(state)  # the weights, the optimizer state
     with saving("the training checkpoint", path, needed), atomic_dir(path, validate=is_checkpoint_dir) as tmp:
         model.save_pretrained(tmp / "model")
         torch.save(state, tmp / STATE_NAME)
