@@ -156,7 +156,9 @@ def recover_dir(path: str | os.PathLike, validate: Validator | None = None, *, w
             found = siblings(path)
     for s in found:
         if not s.alive():
-            log.info("removing %s, left by an interrupted save of %s", s.path.name, path)
+            # Folders named by the earlier code are recognised by name pattern only: say so loudly.
+            level = logging.WARNING if s.role.startswith("legacy") else logging.INFO
+            log.log(level, "removing %s, left by an interrupted save of %s", s.path.name, path)
             shutil.rmtree(s.path, ignore_errors=True)
     return path
 
