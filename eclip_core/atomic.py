@@ -1,15 +1,15 @@
 """Atomic file and folder writes: write to a temporary sibling, then rename.
 
-A crash mid-write never leaves a half-written file where a reader expects a whole one.
+A crash mid-write never leaves a half-written file where a reader expects a whole one. Folders are
+replaced through :mod:`eclip_core.safe_dir` (several renames, recoverable at every step).
 """
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 
 @contextmanager
@@ -41,20 +41,22 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 
 @contextmanager
-def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary folder next to ``path``; on success it replaces ``path`` whole."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
+def atomic_dir(path: str | os.PathLike, *, validate: Callable[[Path], bool] | None = None,
+               durable: bool = True) -> Iterator[Path]:
+    """Yield a temporary folder next to ``path``; on success it replaces ``path`` whole.
+
+    Crash-safe: a kill at any instant leaves a complete previous or new version, which the loaders find
+    (:mod:`eclip_core.safe_dir`); leftovers of a killed save are cleaned by the next save or load.
+
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> for text in ("v1", "v2"):
+    ...     with atomic_dir(d / "f") as tmp:
+    ...         _ = (tmp / "a.txt").write_text(text)
+    >>> (d / "f" / "a.txt").read_text(), [p.name for p in d.iterdir()]
+    ('v2', ['f'])
+    """
+    from eclip_core.safe_dir import replace_dir
+
+    with replace_dir(path, validate=validate, durable=durable) as tmp:
         yield tmp
-        if path.exists():
-            old = path.with_name(f".{path.name}.old.{os.getpid()}")
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)

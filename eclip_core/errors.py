@@ -33,3 +33,11 @@ class FixationsError(EClipError):
 
 class CheckpointError(EClipError):
     """A saved model checkpoint is missing, incomplete or incompatible."""
+
+
+class SaveError(EClipError):
+    """Writing a checkpoint, model folder or index failed; the version saved before is left intact."""
+
+
+class DiskFullError(SaveError, OSError):
+    """A save ran out of disk space (or quota); the message names the path and the bytes it needed."""

@@ -36,6 +36,8 @@ from eclip_core.errors import CheckpointError, ConfigError
 from eclip_core.heatmap.processor import HeatmapProcessor
 from eclip_core.labels import CHEXPERT_OBSERVATIONS
 from eclip_core.patch_embed import PatchConv2d, use_patch_matmul
+from eclip_core.safe_dir import recover_dir
+from eclip_core.save_errors import check_written, nested_nbytes, saving
 from eclip_core.transforms import ImageTransform
 
 logger = logging.getLogger(__name__)
@@ -45,6 +47,11 @@ WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
 FORMAT_VERSION = 1
 _registered = False
+
+
+def is_model_dir(folder: Path) -> bool:
+    """Whether ``folder`` holds the files of a saved model (accepts a save interrupted by a kill)."""
+    return (folder / WEIGHTS_NAME).is_file() and (folder / CONFIG_NAME).is_file()
 
 
 def register_model_configs() -> None:
@@ -439,12 +446,16 @@ class EClip(nn.Module):
             "embed_dim": self.embed_dim,
             "image_size": self.image_size,
         }
-        with atomic_dir(directory) as tmp:
+        config_text = json.dumps(meta, indent=2)
+        weight_bytes = nested_nbytes(state)
+        needed = weight_bytes + len(config_text) + sum(len(c) for c in (extra_files or {}).values())
+        with saving("the eCLIP model", directory, needed), atomic_dir(directory, validate=is_model_dir) as tmp:
             save_file(state, str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
-            (tmp / CONFIG_NAME).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+            check_written(tmp / WEIGHTS_NAME, weight_bytes)
+            (tmp / CONFIG_NAME).write_text(config_text, encoding="utf-8")
             for name, content in (extra_files or {}).items():
                 mode = "wb" if isinstance(content, bytes) else "w"
-                with open(tmp / name, mode) as fh:
+                with open(tmp / name, mode, **({} if mode == "wb" else {"encoding": "utf-8"})) as fh:
                     fh.write(content)
         return directory
 
@@ -453,7 +464,7 @@ class EClip(nn.Module):
         """Load a folder written by :meth:`save_pretrained` (CheckpointError naming what is missing/wrong)."""
         from safetensors.torch import load_file
 
-        directory = Path(directory)
+        directory = recover_dir(directory, is_model_dir)  # a save killed mid-replacement: find its version
         cfg_path, w_path = directory / CONFIG_NAME, directory / WEIGHTS_NAME
         for p in (cfg_path, w_path):
             if not p.is_file():

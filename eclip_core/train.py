@@ -37,7 +37,7 @@ import torch
 from eclip_core.config import EClipConfig, TrainConfig, load_config_file
 from eclip_core.curriculum import in_cold_start, uses_curriculum
 from eclip_core.data.manifest import read_manifest
-from eclip_core.errors import ConfigError, ManifestError
+from eclip_core.errors import ConfigError, EClipError, ManifestError
 from eclip_core.losses import ClipLoss
 
 logger = logging.getLogger(__name__)
@@ -89,6 +89,14 @@ def _prepare_rows(cfg: TrainConfig):
         logger.warning("%s. Skipping them.", msg)
     if not checked.good:
         raise ManifestError(f"manifest {cfg.manifest}: no usable {cfg.split} rows left")
+    textless = sum(1 for s in checked.good if not s.report_text)
+    if textless == len(checked.good):
+        raise ManifestError(f"manifest {cfg.manifest}: none of the {textless} {cfg.split} rows has report text "
+                            "(findings and impression are empty); eCLIP learns from image-report pairs: fill them in")
+    if textless:
+        logger.warning("manifest %s: %d of %d %s rows have no report text (findings and impression empty); they "
+                       "train against an empty report - fill them in or drop them", cfg.manifest, textless,
+                       len(checked.good), cfg.split)
     expert = [s for s in checked.good if s.has_expert]
     return checked.good, expert, len(checked.bad)
 
@@ -99,12 +107,27 @@ def _write_jsonl(path: Path, record: dict) -> None:
 
 
 def _truncate_metrics(path: Path, last_step: int) -> None:
-    """Drop records of steps after the checkpoint (a killed run logged them; the resumed run redoes them)."""
+    """Drop records of steps after the checkpoint (a killed run logged them; the resumed run redoes them),
+    and lines a kill cut short (with a warning)."""
+    from eclip_core.atomic import atomic_path
+
     if not path.exists():
         return
-    keep = [line for line in path.read_text(encoding="utf-8").splitlines()
-            if line.strip() and json.loads(line).get("step", 0) <= last_step]
-    path.write_text("".join(line + "\n" for line in keep), encoding="utf-8")
+    keep, torn = [], 0
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            torn += 1
+            continue
+        if isinstance(record, dict) and record.get("step", 0) <= last_step:
+            keep.append(line)
+    if torn:
+        logger.warning("%s: ignored %d unreadable line(s) (a run killed while writing them)", path, torn)
+    with atomic_path(path) as tmp:
+        tmp.write_text("".join(line + "\n" for line in keep), encoding="utf-8")
 
 
 def train(cfg: TrainConfig, on_step: Callable[[int, dict], None] | None = None) -> TrainResult:
@@ -120,7 +143,7 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict], None] | None = None) 
     from tqdm.auto import tqdm
 
     from eclip_core.model import EClip
-    from eclip_core.training.checkpoint import load_checkpoint, save_checkpoint
+    from eclip_core.training.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
     from eclip_core.training.data import StepBatches, StepPlanner, step_seed
     from eclip_core.training.optim import build_optimizer, build_scheduler
     from eclip_core.training.step import train_step
@@ -159,13 +182,16 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict], None] | None = None) 
     optimizer = build_optimizer(model, cfg)
     scheduler = build_scheduler(optimizer, cfg)
     start_step, counters = 0, {"bad_rows_runtime": 0, "expert_steps": 0}
-    if cfg.resume and (ckpt_dir / "training_state.pt").is_file():
+    if cfg.resume and accelerator.is_main_process:
+        find_checkpoint(ckpt_dir)  # a save killed mid-replacement: put its newest complete version in place
+    accelerator.wait_for_everyone()
+    if cfg.resume and ckpt_dir.is_dir():  # incomplete: load_checkpoint says so rather than restarting silently
         start_step, counters = load_checkpoint(ckpt_dir, model, optimizer, scheduler)
         logger.info("resumed from %s at step %d", ckpt_dir, start_step)
         if accelerator.is_main_process:
             _truncate_metrics(metrics_path, start_step)
     elif cfg.resume:
-        logger.info("resume requested but %s has no checkpoint; starting from scratch", ckpt_dir)
+        logger.warning("resume requested but there is no checkpoint in %s; training from step 0", ckpt_dir)
     elif accelerator.is_main_process and metrics_path.exists():
         metrics_path.unlink()  # a fresh run owns its metrics file
     model, optimizer = accelerator.prepare(model, optimizer)
@@ -328,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = config_from_args(argv)
         result = train(cfg)
-    except (ConfigError, ManifestError) as exc:
+    except EClipError as exc:  # bad config, manifest or checkpoint, a full disk: one line, no traceback
         logging.getLogger("eclip_core.train").error("%s", exc)
         return 2
     summary = {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(result).items()

@@ -97,9 +97,18 @@ def cmd_index(args: argparse.Namespace) -> int:
     from rag_report.index import ReportIndex
 
     studies = read_manifest(args.manifest)
-    if args.split != "all":
-        studies = [s for s in studies if s.split == args.split]
-    studies = [s for s in studies if s.report_text]
+    chosen = studies if args.split == "all" else [s for s in studies if s.split == args.split]
+    studies = [s for s in chosen if s.report_text]
+    if not studies:
+        from rag_report.errors import EmptyCorpusError
+
+        rows = f"{len(chosen)} rows" if args.split == "all" else f"{len(chosen)} rows with split {args.split!r}"
+        raise EmptyCorpusError(f"manifest {args.manifest}: none of its {rows} has report text (findings or "
+                               "impression), so there is nothing to index; fill those columns in, or choose "
+                               "another --split (train, val, test or all)")
+    if len(studies) < len(chosen):
+        logging.getLogger("rag_report.cli").warning("%d of %d rows have no report text and are not indexed",
+                                                    len(chosen) - len(studies), len(chosen))
     model = EClip.from_pretrained(args.model_dir).eval()
     ReportIndex.build(model, studies, args.out, index_type=args.index_type, progress=not args.quiet,
                       corpus_name=args.corpus_name or Path(args.manifest).stem)

@@ -16,6 +16,10 @@ class IndexNotFoundError(RagReportError):
     """An index folder is missing or incomplete."""
 
 
+class CorruptIndexError(IndexNotFoundError):
+    """A file of an index folder is truncated, corrupt or fails its recorded size / checksum."""
+
+
 class EmptyCorpusError(RagReportError):
     """An index or retrieval was asked for over zero reports."""
 

@@ -1,12 +1,15 @@
 """The report index: eCLIP text-tower embeddings of reports in a LlamaIndex VectorStoreIndex over FAISS.
 
-One folder on disk holds everything, written atomically (a crash never leaves half an index):
+One folder on disk holds everything, replaced crash-safely (a kill at any instant leaves a complete old or
+new index for :meth:`ReportIndex.load`; see eclip_core.safe_dir):
 
 * ``default__vector_store.json``: the FAISS index (binary, LlamaIndex's file name), row i = report i;
 * ``docstore.json`` / ``index_store.json``: LlamaIndex's docstore (one TextNode per report, id =
   study_id, sections / labels / view / split / simulated as metadata) and the row -> node map;
+* ``image_sample.npy`` (when the corpus X-rays were readable): their unit eCLIP embeddings (typicality);
 * ``manifest.json``: eCLIP checkpoint hash, dim, normalisation, corpus, count, index type, search
-  parameters, build time, versions, ``index_id``.
+  parameters, build time, versions, ``index_id``, and ``files``: the size and sha256 of every other file,
+  verified by :meth:`ReportIndex.load` (CorruptIndexError naming a truncated or damaged file).
 
 Metadata is excluded from embedding (and from LLM context), so the vector of a report is exactly the
 text tower applied to the stored text. Vectors are L2-normalised and every index type scores by inner
@@ -44,15 +47,18 @@ from tqdm.auto import tqdm
 
 from eclip_core.atomic import atomic_dir
 from eclip_core.data.manifest import Study
+from eclip_core.safe_dir import recover_dir
+from eclip_core.save_errors import saving
 from rag_report.embedding import EClipEmbedding, configure_llama_settings, unit_rows as _unit
-from rag_report.errors import EmptyCorpusError, IndexMismatchError, IndexNotFoundError, RagReportError
+from rag_report.errors import (CorruptIndexError, EmptyCorpusError, IndexMismatchError, IndexNotFoundError,
+                               RagReportError)
+from rag_report.index_files import (FAISS_FILE, MANIFEST, corrupt, is_index_dir, rebuild_hint, record_files,
+                                    verify_files)
+from rag_report.index_files import REQUIRED_FILES  # noqa: F401 -- re-exported: callers import it from here
 
 log = logging.getLogger(__name__)
 
 INDEX_TYPES = ("flat", "hnsw", "ivfpq")
-MANIFEST = "manifest.json"
-FAISS_FILE = "default__vector_store.json"  # LlamaIndex's name for the FAISS store file (binary content)
-REQUIRED_FILES = (MANIFEST, "docstore.json", "index_store.json", FAISS_FILE)
 FORMAT_VERSION = 1
 MODALITIES = ("image", "text")
 IMAGE_SAMPLE_FILE = "image_sample.npy"  # unit eCLIP embeddings of the sampled corpus X-rays
@@ -253,12 +259,29 @@ def _versions() -> dict[str, str]:
 def is_current_index(directory: str | os.PathLike) -> bool:
     """An index folder exists and records its modality centering and image typicality (indexes built before
     them: rebuild them, the models they were built with stay valid)."""
-    path = Path(directory) / MANIFEST
+    path = recover_dir(directory, is_index_dir) / MANIFEST
     try:
         manifest = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-        return "centering" in manifest and "typicality" in manifest
-    except json.JSONDecodeError:
+        if not ("centering" in manifest and "typicality" in manifest):
+            return False
+        verify_files(path.parent, manifest, level="size")  # a truncated file: not current, rebuild it
+        return True
+    except (ValueError, CorruptIndexError):
         return False
+
+
+def _estimated_bytes(vectors: np.ndarray, nodes: Sequence, index_type: str, params: IndexParams,
+                     image_sample: np.ndarray | None) -> int:
+    """About how many bytes an index folder takes on disk (for the message of a full disk)."""
+    n, dim = vectors.shape
+    faiss_bytes = n * dim * 4
+    if index_type == "hnsw":
+        faiss_bytes += n * 2 * params.hnsw_m * 4  # level-0 neighbour lists
+    elif index_type == "ivfpq":
+        faiss_bytes += n * (dim // 4 + 16)  # PQ codes and ids next to the exact re-rank vectors
+    # LlamaIndex's docstore holds each text about three times (text, findings/impression) plus ~1.5 KB of JSON.
+    doc_bytes = sum(3 * len(node.text.encode("utf-8")) + 1536 for node in nodes)
+    return int(faiss_bytes + doc_bytes + (image_sample.nbytes if image_sample is not None else 0))
 
 
 def _image_sample(model: Any, studies: Sequence[Study], limit: int, seed: int, progress: bool) -> np.ndarray | None:
@@ -301,6 +324,38 @@ def typicality_scores(queries: np.ndarray, sample: np.ndarray, k: int, *, leave_
         np.fill_diagonal(sims, -np.inf)
     k = max(1, min(int(k), sims.shape[1] - (1 if leave_one_out else 0)))
     return np.partition(sims, -k, axis=1)[:, -k]
+
+
+# ============================================================================ reading the files
+def _parse(directory: Path, name: str, read: Any) -> Any:
+    """``read()``, with any failure to parse a file of the index reported as CorruptIndexError naming it."""
+    try:
+        return read()
+    except (ValueError, KeyError, TypeError, OSError, RuntimeError, EOFError) as exc:
+        raise corrupt(directory, name, exc) from exc
+
+
+def _read_manifest(directory: Path) -> dict[str, Any]:
+    path = directory / MANIFEST
+    if not path.is_file():
+        raise CorruptIndexError(f"index folder {directory} is incomplete: missing {[MANIFEST]}; {rebuild_hint(directory)}")
+    manifest = _parse(directory, MANIFEST, lambda: json.loads(path.read_text(encoding="utf-8")))
+    if not isinstance(manifest, dict):
+        raise corrupt(directory, MANIFEST, ValueError(f"a JSON {type(manifest).__name__}, not an object"))
+    return manifest
+
+
+def _read_image_sample(directory: Path, manifest: dict[str, Any], dim: int) -> np.ndarray | None:
+    """The sampled corpus X-ray embeddings [m, dim] the manifest's typicality needs (None without it)."""
+    info = manifest.get("typicality")
+    if not info:
+        return None
+    name = info.get("file", IMAGE_SAMPLE_FILE)
+    sample = _parse(directory, name, lambda: np.load(directory / name, allow_pickle=False))
+    expected = int(info.get("sample") or 0)
+    if sample.ndim != 2 or sample.shape[1] != dim or (expected and len(sample) != expected):
+        raise corrupt(directory, name, ValueError(f"shape {sample.shape}, expected ({expected or 'm'}, {dim})"))
+    return np.asarray(sample, dtype=np.float32)
 
 
 # ============================================================================ the index
@@ -453,36 +508,40 @@ class ReportIndex:
             "build_seconds": round(time.time() - t0, 3),
             "versions": _versions(),
         }
-        with atomic_dir(out_dir) as tmp:
+        needed = _estimated_bytes(vectors, nodes, index_type, params, image_sample if typicality else None)
+        with saving("the report index", out_dir, needed), atomic_dir(out_dir, validate=is_index_dir) as tmp:
             vindex.storage_context.persist(persist_dir=str(tmp))
             if typicality is not None:
                 np.save(tmp / IMAGE_SAMPLE_FILE, image_sample.astype(np.float32))
+            manifest["files"] = record_files(tmp)  # what load verifies (sizes, sha256)
             (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True), encoding="utf-8")
         log.info("built %s index of %d reports (dim %d) at %s in %.1f s", index_type, len(nodes), dim, out_dir,
                  time.time() - t0)
 
     # ------------------------------------------------------------------ load
     @classmethod
-    def load(cls, directory: str | os.PathLike, model: Any = None, *, device: str = "auto") -> "ReportIndex":
+    def load(cls, directory: str | os.PathLike, model: Any = None, *, device: str = "auto",
+             verify: str = "sha256") -> "ReportIndex":
         """Open an index folder. ``model`` (optional) must be the eCLIP checkpoint the index was built with.
 
         device: "auto" (GPU when faiss-gpu and CUDA are present), "cpu" or "cuda".
-        Raises IndexNotFoundError (missing / incomplete folder), IndexMismatchError (other checkpoint or dim).
+        verify: check every file against the size and sha256 recorded at build ("sha256", about 1 s per GB)
+        or only the size ("size"); indexes from before the record are checked for the files they need.
+        A save killed mid-replacement is finished first (the newest complete version is put in place).
+        Raises IndexNotFoundError (missing folder), CorruptIndexError (a missing, truncated or damaged file,
+        named), IndexMismatchError (other checkpoint or dim).
         """
         from llama_index.core import StorageContext, load_index_from_storage
+        from llama_index.core.storage.docstore import SimpleDocumentStore
+        from llama_index.core.storage.index_store import SimpleIndexStore
         from llama_index.vector_stores.faiss import FaissVectorStore
 
-        directory = Path(directory)
+        directory = recover_dir(Path(directory), is_index_dir)
         if not directory.is_dir():
             raise IndexNotFoundError(f"index folder {directory} does not exist; build it with ReportIndex.build "
                                      "or `rag-report index`")
-        missing = [f for f in REQUIRED_FILES if not (directory / f).is_file()]
-        if missing:
-            raise IndexNotFoundError(f"index folder {directory} is incomplete: missing {missing}; rebuild it")
-        try:
-            manifest = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise IndexNotFoundError(f"index folder {directory}: {MANIFEST} is not valid JSON ({exc.msg}); rebuild it") from exc
+        manifest = _read_manifest(directory)
+        verify_files(directory, manifest, verify)
         need, dim = manifest.get("eclip_checkpoint_hash"), int(manifest.get("embed_dim", 0))
         if model is not None:
             have = model.checkpoint_hash
@@ -496,13 +555,17 @@ class ReportIndex:
         centering = manifest.get("centering")
         embed = EClipEmbedding(model, dim=dim, checkpoint_hash=need,
                                text_mean=centering["text_mean"] if centering else None)
-        store = FaissVectorStore.from_persist_dir(str(directory))
+        store = _parse(directory, FAISS_FILE, lambda: FaissVectorStore.from_persist_dir(str(directory)))
         index_type = manifest.get("index_type", "flat")
         params = IndexParams(**manifest.get("params", {}))
         set_search_params(store.client, index_type, params)
         if store.client.ntotal != manifest.get("count") or store.client.d != dim:
-            raise IndexNotFoundError(f"index folder {directory}: FAISS holds {store.client.ntotal} vectors of dim "
-                                     f"{store.client.d}, manifest says {manifest.get('count')} of dim {dim}; rebuild it")
+            raise CorruptIndexError(f"index folder {directory}: FAISS holds {store.client.ntotal} vectors of dim "
+                                    f"{store.client.d}, manifest says {manifest.get('count')} of dim {dim}; "
+                                    f"{rebuild_hint(directory)}")
+        image_sample = _read_image_sample(directory, manifest, dim)
+        docstore = _parse(directory, "docstore.json", lambda: SimpleDocumentStore.from_persist_dir(str(directory)))
+        index_store = _parse(directory, "index_store.json", lambda: SimpleIndexStore.from_persist_dir(str(directory)))
         on_gpu = False
         if device in ("auto", "cuda"):
             gpu_index, on_gpu = _to_gpu(store.client, index_type)
@@ -510,12 +573,14 @@ class ReportIndex:
                 log.warning("device='cuda' asked but faiss-gpu/CUDA is unavailable; searching on the CPU")
             if on_gpu:
                 store = FaissVectorStore(faiss_index=gpu_index)
-        storage = StorageContext.from_defaults(vector_store=store, persist_dir=str(directory))
-        vindex = load_index_from_storage(storage, embed_model=embed)
+        storage = _parse(directory, "graph_store.json", lambda: StorageContext.from_defaults(
+            vector_store=store, docstore=docstore, index_store=index_store, persist_dir=str(directory)))
+        vindex = _parse(directory, "index_store.json", lambda: load_index_from_storage(storage, embed_model=embed))
         rows = vindex.index_struct.nodes_dict
-        study_ids = [rows[str(i)] for i in range(len(rows))]
+        study_ids = _parse(directory, "index_store.json", lambda: [rows[str(i)] for i in range(store.client.ntotal)])
         return cls(directory=directory, manifest=manifest, vector_index=vindex, embed_model=embed,
-                   study_ids=study_ids, on_gpu=on_gpu, _row_of={sid: i for i, sid in enumerate(study_ids)})
+                   study_ids=study_ids, on_gpu=on_gpu, _row_of={sid: i for i, sid in enumerate(study_ids)},
+                   _image_sample=image_sample)
 
     # ------------------------------------------------------------------ queries
     @property

@@ -34,6 +34,7 @@ import torch
 
 from eclip_core.atomic import atomic_dir
 from eclip_core.paths import rag_report_home
+from eclip_core.safe_dir import recover_dir
 from rag_report.cpu_prefill import enable_cpu_prefill
 from rag_report.errors import LLMLoadError
 
@@ -225,6 +226,7 @@ def convert_gguf(gguf_path: str | os.PathLike, out_dir: str | os.PathLike | None
     if not gguf_path.is_file():
         raise LLMLoadError(f"GGUF file {gguf_path} does not exist; pass an existing .gguf file or HF folder.")
     out = Path(out_dir) if out_dir is not None else converted_folder(gguf_path)
+    recover_dir(out, lambda folder: (folder / _CONVERT_MARKER).is_file())  # a conversion killed mid-rename
     if (out / _CONVERT_MARKER).is_file():
         return out
     if dtype is None:

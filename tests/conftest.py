@@ -69,3 +69,67 @@ def tiny_pipeline_config(tiny_world):
 
     return PipelineConfig(model_dir=str(tiny_world["model_dir"]), index_dir=str(tiny_world["index_dir"]),
                           mode="consensus", k=3, candidates=20)
+
+
+class Killed(BaseException):
+    """A simulated kill -9 (BaseException: no ``except Exception`` in the code under test catches it)."""
+
+
+class KillSwitch:
+    """Counts the file-system steps (os.replace / os.rename / os.mkdir / shutil.rmtree) under ``root``;
+    from step ``at`` on, every such step raises :class:`Killed`, as if the process had died right before it
+    (a dead process takes no further step, so cleanup code in ``finally`` blocks cannot run either)."""
+
+    Killed = Killed
+
+    def __init__(self) -> None:
+        self.root: str | None = None
+        self.at: int | None = None
+        self.calls = 0
+
+    def arm(self, root, at: int | None) -> None:
+        """Watch ``root``; ``at=None`` only counts (to learn how many steps a save takes)."""
+        self.root, self.at, self.calls = str(root), at, 0
+
+    def disarm(self) -> None:
+        self.root, self.at = None, None
+
+    def guard(self, *paths) -> None:
+        if self.root is None or not any(str(p).startswith(self.root) for p in paths):
+            return
+        self.calls += 1
+        if self.at is not None and self.calls >= self.at:
+            raise Killed(f"killed before file-system step {self.calls}")
+
+
+@pytest.fixture
+def kill_switch(monkeypatch):
+    """A :class:`KillSwitch` wired into os.replace / os.rename / os.mkdir / shutil.rmtree for one test."""
+    import os
+    import shutil
+
+    switch = KillSwitch()
+    real_replace, real_rename, real_mkdir, real_rmtree = os.replace, os.rename, os.mkdir, shutil.rmtree
+
+    def replace(src, dst, *a, **kw):
+        switch.guard(src, dst)
+        return real_replace(src, dst, *a, **kw)
+
+    def rename(src, dst, *a, **kw):
+        switch.guard(src, dst)
+        return real_rename(src, dst, *a, **kw)
+
+    def mkdir(path, *a, **kw):
+        switch.guard(path)
+        return real_mkdir(path, *a, **kw)
+
+    def rmtree(path, *a, **kw):
+        switch.guard(path)
+        return real_rmtree(path, *a, **kw)
+
+    monkeypatch.setattr(os, "replace", replace)
+    monkeypatch.setattr(os, "rename", rename)
+    monkeypatch.setattr(os, "mkdir", mkdir)
+    monkeypatch.setattr(shutil, "rmtree", rmtree)
+    yield switch
+    switch.disarm()

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -46,6 +47,7 @@ ALL_COLUMNS = (
     "heatmap_path", "fixations_path", "gaze_format", "meta",
 )
 SPLITS = ("train", "val", "test")
+LABEL_VALUES = (1.0, 0.0, -1.0)
 
 
 @dataclass
@@ -87,24 +89,51 @@ def _split_multi(value: Any) -> list[str]:
 
 
 def _json_field(value: Any, column: str, where: str) -> dict:
-    if value in (None, ""):
+    """A JSON-object column (a string in CSV, already parsed in JSONL) as a dict; ManifestError otherwise."""
+    if value is None or (isinstance(value, str) and not value.strip()):
         return {}
     if isinstance(value, dict):
         return value
-    try:
-        parsed = json.loads(value)
-    except json.JSONDecodeError as exc:
-        raise ManifestError(f"{where}: column '{column}' is not valid JSON ({exc.msg}): {str(value)[:80]!r}") from exc
+    parsed = value
+    if isinstance(value, str):
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise ManifestError(f"{where}: column '{column}' is not valid JSON ({exc.msg}): {value[:80]!r}; "
+                                "it must be a JSON object") from exc
     if not isinstance(parsed, dict):
-        raise ManifestError(f"{where}: column '{column}' must be a JSON object, got {type(parsed).__name__}")
+        kind = "JSON list" if isinstance(parsed, list) else f"JSON {type(parsed).__name__}"
+        raise ManifestError(f"{where}: column '{column}' must be a JSON object, got a {kind}: "
+                            f"{str(value)[:80]!r}")
     return parsed
+
+
+def _labels_field(value: Any, where: str) -> dict[str, float | None]:
+    """The ``labels`` column: a JSON object of observation -> 1 / 0 / -1 / null (NaN counts as null)."""
+    labels: dict[str, float | None] = {}
+    for key, v in _json_field(value, "labels", where).items():
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            labels[str(key)] = None
+        elif not isinstance(v, bool) and isinstance(v, (int, float)) and float(v) in LABEL_VALUES:
+            labels[str(key)] = float(v)
+        else:
+            raise ManifestError(f"{where}: column 'labels' gives {key!r} the value {v!r}; each label must be "
+                                "1 (positive), 0 (negative), -1 (uncertain) or null (not mentioned)")
+    return labels
 
 
 def _resolve(path: str, root: Path) -> str:
     return path if os.path.isabs(path) else str(root / path)
 
 
-def _row_to_study(row: dict[str, Any], root: Path, where: str) -> Study:
+def _row_to_study(row: dict[str, Any], root: Path, where: str, number: int) -> Study:
+    """Row ``number`` (1-based, header excluded) at ``where`` (path:line) as a Study; ManifestError if bad."""
+    study_id = row.get("study_id")
+    if study_id is None or not str(study_id).strip():
+        raise ManifestError(f"{where} (row {number}): study_id is empty; every row needs a unique, non-empty "
+                            "study_id")
+    # Name the study too: a line number alone is hard to act on in a large file.
+    in_row = f"{where} (row {number}, study {str(study_id)!r})"
     split = str(row.get("split") or "").strip().lower()
     if split not in SPLITS:
         raise ManifestError(f"{where}: split must be one of {SPLITS}, got {row.get('split')!r}")
@@ -113,17 +142,17 @@ def _row_to_study(row: dict[str, Any], root: Path, where: str) -> Study:
         raise ManifestError(f"{where}: study {row.get('study_id')!r} has no image_path")
     heatmap = row.get("heatmap_path") or None
     return Study(
-        study_id=str(row["study_id"]),
+        study_id=str(study_id),
         image_paths=images,
         split=split,
         findings=str(row.get("findings") or ""),
         impression=str(row.get("impression") or ""),
         view=str(row.get("view") or ""),
-        labels=_json_field(row.get("labels"), "labels", where),
+        labels=_labels_field(row.get("labels"), in_row),
         heatmap_path=_resolve(heatmap, root) if heatmap else None,
         fixations_paths=[_resolve(p, root) for p in _split_multi(row.get("fixations_path"))],
         gaze_format=str(row.get("gaze_format") or ""),
-        meta=_json_field(row.get("meta"), "meta", where),
+        meta=_json_field(row.get("meta"), "meta", in_row),
     )
 
 
@@ -138,40 +167,57 @@ def read_manifest(path: str | os.PathLike, *, split: str | None = None) -> list[
     if not path.is_file():
         raise ManifestError(f"manifest {path} does not exist")
     root = path.parent
-    rows: list[tuple[str, dict[str, Any]]] = []
-    if path.suffix.lower() in (".jsonl", ".json"):
-        with path.open(encoding="utf-8") as fh:
-            for n, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    rows.append((f"{path}:{n}", json.loads(line)))
-                except json.JSONDecodeError as exc:
-                    raise ManifestError(f"{path}:{n}: not valid JSON ({exc.msg})") from exc
-        for where, row in rows:
-            missing = [c for c in REQUIRED_COLUMNS if c not in row]
-            if missing:
-                raise ManifestError(f"{where}: missing required key(s) {missing}; required: {list(REQUIRED_COLUMNS)}")
-    else:
-        with path.open(newline="", encoding="utf-8") as fh:
-            reader = csv.DictReader(fh)
-            header = reader.fieldnames or []
-            missing = [c for c in REQUIRED_COLUMNS if c not in header]
-            if missing:
-                raise ManifestError(
-                    f"manifest {path} lacks required column(s) {missing}; it has {header}. "
-                    f"Required: {list(REQUIRED_COLUMNS)}"
-                )
-            rows = [(f"{path}:{n + 2}", r) for n, r in enumerate(reader)]
+    try:
+        rows = _read_rows(path)
+    except UnicodeDecodeError:
+        from eclip_core.data.encoding import not_utf8_message
+
+        raise ManifestError(not_utf8_message(path, "manifest")) from None
     studies, seen = [], set()
-    for where, row in rows:
-        study = _row_to_study(row, root, where)
+    for n, (where, row) in enumerate(rows, 1):
+        study = _row_to_study(row, root, where, n)
         if study.study_id in seen:
             raise ManifestError(f"{where}: duplicate study_id {study.study_id!r}")
         seen.add(study.study_id)
         if split is None or study.split == split:
             studies.append(study)
     return studies
+
+
+def _read_rows(path: Path) -> list[tuple[str, dict[str, Any]]]:
+    """``(path:line, row)`` per study row of a JSONL or CSV manifest (UTF-8, with or without a BOM)."""
+    rows: list[tuple[str, dict[str, Any]]] = []
+    if path.suffix.lower() in (".jsonl", ".json"):
+        with path.open(encoding="utf-8-sig") as fh:
+            for n, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise ManifestError(f"{path}:{n}: not valid JSON ({exc.msg})") from exc
+                if not isinstance(row, dict):
+                    raise ManifestError(f"{path}:{n}: each line must be a JSON object, got {type(row).__name__}")
+                rows.append((f"{path}:{n}", row))
+        for where, row in rows:
+            missing = [c for c in REQUIRED_COLUMNS if c not in row]
+            if missing:
+                raise ManifestError(f"{where}: missing required key(s) {missing}; required: {list(REQUIRED_COLUMNS)}")
+        return rows
+    with path.open(newline="", encoding="utf-8-sig") as fh:
+        reader = csv.DictReader(fh)
+        header = reader.fieldnames or []
+        missing = [c for c in REQUIRED_COLUMNS if c not in header]
+        if missing:
+            raise ManifestError(
+                f"manifest {path} lacks required column(s) {missing}; it has {header}. "
+                f"Required: {list(REQUIRED_COLUMNS)}"
+            )
+        line = reader.line_num
+        for row in reader:  # line of the row's start: quoted fields may span lines
+            rows.append((f"{path}:{line + 1}", row))
+            line = reader.line_num
+    return rows
 
 
 def find_missing_files(studies: Iterable[Study]) -> list[tuple[Study, str]]:

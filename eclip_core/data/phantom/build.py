@@ -39,6 +39,7 @@ from eclip_core.data.phantom.render import SIZES, render_study
 from eclip_core.data.phantom.split import assign_split
 from eclip_core.errors import ConfigError
 from eclip_core.paths import rag_report_home
+from eclip_core.safe_dir import recover_dir
 from eclip_core.text import join_report
 
 log = logging.getLogger(__name__)
@@ -176,6 +177,7 @@ def build_phantom_dataset(out_dir: str | os.PathLike | None = None, size: int = 
         "|".join(r.uid + r.findings + r.impression + "/".join(r.mesh) for r in reports).encode()).hexdigest()[:12]
     out = Path(out_dir) if out_dir is not None else default_out_dir(cfg, source)
     key = cfg.key(source)
+    recover_dir(out, lambda folder: (folder / MARKER).is_file())  # a build killed while moving its folder in
     if not force and _is_complete(out, key):
         log.info("phantom data set already built at %s", out)
         return out / MANIFEST
@@ -188,7 +190,8 @@ def build_phantom_dataset(out_dir: str | os.PathLike | None = None, size: int = 
         kept = kept[:limit]
     log.info("building %d phantom studies at %d px into %s (%d dropped: no findings/impression text)",
              len(kept), size, out, len(dropped))
-    with atomic_dir(out) as tmp:
+    # Not flushed file by file (thousands of images): a power cut costs a rebuild, not a wrong data set.
+    with atomic_dir(out, durable=False) as tmp:
         (tmp / "images").mkdir()
         (tmp / "fixations").mkdir()
         jobs = [(r, str(tmp), cfg) for r in kept]
