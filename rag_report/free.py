@@ -107,6 +107,18 @@ def _loop_start(sentences: list[str], max_words: int, last_complete: bool) -> in
     return None
 
 
+def predicted_findings_line(findings: Sequence[str]) -> str:
+    """The prompt line that tells the LLM what the image's label classifiers predict.
+
+    >>> predicted_findings_line(["Cardiomegaly", "Pleural Effusion"])
+    'Findings predicted from the new chest X-ray: cardiomegaly, pleural effusion.'
+    >>> predicted_findings_line(["No Finding"])
+    'Findings predicted from the new chest X-ray: none (a normal study).'
+    """
+    names = [f.lower() for f in findings if f != "No Finding"]
+    return "Findings predicted from the new chest X-ray: " + (", ".join(names) if names else "none (a normal study)") + "."
+
+
 def parse_sections(text: str) -> tuple[str, str, list[str]]:
     """Split generated text into (findings, impression, warnings) at FINDINGS: / IMPRESSION: headers.
 
@@ -132,15 +144,21 @@ def parse_sections(text: str) -> tuple[str, str, list[str]]:
     return findings, impression, warnings
 
 
-def free_draft(llm: Any, reports: Sequence[Any], config: FreeConfig | None = None) -> FreeDraft:
+def free_draft(llm: Any, reports: Sequence[Any], config: FreeConfig | None = None,
+               predicted_findings: Sequence[str] | None = None) -> FreeDraft:
     """Draft a report freely from ``reports`` (most similar / diversified, as retrieved).
 
     ``llm``: a :class:`rag_report.llm.FrozenLLM`. ``reports``: objects or dicts with findings and
-    impression. Raises :class:`~rag_report.errors.EmptyCorpusError` when no report has any text.
+    impression. ``predicted_findings``: the observations the image's label classifiers predict (listed in
+    the prompt; an empty list says none is predicted). Raises :class:`~rag_report.errors.EmptyCorpusError`
+    when no report has any text.
     """
     cfg = config or FreeConfig()
     t0 = time.perf_counter()
-    user = few_shot_user_message(reports, FREE_INSTRUCTION, cfg.max_prompt_reports, cfg.max_prompt_chars)
+    instruction = FREE_INSTRUCTION
+    if predicted_findings is not None:
+        instruction = predicted_findings_line(predicted_findings) + "\n" + instruction
+    user = few_shot_user_message(reports, instruction, cfg.max_prompt_reports, cfg.max_prompt_chars)
     if "Example report" not in user:
         raise EmptyCorpusError(
             f"Free mode got {len(reports)} retrieved report(s) with no findings or impression text; "

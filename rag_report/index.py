@@ -7,6 +7,8 @@ new index for :meth:`ReportIndex.load`; see eclip_core.safe_dir):
 * ``docstore.json`` / ``index_store.json``: LlamaIndex's docstore (one TextNode per report, id =
   study_id, sections / labels / view / split / simulated as metadata) and the row -> node map;
 * ``image_sample.npy`` (when the corpus X-rays were readable): their unit eCLIP embeddings (typicality);
+* ``label_classifiers.json`` (when fitted): per-observation classifiers over the corpus X-ray embeddings,
+  used by label boost (:mod:`rag_report.label_classifiers`, :mod:`rag_report.label_boost`);
 * ``manifest.json``: eCLIP checkpoint hash, dim, normalisation, corpus, count, index type, search
   parameters, build time, versions, ``index_id``, and ``files``: the size and sha256 of every other file,
   verified by :meth:`ReportIndex.load` (CorruptIndexError naming a truncated or damaged file).
@@ -62,6 +64,7 @@ INDEX_TYPES = ("flat", "hnsw", "ivfpq")
 FORMAT_VERSION = 1
 MODALITIES = ("image", "text")
 IMAGE_SAMPLE_FILE = "image_sample.npy"  # unit eCLIP embeddings of the sampled corpus X-rays
+from rag_report.label_classifiers import FILE_NAME as LABEL_CLASSIFIERS_FILE  # noqa: E402 -- fitted at build
 TYPICALITY_K = 10
 # Every metadata key is kept out of the embedded and the LLM-visible text: embed exactly what is stored.
 METADATA_KEYS = ("study_id", "findings", "impression", "labels", "view", "split", "simulated")
@@ -284,30 +287,87 @@ def _estimated_bytes(vectors: np.ndarray, nodes: Sequence, index_type: str, para
     return int(faiss_bytes + doc_bytes + (image_sample.nbytes if image_sample is not None else 0))
 
 
-def _image_sample(model: Any, studies: Sequence[Study], limit: int, seed: int, progress: bool) -> np.ndarray | None:
-    """Unit image embeddings [n, D] of a seeded sample of the studies' first X-rays (None if none is readable)."""
+def _embed_readable(model: Any, paths: Sequence[str], progress: bool, desc: str) -> tuple[np.ndarray, list[int]]:
+    """Image embeddings of the readable ``paths`` (unreadable ones skipped) and their positions."""
     from eclip_core.errors import EClipError
 
-    paths = [s.image_paths[0] for s in studies if s.image_paths and os.path.isfile(s.image_paths[0])]
-    if len(paths) > limit:
-        pick = np.random.default_rng(seed).choice(len(paths), size=limit, replace=False)
-        paths = [paths[i] for i in sorted(pick)]
     vectors: list[np.ndarray] = []
-    for start in tqdm(range(0, len(paths), 32), desc="calibrate image mean", unit="batch", disable=not progress):
-        batch = paths[start:start + 32]
+    kept: list[int] = []
+    for start in tqdm(range(0, len(paths), 32), desc=desc, unit="batch", disable=not progress):
+        batch = list(paths[start:start + 32])
         try:
             vectors.extend(model.embed_images(batch, batch_size=32, progress=False))
+            kept.extend(range(start, start + len(batch)))
         except EClipError:  # one unreadable X-ray in the batch: embed its neighbours one by one
-            for p in batch:
+            for i, p in enumerate(batch):
                 try:
                     vectors.extend(model.embed_images([p], batch_size=1, progress=False))
+                    kept.append(start + i)
                 except EClipError as exc:
-                    log.debug("calibration image %s skipped: %s", p, exc)
-    if not vectors:
+                    log.debug("image %s skipped: %s", p, exc)
+    dim = int(getattr(model, "embed_dim", 0))
+    return (np.asarray(vectors, dtype=np.float32) if vectors else np.zeros((0, dim), np.float32)), kept
+
+
+def _readable_paths(studies: Sequence[Study]) -> tuple[list[str], list[int]]:
+    pos = [i for i, s in enumerate(studies) if s.image_paths and os.path.isfile(s.image_paths[0])]
+    return [studies[i].image_paths[0] for i in pos], pos
+
+
+def _sample_positions(n: int, limit: int, seed: int) -> list[int]:
+    if n <= limit:
+        return list(range(n))
+    return sorted(int(i) for i in np.random.default_rng(seed).choice(n, size=limit, replace=False))
+
+
+def _image_sample(model: Any, studies: Sequence[Study], limit: int, seed: int, progress: bool,
+                  embedded: tuple[np.ndarray, list[int]] | None = None) -> np.ndarray | None:
+    """Unit image embeddings [n, D] of a seeded sample of the studies' first X-rays (None if none is readable).
+
+    ``embedded``: the embeddings of every study's first X-ray already made (rows, study positions), from
+    which the same sample is taken instead of embedding it again.
+    """
+    paths, positions = _readable_paths(studies)
+    pick = _sample_positions(len(paths), limit, seed)
+    if embedded is None:
+        vectors, _ = _embed_readable(model, [paths[i] for i in pick], progress, "calibrate image mean")
+    else:
+        row_of = {study: row for row, study in enumerate(embedded[1])}
+        rows = [row_of[positions[i]] for i in pick if positions[i] in row_of]
+        vectors = embedded[0][rows]
+    if not len(vectors):
         log.warning("no readable corpus X-ray to estimate the image mean: the index stays uncentred "
                     "(raw cross-modal cosine) and cannot tell how typical a query image is")
         return None
     return _unit(np.asarray(vectors))
+
+
+def fit_label_classifiers(model: Any, studies: Sequence[Study], val_studies: Sequence[Study] = (), *,
+                          progress: bool = True,
+                          embedded: tuple[np.ndarray, list[int]] | None = None) -> tuple[Any, tuple]:
+    """Label classifiers (:mod:`rag_report.label_classifiers`) over ``model``'s embeddings of the studies'
+    X-rays against their labels (the manifest's, else the labeler's on the report), thresholds on
+    ``val_studies`` (else cross-validated). Returns (classifiers or None without readable X-rays, the
+    corpus embeddings (rows, study positions) for reuse)."""
+    from eclip_core.data.study_labels import study_label_rows
+    from rag_report.label_classifiers import LabelClassifiers
+
+    if embedded is None:
+        paths, positions = _readable_paths(studies)
+        vectors, kept = _embed_readable(model, paths, progress, "embed corpus X-rays")
+        embedded = (vectors, [positions[i] for i in kept])
+    if len(embedded[1]) < 10:
+        log.warning("fewer than 10 readable corpus X-rays: no label classifiers (label boost stays off)")
+        return None, embedded
+    rows = study_label_rows([studies[i] for i in embedded[1]])
+    val_x, val_rows = None, None
+    if val_studies:
+        vpaths, vpos = _readable_paths(val_studies)
+        val_x, vkept = _embed_readable(model, vpaths, progress, "embed val X-rays")
+        val_rows = study_label_rows([val_studies[vpos[i]] for i in vkept])
+    clf = LabelClassifiers.fit(embedded[0], rows, checkpoint_hash=model.checkpoint_hash, val_embeddings=val_x,
+                               val_label_rows=val_rows)
+    return clf, embedded
 
 
 def typicality_scores(queries: np.ndarray, sample: np.ndarray, k: int, *, leave_one_out: bool = False) -> np.ndarray:
@@ -376,18 +436,23 @@ class ReportIndex:
     on_gpu: bool = False
     _row_of: dict[str, int] = field(default_factory=dict, repr=False)
     _image_sample: np.ndarray | None = field(default=None, repr=False)
+    #: Label classifiers of label boost (rag_report.label_classifiers), None when the index has none.
+    label_classifiers: Any = field(default=None, repr=False)
 
     # ------------------------------------------------------------------ build
     @classmethod
     def build(cls, model: Any, studies: Sequence[Study], out_dir: str | os.PathLike, *, index_type: str = "flat",
               batch_size: int = 64, progress: bool = True, corpus_name: str = "corpus",
               params: IndexParams | None = None, center: bool = True,
-              calibration_images: int = 1000) -> "ReportIndex":
+              calibration_images: int = 1000, label_classifiers: bool = True,
+              val_studies: Sequence[Study] = ()) -> "ReportIndex":
         """Embed every report with the text tower (in batches, with a progress bar), index, persist atomically.
 
         ``center``: estimate the image-embedding mean from a seeded sample of at most ``calibration_images``
         of the corpus studies' own X-rays (unreadable ones are skipped) and store modality-centred vectors
         (module docstring); without readable X-rays the index stays uncentred, with a warning.
+        ``label_classifiers``: fit the label classifiers of label boost on every readable corpus X-ray
+        (thresholds on ``val_studies`` when given, else cross-validated) and store them with the index.
         Raises EmptyCorpusError for zero reports, RagReportError for an unknown index type or duplicate ids.
         Returns the index loaded back from ``out_dir`` (so what you use is what was saved).
         """
@@ -409,9 +474,14 @@ class ReportIndex:
         chunks = []
         for start in tqdm(range(0, len(texts), batch_size), desc="embed reports", unit="batch", disable=not progress):
             chunks.append(np.asarray(embed.get_text_embedding_batch(texts[start:start + batch_size]), dtype=np.float32))
-        sample = _image_sample(model, studies, calibration_images, params.seed, progress) if center else None
+        classifiers, embedded = None, None
+        if label_classifiers:
+            classifiers, embedded = fit_label_classifiers(model, studies, val_studies, progress=progress)
+        sample = (_image_sample(model, studies, calibration_images, params.seed, progress, embedded)
+                  if center else None)
         cls._write(nodes, np.concatenate(chunks), out_dir, checkpoint_hash=model.checkpoint_hash, embed=embed,
-                   index_type=index_type, corpus_name=corpus_name, params=params, t0=t0, image_sample=sample)
+                   index_type=index_type, corpus_name=corpus_name, params=params, t0=t0, image_sample=sample,
+                   label_classifiers=classifiers)
         return cls.load(out_dir, model=model)
 
     @classmethod
@@ -419,7 +489,8 @@ class ReportIndex:
                            checkpoint_hash: str, index_type: str = "flat", corpus_name: str = "corpus",
                            params: IndexParams | None = None, model: Any = None,
                            image_mean: np.ndarray | None = None,
-                           image_sample: np.ndarray | None = None) -> "ReportIndex":
+                           image_sample: np.ndarray | None = None,
+                           label_classifiers: Any = None) -> "ReportIndex":
         """Index precomputed report vectors (row i = ``studies[i]``, e.g. embedded in bulk on GPUs).
 
         ``checkpoint_hash`` must name the eCLIP checkpoint that produced them (it is what ``load`` checks).
@@ -441,13 +512,14 @@ class ReportIndex:
         embed = EClipEmbedding(model, dim=vectors.shape[1], checkpoint_hash=checkpoint_hash)
         cls._write(nodes, vectors, out_dir, checkpoint_hash=checkpoint_hash, embed=embed, index_type=index_type,
                    corpus_name=corpus_name, params=params or IndexParams(), t0=time.time(), image_mean=image_mean,
-                   image_sample=image_sample)
+                   image_sample=image_sample, label_classifiers=label_classifiers)
         return cls.load(out_dir, model=model)
 
     @classmethod
     def _write(cls, nodes: list, vectors: np.ndarray, out_dir: str | os.PathLike, *, checkpoint_hash: str,
                embed: EClipEmbedding, index_type: str, corpus_name: str, params: IndexParams, t0: float,
-               image_mean: np.ndarray | None = None, image_sample: np.ndarray | None = None) -> None:
+               image_mean: np.ndarray | None = None, image_sample: np.ndarray | None = None,
+               label_classifiers: Any = None) -> None:
         from llama_index.core import StorageContext, VectorStoreIndex
 
         # eCLIP already returns unit vectors; normalising again makes inner product = cosine by construction.
@@ -498,6 +570,11 @@ class ReportIndex:
             # None: no image sample. Else k-NN typicality of query X-rays among the sampled corpus X-rays
             # (ReportIndex.typicality), with the floor of the corpus's own usual range.
             "typicality": typicality,
+            # None: no label classifiers (label boost off). Else the file and how its thresholds were set.
+            "label_classifiers": None if label_classifiers is None else {
+                "file": LABEL_CLASSIFIERS_FILE, "threshold_source": label_classifiers.threshold_source,
+                "fitted": [o for o, f in zip(label_classifiers.observations, label_classifiers.fitted) if f],
+                "validation": label_classifiers.validation},
             "corpus_name": corpus_name,
             "count": len(nodes),
             "index_type": index_type,
@@ -513,6 +590,8 @@ class ReportIndex:
             vindex.storage_context.persist(persist_dir=str(tmp))
             if typicality is not None:
                 np.save(tmp / IMAGE_SAMPLE_FILE, image_sample.astype(np.float32))
+            if label_classifiers is not None:
+                (tmp / LABEL_CLASSIFIERS_FILE).write_text(label_classifiers.to_json(), encoding="utf-8")
             manifest["files"] = record_files(tmp)  # what load verifies (sizes, sha256)
             (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True), encoding="utf-8")
         log.info("built %s index of %d reports (dim %d) at %s in %.1f s", index_type, len(nodes), dim, out_dir,
@@ -578,9 +657,14 @@ class ReportIndex:
         vindex = _parse(directory, "index_store.json", lambda: load_index_from_storage(storage, embed_model=embed))
         rows = vindex.index_struct.nodes_dict
         study_ids = _parse(directory, "index_store.json", lambda: [rows[str(i)] for i in range(store.client.ntotal)])
+        classifiers = None
+        if manifest.get("label_classifiers"):
+            from rag_report.label_classifiers import LabelClassifiers
+
+            classifiers = LabelClassifiers.load(directory / manifest["label_classifiers"]["file"], need)
         return cls(directory=directory, manifest=manifest, vector_index=vindex, embed_model=embed,
                    study_ids=study_ids, on_gpu=on_gpu, _row_of={sid: i for i, sid in enumerate(study_ids)},
-                   _image_sample=image_sample)
+                   _image_sample=image_sample, label_classifiers=classifiers)
 
     # ------------------------------------------------------------------ queries
     @property

@@ -19,10 +19,11 @@ import numpy as np
 
 from eclip_core.data.image_io import load_image
 from eclip_core.errors import ImageLoadError
-from eclip_core.labeler import label_report, sentence_observations
-from eclip_core.text import join_report, split_sentences
-from rag_report.consensus import SourcedSentence, consensus_draft, top1_draft
+from eclip_core.labeler import label_report
+from eclip_core.text import join_report
+from rag_report.drafters import LLM_MODES, Drafted, DraftSettings, draft_reports
 from rag_report.errors import RagReportError
+from rag_report.label_boost import LABEL_BOOST_MODES, LabelBoost
 from rag_report.report import DraftReport, Evidence, SentenceProvenance
 
 log = logging.getLogger(__name__)
@@ -56,10 +57,30 @@ class PipelineConfig:
     #: Warn when the image's k-NN typicality among the corpus X-rays falls below this (None: the floor the
     #: index measured on its own X-rays, if it holds an image sample; rag_report.index).
     typicality_floor: float | None = None
+    #: Label boost (rag_report.label_boost): "rerank" candidates by similarity + label_weight * agreement of
+    #: their labels with the image's predicted labels, "filter" to the best-agreeing ones, or "off". Needs an
+    #: index with label classifiers (else it stays off, with a warning in the draft).
+    label_boost: str = "rerank"
+    label_weight: float = 1.0
+
+    def validate(self) -> "PipelineConfig":
+        if self.mode not in MODES:
+            raise RagReportError(f"unknown mode {self.mode!r}; choose one of {MODES}")
+        if self.label_boost not in LABEL_BOOST_MODES:
+            raise RagReportError(f"label_boost must be one of {LABEL_BOOST_MODES}, got {self.label_boost!r}")
+        if self.k < 1 or self.candidates < 1:
+            raise RagReportError(f"k and candidates must be >= 1, got k={self.k}, candidates={self.candidates}")
+        return self
 
 
 class ReportPipeline:
     """Loads eCLIP, the report index and the LLM once; drafts reports for many images.
+
+    The stages are public, so a benchmark can run them one by one and get exactly what :meth:`generate`
+    returns: :meth:`embed` (image -> eCLIP vector), :meth:`predict_labels` (vector -> probability of each
+    CheXpert observation, from the index's label classifiers), :meth:`retrieve` (vector -> reports, label
+    boosted) and :meth:`draft` (reports -> sentences, by mode); :meth:`generate` runs them and assembles
+    the :class:`DraftReport`.
 
     >>> pipe = ReportPipeline()                                       # doctest: +SKIP
     >>> pipe.generate("chest.dcm", mode="consensus", k=5).impression  # doctest: +SKIP
@@ -70,9 +91,7 @@ class ReportPipeline:
         from rag_report.index import ReportIndex
         from rag_report.retriever import EClipRetriever
 
-        self.config = config or PipelineConfig()
-        if self.config.mode not in MODES:
-            raise RagReportError(f"unknown mode {self.config.mode!r}; choose one of {MODES}")
+        self.config = (config or PipelineConfig()).validate()
         t0 = time.perf_counter()
         self.simulated_data = False
         floor = self.config.similarity_floor
@@ -109,12 +128,57 @@ class ReportPipeline:
                 self._llms[key] = load_llm(spec)
             return self._llms[key]
 
-    def _resolve_mode(self, mode: str, llm: Any | None) -> str:
+    def resolve_mode(self, mode: str, llm: Any | None) -> str:
+        """"auto" -> grounded for LLMs under 1 B parameters (or none), free for larger ones."""
         if mode != "auto":
             return mode
         return "grounded" if llm is None or llm.n_parameters < GROUNDED_BELOW_PARAMS else "free"
 
-    # -- drafting -------------------------------------------------------------------------------
+    # -- stages ---------------------------------------------------------------------------------
+    def embed(self, image: Any) -> np.ndarray:
+        """Load an image (path, PIL image, numpy array, DICOM path or bytes), refuse a blank one, and
+        return its eCLIP embedding [D]."""
+        pixels = load_image(image)
+        _check_not_blank(pixels, image)
+        return self.model.embed_images([pixels], progress=False)[0]
+
+    def predict_labels(self, vector: np.ndarray) -> np.ndarray | None:
+        """Probability [14] of each CheXpert observation for an image embedding (None: the index has no
+        label classifiers)."""
+        clf = self.index.label_classifiers
+        return None if clf is None else clf.predict_proba(vector)
+
+    def predicted(self, probabilities: np.ndarray | None) -> dict[str, bool] | None:
+        """Observation -> predicted present (each classifier's own threshold), or None."""
+        clf = self.index.label_classifiers
+        if clf is None or probabilities is None:
+            return None
+        return {name: bool(on) for name, on in zip(clf.observations, probabilities >= clf.thresholds)}
+
+    def retrieve(self, vector: np.ndarray, *, mode: str | None = None, probabilities: np.ndarray | None = None,
+                 k: int | None = None, exclude_study_ids: Sequence[str] = ()) -> list:
+        """The reports a draft in ``mode`` is made from: the nearest ``k`` (top-1 takes the nearest one,
+        the other modes the diversified set), label boosted when the config asks and ``probabilities`` are
+        given."""
+        cfg = self.config
+        predicted = self.predicted(probabilities)
+        boost = LabelBoost(cfg.label_boost, cfg.label_weight) if predicted is not None else None
+        return self.retriever.retrieve_vector(
+            vector, k=k or cfg.k, candidates=cfg.candidates,
+            diversify=None if (mode or cfg.mode) == "top1" else cfg.diversify,
+            exclude_study_ids=exclude_study_ids, label_boost=boost,
+            predicted_labels=None if predicted is None else frozenset(o for o, on in predicted.items() if on),
+        )
+
+    def draft(self, reports: list, mode: str, *, probabilities: np.ndarray | None = None, llm: Any = None,
+              max_new_tokens: int | None = None) -> Drafted:
+        """Draft sentences from ``reports`` in a resolved ``mode`` (top1, consensus, grounded, free)."""
+        cfg = self.config
+        settings = DraftSettings(llm=llm, predicted=self.predicted(probabilities), max_sentences=cfg.max_sentences,
+                                 max_new_tokens=max_new_tokens or cfg.max_new_tokens, num_beams=cfg.num_beams)
+        return draft_reports(mode, reports, settings)
+
+    # -- the whole path ---------------------------------------------------------------------------
     def generate(
         self,
         image: Any,
@@ -130,10 +194,10 @@ class ReportPipeline:
         Raises :class:`eclip_core.errors.ImageLoadError` for unreadable or blank images; warnings
         (e.g. an image unlike the corpus) are returned in ``DraftReport.warnings``.
         """
-        cfg = replace(self.config, mode=mode or self.config.mode, k=k or self.config.k,
-                      max_new_tokens=max_new_tokens or self.config.max_new_tokens)
-        if cfg.mode not in MODES:
-            raise RagReportError(f"unknown mode {cfg.mode!r}; choose one of {MODES}")
+        mode = mode or self.config.mode
+        if mode not in MODES:
+            raise RagReportError(f"unknown mode {mode!r}; choose one of {MODES}")
+        k = k or self.config.k
         timings: dict[str, float] = {}
         warnings: list[str] = []
 
@@ -141,20 +205,36 @@ class ReportPipeline:
         pixels = load_image(image)
         _check_not_blank(pixels, image)
         timings["load"] = _ms(t)
-
         t = time.perf_counter()
         query = self.model.embed_images([pixels], progress=False)[0]
         timings["embed"] = _ms(t)
 
+        llm = self.llm(llm_path) if mode in ("auto", *LLM_MODES) else None
+        resolved = self.resolve_mode(mode, llm)
         t = time.perf_counter()
-        reports = self.retriever.retrieve_vector(
-            query, k=cfg.k, candidates=cfg.candidates, diversify=cfg.diversify, exclude_study_ids=exclude_study_ids,
-        )
+        probabilities = self.predict_labels(query)
+        if probabilities is None and self.config.label_boost != "off":
+            warnings.append("label boost is off: the index has no label classifiers (rebuild it with "
+                            "`rag-report index` to fit them)")
+        reports = self.retrieve(query, mode=resolved, probabilities=probabilities, k=k,
+                                exclude_study_ids=exclude_study_ids)
         timings["retrieve"] = _ms(t)
         if not reports:
             raise RagReportError("retrieval returned no reports: the index is empty after exclusions")
-        if len(reports) < cfg.k:
-            warnings.append(f"asked for k={cfg.k} reports but the corpus gave {len(reports)}")
+        if len(reports) < k:
+            warnings.append(f"asked for k={k} reports but the corpus gave {len(reports)}")
+        typical = self._check_typical(query, reports, warnings)
+
+        t = time.perf_counter()
+        drafted = self.draft(reports, resolved, probabilities=probabilities, llm=llm, max_new_tokens=max_new_tokens)
+        timings["generate"] = _ms(t)
+        warnings.extend(drafted.warnings)
+        draft = self._assemble(resolved, reports, drafted, timings, warnings, llm, probabilities)
+        if typical is not None:
+            draft.typicality, draft.typicality_floor = typical, float(self.typicality_floor)
+        return draft
+
+    def _check_typical(self, query: np.ndarray, reports: list, warnings: list[str]) -> float | None:
         scores = self.index.typicality(query) if self.typicality_floor is not None else None
         typical = None if scores is None else float(scores[0])
         if typical is not None and typical < self.typicality_floor:
@@ -169,54 +249,20 @@ class ReportPipeline:
                 f"best similarity {best:.3f} is below the corpus's usual range (floor {self.similarity_floor:.3f}): "
                 "the image may not be a frontal chest X-ray like those indexed; treat the draft with suspicion"
             )
+        return typical
 
-        t = time.perf_counter()
-        llm = None
-        if cfg.mode in ("auto", "grounded", "free"):
-            llm = self.llm(llm_path)
-        resolved = self._resolve_mode(cfg.mode, llm)
-        sentences, free_text = self._draft(resolved, reports, llm, cfg, warnings)
-        timings["generate"] = _ms(t)
-        draft = self._assemble(resolved, reports, sentences, free_text, timings, warnings, llm)
-        if typical is not None:
-            draft.typicality, draft.typicality_floor = typical, float(self.typicality_floor)
-        return draft
-
-    def _draft(self, mode: str, reports: list, llm: Any, cfg: PipelineConfig,
-               warnings: list[str]) -> tuple[list[SourcedSentence], tuple[str, str] | None]:
-        if mode == "top1":
-            return top1_draft(reports), None
-        if mode == "consensus":
-            return consensus_draft(reports, observations=sentence_observations), None
-        if mode == "grounded":
-            from rag_report.grounded import GroundedConfig, grounded_draft
-
-            draft = grounded_draft(llm, reports, GroundedConfig(max_sentences=cfg.max_sentences))
-            return [SourcedSentence(s.text, s.section, list(s.source_ids), float(s.support)) for s in draft.sentences], None
-        if mode == "free":
-            from rag_report.free import FreeConfig, free_draft
-
-            draft = free_draft(llm, reports, FreeConfig(max_new_tokens=cfg.max_new_tokens, num_beams=cfg.num_beams))
-            warnings.extend(draft.warnings)
-            return [], (draft.findings, draft.impression)
-        raise RagReportError(f"unknown mode {mode!r}")
-
-    def _assemble(self, mode, reports, sentences, free_text, timings, warnings, llm) -> DraftReport:
-        if free_text is not None:
-            findings, impression = free_text
-            provenance = [SentenceProvenance(s, sec, []) for sec, txt in (("findings", findings), ("impression", impression))
-                          for s in split_sentences(txt)]
-        else:
-            findings = " ".join(s.text for s in sentences if s.section == "findings")
-            impression = " ".join(s.text for s in sentences if s.section == "impression")
-            provenance = [SentenceProvenance(s.text, s.section, list(s.source_ids)) for s in sentences]
+    def _assemble(self, mode: str, reports: list, drafted: Drafted, timings: dict[str, float], warnings: list[str],
+                  llm: Any, probabilities: np.ndarray | None) -> DraftReport:
+        findings, impression = drafted.findings, drafted.impression
+        provenance = [SentenceProvenance(s.text, s.section, list(s.source_ids)) for s in drafted.sentences]
         used: dict[str, list[str]] = {}
         for p in provenance:
             for sid in p.source_ids:
                 used.setdefault(sid, []).append(p.sentence)
         evidence = [
             Evidence(study_id=r.study_id, rank=i + 1, similarity=float(r.similarity), findings=r.findings,
-                     impression=r.impression, labels=dict(r.labels or {}), sentences_used=used.get(r.study_id, []))
+                     impression=r.impression, labels=dict(r.labels or {}), sentences_used=used.get(r.study_id, []),
+                     label_agreement=r.label_agreement)
             for i, r in enumerate(reports)
         ]
         if not (findings or impression):
@@ -224,14 +270,19 @@ class ReportPipeline:
         models = {
             "eclip_checkpoint": self.model.checkpoint_hash,
             "index_id": str(self.index.manifest.get("index_id", "")),
-            "llm_id": getattr(llm, "id", "") if mode in ("grounded", "free") else "",
+            "llm_id": getattr(llm, "id", "") if mode in LLM_MODES else "",
             "generation_mode": mode,
+            "label_boost": self.config.label_boost if probabilities is not None else "off",
         }
         timings["total"] = sum(timings.values())
+        clf = self.index.label_classifiers
         return DraftReport(
             findings=findings, impression=impression, evidence=evidence, provenance=provenance,
             labels=label_report(join_report(findings, impression)), timings_ms=timings, models=models,
             mode=mode, simulated_data=self.simulated_data, warnings=warnings,
+            predicted_labels={} if probabilities is None else clf.as_dict(probabilities),
+            predicted_positive=[] if probabilities is None else [
+                name for name, on in zip(clf.observations, probabilities >= clf.thresholds) if on],
         )
 
 
@@ -262,7 +313,7 @@ def generate_report(image: Any, *, config: PipelineConfig | None = None, **kwarg
     >>> draft.to_dict()["evidence"][0]["study_id"]                   # doctest: +SKIP
     """
     config = config or PipelineConfig()
-    key = tuple(sorted(vars(config).items()))
+    key = tuple(sorted(vars(config).items()))  # one cached pipeline per distinct config
     with _DEFAULT_LOCK:
         if key not in _DEFAULT:
             _DEFAULT[key] = ReportPipeline(config)

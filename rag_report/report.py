@@ -23,6 +23,9 @@ class Evidence:
     impression: str
     labels: dict[str, float | None] = field(default_factory=dict)
     sentences_used: list[str] = field(default_factory=list)
+    #: Jaccard agreement of this report's positive labels with the image's predicted ones (None: retrieved
+    #: without label boost).
+    label_agreement: float | None = None
 
     @property
     def text(self) -> str:
@@ -60,6 +63,10 @@ class DraftReport:
     #: None when the index holds no image sample.
     typicality: float | None = None
     typicality_floor: float | None = None
+    #: Probability of each CheXpert observation predicted from the image by the index's label classifiers,
+    #: and the observations predicted present (each at its classifier's threshold); empty without classifiers.
+    predicted_labels: dict[str, float] = field(default_factory=dict)
+    predicted_positive: list[str] = field(default_factory=list)
 
     @property
     def text(self) -> str:

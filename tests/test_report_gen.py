@@ -2,7 +2,8 @@
 
 Independent checks: the oracle row (drafts = references) scores BLEU-4 = 1 and clinical F1 = 1; the
 eCLIP top-1 drafts equal the nearest train report found by a plain numpy search over the model's own
-embeddings; random retrieval is a pure function of its seed.
+embeddings; every model row's drafts equal what ``ReportPipeline.generate`` returns for the same image and
+config; random retrieval is a pure function of its seed.
 """
 from __future__ import annotations
 
@@ -66,10 +67,12 @@ def tiny_setup(tmp_path_factory):
 
 def _config(setup, out, **kw):
     from eval.report_gen import ReportGenConfig
+    from rag_report.pipeline import PipelineConfig
 
-    base = dict(manifest=str(setup["manifest"]), model=str(setup["eclip"]), index=str(setup["index"]),
+    base = dict(manifest=str(setup["manifest"]),
+                pipeline=PipelineConfig(model_dir=str(setup["eclip"]), index_dir=str(setup["index"])),
                 clip_model=str(setup["clip"]), systems=["random", "clip_top1", "eclip_top1", "eclip_consensus",
-                                                        "oracle"],
+                                                        "boost_top1", "oracle"],
                 out_dir=str(out), progress=False, command="pytest tiny", seed=3,
                 meteor=False)  # METEOR (Java) is covered by the metrics tests; its JVM start is slow
     base.update(kw)
@@ -100,7 +103,8 @@ def test_rows_columns_and_files(tiny_result):
 
     result, out = tiny_result
     names = [r["name"] for r in result["rows"]]
-    assert names == ["random retrieval", "CLIP top-1", "eCLIP top-1", "eCLIP consensus", "oracle (own report)"]
+    assert names == ["random retrieval", "CLIP top-1", "eCLIP top-1", "eCLIP consensus", "eCLIP + label boost top-1",
+                     "oracle (own report)"]
     data = json.loads((out / "report_gen.json").read_text())
     for row in data["rows"]:
         assert row["seed"] == 3 and row["split"] == "test" and row["command"] == "pytest tiny"
@@ -114,7 +118,8 @@ def test_rows_columns_and_files(tiny_result):
     for col in ("BLEU-1", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr", "micro-F1(14)", "macro-F1(5)", "label-P@5",
                 "latency ms", "distinct drafts", "uncertain -> negative", "uncertain -> positive", "pytest tiny"):
         assert col in md
-    assert md.count("\n| ") >= 2 * 5  # a line per system in both tables
+    assert md.count("\n| ") >= 2 * 6  # a line per system in both tables
+    assert data["label_classifiers"]["per_observation"]  # the default model's classifiers, scored on test
     assert (out / "report_gen.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -133,7 +138,6 @@ def test_top1_is_the_nearest_train_report(tiny_setup, tiny_result):
     """Independent of the index: nearest train report by a numpy dot product of the model's embeddings,
     each modality centred by its mean over the train studies (the index's modality centering)."""
     from eclip_core.model import EClip
-    from eval.report_gen import systems as S
     from eval.report_gen.run import select_studies
 
     model = EClip.from_pretrained(tiny_setup["eclip"]).eval()
@@ -149,19 +153,40 @@ def test_top1_is_the_nearest_train_report(tiny_setup, tiny_result):
     nearest = (unit(img - train_img.mean(0)) @ unit(txt - txt.mean(0)).T).argmax(1)
     result, _ = tiny_result
     expected = [train[j].report_text for j in nearest]
-    # Re-run the system the harness ran (the result JSON holds scores, not drafts).
-    from eclip_core.model import EClip as _E  # noqa: F401  (same class; explicit for readers)
-    from rag_report.index import ReportIndex
     from rag_report.retriever import EClipRetriever
 
-    retriever = EClipRetriever(ReportIndex.load(tiny_setup["index"], model=model), model)
-    vecs, embed_ms = S.embed_queries(model, test, progress=False)
-    plain = S.retrieve_all(retriever, vecs, k=5, candidates=100, diversify=None, progress=False)
-    out = S.run_drafter("eclip_top1", "eCLIP top-1", test, embed_ms, plain, S.top1_text, progress=False)
-    assert [d.text for d in out.drafts] == expected
-    assert all(d.latency_ms > 0 and len(d.retrieved_ids) == 5 for d in out.drafts)
+    assert [result_drafts(result, "eclip_top1")[s.study_id] for s in test] == expected
     row = next(r for r in result["rows"] if r["system"] == "eclip_top1")
     assert row["metrics"]["latency_ms_mean"] > 0
+
+
+def result_drafts(result: dict, system: str) -> dict[str, str]:
+    return next(r for r in result["rows"] if r["system"] == system)["drafts"]
+
+
+def test_harness_drafts_equal_generate(tiny_setup, tiny_result):
+    """What the benchmark scores is what the library returns: every model row's draft of a study equals
+    ReportPipeline.generate's for the same image and config (label boost on for the boost row, off for the
+    paper eCLIP rows)."""
+    from dataclasses import replace
+
+    from eclip_core.text import join_report
+    from eval.report_gen.run import select_studies
+    from rag_report.pipeline import ReportPipeline
+
+    result, _ = tiny_result
+    test, _ = select_studies(tiny_setup["studies"], "test", None)
+    cfg = _config(tiny_setup, "unused").pipeline
+    cases = {"boost_top1": (cfg, "top1"), "eclip_top1": (replace(cfg, label_boost="off"), "top1"),
+             "eclip_consensus": (replace(cfg, label_boost="off"), "consensus")}
+    for system, (pipe_cfg, mode) in cases.items():
+        pipe = ReportPipeline(pipe_cfg, progress=False)
+        drafts = result_drafts(result, system)
+        for study in test:
+            draft = pipe.generate(study.image_paths[0], mode=mode)
+            assert drafts[study.study_id] == join_report(draft.findings, draft.impression), (system, study.study_id)
+    boost = next(r for r in result["rows"] if r["system"] == "boost_top1")
+    assert boost["meta"]["label_boost"] == "rerank" and not boost["meta"]["is_default"]  # mode top1, not auto
 
 
 def test_random_retrieval_is_seeded(tiny_setup):

@@ -60,8 +60,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from eclip_core.data.manifest import read_manifest
     from eclip_core.text import join_report
-    from eval.report_gen import systems as S
     from eval.report_gen.run import select_studies
+    from rag_report.drafters import DraftSettings, draft_reports
     from eval.report_gen.scoring import clinical_scores
     from rag_report.bundle import default_bundle
     from rag_report.grounded import GroundedConfig, grounded_draft
@@ -73,23 +73,30 @@ def main(argv: list[str] | None = None) -> int:
     refs = [s.report_text for s in test]
     pipe = ReportPipeline(PipelineConfig(), progress=False)
     llm = pipe.llm()
-    vecs, _ = S.embed_queries(pipe.model, test, progress=False)
+    vecs = [pipe.embed(s.image_paths[0]) for s in test]
+
+    def retrieve_all(candidates: int, diversify: str | None) -> list[list]:
+        return [pipe.retriever.retrieve_vector(v, k=5, candidates=candidates, diversify=diversify) for v in vecs]
+
+    def top1_text(reports: list) -> str:
+        out = draft_reports("top1", reports, DraftSettings())
+        return join_report(out.findings, out.impression)
 
     def micro14(drafts: list[str]) -> tuple[float, float]:
         scores = clinical_scores(refs, drafts)["uncertain_as_negative"]
         return scores["micro_f1_14"], scores["macro_f1_14"]
 
-    plain = S.retrieve_all(pipe.retriever, vecs, k=5, candidates=5, diversify=None, progress=False)
-    top1 = [S.top1_text(r) for r in plain.reports]
-    sims = np.asarray([[r.similarity for r in rs] for rs in plain.reports])
+    plain = retrieve_all(5, None)
+    top1 = [top1_text(r) for r in plain]
+    sims = np.asarray([[r.similarity for r in rs] for rs in plain])
     rows = [("eCLIP top-1 (the line to reach)", *micro14(top1), float("nan"), len(set(top1)))]
     for key in args.settings:
         label, diversify, candidates, overrides = SETTINGS[key]
-        got = S.retrieve_all(pipe.retriever, vecs, k=5, candidates=candidates, diversify=diversify, progress=False)
+        got = retrieve_all(candidates, diversify)
         cfg = GroundedConfig(**overrides)
         t0 = time.perf_counter()
         drafts = []
-        for reports in got.reports:
+        for reports in got:
             out = grounded_draft(llm, reports, cfg)
             drafts.append(join_report(out.findings, out.impression))
         per = (time.perf_counter() - t0) / len(drafts)

@@ -28,11 +28,16 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m eval.report_gen",
         description="Benchmark report drafting (random / CLIP / eCLIP / LLM / oracle) on one split, or the "
                     "embedding suite (eCLIP vs CLIP, ablation ladder). Defaults: the embedded default bundle.")
-    p.add_argument("--suite", choices=("report", "embedding"), default="report")
+    p.add_argument("--suite", choices=("report", "embedding", "tower"), default="report",
+                   help="report: the drafting systems side by side; embedding: eCLIP vs CLIP and the ablation "
+                        "ladder; tower: which image tower learns most in the default's training budget (val split)")
     p.add_argument("--manifest", help="study manifest (CSV/JSONL); default: the default bundle's phantom data")
     p.add_argument("--split", default="test")
     p.add_argument("--model", help="eCLIP checkpoint folder (default: the bundle's)")
     p.add_argument("--index", help="report index folder built with --model (default: the bundle's)")
+    p.add_argument("--paper-model", help="eCLIP checkpoint trained with the paper's objective, for the eCLIP rows "
+                   "(default bundle: trained with the same budget; with --manifest: --model)")
+    p.add_argument("--paper-index", help="index built with --paper-model (default: built from the train split)")
     p.add_argument("--clip-model", help="CLIP baseline checkpoint (default bundle: trained with the same budget)")
     p.add_argument("--clip-index", help="index built with --clip-model (default: built from the train split)")
     p.add_argument("--llm", help="local LLM folder or .gguf file (default: SmolLM2-135M-Instruct)")
@@ -50,10 +55,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--k", type=int, default=5)
     p.add_argument("--candidates", type=int, default=100)
     p.add_argument("--diversify", default="kmeans", choices=("kmeans", "mmr", "none"))
+    p.add_argument("--label-boost", default=None, choices=("off", "filter", "rerank"),
+                   help="label boost of the default model's rows (default: the pipeline's)")
+    p.add_argument("--label-weight", type=float, default=None, help="rerank weight of label agreement")
+    p.add_argument("--full-systems", nargs="+", default=[], metavar="SYSTEM",
+                   help="LLM systems to run on every study despite --llm-limit (e.g. boost_grounded)")
     p.add_argument("--max-sentences", type=int, default=8)
     p.add_argument("--max-new-tokens", type=int, default=200)
     p.add_argument("--num-beams", type=int, default=1, help="free mode beams (1 = greedy; the paper uses 4)")
-    p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--out-dir", default=None, help="output folder (default runs/report_gen or runs/embedding)")
     p.add_argument("--name", default=None, help="output file stem (default report_gen / embedding)")
     p.add_argument("--no-progress", action="store_true")
@@ -97,19 +106,38 @@ def main(argv: list[str] | None = None) -> int:
             if value is not None:
                 setattr(cfg, field_name, value)
         result = run_embedding_suite(cfg)
+    elif args.suite == "tower":
+        from eval.report_gen.tower_suite import TowerSuiteConfig, run_tower_suite
+
+        cfg = TowerSuiteConfig(manifest=args.manifest, out_dir=args.out_dir or "runs/tower", name=args.name or "tower",
+                               progress=not args.no_progress, command=command)
+        for field_name, value in (("seeds", args.seeds), ("variants", args.variants), ("num_workers", args.num_workers)):
+            if value is not None:
+                setattr(cfg, field_name, value)
+        result = run_tower_suite(cfg)
     else:
         from eval.report_gen.config import ReportGenConfig
         from eval.report_gen.run import run_report_gen
 
+        from dataclasses import replace
+
+        from rag_report.pipeline import PipelineConfig
+
+        base = PipelineConfig()
+        pipeline = replace(
+            base, model_dir=args.model, index_dir=args.index, llm_path=args.llm, quantization=args.quantization,
+            k=args.k, candidates=args.candidates, diversify=None if args.diversify == "none" else args.diversify,
+            max_sentences=args.max_sentences, max_new_tokens=args.max_new_tokens, num_beams=args.num_beams,
+            label_boost=args.label_boost or base.label_boost,
+            label_weight=base.label_weight if args.label_weight is None else args.label_weight,
+        )
         cfg = ReportGenConfig(
-            manifest=args.manifest, split=args.split, model=args.model, index=args.index,
-            clip_model=args.clip_model, clip_index=args.clip_index, llm=args.llm, quantization=args.quantization,
-            systems=args.systems, limit=args.limit, llm_limit=(30 if args.quick else 100) if args.llm_limit == -1 else args.llm_limit,
+            manifest=args.manifest, split=args.split, pipeline=pipeline, paper_model=args.paper_model,
+            paper_index=args.paper_index, clip_model=args.clip_model, clip_index=args.clip_index,
+            systems=args.systems, limit=args.limit,
+            llm_limit=(30 if args.quick else 100) if args.llm_limit == -1 else args.llm_limit,
             free_limit=(10 if args.quick else 30) if args.free_limit == -1 else args.free_limit,
-            quick=args.quick,
-            seed=args.seed, k=args.k, candidates=args.candidates,
-            diversify=None if args.diversify == "none" else args.diversify, max_sentences=args.max_sentences,
-            max_new_tokens=args.max_new_tokens, num_beams=args.num_beams, batch_size=args.batch_size,
+            full_systems=args.full_systems, quick=args.quick, seed=args.seed,
             out_dir=args.out_dir or "runs/report_gen", name=args.name or "report_gen",
             progress=not args.no_progress, command=command, meteor=not args.no_meteor,
         )

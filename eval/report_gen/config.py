@@ -5,6 +5,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from eclip_core.errors import ConfigError
+from rag_report.pipeline import PipelineConfig
 
 #: Every system the harness knows, in table order: key -> display name.
 SYSTEMS: dict[str, str] = {
@@ -15,10 +16,24 @@ SYSTEMS: dict[str, str] = {
     "eclip_consensus": "eCLIP consensus",
     "eclip_grounded": "eCLIP + LLM grounded",
     "eclip_free": "eCLIP + LLM free",
+    "boost_top1": "eCLIP + label boost top-1",
+    "boost_grounded": "eCLIP + label boost + LLM grounded",
     "oracle": "oracle (own report)",
 }
+#: Pipeline systems: key -> (model, drafting mode). "clip" is the CLIP baseline, "paper" eCLIP trained with
+#: the paper's objective (no label terms) and drafted without label boost, "default" the pipeline's own
+#: model and config (label boost as configured) -- what ``generate_report`` uses.
+PIPELINE_SYSTEMS: dict[str, tuple[str, str]] = {
+    "clip_top1": ("clip", "top1"),
+    "eclip_top1": ("paper", "top1"),
+    "eclip_consensus": ("paper", "consensus"),
+    "eclip_grounded": ("paper", "grounded"),
+    "eclip_free": ("paper", "free"),
+    "boost_top1": ("default", "top1"),
+    "boost_grounded": ("default", "grounded"),
+}
 #: Systems that need the LLM (run on the first ``llm_limit`` studies only when a limit is set).
-LLM_SYSTEMS = ("eclip_grounded", "eclip_free")
+LLM_SYSTEMS = ("eclip_grounded", "eclip_free", "boost_grounded")
 QUICK_MAX_STUDIES = 100
 QUICK_LLM_STUDIES = 30
 QUICK_FREE_STUDIES = 10
@@ -28,9 +43,9 @@ QUICK_FREE_STUDIES = 10
 class ReportGenConfig:
     """One run of the report-generation benchmark.
 
-    ``None`` for ``manifest`` / ``model`` / ``index`` means the embedded default bundle (phantom images,
-    real Open-I text). ``clip_model`` / ``clip_index`` are the baseline's; with the default bundle the
-    CLIP baseline is trained with the same budget as eCLIP when missing.
+    ``None`` for ``manifest`` and the model / index paths means the embedded default bundle (phantom
+    images, real Open-I text). With the default bundle the paper-objective eCLIP and the CLIP baseline are
+    trained with the same budget as the default model when missing (cached).
 
     >>> cfg = ReportGenConfig(limit=20, systems=["random", "eclip_top1", "oracle"])
     >>> cfg.validate().systems
@@ -39,12 +54,14 @@ class ReportGenConfig:
 
     manifest: str | None = None
     split: str = "test"
-    model: str | None = None
-    index: str | None = None
+    #: What the default rows load and how they draft (model_dir / index_dir None: the default bundle's).
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    #: The paper-objective eCLIP of the "eCLIP ..." rows (None: the default bundle's; with a user manifest
+    #: the pipeline's model, drafted without label boost).
+    paper_model: str | None = None
+    paper_index: str | None = None
     clip_model: str | None = None
     clip_index: str | None = None
-    llm: str | None = None
-    quantization: str = "nf4"
     systems: list[str] = field(default_factory=lambda: list(SYSTEMS))
     #: At most this many test studies (sorted by study id, so runs are comparable); None = all.
     limit: int | None = None
@@ -52,16 +69,10 @@ class ReportGenConfig:
     llm_limit: int | None = None
     #: Free-mode generation (the slowest system) on the first ``free_limit`` studies; None = llm_limit.
     free_limit: int | None = None
+    #: Systems that run on every study even with an ``llm_limit`` (e.g. the default's LLM row).
+    full_systems: list[str] = field(default_factory=list)
     quick: bool = False
     seed: int = 0
-    k: int = 5
-    candidates: int = 100
-    diversify: str | None = "kmeans"
-    max_sentences: int = 8
-    max_new_tokens: int = 200
-    #: Free mode: 1 = greedy (CPU budget); the eCLIP reference code uses beam 4.
-    num_beams: int = 1
-    batch_size: int = 32
     #: METEOR needs Java (a JVM start costs seconds to minutes on a loaded CPU); False leaves it n/a.
     meteor: bool = True
     out_dir: str = "runs/report_gen"
@@ -83,10 +94,18 @@ class ReportGenConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ConfigError(f"{name} must be >= 1 or unset, got {value}")
-        if self.k < 1 or self.candidates < self.k:
-            raise ConfigError(f"need 1 <= k <= candidates, got k={self.k}, candidates={self.candidates}")
-        if self.diversify not in (None, "kmeans", "mmr"):
-            raise ConfigError(f"diversify must be kmeans, mmr or none, got {self.diversify!r}")
+        pipe = self.pipeline
+        if pipe.k < 1 or pipe.candidates < pipe.k:
+            raise ConfigError(f"need 1 <= k <= candidates, got k={pipe.k}, candidates={pipe.candidates}")
+        if pipe.diversify not in (None, "kmeans", "mmr"):
+            raise ConfigError(f"diversify must be kmeans, mmr or none, got {pipe.diversify!r}")
+        try:
+            pipe.validate()
+        except Exception as exc:  # RagReportError: the same message as a config error here
+            raise ConfigError(str(exc)) from exc
+        unknown_full = [s for s in self.full_systems if s not in LLM_SYSTEMS]
+        if unknown_full:
+            raise ConfigError(f"full_systems must be LLM systems {LLM_SYSTEMS}, got {unknown_full}")
         if self.quick:
             self.limit = min(self.limit or QUICK_MAX_STUDIES, QUICK_MAX_STUDIES)
             self.llm_limit = min(self.llm_limit or QUICK_LLM_STUDIES, self.limit)

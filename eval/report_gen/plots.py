@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from eclip_core.atomic import atomic_path
-from eval.report_gen.tables import CLINICAL_HEADERS, clinical_value
+from eval.report_gen.tables import CLINICAL_HEADERS, clinical_value, display_name
 
 #: (title, metrics, y max or None for automatic); CIDEr has its own scale (the oracle scores ~10).
 PANELS = (
@@ -37,7 +37,8 @@ def bar_chart(rows: list[dict], path: str | Path, *, title: str = "") -> Path:
         for i, row in enumerate(rows):
             vals = [_value(row, m) for m in metrics]
             xs = [x[j] + (i - (len(rows) - 1) / 2) * width for j, v in enumerate(vals) if v is not None]
-            ax.bar(xs, [v for v in vals if v is not None], width, label=row["name"], color=colors[i % len(colors)])
+            label = f"{display_name(row)} (n={row['metrics']['n_studies']})"
+            ax.bar(xs, [v for v in vals if v is not None], width, label=label, color=colors[i % len(colors)])
         ax.set_xticks(x, [CLINICAL_HEADERS.get(m, m) for m in metrics])
         ax.set_title(panel)
         if ymax is not None:

@@ -10,14 +10,18 @@ import datetime as _dt
 import logging
 import platform
 import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from eclip_core.data.manifest import Study, read_manifest
 from eclip_core.errors import ConfigError
 from eclip_core.paths import rag_report_home
 from eval.report_gen import systems as S
-from eval.report_gen.config import LLM_SYSTEMS, SYSTEMS, ReportGenConfig
+from eval.report_gen.config import LLM_SYSTEMS, PIPELINE_SYSTEMS, SYSTEMS, ReportGenConfig
+from rag_report.pipeline import PipelineConfig
 from eval.report_gen.scoring import score_system
 
 log = logging.getLogger(__name__)
@@ -32,8 +36,15 @@ CHOICES = [
     "Consolidation, Edema, Pleural Effusion); both uncertain policies reported.",
     "label-P@k: share of the k retrieved reports whose set of positive observations equals the study's "
     "(labels of the study's own report by the same labeler); oracle has no retrieval (n/a).",
-    "Latency: mean per study of (batched image embedding time / n) + retrieval + drafting, in this process; "
-    "model and LLM loading excluded.",
+    "Latency: mean per study of image loading + embedding + label prediction + retrieval + drafting, in this "
+    "process, one study at a time as ReportPipeline.generate does; model and LLM loading excluded.",
+    "Model rows run ReportPipeline's own stages (embed, predict_labels, retrieve, draft): a row's drafts are "
+    "what generate_report returns for the same image and config. top-1 drafts from the nearest report (the "
+    "best label-boosted one with label boost); the other modes from the k retrieved reports (diversified). "
+    "Every mode drafts only sentences that pass draft hygiene (no de-identification tokens, dates, ages or "
+    "names, comparison-free, complete).",
+    "eCLIP rows: eCLIP trained with the paper's objective, retrieval without label boost. Label boost rows: the "
+    "default model (the paper's objective plus the label-aware terms of its config) with its label classifiers.",
     "Studies: the split's studies that have report text, sorted by study id, the first `limit` of them; the "
     "grounded LLM row on the first `llm_limit` of those and the free LLM row on the first `free_limit` (same "
     "order; the n column says how many each row scored). Free mode decodes greedily unless --num-beams.",
@@ -45,36 +56,53 @@ CHOICES = [
 ]
 
 
+@dataclass
+class _Model:
+    """One model's pipeline inputs: checkpoint, index (None: build one from the corpus) and label boost."""
+
+    model_dir: str
+    index_dir: str | None
+    label_boost: str
+
+
 class _Inputs:
     """Resolved paths and facts of the run (the default bundle when the user gives no paths)."""
 
     def __init__(self, cfg: ReportGenConfig) -> None:
         self.simulated = False
-        self.manifest, self.model, self.index = cfg.manifest, cfg.model, cfg.index
-        self.clip_model, self.clip_index = cfg.clip_model, cfg.clip_index
+        self.manifest = cfg.manifest
+        pipe = cfg.pipeline
+        self.models: dict[str, _Model] = {}
         self.notes: list[str] = []
+        roles = {PIPELINE_SYSTEMS[s][0] for s in cfg.systems if s in PIPELINE_SYSTEMS}
         if cfg.manifest is None:
-            from rag_report.bundle import DefaultBundleConfig, default_bundle, train_bundle_model
+            from rag_report.bundle import default_bundle, train_bundle_model
 
             bundle = default_bundle(build=True, progress=cfg.progress)
             self.simulated = bundle.info.get("simulated", True)
             self.manifest = str(bundle.manifest_path)
-            if self.model is None:
-                self.model, self.index = str(bundle.eclip_dir), self.index or str(bundle.index_dir)
-            if self.clip_model is None and "clip_top1" in cfg.systems:
-                clip_dir = bundle.model_dir("clip")
-                if not (clip_dir / "config.json").is_file():
-                    log.info("training the CLIP baseline with the same budget as eCLIP (once; cached)")
-                    bundle_cfg = DefaultBundleConfig(**bundle.info["config"]) if bundle.info.get("config") else None
-                    clip_dir = train_bundle_model(bundle_cfg or DefaultBundleConfig(), Path(self.manifest), "clip",
-                                                  progress=cfg.progress)
-                self.clip_model = str(clip_dir)
-        elif self.model is None and any(s.startswith("eclip_") for s in cfg.systems):
-            raise ConfigError(f"--manifest {cfg.manifest} given without --model: pass the eCLIP checkpoint folder "
-                              "trained for this data (python -m eclip_core.train), or run only random/oracle")
+            self.models["default"] = _Model(pipe.model_dir or str(bundle.eclip_dir),
+                                            pipe.index_dir or str(bundle.index_dir), pipe.label_boost)
+            for role, method in (("paper", "eclip-paper"), ("clip", "clip")):
+                given = cfg.paper_model if role == "paper" else cfg.clip_model
+                index = cfg.paper_index if role == "paper" else cfg.clip_index
+                if role in roles and given is None:
+                    log.info("training the %s model with the default model's budget (once; cached)", method)
+                    given = str(train_bundle_model(bundle.config, bundle.manifest_path, method, progress=cfg.progress))
+                if given is not None:
+                    self.models[role] = _Model(given, index, "off")
         else:
             self.simulated = _is_simulated(cfg.manifest)
-        if "clip_top1" in cfg.systems and self.clip_model is None:
+            if pipe.model_dir is None and roles - {"clip"}:
+                raise ConfigError(f"--manifest {cfg.manifest} given without --model: pass the eCLIP checkpoint folder "
+                                  "trained for this data (python -m eclip_core.train), or run only random/oracle")
+            if pipe.model_dir is not None:
+                self.models["default"] = _Model(pipe.model_dir, pipe.index_dir, pipe.label_boost)
+                self.models["paper"] = _Model(cfg.paper_model or pipe.model_dir,
+                                              cfg.paper_index if cfg.paper_model else pipe.index_dir, "off")
+            if cfg.clip_model is not None:
+                self.models["clip"] = _Model(cfg.clip_model, cfg.clip_index, "off")
+        if "clip" in roles and "clip" not in self.models:
             self.notes.append("CLIP top-1 skipped: no --clip-model given for this data")
 
 
@@ -87,19 +115,21 @@ def _is_simulated(manifest: str) -> bool:
     return bool(studies) and all(bool((s.meta or {}).get("simulated")) for s in studies[:50])
 
 
-def _load_retriever(model_dir: str, index_dir: str | None, corpus: list[Study], progress: bool):
+def _pipeline(cfg: ReportGenConfig, model: _Model, corpus: list[Study]):
+    """A ReportPipeline over ``model`` (indexing the corpus with it first when it has no index; cached)."""
     from eclip_core.model import EClip
     from rag_report.index import ReportIndex, is_current_index
-    from rag_report.retriever import EClipRetriever
+    from rag_report.pipeline import ReportPipeline
 
-    model = EClip.from_pretrained(model_dir).eval()
+    index_dir = model.index_dir
     if index_dir is None:
-        # A baseline without an index of its own: index the same corpus with it (cached by checkpoint).
-        index_dir = str(rag_report_home() / "eval" / "indexes" / f"{model.checkpoint_hash}-{len(corpus)}")
+        ckpt = EClip.from_pretrained(model.model_dir).eval()
+        index_dir = str(rag_report_home() / "eval" / "indexes" / f"{ckpt.checkpoint_hash}-{len(corpus)}")
         if not is_current_index(index_dir):
-            ReportIndex.build(model, corpus, index_dir, progress=progress, corpus_name="report_gen baseline corpus")
-    index = ReportIndex.load(index_dir, model=model)
-    return model, index, EClipRetriever(index, model), index_dir
+            ReportIndex.build(ckpt, corpus, index_dir, progress=cfg.progress, label_classifiers=False,
+                              corpus_name="report_gen baseline corpus")
+    pipe_cfg = replace(cfg.pipeline, model_dir=model.model_dir, index_dir=index_dir, label_boost=model.label_boost)
+    return ReportPipeline(pipe_cfg, progress=cfg.progress)
 
 
 def select_studies(studies: list[Study], split: str, limit: int | None) -> tuple[list[Study], int]:
@@ -134,70 +164,61 @@ def run_report_gen(cfg: ReportGenConfig) -> dict[str, Any]:
     outputs: list[S.SystemOutput] = []
     models: dict[str, str] = {"manifest": str(inputs.manifest)}
     notes = list(inputs.notes)
-    eclip_systems = [s for s in cfg.systems if s.startswith("eclip_")]
+    classifier_scores = None
 
     if "random" in cfg.systems:
-        outputs.append(S.random_system(test, corpus, k=cfg.k, seed=cfg.seed, name=SYSTEMS["random"]))
-
+        outputs.append(S.random_system(test, corpus, k=cfg.pipeline.k, seed=cfg.seed, name=SYSTEMS["random"]))
     if "label_oracle" in cfg.systems:
-        outputs.append(S.label_matched_system(test, corpus, ref_labels, k=cfg.k, seed=cfg.seed,
+        outputs.append(S.label_matched_system(test, corpus, ref_labels, k=cfg.pipeline.k, seed=cfg.seed,
                                               name=SYSTEMS["label_oracle"]))
 
-    if "clip_top1" in cfg.systems and inputs.clip_model:
-        clip, _, clip_ret, _ = _load_retriever(inputs.clip_model, inputs.clip_index, corpus, cfg.progress)
-        models["clip_checkpoint"] = f"{clip.checkpoint_hash} ({inputs.clip_model})"
-        vecs, embed_ms = S.embed_queries(clip, test, batch_size=cfg.batch_size, progress=cfg.progress)
-        plain = S.retrieve_all(clip_ret, vecs, k=cfg.k, candidates=cfg.candidates, diversify=None,
-                               progress=cfg.progress, desc="CLIP retrieve")
-        outputs.append(S.run_drafter("clip_top1", SYSTEMS["clip_top1"], test, embed_ms, plain, S.top1_text,
-                                     progress=cfg.progress, meta={"checkpoint": clip.checkpoint_hash}))
-        del clip, clip_ret
-
-    if eclip_systems:
-        model, index, retriever, index_dir = _load_retriever(inputs.model, inputs.index, corpus, cfg.progress)
-        models["eclip_checkpoint"] = f"{model.checkpoint_hash} ({inputs.model})"
-        models["index"] = f"{index.manifest.get('index_id', '')} ({index_dir})"
-        vecs, embed_ms = S.embed_queries(model, test, batch_size=cfg.batch_size, progress=cfg.progress)
-        plain = S.retrieve_all(retriever, vecs, k=cfg.k, candidates=cfg.candidates, diversify=None,
-                               progress=cfg.progress, desc="eCLIP retrieve")
-        div = (S.retrieve_all(retriever, vecs, k=cfg.k, candidates=cfg.candidates, diversify=cfg.diversify,
-                              progress=cfg.progress, desc="eCLIP retrieve (diversified)")
-               if cfg.diversify else plain)
-        meta = {"checkpoint": model.checkpoint_hash}
-        if "eclip_top1" in cfg.systems:
-            outputs.append(S.run_drafter("eclip_top1", SYSTEMS["eclip_top1"], test, embed_ms, plain, S.top1_text,
-                                         progress=cfg.progress, meta=meta))
-        if "eclip_consensus" in cfg.systems:
-            outputs.append(S.run_drafter("eclip_consensus", SYSTEMS["eclip_consensus"], test, embed_ms, div,
-                                         S.consensus_text, label_retrieval=plain, progress=cfg.progress, meta=meta))
-        llm_keys = [s for s in cfg.systems if s in LLM_SYSTEMS]
-        if llm_keys:
-            from rag_report.llm import LLMSpec, load_llm
-
-            t0 = time.perf_counter()
-            llm = load_llm(LLMSpec(path=cfg.llm, quantization=cfg.quantization))
-            models["llm"] = f"{getattr(llm, 'id', '')} ({cfg.quantization})"
-            log.info("LLM loaded in %.1f s", time.perf_counter() - t0)
-            drafters = {"eclip_grounded": S.grounded_drafter(llm, cfg.max_sentences),
-                        "eclip_free": S.free_drafter(llm, cfg.max_new_tokens, cfg.num_beams)}
-            for key in llm_keys:
-                subset = free_test if key == "eclip_free" else llm_test
-                n = len(subset)
-                sub_div = S.Retrieval(div.reports[:n], div.retrieve_ms[:n])
-                sub_plain = S.Retrieval(plain.reports[:n], plain.retrieve_ms[:n])
-                outputs.append(S.run_drafter(key, SYSTEMS[key], subset, embed_ms, sub_div, drafters[key],
-                                             label_retrieval=sub_plain, progress=cfg.progress,
-                                             meta={**meta, "llm": models["llm"]}))
+    llm = None
+    by_role: dict[str, list[str]] = {}
+    for key in cfg.systems:
+        if key in PIPELINE_SYSTEMS and PIPELINE_SYSTEMS[key][0] in inputs.models:
+            by_role.setdefault(PIPELINE_SYSTEMS[key][0], []).append(key)
+    for role in ("clip", "paper", "default"):
+        if role not in by_role:
+            continue
+        pipe = _pipeline(cfg, inputs.models[role], corpus)
+        tag = {"clip": "clip_checkpoint", "paper": "eclip_paper_checkpoint", "default": "eclip_checkpoint"}[role]
+        models[tag] = f"{pipe.model.checkpoint_hash} ({inputs.models[role].model_dir})"
+        models[tag.replace("checkpoint", "index")] = f"{pipe.index.manifest.get('index_id', '')} ({pipe.index.directory})"
+        embedded = S.embed_studies(pipe, test, progress=cfg.progress, desc=f"{role} embed")
+        if role == "default" and pipe.index.label_classifiers is not None:
+            classifier_scores = _classifier_scores(embedded, test, ref_labels)
+        meta = {"checkpoint": pipe.model.checkpoint_hash, "label_boost": pipe.config.label_boost}
+        default_config = role == "default" and _is_default_config(cfg.pipeline)
+        for key in by_role[role]:
+            mode = PIPELINE_SYSTEMS[key][1]
+            subset = test
+            if key in LLM_SYSTEMS and key not in cfg.full_systems:
+                subset = free_test if mode == "free" else llm_test
+            if mode in ("grounded", "free") and llm is None:
+                t0 = time.perf_counter()
+                llm = pipe.llm()
+                models["llm"] = f"{getattr(llm, 'id', '')} ({cfg.pipeline.quantization})"
+                log.info("LLM loaded in %.1f s", time.perf_counter() - t0)
+            sub = S.Embedded(embedded.vectors[:len(subset)], embedded.probabilities[:len(subset)],
+                             embedded.embed_ms[:len(subset)])
+            uses_llm = mode in ("grounded", "free")
+            # "auto" resolves by the LLM's size; a row without the LLM is then not the default's mode.
+            default_mode = cfg.pipeline.mode if cfg.pipeline.mode != "auto" else (
+                pipe.resolve_mode("auto", llm) if uses_llm else None)
+            outputs.append(S.run_pipeline_system(
+                key, SYSTEMS[key], pipe, subset, sub, mode, llm=llm if uses_llm else None, progress=cfg.progress,
+                meta={**meta, "is_default": default_config and mode == default_mode,
+                      **({"llm": models["llm"]} if uses_llm else {})}))
+        del pipe
 
     if "oracle" in cfg.systems:
         outputs.append(S.oracle_system(test, SYSTEMS["oracle"]))
 
     rows = []
     for out in outputs:
-        metrics = score_system(out, references, ref_labels, k=cfg.k, meteor=cfg.meteor)
+        metrics = score_system(out, references, ref_labels, k=cfg.pipeline.k, meteor=cfg.meteor)
         notes += [n for n in metrics.pop("notes") if n not in notes]
         rows.append(_row(out, metrics, cfg, len(test), len(corpus)))
-    targets = _targets(outputs, rows, references, ref_labels, cfg)
 
     from rag_report.report import SIMULATED_NOTICE
 
@@ -208,61 +229,52 @@ def run_report_gen(cfg: ReportGenConfig) -> dict[str, Any]:
         "simulated": inputs.simulated,
         "simulated_notice": SIMULATED_NOTICE if inputs.simulated else "",
         "sizes": {"test_studies": len(test), "skipped_no_report": skipped, "corpus_reports": len(corpus),
-                  "llm_studies": len(llm_test) if "eclip_grounded" in cfg.systems else 0,
+                  "llm_studies": len(llm_test) if any(s in LLM_SYSTEMS for s in cfg.systems) else 0,
                   "free_studies": len(free_test) if "eclip_free" in cfg.systems else 0},
         "choices": CHOICES,
         "notes": notes,
         "models": models,
         "rows": rows,
-        "targets": targets,
+        "label_classifiers": classifier_scores,
         "machine": f"{platform.machine()} {platform.system()} python {platform.python_version()}",
         "wall_seconds": round(time.perf_counter() - t_start, 1),
     }
     paths = write_outputs(result, cfg.out_dir, cfg.name)
-    title = f"{cfg.split} split, n={len(test)}" + (" (simulated images)" if inputs.simulated else "")
+    title = f"{cfg.split} split" + (" (simulated images)" if inputs.simulated else "")
     paths["png"] = bar_chart(rows, Path(cfg.out_dir) / f"{cfg.name}.png", title=title)
     result["outputs"] = {k: str(v) for k, v in paths.items()}
     log.info("wrote %s in %.0f s", ", ".join(str(p) for p in paths.values()), result["wall_seconds"])
     return result
 
 
+def _is_default_config(pipe: PipelineConfig) -> bool:
+    """The pipeline config is ``PipelineConfig()`` up to where its files are (what generate_report uses)."""
+    return replace(pipe, model_dir=None, index_dir=None) == PipelineConfig()
+
+
+def _classifier_scores(embedded: S.Embedded, studies: list[Study], ref_labels: dict[str, dict],
+                       min_positives: int = 10) -> dict[str, Any]:
+    """AUROC of the label classifiers on the test studies, per observation (those with both classes)."""
+    from sklearn.metrics import roc_auc_score
+
+    from eclip_core.labels import CHEXPERT_OBSERVATIONS
+
+    probs = np.array(embedded.probabilities)
+    per = {}
+    for j, name in enumerate(CHEXPERT_OBSERVATIONS):
+        truth = np.array([ref_labels[s.study_id].get(name) == 1.0 for s in studies])
+        if 0 < truth.sum() < len(truth):
+            per[name] = {"auroc": float(roc_auc_score(truth, probs[:, j])), "positives": int(truth.sum())}
+    scored = [v["auroc"] for v in per.values() if v["positives"] >= min_positives]
+    return {"per_observation": per, "min_positives": min_positives,
+            "mean_auroc": float(np.mean(scored)) if scored else None, "n_scored": len(scored)}
+
+
 def _row(out: S.SystemOutput, metrics: dict, cfg: ReportGenConfig, n_test: int, n_corpus: int) -> dict:
     return {
         "system": out.key, "name": out.name, "seed": cfg.seed, "split": cfg.split,
         "sizes": {"scored_studies": len(out.drafts), "test_studies": n_test, "corpus_reports": n_corpus,
-                  "k": cfg.k},
+                  "k": cfg.pipeline.k},
         "command": cfg.command, "meta": out.meta, "metrics": metrics,
+        "drafts": {d.study_id: d.text for d in out.drafts},
     }
-
-
-def _micro14(row_or_metrics: dict, policy: str = "uncertain_as_negative") -> float | None:
-    m = row_or_metrics.get("metrics", row_or_metrics)
-    return ((m.get("clinical") or {}).get(policy) or {}).get("micro_f1_14")
-
-
-def _targets(outputs, rows, references, ref_labels, cfg) -> list[dict]:
-    """The issue's two targets, checked on the same studies (paired) and under both policies."""
-    by_key = {r["system"]: r for r in rows}
-    out_by_key = {o.key: o for o in outputs}
-    targets = []
-    if "eclip_top1" in by_key and "random" in by_key:
-        diffs = {p: (_micro14(by_key["eclip_top1"], p) or 0.0) - (_micro14(by_key["random"], p) or 0.0)
-                 for p in ("uncertain_as_negative", "uncertain_as_positive")}
-        targets.append({
-            "target": "eCLIP top-1 beats random retrieval on clinical micro-F1(14) by >= 0.15",
-            "met": diffs["uncertain_as_negative"] >= 0.15,
-            "detail": "difference {:.3f} (uncertain->negative), {:.3f} (uncertain->positive)".format(
-                diffs["uncertain_as_negative"], diffs["uncertain_as_positive"]),
-        })
-    if "eclip_grounded" in by_key and "eclip_top1" in out_by_key:
-        ids = set(out_by_key["eclip_grounded"].study_ids)
-        top1 = out_by_key["eclip_top1"]
-        paired = S.SystemOutput(top1.key, top1.name, [d for d in top1.drafts if d.study_id in ids], top1.meta)
-        paired_m = score_system(paired, references, ref_labels, k=cfg.k, meteor=False)
-        g, t = _micro14(by_key["eclip_grounded"]), _micro14(paired_m)
-        targets.append({
-            "target": "eCLIP + LLM grounded >= eCLIP top-1 on clinical micro-F1(14)",
-            "met": g is not None and t is not None and g >= t,
-            "detail": f"grounded {g:.3f} vs top-1 {t:.3f} on the same {len(ids)} studies (uncertain->negative)",
-        })
-    return targets

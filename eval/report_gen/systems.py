@@ -1,15 +1,17 @@
-"""The systems compared by the benchmark, run on precomputed query embeddings.
+"""The systems compared by the benchmark.
 
-Each model embeds the test images ONCE (:func:`embed_queries`); every system of that model reuses the
-vectors and the retrieved reports, and only its drafting step differs. A system's per-study latency is
-its share of the batched embedding time + its retrieval + its drafting, measured in this process.
+Model-based systems run through ``ReportPipeline``'s own stages (:func:`run_pipeline_system`): each model
+embeds the test images once, exactly as ``generate`` does (:func:`embed_studies`), and every system of
+that model retrieves and drafts with the pipeline's ``retrieve`` and ``draft`` in its mode, so a row scores
+what the library returns. The diagnostics (random retrieval, label-matched retrieval, the own report)
+need no model.
 """
 from __future__ import annotations
 
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -45,36 +47,8 @@ class SystemOutput:
         return [d.study_id for d in self.drafts]
 
 
-@dataclass
-class Retrieval:
-    """The reports one model retrieved for each query, and how long each retrieval took."""
-
-    reports: list[list[Any]]
-    retrieve_ms: list[float]
-
-
 def _ms(t0: float) -> float:
     return (time.perf_counter() - t0) * 1000.0
-
-
-def embed_queries(model: Any, studies: Sequence[Study], *, batch_size: int = 32,
-                  progress: bool = True) -> tuple[np.ndarray, float]:
-    """Embed the first image of every study once; returns (vectors [n, D], mean ms per image)."""
-    t0 = time.perf_counter()
-    vectors = model.embed_images([s.image_paths[0] for s in studies], batch_size=batch_size, progress=progress)
-    return vectors, _ms(t0) / max(len(studies), 1)
-
-
-def retrieve_all(retriever: Any, vectors: np.ndarray, *, k: int, candidates: int, diversify: str | None,
-                 progress: bool = True, desc: str = "retrieve") -> Retrieval:
-    """Retrieve ``k`` reports per query vector (``diversify=None``: the plain nearest ``k``, nearest first)."""
-    reports, times = [], []
-    for vec in tqdm(vectors, desc=desc, disable=not progress, unit="study"):
-        t0 = time.perf_counter()
-        got = retriever.retrieve_vector(vec, k=k, candidates=max(candidates, k), diversify=diversify)
-        times.append(_ms(t0))
-        reports.append(list(got))
-    return Retrieval(reports, times)
 
 
 def _labels_of(report: Any) -> dict:
@@ -86,37 +60,49 @@ def _labels_of(report: Any) -> dict:
     return label_report(join_report(getattr(report, "findings", ""), getattr(report, "impression", "")))
 
 
-def sentences_to_text(sentences: Sequence[Any]) -> str:
-    """SourcedSentence list -> report text (findings then impression), as the pipeline assembles it."""
-    findings = " ".join(s.text for s in sentences if s.section == "findings")
-    impression = " ".join(s.text for s in sentences if s.section == "impression")
-    return join_report(findings, impression)
+@dataclass
+class Embedded:
+    """One model's view of the test studies: eCLIP vectors, predicted label probabilities, ms per study."""
+
+    vectors: list[np.ndarray]
+    probabilities: list[np.ndarray | None]
+    embed_ms: list[float]
 
 
-def run_drafter(key: str, name: str, studies: Sequence[Study], embed_ms: float, retrieval: Retrieval,
-                drafter: Callable[[list[Any]], str], *, label_retrieval: Retrieval | None = None,
-                progress: bool = True, meta: dict | None = None) -> SystemOutput:
-    """Draft every study from its retrieved reports with ``drafter`` (reports -> text), timing each draft.
+def embed_studies(pipe: Any, studies: Sequence[Study], *, progress: bool = True, desc: str = "embed") -> Embedded:
+    """Each study's first X-ray through ``pipe.embed`` and ``pipe.predict_labels``, one at a time, exactly
+    as ``ReportPipeline.generate`` does."""
+    vectors, probs, times = [], [], []
+    for study in tqdm(studies, desc=desc, disable=not progress, unit="study"):
+        t0 = time.perf_counter()
+        vec = pipe.embed(study.image_paths[0])
+        times.append(_ms(t0))
+        vectors.append(vec)
+        probs.append(pipe.predict_labels(vec))
+    return Embedded(vectors, probs, times)
 
-    ``label_retrieval`` (default: ``retrieval``) gives the reports scored by label-precision@k.
-    """
+
+def run_pipeline_system(key: str, name: str, pipe: Any, studies: Sequence[Study], embedded: Embedded, mode: str, *,
+                        llm: Any = None, progress: bool = True, meta: dict | None = None) -> SystemOutput:
+    """Draft every study with the pipeline's own stages (retrieve, then draft in ``mode``): the same calls
+    and the same text as ``ReportPipeline.generate`` for that image and config. Latency per study = its
+    embedding + label prediction + retrieval + drafting."""
     from eclip_core.errors import EClipError
 
-    label_retrieval = label_retrieval or retrieval
     drafts, failures = [], []
     for i, study in enumerate(tqdm(studies, desc=name, disable=not progress, unit="study")):
         t0 = time.perf_counter()
+        probs = embedded.probabilities[i]
+        reports = pipe.retrieve(embedded.vectors[i], mode=mode, probabilities=probs)
         try:
-            text = drafter(retrieval.reports[i])
+            drafted = pipe.draft(reports, mode, probabilities=probs, llm=llm)
+            text = join_report(drafted.findings, drafted.impression)
         except EClipError as exc:  # e.g. no usable evidence sentence: an empty draft, scored as such
             failures.append(f"{study.study_id}: {exc}")
             text = ""
-        draft_ms = _ms(t0)
-        shown = label_retrieval.reports[i]
         drafts.append(StudyDraft(
-            study_id=study.study_id, text=text,
-            latency_ms=embed_ms + retrieval.retrieve_ms[i] + draft_ms,
-            retrieved_ids=[r.study_id for r in shown], retrieved_labels=[_labels_of(r) for r in shown],
+            study_id=study.study_id, text=text, latency_ms=embedded.embed_ms[i] + _ms(t0),
+            retrieved_ids=[r.study_id for r in reports], retrieved_labels=[_labels_of(r) for r in reports],
         ))
     meta = dict(meta or {})
     if failures:
@@ -124,47 +110,6 @@ def run_drafter(key: str, name: str, studies: Sequence[Study], embed_ms: float, 
                     failures[0])
         meta["failed_drafts"] = failures
     return SystemOutput(key, name, drafts, meta)
-
-
-def top1_text(reports: list[Any]) -> str:
-    """CXR-RePaiR-style baseline: the nearest report, whole."""
-    from rag_report.consensus import top1_draft
-
-    return sentences_to_text(top1_draft(reports))
-
-
-def consensus_text(reports: list[Any]) -> str:
-    """Similarity-weighted majority of the retrieved reports' sentences (the pipeline's consensus mode)."""
-    from eclip_core.labeler import sentence_observations
-    from rag_report.consensus import consensus_draft
-
-    return sentences_to_text(consensus_draft(reports, observations=sentence_observations))
-
-
-def grounded_drafter(llm: Any, max_sentences: int) -> Callable[[list[Any]], str]:
-    """Evidence-constrained LLM drafting (rag_report.grounded) as a reports -> text function."""
-    from rag_report.grounded import GroundedConfig, grounded_draft
-
-    cfg = GroundedConfig(max_sentences=max_sentences)
-
-    def draft(reports: list[Any]) -> str:
-        out = grounded_draft(llm, reports, cfg)
-        return join_report(out.findings, out.impression)
-
-    return draft
-
-
-def free_drafter(llm: Any, max_new_tokens: int, num_beams: int = 1) -> Callable[[list[Any]], str]:
-    """The paper's protocol: retrieved reports in a few-shot prompt, the LLM writes freely."""
-    from rag_report.free import FreeConfig, free_draft
-
-    cfg = FreeConfig(max_new_tokens=max_new_tokens, num_beams=num_beams)
-
-    def draft(reports: list[Any]) -> str:
-        out = free_draft(llm, reports, cfg)
-        return join_report(out.findings, out.impression)
-
-    return draft
 
 
 def random_system(studies: Sequence[Study], corpus: Sequence[Study], *, k: int, seed: int,

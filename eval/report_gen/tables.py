@@ -62,18 +62,33 @@ def clinical_table(rows: list[dict]) -> str:
 def _llm_sizes(sizes: dict) -> str:
     parts = []
     if sizes.get("llm_studies"):
-        parts.append(f"the grounded LLM row on the first {sizes['llm_studies']}")
+        parts.append(f"LLM rows on the first {sizes['llm_studies']}")
     if sizes.get("free_studies"):
         parts.append(f"the free LLM row on the first {sizes['free_studies']}")
     if not parts:
         return ""
-    text = " and ".join(parts) + " studies (sorted by id)."
+    text = " and ".join(parts) + " studies (sorted by id; each row's n says how many it scored)."
     return " " + text[0].upper() + text[1:]
 
 
+def display_name(row: dict) -> str:
+    """The row's name, marked when it is what ``generate_report(image)`` does with no arguments."""
+    return row["name"] + (" [default]" if (row.get("meta") or {}).get("is_default") else "")
+
+
+def classifier_table(scores: dict) -> str:
+    """Per-observation AUROC of the label classifiers on the scored studies."""
+    lines = ["| observation | positives | AUROC |", "|---|---|---|"]
+    for name, v in scores["per_observation"].items():
+        lines.append(f"| {name} | {v['positives']} | {_fmt(v['auroc'])} |")
+    return "\n".join(lines)
+
+
 def render_markdown(result: dict) -> str:
-    """The whole Markdown report of a run (tables, policy, normalisation, sizes, command, target checks)."""
-    rows, k = result["rows"], result["config"]["k"]
+    """The whole Markdown report of a run (tables, policy, normalisation, sizes, command)."""
+    rows = [{**r, "name": display_name(r)} for r in result["rows"]]
+    pipe = result["config"]["pipeline"]
+    k = pipe["k"]
     out = [f"# Report-generation benchmark ({result['config']['split']} split)", ""]
     if result.get("simulated"):
         out += [f"> {result['simulated_notice']}", ""]
@@ -82,23 +97,26 @@ def render_markdown(result: dict) -> str:
         f"Studies: {result['sizes']['test_studies']} {result['config']['split']} studies "
         f"({result['sizes']['skipped_no_report']} skipped for having no report text); corpus "
         f"{result['sizes']['corpus_reports']} reports.{_llm_sizes(result['sizes'])} Seed {result['config']['seed']}. "
-        f"Retrieval k={k}, candidates={result['config']['candidates']}, diversify={result['config']['diversify']} "
-        "(top-1 uses the plain nearest report; consensus and the LLM rows the diversified set).", "",
+        f"Retrieval k={k}, candidates={pipe['candidates']}, diversify={pipe['diversify']}, label boost "
+        f"{pipe['label_boost']} (weight {pipe['label_weight']}) on the label boost rows. [default] marks what "
+        "`generate_report(image)` does with no arguments.", "",
         "Clinical F1 below: **" + POLICY_TEXT["uncertain_as_negative"] + "** (not mentioned = negative); "
         "both policies in the second table.", "",
         markdown_table(rows, k=k), "",
         "## Clinical F1 under both uncertain-label policies", "",
         "(neg): uncertain -> negative; (pos): uncertain -> positive. Not mentioned = negative in both.", "",
         clinical_table(rows), "",
-        "## Choices", "",
     ]
+    scores = result.get("label_classifiers")
+    if scores:
+        mean = _fmt(scores["mean_auroc"])
+        out += ["## Label classifiers (the default model's index)", "",
+                f"Mean AUROC over the {scores['n_scored']} observations with >= {scores['min_positives']} positives "
+                f"among the scored studies: {mean}.", "", classifier_table(scores), ""]
+    out += ["## Choices", ""]
     out += [f"- {c}" for c in result["choices"]]
     if result.get("notes"):
         out += ["", "## Notes", ""] + [f"- {n}" for n in result["notes"]]
-    if result.get("targets"):
-        out += ["", "## Targets", ""]
-        for t in result["targets"]:
-            out.append(f"- {t['target']}: {'met' if t['met'] else 'NOT met'} ({t['detail']})")
     out += ["", "## Models", ""] + [f"- {k_}: `{v}`" for k_, v in result["models"].items()]
     return "\n".join(out) + "\n"
 

@@ -1,0 +1,103 @@
+"""The drafting modes, one registry: retrieved reports (+ the image's predicted labels) -> draft sentences.
+
+Every caller that turns retrieved reports into a draft goes through :func:`draft_reports` (the pipeline,
+hence ``generate_report``, the app, the CLI and the benchmark), so what is benchmarked is what ships.
+
+* ``top1``: the first report (the nearest, or the best after label boost), its clean sentences;
+* ``consensus``: sentences a similarity-weighted majority of the reports state;
+* ``grounded``: the LLM composes the draft from the reports' sentences (:mod:`rag_report.grounded`),
+  following the predicted labels when there are any;
+* ``free``: the LLM writes freely from a few-shot prompt (:mod:`rag_report.free`), told the predicted
+  findings when there are any; its sentences pass the same hygiene.
+
+>>> from types import SimpleNamespace as R
+>>> reports = [R(study_id="A", similarity=0.9, findings="Stable cardiomegaly.", impression="No XXXX effusion.")]
+>>> [s.text for s in draft_reports("top1", reports, DraftSettings()).sentences]
+['Cardiomegaly.']
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+from rag_report.consensus import SourcedSentence, consensus_draft, top1_draft
+from rag_report.errors import RagReportError
+
+LLM_MODES = ("grounded", "free")
+
+
+@dataclass
+class DraftSettings:
+    """What a drafter may use besides the reports: the LLM, the predicted labels, length limits."""
+
+    llm: Any = None
+    #: observation -> predicted present (from the index's label classifiers); None: no prediction.
+    predicted: Mapping[str, bool] | None = None
+    max_sentences: int = 8
+    max_new_tokens: int = 200
+    num_beams: int = 1
+
+
+@dataclass
+class Drafted:
+    """Sentences with their sources (free mode: sources empty) and any warnings of the drafter."""
+
+    sentences: list[SourcedSentence]
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def findings(self) -> str:
+        return " ".join(s.text for s in self.sentences if s.section == "findings")
+
+    @property
+    def impression(self) -> str:
+        return " ".join(s.text for s in self.sentences if s.section == "impression")
+
+
+def _top1(reports: Sequence[Any], settings: DraftSettings) -> Drafted:
+    return Drafted(top1_draft(reports))
+
+
+def _consensus(reports: Sequence[Any], settings: DraftSettings) -> Drafted:
+    from eclip_core.labeler import sentence_observations
+
+    return Drafted(consensus_draft(reports, observations=sentence_observations))
+
+
+def _grounded(reports: Sequence[Any], settings: DraftSettings) -> Drafted:
+    from rag_report.grounded import GroundedConfig, grounded_draft
+
+    out = grounded_draft(settings.llm, reports, GroundedConfig(max_sentences=settings.max_sentences),
+                         predicted=settings.predicted)
+    return Drafted([SourcedSentence(s.text, s.section, list(s.source_ids), float(s.support)) for s in out.sentences])
+
+
+def _free(reports: Sequence[Any], settings: DraftSettings) -> Drafted:
+    from eclip_core.text import split_sentences
+    from rag_report.free import FreeConfig, free_draft
+    from rag_report.hygiene import clean_sentences
+
+    findings = None
+    if settings.predicted is not None:
+        findings = [name for name, on in settings.predicted.items() if on]
+    out = free_draft(settings.llm, reports, FreeConfig(max_new_tokens=settings.max_new_tokens,
+                                                       num_beams=settings.num_beams), predicted_findings=findings)
+    sentences = [SourcedSentence(s, section, [])
+                 for section, text in (("findings", out.findings), ("impression", out.impression))
+                 for s in clean_sentences(split_sentences(text))]
+    return Drafted(sentences, list(out.warnings))
+
+
+#: mode -> drafter(reports, settings). LLM modes need ``settings.llm``.
+DRAFTERS: dict[str, Callable[[Sequence[Any], DraftSettings], Drafted]] = {
+    "top1": _top1, "consensus": _consensus, "grounded": _grounded, "free": _free,
+}
+
+
+def draft_reports(mode: str, reports: Sequence[Any], settings: DraftSettings) -> Drafted:
+    """Draft with ``mode`` (a key of :data:`DRAFTERS`) from ``reports`` (most relevant first)."""
+    if mode not in DRAFTERS:
+        raise RagReportError(f"unknown drafting mode {mode!r}; choose one of {tuple(DRAFTERS)}")
+    if mode in LLM_MODES and settings.llm is None:
+        raise RagReportError(f"mode {mode!r} needs an LLM")
+    return DRAFTERS[mode](reports, settings)
