@@ -101,6 +101,42 @@ def train_config(cfg: TowerSuiteConfig, manifest: str, variant: str, seed: int, 
 
 
 # ---------------------------------------------------------------------------------------------- budget
+def data_costs(variants: list[str], manifest: str, batch_size: int, rounds: int,
+               seed: int = 0) -> dict[str, dict[str, list[float]]]:
+    """CPU seconds to prepare one step's batch per variant: {variant: {"plain": [...], "expert": [...]}}
+    ("expert": the extra expert batch of half the size). Real manifest rows through the training data path
+    (image decoding, augmentation at the variant's input size, heatmaps, tokenization)."""
+    from eclip_core.data.manifest import read_manifest
+    from eclip_core.model import EClip
+    from eclip_core.training.data import StepBatches, StepPlanner
+
+    studies = [s for s in read_manifest(manifest, split="train") if s.report_text]
+    expert = [s for s in studies if s.has_expert]
+    out: dict[str, dict[str, list[float]]] = {}
+    for v in variants:
+        tc = train_config(TowerSuiteConfig(batch_size=batch_size), manifest, v, seed, 10, Path("unused"))
+        tc.p_start = tc.p_peak = tc.p_floor = 1.0  # every planned step with experts injects a batch
+        tc.cold_frac = tc.warm_end_frac = tc.cool_end_frac = 0.0
+        model = EClip(model_config(v))
+        planner = StepPlanner(tc, len(studies), len(expert))
+        data = StepBatches(planner, studies, expert, model.transform, model.tokenize, 0, rounds + 1,
+                           with_labels=tc.uses_labels)
+        plain, extra = [], []
+        for i in range(rounds + 1):
+            planner.n_expert = 0  # no expert rows: a plain batch
+            t0 = time.process_time()
+            data[i]
+            t1 = time.process_time()
+            planner.n_expert = len(expert)
+            data[i]
+            t2 = time.process_time()
+            if i:  # the first round warms caches (heatmaps, tokenizer)
+                plain.append(t1 - t0)
+                extra.append(max(0.0, (t2 - t1) - (t1 - t0)))
+        out[v] = {"plain": plain, "expert": extra}
+    return out
+
+
 def step_costs(variants: list[str], batch_size: int, rounds: int, seed: int = 0) -> dict[str, dict[str, list[float]]]:
     """Single-thread CPU seconds of one training step per variant: {variant: {"plain": [...], "expert": [...]}}.
 
@@ -158,20 +194,31 @@ def step_costs(variants: list[str], batch_size: int, rounds: int, seed: int = 0)
         torch.set_num_threads(threads)
 
 
-def calibrate(cfg: TowerSuiteConfig) -> dict[str, Any]:
-    """Steps per variant for the reference's budget (cached under $RAG_REPORT_HOME/eval/tower)."""
+def calibrate(cfg: TowerSuiteConfig, manifest: str) -> dict[str, Any]:
+    """Steps per variant for the reference's budget (cached under $RAG_REPORT_HOME/eval/tower).
+
+    A step's cost is its CPU time: the model's forward and backward (one thread) plus the preparation of
+    its batch (what the data-loader process spends), each with an expert batch at the curriculum's mean
+    rate. Ratios to the reference are taken within each calibration round (median over rounds).
+    """
     names = sorted({cfg.reference_variant, *cfg.variants})
-    key = hashlib.sha256(json.dumps({"v": names, "b": cfg.batch_size, "r": cfg.calibration_rounds,
+    key = hashlib.sha256(json.dumps({"v": names, "b": cfg.batch_size, "r": cfg.calibration_rounds, "data": 1,
                                      "defs": {n: VARIANTS[n][1:] for n in names}}, sort_keys=True).encode()).hexdigest()[:10]
     path = rag_report_home() / "eval" / "tower" / f"calibration-{key}.json"
     if path.is_file():
         return json.loads(path.read_text())
     times = step_costs(names, cfg.batch_size, cfg.calibration_rounds)
-    cost = {v: [p + MEAN_EXPERT_RATE * (e - p) for p, e in zip(t["plain"], t["expert"])] for v, t in times.items()}
+    data = data_costs(names, manifest, cfg.batch_size, cfg.calibration_rounds)
+    cost = {}
+    for v in names:
+        t, d = times[v], data[v]
+        cost[v] = [p + MEAN_EXPERT_RATE * (e - p) + dp + MEAN_EXPERT_RATE * de
+                   for p, e, dp, de in zip(t["plain"], t["expert"], d["plain"], d["expert"])]
     ratio = {v: statistics.median(a / b for a, b in zip(cost[v], cost[cfg.reference_variant])) for v in names}
     steps = {v: max(1, round(cfg.reference_steps / ratio[v])) for v in names}
-    out = {"times": times, "cost_ratio": ratio, "steps": steps, "reference": cfg.reference_variant,
-           "reference_steps": cfg.reference_steps, "mean_expert_rate": MEAN_EXPERT_RATE}
+    out = {"times": times, "data_times": data, "cost_ratio": ratio, "steps": steps,
+           "reference": cfg.reference_variant, "reference_steps": cfg.reference_steps,
+           "mean_expert_rate": MEAN_EXPERT_RATE}
     from eclip_core.atomic import atomic_path
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -295,7 +342,7 @@ def run_tower_suite(cfg: TowerSuiteConfig) -> dict[str, Any]:
         from eclip_core.data.phantom import build_phantom_dataset
 
         manifest = str(build_phantom_dataset(progress=cfg.progress))
-    cal = calibrate(cfg)
+    cal = calibrate(cfg, manifest)
     runs = []
     for variant in cfg.variants:
         for seed in cfg.seeds:
@@ -352,8 +399,9 @@ def render_markdown(result: dict) -> str:
         "# Image tower study: what learns most in the default's CPU budget (val split)", "",
         f"Command: `{result['command']}`", "",
         f"Budget: the compute of {cal['reference_steps']} steps of `{cal['reference']}` at batch {cfg['batch_size']} "
-        f"(single-thread CPU time per step, measured in one process, expert batches at the curriculum's mean rate "
-        f"{cal['mean_expert_rate']}), turned into steps per variant. Mean ± std over seeds {cfg['seeds']}; val "
+        f"(CPU time per step: forward and backward on one thread plus the preparation of the step's batch, "
+        f"measured in one process, expert batches at the curriculum's mean rate {cal['mean_expert_rate']}), "
+        "turned into steps per variant. Mean ± std over seeds {cfg['seeds']}; val "
         "split; clinical F1 with uncertain -> negative; the index and label classifiers are fitted on the train "
         "split only (thresholds cross-validated on train).", "",
         "| variant | steps | " + " | ".join(c for c, _ in COLUMNS) + " |",

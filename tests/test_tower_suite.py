@@ -1,0 +1,41 @@
+"""The tower suite's bookkeeping: budget -> steps, the selection rule, the table (independent numbers)."""
+from __future__ import annotations
+
+import pytest
+
+from eval.report_gen import tower_suite as T
+
+
+def test_variants_keep_the_paper_objective_reachable():
+    # Every label-aware variant differs from its backbone's paper variant only by the label terms.
+    for name, (_, model, train) in T.VARIANTS.items():
+        assert set(train) <= {"label_loss_weight", "soft_target_weight", "soft_target_temperature"}
+    assert T.VARIANTS["vit224"][2] == {} and T.VARIANTS["cnn128"][2] == {}
+    cfg = T.train_config(T.TowerSuiteConfig(), "m.csv", "cnn128_aux_soft", 0, 10, T.Path("x"))
+    assert cfg.method == "eclip" and cfg.label_loss_weight > 0 and cfg.soft_target_weight > 0
+    paper = T.train_config(T.TowerSuiteConfig(), "m.csv", "cnn128", 0, 10, T.Path("x"))
+    assert paper.label_loss_weight == 0 and paper.soft_target_weight == 0 and not paper.uses_labels
+
+
+def test_selection_and_summary_by_hand():
+    ev = {"top1_rerank": {"micro_f1_5": 0.5, "macro_f1_14": 0.25}, "auroc_mean": 0.9}
+    assert T.selection_score(ev) == pytest.approx(0.75)
+    assert T.selection_score({}) == 0.0
+    mean, std, n = T._mean_std([0.1, 0.2, None, 0.3])
+    assert (round(mean, 6), round(std, 6), n) == (0.2, 0.1, 3)
+    assert T._mean_std([None]) == (None, None, 0)
+
+
+def test_markdown_marks_the_winner_and_states_the_budget():
+    variants = ["vit224", "cnn128"]
+    summary = {v: {c: (0.5 if v == "cnn128" else 0.1, 0.01, 3) for c, _ in T.COLUMNS} for v in variants}
+    for v in variants:
+        summary[v]["selection"] = (1.0 if v == "cnn128" else 0.2, 0.0, 3)
+    result = {"command": "python -m eval.report_gen --suite tower", "config": T.TowerSuiteConfig(variants=variants).to_dict(),
+              "calibration": {"cost_ratio": {"vit224": 1.0, "cnn128": 0.25}, "steps": {"vit224": 300, "cnn128": 1200},
+                              "reference": "vit224", "reference_steps": 300, "mean_expert_rate": T.MEAN_EXPERT_RATE},
+              "summary": summary, "winner": "cnn128"}
+    md = T.render_markdown(result)
+    assert "**(winner)**" in md.split("ResNet 128 px")[1].split("\n")[0]
+    assert "| 1200 |" in md and "300 steps of `vit224`" in md
+    assert "0.500 ± 0.010" in md
