@@ -23,6 +23,7 @@ from eclip_core.labeler import label_report, sentence_observations
 from eclip_core.text import join_report, split_sentences
 from rag_report.consensus import SourcedSentence, consensus_draft, top1_draft
 from rag_report.errors import RagReportError
+from rag_report.precision import draft_model_entries
 from rag_report.report import DraftReport, Evidence, SentenceProvenance
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,8 @@ class PipelineConfig:
     model_dir: str | None = None
     index_dir: str | None = None
     llm_path: str | None = None
-    quantization: str = "nf4"
+    #: LLM precision: "auto" (nf4 on CUDA / CPUs with AVX512-BF16 or AMX, else fp32), "nf4", "int8" or "none".
+    quantization: str = "auto"
     device: str = "auto"
     mode: str = "auto"
     k: int = 5
@@ -138,8 +140,7 @@ class ReportPipeline:
         warnings: list[str] = []
 
         t = time.perf_counter()
-        pixels = load_image(image)
-        _check_not_blank(pixels, image)
+        pixels = read_image(image)
         timings["load"] = _ms(t)
 
         t = time.perf_counter()
@@ -226,6 +227,7 @@ class ReportPipeline:
             "index_id": str(self.index.manifest.get("index_id", "")),
             "llm_id": getattr(llm, "id", "") if mode in ("grounded", "free") else "",
             "generation_mode": mode,
+            **draft_model_entries(self.config.quantization, llm if mode in ("grounded", "free") else None),
         }
         timings["total"] = sum(timings.values())
         return DraftReport(
@@ -246,6 +248,16 @@ def _check_not_blank(pixels: np.ndarray, source: Any) -> None:
             f"{name}: the image is blank (constant value {float(pixels.mean()) if pixels.size else 0:.3f}); "
             "give a chest radiograph"
         )
+
+
+def read_image(source: Any) -> np.ndarray:
+    """Read ``source`` as drafting does and refuse a blank image (ImageLoadError naming it).
+
+    Needs no model, so callers check an input before loading any (the CLI does).
+    """
+    pixels = load_image(source)
+    _check_not_blank(pixels, source)
+    return pixels
 
 
 _DEFAULT: dict[tuple, ReportPipeline] = {}
