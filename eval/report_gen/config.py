@@ -44,7 +44,7 @@ class ReportGenConfig:
     clip_model: str | None = None
     clip_index: str | None = None
     llm: str | None = None
-    quantization: str = "nf4"
+    quantization: str = "auto"  # rag_report.precision: nf4 on CUDA / bf16 CPUs, else fp32
     systems: list[str] = field(default_factory=lambda: list(SYSTEMS))
     #: At most this many test studies (sorted by study id, so runs are comparable); None = all.
     limit: int | None = None

@@ -176,7 +176,7 @@ def run_report_gen(cfg: ReportGenConfig) -> dict[str, Any]:
 
             t0 = time.perf_counter()
             llm = load_llm(LLMSpec(path=cfg.llm, quantization=cfg.quantization))
-            models["llm"] = f"{getattr(llm, 'id', '')} ({cfg.quantization})"
+            models["llm"] = f"{getattr(llm, 'id', '')} ({llm.spec.quantization}; asked {cfg.quantization})"
             log.info("LLM loaded in %.1f s", time.perf_counter() - t0)
             drafters = {"eclip_grounded": S.grounded_drafter(llm, cfg.max_sentences),
                         "eclip_free": S.free_drafter(llm, cfg.max_new_tokens, cfg.num_beams)}
