@@ -37,15 +37,15 @@ NOTES = """## Notes
   are often SLOWER than 1 (OpenMP threads spin-wait on each other); a tiny model's decoding was 7x faster
   on 1 thread in the same conditions. On a dedicated machine 2 threads win.
 - bitsandbytes 0.50 on a CPU with AVX512-BF16 repacks 4-bit weights for its own bf16 kernel: fast for
-  one decoded token, but a long prompt through it runs ~2x slower than fp32. "nf4" below is the project's
-  default, which sends inputs of >= 128 rows through a dequantised dense bf16 matmul instead
+  one decoded token, but a long prompt through it runs ~2x slower than fp32. "nf4" below is what
+  `quantization="auto"` (the default) loads on such a CPU, and it sends inputs of >= 128 rows through a dequantised dense bf16 matmul instead
   (`rag_report.cpu_prefill`, AMX/AVX512-BF16); "nf4, bitsandbytes kernel only" is bitsandbytes as shipped
   (`LLMSpec(cpu_prefill=False)`). int8 has no fused CPU kernel without the `kernels` package (fetched from
   a hub), so it dequantises inside every matmul. 4-bit and 8-bit shrink the
   weights: model.get_memory_footprint() = 513 MB fp32, 209 MB int8, 159 MB nf4 (measured separately).
   The process RSS does not show it: bitsandbytes reads the fp32 checkpoint and quantises in place, and the
   allocator keeps the freed fp32 pages ("model RSS" = RSS after loading minus before). The saving matters
-  on CUDA, where nf4 is the default for 7B models (not measured here: no GPU).
+  on CUDA, where `auto` loads nf4 (not measured here: no GPU).
 - Grounded drafting costs one forward pass for the prompt plus one per free token choice; once a single
   candidate remains on a trie path its remaining tokens go in one pass (forward passes column)."""
 
