@@ -81,14 +81,21 @@ def parse_example(raw: str | None, n_examples: int) -> int | None:
     if raw is None or raw == "":
         return None
     text = str(raw).strip()
-    choices = ("there are no examples" if n_examples == 0 else
-               f"use {', '.join(map(str, range(n_examples - 1)))} or {n_examples - 1}" if 1 < n_examples <= 4 else
-               f"use 0 to {n_examples - 1}" if n_examples > 4 else "use 0")
+    # isdigit() alone accepts "²" and other digits int() refuses; the length cap keeps int() cheap.
+    if text.isascii() and text.isdigit() and len(text) <= 6 and int(text) < n_examples:
+        return int(text)
     shown = text if len(text) <= _ECHO_MAX else text[:_ECHO_MAX] + "..."
-    # isdigit() alone accepts "²" and other digits int() refuses.
-    if not (text.isascii() and text.isdigit()) or int(text) >= n_examples:
-        raise ValueError(f"?example={shown!r} is not an example number: {choices}")
-    return int(text)
+    raise ValueError(f"?example={shown!r} is not an example number: {_example_choices(n_examples)}")
+
+
+def _example_choices(n: int) -> str:
+    if n == 0:
+        return "there are no examples"
+    if n == 1:
+        return "use 0"
+    if n <= 4:
+        return f"use {', '.join(map(str, range(n - 1)))} or {n - 1}"
+    return f"use 0 to {n - 1}"
 
 
 def _whole_number(value: Any, name: str, lo: int, hi: int) -> int | None:

@@ -172,6 +172,7 @@ def test_example_parameter_accepts_example_numbers(raw, n, expected):
     ("3", 3, "'3' is not an example number: use 0, 1 or 2"),   # out of range
     ("-1", 3, "use 0, 1 or 2"), ("abc", 3, "'abc'"), ("1e3", 8, "use 0 to 7"), ("0", 0, "there are no examples"),
     ("٣", 5, "use 0 to 4"),  # Arabic-Indic three: int() would take it, but it is not what the page offers
+    ("9" * 5000, 5, "'9999"),  # longer than int() converts by default: still a message
 ])
 def test_example_parameter_refuses_everything_else(raw, n, message):
     from apps.handlers import parse_example

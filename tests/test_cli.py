@@ -39,6 +39,12 @@ def run_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=timeout)
 
 
+@pytest.fixture(autouse=True)
+def process_wide_memory_setting_untouched(monkeypatch):
+    # cli.main tunes glibc's malloc for its whole process; in-process calls here must not do that to pytest's.
+    monkeypatch.setattr("eclip_core.cpu_memory.keep_freed_memory", lambda *a, **k: False)
+
+
 @pytest.fixture(scope="module")
 def world(tiny_world):
     test = next(s for s in tiny_world["studies"] if s.split == "test")
@@ -159,7 +165,22 @@ def test_train_cpu_defaults_lock_the_text_tower(tmp_path, monkeypatch):
     assert config_from_args(["--manifest", "m.csv"]).model.lock_text is False
 
 
-def test_rag_report_train_runs_quietly_with_a_json_summary(tmp_path, capfd):
+@pytest.fixture
+def restore_library_switches(monkeypatch):
+    """An in-process --quiet run changes process-wide switches: put them back afterwards."""
+    from huggingface_hub.utils import enable_progress_bars
+    from transformers.utils import logging as hf_logging
+
+    for key in ("TQDM_DISABLE", "HF_HUB_DISABLE_PROGRESS_BARS", "TRANSFORMERS_VERBOSITY"):
+        monkeypatch.delenv(key, raising=False)
+    before = hf_logging.get_verbosity()
+    yield
+    hf_logging.set_verbosity(before)
+    hf_logging.enable_progress_bar()
+    enable_progress_bars()
+
+
+def test_rag_report_train_runs_quietly_with_a_json_summary(tmp_path, capfd, restore_library_switches):
     from eclip_core.training.synthetic import make_blob_dataset
     from rag_report import cli
 
