@@ -69,3 +69,19 @@ def tiny_pipeline_config(tiny_world):
 
     return PipelineConfig(model_dir=str(tiny_world["model_dir"]), index_dir=str(tiny_world["index_dir"]),
                           mode="consensus", k=3, candidates=20)
+
+
+@pytest.fixture
+def library_switches_restored(monkeypatch):
+    """For in-process --quiet runs (eclip_core.chatter.quiet_libraries): they change process-wide switches
+    (environment, transformers' verbosity and bars, huggingface_hub's bars); put them back afterwards."""
+    from huggingface_hub.utils import enable_progress_bars
+    from transformers.utils import logging as hf_logging
+
+    for key in ("TQDM_DISABLE", "HF_HUB_DISABLE_PROGRESS_BARS", "TRANSFORMERS_VERBOSITY"):
+        monkeypatch.delenv(key, raising=False)
+    before = hf_logging.get_verbosity()
+    yield
+    hf_logging.set_verbosity(before)
+    hf_logging.enable_progress_bar()
+    enable_progress_bars()

@@ -151,7 +151,7 @@ def test_outside_urls():
     assert outside_urls(urls) == ["https://cdn.jsdelivr.net/x.js", "wss://example.org/q"]
 
 
-def test_main_reports_a_missing_model_without_a_traceback(tmp_path, capsys):
+def test_main_reports_a_missing_model_without_a_traceback(tmp_path, capsys, library_switches_restored):
     from apps.gradio_app import main
 
     code = main(["--model", str(tmp_path / "no-model"), "--index", str(tmp_path / "no-index"), "--quiet"])

@@ -74,22 +74,12 @@ def test_faiss_loader_info_is_hidden():
     assert not logging.getLogger(FAISS_LOADER_LOGGER).isEnabledFor(logging.INFO)
 
 
-def test_quiet_switches_off_transformers_bars_and_tables(monkeypatch):
+def test_quiet_switches_off_transformers_bars_and_tables(library_switches_restored):
+    import os
+
     from transformers.utils import logging as hf_logging
 
-    for key in ("TQDM_DISABLE", "HF_HUB_DISABLE_PROGRESS_BARS", "TRANSFORMERS_VERBOSITY"):
-        monkeypatch.delenv(key, raising=False)  # restored after the test
-    before = hf_logging.get_verbosity()
-    try:
-        quiet_libraries()
-        assert not hf_logging.is_progress_bar_enabled()
-        assert hf_logging.get_verbosity() == logging.ERROR  # load reports are warnings: hidden
-        import os
-
-        assert os.environ["TQDM_DISABLE"] == "1"
-    finally:
-        from huggingface_hub.utils import enable_progress_bars
-
-        hf_logging.enable_progress_bar()
-        hf_logging.set_verbosity(before)
-        enable_progress_bars()
+    quiet_libraries()
+    assert not hf_logging.is_progress_bar_enabled()
+    assert hf_logging.get_verbosity() == logging.ERROR  # load reports are warnings: hidden
+    assert os.environ["TQDM_DISABLE"] == "1"

@@ -34,7 +34,8 @@ def _expected_auto_cpu() -> str:
 
 def run_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     env = {**os.environ, **OFFLINE}
-    env.pop("TQDM_DISABLE", None)
+    for key in ("TQDM_DISABLE", "HF_HUB_DISABLE_PROGRESS_BARS", "TRANSFORMERS_VERBOSITY"):
+        env.pop(key, None)  # the command decides (--quiet), not this process's settings
     return subprocess.run([sys.executable, "-m", "rag_report.cli", *map(str, args)], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=timeout)
 
@@ -165,22 +166,7 @@ def test_train_cpu_defaults_lock_the_text_tower(tmp_path, monkeypatch):
     assert config_from_args(["--manifest", "m.csv"]).model.lock_text is False
 
 
-@pytest.fixture
-def restore_library_switches(monkeypatch):
-    """An in-process --quiet run changes process-wide switches: put them back afterwards."""
-    from huggingface_hub.utils import enable_progress_bars
-    from transformers.utils import logging as hf_logging
-
-    for key in ("TQDM_DISABLE", "HF_HUB_DISABLE_PROGRESS_BARS", "TRANSFORMERS_VERBOSITY"):
-        monkeypatch.delenv(key, raising=False)
-    before = hf_logging.get_verbosity()
-    yield
-    hf_logging.set_verbosity(before)
-    hf_logging.enable_progress_bar()
-    enable_progress_bars()
-
-
-def test_rag_report_train_runs_quietly_with_a_json_summary(tmp_path, capfd, restore_library_switches):
+def test_rag_report_train_runs_quietly_with_a_json_summary(tmp_path, capfd, library_switches_restored):
     from eclip_core.training.synthetic import make_blob_dataset
     from rag_report import cli
 
