@@ -22,18 +22,20 @@ from typing import Any, Sequence
 
 import apps  # noqa: F401  (sets the offline environment before gradio is imported)
 from rag_report.pipeline import MODES, PipelineConfig
+from rag_report.precision import QUANTIZATIONS
 
 log = logging.getLogger(__name__)
 
 #: PipelineConfig fields whose flag is not simply --field-name.
 FLAG_NAMES = {"model_dir": "--model", "index_dir": "--index", "llm_path": "--llm"}
-CHOICES = {"mode": MODES, "quantization": ("nf4", "int8", "none"), "diversify": ("kmeans", "mmr", "none")}
+CHOICES = {"mode": MODES, "quantization": QUANTIZATIONS, "diversify": ("kmeans", "mmr", "none")}
 HELP = {
     "model_dir": "eCLIP checkpoint folder (default: the embedded bundle's)",
     "index_dir": "report index folder built with that checkpoint (default: the bundle's)",
     "llm_path": "local HF model folder or .gguf file (default: SmolLM2-135M-Instruct)",
     "mode": "generation mode (auto: grounded for LLMs under 1B parameters, else free)",
     "k": "retrieved reports shown and drafted from",
+    "quantization": "LLM precision (auto: nf4 on CUDA and on CPUs with AVX512-BF16/AMX, else none = fp32)",
     "similarity_floor": "warn below this best similarity (default: the bundle's measured floor)",
     "typicality_floor": "warn when the image is less typical of the corpus X-rays than this (default: the index's floor)",
 }
@@ -125,9 +127,40 @@ def launch_app(app: Any, serve: ServeConfig | None = None, *, block: bool = True
     return url
 
 
+def close_app(app: Any) -> None:
+    """Stop the server and delete what it kept on disk: uploads (DICOM headers included), gradio's cached
+    copies of inputs and outputs, and the app's download folders."""
+    from gradio.route_utils import delete_files_created_by_app
+    from gradio.utils import get_upload_folder
+
+    app.close(verbose=False)
+    delete_files_created_by_app(app, age=None)  # what gradio tracked (uploads, previews, downloads)
+    handlers = getattr(app, "rag_handlers", None)
+    if handlers is not None:
+        server = getattr(app, "server_app", None) or getattr(app, "app", None)
+        handlers.close(upload_dirs=[getattr(app, "GRADIO_CACHE", None), get_upload_folder(),
+                                    getattr(server, "uploaded_file_dir", None)])
+    log.info("app stopped; uploads and downloads deleted")
+
+
+def _stop_on_sigterm() -> None:
+    # A service manager stops the app with SIGTERM: make it unwind like Ctrl-C, so the cleanup runs.
+    import signal
+
+    def handler(signum, frame):  # noqa: ANN001 - signal's signature
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     serve, config = parse_args(argv)
+    from eclip_core.chatter import install_log_filters, quiet_libraries
+
+    if serve.quiet:
+        quiet_libraries()
+    install_log_filters()
     from eclip_core.cpu_memory import keep_freed_memory
     from eclip_core.errors import EClipError
     from rag_report.pipeline import ReportPipeline
@@ -142,7 +175,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if serve.host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("serving on %s: anyone who can reach this machine can use the page", serve.host)
-    launch_app(build_app(pipeline, extra_llms=serve.extra_llms, concurrency=serve.concurrency), serve, block=True)
+    app = build_app(pipeline, extra_llms=serve.extra_llms, concurrency=serve.concurrency)
+    _stop_on_sigterm()
+    try:
+        launch_app(app, serve, block=True)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        close_app(app)
     return 0
 
 

@@ -1,15 +1,22 @@
 """The app's callbacks, separate from the layout so they are tested as plain functions.
 
-Errors on bad input (an unreadable image, a malformed gaze file) become ``gr.Error`` toasts with a
-message that names the file by its base name only: the server keeps serving. Nothing from a DICOM
-header is shown, and logs carry neither file names nor report text (an upload's name can itself be
-identifying).
+Errors on bad input (an unreadable image, a malformed gaze file, a bad parameter or payload) become
+``gr.Error`` toasts with a message that names the file by its base name only: the server keeps serving.
+Nothing from a DICOM header is shown, and logs carry neither file names nor report text (an upload's name
+can itself be identifying).
+
+Nothing outlives its use on disk: each request's download files are removed ``DOWNLOAD_KEEP_S`` after the
+request (gradio has copied them into its cache by then; that copy is what the browser downloads, deleted
+by gradio's ``delete_cache`` schedule or when the app stops), and :meth:`AppHandlers.close` (called when
+the app stops, :func:`apps.gradio_app.close_app`) removes the rest and every upload seen.
 """
 from __future__ import annotations
 
 import json
 import logging
+import shutil
 import tempfile
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -25,6 +32,11 @@ from rag_report.report import DraftReport
 log = logging.getLogger(__name__)
 
 DEFAULT_LLM_LABEL = "default (SmolLM2-135M-Instruct)"
+#: Seconds a request's download folder is kept: gradio copies returned files into its cache as the request
+#: ends (milliseconds), so this only has to outlast concurrent requests still being answered.
+DOWNLOAD_KEEP_S = 30.0
+#: Longest query-parameter text echoed back in a message.
+_ECHO_MAX = 24
 
 
 def friendly_message(exc: BaseException, *paths: Any) -> str:
@@ -52,6 +64,52 @@ def _path_of(file: Any) -> str | None:
     if isinstance(file, dict) and "path" in file:
         return str(file["path"])
     raise gr.Error(f"unexpected upload of type {type(file).__name__}")
+
+
+def parse_example(raw: str | None, n_examples: int) -> int | None:
+    """The example number of a ``/?example=N`` page: None when absent, else 0 <= N < n_examples.
+
+    Raises ValueError with a message for the page when the value is not such a number.
+
+    >>> parse_example("1", 3), parse_example(None, 3), parse_example("", 3)
+    (1, None, None)
+    >>> parse_example("²", 3)
+    Traceback (most recent call last):
+    ...
+    ValueError: ?example='²' is not an example number: use 0, 1 or 2
+    """
+    if raw is None or raw == "":
+        return None
+    text = str(raw).strip()
+    # isdigit() alone accepts "²" and other digits int() refuses; the length cap keeps int() cheap.
+    if text.isascii() and text.isdigit() and len(text) <= 6 and int(text) < n_examples:
+        return int(text)
+    shown = text if len(text) <= _ECHO_MAX else text[:_ECHO_MAX] + "..."
+    raise ValueError(f"?example={shown!r} is not an example number: {_example_choices(n_examples)}")
+
+
+def _example_choices(n: int) -> str:
+    if n == 0:
+        return "there are no examples"
+    if n == 1:
+        return "use 0"
+    if n <= 4:
+        return f"use {', '.join(map(str, range(n - 1)))} or {n - 1}"
+    return f"use 0 to {n - 1}"
+
+
+def _whole_number(value: Any, name: str, lo: int, hi: int) -> int | None:
+    """A slider value from the page or the API as an int in [lo, hi]; None for empty (use the default)."""
+    if value is None or value == "":
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if not (lo <= number <= hi) or number != int(number):
+        raise gr.Error(f"{name} must be a whole number from {lo} to {hi}, got {str(value)[:_ECHO_MAX]!r}",
+                       title="Bad parameter", print_exception=False)
+    return int(number)
 
 
 @dataclass
@@ -86,17 +144,32 @@ class AppHandlers:
     pipeline: Any
     llms: list[LLMChoice] = field(default_factory=list)
     out_dir: Path | None = None
+    #: (path, label) of the example images a ``/?example=N`` page drafts.
+    examples: list[tuple[str, str]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not self.llms:
             self.llms = llm_choices(getattr(getattr(self.pipeline, "config", None), "llm_path", None))
+        # A folder made here (or for this app) is removed whole by close(); a caller's existing one is emptied.
+        self._own_out_dir = self.out_dir is None or not Path(self.out_dir).exists()
         if self.out_dir is None:
             self.out_dir = Path(tempfile.mkdtemp(prefix="rag_report_app_"))
+        self.out_dir = Path(self.out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self._seen: set[str] = set()  # every file path handed to a callback (uploads, examples)
+        self._seen_lock = threading.Lock()
+
+    def _path(self, file: Any) -> str | None:
+        path = _path_of(file)
+        if path is not None:
+            with self._seen_lock:
+                self._seen.add(path)
+        return path
 
     # -- the image and its overlays ---------------------------------------------------------------
     def show_upload(self, file: Any, gaze_file: Any = None):
         """Upload -> (preview image, window-center slider, window-width slider, info line)."""
-        path = _path_of(file)
+        path = self._path(file)
         if path is None:
             return None, gr.update(visible=False), gr.update(visible=False), ""
         try:
@@ -122,7 +195,7 @@ class AppHandlers:
 
     def rewindow(self, file: Any, center: float, width: float, gaze_file: Any = None):
         """Re-render a DICOM preview at the given window (plain images are shown unchanged)."""
-        path = _path_of(file)
+        path = self._path(file)
         if path is None:
             return None
         try:
@@ -132,7 +205,7 @@ class AppHandlers:
         return self._compose(prev, gaze_file, path)
 
     def _compose(self, prev: imaging.Preview, gaze_file: Any, image_path: str | None = None):
-        gaze_path = _path_of(gaze_file)
+        gaze_path = self._path(gaze_file)
         if gaze_path is None:
             return imaging.to_display(prev.grey)
         small = imaging.downscale(prev.grey)
@@ -158,14 +231,16 @@ class AppHandlers:
     def generate(self, file: Any, mode: str, k: float, llm: str | None, max_new_tokens: float):
         """Draft a report: (draft text, warnings, evidence HTML, labels HTML, details, DraftReport dict,
         .txt path, .json path)."""
-        path = _path_of(file)
+        path = self._path(file)
         if path is None:
             raise gr.Error("Upload a chest X-ray (PNG, JPEG or DICOM) first.", title="No image")
+        k_value = _whole_number(k, "k (retrieved reports)", 1, 100)
+        tokens = _whole_number(max_new_tokens, "max new tokens", 1, 4096)
         t0 = time.perf_counter()
         try:
             draft: DraftReport = self.pipeline.generate(
-                path, mode=mode or None, k=int(k) if k else None,
-                max_new_tokens=int(max_new_tokens) if max_new_tokens else None, llm_path=self.llm_path(llm),
+                path, mode=mode or None, k=k_value or None, max_new_tokens=tokens or None,
+                llm_path=self.llm_path(llm),
             )
         except EClipError as exc:
             log.info("generation rejected an input (%s)", type(exc).__name__)
@@ -186,13 +261,45 @@ class AppHandlers:
         )
 
     def export(self, text: str, report: dict | None):
-        """Rewrite the downloads after the draft was edited (the JSON keeps the original and the edit)."""
-        if not report:
+        """Rewrite the downloads after the draft was edited (the JSON keeps the original and the edit).
+
+        ``report`` is the DraftReport dict /generate returned (or its JSON text); anything else is refused
+        with a message, as is a non-text ``text``.
+        """
+        if report is None or report == "" or report == {}:
             return None, None
+        if isinstance(report, str):
+            try:
+                report = json.loads(report)
+            except json.JSONDecodeError:
+                report = None
+        if not isinstance(report, dict) or not isinstance(report.get("text", ""), str):
+            raise gr.Error("export needs the DraftReport object that /generate returned (a JSON object with "
+                           f"its \"text\"), got {type(report).__name__}", title="Bad export", print_exception=False)
+        if text is None:
+            text = report.get("text", "")
+        if not isinstance(text, str):
+            raise gr.Error(f"export needs the edited draft as text, got {type(text).__name__}",
+                           title="Bad export", print_exception=False)
         report = dict(report)
         if text != report.get("text"):
             report["edited_text"] = text
         return self._write_downloads(text, report)
+
+    # -- the page opened as /?example=N -----------------------------------------------------------
+    def load_example(self, raw: str | None, n_outputs: int) -> list:
+        """Updates for [upload, *generate's outputs]: a draft of example N, nothing for no parameter, or
+        a message in the warnings area (outputs[1]) for a bad one."""
+        try:
+            index = parse_example(raw, len(self.examples))
+        except ValueError as exc:
+            log.info("page opened with an unusable ?example= parameter")
+            return [gr.skip(), gr.skip(), render.status_markdown(warnings=[str(exc)])] + [gr.skip()] * (n_outputs - 2)
+        if index is None:
+            return [gr.skip()] * (n_outputs + 1)
+        cfg = self.pipeline.config
+        path = self.examples[index][0]
+        return [path, *self.generate(path, cfg.mode, cfg.k, self.llms[0].label, cfg.max_new_tokens)]
 
     def _write_downloads(self, text: str, report: dict) -> tuple[str, str]:
         self._prune()
@@ -201,16 +308,43 @@ class AppHandlers:
         txt, js = folder / "draft-report.txt", folder / "draft-report.json"
         txt.write_text(text + "\n", encoding="utf-8")
         js.write_text(json.dumps(report, indent=2), encoding="utf-8")
+        # gradio copies returned files into its cache as the request ends: ours go soon after, even if
+        # no other request comes to prune them.
+        timer = threading.Timer(DOWNLOAD_KEEP_S, shutil.rmtree, (folder,), {"ignore_errors": True})
+        timer.daemon = True
+        timer.start()
         return str(txt), str(js)
 
-    def _prune(self, max_age_s: float = 3600.0) -> None:
-        # gradio copies returned files into its own cache, so our copies only need to outlive one request.
+    def _prune(self, max_age_s: float = DOWNLOAD_KEEP_S) -> None:
+        # gradio copies returned files into its own cache as a request ends, so our copies only need to
+        # outlive the requests still being answered.
         now = time.time()
         for folder in self.out_dir.iterdir():
             try:
                 if now - folder.stat().st_mtime > max_age_s:
-                    for f in folder.iterdir():
-                        f.unlink()
-                    folder.rmdir()
+                    shutil.rmtree(folder)
             except OSError:
                 pass
+
+    def close(self, upload_dirs: Sequence[str | Path] = ()) -> None:
+        """Delete what the app wrote and was given: the download folders, and every file handed to a
+        callback that lies under one of ``upload_dirs`` (gradio's upload and cache folders; examples and
+        other files elsewhere are left alone), with the per-upload folders they leave empty."""
+        if self._own_out_dir:
+            shutil.rmtree(self.out_dir, ignore_errors=True)
+        elif self.out_dir.is_dir():
+            self._prune(max_age_s=-1.0)
+        roots = [Path(d).resolve() for d in upload_dirs if d]
+        with self._seen_lock:
+            seen, self._seen = self._seen, set()
+        for p in seen:
+            path = Path(p).resolve()
+            if not any(path.is_relative_to(r) and path != r for r in roots):
+                continue
+            path.unlink(missing_ok=True)
+            parent = path.parent
+            if parent not in roots:
+                try:
+                    parent.rmdir()  # gradio's per-upload hash folder, when now empty
+                except OSError:
+                    pass

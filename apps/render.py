@@ -101,6 +101,21 @@ def details_markdown(draft: DraftReport, handler_ms: float | None = None) -> str
     return text
 
 
+def precision_markdown(quantization: str, device: str = "auto") -> str:
+    """The LLM precision the page drafts with, as resolved for this machine (one line).
+
+    >>> precision_markdown("int8")
+    '**LLM precision:** int8 (as configured)'
+    """
+    from rag_report.precision import choose_quantization
+
+    if device not in ("cpu", "cuda"):
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return f"**LLM precision:** {_md(choose_quantization(quantization, device).describe())}"
+
+
 def status_markdown(draft: DraftReport | None = None, warnings: Iterable[str] = ()) -> str:
     """Warnings of a draft (and of the app) as a Markdown list; empty when there are none."""
     items = list(warnings) + (list(draft.warnings) if draft is not None else [])

@@ -54,8 +54,8 @@ def build_app(
     """The upload-and-generate page around ``pipeline`` (a ReportPipeline or anything with its
     ``generate``/``config``/``simulated_data``). Launch it with :func:`apps.gradio_app.launch_app`."""
     cfg = pipeline.config
-    handlers = AppHandlers(pipeline, llm_choices(cfg.llm_path, extra_llms))
     examples = list(default_examples() if examples is None else examples)
+    handlers = AppHandlers(pipeline, llm_choices(cfg.llm_path, extra_llms), examples=examples)
     simulated = bool(getattr(pipeline, "simulated_data", False))
 
     with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=(3600, 7200)) as app:
@@ -83,6 +83,8 @@ def build_app(
                     with gr.Row():
                         k = gr.Slider(1, 20, value=cfg.k, step=1, label="Retrieved reports (k)")
                         max_new = gr.Slider(16, 1024, value=cfg.max_new_tokens, step=8, label="Max new tokens")
+                    gr.Markdown(render.precision_markdown(cfg.quantization, getattr(cfg, "device", "auto")),
+                                elem_id="precision")
                 go = gr.Button("Generate draft", variant="primary", elem_id="generate")
                 if examples:
                     gr.Examples([[p] for p, _ in examples], inputs=[upload], label="Examples",
@@ -117,11 +119,8 @@ def build_app(
 
         def on_load(request: gr.Request):
             # /?example=N drafts an example on load: a page that already shows a result, for screenshots.
-            raw = (request.query_params.get("example") if request is not None else None) or ""
-            if not raw.isdigit() or int(raw) >= len(examples):
-                return [gr.skip()] * (len(outputs) + 1)
-            path = examples[int(raw)][0]
-            return [path, *handlers.generate(path, cfg.mode, cfg.k, handlers.llms[0].label, cfg.max_new_tokens)]
+            raw = request.query_params.get("example") if request is not None else None
+            return handlers.load_example(raw, len(outputs))
 
         app.load(on_load, None, [upload, *outputs], api_name=False, concurrency_id="generate")
     app.rag_handlers = handlers  # for tests and benchmarks

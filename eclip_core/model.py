@@ -31,6 +31,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from eclip_core.atomic import atomic_dir
+from eclip_core.chatter import install_log_filters
 from eclip_core.config import EClipConfig
 from eclip_core.errors import CheckpointError, ConfigError
 from eclip_core.heatmap.processor import HeatmapProcessor
@@ -490,3 +491,4 @@ class EClip(nn.Module):
 
 
 register_model_configs()
+install_log_filters()  # the HF text tower's unused-pooler load report is expected (eclip_core.chatter)

@@ -330,9 +330,16 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def config_from_args(argv: list[str] | None = None) -> TrainConfig:
-    args = vars(build_parser().parse_args(argv))
+def config_from_args(argv: list[str] | None = None, *, parser: argparse.ArgumentParser | None = None,
+                     defaults: dict[str, Any] | None = None) -> TrainConfig:
+    """Flags -> TrainConfig: the preset, then ``defaults`` (a caller's, e.g. `rag-report train`'s CPU
+    defaults), then ``--config``, then the flags; ``parser`` replaces :func:`build_parser`'s."""
+    args = vars((parser or build_parser()).parse_args(argv))
     data = TrainConfig.preset(args.pop("preset") or "paper").to_dict()
+    if defaults:
+        from eclip_core.config import _deep_update
+
+        _deep_update(data, copy.deepcopy(defaults))
     args.pop("verbose", None)
     file_cfg = args.pop("config", None)
     if file_cfg:

@@ -1,5 +1,8 @@
 """`rag-report`: build-default, train, index, generate, serve.
 
+Every command writes only its result to stdout (the report, or with ``--json`` one JSON document, also
+for errors); logs, progress bars and library messages go to stderr.
+
 Examples::
 
     rag-report build-default
@@ -19,16 +22,22 @@ import sys
 from pathlib import Path
 
 from eclip_core.errors import EClipError
+from rag_report.cli_io import error_json, stdout_to_stderr
+
+#: Flags every command accepts, before or after the command name.
+GLOBAL_FLAGS = ("--quiet", "-v", "--verbose")
 
 
 def _add_pipeline_flags(p: argparse.ArgumentParser) -> None:
     from rag_report.pipeline import MODES, PipelineConfig
+    from rag_report.precision import QUANTIZATIONS
 
     d = PipelineConfig()
     p.add_argument("--model", dest="model_dir", default=None, help="eCLIP checkpoint folder (default: the bundle's)")
     p.add_argument("--index", dest="index_dir", default=None, help="report index folder (default: the bundle's)")
     p.add_argument("--llm", dest="llm_path", default=None, help="local HF folder or .gguf file (default: SmolLM2-135M)")
-    p.add_argument("--quantization", default=d.quantization, choices=["nf4", "int8", "none"])
+    p.add_argument("--quantization", default=d.quantization, choices=QUANTIZATIONS,
+                   help="LLM precision; auto: nf4 on CUDA and on CPUs with AVX512-BF16/AMX, else none (fp32)")
     p.add_argument("--device", default=d.device)
     p.add_argument("--mode", default=d.mode, choices=MODES)
     p.add_argument("--k", type=int, default=d.k)
@@ -50,48 +59,53 @@ def _pipeline_config(args: argparse.Namespace):
     )
 
 
-def cmd_build_default(args: argparse.Namespace) -> int:
+def cmd_build_default(args: argparse.Namespace) -> str:
     from rag_report.bundle import DefaultBundleConfig, default_bundle
 
     cfg = DefaultBundleConfig(steps=args.steps) if args.steps else DefaultBundleConfig()
     bundle = default_bundle(cfg, build=True, progress=not args.quiet)
-    print(f"default bundle ready: {bundle.root}")
-    print(f"  eCLIP checkpoint: {bundle.eclip_dir}\n  index: {bundle.index_dir}\n  manifest: {bundle.manifest_path}")
-    return 0
+    if args.json:
+        return json.dumps({"root": str(bundle.root), "eclip_checkpoint": str(bundle.eclip_dir),
+                           "index": str(bundle.index_dir), "manifest": str(bundle.manifest_path)}, indent=2)
+    return (f"default bundle ready: {bundle.root}\n  eCLIP checkpoint: {bundle.eclip_dir}\n"
+            f"  index: {bundle.index_dir}\n  manifest: {bundle.manifest_path}")
 
 
-def cmd_generate(args: argparse.Namespace) -> int:
-    from rag_report.pipeline import ReportPipeline
+def cmd_generate(args: argparse.Namespace) -> str:
+    from rag_report.pipeline import ReportPipeline, read_image
 
-    pipe = ReportPipeline(_pipeline_config(args), progress=not args.quiet)
     image = args.image
     if args.example or image is None:
         from rag_report.bundle import default_bundle
+        from rag_report.errors import BundleError
 
         examples = default_bundle(build=True, progress=not args.quiet).examples
         if not examples:
-            raise SystemExit("the default bundle has no example images")
+            raise BundleError("the default bundle has no example images; rebuild it (rag-report build-default) "
+                              "or give an image path")
         image = examples[0]
         print(f"example image (a held-out phantom test study): {image}", file=sys.stderr)
+    read_image(image)  # a bad input is refused in a second, before ~20-30 s of model loading
+    pipe = ReportPipeline(_pipeline_config(args), progress=not args.quiet)
     draft = pipe.generate(image, exclude_study_ids=args.exclude_study or ())
     if args.json:
-        print(draft.to_json(indent=2))
-        return 0
+        return draft.to_json(indent=2)
+    lines = []
     if draft.simulated_data:
-        print("[simulated default bundle: phantom images, real Open-I report text; not for clinical use]\n")
-    print(draft.text or "(empty draft)")
-    print("\nEVIDENCE")
+        lines.append("[simulated default bundle: phantom images, real Open-I report text; not for clinical use]\n")
+    lines += [draft.text or "(empty draft)", "\nEVIDENCE"]
     for ev in draft.evidence:
-        print(f"  #{ev.rank} {ev.study_id}  similarity {ev.similarity:.3f}  sentences used: {len(ev.sentences_used)}")
+        lines.append(f"  #{ev.rank} {ev.study_id}  similarity {ev.similarity:.3f}  sentences used: {len(ev.sentences_used)}")
     positives = [k for k, v in draft.labels.items() if v == 1.0]
-    print(f"\nOBSERVATIONS: {', '.join(positives) or 'none positive'}")
-    print("TIMINGS (ms): " + ", ".join(f"{k} {v:.0f}" for k, v in draft.timings_ms.items()))
-    for w in draft.warnings:
-        print(f"WARNING: {w}")
-    return 0
+    lines.append(f"\nOBSERVATIONS: {', '.join(positives) or 'none positive'}")
+    if draft.models.get("quantization"):
+        lines.append(f"LLM: {draft.models['llm_id']} ({draft.models['quantization_reason']})")
+    lines.append("TIMINGS (ms): " + ", ".join(f"{k} {v:.0f}" for k, v in draft.timings_ms.items()))
+    lines += [f"WARNING: {w}" for w in draft.warnings]
+    return "\n".join(lines)
 
 
-def cmd_index(args: argparse.Namespace) -> int:
+def cmd_index(args: argparse.Namespace) -> str:
     from eclip_core.data.manifest import read_manifest
     from eclip_core.model import EClip
     from rag_report.index import ReportIndex
@@ -110,16 +124,14 @@ def cmd_index(args: argparse.Namespace) -> int:
         logging.getLogger("rag_report.cli").warning("%d of %d rows have no report text and are not indexed",
                                                     len(chosen) - len(studies), len(chosen))
     model = EClip.from_pretrained(args.model_dir).eval()
-    ReportIndex.build(model, studies, args.out, index_type=args.index_type, progress=not args.quiet,
-                      corpus_name=args.corpus_name or Path(args.manifest).stem)
-    print(f"indexed {len(studies)} reports into {args.out}")
-    return 0
-
-
-def cmd_train(argv: list[str]) -> int:
-    from eclip_core.train import main as train_main
-
-    return int(train_main(argv) or 0)
+    index = ReportIndex.build(model, studies, args.out, index_type=args.index_type, progress=not args.quiet,
+                              corpus_name=args.corpus_name or Path(args.manifest).stem)
+    if args.json:
+        manifest = getattr(index, "manifest", {}) or {}
+        return json.dumps({"out": str(args.out), "reports": len(studies), "index_type": args.index_type,
+                           "index_id": str(manifest.get("index_id", "")),
+                           "eclip_checkpoint": model.checkpoint_hash}, indent=2)
+    return f"indexed {len(studies)} reports into {args.out}"
 
 
 def cmd_serve(argv: list[str]) -> int:
@@ -128,17 +140,28 @@ def cmd_serve(argv: list[str]) -> int:
     return 0  # pragma: no cover
 
 
+def _common_flags() -> argparse.ArgumentParser:
+    # SUPPRESS: a flag given after the command name must not reset one given before it.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS,
+                        help="no progress bars or library tables (stderr only carries warnings and errors)")
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="info logs")
+    return common
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rag-report", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    parser.add_argument("-v", "--verbose", action="store_true")
+    common = _common_flags()
+    parser = argparse.ArgumentParser(prog="rag-report", description=__doc__.split("\n\n")[0], parents=[common])
+    parser.set_defaults(quiet=False, verbose=False)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("build-default", help="build the embedded default bundle (phantom data, eCLIP, index, LLM)")
+    p = sub.add_parser("build-default", parents=[common],
+                       help="build the embedded default bundle (phantom data, eCLIP, index, LLM)")
     p.add_argument("--steps", type=int, default=None, help="training steps (default: the bundle's)")
+    p.add_argument("--json", action="store_true", help="print the bundle's paths as JSON")
     p.set_defaults(func=cmd_build_default)
 
-    p = sub.add_parser("generate", help="draft a report for an image")
+    p = sub.add_parser("generate", parents=[common], help="draft a report for an image")
     p.add_argument("image", nargs="?", default=None, help="PNG, JPEG or DICOM file")
     p.add_argument("--example", action="store_true", help="use a held-out test image of the default bundle")
     p.add_argument("--json", action="store_true", help="print the DraftReport as JSON")
@@ -146,18 +169,27 @@ def build_parser() -> argparse.ArgumentParser:
     _add_pipeline_flags(p)
     p.set_defaults(func=cmd_generate)
 
-    p = sub.add_parser("index", help="build a report index from a manifest")
+    p = sub.add_parser("index", parents=[common], help="build a report index from a manifest")
     p.add_argument("--manifest", required=True)
     p.add_argument("--model", dest="model_dir", required=True, help="eCLIP checkpoint folder")
     p.add_argument("--out", required=True)
     p.add_argument("--split", default="train", help="which split's reports to index, or 'all'")
     p.add_argument("--index-type", default="flat", choices=["flat", "hnsw", "ivfpq"])
     p.add_argument("--corpus-name", default=None)
+    p.add_argument("--json", action="store_true", help="print what was indexed as JSON")
     p.set_defaults(func=cmd_index)
 
-    sub.add_parser("train", help="train eCLIP (flags of python -m eclip_core.train)", add_help=False)
+    sub.add_parser("train", help="train eCLIP (`rag-report train --help`: its own flags)", add_help=False)
     sub.add_parser("serve", help="start the Gradio app (flags of python -m apps.gradio_app)", add_help=False)
     return parser
+
+
+def _split_globals(argv: list[str]) -> tuple[set[str], list[str]]:
+    """Leading global flags, and the rest (the command and its arguments)."""
+    i = 0
+    while i < len(argv) and argv[i] in GLOBAL_FLAGS:
+        i += 1
+    return set(argv[:i]), argv[i:]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -165,19 +197,38 @@ def main(argv: list[str] | None = None) -> int:
     for k, v in {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1",
                  "HF_EVALUATE_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"}.items():
         os.environ.setdefault(k, v)
+    from eclip_core.chatter import install_log_filters, quiet_libraries
+
+    flags, rest = _split_globals(argv)
+    quiet = "--quiet" in flags or (bool(rest) and rest[0] not in ("train", "serve") and "--quiet" in rest)
+    if quiet:
+        quiet_libraries()  # before the libraries load: some read their switches at import
+    install_log_filters()
     from eclip_core.cpu_memory import keep_freed_memory
 
     keep_freed_memory()  # a whole-process command: reuse freed tensor memory instead of page-faulting it anew
     # train / serve forward all their flags to their own parsers.
-    if argv and argv[0] in ("train", "serve"):
-        return cmd_train(argv[1:]) if argv[0] == "train" else cmd_serve(argv[1:])
+    if rest and rest[0] == "train":
+        from rag_report.cli_train import main as train_main
+
+        return train_main(rest[1:], quiet="--quiet" in flags, verbose=bool(flags & {"-v", "--verbose"}))
+    if rest and rest[0] == "serve":
+        return cmd_serve(rest[1:] + (["--quiet"] if "--quiet" in flags and "--quiet" not in rest else []))
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    as_json = bool(getattr(args, "json", False))
     try:
-        return args.func(args)
+        with stdout_to_stderr():
+            out = args.func(args)
+        rc = 0
     except EClipError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        out, rc = (error_json(exc) if as_json else ""), 2
+    if out:
+        sys.stdout.write(out + "\n")
+        sys.stdout.flush()
+    return rc
 
 
 if __name__ == "__main__":

@@ -30,15 +30,18 @@ class NoModelError(RagReportError):
 
 
 def configure_llama_settings() -> None:
-    """Make sure LlamaIndex never falls back to OpenAI: an unset global LLM becomes None (MockLLM).
+    """Make sure LlamaIndex never falls back to OpenAI: an unset global LLM becomes a MockLLM.
 
     A user-set ``Settings.llm`` is left alone; embedding models are always passed explicitly.
     """
     from llama_index.core import Settings
+    from llama_index.core.llms.mock import MockLLM
 
     # Reading Settings.llm while unset would resolve the OpenAI default; peek at the private slot instead.
+    # A MockLLM instance, not None: `Settings.llm = None` makes llama-index PRINT "LLM is explicitly
+    # disabled. Using MockLLM." to stdout, which broke `rag-report ... --json | json.tool`.
     if getattr(Settings, "_llm", None) is None:
-        Settings.llm = None
+        Settings.llm = MockLLM()
 
 
 def unit_rows(x: np.ndarray) -> np.ndarray:

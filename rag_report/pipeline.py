@@ -24,6 +24,7 @@ from eclip_core.text import join_report
 from rag_report.drafters import LLM_MODES, Drafted, DraftSettings, draft_reports
 from rag_report.errors import RagReportError
 from rag_report.label_boost import LABEL_BOOST_MODES, LabelBoost
+from rag_report.precision import draft_model_entries
 from rag_report.report import DraftReport, Evidence, SentenceProvenance
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,8 @@ class PipelineConfig:
     model_dir: str | None = None
     index_dir: str | None = None
     llm_path: str | None = None
-    quantization: str = "nf4"
+    #: LLM precision: "auto" (nf4 on CUDA / CPUs with AVX512-BF16 or AMX, else fp32), "nf4", "int8" or "none".
+    quantization: str = "auto"
     device: str = "auto"
     mode: str = "auto"
     k: int = 5
@@ -138,9 +140,7 @@ class ReportPipeline:
     def embed(self, image: Any) -> np.ndarray:
         """Load an image (path, PIL image, numpy array, DICOM path or bytes), refuse a blank one, and
         return its eCLIP embedding [D]."""
-        pixels = load_image(image)
-        _check_not_blank(pixels, image)
-        return self.model.embed_images([pixels], progress=False)[0]
+        return self.model.embed_images([read_image(image)], progress=False)[0]
 
     def predict_labels(self, vector: np.ndarray) -> np.ndarray | None:
         """Probability [14] of each CheXpert observation for an image embedding (None: the index has no
@@ -202,8 +202,7 @@ class ReportPipeline:
         warnings: list[str] = []
 
         t = time.perf_counter()
-        pixels = load_image(image)
-        _check_not_blank(pixels, image)
+        pixels = read_image(image)
         timings["load"] = _ms(t)
         t = time.perf_counter()
         query = self.model.embed_images([pixels], progress=False)[0]
@@ -273,6 +272,7 @@ class ReportPipeline:
             "llm_id": getattr(llm, "id", "") if mode in LLM_MODES else "",
             "generation_mode": mode,
             "label_boost": self.config.label_boost if probabilities is not None else "off",
+            **draft_model_entries(self.config.quantization, llm if mode in ("grounded", "free") else None),
         }
         timings["total"] = sum(timings.values())
         clf = self.index.label_classifiers
@@ -297,6 +297,16 @@ def _check_not_blank(pixels: np.ndarray, source: Any) -> None:
             f"{name}: the image is blank (constant value {float(pixels.mean()) if pixels.size else 0:.3f}); "
             "give a chest radiograph"
         )
+
+
+def read_image(source: Any) -> np.ndarray:
+    """Read ``source`` as drafting does and refuse a blank image (ImageLoadError naming it).
+
+    Needs no model, so callers check an input before loading any (the CLI does).
+    """
+    pixels = load_image(source)
+    _check_not_blank(pixels, source)
+    return pixels
 
 
 _DEFAULT: dict[tuple, ReportPipeline] = {}

@@ -133,3 +133,19 @@ def kill_switch(monkeypatch):
     monkeypatch.setattr(shutil, "rmtree", rmtree)
     yield switch
     switch.disarm()
+
+
+@pytest.fixture
+def library_switches_restored(monkeypatch):
+    """For in-process --quiet runs (eclip_core.chatter.quiet_libraries): they change process-wide switches
+    (environment, transformers' verbosity and bars, huggingface_hub's bars); put them back afterwards."""
+    from huggingface_hub.utils import enable_progress_bars
+    from transformers.utils import logging as hf_logging
+
+    for key in ("TQDM_DISABLE", "HF_HUB_DISABLE_PROGRESS_BARS", "TRANSFORMERS_VERBOSITY"):
+        monkeypatch.delenv(key, raising=False)
+    before = hf_logging.get_verbosity()
+    yield
+    hf_logging.set_verbosity(before)
+    hf_logging.enable_progress_bar()
+    enable_progress_bars()

@@ -236,3 +236,10 @@ def test_screenshot_of_a_drafted_page_reaches_nothing_outside(server, tmp_path):
     assert outside == []  # no fonts, CDNs or analytics requested by the page
     with Image.open(out) as im:
         assert im.width == 1200 and im.height > 900
+
+
+def test_export_with_a_bad_payload_gives_a_message_and_the_server_keeps_serving(client):
+    for payload in ([1, 2], 42):
+        with pytest.raises(AppError, match="export needs the DraftReport object"):
+            client.predict("edited text", payload, api_name="/export")
+    _check_result(_generate(client, NIH_PNG))

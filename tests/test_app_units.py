@@ -151,10 +151,109 @@ def test_outside_urls():
     assert outside_urls(urls) == ["https://cdn.jsdelivr.net/x.js", "wss://example.org/q"]
 
 
-def test_main_reports_a_missing_model_without_a_traceback(tmp_path, capsys):
+def test_main_reports_a_missing_model_without_a_traceback(tmp_path, capsys, library_switches_restored):
     from apps.gradio_app import main
 
     code = main(["--model", str(tmp_path / "no-model"), "--index", str(tmp_path / "no-index"), "--quiet"])
     assert code == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "no-model" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("raw, n, expected", [(None, 3, None), ("", 3, None), ("0", 3, 0), ("2", 3, 2), (" 1 ", 3, 1)])
+def test_example_parameter_accepts_example_numbers(raw, n, expected):
+    from apps.handlers import parse_example
+
+    assert parse_example(raw, n) == expected
+
+
+@pytest.mark.parametrize("raw, n, message", [
+    ("²", 3, "'²' is not an example number: use 0, 1 or 2"),   # isdigit() but not int()-able
+    ("3", 3, "'3' is not an example number: use 0, 1 or 2"),   # out of range
+    ("-1", 3, "use 0, 1 or 2"), ("abc", 3, "'abc'"), ("1e3", 8, "use 0 to 7"), ("0", 0, "there are no examples"),
+    ("٣", 5, "use 0 to 4"),  # Arabic-Indic three: int() would take it, but it is not what the page offers
+    ("9" * 5000, 5, "'9999"),  # longer than int() converts by default: still a message
+])
+def test_example_parameter_refuses_everything_else(raw, n, message):
+    from apps.handlers import parse_example
+
+    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+        parse_example(raw, n)
+
+
+class _FakePipeline:
+    def __init__(self):
+        from rag_report.pipeline import PipelineConfig
+
+        self.config = PipelineConfig(mode="consensus")
+        self.calls = []
+
+    def generate(self, path, **kw):
+        self.calls.append((path, kw))
+        return _draft()
+
+
+def test_page_load_with_a_bad_example_shows_a_message_not_an_exception(tmp_path):
+    import gradio as gr
+
+    from apps.handlers import AppHandlers
+
+    pipe = _FakePipeline()
+    h = AppHandlers(pipe, out_dir=tmp_path, examples=[("a.png", "A"), ("b.png", "B")])
+    for raw in ("²", "9", "x"):
+        out = h.load_example(raw, 8)
+        assert len(out) == 9 and "is not an example number: use 0 or 1" in out[2]
+        assert all(isinstance(o, type(gr.skip())) for i, o in enumerate(out) if i != 2)
+    assert pipe.calls == []
+    assert all(isinstance(o, type(gr.skip())) for o in h.load_example(None, 8))
+    out = h.load_example("1", 8)
+    assert out[0] == "b.png" and out[1].startswith("FINDINGS:") and pipe.calls[0][0] == "b.png"
+
+
+@pytest.mark.parametrize("report", [[1, 2], "not json", 42, {"text": 7}, '["a"]'])
+def test_export_refuses_what_is_not_a_draft_report(report, tmp_path):
+    import gradio as gr
+
+    from apps.handlers import AppHandlers
+
+    h = AppHandlers(_FakePipeline(), out_dir=tmp_path)
+    with pytest.raises(gr.Error, match="export needs the DraftReport object"):
+        h.export("edited", report)
+
+
+def test_export_accepts_a_report_or_its_json_and_refuses_non_text(tmp_path):
+    import json as _json
+
+    import gradio as gr
+
+    from apps.handlers import AppHandlers
+
+    h = AppHandlers(_FakePipeline(), out_dir=tmp_path)
+    assert h.export("x", None) == (None, None) and h.export("x", {}) == (None, None)
+    txt, js = h.export("edited", _json.dumps({"text": "orig"}))
+    assert open(txt).read() == "edited\n" and _json.loads(open(js).read())["edited_text"] == "edited"
+    with pytest.raises(gr.Error, match="edited draft as text"):
+        h.export(["x"], {"text": "orig"})
+
+
+@pytest.mark.parametrize("k, tokens, message", [("abc", 64, "k \\(retrieved reports\\)"), (0, 64, "from 1 to 100"),
+                                                (3, "lots", "max new tokens"), (2.5, 64, "whole number")])
+def test_generate_refuses_bad_numbers(k, tokens, message, tmp_path):
+    import gradio as gr
+
+    from apps.handlers import AppHandlers
+
+    pipe = _FakePipeline()
+    h = AppHandlers(pipe, out_dir=tmp_path)
+    with pytest.raises(gr.Error, match=message):
+        h.generate(str(tmp_path / "x.png"), "consensus", k, None, tokens)
+    assert pipe.calls == []
+
+
+def test_page_shows_the_resolved_precision():
+    from rag_report.precision import choose_quantization
+
+    line = render.precision_markdown("auto", "cpu")
+    assert line == f"**LLM precision:** {choose_quantization('auto', 'cpu').describe()}"
+    assert "auto:" in line
+    assert render.precision_markdown("nf4", "cpu") == "**LLM precision:** nf4 (as configured)"

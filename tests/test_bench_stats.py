@@ -44,3 +44,17 @@ def test_bad_input_is_refused():
         paired_ratio([1.0, 2.0], [1.0])
     with pytest.raises(ValueError, match="positive"):
         paired_ratio([1.0, 0.0], [1.0, 1.0])
+
+
+def test_p50_ratio_is_the_ratio_of_medians_with_a_paired_interval():
+    from eval.bench.stats import p50_ratio
+
+    a = [2.0, 6.0, 3.0, 2.5, 5.0]
+    b = [4.0, 8.0, 4.0, 5.0, 9.0]
+    r = p50_ratio(a, b)
+    assert r.median == pytest.approx(3.0 / 5.0) and r.rounds == 5
+    assert r.lo <= r.median <= r.hi
+    # Not the median of the per-round ratios (0.5, 0.75, 0.75, 0.5, 0.556): rounds differ in work.
+    assert paired_ratio(a, b).median == pytest.approx(5.0 / 9.0)
+    with pytest.raises(ValueError):
+        p50_ratio([1.0], [1.0, 2.0])

@@ -119,7 +119,7 @@ def test_default_smollm2_nf4_generates_on_cpu():
     assert convert_gguf(default_gguf_path()) == folder  # second call is a no-op on the cache
     # A .gguf path (or a folder holding one) resolves to the same cached conversion.
     assert _resolve_folder(LLMSpec(path=str(default_gguf_path())))[0] == folder
-    llm = load_llm(LLMSpec(device="cpu"))  # the default spec: nf4
+    llm = load_llm(LLMSpec(device="cpu", quantization="nf4"))
     assert llm.spec.quantization == "nf4" and llm.id.endswith("/nf4")
     assert any(isinstance(m, bnb.nn.Linear4bit) for m in llm.model.modules())
     assert llm.device == torch.device("cpu")

@@ -23,7 +23,14 @@ def _test_study(tiny_world):
 
 
 def _evidence_sentences(draft):
-    return {ev.study_id: set(split_sentences(ev.findings)) | set(split_sentences(ev.impression)) for ev in draft.evidence}
+    """Each evidence report's sentences as a draft may state them (after draft hygiene)."""
+    from rag_report.hygiene import clean_sentence
+
+    out = {}
+    for ev in draft.evidence:
+        raw = split_sentences(ev.findings) + split_sentences(ev.impression)
+        out[ev.study_id] = {c for c in map(clean_sentence, raw) if c is not None}
+    return out
 
 
 @pytest.mark.parametrize("mode", ["top1", "consensus"])

@@ -31,6 +31,7 @@ from typing import BinaryIO
 import numpy as np
 
 from eclip_core.errors import ImageLoadError, MissingDecoderError
+from eclip_core.privacy import file_tag
 
 log = logging.getLogger(__name__)
 
@@ -212,7 +213,7 @@ def _decode_pixels(ds, name: str, max_pixels: int | None) -> np.ndarray:
                 raise MissingDecoderError(f"{name}: cannot decode transfer syntax {uid}; install {package}") from None
             raise ImageLoadError(f"{name}: DICOM pixel data is truncated or corrupt ({type(exc).__name__}: {msg})") from None
     if frames > 1:
-        log.warning("%s: multi-frame DICOM (%d frames); using the first frame", name, frames)
+        log.warning("%s: multi-frame DICOM (%d frames); using the first frame", file_tag(name), frames)  # no name: PHI
     return np.asarray(arr)
 
 

@@ -33,6 +33,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from eclip_core.data.dicom import dicom_size, read_dicom, read_dicom_display  # noqa: F401 (re-exported)
 from eclip_core.errors import ImageLoadError
+from eclip_core.privacy import file_tag
 
 __all__ = ["DEFAULT_MAX_PIXELS", "DICOM_SUFFIXES", "array_to_unit", "dicom_size", "image_size", "is_dicom_bytes",
            "load_image", "pil_to_unit", "read_dicom", "read_dicom_display"]
@@ -161,7 +162,7 @@ def _open_pil(fh: BinaryIO, name: str, max_pixels: int | None) -> np.ndarray:
             try:
                 im.load()
                 if getattr(im, "n_frames", 1) > 1:
-                    log.warning("%s: multi-frame image; using the first frame", name)
+                    log.warning("%s: multi-frame image; using the first frame", file_tag(name))  # never the name: PHI
                 im = ImageOps.exif_transpose(im) if im.format == "JPEG" else im
             except Image.DecompressionBombError as exc:
                 raise ImageLoadError(f"{name}: image too large, possible decompression bomb ({exc})") from None

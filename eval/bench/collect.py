@@ -12,7 +12,7 @@ from pathlib import Path
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 PAGES = {
-    "PERFORMANCE.md": ("perf", "Performance", ["train_step", "train_step_2threads", "train_step_vitb16", "cpu_memory", "phantom", "retrieval", "retrieval_hnsw_1m", "retrieval_reports", "retrieval_reports_hnsw_1m", "llm", "llm_no_bf16", "pipeline", "pipeline_no_bf16", "pipeline_fp32", "free_stop", "app"]),
+    "PERFORMANCE.md": ("perf", "Performance", ["train_step", "train_step_2threads", "train_step_vitb16", "cpu_memory", "phantom", "retrieval", "retrieval_hnsw_1m", "retrieval_reports", "retrieval_reports_hnsw_1m", "llm", "llm_no_bf16", "llm_auto", "pipeline", "pipeline_no_bf16", "pipeline_fp32", "free_stop", "app"]),
     "RESULTS.md": ("results", "Results", ["labeler", "phantom", "report_gen", "report_gen_quick", "grounded_sweep", "ood", "embedding"]),
 }
 

@@ -24,7 +24,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--n", type=int, default=10)
-    p.add_argument("--quantization", choices=("nf4", "int8", "none"), default="nf4")
+    p.add_argument("--quantization", choices=("auto", "nf4", "int8", "none"), default="auto")
     p.add_argument("--out", default="docs/perf/free_stop.md")
     args = p.parse_args(argv)
 

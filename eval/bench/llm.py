@@ -5,6 +5,11 @@ Ratios are against fp32 at the same thread count (tokens/s) and against plain gr
 same number of tokens in the same process (grounded drafting).
 
     .venv/bin/python -m eval.bench.llm --out docs/perf/llm.md
+
+``--paired A B`` instead times grounded drafts with quantization A against B in one process, alternating
+within rounds, and reports the paired ratio (eval.bench.llm_paired):
+
+    python -m eval.bench.llm --paired auto nf4 --rounds 24 --threads 1 --out docs/perf/llm_auto.md
 """
 from __future__ import annotations
 
@@ -32,15 +37,15 @@ NOTES = """## Notes
   are often SLOWER than 1 (OpenMP threads spin-wait on each other); a tiny model's decoding was 7x faster
   on 1 thread in the same conditions. On a dedicated machine 2 threads win.
 - bitsandbytes 0.50 on a CPU with AVX512-BF16 repacks 4-bit weights for its own bf16 kernel: fast for
-  one decoded token, but a long prompt through it runs ~2x slower than fp32. "nf4" below is the project's
-  default, which sends inputs of >= 128 rows through a dequantised dense bf16 matmul instead
+  one decoded token, but a long prompt through it runs ~2x slower than fp32. "nf4" below is what
+  `quantization="auto"` (the default) loads on such a CPU, and it sends inputs of >= 128 rows through a dequantised dense bf16 matmul instead
   (`rag_report.cpu_prefill`, AMX/AVX512-BF16); "nf4, bitsandbytes kernel only" is bitsandbytes as shipped
   (`LLMSpec(cpu_prefill=False)`). int8 has no fused CPU kernel without the `kernels` package (fetched from
   a hub), so it dequantises inside every matmul. 4-bit and 8-bit shrink the
   weights: model.get_memory_footprint() = 513 MB fp32, 209 MB int8, 159 MB nf4 (measured separately).
   The process RSS does not show it: bitsandbytes reads the fp32 checkpoint and quantises in place, and the
   allocator keeps the freed fp32 pages ("model RSS" = RSS after loading minus before). The saving matters
-  on CUDA, where nf4 is the default for 7B models (not measured here: no GPU).
+  on CUDA, where `auto` loads nf4 (not measured here: no GPU).
 - Grounded drafting costs one forward pass for the prompt plus one per free token choice; once a single
   candidate remains on a trie path its remaining tokens go in one pass (forward passes column)."""
 
@@ -57,7 +62,7 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def evidence_reports(k: int = 5) -> list[dict]:
+def evidence_reports(k: int = 5, query_uid: str = QUERY_UID) -> list[dict]:
     """The k Open-I reports nearest (TF-IDF cosine) to a fixed query report: realistic retrieved evidence."""
     from sklearn.feature_extraction.text import TfidfVectorizer
 
@@ -66,7 +71,7 @@ def evidence_reports(k: int = 5) -> list[dict]:
     reps = [r for r in load_openi_reports() if r.findings and r.impression]
     texts = [f"{r.findings} {r.impression}" for r in reps]
     x = TfidfVectorizer().fit_transform(texts)
-    q = next(i for i, r in enumerate(reps) if r.uid == QUERY_UID)
+    q = next(i for i, r in enumerate(reps) if r.uid == query_uid)
     sims = (x @ x[q].T).toarray().ravel()
     sims[q] = -1.0
     top = sims.argsort()[::-1][:k]
@@ -158,6 +163,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--new-tokens", type=int, default=48)
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--quant", nargs="+", default=list(CASES), choices=list(CASES))
+    ap.add_argument("--paired", nargs=2, metavar=("A", "B"), default=None,
+                    help="time grounded drafts with quantization A against B in one process, alternating "
+                         "within rounds (eval.bench.llm_paired); e.g. --paired auto nf4")
+    ap.add_argument("--rounds", type=int, default=24, help="rounds of --paired")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--convert", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
@@ -166,6 +175,12 @@ def main(argv: list[str] | None = None) -> None:
         return
     if a.worker:
         print(json.dumps(worker(a.worker, a.threads[0], a.new_tokens)))
+        return
+    if a.paired:
+        from eval.bench.llm_paired import run_paired
+
+        cmd = "python -m eval.bench.llm " + " ".join(argv if argv is not None else sys.argv[1:])
+        run_paired(a.paired[0], a.paired[1], rounds=a.rounds, threads=a.threads[0], out=a.out, command=cmd)
         return
 
     from rag_report.llm import convert_gguf, default_gguf_path

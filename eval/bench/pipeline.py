@@ -21,7 +21,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n", type=int, default=12, help="test images (after one warm-up call)")
     p.add_argument("--modes", nargs="+", default=["grounded", "consensus", "top1"])
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    p.add_argument("--quantization", choices=("nf4", "int8", "none"), default="nf4", help="LLM weights (default nf4)")
+    p.add_argument("--quantization", choices=("auto", "nf4", "int8", "none"), default="auto",
+                   help="LLM weights (default auto: rag_report.precision)")
     p.add_argument("--out", default="docs/perf/pipeline.md")
     args = p.parse_args(argv)
 

@@ -41,7 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clip-model", help="CLIP baseline checkpoint (default bundle: trained with the same budget)")
     p.add_argument("--clip-index", help="index built with --clip-model (default: built from the train split)")
     p.add_argument("--llm", help="local LLM folder or .gguf file (default: SmolLM2-135M-Instruct)")
-    p.add_argument("--quantization", default="nf4", choices=("nf4", "int8", "none"))
+    p.add_argument("--quantization", default="auto", choices=("auto", "nf4", "int8", "none"),
+                   help="LLM precision (auto: nf4 on CUDA and on CPUs with AVX512-BF16/AMX, else none)")
     p.add_argument("--systems", nargs="+", choices=list(SYSTEMS), default=list(SYSTEMS), metavar="SYSTEM",
                    help="subset of: " + ", ".join(SYSTEMS))
     p.add_argument("--limit", type=_none_or_int, default=None, help="at most N test studies (sorted by id)")

@@ -197,7 +197,8 @@ def run_report_gen(cfg: ReportGenConfig) -> dict[str, Any]:
             if mode in ("grounded", "free") and llm is None:
                 t0 = time.perf_counter()
                 llm = pipe.llm()
-                models["llm"] = f"{getattr(llm, 'id', '')} ({cfg.pipeline.quantization})"
+                models["llm"] = (f"{getattr(llm, 'id', '')} ({llm.spec.quantization}; asked "
+                                 f"{cfg.pipeline.quantization})")
                 log.info("LLM loaded in %.1f s", time.perf_counter() - t0)
             sub = S.Embedded(embedded.vectors[:len(subset)], embedded.probabilities[:len(subset)],
                              embedded.embed_ms[:len(subset)])

@@ -1,0 +1,92 @@
+"""`rag-report train`: eclip_core's training command under its own name, with CPU-sensible defaults.
+
+Every flag is ``python -m eclip_core.train``'s (a :class:`~eclip_core.config.TrainConfig` field). Where no
+CUDA device is used (none available, or ``--cpu``), the defaults are the default bundle's, the setting
+measured on a 2-core CPU: the text tower locked except its projection (its features are then computed
+once per report and cached), lr 3e-4 and one data-loader worker. ``--config`` and flags override them;
+``--no-model-lock-text`` trains the whole text tower.
+
+>>> cpu_train_defaults()["model"]["lock_text"]
+True
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+PROG = "rag-report train"
+
+
+def cpu_train_defaults() -> dict[str, Any]:
+    """TrainConfig values for a CPU run: the default bundle's (rag_report.bundle.DefaultBundleConfig)."""
+    from rag_report.bundle import DefaultBundleConfig
+
+    b = DefaultBundleConfig()
+    return {"model": {"name": b.model, "lock_text": b.lock_text}, "lr": b.lr, "num_workers": b.num_workers}
+
+
+def runs_on_cpu(argv: list[str]) -> bool:
+    """True when this run will not use CUDA: ``--cpu`` given or no CUDA device visible."""
+    if "--cpu" in argv:
+        return True
+    import torch
+
+    return not torch.cuda.is_available()
+
+
+def train_parser(cpu: bool) -> argparse.ArgumentParser:
+    """eclip_core.train's parser named `rag-report train`, its help stating the defaults in force."""
+    from eclip_core.train import build_parser
+
+    parser = build_parser()
+    parser.prog = PROG
+    parser.description = "Train eCLIP (or a CLIP / ablation baseline) on a study manifest."
+    d = cpu_train_defaults()
+    parser.epilog = (
+        f"Defaults on this machine ({'CPU' if cpu else 'CUDA'}): "
+        + (f"text tower locked except its projection (--model-lock-text), --lr {d['lr']:g}, "
+           f"--num-workers {d['num_workers']} (the default bundle's CPU setting; --no-model-lock-text "
+           "trains the whole text tower)." if cpu else "those of python -m eclip_core.train.")
+        + " --config FILE and flags override them."
+    )
+    # Listed for --help only: taken out of argv before parsing (TrainConfig has no such field).
+    parser.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS,
+                        help="no progress bars or library tables; warnings and errors only")
+    return parser
+
+
+def main(argv: list[str], *, quiet: bool = False, verbose: bool = False) -> int:
+    """Run `rag-report train ARGV`; prints one JSON summary line on stdout (rank 0), like eclip_core.train."""
+    from eclip_core.chatter import install_log_filters, quiet_libraries
+    from eclip_core.errors import EClipError
+    from rag_report.cli_io import stdout_to_stderr
+
+    quiet = quiet or "--quiet" in argv
+    verbose = verbose or "-v" in argv or "--verbose" in argv
+    argv = [a for a in argv if a != "--quiet"] + (["--no-progress"] if quiet else [])
+    if quiet:
+        quiet_libraries()
+    install_log_filters()
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from eclip_core.train import config_from_args, train
+
+    cpu = runs_on_cpu(argv)
+    try:
+        cfg = config_from_args(argv, parser=train_parser(cpu), defaults=cpu_train_defaults() if cpu else None)
+        with stdout_to_stderr():
+            result = train(cfg)
+    except EClipError as exc:
+        logging.getLogger("rag_report.train").error("%s", exc)
+        return 2
+    if int(os.environ.get("RANK", "0")) == 0:  # one summary line, not one per process
+        summary = {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(result).items()
+                   if k != "losses"}
+        sys.stdout.write(json.dumps(summary) + "\n")
+    return 0

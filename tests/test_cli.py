@@ -1,0 +1,182 @@
+"""`rag-report` as users run it: clean stdout (JSON through json.loads), quiet stderr, early input checks,
+`rag-report train`'s name and CPU defaults. Subprocess runs use the tiny world of conftest."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from test_llm_support import make_tiny_llama
+
+ROOT = Path(__file__).resolve().parents[1]
+OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1",
+           "HF_EVALUATE_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", "OMP_NUM_THREADS": "1"}
+#: What library chatter looks like on stderr: tqdm bars, transformers' weight loading and load tables,
+#: faiss's loader lines.
+CHATTER = ("%|", "Loading weights", "LOAD REPORT", "faiss.loader", "AVX2 support")
+
+
+def _expected_auto_cpu() -> str:
+    # Independent of rag_report.precision: read the flags ourselves.
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        pytest.skip("no /proc/cpuinfo")
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    return "nf4" if {"avx512_bf16", "amx_bf16"} & set(flags) else "none"
+
+
+def run_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    env = {**os.environ, **OFFLINE}
+    for key in ("TQDM_DISABLE", "HF_HUB_DISABLE_PROGRESS_BARS", "TRANSFORMERS_VERBOSITY"):
+        env.pop(key, None)  # the command decides (--quiet), not this process's settings
+    return subprocess.run([sys.executable, "-m", "rag_report.cli", *map(str, args)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(autouse=True)
+def process_wide_memory_setting_untouched(monkeypatch):
+    # cli.main tunes glibc's malloc for its whole process; in-process calls here must not do that to pytest's.
+    monkeypatch.setattr("eclip_core.cpu_memory.keep_freed_memory", lambda *a, **k: False)
+
+
+@pytest.fixture(scope="module")
+def world(tiny_world):
+    test = next(s for s in tiny_world["studies"] if s.split == "test")
+    return {**tiny_world, "image": test.image_paths[0],
+            "flags": ["--model", tiny_world["model_dir"], "--index", tiny_world["index_dir"], "--k", "3",
+                      "--candidates", "20"]}
+
+
+@pytest.fixture(scope="module")
+def tiny_llm_dir(tmp_path_factory) -> Path:
+    return make_tiny_llama(tmp_path_factory.mktemp("cli-llm") / "tiny", seed=5)
+
+
+def test_generate_json_stdout_is_only_json(world, tiny_llm_dir):
+    proc = run_cli("generate", world["image"], *world["flags"], "--mode", "grounded", "--llm", tiny_llm_dir,
+                   "--json")
+    assert proc.returncode == 0, proc.stderr
+    draft = json.loads(proc.stdout)  # the whole of stdout is one JSON document
+    assert draft["mode"] == "grounded" and draft["text"].startswith(("FINDINGS:", "IMPRESSION:"))
+    assert draft["models"]["llm_id"].startswith("tiny@")
+    # quantization="auto" (the default) resolved for this CPU, and said so.
+    assert draft["models"]["quantization"] == _expected_auto_cpu()
+    assert draft["models"]["quantization_reason"].startswith("auto:")
+    assert "MockLLM" not in proc.stdout + proc.stderr
+    assert "Loading weights" in proc.stderr  # without --quiet the library's bar shows, on stderr
+
+
+def test_quiet_generate_has_no_bars_or_tables(world, tiny_llm_dir):
+    proc = run_cli("--quiet", "generate", world["image"], *world["flags"], "--mode", "grounded", "--llm",
+                   tiny_llm_dir, "--json", "-v")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["mode"] == "grounded"
+    for noise in CHATTER:
+        assert noise not in proc.stderr, (noise, proc.stderr[-2000:])
+
+
+def test_index_json_and_quiet(world, tmp_path):
+    proc = run_cli("index", "--manifest", world["manifest"], "--model", world["model_dir"], "--out",
+                   tmp_path / "idx", "--json", "--quiet", "-v")
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    n_train = sum(1 for s in world["studies"] if s.split == "train" and s.report_text)
+    assert out["reports"] == n_train and Path(out["out"]) == tmp_path / "idx"
+    assert (tmp_path / "idx" / "manifest.json").is_file()
+    for noise in CHATTER:
+        assert noise not in proc.stderr, (noise, proc.stderr[-2000:])
+
+
+def test_error_with_json_is_json(world, tmp_path):
+    missing = tmp_path / "DOES_NOT_EXIST.png"
+    proc = run_cli("generate", missing, *world["flags"], "--json")
+    assert proc.returncode == 2
+    err = json.loads(proc.stdout)["error"]
+    assert err["type"] == "ImageLoadError" and "DOES_NOT_EXIST.png" in err["message"]
+    assert "error:" in proc.stderr
+
+
+class _NotConstructed(Exception):
+    pass
+
+
+def test_rejected_image_fails_before_the_pipeline_loads(monkeypatch, tmp_path, capsys):
+    import rag_report.pipeline as pipeline
+    from rag_report import cli
+
+    built = []
+
+    class Spy:
+        def __init__(self, *args, **kwargs):
+            built.append(args)
+            raise _NotConstructed()
+
+    monkeypatch.setattr(pipeline, "ReportPipeline", Spy)
+    blank = tmp_path / "blank.png"
+    Image.fromarray(np.full((64, 64), 9, np.uint8)).save(blank)
+    junk = tmp_path / "notes.png"
+    junk.write_bytes(b"not an image" * 10)
+    for bad, why in ((blank, "blank"), (junk, "not a recognised image")):
+        assert cli.main(["generate", str(bad), "--model", "m", "--index", "i", "--json"]) == 2
+        out = json.loads(capsys.readouterr().out)
+        assert why in out["error"]["message"]
+    assert built == []
+    good = tmp_path / "ramp.png"
+    Image.fromarray(np.tile(np.arange(64, dtype=np.uint8) * 4, (64, 1))).save(good)
+    with pytest.raises(_NotConstructed):  # a readable image goes on to load the pipeline
+        cli.main(["generate", str(good), "--model", "m", "--index", "i"])
+    assert len(built) == 1
+
+
+def test_train_help_names_itself_and_shows_cpu_defaults(capsys, monkeypatch):
+    from rag_report import cli
+
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["train", "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: rag-report train") and "eclip_core.train" not in out.split("\n")[0]
+    import torch
+
+    if not torch.cuda.is_available():
+        assert "text tower locked" in out and "--no-model-lock-text" in out
+
+
+def test_train_cpu_defaults_lock_the_text_tower(tmp_path, monkeypatch):
+    from rag_report.cli_train import cpu_train_defaults, train_parser
+    from eclip_core.train import config_from_args
+
+    defaults = cpu_train_defaults()
+    cfg = config_from_args(["--manifest", "m.csv"], parser=train_parser(True), defaults=defaults)
+    assert cfg.model.lock_text is True and cfg.lr == 3e-4 and cfg.num_workers == 1
+    cfg = config_from_args(["--manifest", "m.csv", "--no-model-lock-text", "--lr", "1e-4"],
+                           parser=train_parser(True), defaults=defaults)
+    assert cfg.model.lock_text is False and cfg.lr == 1e-4  # flags win
+    (tmp_path / "t.yaml").write_text("model:\n  lock_text: false\n")
+    cfg = config_from_args(["--config", str(tmp_path / "t.yaml")], parser=train_parser(True), defaults=defaults)
+    assert cfg.model.lock_text is False  # so does a config file
+    # python -m eclip_core.train itself is unchanged.
+    assert config_from_args(["--manifest", "m.csv"]).model.lock_text is False
+
+
+def test_rag_report_train_runs_quietly_with_a_json_summary(tmp_path, capfd, library_switches_restored):
+    from eclip_core.training.synthetic import make_blob_dataset
+    from rag_report import cli
+
+    manifest = make_blob_dataset(tmp_path / "blobs", n=12, size=64, expert_fraction=0.3, seed=0)
+    rc = cli.main(["--quiet", "train", "--manifest", str(manifest), "--output-dir", str(tmp_path / "run"),
+                   "--steps", "2", "--batch-size", "4", "--model", "eclip-tiny", "--cpu", "--num-workers", "0"])
+    out, err = capfd.readouterr()
+    assert rc == 0
+    summary = json.loads(out)
+    cfg = json.loads((Path(summary["model_dir"]) / "train_config.json").read_text())
+    assert cfg["model"]["lock_text"] is True and cfg["progress"] is False
+    for noise in CHATTER:
+        assert noise not in err
