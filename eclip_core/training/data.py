@@ -167,6 +167,7 @@ class StepBatches(Dataset):
         self.first_step, self.last_step = first_step, last_step
         self.fail_on_bad_rows = fail_on_bad_rows
         self.heatmaps = HeatmapCache(heatmap_cache_mb)
+        self._token_rows: dict[str, torch.Tensor] = {}  # each report's token ids, tokenized once
         # Label rows (1/0/-1/NaN per CheXpert observation) of each study, for the label-aware terms.
         self.labels: dict[str, np.ndarray] | None = None
         if with_labels:
@@ -203,7 +204,7 @@ class StepBatches(Dataset):
         main = [self._load(self.main, j, sd, False, bad) for j, sd in zip(plan.main_idx, plan.main_seeds)]
         batch = {
             "step": plan.step, "images": torch.stack([m[0] for m in main]),
-            "tokens": self.tokenize([m[2] for m in main]), "inject": plan.inject, "lam": plan.lam,
+            "tokens": self._tokens([m[2] for m in main]), "inject": plan.inject, "lam": plan.lam,
             "p_expert": plan.p_expert, "torch_seed": plan.torch_seed, "bad": bad,
         }
         if self.labels is not None:
@@ -211,10 +212,17 @@ class StepBatches(Dataset):
         if plan.inject:
             ex = [self._load(self.expert, j, sd, True, bad) for j, sd in zip(plan.expert_idx, plan.expert_seeds)]
             batch.update(expert_images=torch.stack([e[0] for e in ex]), expert_heatmaps=torch.stack([e[1] for e in ex]),
-                         expert_tokens=self.tokenize([e[2] for e in ex]))
+                         expert_tokens=self._tokens([e[2] for e in ex]))
             if self.labels is not None:
                 batch["expert_labels"] = self._label_rows(ex)
         return batch
+
+    def _tokens(self, texts: list[str]) -> torch.Tensor:
+        # Rows are padded to the context length, so a report's row does not depend on its batch.
+        new = [t for t in dict.fromkeys(texts) if t not in self._token_rows]
+        if new:
+            self._token_rows.update(zip(new, self.tokenize(new)))
+        return torch.stack([self._token_rows[t] for t in texts])
 
     def _label_rows(self, loaded: list[tuple]) -> torch.Tensor:
         return torch.from_numpy(np.stack([self.labels[item[3]] for item in loaded])).float()

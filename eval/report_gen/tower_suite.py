@@ -105,35 +105,44 @@ def data_costs(variants: list[str], manifest: str, batch_size: int, rounds: int,
                seed: int = 0) -> dict[str, dict[str, list[float]]]:
     """CPU seconds to prepare one step's batch per variant: {variant: {"plain": [...], "expert": [...]}}
     ("expert": the extra expert batch of half the size). Real manifest rows through the training data path
-    (image decoding, augmentation at the variant's input size, heatmaps, tokenization)."""
+    (image decoding, augmentation at the variant's input size, heatmaps, tokenization), on one torch thread
+    as in a data-loader process; variants interleaved within each round."""
+    import torch
+
     from eclip_core.data.manifest import read_manifest
     from eclip_core.model import EClip
     from eclip_core.training.data import StepBatches, StepPlanner
 
     studies = [s for s in read_manifest(manifest, split="train") if s.report_text]
     expert = [s for s in studies if s.has_expert]
-    out: dict[str, dict[str, list[float]]] = {}
+    streams = {}
     for v in variants:
         tc = train_config(TowerSuiteConfig(batch_size=batch_size), manifest, v, seed, 10, Path("unused"))
         tc.p_start = tc.p_peak = tc.p_floor = 1.0  # every planned step with experts injects a batch
         tc.cold_frac = tc.warm_end_frac = tc.cool_end_frac = 0.0
         model = EClip(model_config(v))
         planner = StepPlanner(tc, len(studies), len(expert))
-        data = StepBatches(planner, studies, expert, model.transform, model.tokenize, 0, rounds + 1,
-                           with_labels=tc.uses_labels)
-        plain, extra = [], []
+        streams[v] = (planner, StepBatches(planner, studies, expert, model.transform, model.tokenize, 0,
+                                           rounds + 1, with_labels=tc.uses_labels))
+    out: dict[str, dict[str, list[float]]] = {v: {"plain": [], "expert": []} for v in variants}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
         for i in range(rounds + 1):
-            planner.n_expert = 0  # no expert rows: a plain batch
-            t0 = time.process_time()
-            data[i]
-            t1 = time.process_time()
-            planner.n_expert = len(expert)
-            data[i]
-            t2 = time.process_time()
-            if i:  # the first round warms caches (heatmaps, tokenizer)
-                plain.append(t1 - t0)
-                extra.append(max(0.0, (t2 - t1) - (t1 - t0)))
-        out[v] = {"plain": plain, "expert": extra}
+            for v in variants:
+                planner, data = streams[v]
+                planner.n_expert = 0  # no expert rows: a plain batch
+                t0 = time.process_time()
+                data[i]
+                t1 = time.process_time()
+                planner.n_expert = len(expert)
+                data[i]
+                t2 = time.process_time()
+                if i:  # the first round warms caches (heatmaps, tokenizer)
+                    out[v]["plain"].append(t1 - t0)
+                    out[v]["expert"].append(max(0.0, (t2 - t1) - (t1 - t0)))
+    finally:
+        torch.set_num_threads(threads)
     return out
 
 
