@@ -121,6 +121,7 @@ def test_rows_columns_and_files(tiny_result):
     assert md.count("\n| ") >= 2 * 6  # a line per system in both tables
     assert data["label_classifiers"]["per_observation"]  # the default model's classifiers, scored on test
     assert (out / "report_gen.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "report_gen_embeddings.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_oracle_scores_one(tiny_result):

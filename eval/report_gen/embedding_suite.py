@@ -301,7 +301,8 @@ def render_markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def projection_plot(embeddings: dict[str, dict[str, np.ndarray]], path: Path, gaps: dict[str, float]) -> Path:
+def projection_plot(embeddings: dict[str, dict[str, np.ndarray]], path: Path, gaps: dict[str, float],
+                    title: str = "Image and report embeddings, joint PCA (test split, seed 0)") -> Path:
     """PCA (fit jointly on image + report embeddings of each model) to 2-D, models side by side."""
     import matplotlib
 
@@ -326,7 +327,7 @@ def projection_plot(embeddings: dict[str, dict[str, np.ndarray]], path: Path, ga
         ax.set_xlabel("PC 1")
         ax.set_ylabel("PC 2")
         ax.legend(loc="best")
-    fig.suptitle("Image and report embeddings, joint PCA (test split, seed 0)")
+    fig.suptitle(title)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)

@@ -173,6 +173,7 @@ def run_report_gen(cfg: ReportGenConfig) -> dict[str, Any]:
                                               name=SYSTEMS["label_oracle"]))
 
     llm = None
+    pictures: dict[str, dict[str, np.ndarray]] = {}
     by_role: dict[str, list[str]] = {}
     for key in cfg.systems:
         if key in PIPELINE_SYSTEMS and PIPELINE_SYSTEMS[key][0] in inputs.models:
@@ -185,6 +186,8 @@ def run_report_gen(cfg: ReportGenConfig) -> dict[str, Any]:
         models[tag] = f"{pipe.model.checkpoint_hash} ({inputs.models[role].model_dir})"
         models[tag.replace("checkpoint", "index")] = f"{pipe.index.manifest.get('index_id', '')} ({pipe.index.directory})"
         embedded = S.embed_studies(pipe, test, progress=cfg.progress, desc=f"{role} embed")
+        pictures[ROLE_NAMES[role]] = {"image": np.asarray(embedded.vectors),
+                                      "text": pipe.model.embed_texts([s.report_text for s in test], progress=False)}
         if role == "default" and pipe.index.label_classifiers is not None:
             classifier_scores = _classifier_scores(embedded, test, ref_labels)
         meta = {"checkpoint": pipe.model.checkpoint_hash, "label_boost": pipe.config.label_boost}
@@ -243,9 +246,19 @@ def run_report_gen(cfg: ReportGenConfig) -> dict[str, Any]:
     paths = write_outputs(result, cfg.out_dir, cfg.name)
     title = f"{cfg.split} split" + (" (simulated images)" if inputs.simulated else "")
     paths["png"] = bar_chart(rows, Path(cfg.out_dir) / f"{cfg.name}.png", title=title)
+    if pictures:
+        from eclip_core.quality import modality_gap
+        from eval.report_gen.embedding_suite import projection_plot
+
+        gaps = {name: float(modality_gap(e["image"], e["text"])) for name, e in pictures.items()}
+        paths["embeddings_png"] = projection_plot(pictures, Path(cfg.out_dir) / f"{cfg.name}_embeddings.png", gaps,
+                                                  title=f"Image and report embeddings, joint PCA ({title})")
     result["outputs"] = {k: str(v) for k, v in paths.items()}
     log.info("wrote %s in %.0f s", ", ".join(str(p) for p in paths.values()), result["wall_seconds"])
     return result
+
+
+ROLE_NAMES = {"clip": "CLIP", "paper": "eCLIP (paper objective)", "default": "default model"}
 
 
 def _is_default_config(pipe: PipelineConfig) -> bool:
