@@ -1,6 +1,6 @@
 """Benchmark: warm request latency through the Gradio app over HTTP vs the library call.
 
-    .venv/bin/python -m eval.bench.app_latency [--tiny] [--modes consensus,grounded] [--repeats 15]
+    python -m eval.bench.app_latency [--tiny] [--modes consensus,grounded] [--repeats 15]
         [pipeline flags as for the app: --model --index --llm --k ...] [--out docs/perf/app.md]
 
 The app runs as its own program (``python -m apps.gradio_app``, as users start it)
