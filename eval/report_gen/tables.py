@@ -113,6 +113,8 @@ def render_markdown(result: dict) -> str:
         out += [f"> {result['simulated_notice']}", ""]
     out += [
         f"Command: `{portable_paths(result['command'])}`", "",
+        *([f"Measured on: {result['machine']}; {result['created'][:10]}.", ""]
+          if result.get("machine") and result.get("created") else []),
         f"Studies: {result['sizes']['test_studies']} {result['config']['split']} studies "
         f"({result['sizes']['skipped_no_report']} skipped for having no report text); corpus "
         f"{result['sizes']['corpus_reports']} reports.{_llm_sizes(result['sizes'])} Seed {result['config']['seed']}. "
