@@ -169,6 +169,7 @@ class Row:
     target: str
     read: Callable[[Page], tuple[str, str]]
     command: str | None = None
+    readme: bool = False   # also a row of README.md's "Results at a glance"
 
 
 def _labeler(p: Page) -> tuple[str, str]:
@@ -328,18 +329,18 @@ EMBEDDING_COMMAND = ("python -m eval.report_gen --suite embedding --model-config
 SUMMARY: dict[str, list[Row]] = {
     "results": [
         Row("Labeler vs NegBio expert labels (real Open-I text, 8 observations)", "results/labeler.md",
-            "micro-F1 >= 0.90", _labeler),
+            "micro-F1 >= 0.90", _labeler, readme=True),
         Row("Phantom X-rays carry their findings (CNN from scratch)", "results/phantom.md",
             "every scored kind AUROC >= 0.85", _learnability),
         Row("Report sectioning (real text, 8 layouts)", "results/data_io.md", "-", _sectioning),
         Row("eCLIP top-1 over random retrieval, clinical micro-F1(14), 763 test studies",
-            "results/report_gen.md", ">= 0.15", _margin),
+            "results/report_gen.md", ">= 0.15", _margin, readme=True),
         Row("Grounded LLM draft vs eCLIP top-1, clinical micro-F1(14)", "results/report_gen.md",
-            ">= top-1", _grounded),
+            ">= top-1", _grounded, readme=True),
         Row("Full benchmark from an empty cache (bundle, CLIP baseline, all systems)", "results/report_gen.md",
-            "<= 30 min", _wall(r"took \*\*(\d+) min (\d+) s\*\*", 30)),
+            "<= 30 min", _wall(r"took \*\*(\d+) min (\d+) s\*\*", 30), readme=True),
         Row("`--quick` benchmark, models cached", "results/report_gen_quick.md", "<= 5 min",
-            _wall(r"\*\*(\d+) min (\d+) s wall\*\*", 5)),
+            _wall(r"\*\*(\d+) min (\d+) s wall\*\*", 5), readme=True),
         Row("Warnings on images unlike the corpus", "results/ood.md",
             "warn on non-X-rays, pass real X-rays", _ood),
         Row("eCLIP vs CLIP, 3 seeds, default budget", "results/embedding.md", "-", _embedding,
@@ -349,7 +350,7 @@ SUMMARY: dict[str, list[Row]] = {
         Row("eCLIP training step without expert batch vs CLIP step (eclip-small, 1 thread)",
             "perf/train_step.md", "<= 1.05x", _step("eCLIP step, no expert batch")),
         Row("eCLIP training step with expert batch vs CLIP step (eclip-small, 1 thread)",
-            "perf/train_step.md", "<= 1.6x", _step("eCLIP step, expert batch (B/2 mixed pairs)")),
+            "perf/train_step.md", "<= 1.6x", _step("eCLIP step, expert batch (B/2 mixed pairs)"), readme=True),
         Row("eCLIP expert step vs CLIP step (eclip-small, 2 threads)", "perf/train_step_2threads.md",
             "<= 1.6x", _step("eCLIP step, expert batch (B/2 mixed pairs)")),
         Row("eCLIP step without expert batch vs CLIP step (ViT-B/16, 2 threads)", "perf/train_step_vitb16.md",
@@ -365,7 +366,7 @@ SUMMARY: dict[str, list[Row]] = {
         Row("Labeler speed (3,927 reports)", "perf/labeler.md", "-", _labeler_speed),
         Row("LlamaIndex retriever over raw FAISS (100k reports)", "perf/retrieval.md", "<= 2x", _overhead),
         Row("HNSW, 1M report-like vectors (library default graph)", "perf/retrieval_reports_hnsw_1m.md",
-            "recall@10 >= 0.95", _recall("HNSWFlat", "M=32, efConstruction=200")),
+            "recall@10 >= 0.95", _recall("HNSWFlat", "M=32, efConstruction=200"), readme=True),
         Row("IVF-PQ + exact re-rank, 1M report-like vectors", "perf/retrieval_reports.md", "recall@10 >= 0.95",
             _recall("IVF-PQ")),
         Row("IVF-PQ + exact re-rank, 1M random vectors (hard case)", "perf/retrieval.md", "recall@10 >= 0.95",
@@ -377,14 +378,14 @@ SUMMARY: dict[str, list[Row]] = {
         Row("Quantization `auto` (fp32 here) vs `nf4`, grounded draft, CPU without AVX512-BF16",
             "perf/llm_auto.md", "<= 0.7x", _auto),
         Row("Warm `generate_report`, grounded, CPU with AVX512-BF16 (nf4)", "perf/pipeline.md", "p50 <= 2500 ms",
-            _latency("grounded", 2500)),
-        Row("Warm pipeline process memory", "perf/pipeline.md", "<= 3 GB", _rss),
+            _latency("grounded", 2500), readme=True),
+        Row("Warm pipeline process memory", "perf/pipeline.md", "<= 3 GB", _rss, readme=True),
         Row("Warm `generate_report`, grounded, CPU without AVX512-BF16, `--quantization none` (what `auto` loads)",
-            "perf/pipeline_fp32.md", "p50 <= 2500 ms", _latency("grounded", 2500)),
+            "perf/pipeline_fp32.md", "p50 <= 2500 ms", _latency("grounded", 2500), readme=True),
         Row("Warm `generate_report`, grounded, CPU without AVX512-BF16, `--quantization nf4` forced",
             "perf/pipeline_no_bf16.md", "p50 <= 2500 ms", _latency("grounded", 2500)),
         Row("Free mode: stop at the first repetition loop (10 drafts)", "perf/free_stop.md", "-", _free_stop),
-        Row("App over HTTP vs the library call", "perf/app.md", "<= 1.3x", _app),
+        Row("App over HTTP vs the library call", "perf/app.md", "<= 1.3x", _app, readme=True),
     ],
 }
 
@@ -400,21 +401,42 @@ PAGES = {
 }
 
 
+README_START = "<!-- results-at-a-glance: generated by python -m eval.bench.collect -->"
+README_END = "<!-- /results-at-a-glance -->"
+
+
 def _escape(text: str) -> str:
     return text.replace("|", "\\|")
 
 
-def _summary_row(row: Row, page: Page, warnings: list[str]) -> str:
+@dataclass
+class Cells:
+    row: Row
+    measured: str
+    verdict: str
+    machine: str
+    date: str
+    command: str
+
+
+def _read(row: Row, page: Page, warnings: list[str]) -> Cells:
     try:
         measured, verdict = row.read(page)
     except (Missing, ValueError) as exc:
         warnings.append(f"{row.page}: {row.what}: {exc}")
         measured, verdict = NOT_FOUND, "unknown"
     machine, date = page.measured_on
-    command = row.command or page.command
-    cells = [f"[{row.what}]({row.page})", row.target, measured, verdict,
-             machine or "not recorded", date or "not recorded", f"`{command}`" if command else "see page"]
-    return "| " + " | ".join(_escape(c) if i else c for i, c in enumerate(cells)) + " |"
+    return Cells(row, measured, verdict, machine or "not recorded", date or "not recorded",
+                 row.command or page.command)
+
+
+def _line(cells: list[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def _summary_line(c: Cells) -> str:
+    return _line([f"[{c.row.what}]({c.row.page})", _escape(c.row.target), _escape(c.measured), c.verdict,
+                  _escape(c.machine), c.date, f"`{_escape(c.command)}`" if c.command else "see page"])
 
 
 def _pages(docs: Path, folder: str) -> list[Page]:
@@ -426,13 +448,15 @@ def _pages(docs: Path, folder: str) -> list[Page]:
 
 @dataclass
 class Rendered:
-    texts: dict[str, str] = field(default_factory=dict)
+    texts: dict[Path, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
 
 def render(docs: Path = DOCS) -> Rendered:
-    """The text of RESULTS.md and PERFORMANCE.md for the pages under ``docs`` (nothing is written)."""
+    """The text of RESULTS.md, PERFORMANCE.md and README.md's "Results at a glance" block for the pages
+    under ``docs`` (nothing is written)."""
     out = Rendered()
+    glance: list[Cells] = []
     for target, (folder, title, intro) in PAGES.items():
         if not (docs / folder).is_dir():
             continue
@@ -445,46 +469,63 @@ def render(docs: Path = DOCS) -> Rendered:
             if row.page not in by_rel:
                 out.warnings.append(f"{row.page}: missing (row {row.what!r})")
                 continue
-            lines.append(_summary_row(row, by_rel[row.page], out.warnings))
+            cells = _read(row, by_rel[row.page], out.warnings)
+            lines.append(_summary_line(cells))
+            if row.readme:
+                glance.append(cells)
         lines += ["", "Verdicts: *met* / *missed* against the target; for timing ratios with a 95 % interval, *at "
                   "the target* when the interval contains it. A dash: no target, the number is for reference.",
                   "", "## Detailed pages", ""]
         lines += [f"- [{p.title}]({p.rel})" for p in pages]
         lines += ["", f"Generated by `python -m eval.bench.collect` from the pages in `docs/{folder}/`; edit those "
                   "(or rerun their commands), not this file.", ""]
-        out.texts[target] = "\n".join(lines)
+        out.texts[docs / target] = "\n".join(lines)
+    readme = docs.parent / "README.md"
+    if glance and readme.is_file():
+        text = readme.read_text(encoding="utf-8")
+        if README_START in text and README_END in text:
+            head, rest = text.split(README_START, 1)
+            block = [README_START, "| what | measured | target | verdict | machine |", "|---|---|---|---|---|"]
+            block += [_line([f"[{c.row.what}](docs/{c.row.page})", _escape(c.measured), _escape(c.row.target),
+                             c.verdict, _escape(c.machine)]) for c in glance]
+            out.texts[readme] = head + "\n".join(block) + "\n" + README_END + rest.split(README_END, 1)[1]
+        else:
+            out.warnings.append(f"README.md: no {README_START!r} ... {README_END!r} block to fill")
     return out
 
 
+def stale(rendered: Rendered) -> list[Path]:
+    """The files whose text differs from what :func:`render` makes of the pages."""
+    return [p for p, t in rendered.texts.items() if not p.is_file() or p.read_text(encoding="utf-8") != t]
+
+
 def collect(docs: Path = DOCS, *, strict: bool = False) -> list[Path]:
-    """Write RESULTS.md and PERFORMANCE.md; returns their paths."""
+    """Write RESULTS.md, PERFORMANCE.md and README.md's results block; returns the paths written."""
     rendered = render(docs)
     for w in rendered.warnings:
         log.warning("%s", w)
     if strict and rendered.warnings:
         raise SystemExit("collect: " + "; ".join(rendered.warnings))
-    written = []
-    for name, text in rendered.texts.items():
-        (docs / name).write_text(text, encoding="utf-8")
-        written.append(docs / name)
-    return written
+    for path, text in rendered.texts.items():
+        path.write_text(text, encoding="utf-8")
+    return list(rendered.texts)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--docs", type=Path, default=DOCS, help="docs folder (default: this project's)")
-    ap.add_argument("--check", action="store_true", help="write nothing; exit 1 when a page is out of date")
+    ap.add_argument("--check", action="store_true", help="write nothing; exit 1 when a file is out of date")
     ap.add_argument("--strict", action="store_true", help="fail when a summary row cannot read its page")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.check:
         rendered = render(args.docs)
-        stale = [n for n, t in rendered.texts.items()
-                 if not (args.docs / n).is_file() or (args.docs / n).read_text(encoding="utf-8") != t]
         for w in rendered.warnings:
             log.warning("%s", w)
-        if stale or (args.strict and rendered.warnings):
-            print("out of date: " + ", ".join(stale) + " (run: python -m eval.bench.collect)", file=sys.stderr)
+        out_of_date = stale(rendered)
+        if out_of_date or (args.strict and rendered.warnings):
+            print("out of date: " + ", ".join(p.name for p in out_of_date) + " (run: python -m eval.bench.collect)",
+                  file=sys.stderr)
             return 1
         return 0
     for p in collect(args.docs, strict=args.strict):
