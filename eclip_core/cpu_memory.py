@@ -4,9 +4,9 @@ buffers anew every step.
 A training or embedding step allocates and frees the same activation buffers (MBs to tens of MBs) again and
 again. glibc returns large freed blocks to the kernel (mmap'ed chunks, and the top of the heap past a trim
 threshold), so the next step touches fresh pages and pays a minor page fault (plus zeroing) per 4 KiB.
-Raising both thresholds makes steady-state steps reuse the same pages: embedding with eclip-small goes from
-~2,000 faults per image to none and ~1.2x faster; training steps stop varying with what ran before them
-(docs/perf/cpu_memory.md). The cost is that the process keeps its peak heap instead of shrinking after a
+Raising both thresholds makes steady-state steps reuse the same pages: embedding stops page-faulting and
+gets faster, and training steps stop varying with what ran before them (the numbers:
+docs/perf/cpu_memory.md). The cost is that the process keeps its peak heap instead of shrinking after a
 spike. Entry points call this; importing the library never does.
 
 >>> applied = keep_freed_memory()  # False off glibc (macOS, Windows, musl): nothing to do there

@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cpu", action="store_true", help="force the CPU even when a GPU is present")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    keep_freed_memory()  # a whole-process job: reuse batch buffers (+18 % images/s on eclip-small, 1 thread)
+    keep_freed_memory()  # a whole-process job: reuse batch buffers (speed-up: docs/perf/cpu_memory.md)
     try:
         embed_manifest(args.model, args.manifest, args.what, args.out, args.split, args.batch_size,
                        args.progress, args.cpu)

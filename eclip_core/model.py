@@ -321,9 +321,8 @@ class EClip(nn.Module):
         attention output with the product of both maps. Same numbers as encoding ``mix_expert``'s images
         (up to float rounding; tested), while skipping the image-sized round trip and the input gradient
         through the ViT's patch embedding; the expert images are unfolded once for both patch embeddings,
-        from one channel when they are grey (``PatchConv2d.grey``). On eclip-small the expert step is ~1.53x
-        a CLIP step this way and ~1.62x through ``mix_expert``, measured in one process
-        (docs/perf/train_step.md).
+        from one channel when they are grey (``PatchConv2d.grey``). The cost of an expert step this way and
+        through ``mix_expert``, measured in one process: docs/perf/train_step.md.
         """
         conv, proc = getattr(self.clip.visual, "conv1", None), self.heatmap_processor
         if not (self.token_space_mixup and isinstance(conv, PatchConv2d) and proc.variant != "mask"

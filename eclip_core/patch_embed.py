@@ -2,8 +2,8 @@
 
 Such a conv maps every non-overlapping p x p patch to a vector: the same numbers as a reshape plus a linear
 layer. On the CPU the matmul form is much cheaper when the input needs a gradient: the expert step of eCLIP
-back-propagates into the mixed images, and the CPU conv kernel's gradient with respect to its input cost
-~0.3 s per eclip-small expert step (the before/after rows of docs/perf/train_step.md). :class:`PatchConv2d` keeps the ``weight`` / ``bias``
+back-propagates into the mixed images, and the CPU conv kernel's gradient with respect to its input is slow
+(the rows tagged "conv kernel" in docs/perf/train_step.md measure it). :class:`PatchConv2d` keeps the ``weight`` / ``bias``
 parameters of the conv it replaces, so checkpoints and state dicts are unchanged. Grey X-rays repeated to
 3 channels are embedded from one channel with the kernel summed over channels (:meth:`PatchConv2d.grey`).
 

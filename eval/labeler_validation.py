@@ -1,13 +1,15 @@
 """Validate the CheXpert-style labeler on real text: Open-I reports vs NegBio's expert labels.
 
-The gold standard (``../shared/data/openi_gold_labels_negbio.csv``, 3,851 reports, ChestX-ray14 names)
-overlaps the CheXpert observations on Atelectasis, Cardiomegaly, Effusion -> Pleural Effusion,
-Pneumonia, Pneumothorax, Consolidation, Edema and Mass/Nodule -> Lung Lesion. The labeler reads the
-findings + impression of each report (the same text the project embeds and scores). Gold labels are
-binary; the labeler's uncertain mentions are counted as positive (the ChestX-ray14 / NegBio convention)
-for the headline number, and the uncertain-as-negative number is given too.
+The gold standard (NegBio's expert labels, ``openi_gold_labels_negbio.csv``: 3,851 reports, ChestX-ray14
+names; public domain, shipped with this package in ``eval/data`` next to its NOTICE) overlaps the CheXpert
+observations on Atelectasis, Cardiomegaly, Effusion -> Pleural Effusion, Pneumonia, Pneumothorax,
+Consolidation, Edema and Mass/Nodule -> Lung Lesion. The labeler reads the findings + impression of each
+report (the same text the project embeds and scores; read from the installed torchxrayvision package).
+Gold labels are binary; the headline counts the labeler's uncertain mentions as negative (the IU
+annotators code what the radiologist asserts), and the uncertain-as-positive numbers are given too.
 
-    python -m eval.labeler_validation            # writes docs/results/labeler.md
+    python -m eval.labeler_validation                      # writes docs/results/labeler.md
+    python -m eval.labeler_validation --data-dir DIR       # gold labels from another folder
 
 >>> CATEGORY_MAP["Effusion"]
 'Pleural Effusion'
@@ -31,7 +33,8 @@ from eclip_core.text import join_report, split_sentences
 log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = ROOT.parent / "shared" / "data"
+#: The NegBio gold labels and test-set uids, shipped as package data (public domain; see its NOTICE).
+DATA_DIR = Path(__file__).resolve().parent / "data"
 GOLD_CSV = "openi_gold_labels_negbio.csv"
 TESTSET_TXT = "openi_testset_negbio.txt"
 
@@ -130,7 +133,7 @@ def _gold(frame: pd.DataFrame, columns: str) -> np.ndarray:
     return frame[columns.split("|")].to_numpy().max(axis=1) > 0
 
 
-def validate(data_dir: Path = SHARED_DATA, uids: list[str] | None = None, n_errors: int = 6,
+def validate(data_dir: Path = DATA_DIR, uids: list[str] | None = None, n_errors: int = 6,
              reports: dict[str, str] | None = None) -> dict[str, ValidationResult]:
     """Score the labeler against the NegBio gold labels under both uncertain policies.
 
@@ -205,8 +208,8 @@ def render_markdown(full: dict[str, ValidationResult], test: dict[str, Validatio
     lines = [
         "# Labeler validation: Open-I reports vs NegBio expert labels",
         "",
-        f"Command: `{command}` (run from the project root; reads `../shared/data/{GOLD_CSV}` and the Open-I",
-        "reports shipped in the torchxrayvision package).",
+        f"Command: `{command}` (reads NegBio's gold labels, `eval/data/{GOLD_CSV}`, shipped with the package",
+        "with their public-domain notice, and the Open-I reports shipped in the torchxrayvision package).",
         "",
         "Labeler: `eclip_core.labeler.label_report` on findings + impression. Gold: NegBio's expert labels",
         "(ChestX-ray14 names) on the overlapping categories: Effusion -> Pleural Effusion, Mass or Nodule ->",
@@ -245,7 +248,7 @@ def render_markdown(full: dict[str, ValidationResult], test: dict[str, Validatio
         "",
         *_table(test[HEADLINE]),
         "",
-        f"Speed (one process, this machine): {speed[0]:,.0f} reports/s with a cold sentence cache, "
+        f"Speed (one process, the machine that wrote this page): {speed[0]:,.0f} reports/s with a cold sentence cache, "
         f"{speed[1]:,.0f} reports/s warm.",
         "",
         "Caveat: the rule edits above were made while reading errors on all gold reports, NegBio's test split",
@@ -283,7 +286,8 @@ def render_markdown(full: dict[str, ValidationResult], test: dict[str, Validatio
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data-dir", type=Path, default=SHARED_DATA)
+    ap.add_argument("--data-dir", type=Path, default=DATA_DIR,
+                    help=f"folder with {GOLD_CSV} and {TESTSET_TXT} (default: the copy shipped in eval/data)")
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "results" / "labeler.md")
     ap.add_argument("--errors", type=int, default=4, help="errors of each kind (FP, FN) listed per category")
     args = ap.parse_args(argv)

@@ -49,8 +49,8 @@ class DefaultBundleConfig:
     soft_target_temperature: float = 0.1
     index_type: str = "flat"
     n_examples: int = 4
-    # One data-loader process prepares the next batch while this one trains (~12 % faster on 2 cores;
-    # batches are the same either way: every step's draws are seeded by the step).
+    # One data-loader process prepares the next batch while this one trains (faster on 2 cores; batches
+    # are the same either way: every step's draws are seeded by the step).
     num_workers: int = 1
 
     def key(self) -> str:

@@ -85,7 +85,7 @@ def cmd_generate(args: argparse.Namespace) -> str:
                               "or give an image path")
         image = examples[0]
         print(f"example image (a held-out phantom test study): {image}", file=sys.stderr)
-    read_image(image)  # a bad input is refused in a second, before ~20-30 s of model loading
+    read_image(image)  # a bad input is refused at once, before the models load
     pipe = ReportPipeline(_pipeline_config(args), progress=not args.quiet)
     draft = pipe.generate(image, exclude_study_ids=args.exclude_study or ())
     if args.json:

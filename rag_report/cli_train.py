@@ -2,7 +2,7 @@
 
 Every flag is ``python -m eclip_core.train``'s (a :class:`~eclip_core.config.TrainConfig` field). Where no
 CUDA device is used (none available, or ``--cpu``), the defaults are the default bundle's, the setting
-measured on a 2-core CPU: the text tower locked except its projection (its features are then computed
+benchmarked on 2-core CPUs (docs/results/report_gen.md): the text tower locked except its projection (its features are then computed
 once per report and cached), lr 3e-4 and one data-loader worker. ``--config`` and flags override them;
 ``--no-model-lock-text`` trains the whole text tower.
 

@@ -1,12 +1,12 @@
 """Faster prompt processing for bitsandbytes 4-bit models on CPUs with bf16 matrix units.
 
 Why: on a CPU with AVX512-BF16, bitsandbytes 0.50 repacks every 4-bit weight for its CPU kernel at the first
-forward and sends all matmuls through it. That kernel is the fastest path for a few rows (one decoded token:
-~42 ms for SmolLM2-135M on this 2-core machine) but slow for many rows: a 450-token prompt took 1.23 s,
-2x an fp32 dense matmul. For inputs with at least ``min_rows`` rows we dequantise the weight to bf16 and
-use a dense bf16 matmul (oneDNN uses AMX / AVX512-BF16 there): the same prompt takes 0.36 s with the same
-next-token argmax (measured in docs/perf/llm.md). The bitsandbytes kernel itself computes in bf16, so this
-does not lower precision below the default path.
+forward and sends all matmuls through it. That kernel is the fastest path for a few rows (one decoded token)
+but slow for many rows: a prompt through it is slower than an fp32 dense matmul. For inputs with at least
+``min_rows`` rows we dequantise the weight to bf16 and use a dense bf16 matmul (oneDNN uses AMX /
+AVX512-BF16 there), with the same next-token argmax; the times of both paths are in docs/perf/llm.md
+("evidence prompt forward" column). The bitsandbytes kernel itself computes in bf16, so this does not lower
+precision below the default path.
 
 Cost: a second copy of the 4-bit weights in the unpacked layout (the packed layout cannot be dequantised
 with the public API), i.e. ~0.5 byte per quantised parameter (~60 MB for a 135M model, 3.6 GB for 7B).
@@ -25,8 +25,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-#: Rows (tokens) from which the dense path wins: dequantising all weights costs about as much as ~110
-#: rows through the 4-bit kernel on the machine measured (docs/perf/llm.md).
+#: Rows (tokens) from which the dense path wins: dequantising all weights costs about as much as a prompt
+#: of this order through the 4-bit kernel (timings: docs/perf/llm.md).
 DEFAULT_MIN_ROWS = 128
 
 

@@ -1,6 +1,6 @@
 """Evidence-constrained ("grounded") drafting: the LLM composes a report from retrieved sentences only.
 
-How it works (see shared/DESIGN.md, "Generation modes"):
+How it works (docs/ARCHITECTURE.md, "Generation modes"):
 
 1. Candidates: the normalised sentences of the retrieved reports, per section (FINDINGS / IMPRESSION),
    merged across reports, each with its source report ids and a *support* in (0, 1]: the

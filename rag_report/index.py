@@ -604,7 +604,7 @@ class ReportIndex:
         """Open an index folder. ``model`` (optional) must be the eCLIP checkpoint the index was built with.
 
         device: "auto" (GPU when faiss-gpu and CUDA are present), "cpu" or "cuda".
-        verify: check every file against the size and sha256 recorded at build ("sha256", about 1 s per GB)
+        verify: check every file against the size and sha256 recorded at build ("sha256", reads every byte)
         or only the size ("size"); indexes from before the record are checked for the files they need.
         A save killed mid-replacement is finished first (the newest complete version is put in place).
         Raises IndexNotFoundError (missing folder), CorruptIndexError (a missing, truncated or damaged file,

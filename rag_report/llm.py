@@ -10,7 +10,7 @@ it ("quantized with gguf"), so :func:`convert_gguf` rebuilds a plain model from 
 saves that ONCE, atomically, under ``$RAG_REPORT_HOME/llm/``; later loads read the plain folder (fast) and
 quantise it with bitsandbytes as asked.
 
-Example (loads the default, converting it the first time, ~25 s):
+Example (loads the default, converting it the first time; docs/perf/llm.md times both):
 
 >>> from rag_report.llm import LLMSpec, load_llm          # doctest: +SKIP
 >>> llm = load_llm(LLMSpec(quantization="nf4"))          # doctest: +SKIP
@@ -61,7 +61,7 @@ class LLMSpec:
     dtype: "float32" | "float16" | "bfloat16" | None (float32 on the CPU, bfloat16 on CUDA); for nf4 it
     is the compute dtype.
     cpu_prefill: for nf4 on a CPU with AVX512-BF16, run long inputs (prompts) through a dense bf16 matmul
-    instead of bitsandbytes' 4-bit kernel (3.5x faster prompts; see :mod:`rag_report.cpu_prefill`).
+    instead of bitsandbytes' 4-bit kernel (faster prompts: :mod:`rag_report.cpu_prefill`, docs/perf/llm.md).
 
     >>> LLMSpec().quantization
     'auto'

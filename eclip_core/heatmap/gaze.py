@@ -15,9 +15,9 @@ of Gaussians centred on the counted pixels, and every term here is separable, so
 centres of the *requested* grid's pixels mapped into original-image coordinates. The EGD border
 reflection is reproduced by adding each fixation's mirror images about both edges, and kernels
 are cut at 4 sigma like scipy's; the result matches ``scipy.ndimage.gaussian_filter`` on the
-original grid to ~1e-7 of the peak (float32), ~100x faster than filtering the full-resolution
-count map. When the requested grid has more than ~6 pixels per sigma (e.g. a full-resolution
-2,500 px map) and there are more fixations than subsampled columns, the map is computed on every
+original grid to float32 precision and is much faster than filtering the full-resolution count map
+(both measured in docs/perf/data_io.md). When the requested grid has more than ~6 pixels per sigma (e.g.
+a full-resolution 2,500 px map) and there are more fixations than subsampled columns, the map is computed on every
 f-th row/column (f = sigma_px // 6) and filled in by bilinear interpolation (error < 0.5 % of the
 peak), so its cost no longer grows with the number of fixations. REFLACX's shown-region cut is
 applied exactly after that fill-in, per group of fixations sharing a region (more than 8 distinct

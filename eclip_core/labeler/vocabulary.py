@@ -243,7 +243,8 @@ def _sort_key(p: Phrase) -> tuple[int, int]:
 @functools.lru_cache(maxsize=1)
 def _compiled() -> tuple[re.Pattern[str], tuple[Phrase, ...], tuple[re.Pattern[str], ...]]:
     table = tuple(sorted(phrases(), key=_sort_key))
-    # No capture groups in the big alternation: with one named group per phrase it runs ~10x slower.
+    # No capture groups in the big alternation: one named group per phrase is far slower (the "mention
+    # search" rows of docs/perf/labeler.md).
     big = re.compile(r"(?<![\w-])(?:" + "|".join(f"(?:{p.pattern})" for p in table) + ")")
     singles = tuple(re.compile(f"(?:{p.pattern})") for p in table)
     return big, table, singles

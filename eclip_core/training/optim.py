@@ -39,7 +39,7 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
     groups = param_groups(model, cfg)
     kwargs = dict(lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps)
     try:
-        # The fused kernel (CPU and CUDA) is ~10x faster than the per-tensor loop torch uses on CPU.
+        # The fused kernel (CPU and CUDA) is much faster than the per-tensor loop torch uses on CPU.
         return torch.optim.AdamW(groups, fused=True, **kwargs)
     except (RuntimeError, ValueError):
         return torch.optim.AdamW(groups, **kwargs)

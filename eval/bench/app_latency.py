@@ -1,6 +1,6 @@
 """Benchmark: warm request latency through the Gradio app over HTTP vs the library call.
 
-    .venv/bin/python -m eval.bench.app_latency [--tiny] [--modes consensus,grounded] [--repeats 15]
+    python -m eval.bench.app_latency [--tiny] [--modes consensus,grounded] [--repeats 15]
         [pipeline flags as for the app: --model --index --llm --k ...] [--out docs/perf/app.md]
 
 The app runs as its own program (``python -m apps.gradio_app``, as users start it)
@@ -64,8 +64,8 @@ def build_tiny(root: Path) -> list[str]:
 
 
 def _tiny_in_child(root: Path) -> list[str]:
-    # Built in another process: building in this one measurably slowed the library calls measured here
-    # afterwards (50 -> 275 ms per draft on the 2-core machine), which would flatter the HTTP ratio.
+    # Built in another process: building in this one slows the library calls measured here afterwards,
+    # which would flatter the HTTP ratio.
     out = subprocess.run([sys.executable, "-m", "eval.bench.app_latency", "--build-tiny-into", str(root)],
                          cwd=ROOT, capture_output=True, text=True, check=True)
     return out.stdout.strip().splitlines()[-1].split()

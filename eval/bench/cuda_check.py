@@ -1,6 +1,6 @@
-"""Device check: the CUDA paths this CPU-only project cannot exercise at home, in one short run.
+"""Device check: the CUDA code paths (which the CPU test suite cannot exercise), in one short run.
 
-    python -m eval.bench.cuda_check --out DIR                      # on a CUDA machine (~3-5 min on one GPU)
+    python -m eval.bench.cuda_check --out DIR                      # on a CUDA machine (minutes on one GPU)
     python -m eval.bench.cuda_check --device cpu --quick --out DIR # the same code paths on the CPU
 
 Writes DIR/cuda_check.md and DIR/cuda_check.json; every section records ok / failed (with the error) /
@@ -13,14 +13,14 @@ skipped (with why), and the exit status is 1 if any section failed. Sections:
 3. the training-step benchmark (``eval.bench.train_step.measure_steps``) on the device: CLIP vs eCLIP
    steps with and without an expert batch, fp32 and bf16 autocast, paired per-round ratios.
 4. the frozen LLM through ``rag_report.llm.load_llm``: a model shaped like SmolLM2-135M-Instruct (random
-   weights: the real one is a 98 MB GGUF and does not fit a device call) saved locally and loaded with
+   weights, so the check needs no model file) saved locally and loaded with
    quantization none / int8 / nf4 (bitsandbytes on CUDA): memory footprint, greedy tokens/s, and the
    4-bit model's first tokens against the unquantised one's.
 5. faiss on the GPU when the installed faiss has GPU support (faiss-gpu, the ``gpu`` extra).
 
-On a lent machine without this project's packages, carry wheels (see /work/.library/device/README.md):
-open_clip_torch==3.3.0, ftfy, wcwidth and bitsandbytes==0.50.2 fit one call (~45 MB); faiss-gpu-cu12 needs
-CUDA 12 runtime wheels far beyond a call's limit, so section 5 reports "skipped" there.
+Install the project on the CUDA machine first (``pip install -e '.[gpu]'``; offline: from a wheel folder
+with ``pip install --no-index --find-links WHEELS -e '.[gpu]'``). Without faiss-gpu (the ``gpu`` extra,
+which needs the CUDA 12 runtime) section 5 reports "skipped"; every other section still runs.
 """
 from __future__ import annotations
 

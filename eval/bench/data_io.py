@@ -1,6 +1,6 @@
 """Benchmark: image loading, gaze heatmaps and quality metrics, as ratios against plain baselines.
 
-    .venv/bin/python -m eval.bench.data_io [--out docs/perf/data_io.md] [--repeats 5]
+    python -m eval.bench.data_io [--out docs/perf/data_io.md] [--repeats 5]
 
 Baselines run in the same process: Pillow decode + numpy scaling for PNG/JPEG, pydicom
 ``pixel_array`` for DICOM, ``scipy.ndimage.gaussian_filter`` on the full-resolution count map
@@ -209,7 +209,7 @@ def bench_sectioning() -> tuple[int, list[tuple[str, float, int]], list[str]]:
 def write_sectioning_results(path: Path) -> None:
     n, rows, failures = bench_sectioning()
     lines = ["# Report sectioning on real report text", "",
-             "Command: `.venv/bin/python -m eval.bench.data_io --sectioning`  ",
+             "Command: `python -m eval.bench.data_io --sectioning`  ",
              f"Data: the {n} real Open-I reports (torchxrayvision 1.5.7) that have both FINDINGS and IMPRESSION,",
              "each written out in eight free-text layouts; a report counts as correct when",
              "`eclip_core.data.builders.sectioning.section_report` returns exactly its findings and impression",
@@ -239,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     heat = bench_heatmaps(args.repeats)
     qual = bench_quality(args.repeats)
     lines = ["# Data IO, heatmaps and quality metrics: performance", "",
-             f"Command: `.venv/bin/python -m eval.bench.data_io --repeats {args.repeats}`  ",
+             f"Command: `python -m eval.bench.data_io --repeats {args.repeats}`  ",
              f"Machine: {platform.machine()}, {platform.processor() or 'cpu'}, Python {sys.version.split()[0]}, "
              "shared 2-core CPU; best of N runs, seconds; ratio = ours / baseline (lower is better).", ""]
     for title, rows, base in (("load_image (float32 [0,1] output, full pipeline)", images,

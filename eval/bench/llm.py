@@ -4,7 +4,7 @@ Each (quantization, threads) case runs in its own subprocess, so RSS numbers are
 Ratios are against fp32 at the same thread count (tokens/s) and against plain greedy generation of the
 same number of tokens in the same process (grounded drafting).
 
-    .venv/bin/python -m eval.bench.llm --out docs/perf/llm.md
+    python -m eval.bench.llm --out docs/perf/llm.md
 
 ``--paired A B`` instead times grounded drafts with quantization A against B in one process, alternating
 within rounds, and reports the paired ratio (eval.bench.llm_paired):
@@ -37,7 +37,7 @@ NOTES = """## Notes
   are often SLOWER than 1 (OpenMP threads spin-wait on each other); a tiny model's decoding was 7x faster
   on 1 thread in the same conditions. On a dedicated machine 2 threads win.
 - bitsandbytes 0.50 on a CPU with AVX512-BF16 repacks 4-bit weights for its own bf16 kernel: fast for
-  one decoded token, but a long prompt through it runs ~2x slower than fp32. "nf4" below is what
+  one decoded token, but a long prompt through it runs ~2x slower than fp32. "nf4" in the tables is what
   `quantization="auto"` (the default) loads on such a CPU, and it sends inputs of >= 128 rows through a dequantised dense bf16 matmul instead
   (`rag_report.cpu_prefill`, AMX/AVX512-BF16); "nf4, bitsandbytes kernel only" is bitsandbytes as shipped
   (`LLMSpec(cpu_prefill=False)`). int8 has no fused CPU kernel without the `kernels` package (fetched from
@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None) -> None:
     lines = [
         "# LLM backends: load, memory, tokens/s, grounded drafting",
         "",
-        f"Command: `.venv/bin/python -m eval.bench.llm{cmd[len('python -m eval.bench.llm'):]}`  ",
+        f"Command: `{cmd.strip()}`  ",
         f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores shared with other processes (load average "
         f"{load_before[0]:.1f} before, {load_after[0]:.1f} after), Python {platform.python_version()}; "
         f"model {rows[0]['llm_id'].split('/')[0]}; each case in its own process.",

@@ -7,7 +7,7 @@ index's sampled corpus X-rays below the index's floor (1st percentile of the cor
 typicality), and the best report *similarity* below the bundle's floor (1st percentile over val images).
 This script counts how often each fires on held-out X-rays (val and test: false alarms) and on images that
 are not chest X-rays (noise, patterns, a gradient photo, text-like speckle; made here with a fixed seed),
-plus the two real NIH chest X-rays in shared/data/sample_cxr (which should pass).
+plus the two real NIH chest X-rays shipped in apps/examples (which should pass).
 """
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-SAMPLE_CXR = Path(__file__).resolve().parents[3] / "shared" / "data" / "sample_cxr"
+#: Two real NIH ChestX-ray14 radiographs shipped with the app (see apps/examples/NOTICE).
+SAMPLE_CXR = Path(__file__).resolve().parents[2] / "apps" / "examples"
 
 
 def synthetic_non_cxr(seed: int = 0) -> dict[str, "object"]:

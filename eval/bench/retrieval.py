@@ -7,7 +7,7 @@ efSearch / nprobe raised until recall@10 >= the target. Then, at one size, the L
 EClipRetriever (precomputed query vector) against a raw ``faiss.search`` on the same index.
 
     python -m eval.bench.retrieval                          # 10k, 100k, 1M; writes docs/perf/retrieval.md
-    python -m eval.bench.retrieval --sizes 10000 --queries 50 --out /tmp/r.md   # quick look
+    python -m eval.bench.retrieval --sizes 10000 --queries 50 --out runs/retrieval_quick.md   # quick look
     python -m eval.bench.retrieval --sizes 1000000 --no-ivf --overhead-size 0 --build-threads 2 \
         --out docs/perf/retrieval_hnsw_1m.md                # HNSW at 1M on its own (long construction)
     python -m eval.bench.retrieval --data reports --out docs/perf/retrieval_reports.md   # report-like corpus

@@ -6,7 +6,7 @@ punctuation split off, ``XXXX`` de-identification policy), applied identically t
 hypotheses. pycocoevalcap's Java PTB tokenizer is *not* used (it strips punctuation and needs another
 JVM); the normalisation above is the documented one.
 
-METEOR runs in a Java subprocess (5-9 s to start): one JVM per process, created on first use and
+METEOR runs in a Java subprocess (seconds to start, docs/perf/labeler.md): one JVM per process, created on first use and
 reused. Without ``java`` on PATH, METEOR is None and a note says why. SPICE is not offered (it needs a
 download).
 

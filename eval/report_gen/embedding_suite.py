@@ -259,13 +259,15 @@ def _pm(cell: dict) -> str:
 
 def render_markdown(result: dict) -> str:
     cfg, summary = result["config"], result["summary"]
+    from eval.report_gen.tables import portable_paths
+
     head = ["variant"] + list(METRIC_ORDER)
     lines = [f"# Embedding suite: eCLIP vs CLIP and the ablation ladder ({cfg['eval_split']} split)", ""]
     if result.get("simulated"):
         lines += ["> Phantom (simulated) radiographs with real Open-I report text: numbers do not transfer to "
                   "real images.", ""]
     lines += [
-        f"Command: `{result['command']}`", "",
+        f"Command: `{portable_paths(result['command'])}`", "",
         f"Budget per run (same for every variant): model `{cfg['model']}` (lock_text={cfg['lock_text']}), "
         f"{cfg['steps']} steps, batch {cfg['batch_size']}, lr {cfg['lr']}; seeds {cfg['seeds']}; "
         f"{result['sizes']['train']} train studies ({result['sizes']['expert']} with expert gaze), "

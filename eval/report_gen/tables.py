@@ -19,6 +19,25 @@ POLICY_TEXT = {
 }
 
 
+def portable_paths(text: str) -> str:
+    """``text`` with this machine's folders written as a reader's: $RAG_REPORT_HOME, then ``~``.
+
+    The published Markdown names where artifacts live without the measuring machine's own paths (the JSON
+    keeps them).
+
+    >>> import os; os.environ["RAG_REPORT_HOME"] = "/srv/cache/rr"
+    >>> portable_paths("--manifest /srv/cache/rr/phantom/ab/manifest.csv")
+    '--manifest $RAG_REPORT_HOME/phantom/ab/manifest.csv'
+    >>> del os.environ["RAG_REPORT_HOME"]
+    """
+    from eclip_core.paths import rag_report_home
+
+    for folder, name in ((str(rag_report_home()), "$RAG_REPORT_HOME"), (str(Path.home()), "~")):
+        if len(folder) > 1:
+            text = text.replace(folder.rstrip("/") + "/", name + "/")
+    return text
+
+
 def _fmt(value: Any, digits: int = 3) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "n/a"
@@ -93,7 +112,9 @@ def render_markdown(result: dict) -> str:
     if result.get("simulated"):
         out += [f"> {result['simulated_notice']}", ""]
     out += [
-        f"Command: `{result['command']}`", "",
+        f"Command: `{portable_paths(result['command'])}`", "",
+        *([f"Measured on: {result['machine']}; {result['created'][:10]}.", ""]
+          if result.get("machine") and result.get("created") else []),
         f"Studies: {result['sizes']['test_studies']} {result['config']['split']} studies "
         f"({result['sizes']['skipped_no_report']} skipped for having no report text); corpus "
         f"{result['sizes']['corpus_reports']} reports.{_llm_sizes(result['sizes'])} Seed {result['config']['seed']}. "
@@ -117,7 +138,7 @@ def render_markdown(result: dict) -> str:
     out += [f"- {c}" for c in result["choices"]]
     if result.get("notes"):
         out += ["", "## Notes", ""] + [f"- {n}" for n in result["notes"]]
-    out += ["", "## Models", ""] + [f"- {k_}: `{v}`" for k_, v in result["models"].items()]
+    out += ["", "## Models", ""] + [f"- {k_}: `{portable_paths(str(v))}`" for k_, v in result["models"].items()]
     return "\n".join(out) + "\n"
 
 

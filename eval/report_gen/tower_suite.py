@@ -404,9 +404,11 @@ def _fmt(ms: tuple) -> str:
 
 def render_markdown(result: dict) -> str:
     cfg, cal = result["config"], result["calibration"]
+    from eval.report_gen.tables import portable_paths
+
     lines = [
         "# Image tower study: what learns most in the default's CPU budget (val split)", "",
-        f"Command: `{result['command']}`", "",
+        f"Command: `{portable_paths(result['command'])}`", "",
         f"Budget: the compute of {cal['reference_steps']} steps of `{cal['reference']}` at batch {cfg['batch_size']} "
         f"(CPU time per step: forward and backward on one thread plus the preparation of the step's batch, "
         f"measured in one process, expert batches at the curriculum's mean rate {cal['mean_expert_rate']}), "

@@ -9,7 +9,7 @@
    with images in ``images/images_normalized/``.
 
 One row per report (``study_id`` = ``CXR<uid>``), frontal images first. Splits: a CSV with columns
-``uid`` and ``split`` (e.g. ../shared/data/openi_r2gen_split.csv, the R2Gen split) or a hash of
+``uid`` and ``split`` (e.g. the R2Gen split shipped as ``eclip_core/data/phantom/r2gen_split.csv``) or a hash of
 the uid (70/10/20). With a split CSV, reports not in it are dropped unless ``drop_unsplit=False``.
 Reports with no findings and no impression, and reports none of whose images exist, are skipped
 and counted in one warning.

@@ -2,7 +2,7 @@
 
 Most IU X-ray papers use the R2Gen split (2,069 train / 296 val / 590 test studies). Its uid -> split
 table ships with the project as ``r2gen_split.csv`` (ids and split only, no report text), so the
-product never needs ../shared. Studies it lacks get a split seeded by a hash of (seed, uid), in
+product needs no other data. Studies it lacks get a split seeded by a hash of (seed, uid), in
 R2Gen's 7 : 1 : 2 proportions; a uid's split never depends on which other studies are present, so a
 test study can never move into training.
 
