@@ -412,7 +412,7 @@ def render_markdown(result: dict) -> str:
         f"Budget: the compute of {cal['reference_steps']} steps of `{cal['reference']}` at batch {cfg['batch_size']} "
         f"(CPU time per step: forward and backward on one thread plus the preparation of the step's batch, "
         f"measured in one process, expert batches at the curriculum's mean rate {cal['mean_expert_rate']}), "
-        "turned into steps per variant. Mean ± std over seeds {cfg['seeds']}; val "
+        f"turned into steps per variant. Mean ± std over seeds {cfg['seeds']} (n says when fewer ran); val "
         "split; clinical F1 with uncertain -> negative; the index and label classifiers are fitted on the train "
         "split only (thresholds cross-validated on train).", "",
         "| variant | steps | " + " | ".join(c for c, _ in COLUMNS) + " |",
