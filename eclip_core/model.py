@@ -281,6 +281,50 @@ class EClip(nn.Module):
             self._text_cache = {}
         return True
 
+    def frozen_text_fingerprint(self) -> str:
+        """sha256 (16 hex) of the frozen text tower's weights (what the cached features depend on)."""
+        digest = hashlib.sha256()
+        for name, tensor in sorted(self.clip.text.state_dict().items()):
+            if not name.startswith("proj"):
+                digest.update(name.encode() + tensor.detach().cpu().contiguous().numpy().tobytes())
+        return digest.hexdigest()[:16]
+
+    def load_text_feature_cache(self, folder: str | os.PathLike) -> int:
+        """Add the frozen text features stored in ``folder`` for this text tower (see
+        :meth:`save_text_feature_cache`) to the cache; returns how many were loaded. A later training run on
+        the same reports (another seed, the baseline) then skips their transformer passes; the features are
+        the ones each report's own pass gives, so the numbers do not change."""
+        if self._text_cache is None:
+            return 0
+        path = Path(folder) / f"text-features-{self.frozen_text_fingerprint()}.pt"
+        if not path.is_file():
+            return 0
+        try:
+            stored = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # a torn or foreign file: recompute (it is only a cache)
+            logger.warning("ignoring unreadable text-feature cache %s (%s)", path, exc)
+            return 0
+        keys, values = stored["keys"], stored["values"]
+        for i in range(keys.shape[0]):
+            self._text_cache.setdefault(keys[i].numpy().tobytes(), values[i])
+        return int(keys.shape[0])
+
+    def save_text_feature_cache(self, folder: str | os.PathLike) -> Path | None:
+        """Write the cached frozen text features to ``folder`` (atomically), keyed by the tower's weights."""
+        if not self._text_cache:
+            return None
+        from eclip_core.atomic import atomic_path
+
+        width = {len(k) for k in self._text_cache}
+        if len(width) != 1:  # token rows of several context lengths: nothing sensible to stack
+            return None
+        keys = torch.from_numpy(np.stack([np.frombuffer(k, dtype=np.uint8) for k in self._text_cache]))
+        path = Path(folder) / f"text-features-{self.frozen_text_fingerprint()}.pt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            torch.save({"keys": keys, "values": torch.stack(list(self._text_cache.values()))}, tmp)
+        return path
+
     def _frozen_text_features(self, tokens: torch.Tensor) -> torch.Tensor:
         text, cache = self.clip.text, self._text_cache
         keys = [row.tobytes() for row in tokens.cpu().numpy()]

@@ -39,6 +39,7 @@ from eclip_core.curriculum import in_cold_start, uses_curriculum
 from eclip_core.data.manifest import read_manifest
 from eclip_core.errors import ConfigError, EClipError, ManifestError
 from eclip_core.losses import ClipLoss
+from eclip_core.paths import rag_report_home
 
 logger = logging.getLogger(__name__)
 
@@ -196,8 +197,10 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict], None] | None = None) 
         metrics_path.unlink()  # a fresh run owns its metrics file
     model, optimizer = accelerator.prepare(model, optimizer)
     raw = accelerator.unwrap_model(model)
+    text_store = rag_report_home() / "text_features"
     if cfg.cache_text_features and raw.enable_text_feature_cache():
-        logger.info("text tower locked: caching each report's frozen text features")
+        loaded = raw.load_text_feature_cache(text_store)
+        logger.info("text tower locked: caching each report's frozen text features (%d from earlier runs)", loaded)
 
     planner = StepPlanner(cfg, len(main_rows), len(expert_rows), accelerator.process_index,
                           accelerator.num_processes)
@@ -274,6 +277,8 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict], None] | None = None) 
         if metrics_path.exists():
             extra["metrics.jsonl"] = metrics_path.read_text(encoding="utf-8")
         raw.save_pretrained(model_dir, extra_files=extra)
+        if cfg.cache_text_features:
+            raw.save_text_feature_cache(text_store)
         if cfg.checkpoint_every:
             save_checkpoint(ckpt_dir, raw, optimizer, scheduler, step, cfg.to_dict(), counters)
     result = TrainResult(

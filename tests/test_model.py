@@ -191,6 +191,30 @@ def test_frozen_text_feature_cache_matches_the_tower_and_skips_repeats():
     assert len(calls) == 3  # all seen: projection only
 
 
+def test_text_feature_cache_persists_for_the_same_tower(tmp_path):
+    """Saved features come back bit for bit in a new model with the same frozen tower (no transformer
+    pass), and are ignored by a model whose tower weights differ."""
+    reports = ["Heart size normal. Lungs clear.", "Small left pleural effusion. No pneumothorax."]
+    first = EClip(EClipConfig(name="eclip-small", lock_text=True)).eval()
+    assert first.enable_text_feature_cache()
+    want = first.encode_text(first.tokenize(reports))
+    saved = first.save_text_feature_cache(tmp_path)
+    assert saved is not None and saved.is_file()
+
+    torch.manual_seed(1)  # another projection: the cache holds the tower's output, before the projection
+    second = EClip(EClipConfig(name="eclip-small", lock_text=True)).eval()
+    second.clip.text.proj.load_state_dict(first.clip.text.proj.state_dict())
+    assert second.enable_text_feature_cache() and second.load_text_feature_cache(tmp_path) == 2
+    calls = []
+    second.clip.text.transformer.register_forward_hook(lambda *a: calls.append(1))
+    assert torch.equal(second.encode_text(second.tokenize(reports)), want) and not calls
+
+    third = EClip(EClipConfig(name="eclip-small", lock_text=True)).eval()
+    with torch.no_grad():
+        next(third.clip.text.transformer.parameters()).add_(1.0)  # a different frozen tower
+    assert third.enable_text_feature_cache() and third.load_text_feature_cache(tmp_path) == 0
+
+
 def test_text_feature_cache_needs_a_locked_hf_tower():
     assert not EClip(EClipConfig(name="eclip-tiny", lock_text=True)).enable_text_feature_cache()  # open_clip tower
     assert not EClip(EClipConfig(name="eclip-small", lock_text=False)).enable_text_feature_cache()  # trained tower
