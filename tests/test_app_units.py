@@ -120,8 +120,8 @@ def test_egd_gaze_file_for_many_images_needs_the_image_name(tmp_path):
 def test_every_pipeline_field_is_a_flag_and_defaults_are_safe():
     from rag_report.pipeline import PipelineConfig
 
-    dests = {a.dest for a in build_parser()._actions}
-    assert {f.name for f in dataclasses.fields(PipelineConfig)} <= dests
+    flags = build_parser().flags_of(PipelineConfig)  # field -> its flags (eclip_core.cli_config)
+    assert {f.name for f in dataclasses.fields(PipelineConfig)} <= set(flags)
     serve, pipe = parse_args([])
     assert pipe == PipelineConfig()
     assert serve.host == "127.0.0.1" and serve.concurrency == 2 and serve.max_file_mb == 50.0

@@ -80,7 +80,9 @@ def free_port() -> int:
 def start_app(flags: list[str], port: int, timeout_s: float = 900.0) -> subprocess.Popen:
     import httpx
 
-    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    from eclip_core.runtime import offline_env
+
+    env = offline_env()
     proc = subprocess.Popen([sys.executable, "-m", "apps.gradio_app", *flags, "--port", str(port), "--quiet"],
                             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + timeout_s
