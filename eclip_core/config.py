@@ -24,11 +24,9 @@ never silently falls back to a default):
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, get_type_hints
 
 from eclip_core.errors import ConfigError
@@ -235,22 +233,9 @@ class TrainConfig:
 
 def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
     """Read a JSON or YAML config file into a dict (ConfigError naming the file on failure)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist")
-    text = path.read_text(encoding="utf-8")
-    try:
-        if path.suffix.lower() in (".yaml", ".yml"):
-            import yaml
+    from eclip_core.cli_config import read_config_file
 
-            data = yaml.safe_load(text)
-        else:
-            data = json.loads(text)
-    except Exception as exc:  # yaml and json raise different types; both mean "unreadable"
-        raise ConfigError(f"config file {path} is not valid {path.suffix.lstrip('.') or 'JSON'}: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ConfigError(f"config file {path} must hold a mapping at top level, got {type(data).__name__}")
-    return data
+    return read_config_file(path)
 
 
 def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:

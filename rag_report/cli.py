@@ -153,18 +153,19 @@ def _common_flags() -> argparse.ArgumentParser:
 
 
 def build_parser() -> ConfigParser:
-    common = _common_flags()
-    parser = ConfigParser(prog="rag-report", description=__doc__.split("\n\n")[0], parents=[common])
+    # Each parser gets its own copies of the common flags: parents share their Action objects, and the
+    # set_defaults below would otherwise give the sub-commands' --quiet a default that undoes a leading one.
+    parser = ConfigParser(prog="rag-report", description=__doc__.split("\n\n")[0], parents=[_common_flags()])
     parser.set_defaults(quiet=False, verbose=False)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("build-default", parents=[common],
+    p = sub.add_parser("build-default", parents=[_common_flags()],
                        help="build the embedded default bundle (phantom data, eCLIP, index, LLM)")
     p.add_argument("--steps", type=int, default=None, help="training steps (default: the bundle's)")
     p.add_argument("--json", action="store_true", help="print the bundle's paths as JSON")
     p.set_defaults(func=cmd_build_default)
 
-    p = sub.add_parser("generate", parents=[common], help="draft a report for an image")
+    p = sub.add_parser("generate", parents=[_common_flags()], help="draft a report for an image")
     p.add_argument("image", nargs="?", default=None, help="PNG, JPEG or DICOM file")
     p.add_argument("--example", action="store_true", help="use a held-out test image of the default bundle")
     p.add_argument("--json", action="store_true", help="print the DraftReport as JSON")
@@ -172,7 +173,7 @@ def build_parser() -> ConfigParser:
     _add_pipeline_flags(p)
     p.set_defaults(func=cmd_generate, config_parser=p)
 
-    p = sub.add_parser("index", parents=[common], help="build a report index from a manifest")
+    p = sub.add_parser("index", parents=[_common_flags()], help="build a report index from a manifest")
     p.add_argument("--manifest", required=True)
     p.add_argument("--model", dest="model_dir", required=True, help="eCLIP checkpoint folder")
     p.add_argument("--out", required=True)

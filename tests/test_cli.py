@@ -221,3 +221,13 @@ def test_draft_text_without_label_classifiers():
     assert "PREDICTED FROM THE IMAGE: n/a (the index has no label classifiers)" in text
     assert "#1 s1  similarity 0.500  sentences used: 1" in text and "label agreement" not in text
     assert "OBSERVATIONS IN THE DRAFT: No Finding" in text
+
+
+def test_a_leading_quiet_or_verbose_reaches_the_command():
+    from rag_report.cli import build_parser
+
+    index = ["index", "--manifest", "m.csv", "--model", "m", "--out", "o"]
+    for argv, quiet, verbose in ((["--quiet", *index], True, False), ([*index, "--quiet"], True, False),
+                                 (index, False, False), (["-v", "generate", "x.png"], False, True)):
+        args = build_parser().parse_args(argv)
+        assert (args.quiet, args.verbose) == (quiet, verbose), argv
