@@ -232,12 +232,22 @@ def _coerce(value: Any, kind: Kind, choices: tuple | None, none_words: tuple[str
         element = Kind(kind.base)
         out = [_coerce(v, element, choices, (), where) for v in items]
         return tuple(out) if kind.container is tuple else out
+    if isinstance(value, bool) and kind.base is str:
+        # YAML 1.1 reads unquoted off / no / on / yes as booleans: take the choice that was meant.
+        meant = [c for c in choices or () if str(c).lower() in _YAML_BOOL_WORDS[value]]
+        if len(meant) == 1:
+            return meant[0]
+        raise _fail(where, f"{value!r} is not text (YAML reads unquoted on / off / yes / no as true or false: "
+                           "quote the value)")
     typed = _scalar(value, kind, where)
     if choices is not None and typed not in choices:
         allowed = ", ".join(str(c) for c in choices)
         extra = f"; or {none_words[0]}" if kind.optional and none_words else ""
         raise _fail(where, f"{_show(value)} is not one of {allowed}{extra}")
     return typed
+
+
+_YAML_BOOL_WORDS = {True: ("on", "yes", "true", "y"), False: ("off", "no", "false", "n")}
 
 
 def _scalar(value: Any, kind: Kind, where: str) -> Any:
@@ -542,6 +552,7 @@ class ConfigParser(argparse.ArgumentParser):
         self._bindings: dict[str, FlagBinding] = {}  # by dest
         self._roots: list[type] = []
         self._config_dest: str | None = None
+        self._shown_defaults: dict[str, str] = {}
 
     # -- building ----------------------------------------------------------------------------------
     def add_dataclass(self, cls: type, *, title: str | None = None, flags: Mapping[str, str | Sequence[str]] | None = None,

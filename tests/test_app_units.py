@@ -180,6 +180,18 @@ def test_every_pipeline_field_is_a_flag_and_defaults_are_safe():
         parse_args(["--concurrency", "0"])
 
 
+def test_app_config_file_holds_pipeline_and_server_fields(tmp_path, capsys):
+    conf = tmp_path / "app.yaml"
+    conf.write_text("k: 4\nlabel_boost: off\nport: 9001\nextra_llms: [/m/a]\n")
+    serve, pipe = parse_args(["--config", str(conf), "--k", "6"])
+    assert (pipe.k, pipe.label_boost, serve.port, serve.extra_llms) == (6, "off", 9001, ["/m/a"])
+    conf.write_text("prot: 9001\n")
+    with pytest.raises(SystemExit):
+        parse_args(["--config", str(conf)])
+    err = capsys.readouterr().err
+    assert "unknown field(s) 'prot'" in err and "PipelineConfig / ServeConfig" in err
+
+
 def test_friendly_messages_and_llm_choices():
     msg = friendly_message(ValueError("/tmp/gradio/9f/Smith_J.dcm: truncated"), "/tmp/gradio/9f/Smith_J.dcm")
     assert msg == "Smith_J.dcm: truncated"

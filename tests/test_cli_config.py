@@ -128,6 +128,7 @@ def test_config_file_then_flags(tmp_path):
     ("seeds: [1, x]\n", r"c.yaml: seeds: 'x' is not an integer"),
     ("pair: [1]\n", r"c.yaml: pair: \[1\] has 1 value\(s\); give exactly 2"),
     ("fast: maybe\n", r"c.yaml: fast: 'maybe' is not true or false"),
+    ("name: yes\n", r"c.yaml: name: True is not text \(YAML reads unquoted on / off / yes / no as true or false"),
     ("- 1\n", r"c.yaml must hold a mapping"),
     ("a: [\n", r"c.yaml is not valid YAML"),
 ])
