@@ -5,13 +5,6 @@ Hugging Face libraries (analytics, telemetry, hub look-ups) unless the caller se
 """
 from __future__ import annotations
 
-import os
+from eclip_core.runtime import setup_offline
 
-for _key, _value in {
-    "GRADIO_ANALYTICS_ENABLED": "False",
-    "HF_HUB_OFFLINE": "1",
-    "TRANSFORMERS_OFFLINE": "1",
-    "HF_HUB_DISABLE_TELEMETRY": "1",
-    "HF_EVALUATE_OFFLINE": "1",
-}.items():
-    os.environ.setdefault(_key, _value)
+setup_offline()

@@ -1,8 +1,9 @@
 """`python -m apps.gradio_app`: serve the upload-and-generate page (also `rag-report serve`).
 
 Defaults: the embedded default bundle, bound to 127.0.0.1, no sharing, no analytics, system fonts only,
-a request queue (2 drafts at a time) and a 50 MB upload limit. Every PipelineConfig field is a flag
-(``--model``, ``--index``, ``--llm`` for the paths; ``--mode``, ``--k``, ... for the rest).
+a request queue (2 drafts at a time) and a 50 MB upload limit. Every PipelineConfig and ServeConfig field
+is a flag (``--model``, ``--index``, ``--llm`` for the paths; ``--mode``, ``--k``, ``--label-boost``, ... for
+the rest; eclip_core.cli_config), and ``--config FILE`` reads them from JSON or YAML first.
 
     python -m apps.gradio_app --port 7860
     python -m apps.gradio_app --model runs/eclip --index my-index --llm /models/qwen --extra-llm /models/llama
@@ -13,7 +14,6 @@ a request queue (2 drafts at a time) and a 50 MB upload limit. Every PipelineCon
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import logging
 import sys
@@ -21,90 +21,60 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import apps  # noqa: F401  (sets the offline environment before gradio is imported)
-from rag_report.pipeline import MODES, PipelineConfig
-from rag_report.precision import QUANTIZATIONS
+from eclip_core.cli_config import ConfigParser, cli
+from eclip_core.errors import ConfigError
+from rag_report.pipeline import PipelineConfig
 
 log = logging.getLogger(__name__)
 
-#: PipelineConfig fields whose flag is not simply --field-name.
-FLAG_NAMES = {"model_dir": "--model", "index_dir": "--index", "llm_path": "--llm"}
-CHOICES = {"mode": MODES, "quantization": QUANTIZATIONS, "diversify": ("kmeans", "mmr", "none")}
-HELP = {
-    "model_dir": "eCLIP checkpoint folder (default: the embedded bundle's)",
-    "index_dir": "report index folder built with that checkpoint (default: the bundle's)",
-    "llm_path": "local HF model folder or .gguf file (default: SmolLM2-135M-Instruct)",
-    "mode": "generation mode (auto: grounded for LLMs under 1B parameters, else free)",
-    "k": "retrieved reports shown and drafted from",
-    "quantization": "LLM precision (auto: nf4 on CUDA and on CPUs with AVX512-BF16/AMX, else none = fp32)",
-    "similarity_floor": "warn below this best similarity (default: the bundle's measured floor)",
-    "typicality_floor": "warn when the image is less typical of the corpus X-rays than this (default: the index's floor)",
-}
-#: Fields where the word "none" means None (switched off) rather than a value.
-NONE_MEANS_OFF = {"diversify"}
+#: PipelineConfig fields whose flag is not simply --field-name (declared on the config itself).
+FLAG_NAMES = {f.name: f.metadata["flags"][0] for f in dataclasses.fields(PipelineConfig) if "flags" in f.metadata}
 
 
 @dataclass
 class ServeConfig:
     """How the page is served (every field is a flag)."""
 
+    #: Interface to bind (127.0.0.1: this machine only).
     host: str = "127.0.0.1"
     port: int = 7860
+    #: Drafts computed at the same time.
     concurrency: int = 2
+    #: Requests waiting at most.
     queue_size: int = 64
+    #: Upload size limit in MB.
     max_file_mb: float = 50.0
-    extra_llms: list[str] = field(default_factory=list)
+    #: Another local LLM (HF folder or .gguf) offered in the page; repeatable.
+    extra_llms: list[str] = field(default_factory=list, metadata=cli(flags="--extra-llm", append=True,
+                                                                     metavar="PATH"))
+    #: No progress bars while loading.
     quiet: bool = False
 
-
-def _flag(name: str) -> str:
-    return FLAG_NAMES.get(name, "--" + name.replace("_", "-"))
-
-
-def _field_parser(f: dataclasses.Field) -> Any:
-    kind = str(f.type)
-    optional = "None" in kind
-    base = int if kind.startswith("int") else float if kind.startswith("float") else str
-
-    def parse(text: str) -> Any:
-        if text.lower() == "none" and (f.name in NONE_MEANS_OFF or (optional and f.name not in CHOICES)):
-            return None
-        return base(text)
-
-    parse.__name__ = base.__name__  # argparse names the type in its error messages
-    return parse
+    def validate(self) -> "ServeConfig":
+        if self.concurrency < 1 or self.queue_size < 1 or self.max_file_mb <= 0:
+            raise ConfigError("--concurrency and --queue-size must be >= 1 and --max-file-mb > 0, got "
+                              f"{self.concurrency}, {self.queue_size}, {self.max_file_mb}")
+        return self
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The app's flags: one per PipelineConfig field, then the ServeConfig ones."""
-    p = argparse.ArgumentParser(prog="python -m apps.gradio_app", description=__doc__.split("\n\n")[0])
-    g = p.add_argument_group("pipeline (PipelineConfig)")
-    for f in dataclasses.fields(PipelineConfig):
-        kwargs: dict[str, Any] = {"dest": f.name, "default": f.default, "type": _field_parser(f)}
-        if f.name in CHOICES:
-            kwargs["choices"] = [None if (c == "none" and f.name in NONE_MEANS_OFF) else c for c in CHOICES[f.name]]
-            kwargs["metavar"] = "{" + ",".join(CHOICES[f.name]) + "}"
-        text = HELP.get(f.name) or f"PipelineConfig.{f.name} (default: {f.default})"
-        g.add_argument(_flag(f.name), help=text, **kwargs)
-    s = ServeConfig()
-    g = p.add_argument_group("server")
-    g.add_argument("--host", default=s.host, help="interface to bind (default 127.0.0.1: this machine only)")
-    g.add_argument("--port", type=int, default=s.port)
-    g.add_argument("--concurrency", type=int, default=s.concurrency, help="drafts computed at the same time")
-    g.add_argument("--queue-size", type=int, default=s.queue_size, help="requests waiting at most")
-    g.add_argument("--max-file-mb", type=float, default=s.max_file_mb, help="upload size limit in MB")
-    g.add_argument("--extra-llm", dest="extra_llms", action="append", default=[],
-                   help="another local LLM (HF folder or .gguf) offered in the page; repeatable")
-    g.add_argument("--quiet", action="store_true", help="no progress bars while loading")
+def build_parser() -> ConfigParser:
+    """The app's flags: one per PipelineConfig field, then the ServeConfig ones, and ``--config``."""
+    p = ConfigParser(prog="python -m apps.gradio_app", description=__doc__.split("\n\n")[0])
+    p.add_dataclass(PipelineConfig, title="pipeline (PipelineConfig)")
+    p.add_dataclass(ServeConfig, title="server (ServeConfig)")
+    p.add_config_option(help="JSON or YAML file of PipelineConfig and ServeConfig fields; flags given override it")
     return p
 
 
 def parse_args(argv: Sequence[str] | None = None) -> tuple[ServeConfig, PipelineConfig]:
-    args = vars(build_parser().parse_args(argv))
-    names = {f.name for f in dataclasses.fields(PipelineConfig)}
-    pipe = PipelineConfig(**{k: v for k, v in args.items() if k in names})
-    serve = ServeConfig(**{k: v for k, v in args.items() if k not in names})
-    if serve.concurrency < 1 or serve.queue_size < 1 or serve.max_file_mb <= 0:
-        build_parser().error("--concurrency and --queue-size must be >= 1 and --max-file-mb > 0")
+    """(ServeConfig, PipelineConfig) from the command line; a bad value exits with a usage message."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        pipe = parser.config(args, PipelineConfig, file_shared_with=(ServeConfig,))
+        serve = parser.config(args, ServeConfig, file_shared_with=(PipelineConfig,))
+    except ConfigError as exc:
+        parser.error(str(exc))
     return serve, pipe
 
 

@@ -27,6 +27,7 @@ import gradio as gr
 
 from apps import imaging, render
 from eclip_core.errors import EClipError
+from rag_report.label_boost import LABEL_BOOST_MODES
 from rag_report.report import DraftReport
 
 log = logging.getLogger(__name__)
@@ -228,19 +229,25 @@ class AppHandlers:
             raise gr.Error(f"LLM {label!r} is not among those configured: {[c.label for c in self.llms]}")
         return self.llms[0].path
 
-    def generate(self, file: Any, mode: str, k: float, llm: str | None, max_new_tokens: float):
+    def generate(self, file: Any, mode: str, k: float, llm: str | None, max_new_tokens: float,
+                 label_boost: str | None = None):
         """Draft a report: (draft text, warnings, evidence HTML, labels HTML, details, DraftReport dict,
-        .txt path, .json path)."""
+        .txt path, .json path). ``label_boost`` (off / filter / rerank; None: the pipeline's) is for this
+        draft only."""
         path = self._path(file)
         if path is None:
             raise gr.Error("Upload a chest X-ray (PNG, JPEG or DICOM) first.", title="No image")
         k_value = _whole_number(k, "k (retrieved reports)", 1, 100)
         tokens = _whole_number(max_new_tokens, "max new tokens", 1, 4096)
+        boost = label_boost or None
+        if boost is not None and boost not in LABEL_BOOST_MODES:
+            raise gr.Error(f"label boost must be one of {', '.join(LABEL_BOOST_MODES)}, got {str(boost)[:_ECHO_MAX]!r}",
+                           title="Bad parameter", print_exception=False)
         t0 = time.perf_counter()
         try:
             draft: DraftReport = self.pipeline.generate(
                 path, mode=mode or None, k=k_value or None, max_new_tokens=tokens or None,
-                llm_path=self.llm_path(llm),
+                llm_path=self.llm_path(llm), label_boost=boost,
             )
         except EClipError as exc:
             log.info("generation rejected an input (%s)", type(exc).__name__)
@@ -253,7 +260,7 @@ class AppHandlers:
             draft.text,
             render.status_markdown(draft),
             render.evidence_html(draft.evidence),
-            render.labels_html(draft.labels),
+            render.labels_html(draft.labels, draft.predicted_labels, draft.predicted_positive),
             render.details_markdown(draft, handler_ms),
             report,
             txt,
@@ -299,7 +306,8 @@ class AppHandlers:
             return [gr.skip()] * (n_outputs + 1)
         cfg = self.pipeline.config
         path = self.examples[index][0]
-        return [path, *self.generate(path, cfg.mode, cfg.k, self.llms[0].label, cfg.max_new_tokens)]
+        return [path, *self.generate(path, cfg.mode, cfg.k, self.llms[0].label, cfg.max_new_tokens,
+                                     getattr(cfg, "label_boost", None))]
 
     def _write_downloads(self, text: str, report: dict) -> tuple[str, str]:
         self._prune()

@@ -1,4 +1,5 @@
-"""HTML/Markdown views of a DraftReport for the page: evidence, observations, timings, models, banner.
+"""HTML/Markdown views of a DraftReport for the page: evidence (similarity, label agreement), observations
+(in the draft and predicted from the image), timings, models, banner.
 
 Pure functions (text in, text out) so they are tested without a browser. Every piece of report text
 is HTML-escaped: report corpora are user data and gr.HTML does not sanitise.
@@ -45,7 +46,8 @@ def _marked_section(text: str, used_keys: set[str]) -> tuple[str, int]:
 
 
 def evidence_html(evidence: Sequence[Evidence]) -> str:
-    """Ranked cards of the retrieved reports; the sentences the draft used are wrapped in <mark>.
+    """Ranked cards of the retrieved reports; the sentences the draft used are wrapped in <mark>; each
+    card shows its similarity and, when retrieved with label boost, its label agreement.
 
     Matching uses the same sentence key as the consensus drafter (case and punctuation folded), so a
     used sentence is marked even where the draft re-punctuated it.
@@ -63,25 +65,58 @@ def evidence_html(evidence: Sequence[Evidence]) -> str:
             body += f"<p><b>FINDINGS:</b> {findings}</p>"
         if impression:
             body += f"<p><b>IMPRESSION:</b> {impression}</p>"
+        agreement = ""
+        if ev.label_agreement is not None:
+            agreement = (f"<span class='ev-agree' title='{AGREEMENT_TITLE}'>label agreement "
+                         f"{float(ev.label_agreement):.2f}</span>")
         cards.append(
             f"<div class='ev-card'><div class='ev-head'><span class='ev-rank'>#{ev.rank}</span> "
             f"<span class='ev-id'>{html.escape(str(ev.study_id))}</span> "
             f"<span class='ev-sim'>similarity {ev.similarity:.3f}</span>"
-            f"<span class='ev-bar'><span style='width:{width:.0f}%'></span></span>"
+            f"<span class='ev-bar'><span style='width:{width:.0f}%'></span></span>{agreement}"
             f"<span class='ev-used'>{n_f + n_i} sentence(s) used</span></div>{body}</div>"
         )
     return "<div class='ev-list'>" + "".join(cards) + "</div>"
 
 
-def labels_html(labels: Mapping[str, float | None]) -> str:
-    """The 14 CheXpert-style observations of the draft as coloured chips, in canonical order."""
-    chips = []
+#: Tooltip of an evidence card's label agreement.
+AGREEMENT_TITLE = ("Jaccard agreement of this report&#39;s positive observations with those predicted from the "
+                   "image (label boost)")
+
+
+def labels_html(labels: Mapping[str, float | None], predicted: Mapping[str, float] | None = None,
+                predicted_positive: Iterable[str] = ()) -> str:
+    """The 14 CheXpert-style observations in canonical order: each one's state in the draft (a coloured
+    chip) beside its probability predicted from the image by the index's label classifiers (a bar; the
+    ones predicted present, at their classifier's threshold, are marked ●).
+
+    ``predicted`` None: nothing drafted yet (no column values); empty: the index has no label classifiers
+    (the page says so).
+    """
+    present = set(predicted_positive)
+    rows = []
     for name in CHEXPERT_OBSERVATIONS:
         value = labels.get(name)
         state = label_state(value)
         css = next((c for s, c in (*LABEL_STATES.values(), NOT_MENTIONED) if s == state), "nm")
-        chips.append(f"<span class='obs obs-{css}' title='{state}'>{html.escape(name)}<small>{state}</small></span>")
-    return "<div class='obs-grid'>" + "".join(chips) + "</div>"
+        chip = f"<span class='obs obs-{css}' title='{state}'>{html.escape(name)}<small>{state}</small></span>"
+        rows.append(f"<div class='obs-row'>{chip}{_predicted_cell(name, (predicted or {}).get(name), name in present)}</div>")
+    legend = ("<div class='obs-legend'>Chip: the observation in the draft (CheXpert-style labeler). "
+              "Bar: its probability predicted from the image (label classifiers); ● predicted present.</div>")
+    note = ""
+    if predicted is not None and not predicted:
+        note = "<div class='obs-note'>No image predictions: this index has no label classifiers.</div>"
+    return f"<div class='obs-table'>{legend}<div class='obs-grid'>{''.join(rows)}</div>{note}</div>"
+
+
+def _predicted_cell(name: str, probability: float | None, present: bool) -> str:
+    if probability is None or probability != probability:
+        return "<span class='pred pred-na'>–</span>"
+    p = max(0.0, min(1.0, float(probability)))
+    verdict = "predicted present" if present else "predicted absent"
+    return (f"<span class='pred{' pred-on' if present else ''}' title='{html.escape(name)}: {verdict} "
+            f"(probability {p:.2f})'><span class='pred-bar'><span style='width:{p * 100:.0f}%'></span></span>"
+            f"<b>{p:.2f}</b>{'<i>●</i>' if present else ''}</span>")
 
 
 def details_markdown(draft: DraftReport, handler_ms: float | None = None) -> str:

@@ -31,7 +31,18 @@ CSS = """
 .ev-used {color:var(--body-text-color-subdued);}
 .ev-card mark {background:#ffe58a; color:inherit; padding:0 2px; border-radius:3px;}
 .ev-empty {color:var(--body-text-color-subdued); padding:8px;}
-.obs-grid {display:grid; grid-template-columns:repeat(auto-fill, minmax(170px, 1fr)); gap:6px;}
+.ev-agree {font-size:13px; padding:1px 6px; border-radius:4px; background:#eef2f8; color:#23406e;}
+.obs-legend {font-size:12px; color:var(--body-text-color-subdued); margin-bottom:6px;}
+.obs-note {font-size:12px; color:var(--body-text-color-subdued); margin-top:6px;}
+.obs-grid {display:grid; grid-template-columns:repeat(auto-fill, minmax(270px, 1fr)); gap:6px 14px;}
+.obs-row {display:grid; grid-template-columns:minmax(0, 1fr) 112px; gap:8px; align-items:center;}
+.pred {display:flex; align-items:center; gap:5px; font-size:12px; font-variant-numeric:tabular-nums;}
+.pred-bar {display:inline-block; width:52px; height:7px; background:#dde3ea; border-radius:4px; overflow:hidden;}
+.pred-bar span {display:block; height:100%; background:#8a94a6;}
+.pred-on .pred-bar span {background:#d9534f;}
+.pred-on b {color:#b52b27;}
+.pred i {font-style:normal; color:#d9534f;}
+.pred-na {color:var(--body-text-color-subdued);}
 .obs {display:flex; flex-direction:column; border-radius:6px; padding:4px 8px; font-size:13px; border:1px solid;}
 .obs small {font-size:11px; opacity:0.85;}
 .obs-pos {background:#fde2e1; border-color:#d9534f; color:#7a1f1c;}

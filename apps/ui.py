@@ -1,7 +1,8 @@
 """The page layout: `build_app(pipeline) -> gr.Blocks`.
 
-API endpoints (for gradio_client): ``/generate`` (file, mode, k, llm, max_new_tokens) -> (draft text,
-warnings, evidence HTML, labels HTML, timings/models Markdown, DraftReport dict, .txt, .json);
+API endpoints (for gradio_client): ``/generate`` (file, mode, k, llm, max_new_tokens, label_boost) -> (draft
+text, warnings, evidence HTML, labels HTML, timings/models Markdown, DraftReport dict, .txt, .json);
+gradio_client fills a parameter left out with the page's setting, a plain HTTP call gives all six;
 ``/preview`` (file, gaze file) -> (image, window center, window width, info); ``/overlay``;
 ``/export`` (edited text, DraftReport dict) -> (.txt, .json).
 
@@ -20,6 +21,7 @@ import gradio as gr
 
 from apps import render
 from apps.handlers import AppHandlers, llm_choices
+from rag_report.label_boost import LABEL_BOOST_MODES
 from rag_report.pipeline import MODES
 
 log = logging.getLogger(__name__)
@@ -42,6 +44,15 @@ def default_examples(with_bundle: bool = True) -> list[tuple[str, str]]:
             log.info("no default-bundle examples (%s)", type(exc).__name__)
     out += [(str(p), f"NIH ChestX-ray14 {p.stem} (real)") for p in sorted(EXAMPLES_DIR.glob("*.png"))]
     return out
+
+
+def _boost_info(pipeline: Any) -> str:
+    """The label boost setting's explanation; says so when the index has no label classifiers."""
+    index = getattr(pipeline, "index", None)
+    if index is not None and getattr(index, "label_classifiers", None) is None:
+        return "this index has no label classifiers, so retrieval is by similarity only"
+    return ("retrieved reports re-ranked (rerank) or filtered (filter) by how well their labels agree with those "
+            "predicted from the image; off: by similarity only")
 
 
 def build_app(
@@ -83,6 +94,8 @@ def build_app(
                     with gr.Row():
                         k = gr.Slider(1, 20, value=cfg.k, step=1, label="Retrieved reports (k)")
                         max_new = gr.Slider(16, 1024, value=cfg.max_new_tokens, step=8, label="Max new tokens")
+                    boost = gr.Radio(list(LABEL_BOOST_MODES), value=getattr(cfg, "label_boost", "rerank"),
+                                     label="Label boost", info=_boost_info(pipeline), elem_id="label-boost")
                     gr.Markdown(render.precision_markdown(cfg.quantization, getattr(cfg, "device", "auto")),
                                 elem_id="precision")
                 go = gr.Button("Generate draft", variant="primary", elem_id="generate")
@@ -96,9 +109,10 @@ def build_app(
                 with gr.Row():
                     dl_txt = gr.DownloadButton("Download .txt", size="sm")
                     dl_json = gr.DownloadButton("Download .json (DraftReport)", size="sm")
-                gr.Markdown("**Observations in the draft** (CheXpert-style labeler)")
+                gr.Markdown("**Observations**: in the draft, and predicted from the image")
                 labels = gr.HTML(render.labels_html({}), elem_id="labels")
-                gr.Markdown("**Evidence**: retrieved reports ranked by similarity; highlighted sentences were used")
+                gr.Markdown("**Evidence**: retrieved reports in rank order (similarity, and label agreement when "
+                            "label boosted); highlighted sentences were used")
                 evidence = gr.HTML(render.evidence_html([]), elem_id="evidence")
                 with gr.Accordion("Timings and models", open=True):
                     details = gr.Markdown(elem_id="details")
@@ -113,7 +127,7 @@ def build_app(
         for slider in (center, width):
             slider.release(handlers.rewindow, [upload, center, width, gaze], preview, api_name=False,
                            concurrency_id="view")
-        go.click(handlers.generate, [upload, mode, k, llm, max_new], outputs, api_name="generate",
+        go.click(handlers.generate, [upload, mode, k, llm, max_new, boost], outputs, api_name="generate",
                  concurrency_id="generate", concurrency_limit=concurrency)
         draft.blur(handlers.export, [draft, report_json], [dl_txt, dl_json], api_name="export")
 

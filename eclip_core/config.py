@@ -24,11 +24,9 @@ never silently falls back to a default):
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, get_type_hints
 
 from eclip_core.errors import ConfigError
@@ -55,12 +53,12 @@ class EClipConfig:
     # Freeze the text tower except its projection (much faster on a CPU with a pretrained text tower).
     lock_text: bool = False
     # Heatmap processor (spec: patch conv 16 -> 256-d, 8-head MHA, transposed conv back).
-    processor_variant: str = "mha"
+    processor_variant: str = field(default="mha", metadata={"choices": PROCESSOR_VARIANTS})
     processor_dim: int = 256
     processor_heads: int = 8
     processor_patch: int = 16
     # Heatmap scaling: divide by the per-sample max (sane) or by the batch max (reference code).
-    heatmap_norm: str = "sample"
+    heatmap_norm: str = field(default="sample", metadata={"choices": HEATMAP_NORMS})
     # Image pipeline: grey [0,1] -> 3 channels, (x - mean) / std.
     image_mean: float = 0.58
     image_std: float = 0.26
@@ -117,8 +115,9 @@ class TrainConfig:
 
     manifest: str = ""
     output_dir: str = "runs/eclip"
-    method: str = "eclip"
-    model: EClipConfig = field(default_factory=EClipConfig)
+    method: str = field(default="eclip", metadata={"choices": METHODS})
+    # The model (a config file may give just its name: ``model: eclip-small``).
+    model: EClipConfig = field(default_factory=EClipConfig, metadata={"shorthand": "name"})
     split: str = "train"
     # Schedule and optimiser (step-based).
     steps: int = 1000
@@ -154,7 +153,7 @@ class TrainConfig:
     p_floor: float = 0.1
     # Runtime.
     seed: int = 42
-    mixed_precision: str = "no"
+    mixed_precision: str = field(default="no", metadata={"choices": MIXED_PRECISION})
     cpu: bool = False
     num_workers: int = 0
     # Expert heatmaps built from fixations are kept in memory (per data-loader process) up to this size.
@@ -234,22 +233,9 @@ class TrainConfig:
 
 def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
     """Read a JSON or YAML config file into a dict (ConfigError naming the file on failure)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist")
-    text = path.read_text(encoding="utf-8")
-    try:
-        if path.suffix.lower() in (".yaml", ".yml"):
-            import yaml
+    from eclip_core.cli_config import read_config_file
 
-            data = yaml.safe_load(text)
-        else:
-            data = json.loads(text)
-    except Exception as exc:  # yaml and json raise different types; both mean "unreadable"
-        raise ConfigError(f"config file {path} is not valid {path.suffix.lstrip('.') or 'JSON'}: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ConfigError(f"config file {path} must hold a mapping at top level, got {type(data).__name__}")
-    return data
+    return read_config_file(path)
 
 
 def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:

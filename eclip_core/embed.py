@@ -78,6 +78,9 @@ def embed_manifest(model_dir: str | Path, manifest: str | Path, what: str, out: 
 
 
 def main(argv: list[str] | None = None) -> int:
+    from eclip_core.runtime import setup_offline
+
+    setup_offline()
     p = argparse.ArgumentParser(prog="python -m eclip_core.embed", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", required=True, help="folder written by EClip.save_pretrained / training")
     p.add_argument("--manifest", required=True)

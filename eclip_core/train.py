@@ -19,7 +19,6 @@ Outputs in ``output_dir``: ``model/`` (final weights + config.json + train_confi
 """
 from __future__ import annotations
 
-import argparse
 import copy
 import dataclasses
 import json
@@ -27,19 +26,20 @@ import logging
 import os
 import sys
 import time
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
-from eclip_core.config import EClipConfig, TrainConfig, load_config_file
+from eclip_core.cli_config import ConfigParser
+from eclip_core.config import EClipConfig, TrainConfig
 from eclip_core.curriculum import in_cold_start, uses_curriculum
 from eclip_core.data.manifest import read_manifest
 from eclip_core.errors import ConfigError, EClipError, ManifestError
 from eclip_core.losses import ClipLoss
 from eclip_core.paths import rag_report_home
+from eclip_core.runtime import setup_offline
 
 logger = logging.getLogger(__name__)
 
@@ -293,73 +293,38 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict], None] | None = None) 
 
 
 # ---------------------------------------------------------------------- CLI
-def _flag_type(tp: Any):
-    args = [a for a in typing.get_args(tp) if a is not type(None)]
-    base = args[0] if args else tp
-
-    def parse(text: str):
-        if text.lower() in ("none", "null") and type(None) in typing.get_args(tp):
-            return None
-        return base(text)
-
-    parse.__name__ = getattr(base, "__name__", "value")
-    return parse, base
-
-
-def _add_fields(parser: argparse.ArgumentParser, cls: type, prefix: str, dest_prefix: str) -> None:
-    hints = typing.get_type_hints(cls)
-    for f in dataclasses.fields(cls):
-        tp = hints[f.name]
-        if tp is EClipConfig:
-            continue
-        flag = f"--{prefix}{f.name.replace('_', '-')}"
-        dest = f"{dest_prefix}{f.name}"
-        parse, base = _flag_type(tp)
-        if base is bool:
-            parser.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS)
-        else:
-            parser.add_argument(flag, dest=dest, type=parse, default=argparse.SUPPRESS, metavar=base.__name__.upper())
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m eclip_core.train", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--config", help="JSON or YAML TrainConfig file; flags override it")
+def build_parser() -> ConfigParser:
+    """Every TrainConfig field as a flag (``--model-*`` for the model's; ``--model`` is ``--model-name``),
+    ``--config``, ``--preset`` (eclip_core.cli_config)."""
+    p = ConfigParser(prog="python -m eclip_core.train", description=__doc__.split("\n\n")[0])
     p.add_argument("--preset", choices=("paper", "ref"), default=None,
                    help="method constants of the paper or of the reference code (before --config and flags)")
-    p.add_argument("--model", dest="model__name", default=argparse.SUPPRESS,
-                   help="model config name (eclip-tiny, eclip-small, ViT-B-16, ...)")
-    _add_fields(p, TrainConfig, "", "")
-    _add_fields(p, EClipConfig, "model-", "model__")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.add_dataclass(TrainConfig, title="training (TrainConfig)",
+                    flags={"model.name": ("--model", "--model-name")})
+    p.add_config_option(help="JSON or YAML TrainConfig file (model: a name or a mapping); flags override it")
     return p
 
 
-def config_from_args(argv: list[str] | None = None, *, parser: argparse.ArgumentParser | None = None,
+def config_from_args(argv: list[str] | None = None, *, parser: ConfigParser | None = None,
                      defaults: dict[str, Any] | None = None) -> TrainConfig:
     """Flags -> TrainConfig: the preset, then ``defaults`` (a caller's, e.g. `rag-report train`'s CPU
-    defaults), then ``--config``, then the flags; ``parser`` replaces :func:`build_parser`'s."""
-    args = vars((parser or build_parser()).parse_args(argv))
-    data = TrainConfig.preset(args.pop("preset") or "paper").to_dict()
+    defaults), then ``--config``, then the flags; ``parser`` replaces :func:`build_parser`'s.
+
+    Raises :class:`~eclip_core.errors.ConfigError` naming the flag or field for a value it does not accept.
+    """
+    parser = parser or build_parser()
+    args = parser.parse_args(argv)
+    base = TrainConfig.preset(args.preset or "paper").to_dict()
     if defaults:
         from eclip_core.config import _deep_update
 
-        _deep_update(data, copy.deepcopy(defaults))
-    args.pop("verbose", None)
-    file_cfg = args.pop("config", None)
-    if file_cfg:
-        from eclip_core.config import _deep_update
-
-        _deep_update(data, load_config_file(file_cfg))
-    for key, value in args.items():
-        if key.startswith("model__"):
-            data.setdefault("model", {})[key[len("model__"):]] = value
-        else:
-            data[key] = value
-    return TrainConfig.from_dict(data)
+        _deep_update(base, copy.deepcopy(defaults))
+    return parser.config(args, TrainConfig, defaults=base)
 
 
 def main(argv: list[str] | None = None) -> int:
+    setup_offline()
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.DEBUG if ("-v" in argv or "--verbose" in argv) else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -21,42 +21,28 @@ import os
 import sys
 from pathlib import Path
 
+from eclip_core.cli_config import ConfigParser
 from eclip_core.errors import EClipError
+from eclip_core.runtime import setup_offline
 from rag_report.cli_io import error_json, stdout_to_stderr
 
 #: Flags every command accepts, before or after the command name.
 GLOBAL_FLAGS = ("--quiet", "-v", "--verbose")
 
 
-def _add_pipeline_flags(p: argparse.ArgumentParser) -> None:
-    from rag_report.pipeline import MODES, PipelineConfig
-    from rag_report.precision import QUANTIZATIONS
-
-    d = PipelineConfig()
-    p.add_argument("--model", dest="model_dir", default=None, help="eCLIP checkpoint folder (default: the bundle's)")
-    p.add_argument("--index", dest="index_dir", default=None, help="report index folder (default: the bundle's)")
-    p.add_argument("--llm", dest="llm_path", default=None, help="local HF folder or .gguf file (default: SmolLM2-135M)")
-    p.add_argument("--quantization", default=d.quantization, choices=QUANTIZATIONS,
-                   help="LLM precision; auto: nf4 on CUDA and on CPUs with AVX512-BF16/AMX, else none (fp32)")
-    p.add_argument("--device", default=d.device)
-    p.add_argument("--mode", default=d.mode, choices=MODES)
-    p.add_argument("--k", type=int, default=d.k)
-    p.add_argument("--candidates", type=int, default=d.candidates)
-    p.add_argument("--diversify", default=d.diversify, choices=["kmeans", "mmr", "none"])
-    p.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens)
-    p.add_argument("--max-sentences", type=int, default=d.max_sentences)
-    p.add_argument("--num-beams", type=int, default=d.num_beams)
-
-
-def _pipeline_config(args: argparse.Namespace):
+def _add_pipeline_flags(p: ConfigParser) -> None:
+    """Every PipelineConfig field as a flag, and ``--config`` (a JSON/YAML file of its fields)."""
     from rag_report.pipeline import PipelineConfig
 
-    return PipelineConfig(
-        model_dir=args.model_dir, index_dir=args.index_dir, llm_path=args.llm_path, quantization=args.quantization,
-        device=args.device, mode=args.mode, k=args.k, candidates=args.candidates,
-        diversify=None if args.diversify == "none" else args.diversify, max_new_tokens=args.max_new_tokens,
-        max_sentences=args.max_sentences, num_beams=args.num_beams,
-    )
+    p.add_dataclass(PipelineConfig, title="pipeline (PipelineConfig; the default bundle when --model / --index "
+                                          "are not given)")
+    p.add_config_option(help="JSON or YAML file of PipelineConfig fields; flags given override it")
+
+
+def _pipeline_config(parser: ConfigParser, args: argparse.Namespace):
+    from rag_report.pipeline import PipelineConfig
+
+    return parser.config(args, PipelineConfig)
 
 
 def cmd_build_default(args: argparse.Namespace) -> str:
@@ -74,6 +60,7 @@ def cmd_build_default(args: argparse.Namespace) -> str:
 def cmd_generate(args: argparse.Namespace) -> str:
     from rag_report.pipeline import ReportPipeline, read_image
 
+    config = _pipeline_config(args.config_parser, args)  # a bad flag or file fails before anything loads
     image = args.image
     if args.example or image is None:
         from rag_report.bundle import default_bundle
@@ -86,18 +73,34 @@ def cmd_generate(args: argparse.Namespace) -> str:
         image = examples[0]
         print(f"example image (a held-out phantom test study): {image}", file=sys.stderr)
     read_image(image)  # a bad input is refused at once, before the models load
-    pipe = ReportPipeline(_pipeline_config(args), progress=not args.quiet)
+    pipe = ReportPipeline(config, progress=not args.quiet)
     draft = pipe.generate(image, exclude_study_ids=args.exclude_study or ())
     if args.json:
         return draft.to_json(indent=2)
+    return draft_as_text(draft)
+
+
+def draft_as_text(draft) -> str:
+    """The report as ``rag-report generate`` prints it: the draft, what the image predicts (label
+    classifiers), the evidence with similarity and label agreement, the draft's observations, timings."""
     lines = []
     if draft.simulated_data:
         lines.append("[simulated default bundle: phantom images, real Open-I report text; not for clinical use]\n")
-    lines += [draft.text or "(empty draft)", "\nEVIDENCE"]
+    lines.append(draft.text or "(empty draft)")
+    boost = draft.models.get("label_boost", "off")
+    if draft.predicted_labels:
+        shown = [f"{name} {draft.predicted_labels.get(name, float('nan')):.2f}" for name in draft.predicted_positive]
+        lines.append(f"\nPREDICTED FROM THE IMAGE (label classifiers; label boost {boost}): "
+                     + (", ".join(shown) or "no observation predicted present"))
+    else:
+        lines.append("\nPREDICTED FROM THE IMAGE: n/a (the index has no label classifiers)")
+    lines.append("\nEVIDENCE")
     for ev in draft.evidence:
-        lines.append(f"  #{ev.rank} {ev.study_id}  similarity {ev.similarity:.3f}  sentences used: {len(ev.sentences_used)}")
+        agreement = "" if ev.label_agreement is None else f"  label agreement {ev.label_agreement:.2f}"
+        lines.append(f"  #{ev.rank} {ev.study_id}  similarity {ev.similarity:.3f}{agreement}  "
+                     f"sentences used: {len(ev.sentences_used)}")
     positives = [k for k, v in draft.labels.items() if v == 1.0]
-    lines.append(f"\nOBSERVATIONS: {', '.join(positives) or 'none positive'}")
+    lines.append(f"\nOBSERVATIONS IN THE DRAFT: {', '.join(positives) or 'none positive'}")
     if draft.models.get("quantization"):
         lines.append(f"LLM: {draft.models['llm_id']} ({draft.models['quantization_reason']})")
     lines.append("TIMINGS (ms): " + ", ".join(f"{k} {v:.0f}" for k, v in draft.timings_ms.items()))
@@ -149,27 +152,28 @@ def _common_flags() -> argparse.ArgumentParser:
     return common
 
 
-def build_parser() -> argparse.ArgumentParser:
-    common = _common_flags()
-    parser = argparse.ArgumentParser(prog="rag-report", description=__doc__.split("\n\n")[0], parents=[common])
+def build_parser() -> ConfigParser:
+    # Each parser gets its own copies of the common flags: parents share their Action objects, and the
+    # set_defaults below would otherwise give the sub-commands' --quiet a default that undoes a leading one.
+    parser = ConfigParser(prog="rag-report", description=__doc__.split("\n\n")[0], parents=[_common_flags()])
     parser.set_defaults(quiet=False, verbose=False)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("build-default", parents=[common],
+    p = sub.add_parser("build-default", parents=[_common_flags()],
                        help="build the embedded default bundle (phantom data, eCLIP, index, LLM)")
     p.add_argument("--steps", type=int, default=None, help="training steps (default: the bundle's)")
     p.add_argument("--json", action="store_true", help="print the bundle's paths as JSON")
     p.set_defaults(func=cmd_build_default)
 
-    p = sub.add_parser("generate", parents=[common], help="draft a report for an image")
+    p = sub.add_parser("generate", parents=[_common_flags()], help="draft a report for an image")
     p.add_argument("image", nargs="?", default=None, help="PNG, JPEG or DICOM file")
     p.add_argument("--example", action="store_true", help="use a held-out test image of the default bundle")
     p.add_argument("--json", action="store_true", help="print the DraftReport as JSON")
     p.add_argument("--exclude-study", action="append", help="study id to leave out of retrieval (repeatable)")
     _add_pipeline_flags(p)
-    p.set_defaults(func=cmd_generate)
+    p.set_defaults(func=cmd_generate, config_parser=p)
 
-    p = sub.add_parser("index", parents=[common], help="build a report index from a manifest")
+    p = sub.add_parser("index", parents=[_common_flags()], help="build a report index from a manifest")
     p.add_argument("--manifest", required=True)
     p.add_argument("--model", dest="model_dir", required=True, help="eCLIP checkpoint folder")
     p.add_argument("--out", required=True)
@@ -193,10 +197,8 @@ def _split_globals(argv: list[str]) -> tuple[set[str], list[str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    setup_offline()
     argv = list(sys.argv[1:] if argv is None else argv)
-    for k, v in {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1",
-                 "HF_EVALUATE_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"}.items():
-        os.environ.setdefault(k, v)
     from eclip_core.chatter import install_log_filters, quiet_libraries
 
     flags, rest = _split_globals(argv)
@@ -214,7 +216,13 @@ def main(argv: list[str] | None = None) -> int:
         return train_main(rest[1:], quiet="--quiet" in flags, verbose=bool(flags & {"-v", "--verbose"}))
     if rest and rest[0] == "serve":
         return cmd_serve(rest[1:] + (["--quiet"] if "--quiet" in flags and "--quiet" not in rest else []))
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except EClipError as exc:  # a flag's value its config field does not accept (ConfigError)
+        print(f"error: {exc}", file=sys.stderr)
+        if "--json" in argv:
+            sys.stdout.write(error_json(exc) + "\n")
+        return 2
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     as_json = bool(getattr(args, "json", False))

@@ -40,7 +40,7 @@ def runs_on_cpu(argv: list[str]) -> bool:
     return not torch.cuda.is_available()
 
 
-def train_parser(cpu: bool) -> argparse.ArgumentParser:
+def train_parser(cpu: bool):
     """eclip_core.train's parser named `rag-report train`, its help stating the defaults in force."""
     from eclip_core.train import build_parser
 
@@ -63,6 +63,9 @@ def train_parser(cpu: bool) -> argparse.ArgumentParser:
 
 def main(argv: list[str], *, quiet: bool = False, verbose: bool = False) -> int:
     """Run `rag-report train ARGV`; prints one JSON summary line on stdout (rank 0), like eclip_core.train."""
+    from eclip_core.runtime import setup_offline
+
+    setup_offline()
     from eclip_core.chatter import install_log_filters, quiet_libraries
     from eclip_core.errors import EClipError
     from rag_report.cli_io import stdout_to_stderr

@@ -11,12 +11,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
+from eclip_core.cli_config import cli
 from eclip_core.data.image_io import load_image
 from eclip_core.errors import ImageLoadError
 from eclip_core.labeler import label_report
@@ -24,7 +25,7 @@ from eclip_core.text import join_report
 from rag_report.drafters import LLM_MODES, Drafted, DraftSettings, draft_reports
 from rag_report.errors import RagReportError
 from rag_report.label_boost import LABEL_BOOST_MODES, LabelBoost
-from rag_report.precision import draft_model_entries
+from rag_report.precision import QUANTIZATIONS, draft_model_entries
 from rag_report.report import DraftReport, Evidence, SentenceProvenance
 
 log = logging.getLogger(__name__)
@@ -38,21 +39,33 @@ GROUNDED_BELOW_PARAMS = 1_000_000_000
 class PipelineConfig:
     """What to load and how to draft. ``None`` paths mean the embedded default bundle.
 
-    Every field is also a flag of ``rag-report generate`` and of the Gradio app.
+    Every field is also a flag of ``rag-report generate``, of the Gradio app and of ``python -m
+    eval.report_gen`` (eclip_core.cli_config: flag names, choices and help come from here).
     """
 
-    model_dir: str | None = None
-    index_dir: str | None = None
-    llm_path: str | None = None
+    #: eCLIP checkpoint folder (None: the default bundle's).
+    model_dir: str | None = field(default=None, metadata=cli(flags="--model", metavar="DIR"))
+    #: Report index folder built with that checkpoint (None: the default bundle's).
+    index_dir: str | None = field(default=None, metadata=cli(flags="--index", metavar="DIR"))
+    #: Local Hugging Face model folder or .gguf file (None: SmolLM2-135M-Instruct).
+    llm_path: str | None = field(default=None, metadata=cli(flags="--llm", metavar="PATH"))
     #: LLM precision: "auto" (nf4 on CUDA / CPUs with AVX512-BF16 or AMX, else fp32), "nf4", "int8" or "none".
-    quantization: str = "auto"
+    quantization: str = field(default="auto", metadata=cli(choices=QUANTIZATIONS))
+    #: Where models run: auto (CUDA when available), cpu, cuda or cuda:N.
     device: str = "auto"
-    mode: str = "auto"
+    #: Generation mode (auto: grounded for LLMs under 1 B parameters, else free; top1 / consensus use no LLM).
+    mode: str = field(default="auto", metadata=cli(choices=MODES))
+    #: Retrieved reports shown and drafted from.
     k: int = 5
+    #: Nearest reports considered before diversification and label boost.
     candidates: int = 100
-    diversify: str = "kmeans"
+    #: How the k reports are picked among the candidates (none: the k nearest).
+    diversify: str | None = field(default="kmeans", metadata=cli(choices=("kmeans", "mmr")))
+    #: Most new tokens of a free-mode draft.
     max_new_tokens: int = 200
+    #: Most sentences in a grounded draft.
     max_sentences: int = 8
+    #: Beams of free-mode generation (1 = greedy; the paper uses 4).
     num_beams: int = 1
     #: Warn when the best similarity falls below this (None: the bundle's measured floor, if any).
     similarity_floor: float | None = None
@@ -62,7 +75,8 @@ class PipelineConfig:
     #: Label boost (rag_report.label_boost): "rerank" candidates by similarity + label_weight * agreement of
     #: their labels with the image's predicted labels, "filter" to the best-agreeing ones, or "off". Needs an
     #: index with label classifiers (else it stays off, with a warning in the draft).
-    label_boost: str = "rerank"
+    label_boost: str = field(default="rerank", metadata=cli(choices=LABEL_BOOST_MODES))
+    #: Weight of label agreement in rerank (similarity + weight * agreement).
     label_weight: float = 1.0
 
     def validate(self) -> "PipelineConfig":
@@ -156,13 +170,13 @@ class ReportPipeline:
         return {name: bool(on) for name, on in zip(clf.observations, probabilities >= clf.thresholds)}
 
     def retrieve(self, vector: np.ndarray, *, mode: str | None = None, probabilities: np.ndarray | None = None,
-                 k: int | None = None, exclude_study_ids: Sequence[str] = ()) -> list:
+                 k: int | None = None, exclude_study_ids: Sequence[str] = (), label_boost: str | None = None) -> list:
         """The reports a draft in ``mode`` is made from: the nearest ``k`` (top-1 takes the nearest one,
-        the other modes the diversified set), label boosted when the config asks and ``probabilities`` are
-        given."""
+        the other modes the diversified set), label boosted when the config (or ``label_boost``, for this
+        call) asks and ``probabilities`` are given."""
         cfg = self.config
         predicted = self.predicted(probabilities)
-        boost = LabelBoost(cfg.label_boost, cfg.label_weight) if predicted is not None else None
+        boost = LabelBoost(label_boost or cfg.label_boost, cfg.label_weight) if predicted is not None else None
         return self.retriever.retrieve_vector(
             vector, k=k or cfg.k, candidates=cfg.candidates,
             diversify=None if (mode or cfg.mode) == "top1" else cfg.diversify,
@@ -188,8 +202,10 @@ class ReportPipeline:
         max_new_tokens: int | None = None,
         llm_path: str | None = None,
         exclude_study_ids: Sequence[str] = (),
+        label_boost: str | None = None,
     ) -> DraftReport:
-        """Draft a report for one image (path, PIL image, numpy array or DICOM path).
+        """Draft a report for one image (path, PIL image, numpy array or DICOM path); ``label_boost``
+        (off / filter / rerank) replaces the config's for this call.
 
         Raises :class:`eclip_core.errors.ImageLoadError` for unreadable or blank images; warnings
         (e.g. an image unlike the corpus) are returned in ``DraftReport.warnings``.
@@ -197,6 +213,9 @@ class ReportPipeline:
         mode = mode or self.config.mode
         if mode not in MODES:
             raise RagReportError(f"unknown mode {mode!r}; choose one of {MODES}")
+        label_boost = label_boost or self.config.label_boost
+        if label_boost not in LABEL_BOOST_MODES:
+            raise RagReportError(f"label_boost must be one of {LABEL_BOOST_MODES}, got {label_boost!r}")
         k = k or self.config.k
         timings: dict[str, float] = {}
         warnings: list[str] = []
@@ -212,11 +231,11 @@ class ReportPipeline:
         resolved = self.resolve_mode(mode, llm)
         t = time.perf_counter()
         probabilities = self.predict_labels(query)
-        if probabilities is None and self.config.label_boost != "off":
+        if probabilities is None and label_boost != "off":
             warnings.append("label boost is off: the index has no label classifiers (rebuild it with "
                             "`rag-report index` to fit them)")
         reports = self.retrieve(query, mode=resolved, probabilities=probabilities, k=k,
-                                exclude_study_ids=exclude_study_ids)
+                                exclude_study_ids=exclude_study_ids, label_boost=label_boost)
         timings["retrieve"] = _ms(t)
         if not reports:
             raise RagReportError("retrieval returned no reports: the index is empty after exclusions")
@@ -228,7 +247,7 @@ class ReportPipeline:
         drafted = self.draft(reports, resolved, probabilities=probabilities, llm=llm, max_new_tokens=max_new_tokens)
         timings["generate"] = _ms(t)
         warnings.extend(drafted.warnings)
-        draft = self._assemble(resolved, reports, drafted, timings, warnings, llm, probabilities)
+        draft = self._assemble(resolved, reports, drafted, timings, warnings, llm, probabilities, label_boost)
         if typical is not None:
             draft.typicality, draft.typicality_floor = typical, float(self.typicality_floor)
         return draft
@@ -251,7 +270,7 @@ class ReportPipeline:
         return typical
 
     def _assemble(self, mode: str, reports: list, drafted: Drafted, timings: dict[str, float], warnings: list[str],
-                  llm: Any, probabilities: np.ndarray | None) -> DraftReport:
+                  llm: Any, probabilities: np.ndarray | None, label_boost: str | None = None) -> DraftReport:
         findings, impression = drafted.findings, drafted.impression
         provenance = [SentenceProvenance(s.text, s.section, list(s.source_ids)) for s in drafted.sentences]
         used: dict[str, list[str]] = {}
@@ -271,7 +290,7 @@ class ReportPipeline:
             "index_id": str(self.index.manifest.get("index_id", "")),
             "llm_id": getattr(llm, "id", "") if mode in LLM_MODES else "",
             "generation_mode": mode,
-            "label_boost": self.config.label_boost if probabilities is not None else "off",
+            "label_boost": (label_boost or self.config.label_boost) if probabilities is not None else "off",
             **draft_model_entries(self.config.quantization, llm if mode in ("grounded", "free") else None),
         }
         timings["total"] = sum(timings.values())
@@ -317,7 +336,7 @@ def generate_report(image: Any, *, config: PipelineConfig | None = None, **kwarg
     """Draft a report for ``image`` with a pipeline cached per config (default: the embedded bundle).
 
     Keyword arguments go to :meth:`ReportPipeline.generate` (mode, k, max_new_tokens, llm_path,
-    exclude_study_ids).
+    exclude_study_ids, label_boost).
 
     >>> draft = generate_report("chest.png", mode="grounded", k=5)   # doctest: +SKIP
     >>> draft.to_dict()["evidence"][0]["study_id"]                   # doctest: +SKIP

@@ -65,14 +65,26 @@ def _generate(client, path, mode="consensus", k=3):
     return client.predict(handle_file(str(path)), mode, k, None, 64, api_name="/generate")
 
 
+def _in_rank_order(report) -> bool:
+    """Evidence ranked as retrieval ranks it: by similarity, or as label boost orders the candidates (rerank:
+    similarity + label_weight * agreement; filter: the best-agreeing first)."""
+    from rag_report.pipeline import PipelineConfig
+
+    evidence, boost = report["evidence"], report["models"].get("label_boost", "off")
+    if boost == "filter":
+        return evidence[0]["label_agreement"] == max(e["label_agreement"] for e in evidence)
+    weight = PipelineConfig().label_weight if boost == "rerank" else 0.0
+    keys = [e["similarity"] + weight * (e["label_agreement"] or 0.0) for e in evidence]
+    return all(a >= b - 1e-9 for a, b in zip(keys, keys[1:]))
+
+
 def _check_result(result, k=3):
     assert len(result) == N_OUTPUTS
     text, _warnings, evidence, labels, details, report, txt, js = result
     assert text.startswith(("FINDINGS:", "IMPRESSION:")) and len(text) > 20
     assert report["text"] == text and report["mode"] == "consensus"
     assert 1 <= len(report["evidence"]) <= k
-    sims = [e["similarity"] for e in report["evidence"]]
-    assert sims == sorted(sims, reverse=True)  # ranked by similarity
+    assert _in_rank_order(report)
     assert set(report["labels"]) == set(CHEXPERT_OBSERVATIONS)
     for e in report["evidence"]:  # each retrieved report is on the page, in rank order
         assert e["study_id"] in evidence
@@ -161,11 +173,34 @@ def test_rest_api_as_curl_uses_it(server):
     with httpx.Client(timeout=120) as http:
         up = http.post(url + "gradio_api/upload", files=[("files", (NIH_PNG.name, NIH_PNG.read_bytes()))]).json()
         file_data = {"path": up[0], "orig_name": NIH_PNG.name, "meta": {"_type": "gradio.FileData"}}
-        event = http.post(url + "gradio_api/call/generate", json={"data": [file_data, "top1", 3, None, 64]}).json()
+        event = http.post(url + "gradio_api/call/generate",
+                          json={"data": [file_data, "top1", 3, None, 64, "rerank"]}).json()
         body = http.get(url + f"gradio_api/call/generate/{event['event_id']}").text
     assert "event: complete" in body
     data = json.loads(body.split("event: complete", 1)[1].split("data:", 1)[1].strip().splitlines()[0])
     assert data[0].startswith(("FINDINGS:", "IMPRESSION:")) and data[5]["mode"] == "top1"
+
+
+def test_label_boost_setting_predictions_and_agreement(server, client, pipeline):
+    assert pipeline.index.label_classifiers is not None  # the tiny world's index is fitted with them
+    page = json.dumps(server[1].get_config_file())
+    assert "Label boost" in page and all(f'"{m}"' in page for m in ("off", "filter", "rerank"))
+    result = client.predict(handle_file(str(NIH_PNG)), "consensus", 3, None, 64, "filter", api_name="/generate")
+    report = _check_result(result)
+    evidence, labels = result[2], result[3]
+    assert report["models"]["label_boost"] == "filter"
+    for e in report["evidence"]:  # each report's label agreement beside its similarity
+        assert e["label_agreement"] is not None
+        assert f"similarity {e['similarity']:.3f}" in evidence and f"label agreement {e['label_agreement']:.2f}" in evidence
+    assert set(report["predicted_labels"]) == set(CHEXPERT_OBSERVATIONS)
+    for name, p in report["predicted_labels"].items():  # each observation's probability beside the draft's label
+        row = labels.split(f">{name}<", 1)[1].split("</div>", 1)[0]
+        assert f"<b>{p:.2f}</b>" in row and (("<i>●</i>" in row) == (name in report["predicted_positive"]))
+    off = client.predict(handle_file(str(NIH_PNG)), "consensus", 3, None, 64, "off", api_name="/generate")
+    assert off[5]["models"]["label_boost"] == "off" and "label agreement" not in off[2]
+    assert all(e["label_agreement"] is None for e in off[5]["evidence"]) and _in_rank_order(off[5])
+    assert off[5]["predicted_labels"] == report["predicted_labels"]  # predicted either way, shown either way
+    assert "<b>" in off[3]
 
 
 def test_edited_draft_downloads(client):

@@ -54,6 +54,49 @@ def test_labels_html_covers_the_14_observations_in_order():
     assert render.label_state(math.nan) == "not mentioned"
 
 
+def test_labels_html_shows_the_image_predictions_beside_the_draft_labels():
+    predicted = {name: 0.1 for name in CHEXPERT_OBSERVATIONS}
+    predicted.update({"Cardiomegaly": 0.82, "Edema": 0.61})
+    html = render.labels_html({"Cardiomegaly": 1.0}, predicted, ["Cardiomegaly", "Edema"])
+    assert html.count("class='pred ") + html.count("class='pred'") == 14
+    cardio = html.split(">Cardiomegaly<", 1)[1].split("</div>", 1)[0]
+    assert "pred pred-on" in cardio and "<b>0.82</b><i>●</i>" in cardio and "width:82%" in cardio
+    edema = html.split(">Edema<", 1)[1].split("</div>", 1)[0]
+    assert "<b>0.61</b><i>●</i>" in edema and "predicted present" in edema
+    fracture = html.split(">Fracture<", 1)[1].split("</div>", 1)[0]
+    assert "<b>0.10</b>" in fracture and "●" not in fracture and "predicted absent" in fracture
+    assert html.count("●") == 2 + 1  # the two present, and the legend's
+    assert "no label classifiers" not in html
+    without = render.labels_html({"Cardiomegaly": 1.0}, {}, [])
+    assert "no label classifiers" in without and "<b>" not in without
+    assert "no label classifiers" not in render.labels_html({})  # nothing drafted yet
+
+
+def test_evidence_html_shows_label_agreement_when_boosted():
+    evs = [Evidence("A1", 1, 0.8, "Heart enlarged.", "", label_agreement=0.5),
+           Evidence("B2", 2, 0.7, "Lungs clear.", "", label_agreement=None)]
+    html = render.evidence_html(evs)
+    a, b = html.split("B2", 1)
+    assert "similarity 0.800" in a and "label agreement 0.50" in a
+    assert "label agreement" not in b  # retrieved without label boost
+
+
+def test_generate_passes_the_label_boost_choice_and_refuses_others(tmp_path):
+    import gradio as gr
+
+    from apps.handlers import AppHandlers
+
+    pipe = _FakePipeline()
+    h = AppHandlers(pipe, out_dir=tmp_path)
+    out = h.generate(str(tmp_path / "x.png"), "consensus", 3, None, 64, "filter")
+    assert pipe.calls[-1][1]["label_boost"] == "filter" and out[0].startswith("FINDINGS:")
+    h.generate(str(tmp_path / "x.png"), "consensus", 3, None, 64)
+    assert pipe.calls[-1][1]["label_boost"] is None  # the pipeline's own
+    with pytest.raises(gr.Error, match="label boost must be one of off, filter, rerank"):
+        h.generate(str(tmp_path / "x.png"), "consensus", 3, None, 64, "always")
+    assert len(pipe.calls) == 2
+
+
 def test_details_status_and_banner():
     md = render.details_markdown(_draft(), handler_ms=41.0)
     assert "abc\\|def" in md and "embed 12" in md and "in the app 41" in md and "(none)" in md
@@ -120,8 +163,8 @@ def test_egd_gaze_file_for_many_images_needs_the_image_name(tmp_path):
 def test_every_pipeline_field_is_a_flag_and_defaults_are_safe():
     from rag_report.pipeline import PipelineConfig
 
-    dests = {a.dest for a in build_parser()._actions}
-    assert {f.name for f in dataclasses.fields(PipelineConfig)} <= dests
+    flags = build_parser().flags_of(PipelineConfig)  # field -> its flags (eclip_core.cli_config)
+    assert {f.name for f in dataclasses.fields(PipelineConfig)} <= set(flags)
     serve, pipe = parse_args([])
     assert pipe == PipelineConfig()
     assert serve.host == "127.0.0.1" and serve.concurrency == 2 and serve.max_file_mb == 50.0
@@ -135,6 +178,18 @@ def test_every_pipeline_field_is_a_flag_and_defaults_are_safe():
         parse_args(["--mode", "poetry"])
     with pytest.raises(SystemExit):
         parse_args(["--concurrency", "0"])
+
+
+def test_app_config_file_holds_pipeline_and_server_fields(tmp_path, capsys):
+    conf = tmp_path / "app.yaml"
+    conf.write_text("k: 4\nlabel_boost: off\nport: 9001\nextra_llms: [/m/a]\n")
+    serve, pipe = parse_args(["--config", str(conf), "--k", "6"])
+    assert (pipe.k, pipe.label_boost, serve.port, serve.extra_llms) == (6, "off", 9001, ["/m/a"])
+    conf.write_text("prot: 9001\n")
+    with pytest.raises(SystemExit):
+        parse_args(["--config", str(conf)])
+    err = capsys.readouterr().err
+    assert "unknown field(s) 'prot'" in err and "PipelineConfig / ServeConfig" in err
 
 
 def test_friendly_messages_and_llm_choices():

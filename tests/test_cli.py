@@ -180,3 +180,54 @@ def test_rag_report_train_runs_quietly_with_a_json_summary(tmp_path, capfd, libr
     assert cfg["model"]["lock_text"] is True and cfg["progress"] is False
     for noise in CHATTER:
         assert noise not in err
+
+
+def test_generate_text_shows_predicted_observations_and_label_agreement(world, capsys, library_switches_restored):
+    from eclip_core.labels import CHEXPERT_OBSERVATIONS
+    from rag_report import cli
+
+    argv = ["generate", str(world["image"]), *map(str, world["flags"]), "--mode", "consensus", "--label-boost",
+            "filter", "--label-weight", "2"]
+    assert cli.main(argv) == 0
+    text = capsys.readouterr().out
+    assert cli.main([*argv, "--json"]) == 0
+    draft = json.loads(capsys.readouterr().out)  # --json carries the same, in full
+    assert draft["models"]["label_boost"] == "filter"
+    assert set(draft["predicted_labels"]) == set(CHEXPERT_OBSERVATIONS)
+    assert all(0.0 <= p <= 1.0 for p in draft["predicted_labels"].values())
+    head, evidence = text.split("\nEVIDENCE\n")
+    assert draft["text"] in head  # the draft, then what the image predicts
+    predicted = head.split(draft["text"], 1)[1]
+    assert "PREDICTED FROM THE IMAGE (label classifiers; label boost filter): " in predicted
+    for name in draft["predicted_positive"]:
+        assert f"{name} {draft['predicted_labels'][name]:.2f}" in predicted
+    for ev in draft["evidence"]:
+        assert ev["label_agreement"] is not None
+        assert (f"#{ev['rank']} {ev['study_id']}  similarity {ev['similarity']:.3f}  label agreement "
+                f"{ev['label_agreement']:.2f}  sentences used: {len(ev['sentences_used'])}") in evidence
+    assert cli.main([*argv[:-4], "--label-boost", "off", "--json"]) == 0
+    off = json.loads(capsys.readouterr().out)
+    assert off["models"]["label_boost"] == "off" and all(e["label_agreement"] is None for e in off["evidence"])
+    assert off["predicted_labels"] == draft["predicted_labels"]
+
+
+def test_draft_text_without_label_classifiers():
+    from rag_report.cli import draft_as_text
+    from rag_report.report import DraftReport, Evidence
+
+    draft = DraftReport("Lungs clear.", "", [Evidence("s1", 1, 0.5, "Lungs clear.", "", sentences_used=["Lungs clear."])],
+                        [], {"No Finding": 1.0}, {"total": 3.0}, {"label_boost": "off"}, "top1")
+    text = draft_as_text(draft)
+    assert "PREDICTED FROM THE IMAGE: n/a (the index has no label classifiers)" in text
+    assert "#1 s1  similarity 0.500  sentences used: 1" in text and "label agreement" not in text
+    assert "OBSERVATIONS IN THE DRAFT: No Finding" in text
+
+
+def test_a_leading_quiet_or_verbose_reaches_the_command():
+    from rag_report.cli import build_parser
+
+    index = ["index", "--manifest", "m.csv", "--model", "m", "--out", "o"]
+    for argv, quiet, verbose in ((["--quiet", *index], True, False), ([*index, "--quiet"], True, False),
+                                 (index, False, False), (["-v", "generate", "x.png"], False, True)):
+        args = build_parser().parse_args(argv)
+        assert (args.quiet, args.verbose) == (quiet, verbose), argv

@@ -80,7 +80,9 @@ def free_port() -> int:
 def start_app(flags: list[str], port: int, timeout_s: float = 900.0) -> subprocess.Popen:
     import httpx
 
-    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    from eclip_core.runtime import offline_env
+
+    env = offline_env()
     proc = subprocess.Popen([sys.executable, "-m", "apps.gradio_app", *flags, "--port", str(port), "--quiet"],
                             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + timeout_s
@@ -97,13 +99,13 @@ def start_app(flags: list[str], port: int, timeout_s: float = 900.0) -> subproce
     raise SystemExit(f"the app did not come up within {timeout_s:.0f} s")
 
 
-def rest_generate(http, url: str, image: Path, mode: str, k: int, max_new: int) -> list:
+def rest_generate(http, url: str, image: Path, mode: str, k: int, max_new: int, label_boost: str = "rerank") -> list:
     """One draft through gradio's documented REST API, as curl or a browser would do it: upload the file,
     POST /gradio_api/call/generate, read the server-sent events until ``complete``."""
     up = http.post(url + "gradio_api/upload", files=[("files", (image.name, image.read_bytes()))])
     up.raise_for_status()
     file_data = {"path": up.json()[0], "orig_name": image.name, "meta": {"_type": "gradio.FileData"}}
-    call = http.post(url + "gradio_api/call/generate", json={"data": [file_data, mode, k, None, max_new]})
+    call = http.post(url + "gradio_api/call/generate", json={"data": [file_data, mode, k, None, max_new, label_boost]})
     call.raise_for_status()
     event = None
     with http.stream("GET", url + f"gradio_api/call/generate/{call.json()['event_id']}") as stream:
@@ -129,7 +131,7 @@ def measure(pipe, client_factory, http, url: str, image: Path, mode: str, k: int
         pipe.generate(str(image), mode=mode, k=k, max_new_tokens=max_new)
         t_lib = time.perf_counter() - t
         t = time.perf_counter()
-        result = rest_generate(http, url, image, mode, k, max_new)
+        result = rest_generate(http, url, image, mode, k, max_new, pipe.config.label_boost)
         t_rest = time.perf_counter() - t
         if not result[0]:
             raise RuntimeError(f"empty draft over REST in mode {mode}")

@@ -73,7 +73,9 @@ print(json.dumps(out))
 
 
 def run_child(mode: str, n_images: int, n_steps: int) -> dict:
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", OMP_NUM_THREADS="1")
+    from eclip_core.runtime import offline_env
+
+    env = offline_env(OMP_NUM_THREADS="1")
     done = subprocess.run([sys.executable, "-c", CHILD, mode, str(n_images), str(n_steps)], capture_output=True,
                           text=True, env=env, cwd=Path(__file__).resolve().parents[2])
     if done.returncode:

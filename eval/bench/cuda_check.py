@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import sys
 import tempfile
@@ -36,8 +35,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+from eclip_core.runtime import setup_offline  # noqa: E402
+
+setup_offline()  # before any Hugging Face library is imported
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402

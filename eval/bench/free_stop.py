@@ -17,8 +17,9 @@ import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+from eclip_core.runtime import setup_offline  # noqa: E402
+
+setup_offline()  # before any Hugging Face library is imported
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,12 +14,12 @@ Other GroundedConfig fields keep their defaults.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+from eclip_core.runtime import setup_offline  # noqa: E402
+
+setup_offline()  # before any Hugging Face library is imported
 
 _W1 = {"agreement_weight": 1.0}
 #: key -> (label, diversify, candidates, GroundedConfig overrides); agreement_weight 8 is the default now.

@@ -133,6 +133,9 @@ def render(res: dict, command: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from eclip_core.runtime import setup_offline
+
+    setup_offline()
     ap = argparse.ArgumentParser(description="Benchmark the labeler and the report metrics.")
     ap.add_argument("--pairs", type=int, default=500)
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "perf" / "labeler.md")

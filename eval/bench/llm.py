@@ -24,8 +24,9 @@ import tempfile
 import time
 from pathlib import Path
 
-for _k, _v in {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1"}.items():
-    os.environ.setdefault(_k, _v)
+from eclip_core.runtime import setup_offline  # noqa: E402
+
+setup_offline()  # before any Hugging Face library is imported
 
 PROMPT = "Describe the normal appearance of the heart and lungs on a frontal chest X-ray."
 QUERY_UID = "CXR3166"  # a fixed Open-I study; its 5 TF-IDF nearest reports are the grounded evidence

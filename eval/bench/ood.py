@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import argparse
 import glob
-import os
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+from eclip_core.runtime import setup_offline  # noqa: E402
+
+setup_offline()  # before any Hugging Face library is imported
 
 #: Two real NIH ChestX-ray14 radiographs shipped with the app (see apps/examples/NOTICE).
 SAMPLE_CXR = Path(__file__).resolve().parents[2] / "apps" / "examples"

@@ -17,6 +17,9 @@ import numpy as np
 
 
 def main(argv: list[str] | None = None) -> int:
+    from eclip_core.runtime import setup_offline
+
+    setup_offline()
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--n", type=int, default=12, help="test images (after one warm-up call)")
     p.add_argument("--modes", nargs="+", default=["grounded", "consensus", "top1"])

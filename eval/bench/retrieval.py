@@ -307,6 +307,9 @@ def write_markdown(path: Path, command: str, rows: list[Row], overhead, args, el
 
 
 def main(argv: list[str] | None = None) -> int:
+    from eclip_core.runtime import setup_offline
+
+    setup_offline()
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     p.add_argument("--dim", type=int, default=256)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+from eclip_core.cli_config import cli
 from eclip_core.errors import ConfigError
 from rag_report.pipeline import PipelineConfig
 
@@ -37,6 +38,8 @@ LLM_SYSTEMS = ("eclip_grounded", "eclip_free", "boost_grounded")
 QUICK_MAX_STUDIES = 100
 QUICK_LLM_STUDIES = 30
 QUICK_FREE_STUDIES = 10
+#: Words a study limit takes for "no limit" (as ``--llm-limit all``).
+ALL_WORDS = ("none", "all", "0")
 
 
 @dataclass
@@ -52,34 +55,43 @@ class ReportGenConfig:
     ['random', 'eclip_top1', 'oracle']
     """
 
+    #: Study manifest (CSV/JSONL); None: the default bundle's phantom data.
     manifest: str | None = None
-    split: str = "test"
+    #: Split the drafts are scored on.
+    split: str = field(default="test", metadata=cli(choices=("train", "val", "test")))
     #: What the default rows load and how they draft (model_dir / index_dir None: the default bundle's).
-    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig, metadata=cli(prefix=""))
     #: The paper-objective eCLIP of the "eCLIP ..." rows (None: the default bundle's; with a user manifest
     #: the pipeline's model, drafted without label boost).
     paper_model: str | None = None
+    #: Index built with paper_model (None: built from the train split).
     paper_index: str | None = None
+    #: CLIP baseline checkpoint (None: the default bundle's, trained with the same budget).
     clip_model: str | None = None
+    #: Index built with clip_model (None: built from the train split).
     clip_index: str | None = None
-    systems: list[str] = field(default_factory=lambda: list(SYSTEMS))
+    #: The systems to run (table order is fixed).
+    systems: list[str] = field(default_factory=lambda: list(SYSTEMS), metadata=cli(choices=SYSTEMS, metavar="SYSTEM"))
     #: At most this many test studies (sorted by study id, so runs are comparable); None = all.
-    limit: int | None = None
+    limit: int | None = field(default=None, metadata=cli(none=ALL_WORDS, metavar="N|all"))
     #: LLM systems run on the first ``llm_limit`` of those studies (the slow part); None = all.
-    llm_limit: int | None = None
+    llm_limit: int | None = field(default=None, metadata=cli(none=ALL_WORDS, metavar="N|all"))
     #: Free-mode generation (the slowest system) on the first ``free_limit`` studies; None = llm_limit.
-    free_limit: int | None = None
+    free_limit: int | None = field(default=None, metadata=cli(none=ALL_WORDS, metavar="N|all"))
     #: Systems that run on every study even with an ``llm_limit`` (e.g. the default's LLM row).
-    full_systems: list[str] = field(default_factory=list)
+    full_systems: list[str] = field(default_factory=list, metadata=cli(choices=LLM_SYSTEMS, metavar="SYSTEM"))
+    #: <= 100 studies, the grounded LLM rows on 30, free mode on 10 (models cached).
     quick: bool = False
     seed: int = 0
     #: METEOR needs Java (a JVM start costs seconds to minutes on a loaded CPU); False leaves it n/a.
     meteor: bool = True
+    #: Output folder.
     out_dir: str = "runs/report_gen"
+    #: Output file stem.
     name: str = "report_gen"
     progress: bool = True
     #: The exact command line that produced the run (filled in by the CLI; written with every row).
-    command: str = ""
+    command: str = field(default="", metadata=cli(hidden=True))
 
     def validate(self) -> "ReportGenConfig":
         unknown = [s for s in self.systems if s not in SYSTEMS]

@@ -60,25 +60,37 @@ ZERO_SHOT_PROMPTS: dict[str, list[str]] = {
 class EmbeddingSuiteConfig:
     """Budget and inputs of the embedding suite (``None`` manifest: the phantom default data)."""
 
+    #: Study manifest (None: the default bundle's phantom data).
     manifest: str | None = None
+    #: Model config name of every run (eclip-tiny, eclip-small, ...).
     model: str = "eclip-tiny"
+    #: Freeze the text tower except its projection (as the default bundle does).
     lock_text: bool = False
+    #: Training steps per run.
     steps: int = 200
+    #: Training batch size.
     batch_size: int = 32
+    #: Learning rate.
     lr: float = 5e-4
+    #: One run per seed and variant.
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
-    variants: list[str] = field(default_factory=lambda: list(VARIANTS))
+    #: Ablation variants to train.
+    variants: list[str] = field(default_factory=lambda: list(VARIANTS), metadata={"choices": tuple(VARIANTS)})
+    #: Split the embeddings are scored on.
     eval_split: str = "test"
-    max_eval: int | None = None
+    #: At most this many studies of that split (None = all).
+    max_eval: int | None = field(default=None, metadata={"none": ("none", "all", "0"), "metavar": "N|all"})
     #: Linear probe trained on at most this many train studies (seeded subset; None = all).
-    max_probe_train: int | None = 1000
+    max_probe_train: int | None = field(default=1000, metadata={"none": ("none", "all")})
+    #: k of label precision@k.
     k: int = 5
     #: Data-loader processes per training run (the weights do not depend on it).
     num_workers: int = 0
     out_dir: str = "runs/embedding"
     name: str = "embedding"
     progress: bool = True
-    command: str = ""
+    #: The command line that produced the run (filled in by the CLI).
+    command: str = field(default="", metadata={"cli": False})
     #: Result JSON files of earlier runs of this suite (another machine, an earlier cache) whose per-run
     #: metrics join this table; their budget must equal this one. Runs trained here take precedence.
     include_runs: list[str] = field(default_factory=list)

@@ -57,20 +57,31 @@ MEAN_EXPERT_RATE = 0.2225
 class TowerSuiteConfig:
     """Budget and inputs of the tower suite (``None`` manifest: the phantom default data)."""
 
+    #: Study manifest (None: the default bundle's phantom data).
     manifest: str | None = None
-    reference_variant: str = "vit224"
+    #: The variant whose step count sets the budget (each other variant gets the steps that cost the same).
+    reference_variant: str = field(default="vit224", metadata={"choices": tuple(VARIANTS)})
+    #: Training steps of the reference variant.
     reference_steps: int = 300
+    #: Training batch size.
     batch_size: int = 32
+    #: Learning rate.
     lr: float = 3e-4
+    #: One run per seed and variant.
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
-    variants: list[str] = field(default_factory=lambda: list(VARIANTS))
+    #: Image-tower variants to train.
+    variants: list[str] = field(default_factory=lambda: list(VARIANTS), metadata={"choices": tuple(VARIANTS)})
+    #: Timed rounds per variant when calibrating the cost of a step.
     calibration_rounds: int = 5
+    #: Split the variants are scored on.
     eval_split: str = "val"
+    #: Data-loader processes per training run.
     num_workers: int = 1
     out_dir: str = "runs/tower"
     name: str = "tower"
     progress: bool = True
-    command: str = ""
+    #: The command line that produced the run (filled in by the CLI).
+    command: str = field(default="", metadata={"cli": False})
 
     def validate(self) -> "TowerSuiteConfig":
         unknown = [v for v in [*self.variants, self.reference_variant] if v not in VARIANTS]

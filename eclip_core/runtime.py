@@ -1,0 +1,50 @@
+"""The process-wide runtime setup every entry point shares: nothing reaches the network.
+
+:func:`setup_offline` is called first by every command-line entry point (``rag-report``,
+``python -m eclip_core.train``, ``python -m apps.gradio_app``, ``python -m eval.report_gen``, the
+benchmarks) and by ``import apps``, before the Hugging Face libraries or gradio are imported (some read
+these variables at import). Values the caller set already are kept, so a user may still opt in to
+something explicitly.
+
+>>> env = {"HF_HUB_OFFLINE": "0"}
+>>> setup_offline(env) is env, env["HF_HUB_OFFLINE"], env["TRANSFORMERS_OFFLINE"]
+(True, '0', '1')
+"""
+from __future__ import annotations
+
+import os
+from typing import MutableMapping
+
+#: What keeps the libraries off the network: the Hugging Face hub, transformers and evaluate offline, no
+#: hub telemetry, no gradio analytics.
+OFFLINE_ENV: dict[str, str] = {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "HF_EVALUATE_OFFLINE": "1",
+    "GRADIO_ANALYTICS_ENABLED": "False",
+}
+
+
+def setup_offline(env: MutableMapping[str, str] | None = None) -> MutableMapping[str, str]:
+    """Set :data:`OFFLINE_ENV` in ``env`` (default ``os.environ``) where not set already; returns ``env``.
+
+    Idempotent and cheap (imports nothing), so it can run at the top of any entry point.
+    """
+    env = os.environ if env is None else env
+    for key, value in OFFLINE_ENV.items():
+        env.setdefault(key, value)
+    return env
+
+
+def offline_env(base: MutableMapping[str, str] | None = None, **extra: str) -> dict[str, str]:
+    """A copy of ``base`` (default ``os.environ``) with the offline settings and ``extra`` added, for a
+    child process (``extra`` overrides; the offline settings only fill gaps).
+
+    >>> offline_env({}, OMP_NUM_THREADS="1")["OMP_NUM_THREADS"], offline_env({})["HF_HUB_OFFLINE"]
+    ('1', '1')
+    """
+    env = dict(os.environ if base is None else base)
+    setup_offline(env)
+    env.update(extra)
+    return env
