@@ -36,15 +36,75 @@ def sentence_key(sentence: str) -> str:
     return " ".join(_NON_WORD.sub(" ", sentence.lower()).split())
 
 
-def top1_draft(reports: Sequence) -> list[SourcedSentence]:
-    """The sentences of the first report (the nearest, or the best after label boost) that may enter a
-    draft, with that report as their source; the next report when none of its sentences may."""
-    for best in reports:
-        out = [SourcedSentence(s, section, [best.study_id], float(best.similarity))
-               for section in ("findings", "impression") for s in clean_sentences(split_sentences(getattr(best, section)))]
-        if out:
+def top1_draft(reports: Sequence, observations: Callable[[str], dict] | None = None,
+               replace_min_overlap: float = 0.5) -> list[SourcedSentence]:
+    """The first report (the nearest, or the best after label boost) as a draft, sentence by sentence.
+
+    A sentence that may not enter a draft (:mod:`rag_report.hygiene`: a de-identification token, a
+    comparison, a date ...) is replaced, in place, by the clean sentence of the same section of another
+    retrieved report that says the same (no finding the dropped sentence does not state and no observation
+    with another polarity, by ``observations``; at least ``replace_min_overlap`` word overlap), and otherwise
+    left out; each sentence cites the report it comes
+    from. When the first report has no usable sentence, the next one is the draft.
+
+    >>> from types import SimpleNamespace as R
+    >>> a = R(study_id="A", similarity=0.9, findings="The heart and pulmonary XXXX are normal. No effusion.", impression="")
+    >>> b = R(study_id="B", similarity=0.5, findings="The heart and pulmonary vasculature are normal.", impression="")
+    >>> [(s.text, s.source_ids) for s in top1_draft([a, b], observations=lambda s: {})]
+    [('The heart and pulmonary vasculature are normal.', ['B']), ('No effusion.', ['A'])]
+    """
+    from rag_report.hygiene import clean_sentence
+
+    for i, best in enumerate(reports):
+        out: list[SourcedSentence] = []
+        used: set[str] = set()
+        for section in ("findings", "impression"):
+            for raw in split_sentences(getattr(best, section)):
+                clean = clean_sentence(raw)
+                if clean is not None:
+                    source = best
+                else:
+                    clean, source = _replacement(raw, section, reports[:i] + reports[i + 1:], used, observations,
+                                                 replace_min_overlap)
+                if clean is not None and clean.lower() not in used:
+                    used.add(clean.lower())
+                    out.append(SourcedSentence(clean, section, [source.study_id], float(source.similarity)))
+        if any(s.source_ids == [best.study_id] for s in out):
             return out
     return []
+
+
+def _says_no_more(candidate: dict, original: dict) -> bool:
+    """The candidate states no observation against the original and no positive finding it lacks."""
+    for name, value in candidate.items():
+        if name in original and original[name] != value:
+            return False
+        if name not in original and value != 0.0:
+            return False
+    return True
+
+
+def _replacement(raw: str, section: str, others: Sequence, used: set[str], observations, min_overlap: float):
+    """The clean sentence of ``others`` (same section) that says what ``raw`` says, or (None, None)."""
+    from rag_report.grounded import content_words
+    from rag_report.hygiene import clean_sentence
+
+    words = content_words(raw)
+    if not words:
+        return None, None
+    want = observations(raw) if observations else {}
+    best, best_score = (None, None), min_overlap
+    for rep in others:
+        for cand in split_sentences(getattr(rep, section)):
+            clean = clean_sentence(cand)
+            if clean is None or clean.lower() in used:
+                continue
+            other = content_words(clean)
+            score = len(words & other) / len(words | other)
+            if score >= best_score and (observations is None or _says_no_more(observations(clean), want)):
+                if score > best_score or best[0] is None:
+                    best, best_score = (clean, rep), score
+    return best
 
 
 def consensus_draft(

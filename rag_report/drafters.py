@@ -3,7 +3,8 @@
 Every caller that turns retrieved reports into a draft goes through :func:`draft_reports` (the pipeline,
 hence ``generate_report``, the app, the CLI and the benchmark), so what is benchmarked is what ships.
 
-* ``top1``: the first report (the nearest, or the best after label boost), its clean sentences;
+* ``top1``: the first report (the nearest, or the best after label boost), its clean sentences (a sentence
+  that may not enter a draft is replaced by one of another retrieved report that says the same);
 * ``consensus``: sentences a similarity-weighted majority of the reports state;
 * ``grounded``: the LLM composes the draft from the reports' sentences (:mod:`rag_report.grounded`),
   following the predicted labels when there are any;
@@ -55,7 +56,9 @@ class Drafted:
 
 
 def _top1(reports: Sequence[Any], settings: DraftSettings) -> Drafted:
-    return Drafted(top1_draft(reports))
+    from eclip_core.labeler import sentence_observations
+
+    return Drafted(top1_draft(reports, observations=sentence_observations))
 
 
 def _consensus(reports: Sequence[Any], settings: DraftSettings) -> Drafted:
