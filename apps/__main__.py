@@ -1,4 +1,5 @@
 """`python -m apps` is `python -m apps.gradio_app`."""
+
 import sys
 
 from apps.gradio_app import main

@@ -12,13 +12,15 @@ the rest; eclip_core.cli_config), and ``--config FILE`` reads them from JSON or 
 >>> (pipe.k, pipe.mode, serve.port, serve.host)
 (3, 'consensus', 7999, '127.0.0.1')
 """
+
 from __future__ import annotations
 
 import dataclasses
 import logging
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import apps  # noqa: F401  (sets the offline environment before gradio is imported)
 from eclip_core.cli_config import ConfigParser, cli
@@ -45,15 +47,16 @@ class ServeConfig:
     #: Upload size limit in MB.
     max_file_mb: float = 50.0
     #: Another local LLM (HF folder or .gguf) offered in the page; repeatable.
-    extra_llms: list[str] = field(default_factory=list, metadata=cli(flags="--extra-llm", append=True,
-                                                                     metavar="PATH"))
+    extra_llms: list[str] = field(default_factory=list, metadata=cli(flags="--extra-llm", append=True, metavar="PATH"))
     #: No progress bars while loading.
     quiet: bool = False
 
-    def validate(self) -> "ServeConfig":
+    def validate(self) -> ServeConfig:
         if self.concurrency < 1 or self.queue_size < 1 or self.max_file_mb <= 0:
-            raise ConfigError("--concurrency and --queue-size must be >= 1 and --max-file-mb > 0, got "
-                              f"{self.concurrency}, {self.queue_size}, {self.max_file_mb}")
+            raise ConfigError(
+                "--concurrency and --queue-size must be >= 1 and --max-file-mb > 0, got "
+                f"{self.concurrency}, {self.queue_size}, {self.max_file_mb}"
+            )
         return self
 
 
@@ -80,16 +83,25 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[ServeConfig, Pipeline
 
 def launch_app(app: Any, serve: ServeConfig | None = None, *, block: bool = True) -> str:
     """Queue and launch ``app`` offline; returns the local URL (``block=False`` returns at once)."""
-    from eclip_core.paths import rag_report_home
-
     from apps.theme import CSS, offline_theme
+    from eclip_core.paths import rag_report_home
 
     serve = serve or ServeConfig()
     app.queue(default_concurrency_limit=serve.concurrency, max_size=serve.queue_size)
     _, url, _ = app.launch(
-        server_name=serve.host, server_port=serve.port, share=False, prevent_thread_lock=not block,
-        max_file_size=int(serve.max_file_mb * 1024 * 1024), theme=offline_theme(), css=CSS, quiet=serve.quiet,
-        footer_links=["api", "settings"], show_error=False, ssr_mode=False, mcp_server=False, pwa=False,
+        server_name=serve.host,
+        server_port=serve.port,
+        share=False,
+        prevent_thread_lock=not block,
+        max_file_size=int(serve.max_file_mb * 1024 * 1024),
+        theme=offline_theme(),
+        css=CSS,
+        quiet=serve.quiet,
+        footer_links=["api", "settings"],
+        show_error=False,
+        ssr_mode=False,
+        mcp_server=False,
+        pwa=False,
         enable_monitoring=False,
         # The default bundle's example images live under $RAG_REPORT_HOME/phantom (simulated, no PHI).
         allowed_paths=[str(rag_report_home() / "phantom")],
@@ -108,8 +120,13 @@ def close_app(app: Any) -> None:
     handlers = getattr(app, "rag_handlers", None)
     if handlers is not None:
         server = getattr(app, "server_app", None) or getattr(app, "app", None)
-        handlers.close(upload_dirs=[getattr(app, "GRADIO_CACHE", None), get_upload_folder(),
-                                    getattr(server, "uploaded_file_dir", None)])
+        handlers.close(
+            upload_dirs=[
+                getattr(app, "GRADIO_CACHE", None),
+                get_upload_folder(),
+                getattr(server, "uploaded_file_dir", None),
+            ]
+        )
     log.info("app stopped; uploads and downloads deleted")
 
 
@@ -131,11 +148,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if serve.quiet:
         quiet_libraries()
     install_log_filters()
+    from apps.ui import build_app
     from eclip_core.cpu_memory import keep_freed_memory
     from eclip_core.errors import EClipError
     from rag_report.pipeline import ReportPipeline
-
-    from apps.ui import build_app
 
     keep_freed_memory()  # a server process: requests reuse freed tensor memory instead of faulting it in
     try:

@@ -10,6 +10,7 @@ request (gradio has copied them into its cache by then; that copy is what the br
 by gradio's ``delete_cache`` schedule or when the app stops), and :meth:`AppHandlers.close` (called when
 the app stops, :func:`apps.gradio_app.close_app`) removes the rest and every upload seen.
 """
+
 from __future__ import annotations
 
 import json
@@ -19,9 +20,10 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import gradio as gr
 
@@ -108,8 +110,11 @@ def _whole_number(value: Any, name: str, lo: int, hi: int) -> int | None:
     except (TypeError, ValueError):
         number = float("nan")
     if not (lo <= number <= hi) or number != int(number):
-        raise gr.Error(f"{name} must be a whole number from {lo} to {hi}, got {str(value)[:_ECHO_MAX]!r}",
-                       title="Bad parameter", print_exception=False)
+        raise gr.Error(
+            f"{name} must be a whole number from {lo} to {hi}, got {str(value)[:_ECHO_MAX]!r}",
+            title="Bad parameter",
+            print_exception=False,
+        )
     return int(number)
 
 
@@ -177,7 +182,9 @@ class AppHandlers:
             prev = imaging.read_preview(path)
         except EClipError as exc:
             log.info("preview rejected an upload (%s)", type(exc).__name__)
-            raise gr.Error(friendly_message(exc, path), title="Could not read this image", print_exception=False)
+            raise gr.Error(
+                friendly_message(exc, path), title="Could not read this image", print_exception=False
+            ) from None
         image = self._compose(prev, gaze_file, path)
         h, w = prev.shape
         if prev.window is None:
@@ -185,8 +192,10 @@ class AppHandlers:
             return image, gr.update(visible=False), gr.update(visible=False), info
         c, width, lo, hi = prev.window
         span = max(hi - lo, 1.0)
-        info = (f"DICOM {w} x {h} px, file window C {c:g} / W {width:g}. Window/level changes the display only; "
-                "the draft reads the file's own window.")
+        info = (
+            f"DICOM {w} x {h} px, file window C {c:g} / W {width:g}. Window/level changes the display only; "
+            "the draft reads the file's own window."
+        )
         return (
             image,
             gr.update(visible=True, minimum=lo - span / 2, maximum=hi + span / 2, value=c),
@@ -200,9 +209,13 @@ class AppHandlers:
         if path is None:
             return None
         try:
-            prev = imaging.read_preview(path, center, width) if imaging.is_dicom_file(path) else imaging.read_preview(path)
+            prev = (
+                imaging.read_preview(path, center, width) if imaging.is_dicom_file(path) else imaging.read_preview(path)
+            )
         except EClipError as exc:
-            raise gr.Error(friendly_message(exc, path), title="Could not read this image", print_exception=False)
+            raise gr.Error(
+                friendly_message(exc, path), title="Could not read this image", print_exception=False
+            ) from None
         return self._compose(prev, gaze_file, path)
 
     def _compose(self, prev: imaging.Preview, gaze_file: Any, image_path: str | None = None):
@@ -229,8 +242,9 @@ class AppHandlers:
             raise gr.Error(f"LLM {label!r} is not among those configured: {[c.label for c in self.llms]}")
         return self.llms[0].path
 
-    def generate(self, file: Any, mode: str, k: float, llm: str | None, max_new_tokens: float,
-                 label_boost: str | None = None):
+    def generate(
+        self, file: Any, mode: str, k: float, llm: str | None, max_new_tokens: float, label_boost: str | None = None
+    ):
         """Draft a report: (draft text, warnings, evidence HTML, labels HTML, details, DraftReport dict,
         .txt path, .json path). ``label_boost`` (off / filter / rerank; None: the pipeline's) is for this
         draft only."""
@@ -241,17 +255,26 @@ class AppHandlers:
         tokens = _whole_number(max_new_tokens, "max new tokens", 1, 4096)
         boost = label_boost or None
         if boost is not None and boost not in LABEL_BOOST_MODES:
-            raise gr.Error(f"label boost must be one of {', '.join(LABEL_BOOST_MODES)}, got {str(boost)[:_ECHO_MAX]!r}",
-                           title="Bad parameter", print_exception=False)
+            raise gr.Error(
+                f"label boost must be one of {', '.join(LABEL_BOOST_MODES)}, got {str(boost)[:_ECHO_MAX]!r}",
+                title="Bad parameter",
+                print_exception=False,
+            )
         t0 = time.perf_counter()
         try:
             draft: DraftReport = self.pipeline.generate(
-                path, mode=mode or None, k=k_value or None, max_new_tokens=tokens or None,
-                llm_path=self.llm_path(llm), label_boost=boost,
+                path,
+                mode=mode or None,
+                k=k_value or None,
+                max_new_tokens=tokens or None,
+                llm_path=self.llm_path(llm),
+                label_boost=boost,
             )
         except EClipError as exc:
             log.info("generation rejected an input (%s)", type(exc).__name__)
-            raise gr.Error(friendly_message(exc, path), title="Could not draft a report", print_exception=False)
+            raise gr.Error(
+                friendly_message(exc, path), title="Could not draft a report", print_exception=False
+            ) from None
         handler_ms = (time.perf_counter() - t0) * 1000.0
         report = draft.to_dict()
         txt, js = self._write_downloads(draft.text, report)
@@ -281,13 +304,20 @@ class AppHandlers:
             except json.JSONDecodeError:
                 report = None
         if not isinstance(report, dict) or not isinstance(report.get("text", ""), str):
-            raise gr.Error("export needs the DraftReport object that /generate returned (a JSON object with "
-                           f"its \"text\"), got {type(report).__name__}", title="Bad export", print_exception=False)
+            raise gr.Error(
+                "export needs the DraftReport object that /generate returned (a JSON object with "
+                f'its "text"), got {type(report).__name__}',
+                title="Bad export",
+                print_exception=False,
+            )
         if text is None:
             text = report.get("text", "")
         if not isinstance(text, str):
-            raise gr.Error(f"export needs the edited draft as text, got {type(text).__name__}",
-                           title="Bad export", print_exception=False)
+            raise gr.Error(
+                f"export needs the edited draft as text, got {type(text).__name__}",
+                title="Bad export",
+                print_exception=False,
+            )
         report = dict(report)
         if text != report.get("text"):
             report["edited_text"] = text
@@ -306,8 +336,12 @@ class AppHandlers:
             return [gr.skip()] * (n_outputs + 1)
         cfg = self.pipeline.config
         path = self.examples[index][0]
-        return [path, *self.generate(path, cfg.mode, cfg.k, self.llms[0].label, cfg.max_new_tokens,
-                                     getattr(cfg, "label_boost", None))]
+        return [
+            path,
+            *self.generate(
+                path, cfg.mode, cfg.k, self.llms[0].label, cfg.max_new_tokens, getattr(cfg, "label_boost", None)
+            ),
+        ]
 
     def _write_downloads(self, text: str, report: dict) -> tuple[str, str]:
         self._prune()

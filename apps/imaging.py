@@ -7,6 +7,7 @@ window/level sliders never changes the draft. Nothing here reads or returns DICO
 >>> to_display(np.array([[0.0, 1.0]], np.float32)).tolist()
 [[0, 255]]
 """
+
 from __future__ import annotations
 
 import logging
@@ -97,8 +98,12 @@ def _one_image(fixations, image_name: str | None, path: Path):
     )
 
 
-def read_gaze_heatmap(path: str | Path, image_shape: tuple[int, int], out_shape: tuple[int, int] | None = None,
-                      image_name: str | None = None) -> tuple[np.ndarray, str]:
+def read_gaze_heatmap(
+    path: str | Path,
+    image_shape: tuple[int, int],
+    out_shape: tuple[int, int] | None = None,
+    image_name: str | None = None,
+) -> tuple[np.ndarray, str]:
     """A gaze file (EGD-CXR or REFLACX fixations) -> (heatmap on ``out_shape`` in [0, 1], format name).
 
     Fixation coordinates are pixels of the uploaded image (``image_shape``, its original size); the map

@@ -9,10 +9,11 @@ is HTML-escaped: report corpora are user data and gr.HTML does not sanitise.
 >>> "<mark>No effusion.</mark>" in evidence_html([ev])
 True
 """
+
 from __future__ import annotations
 
 import html
-from typing import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from eclip_core.labels import CHEXPERT_OBSERVATIONS
 from eclip_core.text import split_sentences
@@ -67,8 +68,10 @@ def evidence_html(evidence: Sequence[Evidence]) -> str:
             body += f"<p><b>IMPRESSION:</b> {impression}</p>"
         agreement = ""
         if ev.label_agreement is not None:
-            agreement = (f"<span class='ev-agree' title='{AGREEMENT_TITLE}'>label agreement "
-                         f"{float(ev.label_agreement):.2f}</span>")
+            agreement = (
+                f"<span class='ev-agree' title='{AGREEMENT_TITLE}'>label agreement "
+                f"{float(ev.label_agreement):.2f}</span>"
+            )
         cards.append(
             f"<div class='ev-card'><div class='ev-head'><span class='ev-rank'>#{ev.rank}</span> "
             f"<span class='ev-id'>{html.escape(str(ev.study_id))}</span> "
@@ -80,12 +83,16 @@ def evidence_html(evidence: Sequence[Evidence]) -> str:
 
 
 #: Tooltip of an evidence card's label agreement.
-AGREEMENT_TITLE = ("Jaccard agreement of this report&#39;s positive observations with those predicted from the "
-                   "image (label boost)")
+AGREEMENT_TITLE = (
+    "Jaccard agreement of this report&#39;s positive observations with those predicted from the image (label boost)"
+)
 
 
-def labels_html(labels: Mapping[str, float | None], predicted: Mapping[str, float] | None = None,
-                predicted_positive: Iterable[str] = ()) -> str:
+def labels_html(
+    labels: Mapping[str, float | None],
+    predicted: Mapping[str, float] | None = None,
+    predicted_positive: Iterable[str] = (),
+) -> str:
     """The 14 CheXpert-style observations in canonical order: each one's state in the draft (a coloured
     chip) beside its probability predicted from the image by the index's label classifiers (a bar; the
     ones predicted present, at their classifier's threshold, are marked ●).
@@ -100,9 +107,13 @@ def labels_html(labels: Mapping[str, float | None], predicted: Mapping[str, floa
         state = label_state(value)
         css = next((c for s, c in (*LABEL_STATES.values(), NOT_MENTIONED) if s == state), "nm")
         chip = f"<span class='obs obs-{css}' title='{state}'>{html.escape(name)}<small>{state}</small></span>"
-        rows.append(f"<div class='obs-row'>{chip}{_predicted_cell(name, (predicted or {}).get(name), name in present)}</div>")
-    legend = ("<div class='obs-legend'>Chip: the observation in the draft (CheXpert-style labeler). "
-              "Bar: its probability predicted from the image (label classifiers); ● predicted present.</div>")
+        rows.append(
+            f"<div class='obs-row'>{chip}{_predicted_cell(name, (predicted or {}).get(name), name in present)}</div>"
+        )
+    legend = (
+        "<div class='obs-legend'>Chip: the observation in the draft (CheXpert-style labeler). "
+        "Bar: its probability predicted from the image (label classifiers); ● predicted present.</div>"
+    )
     note = ""
     if predicted is not None and not predicted:
         note = "<div class='obs-note'>No image predictions: this index has no label classifiers.</div>"
@@ -114,9 +125,11 @@ def _predicted_cell(name: str, probability: float | None, present: bool) -> str:
         return "<span class='pred pred-na'>–</span>"
     p = max(0.0, min(1.0, float(probability)))
     verdict = "predicted present" if present else "predicted absent"
-    return (f"<span class='pred{' pred-on' if present else ''}' title='{html.escape(name)}: {verdict} "
-            f"(probability {p:.2f})'><span class='pred-bar'><span style='width:{p * 100:.0f}%'></span></span>"
-            f"<b>{p:.2f}</b>{'<i>●</i>' if present else ''}</span>")
+    return (
+        f"<span class='pred{' pred-on' if present else ''}' title='{html.escape(name)}: {verdict} "
+        f"(probability {p:.2f})'><span class='pred-bar'><span style='width:{p * 100:.0f}%'></span></span>"
+        f"<b>{p:.2f}</b>{'<i>●</i>' if present else ''}</span>"
+    )
 
 
 def details_markdown(draft: DraftReport, handler_ms: float | None = None) -> str:
@@ -131,8 +144,10 @@ def details_markdown(draft: DraftReport, handler_ms: float | None = None) -> str
     if draft.typicality is not None:
         # The corpus X-rays sit in a narrow band, so four decimals: two would show every image as equal.
         verdict = "below" if draft.typicality < draft.typicality_floor else "within"
-        text += (f"\n\n**Image typicality:** {draft.typicality:.4f} ({verdict} the corpus's usual range, "
-                 f"floor {draft.typicality_floor:.4f})")
+        text += (
+            f"\n\n**Image typicality:** {draft.typicality:.4f} ({verdict} the corpus's usual range, "
+            f"floor {draft.typicality_floor:.4f})"
+        )
     return text
 
 

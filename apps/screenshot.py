@@ -9,6 +9,7 @@ Needs a Chromium binary (Debian: ``apt-get install -y chromium``). Takes the app
 
     python -m apps.screenshot --mode grounded --example 0 --out docs/images/app.png
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,8 +25,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import apps  # noqa: F401  (offline environment)
 
@@ -78,12 +79,27 @@ class _Browser:
             os.dup2(hi_w, 4)
 
         self.proc = subprocess.Popen(
-            [find_browser(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             "--hide-scrollbars", "--remote-debugging-pipe", f"--user-data-dir={self._tmp.name}",
-             # Every host but this machine is unresolvable: the page cannot reach out even if it tried.
-             "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1", "about:blank"],
-            pass_fds=(3, 4), preexec_fn=child_fds, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                find_browser(),
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--hide-scrollbars",
+                "--remote-debugging-pipe",
+                f"--user-data-dir={self._tmp.name}",
+                # Every host but this machine is unresolvable: the page cannot reach out even if it tried.
+                "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
+                "about:blank",
+            ],
+            pass_fds=(3, 4),
+            preexec_fn=child_fds,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         for fd in (cmd_r, res_w, hi_r, hi_w):
             os.close(fd)
@@ -151,8 +167,11 @@ def capture(url: str, out: Path, *, width: int = 1400, timeout_s: float = 240.0)
         session = browser.call("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
         browser.call("Network.enable", session=session)
         browser.call("Page.enable", session=session)
-        browser.call("Emulation.setDeviceMetricsOverride",
-                     {"width": width, "height": 1000, "deviceScaleFactor": 1, "mobile": False}, session)
+        browser.call(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": width, "height": 1000, "deviceScaleFactor": 1, "mobile": False},
+            session,
+        )
         browser.call("Page.navigate", {"url": url}, session)
         deadline = time.monotonic() + timeout_s
         while True:
@@ -164,9 +183,11 @@ def capture(url: str, out: Path, *, width: int = 1400, timeout_s: float = 240.0)
             time.sleep(0.5)
         time.sleep(1.0)  # let fonts and layout settle after the last update
         size = browser.call("Page.getLayoutMetrics", session=session)["cssContentSize"]
-        browser.call("Emulation.setDeviceMetricsOverride",
-                     {"width": width, "height": int(size["height"]) + 8, "deviceScaleFactor": 1, "mobile": False},
-                     session)
+        browser.call(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": width, "height": int(size["height"]) + 8, "deviceScaleFactor": 1, "mobile": False},
+            session,
+        )
         time.sleep(0.5)
         shot = browser.call("Page.captureScreenshot", {"format": "png"}, session)
         out.write_bytes(base64.b64decode(shot["data"]))
@@ -176,7 +197,7 @@ def capture(url: str, out: Path, *, width: int = 1400, timeout_s: float = 240.0)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from apps.gradio_app import build_parser, parse_args, launch_app
+    from apps.gradio_app import build_parser, launch_app, parse_args
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     extra = argparse.ArgumentParser(add_help=False)
@@ -192,9 +213,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     own, rest = extra.parse_known_args(argv)
     serve, config = parse_args([*rest, "--port", str(free_port()), "--quiet"])
-    from rag_report.pipeline import ReportPipeline
-
     from apps.ui import build_app
+    from rag_report.pipeline import ReportPipeline
 
     app = build_app(ReportPipeline(config, progress=False), extra_llms=serve.extra_llms, concurrency=serve.concurrency)
     url = launch_app(app, serve, block=False)

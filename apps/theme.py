@@ -1,4 +1,5 @@
 """Look of the page: a theme that uses only system fonts (no Google Fonts, no CDN) and the app's CSS."""
+
 from __future__ import annotations
 
 import gradio as gr
@@ -13,7 +14,9 @@ def offline_theme() -> gr.themes.Base:
     >>> offline_theme()._stylesheets
     []
     """
-    return gr.themes.Default(primary_hue="blue", neutral_hue="slate", font=list(SYSTEM_SANS), font_mono=list(SYSTEM_MONO))
+    return gr.themes.Default(
+        primary_hue="blue", neutral_hue="slate", font=list(SYSTEM_SANS), font_mono=list(SYSTEM_MONO)
+    )
 
 
 CSS = """

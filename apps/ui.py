@@ -11,11 +11,13 @@ A page opened as ``/?example=N`` drafts the N-th example on load (used by apps.s
 >>> from apps.ui import build_app                     # doctest: +SKIP
 >>> app = build_app(ReportPipeline(cfg))             # doctest: +SKIP
 """
+
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import gradio as gr
 
@@ -38,8 +40,11 @@ def default_examples(with_bundle: bool = True) -> list[tuple[str, str]]:
         try:
             from rag_report.bundle import default_bundle
 
-            out += [(p, f"phantom test study {i + 1} (simulated)")
-                    for i, p in enumerate(default_bundle(build=False, progress=False).examples) if Path(p).is_file()]
+            out += [
+                (p, f"phantom test study {i + 1} (simulated)")
+                for i, p in enumerate(default_bundle(build=False, progress=False).examples)
+                if Path(p).is_file()
+            ]
         except Exception as exc:  # noqa: BLE001 - examples are optional; the page works without them
             log.info("no default-bundle examples (%s)", type(exc).__name__)
     out += [(str(p), f"NIH ChestX-ray14 {p.stem} (real)") for p in sorted(EXAMPLES_DIR.glob("*.png"))]
@@ -51,8 +56,10 @@ def _boost_info(pipeline: Any) -> str:
     index = getattr(pipeline, "index", None)
     if index is not None and getattr(index, "label_classifiers", None) is None:
         return "this index has no label classifiers, so retrieval is by similarity only"
-    return ("retrieved reports re-ranked (rerank) or filtered (filter) by how well their labels agree with those "
-            "predicted from the image; off: by similarity only")
+    return (
+        "retrieved reports re-ranked (rerank) or filtered (filter) by how well their labels agree with those "
+        "predicted from the image; off: by similarity only"
+    )
 
 
 def build_app(
@@ -72,47 +79,83 @@ def build_app(
     with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=(3600, 7200)) as app:
         if simulated:
             gr.HTML(render.banner_html(True), elem_id="sim-banner")
-        gr.Markdown(f"## {TITLE}\nA draft for a radiologist to review, drawn from the most similar prior reports "
-                    "(eCLIP image-to-report retrieval). Not a diagnosis.")
+        gr.Markdown(
+            f"## {TITLE}\nA draft for a radiologist to review, drawn from the most similar prior reports "
+            "(eCLIP image-to-report retrieval). Not a diagnosis."
+        )
         with gr.Row():
             with gr.Column(scale=5):
-                upload = gr.File(label="Chest X-ray: PNG, JPEG or DICOM (drop a file here)", type="filepath",
-                                 elem_id="upload", height=110)
-                preview = gr.Image(label="Image as read", type="numpy", image_mode=None, format="png",
-                                   interactive=False, height=420, elem_id="preview")
+                upload = gr.File(
+                    label="Chest X-ray: PNG, JPEG or DICOM (drop a file here)",
+                    type="filepath",
+                    elem_id="upload",
+                    height=110,
+                )
+                preview = gr.Image(
+                    label="Image as read",
+                    type="numpy",
+                    image_mode=None,
+                    format="png",
+                    interactive=False,
+                    height=420,
+                    elem_id="preview",
+                )
                 info = gr.Markdown()
                 with gr.Row():
                     center = gr.Slider(label="Window center (display)", visible=False)
                     width = gr.Slider(label="Window width (display)", visible=False)
-                gaze = gr.File(label="Optional gaze fixations (EGD-CXR or REFLACX CSV): heatmap overlay",
-                               type="filepath")
+                gaze = gr.File(
+                    label="Optional gaze fixations (EGD-CXR or REFLACX CSV): heatmap overlay", type="filepath"
+                )
                 with gr.Accordion("Generation settings", open=True):
                     with gr.Row():
-                        mode = gr.Dropdown(list(MODES), value=cfg.mode, label="Generation mode",
-                                           info="auto: grounded for small LLMs; top1/consensus use no LLM")
+                        mode = gr.Dropdown(
+                            list(MODES),
+                            value=cfg.mode,
+                            label="Generation mode",
+                            info="auto: grounded for small LLMs; top1/consensus use no LLM",
+                        )
                         llm = gr.Dropdown([c.label for c in handlers.llms], value=handlers.llms[0].label, label="LLM")
                     with gr.Row():
                         k = gr.Slider(1, 20, value=cfg.k, step=1, label="Retrieved reports (k)")
                         max_new = gr.Slider(16, 1024, value=cfg.max_new_tokens, step=8, label="Max new tokens")
-                    boost = gr.Radio(list(LABEL_BOOST_MODES), value=getattr(cfg, "label_boost", "rerank"),
-                                     label="Label boost", info=_boost_info(pipeline), elem_id="label-boost")
-                    gr.Markdown(render.precision_markdown(cfg.quantization, getattr(cfg, "device", "auto")),
-                                elem_id="precision")
+                    boost = gr.Radio(
+                        list(LABEL_BOOST_MODES),
+                        value=getattr(cfg, "label_boost", "rerank"),
+                        label="Label boost",
+                        info=_boost_info(pipeline),
+                        elem_id="label-boost",
+                    )
+                    gr.Markdown(
+                        render.precision_markdown(cfg.quantization, getattr(cfg, "device", "auto")), elem_id="precision"
+                    )
                 go = gr.Button("Generate draft", variant="primary", elem_id="generate")
                 if examples:
-                    gr.Examples([[p] for p, _ in examples], inputs=[upload], label="Examples",
-                                example_labels=[lbl for _, lbl in examples], cache_examples=False)
+                    gr.Examples(
+                        [[p] for p, _ in examples],
+                        inputs=[upload],
+                        label="Examples",
+                        example_labels=[lbl for _, lbl in examples],
+                        cache_examples=False,
+                    )
             with gr.Column(scale=7):
-                draft = gr.Textbox(label="Draft report (editable: FINDINGS / IMPRESSION)", lines=9, max_lines=30,
-                                   interactive=True, elem_id="draft")
+                draft = gr.Textbox(
+                    label="Draft report (editable: FINDINGS / IMPRESSION)",
+                    lines=9,
+                    max_lines=30,
+                    interactive=True,
+                    elem_id="draft",
+                )
                 status = gr.Markdown(elem_id="status")
                 with gr.Row():
                     dl_txt = gr.DownloadButton("Download .txt", size="sm")
                     dl_json = gr.DownloadButton("Download .json (DraftReport)", size="sm")
                 gr.Markdown("**Observations**: in the draft, and predicted from the image")
                 labels = gr.HTML(render.labels_html({}), elem_id="labels")
-                gr.Markdown("**Evidence**: retrieved reports in rank order (similarity, and label agreement when "
-                            "label boosted); highlighted sentences were used")
+                gr.Markdown(
+                    "**Evidence**: retrieved reports in rank order (similarity, and label agreement when "
+                    "label boosted); highlighted sentences were used"
+                )
                 evidence = gr.HTML(render.evidence_html([]), elem_id="evidence")
                 with gr.Accordion("Timings and models", open=True):
                     details = gr.Markdown(elem_id="details")
@@ -120,15 +163,29 @@ def build_app(
                     report_json = gr.JSON()
 
         outputs = [draft, status, evidence, labels, details, report_json, dl_txt, dl_json]
-        upload.change(handlers.show_upload, [upload, gaze], [preview, center, width, info], api_name="preview",
-                      concurrency_id="view", concurrency_limit=4)
-        gaze.change(handlers.rewindow, [upload, center, width, gaze], preview, api_name="overlay",
-                    concurrency_id="view")
+        upload.change(
+            handlers.show_upload,
+            [upload, gaze],
+            [preview, center, width, info],
+            api_name="preview",
+            concurrency_id="view",
+            concurrency_limit=4,
+        )
+        gaze.change(
+            handlers.rewindow, [upload, center, width, gaze], preview, api_name="overlay", concurrency_id="view"
+        )
         for slider in (center, width):
-            slider.release(handlers.rewindow, [upload, center, width, gaze], preview, api_name=False,
-                           concurrency_id="view")
-        go.click(handlers.generate, [upload, mode, k, llm, max_new, boost], outputs, api_name="generate",
-                 concurrency_id="generate", concurrency_limit=concurrency)
+            slider.release(
+                handlers.rewindow, [upload, center, width, gaze], preview, api_name=False, concurrency_id="view"
+            )
+        go.click(
+            handlers.generate,
+            [upload, mode, k, llm, max_new, boost],
+            outputs,
+            api_name="generate",
+            concurrency_id="generate",
+            concurrency_limit=concurrency,
+        )
         draft.blur(handlers.export, [draft, report_json], [dl_txt, dl_json], api_name="export")
 
         def on_load(request: gr.Request):

@@ -3,13 +3,14 @@
 A crash mid-write never leaves a half-written file where a reader expects a whole one. Folders are
 replaced through :mod:`eclip_core.safe_dir` (several renames, recoverable at every step).
 """
+
 from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
 
 
 @contextmanager
@@ -41,8 +42,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 
 @contextmanager
-def atomic_dir(path: str | os.PathLike, *, validate: Callable[[Path], bool] | None = None,
-               durable: bool = True) -> Iterator[Path]:
+def atomic_dir(
+    path: str | os.PathLike, *, validate: Callable[[Path], bool] | None = None, durable: bool = True
+) -> Iterator[Path]:
     """Yield a temporary folder next to ``path``; on success it replaces ``path`` whole.
 
     Crash-safe: a kill at any instant leaves a complete previous or new version, which the loaders find

@@ -17,6 +17,7 @@ huggingface_hub) and transformers logs errors only (so no load report tables eit
 >>> PoolerReportFilter().filter(rec)
 False
 """
+
 from __future__ import annotations
 
 import logging

@@ -39,6 +39,7 @@ Traceback (most recent call last):
 ...
 eclip_core.errors.ConfigError: --mode (Demo.mode): 'c' is not one of a, b
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,9 +53,10 @@ import re
 import textwrap
 import types
 import typing
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from eclip_core.errors import ConfigError, EClipError
 
@@ -63,19 +65,34 @@ NONE_WORDS = ("none", "null")
 _SCALARS = (int, float, str, bool, Path, dict)
 
 
-def cli(*, help: str | None = None, choices: Sequence[Any] | None = None, flags: str | Sequence[str] | None = None,
-        none: Sequence[str] | None = None, metavar: str | None = None, append: bool | None = None,
-        prefix: str | None = None, shorthand: str | None = None, hidden: bool = False) -> dict[str, Any]:
+def cli(
+    *,
+    help: str | None = None,
+    choices: Sequence[Any] | None = None,
+    flags: str | Sequence[str] | None = None,
+    none: Sequence[str] | None = None,
+    metavar: str | None = None,
+    append: bool | None = None,
+    prefix: str | None = None,
+    shorthand: str | None = None,
+    hidden: bool = False,
+) -> dict[str, Any]:
     """Field metadata for the command line (only what is given): ``field(default=..., metadata=cli(...))``.
 
     >>> cli(choices=("a", "b"), flags="--alpha")
     {'choices': ('a', 'b'), 'flags': ('--alpha',)}
     """
     out: dict[str, Any] = {}
-    for key, value in (("help", help), ("choices", None if choices is None else tuple(choices)),
-                       ("flags", (flags,) if isinstance(flags, str) else None if flags is None else tuple(flags)),
-                       ("none", None if none is None else tuple(none)), ("metavar", metavar), ("append", append),
-                       ("prefix", prefix), ("shorthand", shorthand)):
+    for key, value in (
+        ("help", help),
+        ("choices", None if choices is None else tuple(choices)),
+        ("flags", (flags,) if isinstance(flags, str) else None if flags is None else tuple(flags)),
+        ("none", None if none is None else tuple(none)),
+        ("metavar", metavar),
+        ("append", append),
+        ("prefix", prefix),
+        ("shorthand", shorthand),
+    ):
         if value is not None:
             out[key] = value
     if hidden:
@@ -100,8 +117,14 @@ class Kind:
         return self.container is None and dataclasses.is_dataclass(self.base)
 
     def describe(self) -> str:
-        names = {int: "an integer", float: "a number", str: "text", bool: "true or false", Path: "a path",
-                 dict: "a JSON object"}
+        names = {
+            int: "an integer",
+            float: "a number",
+            str: "text",
+            bool: "true or false",
+            Path: "a path",
+            dict: "a JSON object",
+        }
         one = names.get(self.base, getattr(self.base, "__name__", str(self.base)))
         if self.container is not None:
             one = f"a list of {_plural(one)}" if self.length is None else f"{self.length} values ({_plural(one)})"
@@ -109,8 +132,14 @@ class Kind:
 
 
 def _plural(text: str) -> str:
-    return {"an integer": "integers", "a number": "numbers", "text": "texts", "true or false": "booleans",
-            "a path": "paths", "a JSON object": "JSON objects"}.get(text, text)
+    return {
+        "an integer": "integers",
+        "a number": "numbers",
+        "text": "texts",
+        "true or false": "booleans",
+        "a path": "paths",
+        "a JSON object": "JSON objects",
+    }.get(text, text)
 
 
 def kind_of(tp: Any) -> Kind:
@@ -150,7 +179,7 @@ def kind_of(tp: Any) -> Kind:
     raise TypeError(f"unsupported field type {tp!r}")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
@@ -185,7 +214,9 @@ class FieldSpec:
         return _coerce(value, self.kind, self.choices, self.none_words, where)
 
 
-def field_specs(cls: type, *, root: type | None = None, path: tuple[str, ...] = ()) -> list[tuple[FieldSpec, dataclasses.Field]]:
+def field_specs(
+    cls: type, *, root: type | None = None, path: tuple[str, ...] = ()
+) -> list[tuple[FieldSpec, dataclasses.Field]]:
     """Every field of ``cls`` (not descending into nested dataclasses) with its spec."""
     root = root or cls
     hints = _hints(cls)
@@ -198,10 +229,30 @@ def field_specs(cls: type, *, root: type | None = None, path: tuple[str, ...] = 
         meta = f.metadata or {}
         choices = tuple(meta["choices"]) if "choices" in meta else kind.literal
         none_words = tuple(meta.get("none", NONE_WORDS)) if kind.optional else ()
-        default = (f.default if f.default is not dataclasses.MISSING
-                   else f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
-        out.append((FieldSpec(root, (*path, f.name), cls, f.name, kind, choices, none_words,
-                              meta.get("help") or comments.get(f.name, ""), default, meta), f))
+        default = (
+            f.default
+            if f.default is not dataclasses.MISSING
+            else f.default_factory()
+            if f.default_factory is not dataclasses.MISSING
+            else None
+        )
+        out.append(
+            (
+                FieldSpec(
+                    root,
+                    (*path, f.name),
+                    cls,
+                    f.name,
+                    kind,
+                    choices,
+                    none_words,
+                    meta.get("help") or comments.get(f.name, ""),
+                    default,
+                    meta,
+                ),
+                f,
+            )
+        )
     return out
 
 
@@ -237,8 +288,9 @@ def _coerce(value: Any, kind: Kind, choices: tuple | None, none_words: tuple[str
         meant = [c for c in choices or () if str(c).lower() in _YAML_BOOL_WORDS[value]]
         if len(meant) == 1:
             return meant[0]
-        raise _fail(where, f"{value!r} is not text (YAML reads unquoted on / off / yes / no as true or false: "
-                           "quote the value)")
+        raise _fail(
+            where, f"{value!r} is not text (YAML reads unquoted on / off / yes / no as true or false: quote the value)"
+        )
     typed = _scalar(value, kind, where)
     if choices is not None and typed not in choices:
         allowed = ", ".join(str(c) for c in choices)
@@ -411,16 +463,20 @@ def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
         else:
             data = json.loads(text)
     except Exception as exc:  # yaml and json raise different types; both mean "unreadable"
-        raise ConfigError(f"config file {path} is not valid {path.suffix.lstrip('.').upper() or 'JSON'}: {exc}") from exc
+        raise ConfigError(
+            f"config file {path} is not valid {path.suffix.lstrip('.').upper() or 'JSON'}: {exc}"
+        ) from exc
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"config file {path} must hold a mapping of field names at top level, got {type(data).__name__}")
+        raise ConfigError(
+            f"config file {path} must hold a mapping of field names at top level, got {type(data).__name__}"
+        )
     return data
 
 
 # ------------------------------------------------------------------------------------------- help
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def field_comments(cls: type) -> dict[str, str]:
     """Field name -> the comment lines just above it in the class body (``#:`` or ``#``), or the comment
     after it on its line; base classes' fields included. Empty when the source is not available."""
@@ -443,14 +499,14 @@ def _own_comments(cls: type) -> dict[str, str]:
     start = next((i for i, line in enumerate(lines) if line.lstrip().startswith("class ")), None)
     if start is None:
         return {}
-    body = [line for line in lines[start + 1:] if line.strip()]
+    body = [line for line in lines[start + 1 :] if line.strip()]
     if not body:
         return {}
     indent = len(body[0]) - len(body[0].lstrip())
     out: dict[str, str] = {}
     pending: list[str] = []
     in_string = False
-    for line in lines[start + 1:]:
+    for line in lines[start + 1 :]:
         stripped = line.strip()
         if not stripped:
             pending = []
@@ -555,9 +611,18 @@ class ConfigParser(argparse.ArgumentParser):
         self._shown_defaults: dict[str, str] = {}
 
     # -- building ----------------------------------------------------------------------------------
-    def add_dataclass(self, cls: type, *, title: str | None = None, flags: Mapping[str, str | Sequence[str]] | None = None,
-                      prefix: Mapping[str, str] | None = None, exclude: Iterable[str] = (), share: bool = False,
-                      help_prefix: str = "", shown_defaults: Mapping[str, str] | None = None) -> None:
+    def add_dataclass(
+        self,
+        cls: type,
+        *,
+        title: str | None = None,
+        flags: Mapping[str, str | Sequence[str]] | None = None,
+        prefix: Mapping[str, str] | None = None,
+        exclude: Iterable[str] = (),
+        share: bool = False,
+        help_prefix: str = "",
+        shown_defaults: Mapping[str, str] | None = None,
+    ) -> None:
         """A flag for every field of ``cls`` (and of its nested dataclasses), in an argument group.
 
         ``flags``: dotted field path -> flag name(s), instead of the metadata's or ``--field-name``;
@@ -572,13 +637,25 @@ class ConfigParser(argparse.ArgumentParser):
         self._roots.append(cls)
         group = self.add_argument_group(title or f"{cls.__name__} (every flag is a field)")
         self._shown_defaults = dict(shown_defaults or {})
-        self._add_fields(cls, cls, (), "", group, dict(flags or {}), dict(prefix or {}), set(exclude), share,
-                         help_prefix)
+        self._add_fields(
+            cls, cls, (), "", group, dict(flags or {}), dict(prefix or {}), set(exclude), share, help_prefix
+        )
 
-    def _add_fields(self, root: type, cls: type, path: tuple[str, ...], flag_prefix: str, group, flags: dict,
-                    prefixes: dict, exclude: set, share: bool, help_prefix: str) -> None:
+    def _add_fields(
+        self,
+        root: type,
+        cls: type,
+        path: tuple[str, ...],
+        flag_prefix: str,
+        group,
+        flags: dict,
+        prefixes: dict,
+        exclude: set,
+        share: bool,
+        help_prefix: str,
+    ) -> None:
         nested = []
-        for spec, f in field_specs(cls, root=root, path=path):
+        for spec, _f in field_specs(cls, root=root, path=path):
             if spec.dotted in exclude or spec.metadata.get("cli", True) is False:
                 continue
             if spec.kind.is_dataclass:
@@ -590,10 +667,13 @@ class ConfigParser(argparse.ArgumentParser):
                 names = ("--" + flag_prefix + spec.name.replace("_", "-"),)
             self._add_flag(spec, names, group, share, help_prefix)
         for spec in nested:
-            sub_prefix = prefixes.get(spec.dotted, spec.metadata.get("prefix", flag_prefix + spec.name.replace("_", "-") + "-"))
+            sub_prefix = prefixes.get(
+                spec.dotted, spec.metadata.get("prefix", flag_prefix + spec.name.replace("_", "-") + "-")
+            )
             sub_group = self.add_argument_group(f"{spec.kind.base.__name__} ({root.__name__}.{spec.dotted})")
-            self._add_fields(root, spec.kind.base, spec.path, sub_prefix, sub_group, flags, prefixes, exclude, share,
-                             help_prefix)
+            self._add_fields(
+                root, spec.kind.base, spec.path, sub_prefix, sub_group, flags, prefixes, exclude, share, help_prefix
+            )
 
     def _add_flag(self, spec: FieldSpec, names: tuple[str, ...], group, share: bool, help_prefix: str) -> None:
         dest = names[0].lstrip("-").replace("-", "_")
@@ -602,7 +682,11 @@ class ConfigParser(argparse.ArgumentParser):
             if not share or existing.flags[0] != names[0]:
                 raise ValueError(f"flag {names[0]} of {spec.label} is already taken by {existing.targets[0].label}")
             same = existing.targets[0]
-            if (same.kind.base, same.kind.container, same.kind.length) != (spec.kind.base, spec.kind.container, spec.kind.length):
+            if (same.kind.base, same.kind.container, same.kind.length) != (
+                spec.kind.base,
+                spec.kind.container,
+                spec.kind.length,
+            ):
                 raise ValueError(f"{spec.label} cannot share {names[0]} with {same.label}: their types differ")
             existing.targets.append(spec)
             action = existing.action
@@ -655,8 +739,13 @@ class ConfigParser(argparse.ArgumentParser):
         """``--config FILE``: a JSON or YAML mapping of the config's fields, read before the flags."""
         dest = flag.lstrip("-").replace("-", "_")
         names = ", ".join(c.__name__ for c in self._roots) or "config"
-        self.add_argument(flag, dest=dest, default=None, metavar="FILE",
-                          help=help or f"JSON or YAML file of {names} fields; flags given override it")
+        self.add_argument(
+            flag,
+            dest=dest,
+            default=None,
+            metavar="FILE",
+            help=help or f"JSON or YAML file of {names} fields; flags given override it",
+        )
         self._config_dest = dest
 
     # -- parsing -----------------------------------------------------------------------------------
@@ -703,8 +792,15 @@ class ConfigParser(argparse.ArgumentParser):
         """File then flags for ``cls``, merged (what the user set; no defaults)."""
         return _deep_update(self.file_values(namespace, cls, *others), self.given(namespace, cls))
 
-    def config(self, namespace: argparse.Namespace, cls: type, *, defaults: Mapping[str, Any] | None = None,
-               overrides: Mapping[str, Any] | None = None, file_shared_with: Sequence[type] = ()):
+    def config(
+        self,
+        namespace: argparse.Namespace,
+        cls: type,
+        *,
+        defaults: Mapping[str, Any] | None = None,
+        overrides: Mapping[str, Any] | None = None,
+        file_shared_with: Sequence[type] = (),
+    ):
         """The validated ``cls``: its defaults < ``defaults`` < the ``--config`` file < flags < ``overrides``."""
         if cls not in self._roots:
             raise ValueError(f"{cls.__name__} was not added to this parser")
@@ -733,6 +829,8 @@ def split_file(data: Mapping[str, Any], classes: Sequence[type], source: str) ->
             parts[owner][key] = value
     if unknown:
         known = ", ".join(sorted(set().union(*names)))
-        raise ConfigError(f"{source}: unknown field(s) {', '.join(map(repr, unknown))} "
-                          f"(of {' / '.join(c.__name__ for c in classes)}); known: {known}")
+        raise ConfigError(
+            f"{source}: unknown field(s) {', '.join(map(repr, unknown))} "
+            f"(of {' / '.join(c.__name__ for c in classes)}); known: {known}"
+        )
     return {c: coerce_mapping(c, part, source) for c, part in parts.items()}

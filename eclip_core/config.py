@@ -21,6 +21,7 @@ never silently falls back to a default):
 >>> TrainConfig.preset("ref").priming_weight
 0.3
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -75,7 +76,7 @@ class EClipConfig:
     # TrainConfig.label_loss_weight; not part of the paper's model).
     label_head: bool = False
 
-    def validate(self) -> "EClipConfig":
+    def validate(self) -> EClipConfig:
         _check_choice("processor_variant", self.processor_variant, PROCESSOR_VARIANTS)
         _check_choice("heatmap_norm", self.heatmap_norm, HEATMAP_NORMS)
         if not 0 < self.crop_scale_min <= self.crop_scale_max <= 1:
@@ -105,7 +106,7 @@ class EClipConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "EClipConfig":
+    def from_dict(cls, data: dict[str, Any]) -> EClipConfig:
         return _from_dict(cls, data, "model config").validate()
 
 
@@ -169,11 +170,13 @@ class TrainConfig:
     validate_images: bool = True
     fail_on_bad_rows: bool = False
 
-    def validate(self) -> "TrainConfig":
+    def validate(self) -> TrainConfig:
         _check_choice("method", self.method, METHODS)
         _check_choice("mixed_precision", self.mixed_precision, MIXED_PRECISION)
         if self.steps < 1 or self.batch_size < 2:
-            raise ConfigError(f"need steps >= 1 and batch_size >= 2, got steps={self.steps}, batch_size={self.batch_size}")
+            raise ConfigError(
+                f"need steps >= 1 and batch_size >= 2, got steps={self.steps}, batch_size={self.batch_size}"
+            )
         if self.expert_batch_size is not None and self.expert_batch_size < 1:
             raise ConfigError(f"expert_batch_size must be >= 1 or null, got {self.expert_batch_size}")
         if not 0 <= self.cold_frac <= self.warm_end_frac <= self.cool_end_frac <= 1:
@@ -209,16 +212,16 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         return _from_dict(cls, data, "train config").validate()
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike) -> "TrainConfig":
+    def from_file(cls, path: str | os.PathLike) -> TrainConfig:
         """Load from a .json, .yaml or .yml file."""
         return cls.from_dict(load_config_file(path))
 
     @classmethod
-    def preset(cls, which: str = "paper", **overrides: Any) -> "TrainConfig":
+    def preset(cls, which: str = "paper", **overrides: Any) -> TrainConfig:
         """The paper's constants (default) or the reference code's (``"ref"``), plus overrides."""
         if which not in ("paper", "ref"):
             raise ConfigError(f"preset must be 'paper' or 'ref', got {which!r}")

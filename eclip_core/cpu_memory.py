@@ -11,6 +11,7 @@ spike. Entry points call this; importing the library never does.
 
 >>> applied = keep_freed_memory()  # False off glibc (macOS, Windows, musl): nothing to do there
 """
+
 from __future__ import annotations
 
 import ctypes

@@ -9,6 +9,7 @@ cold start (s <= cold_frac*T): 0; warm-up (to warm_end_frac*T): linear p_start -
 >>> [round(expert_probability(s, 100, cfg), 3) for s in (0, 10, 25, 40, 60, 80, 100)]
 [0.0, 0.0, 0.275, 0.5, 0.3, 0.1, 0.1]
 """
+
 from __future__ import annotations
 
 from eclip_core.config import TrainConfig

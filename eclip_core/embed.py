@@ -8,6 +8,7 @@ the shards in manifest order; in one process it simply runs through the rows.
 
 >>> # embed_manifest("runs/eclip/model", "m.csv", "reports", "out/reports")  -> (Path(.npy), Path(.ids.txt))
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,9 +31,16 @@ def _shard(n: int, rank: int, world: int) -> tuple[int, int]:
     return min(n, rank * per), min(n, (rank + 1) * per)
 
 
-def embed_manifest(model_dir: str | Path, manifest: str | Path, what: str, out: str | Path,
-                   split: str | None = None, batch_size: int = 32, progress: bool = True,
-                   cpu: bool = False) -> tuple[Path, Path]:
+def embed_manifest(
+    model_dir: str | Path,
+    manifest: str | Path,
+    what: str,
+    out: str | Path,
+    split: str | None = None,
+    batch_size: int = 32,
+    progress: bool = True,
+    cpu: bool = False,
+) -> tuple[Path, Path]:
     """Embed ``what`` ("images": first image of each study; "reports": findings + impression) of the
     manifest rows (optionally one split). Writes float32 [n, D] ``<out>.npy`` and one study id per line
     in ``<out>.ids.txt``; returns both paths."""
@@ -60,11 +68,15 @@ def embed_manifest(model_dir: str | Path, manifest: str | Path, what: str, out: 
         # Pad shards to equal length for the collective, then drop the padding in order.
         per = -(-len(studies) // acc.num_processes)
         padded = np.zeros((per, model.embed_dim), np.float32)
-        padded[:len(vectors)] = vectors
+        padded[: len(vectors)] = vectors
         gathered = acc.gather(torch.from_numpy(padded).to(acc.device)).cpu().numpy()
-        chunks = [gathered[r * per:r * per + (_shard(len(studies), r, acc.num_processes)[1]
-                                              - _shard(len(studies), r, acc.num_processes)[0])]
-                  for r in range(acc.num_processes)]
+        chunks = [
+            gathered[
+                r * per : r * per
+                + (_shard(len(studies), r, acc.num_processes)[1] - _shard(len(studies), r, acc.num_processes)[0])
+            ]
+            for r in range(acc.num_processes)
+        ]
         vectors = np.concatenate(chunks)
     if acc.is_main_process:
         with atomic_path(npy) as tmp:
@@ -94,8 +106,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     keep_freed_memory()  # a whole-process job: reuse batch buffers (speed-up: docs/perf/cpu_memory.md)
     try:
-        embed_manifest(args.model, args.manifest, args.what, args.out, args.split, args.batch_size,
-                       args.progress, args.cpu)
+        embed_manifest(
+            args.model, args.manifest, args.what, args.out, args.split, args.batch_size, args.progress, args.cpu
+        )
     except EClipError as exc:
         logger.error("%s", exc)
         return 2

@@ -4,6 +4,7 @@ Every error says which input was wrong, what was wrong with it and what to do.
 `rag_report.errors.RagReportError` derives from :class:`EClipError`, so callers can
 catch one base class for everything the project raises on bad input.
 """
+
 from __future__ import annotations
 
 

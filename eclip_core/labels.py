@@ -3,6 +3,7 @@
 Label values follow the CheXpert labeler: 1.0 positive, 0.0 negative, -1.0 uncertain,
 ``None`` (or NaN in arrays) not mentioned.
 """
+
 from __future__ import annotations
 
 CHEXPERT_OBSERVATIONS: tuple[str, ...] = (

@@ -13,6 +13,7 @@ against all columns (the "local loss" form, whose gradient summed over ranks equ
 >>> float(loss) < 1e-3
 True
 """
+
 from __future__ import annotations
 
 import torch
@@ -41,7 +42,7 @@ class _AllGather(torch.autograd.Function):
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
         grad = grad.contiguous().clone()
         torch.distributed.all_reduce(grad, op=torch.distributed.ReduceOp.SUM)
-        return grad[ctx.rank * ctx.n:(ctx.rank + 1) * ctx.n]
+        return grad[ctx.rank * ctx.n : (ctx.rank + 1) * ctx.n]
 
 
 def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
@@ -65,11 +66,18 @@ class ClipLoss(nn.Module):
         super().__init__()
         self.soft_weight, self.soft_temperature = float(soft_weight), float(soft_temperature)
 
-    def forward(self, image_features: torch.Tensor, text_features: torch.Tensor,
-                logit_scale: torch.Tensor, positives: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        image_features: torch.Tensor,
+        text_features: torch.Tensor,
+        logit_scale: torch.Tensor,
+        positives: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         if image_features.shape != text_features.shape:
-            raise ValueError(f"image and text features differ in shape: {tuple(image_features.shape)} vs "
-                             f"{tuple(text_features.shape)}")
+            raise ValueError(
+                f"image and text features differ in shape: {tuple(image_features.shape)} vs "
+                f"{tuple(text_features.shape)}"
+            )
         rank, world = _dist_info()
         n = image_features.shape[0]
         all_img, all_txt = gather_with_grad(image_features), gather_with_grad(text_features)
@@ -79,12 +87,14 @@ class ClipLoss(nn.Module):
         if self.soft_weight > 0 and positives is not None:
             all_pos = gather_with_grad(positives.float())
             labels = soft_label_targets(positives.float(), all_pos, rank * n, self.soft_weight, self.soft_temperature)
-        return 0.5 * (F.cross_entropy(logits_per_image.float(), labels)
-                      + F.cross_entropy(logits_per_text.float(), labels))
+        return 0.5 * (
+            F.cross_entropy(logits_per_image.float(), labels) + F.cross_entropy(logits_per_text.float(), labels)
+        )
 
 
-def soft_label_targets(positives: torch.Tensor, all_positives: torch.Tensor, offset: int, weight: float,
-                       temperature: float) -> torch.Tensor:
+def soft_label_targets(
+    positives: torch.Tensor, all_positives: torch.Tensor, offset: int, weight: float, temperature: float
+) -> torch.Tensor:
     """Soft contrastive targets [n, N]: (1 - w) one-hot + w softmax_j(cos(y_i, y_j) / T).
 
     ``positives`` are this rank's 0/1 label rows [n, L], ``all_positives`` the global batch's [N, L] (row

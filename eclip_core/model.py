@@ -11,6 +11,7 @@ run time to ``<module>.get_model_path()``; nothing is downloaded.
 >>> v.shape, t.shape, round(float((v ** 2).sum()), 4)
 ((1, 64), (1, 64), 1.0)
 """
+
 from __future__ import annotations
 
 import copy
@@ -20,8 +21,9 @@ import json
 import logging
 import math
 import os
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import open_clip
@@ -150,8 +152,7 @@ class EClip(nn.Module):
     #: Mixed expert images enter a ViT as patch embeddings (exact, faster); False: as images.
     token_space_mixup: bool = True
 
-    def __init__(self, config: EClipConfig, model_cfg: dict[str, Any] | None = None, *,
-                 load_text_weights: bool = True):
+    def __init__(self, config: EClipConfig, model_cfg: dict[str, Any] | None = None, *, load_text_weights: bool = True):
         super().__init__()
         self.config = config.validate()
         self.model_cfg = copy.deepcopy(model_cfg) if model_cfg is not None else model_config(config.name)
@@ -163,13 +164,20 @@ class EClip(nn.Module):
         self.image_size = int(size[0] if isinstance(size, (tuple, list)) else size)
         self.embed_dim = int(self.model_cfg["embed_dim"])
         self.heatmap_processor = HeatmapProcessor(
-            config.processor_variant, config.processor_dim, config.processor_heads, config.processor_patch,
+            config.processor_variant,
+            config.processor_dim,
+            config.processor_heads,
+            config.processor_patch,
             heatmap_norm=config.heatmap_norm,
         )
         self.transform = ImageTransform(
-            size=self.image_size, mean=config.image_mean, std=config.image_std,
-            crop_scale=(config.crop_scale_min, config.crop_scale_max), clahe_p=config.clahe_p,
-            clahe_clip_limit=config.clahe_clip_limit, clahe_tiles=config.clahe_tiles,
+            size=self.image_size,
+            mean=config.image_mean,
+            std=config.image_std,
+            crop_scale=(config.crop_scale_min, config.crop_scale_max),
+            clahe_p=config.clahe_p,
+            clahe_clip_limit=config.clahe_clip_limit,
+            clahe_tiles=config.clahe_tiles,
         )
         self._tokenizer = None
         self._text_cache: dict[bytes, torch.Tensor] | None = None  # see enable_text_feature_cache
@@ -181,7 +189,7 @@ class EClip(nn.Module):
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_config(cls, name_or_config: str | EClipConfig | dict, pretrained: str | None = None) -> "EClip":
+    def from_config(cls, name_or_config: str | EClipConfig | dict, pretrained: str | None = None) -> EClip:
         """Build from a config name (``eclip-tiny``, ``eclip-small``, ``ViT-B-16``...), an EClipConfig or a dict."""
         if isinstance(name_or_config, str):
             config = EClipConfig(name=name_or_config)
@@ -217,7 +225,7 @@ class EClip(nn.Module):
         self._text_locked = True
         self.train(self.training)
 
-    def train(self, mode: bool = True) -> "EClip":
+    def train(self, mode: bool = True) -> EClip:
         super().train(mode)
         if getattr(self, "_text_locked", False) and isinstance(getattr(self.clip, "text", None), nn.Module):
             self.clip.text.train(False)
@@ -275,7 +283,9 @@ class EClip(nn.Module):
         values do not depend on which batch a report first came in: a resumed run gets the same numbers.
         """
         text = getattr(self.clip, "text", None)
-        if not (getattr(self, "_text_locked", False) and all(hasattr(text, a) for a in ("transformer", "pooler", "proj"))):
+        if not (
+            getattr(self, "_text_locked", False) and all(hasattr(text, a) for a in ("transformer", "pooler", "proj"))
+        ):
             return False
         if self._text_cache is None:
             self._text_cache = {}
@@ -331,7 +341,7 @@ class EClip(nn.Module):
         with torch.no_grad():
             for i, key in enumerate(keys):
                 if key not in cache:
-                    row = self._trim_padding(tokens[i:i + 1])
+                    row = self._trim_padding(tokens[i : i + 1])
                     mask = (row != text.config.pad_token_id).long()
                     cache[key] = text.pooler(text.transformer(input_ids=row, attention_mask=mask), mask)[0]
         return torch.stack([cache[k] for k in keys])
@@ -349,14 +359,16 @@ class EClip(nn.Module):
             return tokens
         return tokens[:, : int(used.max()) + 1]
 
-    def mix_expert(self, images: torch.Tensor, heatmaps: torch.Tensor, lam: float,
-                   generator: torch.Generator | None = None) -> torch.Tensor:
+    def mix_expert(
+        self, images: torch.Tensor, heatmaps: torch.Tensor, lam: float, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """Expert mixup I^lam = lam * I + (1 - lam) * H(I, E) (lam = 1: the original images)."""
         processed = self.heatmap_processor(images, heatmaps, generator=generator)
         return lam * images + (1.0 - lam) * processed
 
-    def mixed_patch_embeddings(self, images: torch.Tensor, heatmaps: torch.Tensor, lam: float,
-                               generator: torch.Generator | None = None) -> torch.Tensor | None:
+    def mixed_patch_embeddings(
+        self, images: torch.Tensor, heatmaps: torch.Tensor, lam: float, generator: torch.Generator | None = None
+    ) -> torch.Tensor | None:
         """The ViT's patch embeddings of the mixed images I^lam, computed without making I^lam; None where
         that does not apply (not a ViT, another patch size, the parameter-free "mask" processor).
 
@@ -369,9 +381,13 @@ class EClip(nn.Module):
         through ``mix_expert``, measured in one process: docs/perf/train_step.md.
         """
         conv, proc = getattr(self.clip.visual, "conv1", None), self.heatmap_processor
-        if not (self.token_space_mixup and isinstance(conv, PatchConv2d) and proc.variant != "mask"
-                and conv.kernel_size == (proc.patch_size, proc.patch_size)
-                and conv.in_channels == images.shape[1]):
+        if not (
+            self.token_space_mixup
+            and isinstance(conv, PatchConv2d)
+            and proc.variant != "mask"
+            and conv.kernel_size == (proc.patch_size, proc.patch_size)
+            and conv.in_channels == images.shape[1]
+        ):
             return None
         grey = conv.grey(images)  # a grey X-ray: one channel's patches, channel-summed kernels (same numbers)
         patches, (gh, gw) = conv.unfold(grey)  # shared by the ViT's and the processor's patch embeddings
@@ -383,10 +399,17 @@ class EClip(nn.Module):
             rows = rows + conv.bias
         return rows.transpose(1, 2).reshape(images.shape[0], conv.out_channels, gh, gw)
 
-    def forward(self, images: torch.Tensor, tokens: torch.Tensor, expert_images: torch.Tensor | None = None,
-                expert_heatmaps: torch.Tensor | None = None, expert_tokens: torch.Tensor | None = None,
-                lam: float = 1.0, prime: bool = False,
-                generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    def forward(
+        self,
+        images: torch.Tensor,
+        tokens: torch.Tensor,
+        expert_images: torch.Tensor | None = None,
+        expert_heatmaps: torch.Tensor | None = None,
+        expert_tokens: torch.Tensor | None = None,
+        lam: float = 1.0,
+        prime: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> dict[str, torch.Tensor]:
         """One training forward: main pairs plus (optionally) mixed expert pairs appended to both sides.
 
         Returns image_features, text_features (L2-normalised, [B(+Be), D]), logit_scale (1/tau),
@@ -409,8 +432,10 @@ class EClip(nn.Module):
                 with self.clip.visual.conv1.appending(rows):
                     image_features = self.encode_image(images)
                 if image_features.shape[0] != images.shape[0] + rows.shape[0]:
-                    raise RuntimeError("the open_clip ViT dropped the appended expert patch embeddings; "
-                                       "set model.token_space_mixup = False")
+                    raise RuntimeError(
+                        "the open_clip ViT dropped the appended expert patch embeddings; "
+                        "set model.token_space_mixup = False"
+                    )
         out = {
             "image_features": image_features,
             "text_features": self.encode_text(all_tokens),
@@ -424,13 +449,15 @@ class EClip(nn.Module):
             out["prime_loss"] = priming_loss(self.heatmap_processor, images)
         return out
 
-    def preprocess(self, image: np.ndarray, train: bool = False,
-                   rng: np.random.Generator | None = None) -> torch.Tensor:
+    def preprocess(
+        self, image: np.ndarray, train: bool = False, rng: np.random.Generator | None = None
+    ) -> torch.Tensor:
         """Grey HxW image in [0, 1] -> [3,S,S] normalised tensor (train: random crop + CLAHE-like step)."""
         return self.transform(image, train=train, rng=rng)[0]
 
-    def preprocess_pair(self, image: np.ndarray, heatmap: np.ndarray, train: bool = False,
-                        rng: np.random.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def preprocess_pair(
+        self, image: np.ndarray, heatmap: np.ndarray, train: bool = False, rng: np.random.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Image and its heatmap through the same geometry -> ([3,S,S], [1,S,S])."""
         return self.transform(image, heatmap=heatmap, train=train, rng=rng)
 
@@ -440,9 +467,8 @@ class EClip(nn.Module):
         out = []
         try:
             with torch.inference_mode():
-                for start in tqdm(range(0, len(items), batch_size), desc=desc, disable=not progress,
-                                  unit="batch"):
-                    out.append(fn(items[start:start + batch_size]).float().cpu().numpy())
+                for start in tqdm(range(0, len(items), batch_size), desc=desc, disable=not progress, unit="batch"):
+                    out.append(fn(items[start : start + batch_size]).float().cpu().numpy())
         finally:
             self.train(was_training)
         if not out:
@@ -504,7 +530,7 @@ class EClip(nn.Module):
         return directory
 
     @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike, device: str | torch.device = "cpu") -> "EClip":
+    def from_pretrained(cls, directory: str | os.PathLike, device: str | torch.device = "cpu") -> EClip:
         """Load a folder written by :meth:`save_pretrained` (CheckpointError naming what is missing/wrong)."""
         from safetensors.torch import load_file
 
@@ -528,8 +554,10 @@ class EClip(nn.Module):
             raise CheckpointError(f"checkpoint {directory}: weights do not match its config ({exc})") from exc
         expected = meta.get("checkpoint_hash")
         if expected and expected != model.checkpoint_hash:
-            raise CheckpointError(f"checkpoint {directory}: weights hash {model.checkpoint_hash} differs from "
-                                  f"the recorded {expected} (corrupted file?)")
+            raise CheckpointError(
+                f"checkpoint {directory}: weights hash {model.checkpoint_hash} differs from "
+                f"the recorded {expected} (corrupted file?)"
+            )
         return model.to(device)
 
 

@@ -14,10 +14,11 @@ parameters of the conv it replaces, so checkpoints and state dicts are unchanged
 >>> bool(torch.allclose(fast(x), conv(x), atol=1e-5)), fast.weight is conv.weight
 (True, True)
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -26,19 +27,31 @@ from torch import nn
 
 def is_patch_conv(module: nn.Module) -> bool:
     """True for a plain Conv2d whose kernel equals its stride (no padding, dilation or groups)."""
-    return (type(module) is nn.Conv2d and module.kernel_size == module.stride and module.groups == 1
-            and module.dilation == (1, 1) and module.padding in ((0, 0), "valid"))
+    return (
+        type(module) is nn.Conv2d
+        and module.kernel_size == module.stride
+        and module.groups == 1
+        and module.dilation == (1, 1)
+        and module.padding in ((0, 0), "valid")
+    )
 
 
 class PatchConv2d(nn.Conv2d):
     """A kernel = stride Conv2d evaluated as unfold-by-reshape + linear (same parameters, same outputs)."""
 
     @classmethod
-    def from_conv(cls, conv: nn.Conv2d) -> "PatchConv2d":
+    def from_conv(cls, conv: nn.Conv2d) -> PatchConv2d:
         if not is_patch_conv(conv):
             raise ValueError(f"not a patch conv (kernel = stride, no padding/dilation/groups): {conv}")
-        new = cls(conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride,
-                  bias=conv.bias is not None, device=conv.weight.device, dtype=conv.weight.dtype)
+        new = cls(
+            conv.in_channels,
+            conv.out_channels,
+            conv.kernel_size,
+            stride=conv.stride,
+            bias=conv.bias is not None,
+            device=conv.weight.device,
+            dtype=conv.weight.dtype,
+        )
         new.weight = conv.weight  # the same Parameter objects: optimisers and checkpoints see no change
         new.bias = conv.bias
         return new
@@ -81,8 +94,7 @@ class PatchConv2d(nn.Conv2d):
         (torch.Size([1, 1, 4, 4]), torch.Size([1, 3, 4, 4]))
         """
         c = x.shape[1] if x.dim() == 4 else 0
-        if (not self.collapse_grey or c < 2 or c != self.in_channels or x.requires_grad
-                or x.device.type != "cpu"):
+        if not self.collapse_grey or c < 2 or c != self.in_channels or x.requires_grad or x.device.type != "cpu":
             return x
         first = x[:, :1]
         if x.stride(1) == 0 or torch.equal(x[:, 1:], first.expand(-1, c - 1, -1, -1)):

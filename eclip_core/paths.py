@@ -1,4 +1,5 @@
 """Where built artifacts live: $RAG_REPORT_HOME (default ~/.cache/rag_report)."""
+
 from __future__ import annotations
 
 import os

@@ -10,11 +10,12 @@ different: they go back to whoever gave the file, who already knows its name.
 >>> file_tag("/uploads/DOE_JOHN_1960.dcm") == file_tag(Path("/uploads/DOE_JOHN_1960.dcm"))
 True
 """
+
 from __future__ import annotations
 
 import hashlib
 import os
-from pathlib import Path
+
 
 def file_tag(path: str | os.PathLike) -> str:
     """``file#`` plus the first 8 hex digits of the SHA-256 of the path as given."""

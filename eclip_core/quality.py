@@ -19,10 +19,11 @@
 >>> retrieval_recall(img, txt, ["a", "b", "c"], ["a", "b", "c"], ks=(1,))
 {'i2t_R@1': 1.0, 't2i_R@1': 1.0}
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -49,7 +50,9 @@ def l2_normalize(x: np.ndarray) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------ zero-shot
-def class_embeddings(prompt_embeddings: Mapping[str, np.ndarray] | Sequence[np.ndarray]) -> tuple[list[str], np.ndarray]:
+def class_embeddings(
+    prompt_embeddings: Mapping[str, np.ndarray] | Sequence[np.ndarray],
+) -> tuple[list[str], np.ndarray]:
     """(class names, [C, D] class embeddings): each the normalised mean of its normalised prompts."""
     if isinstance(prompt_embeddings, Mapping):
         names, groups = list(prompt_embeddings.keys()), list(prompt_embeddings.values())
@@ -80,8 +83,11 @@ class ZeroShotResult:
     class_names: list[str]
 
 
-def zero_shot_classify(image_embeddings: np.ndarray, prompt_embeddings: Mapping[str, np.ndarray] | Sequence[np.ndarray],
-                       y_true: Sequence[int] | Sequence[str]) -> ZeroShotResult:
+def zero_shot_classify(
+    image_embeddings: np.ndarray,
+    prompt_embeddings: Mapping[str, np.ndarray] | Sequence[np.ndarray],
+    y_true: Sequence[int] | Sequence[str],
+) -> ZeroShotResult:
     """Classify images by their nearest class embedding; ``y_true`` as class indices or class names.
 
     Macro-F1 averages the F1 of every class (a class never predicted and never true is left out).
@@ -110,8 +116,9 @@ def zero_shot_classify(image_embeddings: np.ndarray, prompt_embeddings: Mapping[
         if tp + fp + fn == 0:
             continue
         per_class[name] = 2 * tp / (2 * tp + fp + fn)
-    return ZeroShotResult(float(np.mean(pred == y)), float(np.mean(list(per_class.values()))), per_class, pred,
-                          scores, names)
+    return ZeroShotResult(
+        float(np.mean(pred == y)), float(np.mean(list(per_class.values()))), per_class, pred, scores, names
+    )
 
 
 # ------------------------------------------------------------------------------------ retrieval
@@ -127,25 +134,33 @@ def _topk(sim: np.ndarray, k: int) -> np.ndarray:
     return np.take_along_axis(part, order, axis=1)
 
 
-def _recall(queries: np.ndarray, docs: np.ndarray, q_ids: np.ndarray, d_ids: np.ndarray, ks: Sequence[int],
-            chunk: int = 2048) -> dict[int, float]:
+def _recall(
+    queries: np.ndarray, docs: np.ndarray, q_ids: np.ndarray, d_ids: np.ndarray, ks: Sequence[int], chunk: int = 2048
+) -> dict[int, float]:
     hits = {k: 0 for k in ks}
     kmax = max(ks)
     for s in range(0, len(queries), chunk):
-        top = _topk(queries[s:s + chunk] @ docs.T, kmax)
-        match = d_ids[top] == q_ids[s:s + chunk, None]
+        top = _topk(queries[s : s + chunk] @ docs.T, kmax)
+        match = d_ids[top] == q_ids[s : s + chunk, None]
         for k in ks:
             hits[k] += int(match[:, :k].any(axis=1).sum())
     return {k: hits[k] / len(queries) for k in ks}
 
 
-def retrieval_recall(image_embeddings: np.ndarray, text_embeddings: np.ndarray, image_study_ids: Sequence[str],
-                     text_study_ids: Sequence[str], ks: Sequence[int] = (1, 5, 10)) -> dict[str, float]:
+def retrieval_recall(
+    image_embeddings: np.ndarray,
+    text_embeddings: np.ndarray,
+    image_study_ids: Sequence[str],
+    text_study_ids: Sequence[str],
+    ks: Sequence[int] = (1, 5, 10),
+) -> dict[str, float]:
     """Image->text and text->image recall@k; a hit is a retrieved item of the query's study."""
     x, t = l2_normalize(image_embeddings), l2_normalize(text_embeddings)
     xi, ti = np.asarray(image_study_ids, dtype=object), np.asarray(text_study_ids, dtype=object)
     if len(xi) != len(x) or len(ti) != len(t):
-        raise QualityInputError(f"ids do not match embeddings: {len(x)} images / {len(xi)} ids, {len(t)} texts / {len(ti)} ids")
+        raise QualityInputError(
+            f"ids do not match embeddings: {len(x)} images / {len(xi)} ids, {len(t)} texts / {len(ti)} ids"
+        )
     if x.shape[1] != t.shape[1]:
         raise QualityInputError(f"image dim {x.shape[1]} != text dim {t.shape[1]}")
     i2t, t2i = _recall(x, t, xi, ti, ks), _recall(t, x, ti, xi, ks)
@@ -154,9 +169,16 @@ def retrieval_recall(image_embeddings: np.ndarray, text_embeddings: np.ndarray, 
     return out
 
 
-def label_precision_at_k(query_embeddings: np.ndarray, doc_embeddings: np.ndarray, query_labels: np.ndarray,
-                         doc_labels: np.ndarray, k: int = 5, mode: str = "exact",
-                         query_ids: Sequence[str] | None = None, doc_ids: Sequence[str] | None = None) -> float:
+def label_precision_at_k(
+    query_embeddings: np.ndarray,
+    doc_embeddings: np.ndarray,
+    query_labels: np.ndarray,
+    doc_labels: np.ndarray,
+    k: int = 5,
+    mode: str = "exact",
+    query_ids: Sequence[str] | None = None,
+    doc_ids: Sequence[str] | None = None,
+) -> float:
     """Mean share of the top-k retrieved documents whose positive labels match the query's.
 
     Labels are [n, L] arrays in the CheXpert convention (1 positive; 0, -1, NaN not positive).
@@ -251,9 +273,18 @@ def _fit(x: np.ndarray, y: np.ndarray, C: float, max_iter: int, seed: int):
     return make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=max_iter, random_state=seed)).fit(x, y)
 
 
-def linear_probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray, *,
-                 fraction: float = 1.0, seed: int = 0, C: float = 1.0, max_iter: int = 2000,
-                 class_names: Sequence[str] | None = None) -> ProbeResult:
+def linear_probe(
+    train_x: np.ndarray,
+    train_y: np.ndarray,
+    test_x: np.ndarray,
+    test_y: np.ndarray,
+    *,
+    fraction: float = 1.0,
+    seed: int = 0,
+    C: float = 1.0,
+    max_iter: int = 2000,
+    class_names: Sequence[str] | None = None,
+) -> ProbeResult:
     """Logistic-regression probe trained on ``fraction`` of the training labels; test AUROC.
 
     ``train_y``/``test_y``: 1-D class indices (multi-class, one-vs-rest AUROC per class) or [n, L]

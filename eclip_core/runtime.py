@@ -10,10 +10,11 @@ something explicitly.
 >>> setup_offline(env) is env, env["HF_HUB_OFFLINE"], env["TRANSFORMERS_OFFLINE"]
 (True, '0', '1')
 """
+
 from __future__ import annotations
 
 import os
-from typing import MutableMapping
+from collections.abc import MutableMapping
 
 #: What keeps the libraries off the network: the Hugging Face hub, transformers and evaluate offline, no
 #: hub telemetry, no gradio analytics.

@@ -21,6 +21,7 @@ Folders left by earlier versions of this code (``.<name>.old.<pid>`` moved aside
 written by ``tempfile.mkdtemp``) are recognised too: the first is complete, the second only when the
 loader's ``validate`` accepts it.
 """
+
 from __future__ import annotations
 
 import logging
@@ -29,10 +30,10 @@ import re
 import secrets
 import shutil
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +92,7 @@ def siblings(path: str | os.PathLike) -> list[Sibling]:
     for entry in entries:
         if not entry.name.startswith(prefix) or not entry.is_dir(follow_symlinks=False):
             continue
-        rest = entry.name[len(prefix):]
+        rest = entry.name[len(prefix) :]
         if m := _CURRENT.match(rest):
             found.append(Sibling(Path(entry.path), m[1], int(m[2]), int(m[3]), f"{m[2]}-{m[3]}-{m[4]}"))
             continue
@@ -173,11 +174,19 @@ def _adopt(path: Path, complete: list[Sibling]) -> Path | None:
     except OSError as exc:
         if path.exists():  # another reader adopted it first
             return path
-        log.warning("%s is missing after an interrupted save and %s cannot be moved back (%s); reading %s",
-                    path, best.path.name, exc, best.path)
+        log.warning(
+            "%s is missing after an interrupted save and %s cannot be moved back (%s); reading %s",
+            path,
+            best.path.name,
+            exc,
+            best.path,
+        )
         return best.path
-    log.warning("%s was missing after an interrupted save: restored the newest complete version (%s)",
-                path, "the new one" if _RANK[best.role] == 2 else "the previous one")
+    log.warning(
+        "%s was missing after an interrupted save: restored the newest complete version (%s)",
+        path,
+        "the new one" if _RANK[best.role] == 2 else "the previous one",
+    )
     return path
 
 

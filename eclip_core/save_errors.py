@@ -12,14 +12,16 @@ about how many bytes the save needed.
 ...     print(str(exc).split(":")[0])
 disk full while saving a model to /data/run/model
 """
+
 from __future__ import annotations
 
 import errno
 import os
 import shutil
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from eclip_core.errors import DiskFullError, EClipError, SaveError
 
@@ -94,8 +96,10 @@ def save_error(exc: BaseException, what: str, path: str | os.PathLike, bytes_nee
             f"({bytes_needed} bytes), {free_text}; free some space or save somewhere else, then run again "
             f"({kept})"
         )
-    return SaveError(f"could not save {what} to {path} ({type(exc).__name__}: {exc}); it needs about "
-                     f"{human_bytes(bytes_needed)}; check that the folder is writable, then run again ({kept})")
+    return SaveError(
+        f"could not save {what} to {path} ({type(exc).__name__}: {exc}); it needs about "
+        f"{human_bytes(bytes_needed)}; check that the folder is writable, then run again ({kept})"
+    )
 
 
 @contextmanager
@@ -121,5 +125,7 @@ def check_written(file: str | os.PathLike, at_least: int) -> None:
     size = os.path.getsize(file)
     if size < at_least:
         full = (free_bytes(file) or 0) < at_least - size
-        raise OSError(errno.ENOSPC if full else errno.EIO,
-                      f"{file} holds {size} bytes after writing, expected at least {at_least}")
+        raise OSError(
+            errno.ENOSPC if full else errno.EIO,
+            f"{file} holds {size} bytes after writing, expected at least {at_least}",
+        )

@@ -7,6 +7,7 @@ Policy (stated in every benchmark output):
 * Whitespace is collapsed; a missing final period is added to non-empty sections.
 * Case is kept for display; metric code lower-cases through :func:`tokenize_for_metrics`.
 """
+
 from __future__ import annotations
 
 import re

@@ -17,6 +17,7 @@ Library:
 Outputs in ``output_dir``: ``model/`` (final weights + config.json + train_config.json),
 ``checkpoint/`` (latest resumable state, every ``checkpoint_every`` steps), ``metrics.jsonl``.
 """
+
 from __future__ import annotations
 
 import copy
@@ -26,9 +27,10 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -68,8 +70,9 @@ def _method_model_config(cfg: TrainConfig) -> EClipConfig:
     if cfg.method in ("mask", "random"):
         model_cfg.processor_variant = cfg.method
     elif model_cfg.processor_variant != "mha":
-        logger.info("method %s uses the 'mha' processor; ignoring processor_variant=%s",
-                    cfg.method, model_cfg.processor_variant)
+        logger.info(
+            "method %s uses the 'mha' processor; ignoring processor_variant=%s", cfg.method, model_cfg.processor_variant
+        )
         model_cfg.processor_variant = "mha"
     return model_cfg
 
@@ -83,8 +86,10 @@ def _prepare_rows(cfg: TrainConfig):
     checked = check_rows(studies, decode=cfg.validate_images, progress=cfg.progress)
     if checked.bad:
         shown = "; ".join(f"{sid}: {why}" for sid, why in checked.bad[:3])
-        msg = (f"manifest {cfg.manifest}: {len(checked.bad)} of {len(studies)} {cfg.split} rows are unusable "
-               f"(missing or unreadable files) - first: {shown}")
+        msg = (
+            f"manifest {cfg.manifest}: {len(checked.bad)} of {len(studies)} {cfg.split} rows are unusable "
+            f"(missing or unreadable files) - first: {shown}"
+        )
         if cfg.fail_on_bad_rows:
             raise ManifestError(msg + " (fail_on_bad_rows is set)")
         logger.warning("%s. Skipping them.", msg)
@@ -92,12 +97,19 @@ def _prepare_rows(cfg: TrainConfig):
         raise ManifestError(f"manifest {cfg.manifest}: no usable {cfg.split} rows left")
     textless = sum(1 for s in checked.good if not s.report_text)
     if textless == len(checked.good):
-        raise ManifestError(f"manifest {cfg.manifest}: none of the {textless} {cfg.split} rows has report text "
-                            "(findings and impression are empty); eCLIP learns from image-report pairs: fill them in")
+        raise ManifestError(
+            f"manifest {cfg.manifest}: none of the {textless} {cfg.split} rows has report text "
+            "(findings and impression are empty); eCLIP learns from image-report pairs: fill them in"
+        )
     if textless:
-        logger.warning("manifest %s: %d of %d %s rows have no report text (findings and impression empty); they "
-                       "train against an empty report - fill them in or drop them", cfg.manifest, textless,
-                       len(checked.good), cfg.split)
+        logger.warning(
+            "manifest %s: %d of %d %s rows have no report text (findings and impression empty); they "
+            "train against an empty report - fill them in or drop them",
+            cfg.manifest,
+            textless,
+            len(checked.good),
+            cfg.split,
+        )
     expert = [s for s in checked.good if s.has_expert]
     return checked.good, expert, len(checked.bad)
 
@@ -162,7 +174,8 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict], None] | None = None) 
     accelerator = Accelerator(
         # cpu=True without a GPU: otherwise accelerate treats torchrun-launched CPU processes as independent
         # single-process runs (DistributedType.NO) and they silently train on the same data.
-        mixed_precision=cfg.mixed_precision, cpu=cfg.cpu or not torch.cuda.is_available(),
+        mixed_precision=cfg.mixed_precision,
+        cpu=cfg.cpu or not torch.cuda.is_available(),
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
     )
     if accelerator.device.type == "cpu":
@@ -176,8 +189,9 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict], None] | None = None) 
 
     main_rows, expert_rows, n_bad = _prepare_rows(cfg)
     if cfg.method != "clip" and not expert_rows:
-        logger.warning("method %s but the manifest has no expert rows (heatmap/fixations): training is plain "
-                       "CLIP", cfg.method)
+        logger.warning(
+            "method %s but the manifest has no expert rows (heatmap/fixations): training is plain CLIP", cfg.method
+        )
     torch.manual_seed(cfg.seed)
     model = EClip(_method_model_config(cfg))
     optimizer = build_optimizer(model, cfg)
@@ -202,18 +216,30 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict], None] | None = None) 
         loaded = raw.load_text_feature_cache(text_store)
         logger.info("text tower locked: caching each report's frozen text features (%d from earlier runs)", loaded)
 
-    planner = StepPlanner(cfg, len(main_rows), len(expert_rows), accelerator.process_index,
-                          accelerator.num_processes)
-    data = StepBatches(planner, main_rows, expert_rows, raw.transform, raw.tokenize, start_step, cfg.steps,
-                       fail_on_bad_rows=cfg.fail_on_bad_rows, heatmap_cache_mb=cfg.heatmap_cache_mb,
-                       with_labels=cfg.uses_labels)
-    loader = DataLoader(data, batch_size=None, shuffle=False, num_workers=cfg.num_workers,
-                        persistent_workers=False)
+    planner = StepPlanner(cfg, len(main_rows), len(expert_rows), accelerator.process_index, accelerator.num_processes)
+    data = StepBatches(
+        planner,
+        main_rows,
+        expert_rows,
+        raw.transform,
+        raw.tokenize,
+        start_step,
+        cfg.steps,
+        fail_on_bad_rows=cfg.fail_on_bad_rows,
+        heatmap_cache_mb=cfg.heatmap_cache_mb,
+        with_labels=cfg.uses_labels,
+    )
+    loader = DataLoader(data, batch_size=None, shuffle=False, num_workers=cfg.num_workers, persistent_workers=False)
     loss_fn = ClipLoss(cfg.soft_target_weight, cfg.soft_target_temperature)
     model.train()
     losses: list[float] = []
-    bar = tqdm(total=cfg.steps, initial=start_step, desc=f"train {cfg.method}", unit="step",
-               disable=not (cfg.progress and accelerator.is_local_main_process))
+    bar = tqdm(
+        total=cfg.steps,
+        initial=start_step,
+        desc=f"train {cfg.method}",
+        unit="step",
+        disable=not (cfg.progress and accelerator.is_local_main_process),
+    )
     curriculum = uses_curriculum(cfg)
     gen = torch.Generator()
     step = start_step
@@ -222,14 +248,28 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict], None] | None = None) 
             step = batch["step"] + 1  # 1-based count of optimiser steps done after this one
             torch.manual_seed(batch["torch_seed"])  # dropout etc.: same draws on resume
             gen.manual_seed(step_seed(cfg.seed, 4, step))
-            prime = (curriculum and cfg.priming_weight > 0 and raw.heatmap_processor.has_parameters
-                     and in_cold_start(step, cfg.steps, cfg))
+            prime = (
+                curriculum
+                and cfg.priming_weight > 0
+                and raw.heatmap_processor.has_parameters
+                and in_cold_start(step, cfg.steps, cfg)
+            )
             if batch["inject"]:
                 counters["expert_steps"] = counters.get("expert_steps", 0) + 1
             try:
-                res = train_step(model, optimizer, loss_fn, batch, prime=prime, priming_weight=cfg.priming_weight,
-                                 grad_clip=cfg.grad_clip, accelerator=accelerator, generator=gen,
-                                 device=accelerator.device, label_loss_weight=cfg.label_loss_weight)
+                res = train_step(
+                    model,
+                    optimizer,
+                    loss_fn,
+                    batch,
+                    prime=prime,
+                    priming_weight=cfg.priming_weight,
+                    grad_clip=cfg.grad_clip,
+                    accelerator=accelerator,
+                    generator=gen,
+                    device=accelerator.device,
+                    label_loss_weight=cfg.label_loss_weight,
+                )
             except FloatingPointError as exc:
                 raise FloatingPointError(f"step {step}: {exc}") from None
             scheduler.step()
@@ -239,18 +279,29 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict], None] | None = None) 
                 logger.debug("skipped unreadable row %s", msg)
 
             # One tensor, one collective; absent terms ride along as copies of the total and are not logged.
-            logged = torch.stack([res.loss, res.clip_loss, res.loss if res.prime_loss is None else res.prime_loss,
-                                  res.loss if res.label_loss is None else res.label_loss])
+            logged = torch.stack(
+                [
+                    res.loss,
+                    res.clip_loss,
+                    res.loss if res.prime_loss is None else res.prime_loss,
+                    res.loss if res.label_loss is None else res.label_loss,
+                ]
+            )
             if accelerator.num_processes > 1:  # each rank's loss covers its own rows: log the global mean
                 logged = accelerator.reduce(logged.float(), reduction="mean")
             value, clip_value, prime_value, label_value = (float(x) for x in logged)
             losses.append(value)
             record = {
-                "step": step, "loss": value, "clip_loss": clip_value,
+                "step": step,
+                "loss": value,
+                "clip_loss": clip_value,
                 "prime_loss": prime_value if res.prime_loss is not None else None,
                 "label_loss": label_value if res.label_loss is not None else None,
-                "temperature": raw.temperature, "p_expert": batch["p_expert"], "injected": bool(batch["inject"]),
-                "lam": batch["lam"] if batch["inject"] else None, "lr": scheduler.get_last_lr()[0],
+                "temperature": raw.temperature,
+                "p_expert": batch["p_expert"],
+                "injected": bool(batch["inject"]),
+                "lam": batch["lam"] if batch["inject"] else None,
+                "lr": scheduler.get_last_lr()[0],
                 "elapsed_s": round(time.perf_counter() - t0, 3),
             }
             bar.update(1)
@@ -269,8 +320,9 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict], None] | None = None) 
     accelerator.wait_for_everyone()
     runtime_bad = counters.get("bad_rows_runtime", 0)
     if runtime_bad:
-        logger.warning("%d training samples were unreadable at load time and replaced by the next readable row",
-                       runtime_bad)
+        logger.warning(
+            "%d training samples were unreadable at load time and replaced by the next readable row", runtime_bad
+        )
     model_dir = out / "model"
     if accelerator.is_main_process:
         extra = {"train_config.json": json.dumps(cfg.to_dict(), indent=2)}
@@ -282,13 +334,27 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict], None] | None = None) 
         if cfg.checkpoint_every:
             save_checkpoint(ckpt_dir, raw, optimizer, scheduler, step, cfg.to_dict(), counters)
     result = TrainResult(
-        output_dir=out, model_dir=model_dir, steps=step, start_step=start_step, losses=losses,
-        final_loss=losses[-1] if losses else float("nan"), checkpoint_hash=raw.checkpoint_hash,
-        n_train=len(main_rows), n_expert=len(expert_rows), bad_rows=n_bad + runtime_bad,
-        expert_steps=counters.get("expert_steps", 0), wall_s=time.perf_counter() - t0,
+        output_dir=out,
+        model_dir=model_dir,
+        steps=step,
+        start_step=start_step,
+        losses=losses,
+        final_loss=losses[-1] if losses else float("nan"),
+        checkpoint_hash=raw.checkpoint_hash,
+        n_train=len(main_rows),
+        n_expert=len(expert_rows),
+        bad_rows=n_bad + runtime_bad,
+        expert_steps=counters.get("expert_steps", 0),
+        wall_s=time.perf_counter() - t0,
     )
-    logger.info("trained %s for %d steps in %.1f s; final loss %.4f; model in %s", cfg.method, step,
-                result.wall_s, result.final_loss, model_dir)
+    logger.info(
+        "trained %s for %d steps in %.1f s; final loss %.4f; model in %s",
+        cfg.method,
+        step,
+        result.wall_s,
+        result.final_loss,
+        model_dir,
+    )
     return result
 
 
@@ -297,17 +363,21 @@ def build_parser() -> ConfigParser:
     """Every TrainConfig field as a flag (``--model-*`` for the model's; ``--model`` is ``--model-name``),
     ``--config``, ``--preset`` (eclip_core.cli_config)."""
     p = ConfigParser(prog="python -m eclip_core.train", description=__doc__.split("\n\n")[0])
-    p.add_argument("--preset", choices=("paper", "ref"), default=None,
-                   help="method constants of the paper or of the reference code (before --config and flags)")
+    p.add_argument(
+        "--preset",
+        choices=("paper", "ref"),
+        default=None,
+        help="method constants of the paper or of the reference code (before --config and flags)",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    p.add_dataclass(TrainConfig, title="training (TrainConfig)",
-                    flags={"model.name": ("--model", "--model-name")})
+    p.add_dataclass(TrainConfig, title="training (TrainConfig)", flags={"model.name": ("--model", "--model-name")})
     p.add_config_option(help="JSON or YAML TrainConfig file (model: a name or a mapping); flags override it")
     return p
 
 
-def config_from_args(argv: list[str] | None = None, *, parser: ConfigParser | None = None,
-                     defaults: dict[str, Any] | None = None) -> TrainConfig:
+def config_from_args(
+    argv: list[str] | None = None, *, parser: ConfigParser | None = None, defaults: dict[str, Any] | None = None
+) -> TrainConfig:
     """Flags -> TrainConfig: the preset, then ``defaults`` (a caller's, e.g. `rag-report train`'s CPU
     defaults), then ``--config``, then the flags; ``parser`` replaces :func:`build_parser`'s.
 
@@ -326,16 +396,19 @@ def config_from_args(argv: list[str] | None = None, *, parser: ConfigParser | No
 def main(argv: list[str] | None = None) -> int:
     setup_offline()
     argv = list(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.DEBUG if ("-v" in argv or "--verbose" in argv) else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if ("-v" in argv or "--verbose" in argv) else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     try:
         cfg = config_from_args(argv)
         result = train(cfg)
     except EClipError as exc:  # bad config, manifest or checkpoint, a full disk: one line, no traceback
         logging.getLogger("eclip_core.train").error("%s", exc)
         return 2
-    summary = {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(result).items()
-               if k != "losses"}
+    summary = {
+        k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(result).items() if k != "losses"
+    }
     if int(os.environ.get("RANK", "0")) == 0:  # one summary line, not one per process
         sys.stdout.write(json.dumps(summary) + "\n")
     return 0

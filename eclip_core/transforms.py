@@ -11,6 +11,7 @@ so the expert map stays on the pixels it annotates.
 >>> tuple(x.shape), float(x.abs().max()) < 1e-6, tuple(h.shape)
 ((3, 32, 32), True, (1, 32, 32))
 """
+
 from __future__ import annotations
 
 import math
@@ -55,13 +56,15 @@ def clahe(image: np.ndarray, clip_limit: float = 2.0, tiles: int = 8, bins: int 
     x0, x1, wx = axis_weights(w, tw)
     wy, wx = wy[:, None], wx[None, :]
     Y0, Y1, X0, X1 = y0[:, None], y1[:, None], x0[None, :], x1[None, :]
-    out = ((1 - wy) * ((1 - wx) * lut[Y0, X0, q] + wx * lut[Y0, X1, q])
-           + wy * ((1 - wx) * lut[Y1, X0, q] + wx * lut[Y1, X1, q]))
+    out = (1 - wy) * ((1 - wx) * lut[Y0, X0, q] + wx * lut[Y0, X1, q]) + wy * (
+        (1 - wx) * lut[Y1, X0, q] + wx * lut[Y1, X1, q]
+    )
     return out.astype(np.float32)
 
 
-def random_resized_crop_box(h: int, w: int, scale: tuple[float, float], rng: np.random.Generator,
-                            ratio: tuple[float, float] = (3 / 4, 4 / 3)) -> tuple[int, int, int, int]:
+def random_resized_crop_box(
+    h: int, w: int, scale: tuple[float, float], rng: np.random.Generator, ratio: tuple[float, float] = (3 / 4, 4 / 3)
+) -> tuple[int, int, int, int]:
     """(top, left, height, width) of a random crop covering ``scale`` of the area (torchvision's rule)."""
     area = h * w
     log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
@@ -109,8 +112,13 @@ class ImageTransform:
     clahe_clip_limit: float = 2.0
     clahe_tiles: int = 8
 
-    def __call__(self, image: np.ndarray, heatmap: np.ndarray | None = None, train: bool = False,
-                 rng: np.random.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def __call__(
+        self,
+        image: np.ndarray,
+        heatmap: np.ndarray | None = None,
+        train: bool = False,
+        rng: np.random.Generator | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         img = np.asarray(image, dtype=np.float32)
         if img.ndim == 3 and img.shape[-1] in (3, 4):
             img = img[..., :3].mean(axis=-1)  # RGB(A) array -> grey
@@ -124,16 +132,16 @@ class ImageTransform:
         hm = torch.from_numpy(np.ascontiguousarray(heatmap, dtype=np.float32))[None] if heatmap is not None else None
         if train:
             top, left, ch, cw = random_resized_crop_box(h, w, self.crop_scale, rng)
-            x = _resize(x[:, top:top + ch, left:left + cw], (self.size, self.size))
+            x = _resize(x[:, top : top + ch, left : left + cw], (self.size, self.size))
             if hm is not None:
-                hm = _resize(hm[:, top:top + ch, left:left + cw], (self.size, self.size))
+                hm = _resize(hm[:, top : top + ch, left : left + cw], (self.size, self.size))
             if self.clahe_p > 0 and rng.uniform() < self.clahe_p:
                 x = torch.from_numpy(clahe(x[0].clamp(0, 1).numpy(), self.clahe_clip_limit, self.clahe_tiles))[None]
         else:
             (rh, rw), (top, left, ch, cw) = _center_box(h, w, self.size)
-            x = _resize(x, (rh, rw))[:, top:top + ch, left:left + cw]
+            x = _resize(x, (rh, rw))[:, top : top + ch, left : left + cw]
             if hm is not None:
-                hm = _resize(hm, (rh, rw))[:, top:top + ch, left:left + cw]
+                hm = _resize(hm, (rh, rw))[:, top : top + ch, left : left + cw]
         x = (x.clamp(0, 1) - self.mean) / self.std
         # Grey to 3 channels by concatenation: expand().contiguous() is a strided copy that torch spreads
         # over its thread pool, ~100x slower than this on a loaded 2-core CPU (same values).

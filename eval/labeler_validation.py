@@ -14,6 +14,7 @@ annotators code what the radiologist asserts), and the uncertain-as-positive num
 >>> CATEGORY_MAP["Effusion"]
 'Pleural Effusion'
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,7 +28,6 @@ import numpy as np
 import pandas as pd
 
 from eclip_core.labeler import label_report, sentence_observations
-from eclip_core.labels import CHEXPERT_OBSERVATIONS
 from eclip_core.text import join_report, split_sentences
 
 log = logging.getLogger(__name__)
@@ -133,8 +133,9 @@ def _gold(frame: pd.DataFrame, columns: str) -> np.ndarray:
     return frame[columns.split("|")].to_numpy().max(axis=1) > 0
 
 
-def validate(data_dir: Path = DATA_DIR, uids: list[str] | None = None, n_errors: int = 6,
-             reports: dict[str, str] | None = None) -> dict[str, ValidationResult]:
+def validate(
+    data_dir: Path = DATA_DIR, uids: list[str] | None = None, n_errors: int = 6, reports: dict[str, str] | None = None
+) -> dict[str, ValidationResult]:
     """Score the labeler against the NegBio gold labels under both uncertain policies.
 
     ``uids`` restricts the set (e.g. NegBio's test split); reports without findings or impression text
@@ -153,8 +154,11 @@ def validate(data_dir: Path = DATA_DIR, uids: list[str] | None = None, n_errors:
         for cols, obs in CATEGORY_MAP.items():
             g = _gold(gold, cols)
             p = np.array([lab[obs] in positive for lab in labels])
-            cats.append(CategoryScore(obs, cols.replace("|", " or "), int((g & p).sum()), int((~g & p).sum()),
-                                      int((g & ~p).sum())))
+            cats.append(
+                CategoryScore(
+                    obs, cols.replace("|", " or "), int((g & p).sum()), int((~g & p).sum()), int((g & ~p).sum())
+                )
+            )
             errs = []
             for kind, mask in (("FP", ~g & p), ("FN", g & ~p)):
                 for i in np.flatnonzero(mask)[:n_errors]:
@@ -194,15 +198,17 @@ def _speed(texts: list[str]) -> tuple[float, float]:
 def _table(res: ValidationResult) -> list[str]:
     lines = ["| observation (gold column) | support | precision | recall | F1 |", "|---|---|---|---|---|"]
     for c in res.categories:
-        lines.append(f"| {c.observation} ({c.gold_columns}) | {c.support} | {c.precision:.3f} | {c.recall:.3f} "
-                     f"| {c.f1:.3f} |")
+        lines.append(
+            f"| {c.observation} ({c.gold_columns}) | {c.support} | {c.precision:.3f} | {c.recall:.3f} | {c.f1:.3f} |"
+        )
     lines.append(f"| **micro** | {sum(c.support for c in res.categories)} | | | **{res.micro_f1:.3f}** |")
     lines.append(f"| macro | | | | {res.macro_f1:.3f} |")
     return lines
 
 
-def render_markdown(full: dict[str, ValidationResult], test: dict[str, ValidationResult],
-                    speed: tuple[float, float], command: str) -> str:
+def render_markdown(
+    full: dict[str, ValidationResult], test: dict[str, ValidationResult], speed: tuple[float, float], command: str
+) -> str:
     main = full[HEADLINE]
     other = next(p for p in full if p != HEADLINE)
     lines = [
@@ -217,24 +223,24 @@ def render_markdown(full: dict[str, ValidationResult], test: dict[str, Validatio
         "",
         "Uncertain policy of the headline: uncertain counted as negative. The Open-I gold labels follow the",
         "IU annotators' MeSH coding, which codes what the radiologist asserts and leaves hedged findings",
-        "(\"may represent pneumonia\", \"differential includes edema\") uncoded; counting uncertain as",
+        '("may represent pneumonia", "differential includes edema") uncoded; counting uncertain as',
         "positive turns those hedges into false positives (second table).",
         "",
         "Where this labeler departs from the CheXpert labeler (each checked against these gold labels):",
         "",
-        "- Anatomical words (\"heart size\", \"cardiac silhouette\", \"mediastinum\") count only with a size",
-        "  descriptor in their clause (enlarged / normal / borderline); CheXpert counts any unnegated \"the heart\".",
-        "- \"Borderline\" heart size is Cardiomegaly (a grade of size; IU codes \"Cardiomegaly/borderline\"),",
-        "  not uncertain. \"Upper limits of normal\" / \"top normal\" is negative.",
-        "- \"Nodular opacity / density\" is Lung Opacity, not Lung Lesion; \"calcified nodule\" is a Lung Lesion",
-        "  (IU codes \"Nodule/calcified\"); \"calcified granuloma\" is no observation (as in CheXpert).",
-        "- \"Pulmonary vascular congestion\", \"vascular prominence\", \"indistinctness\" are not Edema",
-        "  (IU codes them \"Pulmonary Congestion\"); \"soft tissue edema\" is not Edema.",
-        "- \"Infection\" after \"prior / old / granulomatous\" is not Pneumonia; \"pneumonitis\" is.",
-        "- \"represents\" is not a hedge (Open-I's de-identification often hides the \"likely\" before it);",
-        "  \"correlate clinically for\", \"question\", \"in the differential\" are.",
+        '- Anatomical words ("heart size", "cardiac silhouette", "mediastinum") count only with a size',
+        '  descriptor in their clause (enlarged / normal / borderline); CheXpert counts any unnegated "the heart".',
+        '- "Borderline" heart size is Cardiomegaly (a grade of size; IU codes "Cardiomegaly/borderline"),',
+        '  not uncertain. "Upper limits of normal" / "top normal" is negative.',
+        '- "Nodular opacity / density" is Lung Opacity, not Lung Lesion; "calcified nodule" is a Lung Lesion',
+        '  (IU codes "Nodule/calcified"); "calcified granuloma" is no observation (as in CheXpert).',
+        '- "Pulmonary vascular congestion", "vascular prominence", "indistinctness" are not Edema',
+        '  (IU codes them "Pulmonary Congestion"); "soft tissue edema" is not Edema.',
+        '- "Infection" after "prior / old / granulomatous" is not Pneumonia; "pneumonitis" is.',
+        '- "represents" is not a hedge (Open-I\'s de-identification often hides the "likely" before it);',
+        '  "correlate clinically for", "question", "in the differential" are.',
         "- Findings outside the 14 (emphysema, granuloma, degenerative change, hyperinflation, tortuous aorta)",
-        "  are recognised as no observation and do not block \"No Finding\" (the CheXpert rule as specified).",
+        '  are recognised as no observation and do not block "No Finding" (the CheXpert rule as specified).',
         "",
         f"## All {main.n_reports} gold reports with text, {HEADLINE.replace('_', ' ')} (headline)",
         "",
@@ -257,12 +263,12 @@ def render_markdown(full: dict[str, ValidationResult], test: dict[str, Validatio
         "",
         "## What remains wrong, by kind",
         "",
-        "- Hedged findings the annotators coded anyway (\"atelectasis versus scarring\", \"probable effusion\",",
-        "  \"most suggestive of edema\"): false negatives under the headline policy, true positives under the other.",
-        "- \"Enlarged cardiac silhouette\" that IU coded as \"Cardiac Shadow/enlarged\" rather than Cardiomegaly.",
-        "- Nodule wording the coding treats inconsistently (\"nodular opacity\" sometimes coded Nodule, small",
-        "  nodules near ribs / nipples not coded, \"fibronodular\" scarring coded Nodule).",
-        "- Text garbled by de-identification (\"Marrow pneumothorax, ...\" for \"No pneumothorax\"; a lost \"No\").",
+        '- Hedged findings the annotators coded anyway ("atelectasis versus scarring", "probable effusion",',
+        '  "most suggestive of edema"): false negatives under the headline policy, true positives under the other.',
+        '- "Enlarged cardiac silhouette" that IU coded as "Cardiac Shadow/enlarged" rather than Cardiomegaly.',
+        '- Nodule wording the coding treats inconsistently ("nodular opacity" sometimes coded Nodule, small',
+        '  nodules near ribs / nipples not coded, "fibronodular" scarring coded Nodule).',
+        '- Text garbled by de-identification ("Marrow pneumothorax, ..." for "No pneumothorax"; a lost "No").',
         "",
         f"## Kinds of sentences it gets wrong (first errors per category, {HEADLINE.replace('_', ' ')})",
         "",
@@ -286,8 +292,12 @@ def render_markdown(full: dict[str, ValidationResult], test: dict[str, Validatio
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data-dir", type=Path, default=DATA_DIR,
-                    help=f"folder with {GOLD_CSV} and {TESTSET_TXT} (default: the copy shipped in eval/data)")
+    ap.add_argument(
+        "--data-dir",
+        type=Path,
+        default=DATA_DIR,
+        help=f"folder with {GOLD_CSV} and {TESTSET_TXT} (default: the copy shipped in eval/data)",
+    )
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "results" / "labeler.md")
     ap.add_argument("--errors", type=int, default=4, help="errors of each kind (FP, FN) listed per category")
     args = ap.parse_args(argv)
@@ -302,8 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(md + "\n", encoding="utf-8")
     for policy, res in full.items():
-        log.info("%s: micro-F1 %.3f macro-F1 %.3f over %d reports", policy, res.micro_f1, res.macro_f1,
-                 res.n_reports)
+        log.info("%s: micro-F1 %.3f macro-F1 %.3f over %d reports", policy, res.micro_f1, res.macro_f1, res.n_reports)
     log.info("wrote %s", args.out)
     return 0
 

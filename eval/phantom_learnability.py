@@ -8,6 +8,7 @@ its real MeSH codes and report text): the question is whether the pixels show th
 classifier can read reports. Kinds with at least ``--min-test`` positives in the test split are
 scored; rarer kinds are listed with their counts. Runs in minutes on a 2-core CPU.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,13 +40,23 @@ def _model(n_out: int):
     import torch.nn as nn
 
     def block(i, o):
-        return nn.Sequential(nn.Conv2d(i, o, 3, padding=1, bias=False), nn.BatchNorm2d(o), nn.ReLU(inplace=True),
-                             nn.MaxPool2d(2))
+        return nn.Sequential(
+            nn.Conv2d(i, o, 3, padding=1, bias=False), nn.BatchNorm2d(o), nn.ReLU(inplace=True), nn.MaxPool2d(2)
+        )
 
     # one conv per scale keeps an epoch cheap on a shared CPU; position matters (which side, which
     # lobe), so a coarse 2x2 spatial map reaches the head instead of a global average
-    return nn.Sequential(block(1, 16), block(16, 32), block(32, 64), block(64, 96), block(96, 128),
-                         nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Dropout(0.2), nn.Linear(128 * 4, n_out))
+    return nn.Sequential(
+        block(1, 16),
+        block(16, 32),
+        block(32, 64),
+        block(64, 96),
+        block(96, 128),
+        nn.AdaptiveAvgPool2d(2),
+        nn.Flatten(),
+        nn.Dropout(0.2),
+        nn.Linear(128 * 4, n_out),
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -85,8 +96,14 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
     xtr, xte = _load(train, a.input), _load(test, a.input)
     ytr, yte = targets(train), targets(test)
-    log.info("loaded %d train / %d test images at %d px in %.1f s; %d kinds scored", len(xtr), len(xte),
-             a.input, time.time() - t0, len(kinds))
+    log.info(
+        "loaded %d train / %d test images at %d px in %.1f s; %d kinds scored",
+        len(xtr),
+        len(xte),
+        a.input,
+        time.time() - t0,
+        len(kinds),
+    )
     mean, std = float(xtr.mean()), float(xtr.std())
     xtr_t = torch.from_numpy((xtr - mean) / std)
     xte_t = torch.from_numpy((xte - mean) / std)
@@ -104,10 +121,12 @@ def main(argv: list[str] | None = None) -> int:
         perm = torch.randperm(len(xtr_t), generator=gen)
         total = 0.0
         for i in range(0, len(perm), a.batch):
-            idx = perm[i:i + a.batch]
+            idx = perm[i : i + a.batch]
             xb = xtr_t[idx]
             # small intensity jitter only: flips would swap the patient's sides
-            xb = xb * (1 + 0.1 * torch.randn(len(idx), 1, 1, 1, generator=gen)) + 0.1 * torch.randn(len(idx), 1, 1, 1, generator=gen)
+            xb = xb * (1 + 0.1 * torch.randn(len(idx), 1, 1, 1, generator=gen)) + 0.1 * torch.randn(
+                len(idx), 1, 1, 1, generator=gen
+            )
             loss = loss_fn(model(xb), ytr_t[idx])
             opt.zero_grad()
             loss.backward()
@@ -117,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         log.info("epoch %d/%d loss %.4f (%.0f s)", epoch + 1, a.epochs, total / len(xtr_t), time.time() - t_train)
     model.eval()
     with torch.no_grad():
-        scores = torch.cat([torch.sigmoid(model(xte_t[i:i + 128])) for i in range(0, len(xte_t), 128)]).numpy()
+        scores = torch.cat([torch.sigmoid(model(xte_t[i : i + 128])) for i in range(0, len(xte_t), 128)]).numpy()
     aucs = {k: float(roc_auc_score(yte[:, j], scores[:, j])) for j, k in enumerate(kinds)}
     train_s = time.time() - t_train
 
@@ -136,12 +155,20 @@ def main(argv: list[str] | None = None) -> int:
         "|---|---|---|---|---|---|",
     ]
     for k in kinds:
-        lines.append(f"| {k} | {count_all[k]} | {count_train[k]} | {count_test[k]} | {aucs[k]:.3f} | "
-                     f"{'yes' if aucs[k] >= 0.85 else 'NO'} |")
-    lines += ["", f"Mean AUROC over the {len(kinds)} scored kinds: {np.mean(list(aucs.values())):.3f}. "
-              f"{sum(v >= 0.85 for v in aucs.values())}/{len(kinds)} reach 0.85.", "",
-              f"Rare kinds (fewer than {a.min_test} test positives; not scored): "
-              + ", ".join(f"{k} {count_all[k]} (test {count_test[k]})" for k in rare) + ".", ""]
+        lines.append(
+            f"| {k} | {count_all[k]} | {count_train[k]} | {count_test[k]} | {aucs[k]:.3f} | "
+            f"{'yes' if aucs[k] >= 0.85 else 'NO'} |"
+        )
+    lines += [
+        "",
+        f"Mean AUROC over the {len(kinds)} scored kinds: {np.mean(list(aucs.values())):.3f}. "
+        f"{sum(v >= 0.85 for v in aucs.values())}/{len(kinds)} reach 0.85.",
+        "",
+        f"Rare kinds (fewer than {a.min_test} test positives; not scored): "
+        + ", ".join(f"{k} {count_all[k]} (test {count_test[k]})" for k in rare)
+        + ".",
+        "",
+    ]
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text("\n".join(lines))
     print("\n".join(lines))

@@ -3,6 +3,7 @@
 >>> from rag_report import generate_report      # doctest: +SKIP
 >>> print(generate_report("chest.png").text)     # doctest: +SKIP
 """
+
 from __future__ import annotations
 
 from typing import Any

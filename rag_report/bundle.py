@@ -7,6 +7,7 @@ when ``bundle.json`` exists, so an interrupted build resumes where it stopped.
 >>> b = default_bundle()            # doctest: +SKIP
 >>> b.eclip_dir, b.index_dir        # doctest: +SKIP
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -73,7 +74,7 @@ class Bundle:
         return self.root / "eclip"
 
     @property
-    def config(self) -> "DefaultBundleConfig":
+    def config(self) -> DefaultBundleConfig:
         return DefaultBundleConfig(**self.info["config"]) if self.info.get("config") else DefaultBundleConfig()
 
     def model_dir(self, method: str) -> Path:
@@ -135,11 +136,18 @@ def train_bundle_model(config: DefaultBundleConfig, manifest: Path, method: str,
         return out
     labels = out.name == "eclip"
     cfg = TrainConfig(
-        manifest=str(manifest), output_dir=str(bundle_root(config) / f"{out.name}-run"),
+        manifest=str(manifest),
+        output_dir=str(bundle_root(config) / f"{out.name}-run"),
         method="clip" if method == "clip" else "eclip",
         model=EClipConfig(name=config.model, lock_text=config.lock_text, image_size=config.image_size),
-        steps=config.steps, batch_size=config.batch_size, lr=config.lr, seed=config.seed,
-        checkpoint_every=max(config.steps // 5, 1), resume=True, progress=progress, num_workers=config.num_workers,
+        steps=config.steps,
+        batch_size=config.batch_size,
+        lr=config.lr,
+        seed=config.seed,
+        checkpoint_every=max(config.steps // 5, 1),
+        resume=True,
+        progress=progress,
+        num_workers=config.num_workers,
         label_loss_weight=config.label_loss_weight if labels else 0.0,
         soft_target_weight=config.soft_target_weight if labels else 0.0,
         soft_target_temperature=config.soft_target_temperature,
@@ -161,8 +169,9 @@ def build_default_bundle(config: DefaultBundleConfig | None = None, *, progress:
     root.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     log.info("building the default bundle in %s", root)
-    manifest = build_phantom_dataset(size=config.phantom_size, seed=config.phantom_seed,
-                                     gaze_fraction=config.gaze_fraction, progress=progress)
+    manifest = build_phantom_dataset(
+        size=config.phantom_size, seed=config.phantom_seed, gaze_fraction=config.gaze_fraction, progress=progress
+    )
     studies = read_manifest(manifest)
     train_studies = [s for s in studies if s.split == "train"]
     if not train_studies:
@@ -171,9 +180,15 @@ def build_default_bundle(config: DefaultBundleConfig | None = None, *, progress:
     model = EClip.from_pretrained(eclip_dir).eval()
     index_dir = root / "index"
     if not is_current_index(index_dir):
-        ReportIndex.build(model, train_studies, index_dir, index_type=config.index_type, progress=progress,
-                          corpus_name="open-i-train (phantom default)",
-                          val_studies=[s for s in studies if s.split == "val"])
+        ReportIndex.build(
+            model,
+            train_studies,
+            index_dir,
+            index_type=config.index_type,
+            progress=progress,
+            corpus_name="open-i-train (phantom default)",
+            val_studies=[s for s in studies if s.split == "val"],
+        )
     index = ReportIndex.load(index_dir, model=model)
     floor = _similarity_floor(model, index, [s for s in studies if s.split == "val"], progress)
     from rag_report.llm import LLMSpec, load_llm
@@ -181,8 +196,13 @@ def build_default_bundle(config: DefaultBundleConfig | None = None, *, progress:
     load_llm(LLMSpec())  # converts the default LLM once into the cache
     examples = _pick_examples([s for s in studies if s.split == "test"], config.n_examples)
     info = {
-        "config": asdict(config), "key": config.key(), "manifest": str(manifest), "similarity_floor": floor,
-        "examples": examples, "n_train_reports": len(train_studies), "build_seconds": time.perf_counter() - t0,
+        "config": asdict(config),
+        "key": config.key(),
+        "manifest": str(manifest),
+        "similarity_floor": floor,
+        "examples": examples,
+        "n_train_reports": len(train_studies),
+        "build_seconds": time.perf_counter() - t0,
         "simulated": True,
     }
     with atomic_path(root / "bundle.json") as tmp:

@@ -12,6 +12,7 @@ Examples::
     rag-report train --config train.yaml
     rag-report serve --port 7860
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,8 +35,9 @@ def _add_pipeline_flags(p: ConfigParser) -> None:
     """Every PipelineConfig field as a flag, and ``--config`` (a JSON/YAML file of its fields)."""
     from rag_report.pipeline import PipelineConfig
 
-    p.add_dataclass(PipelineConfig, title="pipeline (PipelineConfig; the default bundle when --model / --index "
-                                          "are not given)")
+    p.add_dataclass(
+        PipelineConfig, title="pipeline (PipelineConfig; the default bundle when --model / --index are not given)"
+    )
     p.add_config_option(help="JSON or YAML file of PipelineConfig fields; flags given override it")
 
 
@@ -51,10 +53,19 @@ def cmd_build_default(args: argparse.Namespace) -> str:
     cfg = DefaultBundleConfig(steps=args.steps) if args.steps else DefaultBundleConfig()
     bundle = default_bundle(cfg, build=True, progress=not args.quiet)
     if args.json:
-        return json.dumps({"root": str(bundle.root), "eclip_checkpoint": str(bundle.eclip_dir),
-                           "index": str(bundle.index_dir), "manifest": str(bundle.manifest_path)}, indent=2)
-    return (f"default bundle ready: {bundle.root}\n  eCLIP checkpoint: {bundle.eclip_dir}\n"
-            f"  index: {bundle.index_dir}\n  manifest: {bundle.manifest_path}")
+        return json.dumps(
+            {
+                "root": str(bundle.root),
+                "eclip_checkpoint": str(bundle.eclip_dir),
+                "index": str(bundle.index_dir),
+                "manifest": str(bundle.manifest_path),
+            },
+            indent=2,
+        )
+    return (
+        f"default bundle ready: {bundle.root}\n  eCLIP checkpoint: {bundle.eclip_dir}\n"
+        f"  index: {bundle.index_dir}\n  manifest: {bundle.manifest_path}"
+    )
 
 
 def cmd_generate(args: argparse.Namespace) -> str:
@@ -68,8 +79,9 @@ def cmd_generate(args: argparse.Namespace) -> str:
 
         examples = default_bundle(build=True, progress=not args.quiet).examples
         if not examples:
-            raise BundleError("the default bundle has no example images; rebuild it (rag-report build-default) "
-                              "or give an image path")
+            raise BundleError(
+                "the default bundle has no example images; rebuild it (rag-report build-default) or give an image path"
+            )
         image = examples[0]
         print(f"example image (a held-out phantom test study): {image}", file=sys.stderr)
     read_image(image)  # a bad input is refused at once, before the models load
@@ -90,15 +102,19 @@ def draft_as_text(draft) -> str:
     boost = draft.models.get("label_boost", "off")
     if draft.predicted_labels:
         shown = [f"{name} {draft.predicted_labels.get(name, float('nan')):.2f}" for name in draft.predicted_positive]
-        lines.append(f"\nPREDICTED FROM THE IMAGE (label classifiers; label boost {boost}): "
-                     + (", ".join(shown) or "no observation predicted present"))
+        lines.append(
+            f"\nPREDICTED FROM THE IMAGE (label classifiers; label boost {boost}): "
+            + (", ".join(shown) or "no observation predicted present")
+        )
     else:
         lines.append("\nPREDICTED FROM THE IMAGE: n/a (the index has no label classifiers)")
     lines.append("\nEVIDENCE")
     for ev in draft.evidence:
         agreement = "" if ev.label_agreement is None else f"  label agreement {ev.label_agreement:.2f}"
-        lines.append(f"  #{ev.rank} {ev.study_id}  similarity {ev.similarity:.3f}{agreement}  "
-                     f"sentences used: {len(ev.sentences_used)}")
+        lines.append(
+            f"  #{ev.rank} {ev.study_id}  similarity {ev.similarity:.3f}{agreement}  "
+            f"sentences used: {len(ev.sentences_used)}"
+        )
     positives = [k for k, v in draft.labels.items() if v == 1.0]
     lines.append(f"\nOBSERVATIONS IN THE DRAFT: {', '.join(positives) or 'none positive'}")
     if draft.models.get("quantization"):
@@ -120,20 +136,36 @@ def cmd_index(args: argparse.Namespace) -> str:
         from rag_report.errors import EmptyCorpusError
 
         rows = f"{len(chosen)} rows" if args.split == "all" else f"{len(chosen)} rows with split {args.split!r}"
-        raise EmptyCorpusError(f"manifest {args.manifest}: none of its {rows} has report text (findings or "
-                               "impression), so there is nothing to index; fill those columns in, or choose "
-                               "another --split (train, val, test or all)")
+        raise EmptyCorpusError(
+            f"manifest {args.manifest}: none of its {rows} has report text (findings or "
+            "impression), so there is nothing to index; fill those columns in, or choose "
+            "another --split (train, val, test or all)"
+        )
     if len(studies) < len(chosen):
-        logging.getLogger("rag_report.cli").warning("%d of %d rows have no report text and are not indexed",
-                                                    len(chosen) - len(studies), len(chosen))
+        logging.getLogger("rag_report.cli").warning(
+            "%d of %d rows have no report text and are not indexed", len(chosen) - len(studies), len(chosen)
+        )
     model = EClip.from_pretrained(args.model_dir).eval()
-    index = ReportIndex.build(model, studies, args.out, index_type=args.index_type, progress=not args.quiet,
-                              corpus_name=args.corpus_name or Path(args.manifest).stem)
+    index = ReportIndex.build(
+        model,
+        studies,
+        args.out,
+        index_type=args.index_type,
+        progress=not args.quiet,
+        corpus_name=args.corpus_name or Path(args.manifest).stem,
+    )
     if args.json:
         manifest = getattr(index, "manifest", {}) or {}
-        return json.dumps({"out": str(args.out), "reports": len(studies), "index_type": args.index_type,
-                           "index_id": str(manifest.get("index_id", "")),
-                           "eclip_checkpoint": model.checkpoint_hash}, indent=2)
+        return json.dumps(
+            {
+                "out": str(args.out),
+                "reports": len(studies),
+                "index_type": args.index_type,
+                "index_id": str(manifest.get("index_id", "")),
+                "eclip_checkpoint": model.checkpoint_hash,
+            },
+            indent=2,
+        )
     return f"indexed {len(studies)} reports into {args.out}"
 
 
@@ -146,8 +178,12 @@ def cmd_serve(argv: list[str]) -> int:
 def _common_flags() -> argparse.ArgumentParser:
     # SUPPRESS: a flag given after the command name must not reset one given before it.
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS,
-                        help="no progress bars or library tables (stderr only carries warnings and errors)")
+    common.add_argument(
+        "--quiet",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="no progress bars or library tables (stderr only carries warnings and errors)",
+    )
     common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="info logs")
     return common
 
@@ -159,8 +195,11 @@ def build_parser() -> ConfigParser:
     parser.set_defaults(quiet=False, verbose=False)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("build-default", parents=[_common_flags()],
-                       help="build the embedded default bundle (phantom data, eCLIP, index, LLM)")
+    p = sub.add_parser(
+        "build-default",
+        parents=[_common_flags()],
+        help="build the embedded default bundle (phantom data, eCLIP, index, LLM)",
+    )
     p.add_argument("--steps", type=int, default=None, help="training steps (default: the bundle's)")
     p.add_argument("--json", action="store_true", help="print the bundle's paths as JSON")
     p.set_defaults(func=cmd_build_default)
@@ -223,8 +262,9 @@ def main(argv: list[str] | None = None) -> int:
         if "--json" in argv:
             sys.stdout.write(error_json(exc) + "\n")
         return 2
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
     as_json = bool(getattr(args, "json", False))
     try:
         with stdout_to_stderr():

@@ -12,13 +12,15 @@ fd-level) goes to stderr; the command's result is written to the real stdout onc
 >>> err.getvalue()
 'chatter\\n'
 """
+
 from __future__ import annotations
 
 import contextlib
 import json
 import os
 import sys
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 
 def _fileno(stream: Any) -> int | None:

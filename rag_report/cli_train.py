@@ -9,6 +9,7 @@ once per report and cached), lr 3e-4 and one data-loader worker. ``--config`` an
 >>> cpu_train_defaults()["model"]["lock_text"]
 True
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,14 +51,22 @@ def train_parser(cpu: bool):
     d = cpu_train_defaults()
     parser.epilog = (
         f"Defaults on this machine ({'CPU' if cpu else 'CUDA'}): "
-        + (f"text tower locked except its projection (--model-lock-text), --lr {d['lr']:g}, "
-           f"--num-workers {d['num_workers']} (the default bundle's CPU setting; --no-model-lock-text "
-           "trains the whole text tower)." if cpu else "those of python -m eclip_core.train.")
+        + (
+            f"text tower locked except its projection (--model-lock-text), --lr {d['lr']:g}, "
+            f"--num-workers {d['num_workers']} (the default bundle's CPU setting; --no-model-lock-text "
+            "trains the whole text tower)."
+            if cpu
+            else "those of python -m eclip_core.train."
+        )
         + " --config FILE and flags override them."
     )
     # Listed for --help only: taken out of argv before parsing (TrainConfig has no such field).
-    parser.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS,
-                        help="no progress bars or library tables; warnings and errors only")
+    parser.add_argument(
+        "--quiet",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="no progress bars or library tables; warnings and errors only",
+    )
     return parser
 
 
@@ -76,8 +85,10 @@ def main(argv: list[str], *, quiet: bool = False, verbose: bool = False) -> int:
     if quiet:
         quiet_libraries()
     install_log_filters()
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     from eclip_core.train import config_from_args, train
 
     cpu = runs_on_cpu(argv)
@@ -89,7 +100,8 @@ def main(argv: list[str], *, quiet: bool = False, verbose: bool = False) -> int:
         logging.getLogger("rag_report.train").error("%s", exc)
         return 2
     if int(os.environ.get("RANK", "0")) == 0:  # one summary line, not one per process
-        summary = {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(result).items()
-                   if k != "losses"}
+        summary = {
+            k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(result).items() if k != "losses"
+        }
         sys.stdout.write(json.dumps(summary) + "\n")
     return 0

@@ -5,11 +5,12 @@ Consensus keeps the sentences that a similarity-weighted majority of the retriev
 observation already stated with the same polarity. Both draw only on sentences that pass
 :mod:`rag_report.hygiene` (no de-identification tokens, dates, ages or names; comparison-free; complete).
 """
+
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 from eclip_core.text import split_sentences
 from rag_report.hygiene import clean_sentences
@@ -36,8 +37,9 @@ def sentence_key(sentence: str) -> str:
     return " ".join(_NON_WORD.sub(" ", sentence.lower()).split())
 
 
-def top1_draft(reports: Sequence, observations: Callable[[str], dict] | None = None,
-               replace_min_overlap: float = 0.5) -> list[SourcedSentence]:
+def top1_draft(
+    reports: Sequence, observations: Callable[[str], dict] | None = None, replace_min_overlap: float = 0.5
+) -> list[SourcedSentence]:
     """The first report (the nearest, or the best after label boost) as a draft, sentence by sentence.
 
     A sentence that may not enter a draft (:mod:`rag_report.hygiene`: a de-identification token, a
@@ -64,8 +66,9 @@ def top1_draft(reports: Sequence, observations: Callable[[str], dict] | None = N
                 if clean is not None:
                     source = best
                 else:
-                    clean, source = _replacement(raw, section, reports[:i] + reports[i + 1:], used, observations,
-                                                 replace_min_overlap)
+                    clean, source = _replacement(
+                        raw, section, reports[:i] + reports[i + 1 :], used, observations, replace_min_overlap
+                    )
                 if clean is not None and clean.lower() not in used:
                     used.add(clean.lower())
                     out.append(SourcedSentence(clean, section, [source.study_id], float(source.similarity)))
@@ -147,8 +150,10 @@ def consensus_draft(
         kept = [g for g in groups.values() if g["weight"] > threshold * total]
         if not kept:
             best = reports[0]
-            chosen += [SourcedSentence(s, section, [best.study_id], weights[0])
-                       for s in clean_sentences(split_sentences(getattr(best, section)))]
+            chosen += [
+                SourcedSentence(s, section, [best.study_id], weights[0])
+                for s in clean_sentences(split_sentences(getattr(best, section)))
+            ]
             continue
         kept.sort(key=lambda g: sum(g["pos"]) / len(g["pos"]))
         stated: set[tuple[str, float]] = set()
@@ -157,5 +162,7 @@ def consensus_draft(
             sig = {(k, float(v)) for k, v in obs.items()}
             g["drop"] = bool(sig) and sig <= stated
             stated |= sig
-        chosen += [SourcedSentence(g["text"], section, g["sources"], g["weight"] / total) for g in kept if not g["drop"]]
+        chosen += [
+            SourcedSentence(g["text"], section, g["sources"], g["weight"] / total) for g in kept if not g["drop"]
+        ]
     return chosen

@@ -17,6 +17,7 @@ Only installed on the CPU when bitsandbytes would pack (``support_avx512bf16_for
 >>> enable_cpu_prefill(llm.model)                                # already done: 0 more  # doctest: +SKIP
 0
 """
+
 from __future__ import annotations
 
 import copy
@@ -64,9 +65,12 @@ def enable_cpu_prefill(model: torch.nn.Module, min_rows: int = DEFAULT_MIN_ROWS)
         if not isinstance(module, bnb.nn.Linear4bit) or hasattr(module, "prefill_qweight"):
             continue
         state = getattr(module.weight, "quant_state", None)
-        if (state is None or module.weight.device.type != "cpu"
-                or not getattr(module, "support_avx512bf16_for_cpu", False)
-                or getattr(state, "packing_format_for_cpu", False)):
+        if (
+            state is None
+            or module.weight.device.type != "cpu"
+            or not getattr(module, "support_avx512bf16_for_cpu", False)
+            or getattr(state, "packing_format_for_cpu", False)
+        ):
             continue
         module.prefill_qweight = module.weight.data.clone()
         module.prefill_state = copy.deepcopy(state)

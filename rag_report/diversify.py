@@ -13,10 +13,11 @@ All functions take unit vectors and return positions into the pool (ints), never
 >>> mmr_select(np.array([1, 0], dtype=np.float32), pool, 2, lambda_=0.3)
 [0, 2]
 """
+
 from __future__ import annotations
 
 import re
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -136,8 +137,9 @@ def mmr_select(query: np.ndarray, vectors: np.ndarray, k: int, *, lambda_: float
     return picked
 
 
-def diversify(method: str | None, query: np.ndarray, vectors: np.ndarray, k: int, *, seed: int = 0,
-              mmr_lambda: float = 0.5) -> list[int]:
+def diversify(
+    method: str | None, query: np.ndarray, vectors: np.ndarray, k: int, *, seed: int = 0, mmr_lambda: float = 0.5
+) -> list[int]:
     """Dispatch: "kmeans", "mmr" or None (the first k). Positions into the pool."""
     if method is None or method == "none":
         return list(range(min(k, len(vectors))))
@@ -148,4 +150,3 @@ def diversify(method: str | None, query: np.ndarray, vectors: np.ndarray, k: int
     from rag_report.errors import RagReportError
 
     raise RagReportError(f"unknown diversify method {method!r}; choose 'kmeans', 'mmr' or None")
-

@@ -16,10 +16,12 @@ hence ``generate_report``, the app, the CLI and the benchmark), so what is bench
 >>> [s.text for s in draft_reports("top1", reports, DraftSettings()).sentences]
 ['Cardiomegaly.']
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 from rag_report.consensus import SourcedSentence, consensus_draft, top1_draft
 from rag_report.errors import RagReportError
@@ -70,8 +72,9 @@ def _consensus(reports: Sequence[Any], settings: DraftSettings) -> Drafted:
 def _grounded(reports: Sequence[Any], settings: DraftSettings) -> Drafted:
     from rag_report.grounded import GroundedConfig, grounded_draft
 
-    out = grounded_draft(settings.llm, reports, GroundedConfig(max_sentences=settings.max_sentences),
-                         predicted=settings.predicted)
+    out = grounded_draft(
+        settings.llm, reports, GroundedConfig(max_sentences=settings.max_sentences), predicted=settings.predicted
+    )
     return Drafted([SourcedSentence(s.text, s.section, list(s.source_ids), float(s.support)) for s in out.sentences])
 
 
@@ -83,17 +86,26 @@ def _free(reports: Sequence[Any], settings: DraftSettings) -> Drafted:
     findings = None
     if settings.predicted is not None:
         findings = [name for name, on in settings.predicted.items() if on]
-    out = free_draft(settings.llm, reports, FreeConfig(max_new_tokens=settings.max_new_tokens,
-                                                       num_beams=settings.num_beams), predicted_findings=findings)
-    sentences = [SourcedSentence(s, section, [])
-                 for section, text in (("findings", out.findings), ("impression", out.impression))
-                 for s in clean_sentences(split_sentences(text))]
+    out = free_draft(
+        settings.llm,
+        reports,
+        FreeConfig(max_new_tokens=settings.max_new_tokens, num_beams=settings.num_beams),
+        predicted_findings=findings,
+    )
+    sentences = [
+        SourcedSentence(s, section, [])
+        for section, text in (("findings", out.findings), ("impression", out.impression))
+        for s in clean_sentences(split_sentences(text))
+    ]
     return Drafted(sentences, list(out.warnings))
 
 
 #: mode -> drafter(reports, settings). LLM modes need ``settings.llm``.
 DRAFTERS: dict[str, Callable[[Sequence[Any], DraftSettings], Drafted]] = {
-    "top1": _top1, "consensus": _consensus, "grounded": _grounded, "free": _free,
+    "top1": _top1,
+    "consensus": _consensus,
+    "grounded": _grounded,
+    "free": _free,
 }
 
 

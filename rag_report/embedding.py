@@ -11,10 +11,12 @@ Example (a tiny random-init model; real use loads a trained checkpoint):
 >>> len(emb.get_text_embedding("Heart size normal."))        # doctest: +SKIP
 64
 """
+
 from __future__ import annotations
 
 import logging
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from llama_index.core.bridge.pydantic import PrivateAttr
@@ -66,8 +68,16 @@ class EClipEmbedding(BaseEmbedding):
     _dim: int = PrivateAttr(default=0)
     _text_mean: Any = PrivateAttr(default=None)
 
-    def __init__(self, model: Any = None, *, dim: int | None = None, checkpoint_hash: str | None = None,
-                 embed_batch_size: int = 64, text_mean: Sequence[float] | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        model: Any = None,
+        *,
+        dim: int | None = None,
+        checkpoint_hash: str | None = None,
+        embed_batch_size: int = 64,
+        text_mean: Sequence[float] | None = None,
+        **kwargs: Any,
+    ) -> None:
         name = f"eclip-{checkpoint_hash or (model.checkpoint_hash if model is not None else 'none')}"
         super().__init__(model_name=name, embed_batch_size=embed_batch_size, **kwargs)
         self._model = model
@@ -77,7 +87,7 @@ class EClipEmbedding(BaseEmbedding):
         self._text_mean = None if text_mean is None else np.asarray(text_mean, dtype=np.float32).reshape(-1)
 
     @classmethod
-    def from_model(cls, model: Any, embed_batch_size: int = 64) -> "EClipEmbedding":
+    def from_model(cls, model: Any, embed_batch_size: int = 64) -> EClipEmbedding:
         """Adapter over ``model`` (anything with embed_texts / embed_images / embed_dim / checkpoint_hash)."""
         return cls(model, embed_batch_size=embed_batch_size)
 
@@ -105,8 +115,9 @@ class EClipEmbedding(BaseEmbedding):
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         """Texts -> [n, D] float32 unit vectors (one call of the text tower, batched by embed_batch_size)."""
         model = self._require_model()
-        return np.asarray(model.embed_texts(list(texts), batch_size=self.embed_batch_size, progress=False),
-                          dtype=np.float32)
+        return np.asarray(
+            model.embed_texts(list(texts), batch_size=self.embed_batch_size, progress=False), dtype=np.float32
+        )
 
     def index_space_texts(self, texts: Sequence[str]) -> np.ndarray:
         """Texts -> [n, D] unit vectors comparable with the index's stored ones (centred when it is)."""

@@ -1,4 +1,5 @@
 """Errors of the application layer; all derive from eclip_core's EClipError."""
+
 from __future__ import annotations
 
 from eclip_core.errors import EClipError

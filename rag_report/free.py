@@ -10,13 +10,15 @@ afterwards (:func:`truncate_repetition` cuts the text at the first repeated sent
 >>> draft.findings, draft.impression                                 # doctest: +SKIP
 ('The lungs are clear.', 'Normal chest.')
 """
+
 from __future__ import annotations
 
 import logging
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 from eclip_core.text import normalize_report_text
 from rag_report.errors import EmptyCorpusError
@@ -25,8 +27,8 @@ from rag_report.prompts import FINDINGS_HEADER, FREE_INSTRUCTION, SYSTEM_RADIOLO
 log = logging.getLogger(__name__)
 
 _HEADER = re.compile(r"(?:^|\s|\*)(findings|impressions?|conclusions?)\s*\**\s*:", re.IGNORECASE)
-_ANY_SENT_END = re.compile(r"(?<=[.!?])\s+")   # generated text may continue in lower case after a stop
-_WORD_RUN = re.compile(r"\b(\w+)(?:\W+\1\b){3,}", re.IGNORECASE)   # the same word 4+ times in a row
+_ANY_SENT_END = re.compile(r"(?<=[.!?])\s+")  # generated text may continue in lower case after a stop
+_WORD_RUN = re.compile(r"\b(\w+)(?:\W+\1\b){3,}", re.IGNORECASE)  # the same word 4+ times in a row
 
 
 @dataclass
@@ -116,7 +118,9 @@ def predicted_findings_line(findings: Sequence[str]) -> str:
     'Findings predicted from the new chest X-ray: none (a normal study).'
     """
     names = [f.lower() for f in findings if f != "No Finding"]
-    return "Findings predicted from the new chest X-ray: " + (", ".join(names) if names else "none (a normal study)") + "."
+    return (
+        "Findings predicted from the new chest X-ray: " + (", ".join(names) if names else "none (a normal study)") + "."
+    )
 
 
 def parse_sections(text: str) -> tuple[str, str, list[str]]:
@@ -131,7 +135,7 @@ def parse_sections(text: str) -> tuple[str, str, list[str]]:
     current = "findings"
     pos = 0
     for m in _HEADER.finditer(text):
-        parts[current].append(text[pos:m.start()])
+        parts[current].append(text[pos : m.start()])
         current = "findings" if m.group(1).lower().startswith("finding") else "impression"
         pos = m.end()
     parts[current].append(text[pos:])
@@ -144,8 +148,9 @@ def parse_sections(text: str) -> tuple[str, str, list[str]]:
     return findings, impression, warnings
 
 
-def free_draft(llm: Any, reports: Sequence[Any], config: FreeConfig | None = None,
-               predicted_findings: Sequence[str] | None = None) -> FreeDraft:
+def free_draft(
+    llm: Any, reports: Sequence[Any], config: FreeConfig | None = None, predicted_findings: Sequence[str] | None = None
+) -> FreeDraft:
     """Draft a report freely from ``reports`` (most similar / diversified, as retrieved).
 
     ``llm``: a :class:`rag_report.llm.FrozenLLM`. ``reports``: objects or dicts with findings and
@@ -167,16 +172,22 @@ def free_draft(llm: Any, reports: Sequence[Any], config: FreeConfig | None = Non
     # Forcing the answer to open with the FINDINGS header keeps even small models in the report format.
     prompt = llm.chat_prompt(user, SYSTEM_RADIOLOGIST, assistant_prefix=FINDINGS_HEADER)
     # Stop as soon as the loop guard would cut: greedy output after that point is thrown away anyway.
-    raw = llm.generate(prompt, max_new_tokens=cfg.max_new_tokens, num_beams=cfg.num_beams,
-                       no_repeat_ngram_size=cfg.no_repeat_ngram_size,
-                       repetition_penalty=cfg.repetition_penalty,
-                       stop_when=(lambda new: loop_started(FINDINGS_HEADER + " " + new, cfg.max_sentence_words))
-                       if cfg.stop_at_loop else None)
+    raw = llm.generate(
+        prompt,
+        max_new_tokens=cfg.max_new_tokens,
+        num_beams=cfg.num_beams,
+        no_repeat_ngram_size=cfg.no_repeat_ngram_size,
+        repetition_penalty=cfg.repetition_penalty,
+        stop_when=(lambda new: loop_started(FINDINGS_HEADER + " " + new, cfg.max_sentence_words))
+        if cfg.stop_at_loop
+        else None,
+    )
     text, truncated = truncate_repetition(FINDINGS_HEADER + " " + raw, cfg.max_sentence_words)
     findings, impression, warnings = parse_sections(text)
     if truncated:
         warnings.append("The LLM output repeated itself; it was cut at the first repetition.")
     secs = time.perf_counter() - t0
     log.info("Free draft in %.2f s (%d prompt tokens, truncated=%s)", secs, len(llm.encode(prompt)), truncated)
-    return FreeDraft(findings, impression, raw, truncated, secs, len(llm.encode(prompt)),
-                     str(getattr(llm, "id", "?")), warnings)
+    return FreeDraft(
+        findings, impression, raw, truncated, secs, len(llm.encode(prompt)), str(getattr(llm, "id", "?")), warnings
+    )

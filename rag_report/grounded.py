@@ -30,14 +30,16 @@ Every output sentence is exactly one candidate, so it carries the ids of the rep
 >>> draft.findings, draft.sentences[0].source_ids                 # doctest: +SKIP
 ('Heart size normal. No effusion.', ['CXR1'])
 """
+
 from __future__ import annotations
 
 import logging
 import math
 import re
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import torch
 
@@ -64,21 +66,21 @@ _WORD = re.compile(r"[a-z0-9]+")
 class GroundedConfig:
     """Knobs of grounded decoding; the defaults suit SmolLM2-135M with ~5 retrieved reports."""
 
-    max_sentences: int = 9               # whole draft
+    max_sentences: int = 9  # whole draft
     max_per_section: tuple[int, int] = (7, 3)  # findings, impression
-    min_per_section: int = 1             # no END before this many sentences (sections with candidates)
+    min_per_section: int = 1  # no END before this many sentences (sections with candidates)
     # Weight of log(support) / log(p_stop) added to the LLM log-probs. 8 was chosen on the val split: a
     # 135M LLM left to itself states findings only one of five retrieved reports has (docs/results/grounded_sweep.md).
     agreement_weight: float = 8.0
     similarity_temperature: float = 0.05  # report weights = softmax(similarity / T)
-    near_duplicate: float = 0.8          # word-set Jaccard at or above which two sentences are the same
-    contained: float = 0.9               # share of a candidate's words inside an emitted sentence = nothing new
-    min_support: float = 0.1             # rarer candidates only when a section has nothing else to say
+    near_duplicate: float = 0.8  # word-set Jaccard at or above which two sentences are the same
+    contained: float = 0.9  # share of a candidate's words inside an emitted sentence = nothing new
+    min_support: float = 0.1  # rarer candidates only when a section has nothing else to say
     block_redundant: bool = True
-    end_bias: float = 0.0                # added to END scores (>0 = shorter drafts)
+    end_bias: float = 0.0  # added to END scores (>0 = shorter drafts)
     max_prompt_reports: int = 5
-    max_prompt_chars: int = 500          # per report section in the prompt
-    max_candidates: int = 300            # per section, highest support kept
+    max_prompt_chars: int = 500  # per report section in the prompt
+    max_candidates: int = 300  # per section, highest support kept
     observations: ObservationsFn | None = None  # None = eclip_core.labeler.sentence_observations
 
 
@@ -103,7 +105,7 @@ class GroundedSentence:
     section: str
     source_ids: list[str]
     support: float
-    logprob: float           # LLM log-probability of its tokens given everything before
+    logprob: float  # LLM log-probability of its tokens given everything before
     token_ids: list[int] = field(default_factory=list, repr=False)
 
 
@@ -134,12 +136,20 @@ class GroundedDraft:
     def provenance(self) -> list[dict[str, Any]]:
         """Per-sentence provenance, JSON-safe: sentence, section, source_ids, support (fields of
         ``rag_report.report.SentenceProvenance`` plus the support)."""
-        return [{"sentence": s.text, "section": s.section, "source_ids": list(s.source_ids),
-                 "support": round(float(s.support), 6)} for s in self.sentences]
+        return [
+            {
+                "sentence": s.text,
+                "section": s.section,
+                "source_ids": list(s.source_ids),
+                "support": round(float(s.support), 6),
+            }
+            for s in self.sentences
+        ]
 
 
 # ----------------------------------------------------------------------------------------------------
 # Candidates
+
 
 def _report_id(report: Any, index: int) -> str:
     for key in ("study_id", "report_id", "id", "uid"):
@@ -217,8 +227,7 @@ def _contradicts(obs: dict[str, float], stated: dict[str, set[float]]) -> bool:
         return True
     finding_stated = any(k not in _NEUTRAL and v != 0.0 for k, vs in stated.items() for v in vs)
     finding_here = any(k not in _NEUTRAL and v != 0.0 for k, v in obs.items())
-    return (obs.get(NO_FINDING) == 1.0 and finding_stated) or (
-        finding_here and 1.0 in stated.get(NO_FINDING, ()))
+    return (obs.get(NO_FINDING) == 1.0 and finding_stated) or (finding_here and 1.0 in stated.get(NO_FINDING, ()))
 
 
 @dataclass
@@ -231,9 +240,12 @@ class _Report:
     stated: dict[str, set[float]]
 
 
-def build_candidates(reports: Sequence[Any], tokenizer_encode: Callable[[str], list[int]] | None = None,
-                     config: GroundedConfig | None = None,
-                     observations: ObservationsFn | None = None) -> tuple[dict[str, list[Candidate]], list[_Report]]:
+def build_candidates(
+    reports: Sequence[Any],
+    tokenizer_encode: Callable[[str], list[int]] | None = None,
+    config: GroundedConfig | None = None,
+    observations: ObservationsFn | None = None,
+) -> tuple[dict[str, list[Candidate]], list[_Report]]:
     """Candidates per section (highest support first) and the parsed reports.
 
     ``reports``: objects or dicts with an id (study_id / report_id / id), ``similarity``, ``findings``,
@@ -248,16 +260,25 @@ def build_candidates(reports: Sequence[Any], tokenizer_encode: Callable[[str], l
     parsed: list[_Report] = []
     for i, rep in enumerate(reports):
         # Only sentences that may enter a draft (rag_report.hygiene), cleaned, are candidates and evidence.
-        secs = dict(zip(SECTIONS, (clean_sentences(clean_sentence(x) for x in split_sentences(t))
-                                   for t in report_fields(rep))))
+        secs = dict(
+            zip(SECTIONS, (clean_sentences(clean_sentence(x) for x in split_sentences(t)) for t in report_fields(rep)))
+        )
         sents = secs["findings"] + secs["impression"]
         stated: dict[str, set[float]] = {}
         if observations is not None:
             for s in sents:
                 for k, v in observations(s).items():
                     stated.setdefault(k, set()).add(float(v))
-        parsed.append(_Report(_report_id(rep, i), raw[i] / total, secs,
-                              {clean_sentence(s).lower() for s in sents}, [content_words(s) for s in sents], stated))
+        parsed.append(
+            _Report(
+                _report_id(rep, i),
+                raw[i] / total,
+                secs,
+                {clean_sentence(s).lower() for s in sents},
+                [content_words(s) for s in sents],
+                stated,
+            )
+        )
 
     out: dict[str, list[Candidate]] = {}
     for section in SECTIONS:
@@ -297,10 +318,11 @@ def _agrees(cand: Candidate, rep: _Report, threshold: float) -> bool:
 # ----------------------------------------------------------------------------------------------------
 # Trie
 
+
 @dataclass
 class _Node:
-    children: dict[int, "_Node"] = field(default_factory=dict)
-    members: list[int] = field(default_factory=list)   # candidates whose tokens pass through this node
+    children: dict[int, _Node] = field(default_factory=dict)
+    members: list[int] = field(default_factory=list)  # candidates whose tokens pass through this node
     terminal: list[int] = field(default_factory=list)  # candidates that end here
 
 
@@ -319,6 +341,7 @@ def build_trie(token_seqs: Sequence[Sequence[int]]) -> _Node:
 
 # ----------------------------------------------------------------------------------------------------
 # Decoding
+
 
 class _Decoder:
     """Greedy constrained decoding over a growing KV cache (batch of one)."""
@@ -354,8 +377,9 @@ def _log(x: float) -> float:
     return math.log(max(x, 1e-9))
 
 
-def grounded_draft(llm: Any, reports: Sequence[Any], config: GroundedConfig | None = None,
-                   predicted: Mapping[str, bool] | None = None) -> GroundedDraft:
+def grounded_draft(
+    llm: Any, reports: Sequence[Any], config: GroundedConfig | None = None, predicted: Mapping[str, bool] | None = None
+) -> GroundedDraft:
     """Draft a report whose every sentence is a sentence of ``reports`` (see the module docstring).
 
     ``predicted`` (observation -> predicted present, from the image's label classifiers) makes the draft
@@ -402,13 +426,15 @@ def grounded_draft(llm: Any, reports: Sequence[Any], config: GroundedConfig | No
         cap = min(cfg.max_per_section[SECTIONS.index(section)], cfg.max_sentences - len(emitted))
         n = 0
         while n < cap:
-            active = _allowed(sec_cands, used, stated_sec, stated_all, sec_words,
-                              [s.text for s in emitted], cfg, predicted)
+            active = _allowed(
+                sec_cands, used, stated_sec, stated_all, sec_words, [s.text for s in emitted], cfg, predicted
+            )
             if not active and n < cfg.min_per_section:
                 # Never an empty section: relax the support floor, then the blocking.
                 relaxed = replace(cfg, min_support=0.0)
-                active = _allowed(sec_cands, used, stated_sec, stated_all, sec_words,
-                                  [s.text for s in emitted], relaxed, predicted)
+                active = _allowed(
+                    sec_cands, used, stated_sec, stated_all, sec_words, [s.text for s in emitted], relaxed, predicted
+                )
                 done = {e.text.lower() for e in emitted}
                 active = active or {i for i, c in enumerate(sec_cands) if i not in used and c.text.lower() not in done}
             if not active:
@@ -416,9 +442,16 @@ def grounded_draft(llm: Any, reports: Sequence[Any], config: GroundedConfig | No
             covering = _covering(sec_cands, active, predicted, stated_all)
             if covering and len(covering) >= cap - n:
                 active = set().union(*covering.values())  # the last slots go to predicted findings
-            choice = _choose_sentence(dec, trie, sec_cands, active, cfg, end_ids,
-                                      can_end=n >= cfg.min_per_section and not covering,
-                                      p_stop=sum(w for w, m in lengths if m <= n))
+            choice = _choose_sentence(
+                dec,
+                trie,
+                sec_cands,
+                active,
+                cfg,
+                end_ids,
+                can_end=n >= cfg.min_per_section and not covering,
+                p_stop=sum(w for w, m in lengths if m <= n),
+            )
             if choice is None:
                 break
             idx, lp = choice
@@ -428,14 +461,27 @@ def grounded_draft(llm: Any, reports: Sequence[Any], config: GroundedConfig | No
                 stated_sec.setdefault(k, set()).add(v)
                 stated_all.setdefault(k, set()).add(v)
             sec_words.append(cand.words)
-            emitted.append(GroundedSentence(cand.text, section, list(cand.source_ids), cand.support, lp,
-                                            list(cand.token_ids)))
+            emitted.append(
+                GroundedSentence(cand.text, section, list(cand.source_ids), cand.support, lp, list(cand.token_ids))
+            )
             n += 1
     secs = time.perf_counter() - t0
-    log.info("Grounded draft: %d sentences from %s candidates, %d forward passes, %.2f s",
-             len(emitted), {s: len(c) for s, c in cands.items()}, dec.passes, secs)
-    return GroundedDraft(emitted, {s: len(c) for s, c in cands.items()}, len(prompt_ids), dec.passes, secs,
-                         str(getattr(llm, "id", "?")), obs_fn is not None)
+    log.info(
+        "Grounded draft: %d sentences from %s candidates, %d forward passes, %.2f s",
+        len(emitted),
+        {s: len(c) for s, c in cands.items()},
+        dec.passes,
+        secs,
+    )
+    return GroundedDraft(
+        emitted,
+        {s: len(c) for s, c in cands.items()},
+        len(prompt_ids),
+        dec.passes,
+        secs,
+        str(getattr(llm, "id", "?")),
+        obs_fn is not None,
+    )
 
 
 def _against_prediction(obs: dict[str, float], predicted: Mapping[str, bool]) -> bool:
@@ -453,8 +499,9 @@ def _against_prediction(obs: dict[str, float], predicted: Mapping[str, bool]) ->
     return False
 
 
-def _covering(cands: list[Candidate], active: set[int], predicted: Mapping[str, bool] | None,
-              stated_all: dict[str, set[float]]) -> dict[str, set[int]]:
+def _covering(
+    cands: list[Candidate], active: set[int], predicted: Mapping[str, bool] | None, stated_all: dict[str, set[float]]
+) -> dict[str, set[int]]:
     """Predicted findings not yet stated as present -> the active candidates that state them."""
     if not predicted:
         return {}
@@ -468,9 +515,16 @@ def _covering(cands: list[Candidate], active: set[int], predicted: Mapping[str, 
     return out
 
 
-def _allowed(cands: list[Candidate], used: set[int], stated_sec: dict[str, set[float]],
-             stated_all: dict[str, set[float]], sec_words: list[frozenset[str]], emitted_texts: list[str],
-             cfg: GroundedConfig, predicted: Mapping[str, bool] | None = None) -> set[int]:
+def _allowed(
+    cands: list[Candidate],
+    used: set[int],
+    stated_sec: dict[str, set[float]],
+    stated_all: dict[str, set[float]],
+    sec_words: list[frozenset[str]],
+    emitted_texts: list[str],
+    cfg: GroundedConfig,
+    predicted: Mapping[str, bool] | None = None,
+) -> set[int]:
     """Indices of candidates that may be stated next."""
     emitted_lower = {t.lower() for t in emitted_texts}
     ok = set()
@@ -482,8 +536,10 @@ def _allowed(cands: list[Candidate], used: set[int], stated_sec: dict[str, set[f
         if cfg.block_redundant:
             if _contradicts(c.observations, stated_all) or _covered(c.observations, stated_sec):
                 continue
-            if any(near_duplicate(c.words, w, cfg.near_duplicate) or contained_in(c.words, w, cfg.contained)
-                   for w in sec_words):
+            if any(
+                near_duplicate(c.words, w, cfg.near_duplicate) or contained_in(c.words, w, cfg.contained)
+                for w in sec_words
+            ):
                 continue
         if c.support < cfg.min_support:
             continue
@@ -496,9 +552,16 @@ def _prior(node: _Node, cands: list[Candidate], active: set[int]) -> float | Non
     return _log(max(sup)) if sup else None
 
 
-def _choose_sentence(dec: _Decoder, root: _Node, cands: list[Candidate], active: set[int],
-                     cfg: GroundedConfig, end_ids: list[int], can_end: bool,
-                     p_stop: float) -> tuple[int, float] | None:
+def _choose_sentence(
+    dec: _Decoder,
+    root: _Node,
+    cands: list[Candidate],
+    active: set[int],
+    cfg: GroundedConfig,
+    end_ids: list[int],
+    can_end: bool,
+    p_stop: float,
+) -> tuple[int, float] | None:
     """Decode one sentence under the trie (or END -> None); returns (candidate index, log-prob)."""
     lam = cfg.agreement_weight
     lp_vec = dec.last

@@ -13,10 +13,11 @@ A retrieved report belongs to another patient and another day. A sentence from i
 ...                                "Heart size normal, unchanged from prior.", "On 12 March 2020 a 78-year-old woman."]]
 ['Cardiomegaly.', None, 'Heart size normal.', None]
 """
+
 from __future__ import annotations
 
 import re
-from typing import Iterable
+from collections.abc import Iterable
 
 from eclip_core.text import DEID_TOKEN
 
@@ -27,11 +28,27 @@ _STUDY = r"(?:chest\s+)?(?:exams?|examinations?|stud(?:y|ies)|films?|radiographs
 COMPARISON_PATTERNS = (
     r"(?:prior|previous|preceding|earlier|recent|last|most recent)\s+" + _STUDY,
     r"(?:to|from|with|on|since|than|over)\s+(?:the\s+)?(?:prior|previous)",
-    r"(?:prior|previous)\s*\.?$", r"compar(?:e|ed|ing|ison|isons)", r"interval(?:ly)?", r"unchanged", r"stable",
-    r"stability", r"again (?:noted|seen|demonstrated|identified|visualized)", r"redemonstrat\w*",
-    r"re-demonstrat\w*", r"persist(?:s|ent|ently|ing)?", r"(?:no|without) (?:significant |appreciable |other )?change",
-    r"changed", r"since", r"improv\w*", r"worsen\w*", r"resolv\w*", r"resolution", r"progress\w*",
-    r"remain(?:s|ed|ing)?", r"new(?:ly)?", r"similar",
+    r"(?:prior|previous)\s*\.?$",
+    r"compar(?:e|ed|ing|ison|isons)",
+    r"interval(?:ly)?",
+    r"unchanged",
+    r"stable",
+    r"stability",
+    r"again (?:noted|seen|demonstrated|identified|visualized)",
+    r"redemonstrat\w*",
+    r"re-demonstrat\w*",
+    r"persist(?:s|ent|ently|ing)?",
+    r"(?:no|without) (?:significant |appreciable |other )?change",
+    r"changed",
+    r"since",
+    r"improv\w*",
+    r"worsen\w*",
+    r"resolv\w*",
+    r"resolution",
+    r"progress\w*",
+    r"remain(?:s|ed|ing)?",
+    r"new(?:ly)?",
+    r"similar",
 )
 _COMPARISON = re.compile(r"\b(?:" + "|".join(COMPARISON_PATTERNS) + r")\b", re.IGNORECASE)
 _TRAILING = re.compile(
@@ -44,33 +61,73 @@ _TRAILING = re.compile(
     re.IGNORECASE,
 )
 #: Comparison adjectives dropped before a noun phrase ("Stable cardiomegaly" -> "Cardiomegaly").
-_ADJECTIVE = re.compile(r"\b(?:(?:and|or)\s+)?(?:grossly\s+|overall\s+)?(?:stable|unchanged|persistent|persisting|"
-                        r"again noted|again seen|redemonstrated|re-demonstrated)\s+(?:appearance\s+of\s+(?:the\s+)?)?",
-                        re.IGNORECASE)
-_LINKING = {"is", "are", "was", "were", "be", "been", "remain", "remains", "appear", "appears", "seem", "seems",
-            "looks", "look", "also"}
+_ADJECTIVE = re.compile(
+    r"\b(?:(?:and|or)\s+)?(?:grossly\s+|overall\s+)?(?:stable|unchanged|persistent|persisting|"
+    r"again noted|again seen|redemonstrated|re-demonstrated)\s+(?:appearance\s+of\s+(?:the\s+)?)?",
+    re.IGNORECASE,
+)
+_LINKING = {
+    "is",
+    "are",
+    "was",
+    "were",
+    "be",
+    "been",
+    "remain",
+    "remains",
+    "appear",
+    "appears",
+    "seem",
+    "seems",
+    "looks",
+    "look",
+    "also",
+}
 _NO_NEW = re.compile(r"\b(no|without)\s+(?:new|interval|newly)\s+", re.IGNORECASE)
 _DEID = re.compile(r"\b" + DEID_TOKEN + r"\b|_{2,}|\b[Xx]{3,}\b")
-_MONTHS = (r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|jun(?:e)?|jul(?:y)?|aug(?:ust)?|"
-           r"sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)")
+_MONTHS = (
+    r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|jun(?:e)?|jul(?:y)?|aug(?:ust)?|"
+    r"sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)"
+)
 _IDENTIFYING = re.compile(
-    r"\b\d{1,4}\s*[/.-]\s*\d{1,2}\s*[/.-]\s*\d{2,4}\b"                     # 12/03/2020, 2020-03-12
-    r"|\b\d{1,2}(?:st|nd|rd|th)?\s+(?:of\s+)?" + _MONTHS + r"\b"           # 12th March, 12 of march
-    r"|\b" + _MONTHS + r"\.?\s+\d{1,2}(?:st|nd|rd|th)?\b"                  # March 12
-    r"|\b(?:19|20)\d{2}\b"                                                  # a year
-    r"|\b\d{1,2}:\d{2}\b|\b\d{1,2}\s*(?:a\.?m\.?|p\.?m\.?)(?=\W|$)"         # times
+    r"\b\d{1,4}\s*[/.-]\s*\d{1,2}\s*[/.-]\s*\d{2,4}\b"  # 12/03/2020, 2020-03-12
+    r"|\b\d{1,2}(?:st|nd|rd|th)?\s+(?:of\s+)?" + _MONTHS + r"\b"  # 12th March, 12 of march
+    r"|\b" + _MONTHS + r"\.?\s+\d{1,2}(?:st|nd|rd|th)?\b"  # March 12
+    r"|\b(?:19|20)\d{2}\b"  # a year
+    r"|\b\d{1,2}:\d{2}\b|\b\d{1,2}\s*(?:a\.?m\.?|p\.?m\.?)(?=\W|$)"  # times
     r"|\b\d{1,3}[- ](?:year|yr|month|week|day)s?[- ]old\b|\baged?\s+\d{1,3}\b|\b\d{1,3}\s*(?:yo|y/o|yrs?)\b"
-    r"|\b(?:dr|mr|mrs|ms|miss|prof)\.?\s+[A-Z][a-z]+"                       # Dr. Smith
+    r"|\b(?:dr|mr|mrs|ms|miss|prof)\.?\s+[A-Z][a-z]+"  # Dr. Smith
     r"|\b(?:patient|pt)\s+name\b|\bname\s*:",
     re.IGNORECASE,
 )
-_DANGLING = re.compile(r"\b(?:and|or|of|with|the|a|an|to|for|in|on|at|by|as|but|nor|versus|vs|is|are|was|were|"
-                       r"be|been|appear|appears|remain|remains|seem|seems|also|than)\s*\.?$", re.IGNORECASE)
+_DANGLING = re.compile(
+    r"\b(?:and|or|of|with|the|a|an|to|for|in|on|at|by|as|but|nor|versus|vs|is|are|was|were|"
+    r"be|been|appear|appears|remain|remains|seem|seems|also|than)\s*\.?$",
+    re.IGNORECASE,
+)
 #: One-word "sentences" that are headings or list debris, not statements.
-_HEADINGS = {"chest", "abdomen", "pelvis", "findings", "impression", "comparison", "indication", "history",
-             "technique", "views", "view", "pa", "lateral", "frontal", "dr", "none"}
-_GLUED = re.compile(r"\b(?:and|or|of|with|the|to|a|an|in|is|are|no|but)\s+(?:The|There|No|Heart|Lungs|Normal|"
-                    r"Mild|Small|Large|Left|Right|Interval|Stable|Cardiomegaly|Degenerative)\b")
+_HEADINGS = {
+    "chest",
+    "abdomen",
+    "pelvis",
+    "findings",
+    "impression",
+    "comparison",
+    "indication",
+    "history",
+    "technique",
+    "views",
+    "view",
+    "pa",
+    "lateral",
+    "frontal",
+    "dr",
+    "none",
+}
+_GLUED = re.compile(
+    r"\b(?:and|or|of|with|the|to|a|an|in|is|are|no|but)\s+(?:The|There|No|Heart|Lungs|Normal|"
+    r"Mild|Small|Large|Left|Right|Interval|Stable|Cardiomegaly|Degenerative)\b"
+)
 _WORD = re.compile(r"[A-Za-z]{2,}")
 _REPEATED_STOPS = re.compile(r"\s*\.(?:\s*\.)+$")
 _CHANGE_WORDS = {"increased", "decreased", "worse", "better", "larger", "smaller", "enlarged"}
@@ -113,7 +170,7 @@ def _without_comparison(sentence: str) -> str:
 
     def drop_adjective(m: re.Match) -> str:
         before = s[: m.start()].split()
-        after = s[m.end():]
+        after = s[m.end() :]
         linked = bool(before) and before[-1].lower().strip(",") in _LINKING
         there_is = [w.lower() for w in before[-2:]] in (["there", "is"], ["there", "are"])
         if (linked and not there_is) or not after[:1].isalpha():

@@ -31,6 +31,7 @@ retrieval and drafting on the default bundle: docs/results/report_gen.md.
 >>> idx = ReportIndex.load("idx", model=model)                          # doctest: +SKIP
 >>> scores, ids = idx.search(model.embed_texts(["No acute disease."]), k=3)  # doctest: +SKIP
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -40,9 +41,10 @@ import math
 import os
 import platform
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -51,12 +53,25 @@ from eclip_core.atomic import atomic_dir
 from eclip_core.data.manifest import Study
 from eclip_core.safe_dir import recover_dir
 from eclip_core.save_errors import saving
-from rag_report.embedding import EClipEmbedding, configure_llama_settings, unit_rows as _unit
-from rag_report.errors import (CorruptIndexError, EmptyCorpusError, IndexMismatchError, IndexNotFoundError,
-                               RagReportError)
-from rag_report.index_files import (FAISS_FILE, MANIFEST, corrupt, is_index_dir, rebuild_hint, record_files,
-                                    verify_files)
-from rag_report.index_files import REQUIRED_FILES  # noqa: F401 -- re-exported: callers import it from here
+from rag_report.embedding import EClipEmbedding, configure_llama_settings
+from rag_report.embedding import unit_rows as _unit
+from rag_report.errors import (
+    CorruptIndexError,
+    EmptyCorpusError,
+    IndexMismatchError,
+    IndexNotFoundError,
+    RagReportError,
+)
+from rag_report.index_files import (
+    FAISS_FILE,
+    MANIFEST,
+    REQUIRED_FILES,  # noqa: F401 -- re-exported: callers import it from here
+    corrupt,
+    is_index_dir,
+    rebuild_hint,
+    record_files,
+    verify_files,
+)
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +80,7 @@ FORMAT_VERSION = 1
 MODALITIES = ("image", "text")
 IMAGE_SAMPLE_FILE = "image_sample.npy"  # unit eCLIP embeddings of the sampled corpus X-rays
 from rag_report.label_classifiers import FILE_NAME as LABEL_CLASSIFIERS_FILE  # noqa: E402 -- fitted at build
+
 TYPICALITY_K = 10
 # Every metadata key is kept out of the embedded and the LLM-visible text: embed exactly what is stored.
 METADATA_KEYS = ("study_id", "findings", "impression", "labels", "view", "split", "simulated")
@@ -131,8 +147,7 @@ def make_faiss_index(index_type: str, dim: int, n_total: int, params: IndexParam
         return index, {"hnsw_m": params.hnsw_m}
     if index_type == "ivfpq":
         if n_total < 10_000:
-            log.warning("IVF-PQ over only %d reports: the exact 'flat' index is faster and exact at this size",
-                        n_total)
+            log.warning("IVF-PQ over only %d reports: the exact 'flat' index is faster and exact at this size", n_total)
         nlist, pq_m, nbits = ivfpq_shape(params, dim, min(n_total, params.train_sample))
         # RFlat: PQ shortlists k * k_factor rows, then exact inner products rank them (exact scores).
         index = faiss.index_factory(dim, f"IVF{nlist},PQ{pq_m}x{nbits},RFlat", faiss.METRIC_INNER_PRODUCT)
@@ -224,8 +239,11 @@ def study_to_node(study: Study):
         "simulated": bool((study.meta or {}).get("simulated", False)),
     }
     return TextNode(
-        id_=study.study_id, text=study.report_text, metadata=metadata,
-        excluded_embed_metadata_keys=list(METADATA_KEYS), excluded_llm_metadata_keys=list(METADATA_KEYS),
+        id_=study.study_id,
+        text=study.report_text,
+        metadata=metadata,
+        excluded_embed_metadata_keys=list(METADATA_KEYS),
+        excluded_llm_metadata_keys=list(METADATA_KEYS),
     )
 
 
@@ -273,8 +291,9 @@ def is_current_index(directory: str | os.PathLike) -> bool:
         return False
 
 
-def _estimated_bytes(vectors: np.ndarray, nodes: Sequence, index_type: str, params: IndexParams,
-                     image_sample: np.ndarray | None) -> int:
+def _estimated_bytes(
+    vectors: np.ndarray, nodes: Sequence, index_type: str, params: IndexParams, image_sample: np.ndarray | None
+) -> int:
     """About how many bytes an index folder takes on disk (for the message of a full disk)."""
     n, dim = vectors.shape
     faiss_bytes = n * dim * 4
@@ -294,7 +313,7 @@ def _embed_readable(model: Any, paths: Sequence[str], progress: bool, desc: str)
     vectors: list[np.ndarray] = []
     kept: list[int] = []
     for start in tqdm(range(0, len(paths), 32), desc=desc, unit="batch", disable=not progress):
-        batch = list(paths[start:start + 32])
+        batch = list(paths[start : start + 32])
         try:
             vectors.extend(model.embed_images(batch, batch_size=32, progress=False))
             kept.extend(range(start, start + len(batch)))
@@ -320,8 +339,14 @@ def _sample_positions(n: int, limit: int, seed: int) -> list[int]:
     return sorted(int(i) for i in np.random.default_rng(seed).choice(n, size=limit, replace=False))
 
 
-def _image_sample(model: Any, studies: Sequence[Study], limit: int, seed: int, progress: bool,
-                  embedded: tuple[np.ndarray, list[int]] | None = None) -> np.ndarray | None:
+def _image_sample(
+    model: Any,
+    studies: Sequence[Study],
+    limit: int,
+    seed: int,
+    progress: bool,
+    embedded: tuple[np.ndarray, list[int]] | None = None,
+) -> np.ndarray | None:
     """Unit image embeddings [n, D] of a seeded sample of the studies' first X-rays (None if none is readable).
 
     ``embedded``: the embeddings of every study's first X-ray already made (rows, study positions), from
@@ -336,15 +361,22 @@ def _image_sample(model: Any, studies: Sequence[Study], limit: int, seed: int, p
         rows = [row_of[positions[i]] for i in pick if positions[i] in row_of]
         vectors = embedded[0][rows]
     if not len(vectors):
-        log.warning("no readable corpus X-ray to estimate the image mean: the index stays uncentred "
-                    "(raw cross-modal cosine) and cannot tell how typical a query image is")
+        log.warning(
+            "no readable corpus X-ray to estimate the image mean: the index stays uncentred "
+            "(raw cross-modal cosine) and cannot tell how typical a query image is"
+        )
         return None
     return _unit(np.asarray(vectors))
 
 
-def fit_label_classifiers(model: Any, studies: Sequence[Study], val_studies: Sequence[Study] = (), *,
-                          progress: bool = True,
-                          embedded: tuple[np.ndarray, list[int]] | None = None) -> tuple[Any, tuple]:
+def fit_label_classifiers(
+    model: Any,
+    studies: Sequence[Study],
+    val_studies: Sequence[Study] = (),
+    *,
+    progress: bool = True,
+    embedded: tuple[np.ndarray, list[int]] | None = None,
+) -> tuple[Any, tuple]:
     """Label classifiers (:mod:`rag_report.label_classifiers`) over ``model``'s embeddings of the studies'
     X-rays against their labels (the manifest's, else the labeler's on the report), thresholds on
     ``val_studies`` (else cross-validated). Returns (classifiers or None without readable X-rays, the
@@ -365,8 +397,9 @@ def fit_label_classifiers(model: Any, studies: Sequence[Study], val_studies: Seq
         vpaths, vpos = _readable_paths(val_studies)
         val_x, vkept = _embed_readable(model, vpaths, progress, "embed val X-rays")
         val_rows = study_label_rows([val_studies[vpos[i]] for i in vkept])
-    clf = LabelClassifiers.fit(embedded[0], rows, checkpoint_hash=model.checkpoint_hash, val_embeddings=val_x,
-                               val_label_rows=val_rows)
+    clf = LabelClassifiers.fit(
+        embedded[0], rows, checkpoint_hash=model.checkpoint_hash, val_embeddings=val_x, val_label_rows=val_rows
+    )
     return clf, embedded
 
 
@@ -398,7 +431,9 @@ def _parse(directory: Path, name: str, read: Any) -> Any:
 def _read_manifest(directory: Path) -> dict[str, Any]:
     path = directory / MANIFEST
     if not path.is_file():
-        raise CorruptIndexError(f"index folder {directory} is incomplete: missing {[MANIFEST]}; {rebuild_hint(directory)}")
+        raise CorruptIndexError(
+            f"index folder {directory} is incomplete: missing {[MANIFEST]}; {rebuild_hint(directory)}"
+        )
     manifest = _parse(directory, MANIFEST, lambda: json.loads(path.read_text(encoding="utf-8")))
     if not isinstance(manifest, dict):
         raise corrupt(directory, MANIFEST, ValueError(f"a JSON {type(manifest).__name__}, not an object"))
@@ -441,11 +476,22 @@ class ReportIndex:
 
     # ------------------------------------------------------------------ build
     @classmethod
-    def build(cls, model: Any, studies: Sequence[Study], out_dir: str | os.PathLike, *, index_type: str = "flat",
-              batch_size: int = 64, progress: bool = True, corpus_name: str = "corpus",
-              params: IndexParams | None = None, center: bool = True,
-              calibration_images: int = 1000, label_classifiers: bool = True,
-              val_studies: Sequence[Study] = ()) -> "ReportIndex":
+    def build(
+        cls,
+        model: Any,
+        studies: Sequence[Study],
+        out_dir: str | os.PathLike,
+        *,
+        index_type: str = "flat",
+        batch_size: int = 64,
+        progress: bool = True,
+        corpus_name: str = "corpus",
+        params: IndexParams | None = None,
+        center: bool = True,
+        calibration_images: int = 1000,
+        label_classifiers: bool = True,
+        val_studies: Sequence[Study] = (),
+    ) -> ReportIndex:
         """Embed every report with the text tower (in batches, with a progress bar), index, persist atomically.
 
         ``center``: estimate the image-embedding mean from a seeded sample of at most ``calibration_images``
@@ -473,24 +519,44 @@ class ReportIndex:
         texts = [n.get_content(metadata_mode=MetadataMode.EMBED) for n in nodes]
         chunks = []
         for start in tqdm(range(0, len(texts), batch_size), desc="embed reports", unit="batch", disable=not progress):
-            chunks.append(np.asarray(embed.get_text_embedding_batch(texts[start:start + batch_size]), dtype=np.float32))
+            chunks.append(
+                np.asarray(embed.get_text_embedding_batch(texts[start : start + batch_size]), dtype=np.float32)
+            )
         classifiers, embedded = None, None
         if label_classifiers:
             classifiers, embedded = fit_label_classifiers(model, studies, val_studies, progress=progress)
-        sample = (_image_sample(model, studies, calibration_images, params.seed, progress, embedded)
-                  if center else None)
-        cls._write(nodes, np.concatenate(chunks), out_dir, checkpoint_hash=model.checkpoint_hash, embed=embed,
-                   index_type=index_type, corpus_name=corpus_name, params=params, t0=t0, image_sample=sample,
-                   label_classifiers=classifiers)
+        sample = _image_sample(model, studies, calibration_images, params.seed, progress, embedded) if center else None
+        cls._write(
+            nodes,
+            np.concatenate(chunks),
+            out_dir,
+            checkpoint_hash=model.checkpoint_hash,
+            embed=embed,
+            index_type=index_type,
+            corpus_name=corpus_name,
+            params=params,
+            t0=t0,
+            image_sample=sample,
+            label_classifiers=classifiers,
+        )
         return cls.load(out_dir, model=model)
 
     @classmethod
-    def build_from_vectors(cls, vectors: np.ndarray, studies: Sequence[Study], out_dir: str | os.PathLike, *,
-                           checkpoint_hash: str, index_type: str = "flat", corpus_name: str = "corpus",
-                           params: IndexParams | None = None, model: Any = None,
-                           image_mean: np.ndarray | None = None,
-                           image_sample: np.ndarray | None = None,
-                           label_classifiers: Any = None) -> "ReportIndex":
+    def build_from_vectors(
+        cls,
+        vectors: np.ndarray,
+        studies: Sequence[Study],
+        out_dir: str | os.PathLike,
+        *,
+        checkpoint_hash: str,
+        index_type: str = "flat",
+        corpus_name: str = "corpus",
+        params: IndexParams | None = None,
+        model: Any = None,
+        image_mean: np.ndarray | None = None,
+        image_sample: np.ndarray | None = None,
+        label_classifiers: Any = None,
+    ) -> ReportIndex:
         """Index precomputed report vectors (row i = ``studies[i]``, e.g. embedded in bulk on GPUs).
 
         ``checkpoint_hash`` must name the eCLIP checkpoint that produced them (it is what ``load`` checks).
@@ -507,19 +573,44 @@ class ReportIndex:
         if not nodes:
             raise EmptyCorpusError(f"cannot build an index at {out_dir}: the corpus ({corpus_name!r}) has no reports")
         if vectors.ndim != 2 or len(vectors) != len(studies) or len(nodes) != len(studies):
-            raise RagReportError(f"build_from_vectors: {len(studies)} studies ({len(nodes)} with report text) but "
-                                 f"vectors of shape {vectors.shape}; give one vector per study, all with text")
+            raise RagReportError(
+                f"build_from_vectors: {len(studies)} studies ({len(nodes)} with report text) but "
+                f"vectors of shape {vectors.shape}; give one vector per study, all with text"
+            )
         embed = EClipEmbedding(model, dim=vectors.shape[1], checkpoint_hash=checkpoint_hash)
-        cls._write(nodes, vectors, out_dir, checkpoint_hash=checkpoint_hash, embed=embed, index_type=index_type,
-                   corpus_name=corpus_name, params=params or IndexParams(), t0=time.time(), image_mean=image_mean,
-                   image_sample=image_sample, label_classifiers=label_classifiers)
+        cls._write(
+            nodes,
+            vectors,
+            out_dir,
+            checkpoint_hash=checkpoint_hash,
+            embed=embed,
+            index_type=index_type,
+            corpus_name=corpus_name,
+            params=params or IndexParams(),
+            t0=time.time(),
+            image_mean=image_mean,
+            image_sample=image_sample,
+            label_classifiers=label_classifiers,
+        )
         return cls.load(out_dir, model=model)
 
     @classmethod
-    def _write(cls, nodes: list, vectors: np.ndarray, out_dir: str | os.PathLike, *, checkpoint_hash: str,
-               embed: EClipEmbedding, index_type: str, corpus_name: str, params: IndexParams, t0: float,
-               image_mean: np.ndarray | None = None, image_sample: np.ndarray | None = None,
-               label_classifiers: Any = None) -> None:
+    def _write(
+        cls,
+        nodes: list,
+        vectors: np.ndarray,
+        out_dir: str | os.PathLike,
+        *,
+        checkpoint_hash: str,
+        embed: EClipEmbedding,
+        index_type: str,
+        corpus_name: str,
+        params: IndexParams,
+        t0: float,
+        image_mean: np.ndarray | None = None,
+        image_sample: np.ndarray | None = None,
+        label_classifiers: Any = None,
+    ) -> None:
         from llama_index.core import StorageContext, VectorStoreIndex
 
         # eCLIP already returns unit vectors; normalising again makes inner product = cosine by construction.
@@ -528,15 +619,22 @@ class ReportIndex:
         if image_sample is not None:
             image_sample = _unit(np.atleast_2d(image_sample))
             if image_sample.shape[1] != vectors.shape[1]:
-                raise RagReportError(f"image_sample has dim {image_sample.shape[1]}, the report vectors {vectors.shape[1]}")
+                raise RagReportError(
+                    f"image_sample has dim {image_sample.shape[1]}, the report vectors {vectors.shape[1]}"
+                )
             if image_mean is None:
                 image_mean = image_sample.astype(np.float64).mean(axis=0).astype(np.float32)
             if len(image_sample) > TYPICALITY_K:
                 # Leave-one-out over the sample: how typical a corpus X-ray is among the others; the 1st
                 # percentile is the floor under which a query image is unlike the corpus.
                 loo = typicality_scores(image_sample, image_sample, TYPICALITY_K, leave_one_out=True)
-                typicality = {"k": TYPICALITY_K, "floor": float(np.percentile(loo, 1.0)),
-                              "median": float(np.median(loo)), "sample": len(image_sample), "file": IMAGE_SAMPLE_FILE}
+                typicality = {
+                    "k": TYPICALITY_K,
+                    "floor": float(np.percentile(loo, 1.0)),
+                    "median": float(np.median(loo)),
+                    "sample": len(image_sample),
+                    "file": IMAGE_SAMPLE_FILE,
+                }
         if image_mean is not None:
             image_mean = np.asarray(image_mean, dtype=np.float32).reshape(-1)
             if image_mean.shape[0] != vectors.shape[1]:
@@ -559,7 +657,9 @@ class ReportIndex:
             content.update(n.node_id.encode() + b"\0" + n.text.encode() + b"\0")
         manifest = {
             "format_version": FORMAT_VERSION,
-            "index_id": hashlib.sha256(f"{checkpoint_hash}|{index_type}|{content.hexdigest()}".encode()).hexdigest()[:16],
+            "index_id": hashlib.sha256(f"{checkpoint_hash}|{index_type}|{content.hexdigest()}".encode()).hexdigest()[
+                :16
+            ],
             "eclip_checkpoint_hash": checkpoint_hash,
             "embed_dim": dim,
             "normalization": "l2",
@@ -571,10 +671,14 @@ class ReportIndex:
             # (ReportIndex.typicality), with the floor of the corpus's own usual range.
             "typicality": typicality,
             # None: no label classifiers (label boost off). Else the file and how its thresholds were set.
-            "label_classifiers": None if label_classifiers is None else {
-                "file": LABEL_CLASSIFIERS_FILE, "threshold_source": label_classifiers.threshold_source,
+            "label_classifiers": None
+            if label_classifiers is None
+            else {
+                "file": LABEL_CLASSIFIERS_FILE,
+                "threshold_source": label_classifiers.threshold_source,
                 "fitted": [o for o, f in zip(label_classifiers.observations, label_classifiers.fitted) if f],
-                "validation": label_classifiers.validation},
+                "validation": label_classifiers.validation,
+            },
             "corpus_name": corpus_name,
             "count": len(nodes),
             "index_type": index_type,
@@ -594,13 +698,20 @@ class ReportIndex:
                 (tmp / LABEL_CLASSIFIERS_FILE).write_text(label_classifiers.to_json(), encoding="utf-8")
             manifest["files"] = record_files(tmp)  # what load verifies (sizes, sha256)
             (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True), encoding="utf-8")
-        log.info("built %s index of %d reports (dim %d) at %s in %.1f s", index_type, len(nodes), dim, out_dir,
-                 time.time() - t0)
+        log.info(
+            "built %s index of %d reports (dim %d) at %s in %.1f s",
+            index_type,
+            len(nodes),
+            dim,
+            out_dir,
+            time.time() - t0,
+        )
 
     # ------------------------------------------------------------------ load
     @classmethod
-    def load(cls, directory: str | os.PathLike, model: Any = None, *, device: str = "auto",
-             verify: str = "sha256") -> "ReportIndex":
+    def load(
+        cls, directory: str | os.PathLike, model: Any = None, *, device: str = "auto", verify: str = "sha256"
+    ) -> ReportIndex:
         """Open an index folder. ``model`` (optional) must be the eCLIP checkpoint the index was built with.
 
         device: "auto" (GPU when faiss-gpu and CUDA are present), "cpu" or "cuda".
@@ -617,8 +728,9 @@ class ReportIndex:
 
         directory = recover_dir(Path(directory), is_index_dir)
         if not directory.is_dir():
-            raise IndexNotFoundError(f"index folder {directory} does not exist; build it with ReportIndex.build "
-                                     "or `rag-report index`")
+            raise IndexNotFoundError(
+                f"index folder {directory} does not exist; build it with ReportIndex.build or `rag-report index`"
+            )
         manifest = _read_manifest(directory)
         verify_files(directory, manifest, verify)
         need, dim = manifest.get("eclip_checkpoint_hash"), int(manifest.get("embed_dim", 0))
@@ -632,16 +744,19 @@ class ReportIndex:
                 )
         configure_llama_settings()
         centering = manifest.get("centering")
-        embed = EClipEmbedding(model, dim=dim, checkpoint_hash=need,
-                               text_mean=centering["text_mean"] if centering else None)
+        embed = EClipEmbedding(
+            model, dim=dim, checkpoint_hash=need, text_mean=centering["text_mean"] if centering else None
+        )
         store = _parse(directory, FAISS_FILE, lambda: FaissVectorStore.from_persist_dir(str(directory)))
         index_type = manifest.get("index_type", "flat")
         params = IndexParams(**manifest.get("params", {}))
         set_search_params(store.client, index_type, params)
         if store.client.ntotal != manifest.get("count") or store.client.d != dim:
-            raise CorruptIndexError(f"index folder {directory}: FAISS holds {store.client.ntotal} vectors of dim "
-                                    f"{store.client.d}, manifest says {manifest.get('count')} of dim {dim}; "
-                                    f"{rebuild_hint(directory)}")
+            raise CorruptIndexError(
+                f"index folder {directory}: FAISS holds {store.client.ntotal} vectors of dim "
+                f"{store.client.d}, manifest says {manifest.get('count')} of dim {dim}; "
+                f"{rebuild_hint(directory)}"
+            )
         image_sample = _read_image_sample(directory, manifest, dim)
         docstore = _parse(directory, "docstore.json", lambda: SimpleDocumentStore.from_persist_dir(str(directory)))
         index_store = _parse(directory, "index_store.json", lambda: SimpleIndexStore.from_persist_dir(str(directory)))
@@ -652,8 +767,13 @@ class ReportIndex:
                 log.warning("device='cuda' asked but faiss-gpu/CUDA is unavailable; searching on the CPU")
             if on_gpu:
                 store = FaissVectorStore(faiss_index=gpu_index)
-        storage = _parse(directory, "graph_store.json", lambda: StorageContext.from_defaults(
-            vector_store=store, docstore=docstore, index_store=index_store, persist_dir=str(directory)))
+        storage = _parse(
+            directory,
+            "graph_store.json",
+            lambda: StorageContext.from_defaults(
+                vector_store=store, docstore=docstore, index_store=index_store, persist_dir=str(directory)
+            ),
+        )
         vindex = _parse(directory, "index_store.json", lambda: load_index_from_storage(storage, embed_model=embed))
         rows = vindex.index_struct.nodes_dict
         study_ids = _parse(directory, "index_store.json", lambda: [rows[str(i)] for i in range(store.client.ntotal)])
@@ -662,9 +782,17 @@ class ReportIndex:
             from rag_report.label_classifiers import LabelClassifiers
 
             classifiers = LabelClassifiers.load(directory / manifest["label_classifiers"]["file"], need)
-        return cls(directory=directory, manifest=manifest, vector_index=vindex, embed_model=embed,
-                   study_ids=study_ids, on_gpu=on_gpu, _row_of={sid: i for i, sid in enumerate(study_ids)},
-                   _image_sample=image_sample, label_classifiers=classifiers)
+        return cls(
+            directory=directory,
+            manifest=manifest,
+            vector_index=vindex,
+            embed_model=embed,
+            study_ids=study_ids,
+            on_gpu=on_gpu,
+            _row_of={sid: i for i, sid in enumerate(study_ids)},
+            _image_sample=image_sample,
+            label_classifiers=classifiers,
+        )
 
     # ------------------------------------------------------------------ queries
     @property
@@ -712,7 +840,9 @@ class ReportIndex:
             raise RagReportError(f"modality must be one of {MODALITIES}, got {modality!r}")
         q = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
         if q.shape[1] != self.dim:
-            raise RagReportError(f"query vectors have dim {q.shape[1]}, the index {self.directory} holds dim {self.dim}")
+            raise RagReportError(
+                f"query vectors have dim {q.shape[1]}, the index {self.directory} holds dim {self.dim}"
+            )
         if self.centered:
             q = _unit(q) - np.asarray(self.manifest["centering"][f"{modality}_mean"], dtype=np.float32)
         return _unit(q)

@@ -4,6 +4,7 @@ A truncated or damaged file must give one clear error naming it, not a traceback
 not an index that loads and then fails every query. Indexes built before the record existed are checked
 for the files they need (and each file is parsed when loaded).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -22,8 +23,10 @@ _CHUNK = 1 << 20
 
 def rebuild_hint(directory: str | os.PathLike) -> str:
     """What to do about a broken index folder."""
-    return (f"rebuild it with `rag-report index --manifest <manifest> --model <eCLIP folder> --out {directory}` "
-            "(the default bundle: `rag-report build-default`)")
+    return (
+        f"rebuild it with `rag-report index --manifest <manifest> --model <eCLIP folder> --out {directory}` "
+        "(the default bundle: `rag-report build-default`)"
+    )
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -79,13 +82,15 @@ def verify_files(directory: Path, manifest: dict[str, Any], level: str = "sha256
         if size != rec.get("bytes"):
             raise CorruptIndexError(
                 f"index folder {directory}: {name} has {size} bytes but was built with {rec.get('bytes')} (truncated "
-                f"or overwritten); {rebuild_hint(directory)}")
+                f"or overwritten); {rebuild_hint(directory)}"
+            )
     if level == "sha256":
         for name, rec in recorded.items():
             if rec.get("sha256") and sha256_file(directory / name) != rec["sha256"]:
                 raise CorruptIndexError(
                     f"index folder {directory}: {name} is corrupt (its sha256 differs from the one recorded at "
-                    f"build); {rebuild_hint(directory)}")
+                    f"build); {rebuild_hint(directory)}"
+                )
 
 
 def is_index_dir(folder: Path) -> bool:
@@ -96,5 +101,7 @@ def is_index_dir(folder: Path) -> bool:
 def corrupt(directory: Path, name: str, exc: BaseException) -> CorruptIndexError:
     """The error for a file of the index that exists but cannot be parsed."""
     detail = str(exc).rsplit("Error: ", 1)[-1]  # FAISS prefixes its reason with the C++ function and line
-    return CorruptIndexError(f"index folder {directory}: {name} cannot be read ({type(exc).__name__}: "
-                             f"{detail[:200]}); the file is truncated or corrupt; {rebuild_hint(directory)}")
+    return CorruptIndexError(
+        f"index folder {directory}: {name} cannot be read ({type(exc).__name__}: "
+        f"{detail[:200]}); the file is truncated or corrupt; {rebuild_hint(directory)}"
+    )

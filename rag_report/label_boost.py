@@ -15,10 +15,12 @@ positive sets ("No Finding" counts as an observation, so two normal studies agre
 >>> [cands[i][0] for i in order]
 ['b', 'a', 'c']
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -62,8 +64,9 @@ def positive_set(labels: Mapping[str, Any] | None) -> frozenset[str]:
     return frozenset(out)
 
 
-def predicted_set(predicted: np.ndarray | Iterable[bool],
-                  observations: Sequence[str] = CHEXPERT_OBSERVATIONS) -> frozenset[str]:
+def predicted_set(
+    predicted: np.ndarray | Iterable[bool], observations: Sequence[str] = CHEXPERT_OBSERVATIONS
+) -> frozenset[str]:
     """A boolean row [14] of predicted observations -> their names."""
     return frozenset(name for name, on in zip(observations, np.asarray(predicted).reshape(-1)) if on)
 
@@ -78,8 +81,13 @@ def agreement(report_positives: frozenset[str], predicted: frozenset[str]) -> fl
     return 1.0 if not union else len(report_positives & predicted) / len(union)
 
 
-def boost_order(similarities: Sequence[float], report_positives: Sequence[frozenset[str]],
-                predicted: frozenset[str], mode: str, weight: float = 1.0) -> list[int]:
+def boost_order(
+    similarities: Sequence[float],
+    report_positives: Sequence[frozenset[str]],
+    predicted: frozenset[str],
+    mode: str,
+    weight: float = 1.0,
+) -> list[int]:
     """Positions of the candidates in boosted order (see the module docstring); stable on ties."""
     if mode not in LABEL_BOOST_MODES:
         raise RagReportError(f"label_boost must be one of {LABEL_BOOST_MODES}, got {mode!r}")

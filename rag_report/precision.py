@@ -18,6 +18,7 @@ fp32 drafts faster (docs/perf/llm_no_bf16.md, docs/perf/llm_auto.md). So "auto" 
 >>> choose_quantization("int8", "cpu").describe()
 'int8 (as configured)'
 """
+
 from __future__ import annotations
 
 import functools
@@ -80,8 +81,9 @@ def _bitsandbytes_installed() -> bool:
     return importlib.util.find_spec("bitsandbytes") is not None
 
 
-def choose_quantization(requested: str, device: str, *, flags: frozenset[str] | None = None,
-                        bnb_available: bool | None = None) -> QuantizationChoice:
+def choose_quantization(
+    requested: str, device: str, *, flags: frozenset[str] | None = None, bnb_available: bool | None = None
+) -> QuantizationChoice:
     """Resolve ``requested`` ("auto" or a concrete value) for ``device`` ("cpu" or "cuda").
 
     Concrete values pass through unchanged; validation of them is :class:`rag_report.llm.LLMSpec`'s job.
@@ -95,8 +97,7 @@ def choose_quantization(requested: str, device: str, *, flags: frozenset[str] | 
         return QuantizationChoice("auto", "nf4", "auto: 4-bit on CUDA")
     if has_bf16_matmul(flags):
         return QuantizationChoice("auto", "nf4", "auto: CPU with AVX512-BF16/AMX, 4-bit has a fast bf16 path")
-    return QuantizationChoice(
-        "auto", "none", "auto: CPU without AVX512-BF16/AMX, where fp32 drafts faster than 4-bit")
+    return QuantizationChoice("auto", "none", "auto: CPU without AVX512-BF16/AMX, where fp32 drafts faster than 4-bit")
 
 
 def draft_model_entries(requested: str, llm: object | None) -> dict[str, str]:

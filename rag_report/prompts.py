@@ -7,9 +7,11 @@ Retrieved reports are passed as any objects (or dicts) with ``findings`` and ``i
 >>> "Example report 1" in p and "FINDINGS: Lungs clear." in p
 True
 """
+
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from eclip_core.text import normalize_report_text
 
@@ -58,8 +60,9 @@ def format_report(report: Any, max_chars: int = 600) -> str:
     return "\n".join(lines)
 
 
-def few_shot_user_message(reports: Sequence[Any], instruction: str = FREE_INSTRUCTION,
-                          max_reports: int = 5, max_chars: int = 600) -> str:
+def few_shot_user_message(
+    reports: Sequence[Any], instruction: str = FREE_INSTRUCTION, max_reports: int = 5, max_chars: int = 600
+) -> str:
     """The user turn: the retrieved reports as numbered examples, then the instruction."""
     blocks = []
     for i, rep in enumerate(list(reports)[:max_reports], start=1):

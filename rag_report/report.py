@@ -1,4 +1,5 @@
 """The result types of drafting: `DraftReport` and its `Evidence` and per-sentence provenance."""
+
 from __future__ import annotations
 
 import json

@@ -18,20 +18,23 @@ evaluating) and ``dedupe`` (drop reports whose normalised text repeats a better-
 >>> retriever = EClipRetriever(ReportIndex.load("idx", model=model), model)     # doctest: +SKIP
 >>> [r.study_id for r in retriever.retrieve_image("chest.png", k=5, diversify="kmeans")]  # doctest: +SKIP
 """
+
 from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 from llama_index.core.retrievers import BaseRetriever
 from llama_index.core.schema import NodeWithScore, QueryBundle
 
-from rag_report.diversify import dedupe_key, diversify as diversify_pool
-from rag_report.label_boost import LabelBoost, agreement, boost_order, positive_set
+from rag_report.diversify import dedupe_key
+from rag_report.diversify import diversify as diversify_pool
 from rag_report.errors import EmptyCorpusError, IndexMismatchError, RagReportError
+from rag_report.label_boost import LabelBoost, agreement, boost_order, positive_set
 
 log = logging.getLogger(__name__)
 
@@ -71,10 +74,16 @@ def _to_report(nws: NodeWithScore, rank: int, predicted: frozenset[str] | None =
     md = nws.node.metadata
     labels = dict(md.get("labels") or {})
     return RetrievedReport(
-        study_id=str(md.get("study_id", nws.node.node_id)), similarity=float(nws.score or 0.0),
-        findings=str(md.get("findings", "")), impression=str(md.get("impression", "")),
-        text=nws.node.get_content(), labels=labels, rank=rank,
-        view=str(md.get("view", "")), split=str(md.get("split", "")), simulated=bool(md.get("simulated", False)),
+        study_id=str(md.get("study_id", nws.node.node_id)),
+        similarity=float(nws.score or 0.0),
+        findings=str(md.get("findings", "")),
+        impression=str(md.get("impression", "")),
+        text=nws.node.get_content(),
+        labels=labels,
+        rank=rank,
+        view=str(md.get("view", "")),
+        split=str(md.get("split", "")),
+        simulated=bool(md.get("simulated", False)),
         label_agreement=None if predicted is None else agreement(positive_set(labels), predicted),
     )
 
@@ -87,9 +96,19 @@ class EClipRetriever(BaseRetriever):
     ``model`` defaults to the index's model and must be the checkpoint the index was built with.
     """
 
-    def __init__(self, index: Any, model: Any = None, *, k: int = 5, candidates: int = 100,
-                 diversify: str | None = None, dedupe: bool = True, seed: int = 0, mmr_lambda: float = 0.5,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self,
+        index: Any,
+        model: Any = None,
+        *,
+        k: int = 5,
+        candidates: int = 100,
+        diversify: str | None = None,
+        dedupe: bool = True,
+        seed: int = 0,
+        mmr_lambda: float = 0.5,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         if diversify not in DIVERSIFY_METHODS:
             raise RagReportError(f"unknown diversify method {diversify!r}; choose one of {DIVERSIFY_METHODS}")
@@ -116,27 +135,57 @@ class EClipRetriever(BaseRetriever):
         return self._select(query, self.k, self.candidates, self.diversify, (), self.dedupe, modality)
 
     # ------------------------------------------------------------------ public entry points
-    def retrieve_image(self, image: Any, k: int | None = None, *, candidates: int | None = None,
-                       diversify: Any = _DEFAULT, exclude_study_ids: Iterable[str] = (),
-                       dedupe: bool | None = None) -> list[RetrievedReport]:
+    def retrieve_image(
+        self,
+        image: Any,
+        k: int | None = None,
+        *,
+        candidates: int | None = None,
+        diversify: Any = _DEFAULT,
+        exclude_study_ids: Iterable[str] = (),
+        dedupe: bool | None = None,
+    ) -> list[RetrievedReport]:
         """Reports nearest to an X-ray (any ``eclip_core.data.image_io.load_image`` source)."""
         query = self.index.embed_model.embed_image(image)
-        return self.retrieve_vector(query, k, candidates=candidates, diversify=diversify,
-                                    exclude_study_ids=exclude_study_ids, dedupe=dedupe)
+        return self.retrieve_vector(
+            query, k, candidates=candidates, diversify=diversify, exclude_study_ids=exclude_study_ids, dedupe=dedupe
+        )
 
-    def retrieve_text(self, query: str, k: int | None = None, *, candidates: int | None = None,
-                      diversify: Any = _DEFAULT, exclude_study_ids: Iterable[str] = (),
-                      dedupe: bool | None = None) -> list[RetrievedReport]:
+    def retrieve_text(
+        self,
+        query: str,
+        k: int | None = None,
+        *,
+        candidates: int | None = None,
+        diversify: Any = _DEFAULT,
+        exclude_study_ids: Iterable[str] = (),
+        dedupe: bool | None = None,
+    ) -> list[RetrievedReport]:
         """Reports nearest to a text query (text tower, like the stored reports)."""
         vec = self.index.embed_model.embed_texts([query])[0]
-        return self.retrieve_vector(vec, k, candidates=candidates, diversify=diversify,
-                                    exclude_study_ids=exclude_study_ids, dedupe=dedupe, modality="text")
+        return self.retrieve_vector(
+            vec,
+            k,
+            candidates=candidates,
+            diversify=diversify,
+            exclude_study_ids=exclude_study_ids,
+            dedupe=dedupe,
+            modality="text",
+        )
 
-    def retrieve_vector(self, query: np.ndarray, k: int | None = None, *, candidates: int | None = None,
-                        diversify: Any = _DEFAULT, exclude_study_ids: Iterable[str] = (),
-                        dedupe: bool | None = None, modality: str = "image",
-                        label_boost: LabelBoost | None = None,
-                        predicted_labels: frozenset[str] | None = None) -> list[RetrievedReport]:
+    def retrieve_vector(
+        self,
+        query: np.ndarray,
+        k: int | None = None,
+        *,
+        candidates: int | None = None,
+        diversify: Any = _DEFAULT,
+        exclude_study_ids: Iterable[str] = (),
+        dedupe: bool | None = None,
+        modality: str = "image",
+        label_boost: LabelBoost | None = None,
+        predicted_labels: frozenset[str] | None = None,
+    ) -> list[RetrievedReport]:
         """Reports nearest to a precomputed eCLIP embedding [D] of an X-ray (``modality="image"``) or of a
         text (``"text"``), ranked 1..k by similarity.
 
@@ -147,10 +196,15 @@ class EClipRetriever(BaseRetriever):
         """
         boost = label_boost if label_boost is not None and label_boost.active and predicted_labels is not None else None
         nodes = self._select(
-            np.asarray(query, dtype=np.float32), self.k if k is None else k,
+            np.asarray(query, dtype=np.float32),
+            self.k if k is None else k,
             self.candidates if candidates is None else candidates,
-            self.diversify if diversify is _DEFAULT else diversify, exclude_study_ids,
-            self.dedupe if dedupe is None else dedupe, modality, boost, predicted_labels,
+            self.diversify if diversify is _DEFAULT else diversify,
+            exclude_study_ids,
+            self.dedupe if dedupe is None else dedupe,
+            modality,
+            boost,
+            predicted_labels,
         )
         shown = predicted_labels if boost is not None else None
         return [_to_report(n, i + 1, shown) for i, n in enumerate(nodes)]
@@ -161,9 +215,18 @@ class EClipRetriever(BaseRetriever):
         self._vector_retriever.similarity_top_k = fetch
         return self._vector_retriever.retrieve(QueryBundle(query_str="", embedding=query.tolist()))
 
-    def _select(self, query: np.ndarray, k: int, candidates: int, method: str | None,
-                exclude_study_ids: Iterable[str], dedupe: bool, modality: str = "image",
-                boost: LabelBoost | None = None, predicted: frozenset[str] | None = None) -> list[NodeWithScore]:
+    def _select(
+        self,
+        query: np.ndarray,
+        k: int,
+        candidates: int,
+        method: str | None,
+        exclude_study_ids: Iterable[str],
+        dedupe: bool,
+        modality: str = "image",
+        boost: LabelBoost | None = None,
+        predicted: frozenset[str] | None = None,
+    ) -> list[NodeWithScore]:
         if method not in DIVERSIFY_METHODS:
             raise RagReportError(f"unknown diversify method {method!r}; choose one of {DIVERSIFY_METHODS}")
         if int(k) < 1:
@@ -173,8 +236,9 @@ class EClipRetriever(BaseRetriever):
             raise EmptyCorpusError(f"index {self.index.directory} holds no reports")
         query = query.reshape(-1)
         if query.shape[0] != self.index.dim:
-            raise RagReportError(f"query vector has dim {query.shape[0]}, index {self.index.directory} holds dim "
-                                 f"{self.index.dim}")
+            raise RagReportError(
+                f"query vector has dim {query.shape[0]}, index {self.index.directory} holds dim {self.index.dim}"
+            )
         norm = float(np.linalg.norm(query))
         if not np.isfinite(norm) or norm == 0.0:
             raise RagReportError("the query embedding is zero or not finite; cannot rank reports by similarity")
@@ -185,8 +249,10 @@ class EClipRetriever(BaseRetriever):
         if available <= 0:
             raise EmptyCorpusError(f"index {self.index.directory}: all {n} reports are excluded; nothing to retrieve")
         if k > available:
-            msg = (f"asked for k={k} reports but index {self.index.directory} holds {available} eligible reports; "
-                   f"returning {available}")
+            msg = (
+                f"asked for k={k} reports but index {self.index.directory} holds {available} eligible reports; "
+                f"returning {available}"
+            )
             warnings.warn(msg, RetrievalWarning, stacklevel=3)
             log.warning(msg)
             k = available
@@ -209,9 +275,13 @@ class EClipRetriever(BaseRetriever):
             fetch = min(n, 2 * fetch)
         pool = pool[:pool_size]
         if boost is not None:
-            order = boost_order([float(h.score or 0.0) for h in pool],
-                                [positive_set(h.node.metadata.get("labels")) for h in pool], predicted,
-                                boost.mode, boost.weight)
+            order = boost_order(
+                [float(h.score or 0.0) for h in pool],
+                [positive_set(h.node.metadata.get("labels")) for h in pool],
+                predicted,
+                boost.mode,
+                boost.weight,
+            )
             pool = [pool[i] for i in order][: 4 * k if method else k]
         if method and len(pool) > k:
             vectors = self.index.vectors([h.node.node_id for h in pool])
@@ -226,7 +296,8 @@ class EClipRetriever(BaseRetriever):
         return chosen
 
 
-def retrieve_many(retriever: EClipRetriever, queries: Sequence[np.ndarray] | np.ndarray, k: int = 5,
-                  **kwargs: Any) -> list[list[RetrievedReport]]:
+def retrieve_many(
+    retriever: EClipRetriever, queries: Sequence[np.ndarray] | np.ndarray, k: int = 5, **kwargs: Any
+) -> list[list[RetrievedReport]]:
     """``retrieve_vector`` for each row of ``queries`` (evaluation helper)."""
     return [retriever.retrieve_vector(q, k, **kwargs) for q in np.atleast_2d(np.asarray(queries))]

@@ -1,4 +1,5 @@
 """Test-wide setup: nothing may reach the network; artifacts go to a per-session temp home."""
+
 from __future__ import annotations
 
 import os
@@ -58,8 +59,13 @@ def tiny_world(tmp_path_factory):
     model.save_pretrained(root / "eclip")
     train = [s for s in studies if s.split == "train" and s.report_text]
     ReportIndex.build(model, train, root / "index", progress=False, corpus_name="tiny-phantom-train")
-    return {"root": root, "manifest": manifest, "studies": studies, "model_dir": root / "eclip",
-            "index_dir": root / "index"}
+    return {
+        "root": root,
+        "manifest": manifest,
+        "studies": studies,
+        "model_dir": root / "eclip",
+        "index_dir": root / "index",
+    }
 
 
 @pytest.fixture(scope="session")
@@ -67,8 +73,13 @@ def tiny_pipeline_config(tiny_world):
     """PipelineConfig over the tiny world; consensus mode so no LLM is needed unless a test asks."""
     from rag_report.pipeline import PipelineConfig
 
-    return PipelineConfig(model_dir=str(tiny_world["model_dir"]), index_dir=str(tiny_world["index_dir"]),
-                          mode="consensus", k=3, candidates=20)
+    return PipelineConfig(
+        model_dir=str(tiny_world["model_dir"]),
+        index_dir=str(tiny_world["index_dir"]),
+        mode="consensus",
+        k=3,
+        candidates=20,
+    )
 
 
 class Killed(BaseException):

@@ -1,5 +1,6 @@
 """The Gradio app driven over real HTTP with gradio_client, on the tiny real pipeline of conftest
 (untrained eclip-tiny + an index of phantom train reports; extractive modes, so no LLM is loaded)."""
+
 from __future__ import annotations
 
 import json
@@ -56,8 +57,9 @@ def dicom_path(tmp_path_factory) -> Path:
     grey = np.asarray(Image.open(NIH_PNG).convert("L"), dtype=np.float64)
     pixels = np.rint(grey / 255.0 * 4000.0).astype(np.uint16)  # 12-bit values
     path = tmp_path_factory.mktemp("dicom") / "study.dcm"
-    write_test_dicom(path, pixels, bits_stored=12, window=(2000.0, 4000.0),
-                     patient_name=PATIENT_NAME, patient_id=PATIENT_ID)
+    write_test_dicom(
+        path, pixels, bits_stored=12, window=(2000.0, 4000.0), patient_name=PATIENT_NAME, patient_id=PATIENT_ID
+    )
     return path
 
 
@@ -173,8 +175,9 @@ def test_rest_api_as_curl_uses_it(server):
     with httpx.Client(timeout=120) as http:
         up = http.post(url + "gradio_api/upload", files=[("files", (NIH_PNG.name, NIH_PNG.read_bytes()))]).json()
         file_data = {"path": up[0], "orig_name": NIH_PNG.name, "meta": {"_type": "gradio.FileData"}}
-        event = http.post(url + "gradio_api/call/generate",
-                          json={"data": [file_data, "top1", 3, None, 64, "rerank"]}).json()
+        event = http.post(
+            url + "gradio_api/call/generate", json={"data": [file_data, "top1", 3, None, 64, "rerank"]}
+        ).json()
         body = http.get(url + f"gradio_api/call/generate/{event['event_id']}").text
     assert "event: complete" in body
     data = json.loads(body.split("event: complete", 1)[1].split("data:", 1)[1].strip().splitlines()[0])
@@ -191,7 +194,10 @@ def test_label_boost_setting_predictions_and_agreement(server, client, pipeline)
     assert report["models"]["label_boost"] == "filter"
     for e in report["evidence"]:  # each report's label agreement beside its similarity
         assert e["label_agreement"] is not None
-        assert f"similarity {e['similarity']:.3f}" in evidence and f"label agreement {e['label_agreement']:.2f}" in evidence
+        assert (
+            f"similarity {e['similarity']:.3f}" in evidence
+            and f"label agreement {e['label_agreement']:.2f}" in evidence
+        )
     assert set(report["predicted_labels"]) == set(CHEXPERT_OBSERVATIONS)
     for name, p in report["predicted_labels"].items():  # each observation's probability beside the draft's label
         row = labels.split(f">{name}<", 1)[1].split("</div>", 1)[0]
@@ -214,8 +220,9 @@ def test_edited_draft_downloads(client):
 
 def test_gaze_overlay(client, tmp_path):
     csv = tmp_path / "00000001_000_gaze.csv"
-    rows = ["DICOM_ID,FPOGX,FPOGY,FPOGD,X_ORIGINAL,Y_ORIGINAL"] + [f"img1,0.5,0.5,0.3,{x},{y}" for x, y in
-                                                                    [(128, 128), (130, 126), (126, 131)]]
+    rows = ["DICOM_ID,FPOGX,FPOGY,FPOGD,X_ORIGINAL,Y_ORIGINAL"] + [
+        f"img1,0.5,0.5,0.3,{x},{y}" for x, y in [(128, 128), (130, 126), (126, 131)]
+    ]
     csv.write_text("\n".join(rows) + "\n")
     plain, *_ = client.predict(handle_file(str(NIH_PNG)), None, api_name="/preview")
     with_gaze = client.predict(handle_file(str(NIH_PNG)), 0, 1, handle_file(str(csv)), api_name="/overlay")

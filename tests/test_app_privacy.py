@@ -1,10 +1,10 @@
 """No identifying trace of an upload outlives the app: a DICOM named after its patient, uploaded, previewed,
 drafted and exported over real HTTP, leaves nothing in the captured logs, and nothing on disk (gradio's
 upload and cache folders, the app's download folder) once the app is stopped."""
+
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import replace
 from pathlib import Path
 

@@ -1,4 +1,5 @@
 """The app's pure parts: HTML views, preview imaging, CLI flags, error messages (no server)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -19,10 +20,16 @@ from rag_report.report import SIMULATED_NOTICE, DraftReport, Evidence  # noqa: E
 
 
 def _draft(**kw) -> DraftReport:
-    base = dict(findings="Heart is enlarged.", impression="Cardiomegaly.", evidence=[], provenance=[],
-                labels={"Cardiomegaly": 1.0, "Pleural Effusion": 0.0, "Edema": -1.0, "Fracture": float("nan")},
-                timings_ms={"embed": 12.4, "total": 30.0}, models={"eclip_checkpoint": "abc|def", "llm_id": ""},
-                mode="consensus")
+    base = dict(
+        findings="Heart is enlarged.",
+        impression="Cardiomegaly.",
+        evidence=[],
+        provenance=[],
+        labels={"Cardiomegaly": 1.0, "Pleural Effusion": 0.0, "Edema": -1.0, "Fracture": float("nan")},
+        timings_ms={"embed": 12.4, "total": 30.0},
+        models={"eclip_checkpoint": "abc|def", "llm_id": ""},
+        mode="consensus",
+    )
     base.update(kw)
     return DraftReport(**base)
 
@@ -30,8 +37,14 @@ def _draft(**kw) -> DraftReport:
 def test_evidence_html_ranks_marks_used_sentences_and_escapes():
     evs = [
         Evidence("B<2>", 2, 0.5, "Lungs clear. <script>x</script> here.", "", sentences_used=[]),
-        Evidence("A1", 1, 0.8, "The heart is enlarged. No effusion.", "Cardiomegaly.",
-                 sentences_used=["the heart is enlarged", "Cardiomegaly."]),
+        Evidence(
+            "A1",
+            1,
+            0.8,
+            "The heart is enlarged. No effusion.",
+            "Cardiomegaly.",
+            sentences_used=["the heart is enlarged", "Cardiomegaly."],
+        ),
     ]
     html = render.evidence_html(evs)
     assert html.index("A1") < html.index("B&lt;2&gt;")  # rank order, ids escaped
@@ -73,8 +86,10 @@ def test_labels_html_shows_the_image_predictions_beside_the_draft_labels():
 
 
 def test_evidence_html_shows_label_agreement_when_boosted():
-    evs = [Evidence("A1", 1, 0.8, "Heart enlarged.", "", label_agreement=0.5),
-           Evidence("B2", 2, 0.7, "Lungs clear.", "", label_agreement=None)]
+    evs = [
+        Evidence("A1", 1, 0.8, "Heart enlarged.", "", label_agreement=0.5),
+        Evidence("B2", 2, 0.7, "Lungs clear.", "", label_agreement=None),
+    ]
     html = render.evidence_html(evs)
     a, b = html.split("B2", 1)
     assert "similarity 0.800" in a and "label agreement 0.50" in a
@@ -103,7 +118,9 @@ def test_details_status_and_banner():
     assert "typicality" not in md  # an index without an image sample
     md = render.details_markdown(_draft(typicality=0.98765, typicality_floor=0.99))
     assert "**Image typicality:** 0.9877 (below the corpus's usual range, floor 0.9900)" in md
-    assert "(within the corpus's usual range" in render.details_markdown(_draft(typicality=0.995, typicality_floor=0.99))
+    assert "(within the corpus's usual range" in render.details_markdown(
+        _draft(typicality=0.995, typicality_floor=0.99)
+    )
     assert render.status_markdown(_draft(warnings=["low <b>similarity</b>"])) == "- ⚠️ low &lt;b&gt;similarity&lt;/b&gt;"
     assert render.status_markdown(_draft()) == ""
     assert render.banner_html(False) == ""
@@ -168,8 +185,28 @@ def test_every_pipeline_field_is_a_flag_and_defaults_are_safe():
     serve, pipe = parse_args([])
     assert pipe == PipelineConfig()
     assert serve.host == "127.0.0.1" and serve.concurrency == 2 and serve.max_file_mb == 50.0
-    serve, pipe = parse_args(["--model", "m", "--index", "i", "--llm", "l.gguf", "--k", "7", "--diversify", "none",
-                              "--quantization", "none", "--similarity-floor", "0.2", "--extra-llm", "x", "--extra-llm", "y"])
+    serve, pipe = parse_args(
+        [
+            "--model",
+            "m",
+            "--index",
+            "i",
+            "--llm",
+            "l.gguf",
+            "--k",
+            "7",
+            "--diversify",
+            "none",
+            "--quantization",
+            "none",
+            "--similarity-floor",
+            "0.2",
+            "--extra-llm",
+            "x",
+            "--extra-llm",
+            "y",
+        ]
+    )
     assert (pipe.model_dir, pipe.index_dir, pipe.llm_path, pipe.k) == ("m", "i", "l.gguf", 7)
     assert pipe.diversify is None and pipe.quantization == "none" and pipe.similarity_floor == 0.2
     assert serve.extra_llms == ["x", "y"]
@@ -201,8 +238,14 @@ def test_friendly_messages_and_llm_choices():
 
 
 def test_outside_urls():
-    urls = ["http://127.0.0.1:7860/", "http://localhost:1/x", "data:,", "blob:http://127.0.0.1/x",
-            "https://cdn.jsdelivr.net/x.js", "wss://example.org/q"]
+    urls = [
+        "http://127.0.0.1:7860/",
+        "http://localhost:1/x",
+        "data:,",
+        "blob:http://127.0.0.1/x",
+        "https://cdn.jsdelivr.net/x.js",
+        "wss://example.org/q",
+    ]
     assert outside_urls(urls) == ["https://cdn.jsdelivr.net/x.js", "wss://example.org/q"]
 
 
@@ -222,13 +265,19 @@ def test_example_parameter_accepts_example_numbers(raw, n, expected):
     assert parse_example(raw, n) == expected
 
 
-@pytest.mark.parametrize("raw, n, message", [
-    ("²", 3, "'²' is not an example number: use 0, 1 or 2"),   # isdigit() but not int()-able
-    ("3", 3, "'3' is not an example number: use 0, 1 or 2"),   # out of range
-    ("-1", 3, "use 0, 1 or 2"), ("abc", 3, "'abc'"), ("1e3", 8, "use 0 to 7"), ("0", 0, "there are no examples"),
-    ("٣", 5, "use 0 to 4"),  # Arabic-Indic three: int() would take it, but it is not what the page offers
-    ("9" * 5000, 5, "'9999"),  # longer than int() converts by default: still a message
-])
+@pytest.mark.parametrize(
+    "raw, n, message",
+    [
+        ("²", 3, "'²' is not an example number: use 0, 1 or 2"),  # isdigit() but not int()-able
+        ("3", 3, "'3' is not an example number: use 0, 1 or 2"),  # out of range
+        ("-1", 3, "use 0, 1 or 2"),
+        ("abc", 3, "'abc'"),
+        ("1e3", 8, "use 0 to 7"),
+        ("0", 0, "there are no examples"),
+        ("٣", 5, "use 0 to 4"),  # Arabic-Indic three: int() would take it, but it is not what the page offers
+        ("9" * 5000, 5, "'9999"),  # longer than int() converts by default: still a message
+    ],
+)
 def test_example_parameter_refuses_everything_else(raw, n, message):
     from apps.handlers import parse_example
 
@@ -291,8 +340,15 @@ def test_export_accepts_a_report_or_its_json_and_refuses_non_text(tmp_path):
         h.export(["x"], {"text": "orig"})
 
 
-@pytest.mark.parametrize("k, tokens, message", [("abc", 64, "k \\(retrieved reports\\)"), (0, 64, "from 1 to 100"),
-                                                (3, "lots", "max new tokens"), (2.5, 64, "whole number")])
+@pytest.mark.parametrize(
+    "k, tokens, message",
+    [
+        ("abc", 64, "k \\(retrieved reports\\)"),
+        (0, 64, "from 1 to 100"),
+        (3, "lots", "max new tokens"),
+        (2.5, 64, "whole number"),
+    ],
+)
 def test_generate_refuses_bad_numbers(k, tokens, message, tmp_path):
     import gradio as gr
 

@@ -1,4 +1,5 @@
 """The retrieval benchmark's report-like corpus: a seeded smoothed bootstrap of reference vectors."""
+
 import numpy as np
 
 from eval.bench.retrieval import ReportLikeData, recall_at, unit_vectors

@@ -1,4 +1,5 @@
 """Paired per-round ratios for the interleaved timing benchmarks (eval.bench.stats)."""
+
 import numpy as np
 import pytest
 

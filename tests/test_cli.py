@@ -1,5 +1,6 @@
 """`rag-report` as users run it: clean stdout (JSON through json.loads), quiet stderr, early input checks,
 `rag-report train`'s name and CPU defaults. Subprocess runs use the tiny world of conftest."""
+
 from __future__ import annotations
 
 import json
@@ -11,12 +12,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-
 from test_llm_support import make_tiny_llama
 
 ROOT = Path(__file__).resolve().parents[1]
-OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1",
-           "HF_EVALUATE_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", "OMP_NUM_THREADS": "1"}
+OFFLINE = {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "HF_EVALUATE_OFFLINE": "1",
+    "GRADIO_ANALYTICS_ENABLED": "False",
+    "OMP_NUM_THREADS": "1",
+}
 #: What library chatter looks like on stderr: tqdm bars, transformers' weight loading and load tables,
 #: faiss's loader lines.
 CHATTER = ("%|", "Loading weights", "LOAD REPORT", "faiss.loader", "AVX2 support")
@@ -36,8 +42,14 @@ def run_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     env = {**os.environ, **OFFLINE}
     for key in ("TQDM_DISABLE", "HF_HUB_DISABLE_PROGRESS_BARS", "TRANSFORMERS_VERBOSITY"):
         env.pop(key, None)  # the command decides (--quiet), not this process's settings
-    return subprocess.run([sys.executable, "-m", "rag_report.cli", *map(str, args)], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "rag_report.cli", *map(str, args)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -49,9 +61,20 @@ def process_wide_memory_setting_untouched(monkeypatch):
 @pytest.fixture(scope="module")
 def world(tiny_world):
     test = next(s for s in tiny_world["studies"] if s.split == "test")
-    return {**tiny_world, "image": test.image_paths[0],
-            "flags": ["--model", tiny_world["model_dir"], "--index", tiny_world["index_dir"], "--k", "3",
-                      "--candidates", "20"]}
+    return {
+        **tiny_world,
+        "image": test.image_paths[0],
+        "flags": [
+            "--model",
+            tiny_world["model_dir"],
+            "--index",
+            tiny_world["index_dir"],
+            "--k",
+            "3",
+            "--candidates",
+            "20",
+        ],
+    }
 
 
 @pytest.fixture(scope="module")
@@ -60,8 +83,7 @@ def tiny_llm_dir(tmp_path_factory) -> Path:
 
 
 def test_generate_json_stdout_is_only_json(world, tiny_llm_dir):
-    proc = run_cli("generate", world["image"], *world["flags"], "--mode", "grounded", "--llm", tiny_llm_dir,
-                   "--json")
+    proc = run_cli("generate", world["image"], *world["flags"], "--mode", "grounded", "--llm", tiny_llm_dir, "--json")
     assert proc.returncode == 0, proc.stderr
     draft = json.loads(proc.stdout)  # the whole of stdout is one JSON document
     assert draft["mode"] == "grounded" and draft["text"].startswith(("FINDINGS:", "IMPRESSION:"))
@@ -74,8 +96,18 @@ def test_generate_json_stdout_is_only_json(world, tiny_llm_dir):
 
 
 def test_quiet_generate_has_no_bars_or_tables(world, tiny_llm_dir):
-    proc = run_cli("--quiet", "generate", world["image"], *world["flags"], "--mode", "grounded", "--llm",
-                   tiny_llm_dir, "--json", "-v")
+    proc = run_cli(
+        "--quiet",
+        "generate",
+        world["image"],
+        *world["flags"],
+        "--mode",
+        "grounded",
+        "--llm",
+        tiny_llm_dir,
+        "--json",
+        "-v",
+    )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["mode"] == "grounded"
     for noise in CHATTER:
@@ -83,8 +115,18 @@ def test_quiet_generate_has_no_bars_or_tables(world, tiny_llm_dir):
 
 
 def test_index_json_and_quiet(world, tmp_path):
-    proc = run_cli("index", "--manifest", world["manifest"], "--model", world["model_dir"], "--out",
-                   tmp_path / "idx", "--json", "--quiet", "-v")
+    proc = run_cli(
+        "index",
+        "--manifest",
+        world["manifest"],
+        "--model",
+        world["model_dir"],
+        "--out",
+        tmp_path / "idx",
+        "--json",
+        "--quiet",
+        "-v",
+    )
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     n_train = sum(1 for s in world["studies"] if s.split == "train" and s.report_text)
@@ -150,14 +192,15 @@ def test_train_help_names_itself_and_shows_cpu_defaults(capsys, monkeypatch):
 
 
 def test_train_cpu_defaults_lock_the_text_tower(tmp_path, monkeypatch):
-    from rag_report.cli_train import cpu_train_defaults, train_parser
     from eclip_core.train import config_from_args
+    from rag_report.cli_train import cpu_train_defaults, train_parser
 
     defaults = cpu_train_defaults()
     cfg = config_from_args(["--manifest", "m.csv"], parser=train_parser(True), defaults=defaults)
     assert cfg.model.lock_text is True and cfg.lr == 3e-4 and cfg.num_workers == 1
-    cfg = config_from_args(["--manifest", "m.csv", "--no-model-lock-text", "--lr", "1e-4"],
-                           parser=train_parser(True), defaults=defaults)
+    cfg = config_from_args(
+        ["--manifest", "m.csv", "--no-model-lock-text", "--lr", "1e-4"], parser=train_parser(True), defaults=defaults
+    )
     assert cfg.model.lock_text is False and cfg.lr == 1e-4  # flags win
     (tmp_path / "t.yaml").write_text("model:\n  lock_text: false\n")
     cfg = config_from_args(["--config", str(tmp_path / "t.yaml")], parser=train_parser(True), defaults=defaults)
@@ -171,8 +214,25 @@ def test_rag_report_train_runs_quietly_with_a_json_summary(tmp_path, capfd, libr
     from rag_report import cli
 
     manifest = make_blob_dataset(tmp_path / "blobs", n=12, size=64, expert_fraction=0.3, seed=0)
-    rc = cli.main(["--quiet", "train", "--manifest", str(manifest), "--output-dir", str(tmp_path / "run"),
-                   "--steps", "2", "--batch-size", "4", "--model", "eclip-tiny", "--cpu", "--num-workers", "0"])
+    rc = cli.main(
+        [
+            "--quiet",
+            "train",
+            "--manifest",
+            str(manifest),
+            "--output-dir",
+            str(tmp_path / "run"),
+            "--steps",
+            "2",
+            "--batch-size",
+            "4",
+            "--model",
+            "eclip-tiny",
+            "--cpu",
+            "--num-workers",
+            "0",
+        ]
+    )
     out, err = capfd.readouterr()
     assert rc == 0
     summary = json.loads(out)
@@ -186,8 +246,17 @@ def test_generate_text_shows_predicted_observations_and_label_agreement(world, c
     from eclip_core.labels import CHEXPERT_OBSERVATIONS
     from rag_report import cli
 
-    argv = ["generate", str(world["image"]), *map(str, world["flags"]), "--mode", "consensus", "--label-boost",
-            "filter", "--label-weight", "2"]
+    argv = [
+        "generate",
+        str(world["image"]),
+        *map(str, world["flags"]),
+        "--mode",
+        "consensus",
+        "--label-boost",
+        "filter",
+        "--label-weight",
+        "2",
+    ]
     assert cli.main(argv) == 0
     text = capsys.readouterr().out
     assert cli.main([*argv, "--json"]) == 0
@@ -203,8 +272,10 @@ def test_generate_text_shows_predicted_observations_and_label_agreement(world, c
         assert f"{name} {draft['predicted_labels'][name]:.2f}" in predicted
     for ev in draft["evidence"]:
         assert ev["label_agreement"] is not None
-        assert (f"#{ev['rank']} {ev['study_id']}  similarity {ev['similarity']:.3f}  label agreement "
-                f"{ev['label_agreement']:.2f}  sentences used: {len(ev['sentences_used'])}") in evidence
+        assert (
+            f"#{ev['rank']} {ev['study_id']}  similarity {ev['similarity']:.3f}  label agreement "
+            f"{ev['label_agreement']:.2f}  sentences used: {len(ev['sentences_used'])}"
+        ) in evidence
     assert cli.main([*argv[:-4], "--label-boost", "off", "--json"]) == 0
     off = json.loads(capsys.readouterr().out)
     assert off["models"]["label_boost"] == "off" and all(e["label_agreement"] is None for e in off["evidence"])
@@ -215,8 +286,16 @@ def test_draft_text_without_label_classifiers():
     from rag_report.cli import draft_as_text
     from rag_report.report import DraftReport, Evidence
 
-    draft = DraftReport("Lungs clear.", "", [Evidence("s1", 1, 0.5, "Lungs clear.", "", sentences_used=["Lungs clear."])],
-                        [], {"No Finding": 1.0}, {"total": 3.0}, {"label_boost": "off"}, "top1")
+    draft = DraftReport(
+        "Lungs clear.",
+        "",
+        [Evidence("s1", 1, 0.5, "Lungs clear.", "", sentences_used=["Lungs clear."])],
+        [],
+        {"No Finding": 1.0},
+        {"total": 3.0},
+        {"label_boost": "off"},
+        "top1",
+    )
     text = draft_as_text(draft)
     assert "PREDICTED FROM THE IMAGE: n/a (the index has no label classifiers)" in text
     assert "#1 s1  similarity 0.500  sentences used: 1" in text and "label agreement" not in text
@@ -227,7 +306,11 @@ def test_a_leading_quiet_or_verbose_reaches_the_command():
     from rag_report.cli import build_parser
 
     index = ["index", "--manifest", "m.csv", "--model", "m", "--out", "o"]
-    for argv, quiet, verbose in ((["--quiet", *index], True, False), ([*index, "--quiet"], True, False),
-                                 (index, False, False), (["-v", "generate", "x.png"], False, True)):
+    for argv, quiet, verbose in (
+        (["--quiet", *index], True, False),
+        ([*index, "--quiet"], True, False),
+        (index, False, False),
+        (["-v", "generate", "x.png"], False, True),
+    ):
         args = build_parser().parse_args(argv)
         assert (args.quiet, args.verbose) == (quiet, verbose), argv

@@ -1,6 +1,7 @@
 """eclip_core.cli_config (dataclass -> flags, --config files, errors) and eclip_core.runtime, then every
 front end built with it: each PipelineConfig field is a flag of `rag-report generate`, of the app and of the
 benchmark; existing flag names keep working; every --help prints."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -43,7 +44,7 @@ class Outer:
     inner: Inner = field(default_factory=Inner, metadata=cli(shorthand="kind"))
     secret: str = field(default="", metadata=cli(hidden=True))
 
-    def validate(self) -> "Outer":
+    def validate(self) -> Outer:
         if self.ratio > 1:
             raise ValueError(f"ratio must be <= 1, got {self.ratio}")
         return self
@@ -70,10 +71,41 @@ def _config(argv, **kw) -> Outer:
 
 def test_types_from_annotations():
     assert _config([]) == Outer()
-    cfg = _config(["--name", "y", "--floor", "0.25", "--fast", "--seeds", "3", "4", "--pair", "1", "2.5",
-                   "--inner-size", "5", "--inner-kind", "b", "-w", "/data", "--tag", "t1", "--tag", "t2"])
-    assert cfg == Outer(name="y", floor=0.25, fast=True, seeds=[3, 4], pair=(1.0, 2.5), path="/data",
-                        tags=["t1", "t2"], inner=Inner(size=5, kind="b"))
+    cfg = _config(
+        [
+            "--name",
+            "y",
+            "--floor",
+            "0.25",
+            "--fast",
+            "--seeds",
+            "3",
+            "4",
+            "--pair",
+            "1",
+            "2.5",
+            "--inner-size",
+            "5",
+            "--inner-kind",
+            "b",
+            "-w",
+            "/data",
+            "--tag",
+            "t1",
+            "--tag",
+            "t2",
+        ]
+    )
+    assert cfg == Outer(
+        name="y",
+        floor=0.25,
+        fast=True,
+        seeds=[3, 4],
+        pair=(1.0, 2.5),
+        path="/data",
+        tags=["t1", "t2"],
+        inner=Inner(size=5, kind="b"),
+    )
     assert isinstance(cfg.pair, tuple) and isinstance(cfg.inner.size, int)
     assert _config(["--fast", "--no-fast"]).fast is False
     assert kind_of(int | None).optional and kind_of(list[str]).container is list
@@ -113,25 +145,34 @@ def test_config_file_then_flags(tmp_path):
     cfg = _config(["--config", str(path), "--inner-size", "9", "--name", "flag"])
     assert (cfg.name, cfg.inner.size, cfg.inner.kind, cfg.seeds) == ("flag", 9, "a", [5])  # flags win, per field
     # defaults < file < flags < overrides
-    cfg = _config(["--config", str(path), "--fast"], defaults={"name": "d", "pair": [3, 4], "inner": {"kind": "b"}},
-                  overrides={"secret": "s"})
+    cfg = _config(
+        ["--config", str(path), "--fast"],
+        defaults={"name": "d", "pair": [3, 4], "inner": {"kind": "b"}},
+        overrides={"secret": "s"},
+    )
     assert (cfg.name, cfg.pair, cfg.inner, cfg.fast, cfg.secret) == ("from-file", (3.0, 4.0), Inner(7, "b"), True, "s")
     js = tmp_path / "c.json"
     js.write_text(json.dumps({"inner": "b"}))  # the shorthand: a value for the nested config sets its kind
     assert _config(["--config", str(js)]).inner == Inner(kind="b")
 
 
-@pytest.mark.parametrize("text, message", [
-    ("nmae: y\n", r"config file .*c.yaml: unknown Outer field\(s\) 'nmae' \(did you mean 'name'\?\); known: name, "),
-    ("inner:\n  sise: 2\n", r"c.yaml: inner: unknown Inner field\(s\) 'sise' \(did you mean 'size'\?\)"),
-    ("inner:\n  kind: z\n", r"c.yaml: inner.kind: 'z' is not one of a, b"),
-    ("seeds: [1, x]\n", r"c.yaml: seeds: 'x' is not an integer"),
-    ("pair: [1]\n", r"c.yaml: pair: \[1\] has 1 value\(s\); give exactly 2"),
-    ("fast: maybe\n", r"c.yaml: fast: 'maybe' is not true or false"),
-    ("name: yes\n", r"c.yaml: name: True is not text \(YAML reads unquoted on / off / yes / no as true or false"),
-    ("- 1\n", r"c.yaml must hold a mapping"),
-    ("a: [\n", r"c.yaml is not valid YAML"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (
+            "nmae: y\n",
+            r"config file .*c.yaml: unknown Outer field\(s\) 'nmae' \(did you mean 'name'\?\); known: name, ",
+        ),
+        ("inner:\n  sise: 2\n", r"c.yaml: inner: unknown Inner field\(s\) 'sise' \(did you mean 'size'\?\)"),
+        ("inner:\n  kind: z\n", r"c.yaml: inner.kind: 'z' is not one of a, b"),
+        ("seeds: [1, x]\n", r"c.yaml: seeds: 'x' is not an integer"),
+        ("pair: [1]\n", r"c.yaml: pair: \[1\] has 1 value\(s\); give exactly 2"),
+        ("fast: maybe\n", r"c.yaml: fast: 'maybe' is not true or false"),
+        ("name: yes\n", r"c.yaml: name: True is not text \(YAML reads unquoted on / off / yes / no as true or false"),
+        ("- 1\n", r"c.yaml must hold a mapping"),
+        ("a: [\n", r"c.yaml is not valid YAML"),
+    ],
+)
 def test_config_file_errors(tmp_path, text, message):
     path = tmp_path / "c.yaml"
     path.write_text(text)
@@ -193,8 +234,12 @@ def test_entry_points_set_the_offline_environment_through_one_function():
     # The 13 places that each set the variables themselves now call eclip_core.runtime (tests' conftest
     # keeps its own).
     hand_set = []
-    for path in [*ROOT.glob("eclip_core/**/*.py"), *ROOT.glob("rag_report/*.py"), *ROOT.glob("apps/*.py"),
-                 *ROOT.glob("eval/**/*.py")]:
+    for path in [
+        *ROOT.glob("eclip_core/**/*.py"),
+        *ROOT.glob("rag_report/*.py"),
+        *ROOT.glob("apps/*.py"),
+        *ROOT.glob("eval/**/*.py"),
+    ]:
         if path.name == "runtime.py":
             continue
         text = path.read_text()
@@ -250,12 +295,14 @@ def test_every_pipeline_field_is_a_flag_of_generate_the_app_and_the_benchmark():
     args = top.parse_args(["generate", "x.png", *argv])
     assert args.config_parser.config(args, PipelineConfig) == PipelineConfig(**expected)
 
-    from apps.gradio_app import build_parser as app_parser, parse_args
+    from apps.gradio_app import build_parser as app_parser
+    from apps.gradio_app import parse_args
 
     assert set(app_parser().flags_of(PipelineConfig)) == names
     assert parse_args(argv)[1] == PipelineConfig(**expected)
 
-    from eval.report_gen.cli import build_parser as bench_parser, configs_from_args
+    from eval.report_gen.cli import build_parser as bench_parser
+    from eval.report_gen.cli import configs_from_args
     from eval.report_gen.config import ReportGenConfig
 
     bench = bench_parser()
@@ -270,17 +317,40 @@ def test_new_generate_flags_and_their_errors(tmp_path, capsys, monkeypatch):
 
     monkeypatch.setattr("eclip_core.cpu_memory.keep_freed_memory", lambda *a, **k: False)
     top, generate = _generate_parser()
-    args = top.parse_args(["generate", "--label-boost", "filter", "--label-weight", "2", "--similarity-floor", "0.1",
-                           "--typicality-floor", "none", "--candidates", "40", "--diversify", "mmr"])
+    args = top.parse_args(
+        [
+            "generate",
+            "--label-boost",
+            "filter",
+            "--label-weight",
+            "2",
+            "--similarity-floor",
+            "0.1",
+            "--typicality-floor",
+            "none",
+            "--candidates",
+            "40",
+            "--diversify",
+            "mmr",
+        ]
+    )
     cfg = generate.config(args, PipelineConfig)
-    assert (cfg.label_boost, cfg.label_weight, cfg.similarity_floor, cfg.typicality_floor, cfg.candidates,
-            cfg.diversify) == ("filter", 2.0, 0.1, None, 40, "mmr")
+    assert (
+        cfg.label_boost,
+        cfg.label_weight,
+        cfg.similarity_floor,
+        cfg.typicality_floor,
+        cfg.candidates,
+        cfg.diversify,
+    ) == ("filter", 2.0, 0.1, None, 40, "mmr")
     # A bad value: one line on stderr, a JSON error with --json, exit code 2, before anything loads.
     assert cli.main(["generate", "x.png", "--label-boost", "sometimes", "--json"]) == 2
     out, err = capsys.readouterr()
     error = json.loads(out)["error"]
     assert error["type"] == "ConfigError"
-    assert error["message"] == "--label-boost (PipelineConfig.label_boost): 'sometimes' is not one of off, filter, rerank"
+    assert (
+        error["message"] == "--label-boost (PipelineConfig.label_boost): 'sometimes' is not one of off, filter, rerank"
+    )
     assert err.startswith("error: --label-boost")
     conf = tmp_path / "pipe.yaml"
     conf.write_text("k: 0\n")
@@ -291,10 +361,36 @@ def test_new_generate_flags_and_their_errors(tmp_path, capsys, monkeypatch):
 def test_existing_benchmark_flags_keep_working():
     from eval.report_gen.cli import configs_from_args
 
-    suite, cfg = configs_from_args(["--quick", "--manifest", "m.csv", "--model", "m", "--index", "i", "--llm", "x.gguf",
-                                    "--systems", "random", "oracle", "--llm-limit", "all", "--no-progress",
-                                    "--no-meteor", "--label-boost", "off", "--label-weight", "0.5", "--diversify", "none",
-                                    "--full-systems", "boost_grounded", "--free-limit", "5"])
+    suite, cfg = configs_from_args(
+        [
+            "--quick",
+            "--manifest",
+            "m.csv",
+            "--model",
+            "m",
+            "--index",
+            "i",
+            "--llm",
+            "x.gguf",
+            "--systems",
+            "random",
+            "oracle",
+            "--llm-limit",
+            "all",
+            "--no-progress",
+            "--no-meteor",
+            "--label-boost",
+            "off",
+            "--label-weight",
+            "0.5",
+            "--diversify",
+            "none",
+            "--full-systems",
+            "boost_grounded",
+            "--free-limit",
+            "5",
+        ]
+    )
     assert suite == "report" and cfg.quick and cfg.manifest == "m.csv" and cfg.limit == 100
     assert (cfg.pipeline.model_dir, cfg.pipeline.index_dir, cfg.pipeline.llm_path) == ("m", "i", "x.gguf")
     assert cfg.systems == ["random", "oracle"] and cfg.llm_limit == 30  # --quick caps "all" at 30
@@ -303,12 +399,40 @@ def test_existing_benchmark_flags_keep_working():
     assert cfg.command.startswith("python -m eval.report_gen --quick")
     _, cfg = configs_from_args([])
     assert (cfg.limit, cfg.llm_limit, cfg.free_limit) == (None, 100, 30)
-    suite, cfg = configs_from_args(["--suite", "embedding", "--steps", "3", "--seeds", "4", "5", "--variants", "clip",
-                                    "--max-eval", "all", "--model-config", "eclip-small", "--train-batch-size", "8"])
-    assert suite == "embedding" and (cfg.steps, cfg.seeds, cfg.variants, cfg.max_eval, cfg.model, cfg.batch_size) == \
-        (3, [4, 5], ["clip"], None, "eclip-small", 8)
+    suite, cfg = configs_from_args(
+        [
+            "--suite",
+            "embedding",
+            "--steps",
+            "3",
+            "--seeds",
+            "4",
+            "5",
+            "--variants",
+            "clip",
+            "--max-eval",
+            "all",
+            "--model-config",
+            "eclip-small",
+            "--train-batch-size",
+            "8",
+        ]
+    )
+    assert suite == "embedding" and (cfg.steps, cfg.seeds, cfg.variants, cfg.max_eval, cfg.model, cfg.batch_size) == (
+        3,
+        [4, 5],
+        ["clip"],
+        None,
+        "eclip-small",
+        8,
+    )
     suite, cfg = configs_from_args(["--suite", "tower", "--seeds", "1", "--variants", "cnn128", "--num-workers", "0"])
-    assert suite == "tower" and (cfg.seeds, cfg.variants, cfg.num_workers, cfg.eval_split) == ([1], ["cnn128"], 0, "val")
+    assert suite == "tower" and (cfg.seeds, cfg.variants, cfg.num_workers, cfg.eval_split) == (
+        [1],
+        ["cnn128"],
+        0,
+        "val",
+    )
     with pytest.raises(ConfigError, match=r"--variants \(TowerSuiteConfig.variants\): 'eclip' is not one of vit224"):
         configs_from_args(["--suite", "tower", "--variants", "eclip"])
     with pytest.raises(ConfigError, match=r"--systems \(ReportGenConfig.systems\): 'gpt' is not one of random"):
@@ -340,24 +464,54 @@ def test_every_front_end_prints_its_help(capsys, monkeypatch):
     from eval.report_gen.cli import main as bench_main
     from rag_report.cli import main as cli_main
 
-    for argv in (["--help"], ["generate", "--help"], ["index", "--help"], ["build-default", "--help"],
-                 ["train", "--help"]):
+    for argv in (
+        ["--help"],
+        ["generate", "--help"],
+        ["index", "--help"],
+        ["build-default", "--help"],
+        ["train", "--help"],
+    ):
         assert _help_of(cli_main, argv, capsys).startswith("usage: rag-report")
     text = _help_of(cli_main, ["generate", "--help"], capsys)
-    for flag in ("--label-boost {off,filter,rerank}", "--label-weight", "--similarity-floor", "--typicality-floor",
-                 "--candidates", "--diversify {kmeans,mmr,none}", "--config FILE", "--model DIR"):
+    for flag in (
+        "--label-boost {off,filter,rerank}",
+        "--label-weight",
+        "--similarity-floor",
+        "--typicality-floor",
+        "--candidates",
+        "--diversify {kmeans,mmr,none}",
+        "--config FILE",
+        "--model DIR",
+    ):
         assert flag in text, flag
     assert "--model-lock-text" in _help_of(train_main, ["--help"], capsys)
     assert "--label-boost" in _help_of(app_main, ["--help"], capsys)
     text = _help_of(bench_main, ["--help"], capsys)
-    for flag in ("--llm-limit", "--quick", "--systems", "--steps", "--seeds", "--variants", "--model-config",
-                 "--label-boost", "--label-weight", "--train-lr", "--lock-text"):
+    for flag in (
+        "--llm-limit",
+        "--quick",
+        "--systems",
+        "--steps",
+        "--seeds",
+        "--variants",
+        "--model-config",
+        "--label-boost",
+        "--label-weight",
+        "--train-lr",
+        "--lock-text",
+    ):
         assert flag in text, flag
 
 
 def test_rag_report_serve_help_is_the_apps(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-m", "rag_report.cli", "serve", "--help"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "rag_report.cli", "serve", "--help"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("usage: python -m apps.gradio_app") and "--label-boost" in proc.stdout

@@ -1,4 +1,5 @@
 """Extractive drafting: top-1 and similarity-weighted consensus."""
+
 from __future__ import annotations
 
 import json
@@ -16,7 +17,10 @@ def _r(sid, sim, findings, impression=""):
 def test_top1_copies_the_best_report_with_sources():
     out = top1_draft([_r("A", 0.9, "Heart normal. Lungs clear.", "No acute disease."), _r("B", 0.8, "Effusion.")])
     assert [(s.text, s.section, s.source_ids) for s in out] == [
-        ("Heart normal.", "findings", ["A"]), ("Lungs clear.", "findings", ["A"]), ("No acute disease.", "impression", ["A"])]
+        ("Heart normal.", "findings", ["A"]),
+        ("Lungs clear.", "findings", ["A"]),
+        ("No acute disease.", "impression", ["A"]),
+    ]
     assert top1_draft([]) == []
 
 
@@ -37,8 +41,10 @@ def test_consensus_is_similarity_weighted_and_ordered():
 
 def test_consensus_drops_redundant_observations_and_falls_back_to_top1():
     obs = {"no pneumothorax.": {"Pneumothorax": 0.0}, "no pneumothorax is seen.": {"Pneumothorax": 0.0}}
-    reports = [_r("A", 1.0, "No pneumothorax. No pneumothorax is seen.", "No acute disease."),
-               _r("B", 1.0, "No pneumothorax is seen. No pneumothorax.", "Negative chest.")]
+    reports = [
+        _r("A", 1.0, "No pneumothorax. No pneumothorax is seen.", "No acute disease."),
+        _r("B", 1.0, "No pneumothorax is seen. No pneumothorax.", "Negative chest."),
+    ]
     out = consensus_draft(reports, observations=lambda s: obs.get(s.lower(), {}))
     findings = [s.text for s in out if s.section == "findings"]
     assert len(findings) == 1 and findings[0] in ("No pneumothorax.", "No pneumothorax is seen.")
@@ -64,11 +70,17 @@ def test_sentence_key_ignores_case_and_punctuation():
 
 def test_draft_report_to_dict_is_json_safe():
     d = DraftReport(
-        findings="Heart normal.", impression="No acute disease.",
-        evidence=[Evidence("A", 1, 0.5, "Heart normal.", "No acute disease.", {"Edema": float("nan")}, ["Heart normal."])],
+        findings="Heart normal.",
+        impression="No acute disease.",
+        evidence=[
+            Evidence("A", 1, 0.5, "Heart normal.", "No acute disease.", {"Edema": float("nan")}, ["Heart normal."])
+        ],
         provenance=[SentenceProvenance("Heart normal.", "findings", ["A"])],
-        labels={"No Finding": 1.0, "Edema": None}, timings_ms={"embed": 1.0}, models={"llm_id": "x"},
-        mode="top1", simulated_data=True,
+        labels={"No Finding": 1.0, "Edema": None},
+        timings_ms={"embed": 1.0},
+        models={"llm_id": "x"},
+        mode="top1",
+        simulated_data=True,
     )
     back = json.loads(json.dumps(d.to_dict()))
     assert back["text"] == "FINDINGS: Heart normal.\n\nIMPRESSION: No acute disease."

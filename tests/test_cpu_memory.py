@@ -1,4 +1,5 @@
 """eclip_core.cpu_memory: a training loop's freed activations are reused instead of page-faulted anew."""
+
 import json
 import platform
 import subprocess

@@ -1,6 +1,7 @@
 """A kill between any two file-system steps of saving a model, a training checkpoint or an index leaves a
 complete old or new version that the real loader finds (with the right contents), and the next run removes
 what the killed save left. ``--resume`` resumes from a checkpoint a kill left outside ``checkpoint/``."""
+
 from __future__ import annotations
 
 import json
@@ -69,8 +70,12 @@ def two_models():
 
 def test_model_save_killed_at_any_step(tmp_path, kill_switch, two_models):
     by_hash = {m.checkpoint_hash: v for v, m in two_models.items()}
-    _kill_matrix(tmp_path, kill_switch, lambda target, v: two_models[v].save_pretrained(target),
-                 lambda target: by_hash[EClip.from_pretrained(target).checkpoint_hash])
+    _kill_matrix(
+        tmp_path,
+        kill_switch,
+        lambda target, v: two_models[v].save_pretrained(target),
+        lambda target: by_hash[EClip.from_pretrained(target).checkpoint_hash],
+    )
 
 
 def test_checkpoint_save_killed_at_any_step(tmp_path, kill_switch, two_models):
@@ -132,11 +137,23 @@ def blobs(tmp_path_factory):
 
 
 def _cfg(blobs, out, **kw):
-    settings = {"steps": 6, "checkpoint_every": 2, "batch_size": 4, "lr": 1e-3, "method": "eclip", "p_start": 1.0,
-                "p_peak": 1.0, "p_floor": 1.0, "cold_frac": 0.17, "progress": False, "validate_images": False,
-                "log_every": 1}
-    return TrainConfig(manifest=str(blobs), output_dir=str(out), model=EClipConfig(name="eclip-tiny"),
-                       **{**settings, **kw})
+    settings = {
+        "steps": 6,
+        "checkpoint_every": 2,
+        "batch_size": 4,
+        "lr": 1e-3,
+        "method": "eclip",
+        "p_start": 1.0,
+        "p_peak": 1.0,
+        "p_floor": 1.0,
+        "cold_frac": 0.17,
+        "progress": False,
+        "validate_images": False,
+        "log_every": 1,
+    }
+    return TrainConfig(
+        manifest=str(blobs), output_dir=str(out), model=EClipConfig(name="eclip-tiny"), **{**settings, **kw}
+    )
 
 
 def test_resume_after_a_kill_between_the_checkpoint_renames(blobs, tmp_path, monkeypatch, caplog):

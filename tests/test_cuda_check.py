@@ -1,4 +1,5 @@
 """The device-check script (eval.bench.cuda_check) runs its code paths end to end on the CPU."""
+
 import json
 
 import pytest

@@ -1,4 +1,5 @@
 """Curriculum values at the spec's checkpoints, for the paper's and the reference code's floors."""
+
 import pytest
 
 from eclip_core.config import TrainConfig

@@ -1,4 +1,5 @@
 """DICOM: LUT pipeline against hand computations, compressed round trips, and no identifier leaks."""
+
 from __future__ import annotations
 
 import logging

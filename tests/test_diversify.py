@@ -1,4 +1,5 @@
 """Diversification: k-means picks the member nearest each centroid, MMR trades relevance for novelty."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -44,19 +45,29 @@ def test_kmeans_is_seeded_and_handles_small_pools():
 
 def test_mmr_prefers_a_distinct_item_over_near_duplicates():
     q = np.array([1.0, 0.0, 0.0], dtype=np.float32)
-    pool = _unit(np.array([
-        [1.0, 0.02, 0.0],    # best
-        [1.0, 0.03, 0.0],    # near-copy of the best
-        [1.0, 0.04, 0.0],    # near-copy of the best
-        [0.6, 0.0, 0.8],     # less relevant but different
-    ], dtype=np.float32))
+    pool = _unit(
+        np.array(
+            [
+                [1.0, 0.02, 0.0],  # best
+                [1.0, 0.03, 0.0],  # near-copy of the best
+                [1.0, 0.04, 0.0],  # near-copy of the best
+                [0.6, 0.0, 0.8],  # less relevant but different
+            ],
+            dtype=np.float32,
+        )
+    )
     assert np.argsort(-(pool @ q))[:2].tolist() == [0, 1]  # plain ranking takes the copy
     assert mmr_select(q, pool, 2, lambda_=0.5) == [0, 3]
     assert mmr_select(q, pool, 2, lambda_=1.0) == [0, 1]  # lambda 1 = plain similarity order
 
 
 def test_dedupe_key_ignores_case_spacing_and_punctuation():
-    texts = ["Heart normal. No effusion.", "heart  normal,  no effusion", "Heart enlarged.", "HEART NORMAL. NO EFFUSION"]
+    texts = [
+        "Heart normal. No effusion.",
+        "heart  normal,  no effusion",
+        "Heart enlarged.",
+        "HEART NORMAL. NO EFFUSION",
+    ]
     assert dedupe_positions(texts) == [0, 2]
     assert dedupe_key("Lungs clear") != dedupe_key("Lungs not clear")
 

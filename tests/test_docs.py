@@ -1,6 +1,7 @@
 """The user-facing docs read as the product's: no internal history, no measuring machine's paths, no
 commands that need files a user does not have, valid relative links, and top pages in step with the
 detailed pages they are generated from (``python -m eval.bench.collect``)."""
+
 from __future__ import annotations
 
 import re
@@ -47,14 +48,18 @@ def test_no_internal_history_words():
 
 def test_no_machine_paths():
     bad = _offences(MACHINE_PATH, MARKDOWN + DATA)
-    assert not bad, ("absolute paths of the measuring machine (write $RAG_REPORT_HOME/..., ~/..., or a path "
-                     "relative to the project):\n" + "\n".join(bad))
+    assert not bad, (
+        "absolute paths of the measuring machine (write $RAG_REPORT_HOME/..., ~/..., or a path "
+        "relative to the project):\n" + "\n".join(bad)
+    )
 
 
 def test_no_commands_that_read_the_shared_folder():
     bad = _offences(SHARED, MARKDOWN)
-    assert not bad, ("../shared does not exist on a user's machine (ship the file as package data or take it "
-                     "by a flag):\n" + "\n".join(bad))
+    assert not bad, (
+        "../shared does not exist on a user's machine (ship the file as package data or take it "
+        "by a flag):\n" + "\n".join(bad)
+    )
 
 
 def _without_code(text: str) -> list[tuple[int, str]]:
@@ -95,12 +100,13 @@ def test_top_pages_are_short_and_open_with_the_summary_table(name):
     before = lines[:first_table]
     assert not any(line.startswith("## ") for line in before), f"docs/{name}: a section comes before the summary"
     assert sum(1 for line in before if line.strip() and not line.startswith("#")) <= 1, (
-        f"docs/{name}: more than one paragraph before the summary table")
+        f"docs/{name}: more than one paragraph before the summary table"
+    )
     header = [c.strip().lower() for c in lines[first_table].strip("|").split("|")]
     assert header == SUMMARY_COLUMNS, f"docs/{name}:{first_table + 1}: summary columns {header}"
     tables = sum(1 for i, line in enumerate(lines) if line.startswith("|") and not lines[i - 1].startswith("|"))
     assert tables == 1, f"docs/{name}: {tables} tables; hold one summary and link the detailed pages"
-    body = [line for line in lines[first_table + 2:] if line.startswith("|")]
+    body = [line for line in lines[first_table + 2 :] if line.startswith("|")]
     assert body, f"docs/{name}: the summary table is empty"
     missing = [line for line in body if "not on the page" in line]
     assert not missing, f"docs/{name}: rows whose page lacks their numbers:\n" + "\n".join(missing)

@@ -1,4 +1,5 @@
 """Foundation modules: text normalisation, manifest round trips and errors, atomic writes."""
+
 from __future__ import annotations
 
 import json
@@ -19,7 +20,11 @@ def test_deid_runs_collapse_to_one_token():
 
 
 def test_sentences_and_metric_tokens():
-    assert split_sentences("No effusion. Heart 1.5 cm. Lungs clear") == ["No effusion.", "Heart 1.5 cm.", "Lungs clear."]
+    assert split_sentences("No effusion. Heart 1.5 cm. Lungs clear") == [
+        "No effusion.",
+        "Heart 1.5 cm.",
+        "Lungs clear.",
+    ]
     assert split_sentences("") == []
     assert tokenize_for_metrics("No effusion, XXXX.") == "no effusion , xxxx ."
     assert join_report("", "Normal chest") == "Normal chest."
@@ -29,10 +34,17 @@ def test_sentences_and_metric_tokens():
 def test_manifest_round_trip(tmp_path, suffix):
     (tmp_path / "img").mkdir()
     studies = [
-        Study("CXR1", [str(tmp_path / "img" / "a.png"), str(tmp_path / "img" / "b.png")], "train",
-              findings="Heart normal, with \"quotes\" | pipes? no.", impression="Normal.",
-              labels={"No Finding": 1.0, "Edema": None}, fixations_paths=[str(tmp_path / "f.csv")],
-              gaze_format="egd", meta={"simulated": True}),
+        Study(
+            "CXR1",
+            [str(tmp_path / "img" / "a.png"), str(tmp_path / "img" / "b.png")],
+            "train",
+            findings='Heart normal, with "quotes" | pipes? no.',
+            impression="Normal.",
+            labels={"No Finding": 1.0, "Edema": None},
+            fixations_paths=[str(tmp_path / "f.csv")],
+            gaze_format="egd",
+            meta={"simulated": True},
+        ),
         Study("CXR2", [str(tmp_path / "img" / "c.png")], "test"),
     ]
     path = tmp_path / f"m{suffix}"

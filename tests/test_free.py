@@ -1,24 +1,31 @@
 """Free mode: repetition guard, section parsing, and end to end with a tiny random LLM loaded by load_llm."""
+
 from __future__ import annotations
 
 import pytest
+from test_llm_support import make_tiny_llama
 
 from rag_report.errors import EmptyCorpusError
 from rag_report.free import FreeConfig, FreeDraft, free_draft, parse_sections, truncate_repetition
 from rag_report.llm import LLMSpec, load_llm
 from rag_report.prompts import few_shot_user_message, format_report
-from test_llm_support import make_tiny_llama
 
 
-@pytest.mark.parametrize("text, kept, cut", [
-    ("Lungs clear. Heart normal.", "Lungs clear. Heart normal.", False),
-    ("Lungs clear. Heart normal. lungs clear. Heart normal.", "Lungs clear. Heart normal.", True),
-    ("FINDINGS: No effusion. IMPRESSION: Normal. IMPRESSION: Normal.", "FINDINGS: No effusion. IMPRESSION: Normal.",
-     True),
-    ("Heart normal. The the the the the lungs.", "Heart normal.", True),
-    ("A " + "b " * 70 + "c.", "", True),
-    ("", "", False),
-])
+@pytest.mark.parametrize(
+    "text, kept, cut",
+    [
+        ("Lungs clear. Heart normal.", "Lungs clear. Heart normal.", False),
+        ("Lungs clear. Heart normal. lungs clear. Heart normal.", "Lungs clear. Heart normal.", True),
+        (
+            "FINDINGS: No effusion. IMPRESSION: Normal. IMPRESSION: Normal.",
+            "FINDINGS: No effusion. IMPRESSION: Normal.",
+            True,
+        ),
+        ("Heart normal. The the the the the lungs.", "Heart normal.", True),
+        ("A " + "b " * 70 + "c.", "", True),
+        ("", "", False),
+    ],
+)
 def test_truncate_repetition(text, kept, cut):
     assert truncate_repetition(text, max_sentence_words=60) == (kept, cut)
 
@@ -26,7 +33,9 @@ def test_truncate_repetition(text, kept, cut):
 def test_parse_sections():
     assert parse_sections("FINDINGS: Lungs clear. IMPRESSION: Normal chest") == ("Lungs clear.", "Normal chest.", [])
     assert parse_sections("**Findings**: Lungs clear.\n**Impression**: No acute disease.")[:2] == (
-        "Lungs clear.", "No acute disease.")
+        "Lungs clear.",
+        "No acute disease.",
+    )
     assert parse_sections("Heart normal. Conclusion: normal study")[:2] == ("Heart normal.", "normal study.")
     findings, impression, warnings = parse_sections("Lungs are clear.")
     assert (findings, impression) == ("Lungs are clear.", "")
@@ -35,8 +44,11 @@ def test_parse_sections():
 
 
 def test_prompt_lists_reports_and_clips_them():
-    reports = [{"findings": "Lungs clear. " * 100, "impression": "Normal."}, {"findings": "", "impression": ""},
-               {"findings": "Heart enlarged.", "impression": None}]
+    reports = [
+        {"findings": "Lungs clear. " * 100, "impression": "Normal."},
+        {"findings": "", "impression": ""},
+        {"findings": "Heart enlarged.", "impression": None},
+    ]
     msg = few_shot_user_message(reports, "Write it.", max_reports=5, max_chars=80)
     assert msg.count("Example report") == 2 and msg.endswith("Write it.")
     assert "Example report 3:\nFINDINGS: Heart enlarged." in msg
@@ -47,8 +59,11 @@ def test_free_mode_end_to_end_with_a_tiny_local_llm(tmp_path):
     folder = make_tiny_llama(tmp_path / "tiny-free", seed=1)
     llm = load_llm(LLMSpec(path=str(folder), quantization="none", device="cpu"))
     reports = [
-        {"study_id": "A", "findings": "The heart is normal in size. The lungs are clear.",
-         "impression": "No acute disease."},
+        {
+            "study_id": "A",
+            "findings": "The heart is normal in size. The lungs are clear.",
+            "impression": "No acute disease.",
+        },
         {"study_id": "B", "findings": "Mild cardiomegaly. No pleural effusion.", "impression": "Cardiomegaly."},
     ]
     for beams in (1, 2):
@@ -73,8 +88,14 @@ def test_stopping_at_a_started_loop_keeps_the_truncated_text():
 
     from rag_report.free import loop_started
 
-    pool = ["Lungs clear.", "Heart normal.", "No effusion.", "Mild atelectasis at the left base.",
-            "the the the the lungs.", "No pneumothorax or focal consolidation."]
+    pool = [
+        "Lungs clear.",
+        "Heart normal.",
+        "No effusion.",
+        "Mild atelectasis at the left base.",
+        "the the the the lungs.",
+        "No pneumothorax or focal consolidation.",
+    ]
     rng = random.Random(0)
     fired = 0
     for _ in range(300):

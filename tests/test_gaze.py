@@ -1,4 +1,5 @@
 """Gaze and box heatmaps: official recipes checked against independent computations."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,7 +14,12 @@ from eclip_core.data.manifest import Study
 from eclip_core.errors import FixationsError
 from eclip_core.heatmap.boxes import boxes_from_frame, boxes_heatmap
 from eclip_core.heatmap.gaze import (
-    EGD_COLUMNS, REFLACX_COLUMNS, egd_heatmap, load_expert_heatmap, read_egd_fixations, read_reflacx_fixations,
+    EGD_COLUMNS,
+    REFLACX_COLUMNS,
+    egd_heatmap,
+    load_expert_heatmap,
+    read_egd_fixations,
+    read_reflacx_fixations,
     reflacx_heatmap,
 )
 
@@ -23,9 +29,22 @@ def egd_frame(points, dicom_id="d1") -> pd.DataFrame:
     rows = []
     for i, (x, y) in enumerate(points):
         row = {c: 0 for c in EGD_COLUMNS}
-        row.update({"SESSION_ID": 1, "MEDIA_ID": 0, "DICOM_ID": dicom_id, "CNT": i, "Time (in secs)": 0.3 * i,
-                    "FPOGX": x / 3000, "FPOGY": y / 3000, "FPOGD": 0.25, "FPOGID": i + 1, "FPOGV": 1,
-                    "X_ORIGINAL": x, "Y_ORIGINAL": y})
+        row.update(
+            {
+                "SESSION_ID": 1,
+                "MEDIA_ID": 0,
+                "DICOM_ID": dicom_id,
+                "CNT": i,
+                "Time (in secs)": 0.3 * i,
+                "FPOGX": x / 3000,
+                "FPOGY": y / 3000,
+                "FPOGD": 0.25,
+                "FPOGID": i + 1,
+                "FPOGV": 1,
+                "X_ORIGINAL": x,
+                "Y_ORIGINAL": y,
+            }
+        )
         rows.append(row)
     return pd.DataFrame(rows, columns=list(EGD_COLUMNS))
 
@@ -34,12 +53,25 @@ def reflacx_frame(fixations, shown=(0, 0, 10_000, 10_000)) -> pd.DataFrame:
     """A schema-true REFLACX fixations.csv: fixations as (x, y, duration_s, px_per_degree)."""
     rows, t = [], 0.0
     for x, y, dur, ppd in fixations:
-        rows.append({"timestamp_start_fixation": t, "timestamp_end_fixation": t + dur, "x_position": x,
-                     "y_position": y, "pupil_area_normalized": 0.5, "angular_resolution_x_pixels_per_degree": ppd,
-                     "angular_resolution_y_pixels_per_degree": ppd, "window_width": 1.0, "window_level": 0.5,
-                     "xmin_shown_from_image": shown[0], "ymin_shown_from_image": shown[1],
-                     "xmax_shown_from_image": shown[2], "ymax_shown_from_image": shown[3],
-                     "x_in_screen_coordinates": x / 2, "y_in_screen_coordinates": y / 2})
+        rows.append(
+            {
+                "timestamp_start_fixation": t,
+                "timestamp_end_fixation": t + dur,
+                "x_position": x,
+                "y_position": y,
+                "pupil_area_normalized": 0.5,
+                "angular_resolution_x_pixels_per_degree": ppd,
+                "angular_resolution_y_pixels_per_degree": ppd,
+                "window_width": 1.0,
+                "window_level": 0.5,
+                "xmin_shown_from_image": shown[0],
+                "ymin_shown_from_image": shown[1],
+                "xmax_shown_from_image": shown[2],
+                "ymax_shown_from_image": shown[3],
+                "x_in_screen_coordinates": x / 2,
+                "y_in_screen_coordinates": y / 2,
+            }
+        )
         t += dur + 0.05
     return pd.DataFrame(rows)
 
@@ -86,8 +118,9 @@ def test_reflacx_heatmap_sigma_duration_and_shown_region():
     assert h[200, 340] / h[200, 300] == pytest.approx(np.exp(-0.5), rel=1e-4)  # sigma = 1 degree = 40 px
     assert h[280, 300] / h[200, 300] == pytest.approx(np.exp(-2.0), rel=1e-4)
     # Duration weighting: twice the time, twice the mass (fixations far apart).
-    two = reflacx_heatmap(reflacx_frame([(100.0, 100.0, 0.5, 20.0), (450.0, 350.0, 1.0, 20.0)]), (500, 600),
-                          normalize="none", exact=True)
+    two = reflacx_heatmap(
+        reflacx_frame([(100.0, 100.0, 0.5, 20.0), (450.0, 350.0, 1.0, 20.0)]), (500, 600), normalize="none", exact=True
+    )
     assert two[350, 450] / two[100, 100] == pytest.approx(2.0, rel=1e-6)
     # Only inside the shown region.
     clipped = reflacx_heatmap(reflacx_frame([(300.0, 200.0, 0.6, 40.0)], shown=(0, 0, 310, 600)), (500, 600))
@@ -132,8 +165,16 @@ def test_boxes_heatmap_coverage_and_formats():
     # Half the original resolution: each output pixel covers 2x2 original pixels exactly.
     half = boxes_heatmap([(10, 20, 31, 25)], (25, 20), original_shape=(50, 40))
     assert half[10, 15] == pytest.approx(0.5) and half[10, 5:15].min() == 1.0 and half[12, 10] == pytest.approx(0.5)
-    vindr = pd.DataFrame({"image_id": ["a", "a"], "class_name": ["Nodule", "No finding"],
-                          "x_min": [5, None], "y_min": [5, None], "x_max": [10, None], "y_max": [10, None]})
+    vindr = pd.DataFrame(
+        {
+            "image_id": ["a", "a"],
+            "class_name": ["Nodule", "No finding"],
+            "x_min": [5, None],
+            "y_min": [5, None],
+            "x_max": [10, None],
+            "y_max": [10, None],
+        }
+    )
     nih = pd.DataFrame({"Image Index": ["a"], "Finding Label": ["Mass"], "Bbox [x": [5], "y": [5], "w": [5], "h]": [5]})
     egd = pd.DataFrame({"dicom_id": ["a"], "bbox_name": ["left lung"], "x1": [5], "x2": [10], "y1": [5], "y2": [10]})
     ref = boxes_heatmap([(5, 5, 10, 10)], (20, 20))
@@ -163,16 +204,26 @@ def test_load_expert_heatmap_sources(tmp_path):
     np.testing.assert_allclose(load_expert_heatmap(Study("s2", [img], "train", heatmap_path=png), (40, 30)), out)
     # EGD: one big fixations file holding two images; the study's dicom_id selects its rows, and
     # the coordinates refer to the image file's 1600x1200 grid (read from its header).
-    pd.concat([egd_frame([(600.0, 400.0)], "d1"), egd_frame([(80.0, 1200.0)], "d2")]).to_csv(tmp_path / "f.csv", index=False)
-    s = Study("s3", [img], "train", fixations_paths=[str(tmp_path / "f.csv")], gaze_format="egd", meta={"dicom_id": "d1"})
+    pd.concat([egd_frame([(600.0, 400.0)], "d1"), egd_frame([(80.0, 1200.0)], "d2")]).to_csv(
+        tmp_path / "f.csv", index=False
+    )
+    s = Study(
+        "s3", [img], "train", fixations_paths=[str(tmp_path / "f.csv")], gaze_format="egd", meta={"dicom_id": "d1"}
+    )
     e = load_expert_heatmap(s, (40, 30))
     np.testing.assert_allclose(e, egd_heatmap(np.array([[600.0, 400.0]]), (40, 30), original_shape=(1600, 1200)))
     assert np.unravel_index(e.argmax(), e.shape) == (10, 15)
     # REFLACX: two readings averaged, then max-scaled; original size from meta.
     reflacx_frame([(100.0, 100.0, 1.0, 30.0)]).to_csv(tmp_path / "r1.csv", index=False)
     reflacx_frame([(200.0, 300.0, 1.0, 30.0)], shown=(0, 0, 299, 399)).to_csv(tmp_path / "r2.csv", index=False)
-    s = Study("s4", [img], "train", fixations_paths=[str(tmp_path / "r1.csv"), str(tmp_path / "r2.csv")],
-              gaze_format="reflacx", meta={"original_size": [400, 300]})
+    s = Study(
+        "s4",
+        [img],
+        "train",
+        fixations_paths=[str(tmp_path / "r1.csv"), str(tmp_path / "r2.csv")],
+        gaze_format="reflacx",
+        meta={"original_size": [400, 300]},
+    )
     r = load_expert_heatmap(s, (40, 30))
     assert r.max() == pytest.approx(1.0)
     assert r[10, 10] == pytest.approx(r[30, 20], rel=0.05) and r[10, 10] > 0.9  # equal weight per reading

@@ -3,6 +3,7 @@
 tests/golden/paper_run.json was written before the label-aware loss terms existed; with those terms off
 (the paper preset) the same run must give the same per-step losses and final embeddings.
 """
+
 import json
 from pathlib import Path
 

@@ -1,5 +1,6 @@
 """Grounded decoding: every sentence comes from the evidence, redundancy is blocked, drafts are never empty,
 agreement steers the choice, and the KV-cached log-probs equal a from-scratch forward pass."""
+
 from __future__ import annotations
 
 import json
@@ -8,6 +9,7 @@ import re
 
 import pytest
 import torch
+from test_llm_support import make_tiny_llama
 
 from eclip_core.text import split_sentences
 from rag_report.errors import EmptyCorpusError
@@ -27,12 +29,18 @@ from rag_report.prompts import (
     SYSTEM_RADIOLOGIST,
     few_shot_user_message,
 )
-from test_llm_support import make_tiny_llama
 
 # A small keyword labeler standing in for eclip_core.labeler.sentence_observations (same contract:
 # mentioned observations only, 1.0 positive / 0.0 negative), so these tests fix their own expectations.
-_OBS = {"pneumothorax": "Pneumothorax", "effusion": "Pleural Effusion", "cardiomegaly": "Cardiomegaly",
-        "enlarged": "Cardiomegaly", "edema": "Edema", "fracture": "Fracture", "acute": "No Finding"}
+_OBS = {
+    "pneumothorax": "Pneumothorax",
+    "effusion": "Pleural Effusion",
+    "cardiomegaly": "Cardiomegaly",
+    "enlarged": "Cardiomegaly",
+    "edema": "Edema",
+    "fracture": "Fracture",
+    "acute": "No Finding",
+}
 
 
 def toy_observations(sentence: str) -> dict[str, float]:
@@ -52,12 +60,25 @@ def tiny_llm(tmp_path_factory):
 
 
 PHRASES = [
-    "The heart is normal in size.", "Heart size is normal.", "The heart is enlarged.", "Mild cardiomegaly.",
-    "The lungs are clear.", "Lungs are clear bilaterally.", "No pleural effusion or pneumothorax.",
-    "No pneumothorax.", "Small right pleural effusion.", "No acute cardiopulmonary disease.",
-    "No acute findings.", "Degenerative changes of the thoracic spine.", "XXXX sternotomy wires.",
-    "Mild pulmonary edema.", "No displaced rib fracture.", "Normal chest.", "XXXX.",
-    "No effusion.", "No effusion. stable since prior.",  # one candidate's tokens are a prefix of another's
+    "The heart is normal in size.",
+    "Heart size is normal.",
+    "The heart is enlarged.",
+    "Mild cardiomegaly.",
+    "The lungs are clear.",
+    "Lungs are clear bilaterally.",
+    "No pleural effusion or pneumothorax.",
+    "No pneumothorax.",
+    "Small right pleural effusion.",
+    "No acute cardiopulmonary disease.",
+    "No acute findings.",
+    "Degenerative changes of the thoracic spine.",
+    "XXXX sternotomy wires.",
+    "Mild pulmonary edema.",
+    "No displaced rib fracture.",
+    "Normal chest.",
+    "XXXX.",
+    "No effusion.",
+    "No effusion. stable since prior.",  # one candidate's tokens are a prefix of another's
 ]
 WORDS = "the a left right upper lower lobe opacity mild small large stable there is no of with".split()
 
@@ -75,8 +96,9 @@ def random_reports(rng: random.Random) -> list[dict]:
     reports = []
     for i in range(rng.randint(1, 6)):
         sec = [" ".join(random_sentence(rng) for _ in range(rng.randint(0, 5))) for _ in range(2)]
-        reports.append({"study_id": f"R{i}", "similarity": rng.uniform(0.1, 0.9),
-                        "findings": sec[0], "impression": sec[1]})
+        reports.append(
+            {"study_id": f"R{i}", "similarity": rng.uniform(0.1, 0.9), "findings": sec[0], "impression": sec[1]}
+        )
     return reports
 
 
@@ -92,11 +114,15 @@ def test_never_emits_a_sentence_absent_from_its_evidence(tiny_llm):
     """Property test over many random evidence sets and configs."""
     rng = random.Random(0)
     n_drafts = 0
-    for trial in range(100):
+    for _trial in range(100):
         reports = random_reports(rng)
-        cfg = GroundedConfig(agreement_weight=rng.choice([0.0, 1.0, 5.0]), end_bias=rng.choice([-5.0, 0.0, 5.0]),
-                             block_redundant=rng.random() < 0.7, max_sentences=rng.randint(1, 9),
-                             observations=toy_observations if rng.random() < 0.5 else (lambda s: {}))
+        cfg = GroundedConfig(
+            agreement_weight=rng.choice([0.0, 1.0, 5.0]),
+            end_bias=rng.choice([-5.0, 0.0, 5.0]),
+            block_redundant=rng.random() < 0.7,
+            max_sentences=rng.randint(1, 9),
+            observations=toy_observations if rng.random() < 0.5 else (lambda s: {}),
+        )
         by_id = {r["study_id"]: r for r in reports}
         has_text = any(evidence_sentences(r, s) for r in reports for s in ("findings", "impression"))
         if not has_text:
@@ -125,47 +151,74 @@ def test_redundant_candidates_are_blocked(tiny_llm):
     # All findings sentences restate "no pneumothorax": only one may be stated; end_bias -50 removes the
     # LLM's option to stop early, so blocking alone must end the section.
     reports = [
-        {"study_id": "A", "similarity": 0.5, "findings": "No pneumothorax. There is no pneumothorax.",
-         "impression": "No acute disease."},
-        {"study_id": "B", "similarity": 0.5, "findings": "No evidence of pneumothorax. Pneumothorax is absent, "
-         "no.", "impression": "Negative for acute disease."},
+        {
+            "study_id": "A",
+            "similarity": 0.5,
+            "findings": "No pneumothorax. There is no pneumothorax.",
+            "impression": "No acute disease.",
+        },
+        {
+            "study_id": "B",
+            "similarity": 0.5,
+            "findings": "No evidence of pneumothorax. Pneumothorax is absent, no.",
+            "impression": "Negative for acute disease.",
+        },
     ]
     cfg = GroundedConfig(observations=toy_observations, end_bias=-50.0)
     draft = grounded_draft(tiny_llm, reports, cfg)
     assert len([s for s in draft.sentences if s.section == "findings"]) == 1
     assert len([s for s in draft.sentences if s.section == "impression"]) == 1
     # Switched off, the decoder keeps stating them until the candidates run out.
-    loose = grounded_draft(tiny_llm, reports, GroundedConfig(observations=toy_observations, end_bias=-50.0,
-                                                            block_redundant=False))
+    loose = grounded_draft(
+        tiny_llm, reports, GroundedConfig(observations=toy_observations, end_bias=-50.0, block_redundant=False)
+    )
     assert len([s for s in loose.sentences if s.section == "findings"]) == 4
 
 
 def test_contradictions_and_near_duplicates_are_blocked(tiny_llm):
     reports = [
-        {"study_id": "A", "similarity": 0.5, "findings": "No pleural effusion. Small left pleural effusion. "
-         "The lungs are clear. The lungs are clear bilaterally.", "impression": ""},
+        {
+            "study_id": "A",
+            "similarity": 0.5,
+            "findings": "No pleural effusion. Small left pleural effusion. "
+            "The lungs are clear. The lungs are clear bilaterally.",
+            "impression": "",
+        },
     ]
     cfg = GroundedConfig(observations=toy_observations, end_bias=-50.0)
     draft = grounded_draft(tiny_llm, reports, cfg)
     texts = [s.text for s in draft.sentences]
-    assert sum("effusion" in t for t in texts) == 1          # one polarity only
+    assert sum("effusion" in t for t in texts) == 1  # one polarity only
     assert sum(t.startswith("The lungs are clear") for t in texts) == 1  # Jaccard 4/5 >= 0.8
     assert all(s.section == "findings" for s in draft.sentences)
     # "No acute disease" (No Finding) and a positive finding contradict each other.
-    reports = [{"study_id": "A", "similarity": 0.5, "findings": "The heart is enlarged.",
-                "impression": "No acute disease. Cardiomegaly."}]
+    reports = [
+        {
+            "study_id": "A",
+            "similarity": 0.5,
+            "findings": "The heart is enlarged.",
+            "impression": "No acute disease. Cardiomegaly.",
+        }
+    ]
     draft = grounded_draft(tiny_llm, reports, cfg)
     assert draft.findings == "The heart is enlarged."
     assert draft.impression == "Cardiomegaly."
 
 
 def test_no_empty_draft_even_when_end_is_preferred(tiny_llm):
-    reports = [{"study_id": "A", "similarity": 0.2, "findings": "Lungs are clear. Heart size is normal.",
-                "impression": "Normal chest."}]
+    reports = [
+        {
+            "study_id": "A",
+            "similarity": 0.2,
+            "findings": "Lungs are clear. Heart size is normal.",
+            "impression": "Normal chest.",
+        }
+    ]
     draft = grounded_draft(tiny_llm, reports, GroundedConfig(end_bias=1e4, observations=lambda s: {}))
     assert [s.section for s in draft.sentences] == ["findings", "impression"]
-    draft = grounded_draft(tiny_llm, reports, GroundedConfig(end_bias=1e4, min_per_section=0,
-                                                             observations=lambda s: {}))
+    draft = grounded_draft(
+        tiny_llm, reports, GroundedConfig(end_bias=1e4, min_per_section=0, observations=lambda s: {})
+    )
     assert draft.sentences == []  # END may win at once only when the caller allows empty sections
     for bad in ([], [{"study_id": "A", "findings": "", "impression": None}], [{"findings": "XXXX."}]):
         with pytest.raises(EmptyCorpusError, match="no usable sentence"):
@@ -214,10 +267,20 @@ def test_trie_members_and_terminals():
 
 
 def test_kv_cached_logprobs_match_a_full_forward(tiny_llm):
-    reports = [{"study_id": "A", "similarity": 0.5, "findings": "Lungs are clear. Heart size is normal. "
-                "No pleural effusion.", "impression": "Normal chest. No acute disease."},
-               {"study_id": "B", "similarity": 0.4, "findings": "The heart is enlarged. Lungs are clear.",
-                "impression": "Cardiomegaly."}]
+    reports = [
+        {
+            "study_id": "A",
+            "similarity": 0.5,
+            "findings": "Lungs are clear. Heart size is normal. No pleural effusion.",
+            "impression": "Normal chest. No acute disease.",
+        },
+        {
+            "study_id": "B",
+            "similarity": 0.4,
+            "findings": "The heart is enlarged. Lungs are clear.",
+            "impression": "Cardiomegaly.",
+        },
+    ]
     cfg = GroundedConfig(observations=lambda s: {}, end_bias=-50.0)
     draft = grounded_draft(tiny_llm, reports, cfg)
     user = few_shot_user_message(reports, GROUNDED_INSTRUCTION, cfg.max_prompt_reports, cfg.max_prompt_chars)
@@ -240,17 +303,21 @@ def test_kv_cached_logprobs_match_a_full_forward(tiny_llm):
 def test_candidate_that_prefixes_another_can_be_chosen_either_way(tiny_llm):
     # split_sentences keeps "No effusion. small ..." whole (lower-case after the stop), so the tokens of
     # "No effusion." are a prefix of it: the decoder must be able to stop there or go on.
-    reports = [{"study_id": "A", "similarity": 0.5, "findings": "No effusion. small apical scar.",
-                "impression": ""},
-               {"study_id": "B", "similarity": 0.5, "findings": "No effusion.", "impression": ""}]
+    reports = [
+        {"study_id": "A", "similarity": 0.5, "findings": "No effusion. small apical scar.", "impression": ""},
+        {"study_id": "B", "similarity": 0.5, "findings": "No effusion.", "impression": ""},
+    ]
     cands, _ = build_candidates(reports, tiny_llm.encode, GroundedConfig())
     short, long_ = sorted(cands["findings"], key=lambda c: len(c.text))
     assert long_.token_ids[: len(short.token_ids)] == short.token_ids
-    draft = grounded_draft(tiny_llm, reports, GroundedConfig(observations=lambda s: {}, end_bias=-50.0,
-                                                             near_duplicate=1.1, contained=1.1))
+    draft = grounded_draft(
+        tiny_llm, reports, GroundedConfig(observations=lambda s: {}, end_bias=-50.0, near_duplicate=1.1, contained=1.1)
+    )
     assert sorted(s.text for s in draft.sentences) == ["No effusion.", "No effusion. small apical scar."]
     assert {s.text: s.source_ids for s in draft.sentences} == {
-        "No effusion.": ["B"], "No effusion. small apical scar.": ["A"]}
+        "No effusion.": ["B"],
+        "No effusion. small apical scar.": ["A"],
+    }
 
 
 def test_contained_restatements_and_poorly_supported_sentences_are_left_out(tiny_llm):
@@ -260,8 +327,12 @@ def test_contained_restatements_and_poorly_supported_sentences_are_left_out(tiny
     reports = [
         {"study_id": "A", "similarity": 0.9, "findings": long_ + " Heart size normal.", "impression": "Normal chest."},
         {"study_id": "C", "similarity": 0.9, "findings": "No focal airspace disease. " + long_, "impression": ""},
-        {"study_id": "B", "similarity": 0.1, "findings": "Large right upper lobe mass. Heart size normal.",
-         "impression": "Lung mass."},
+        {
+            "study_id": "B",
+            "similarity": 0.1,
+            "findings": "Large right upper lobe mass. Heart size normal.",
+            "impression": "Lung mass.",
+        },
     ]
     cfg = GroundedConfig(observations=toy_observations, end_bias=-50.0, agreement_weight=100.0)
     draft = grounded_draft(tiny_llm, reports, cfg)
@@ -280,10 +351,18 @@ def test_predicted_labels_block_contradictions_and_force_coverage(tiny_llm):
     """With the image's predicted labels, a sentence against them is never stated, and a predicted finding
     that the evidence states is always in the draft, even when the LLM would rather stop."""
     reports = [
-        {"study_id": "A", "similarity": 0.9, "findings": "The heart is normal in size. No pleural effusion.",
-         "impression": "No acute disease."},
-        {"study_id": "B", "similarity": 0.5, "findings": "Small right pleural effusion. The lungs are clear.",
-         "impression": "Small effusion."},
+        {
+            "study_id": "A",
+            "similarity": 0.9,
+            "findings": "The heart is normal in size. No pleural effusion.",
+            "impression": "No acute disease.",
+        },
+        {
+            "study_id": "B",
+            "similarity": 0.5,
+            "findings": "Small right pleural effusion. The lungs are clear.",
+            "impression": "Small effusion.",
+        },
     ]
     cfg = GroundedConfig(observations=toy_observations, end_bias=50.0, min_per_section=1)
     predicted = {"Pleural Effusion": True, "Cardiomegaly": False, "No Finding": False}

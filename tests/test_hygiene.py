@@ -1,6 +1,7 @@
 """Draft hygiene: every sentence any drafting mode can emit from the default corpus (the real Open-I report
 text) is free of de-identification tokens, comparison language, dates, ages and names, and is a complete
 sentence; the rewrites keep the finding."""
+
 from __future__ import annotations
 
 import re
@@ -12,16 +13,35 @@ from rag_report.hygiene import clean_sentence, clean_sentences, has_comparison
 #: The test's own list of what must never reach a draft (independent of the module's patterns). "Prior" and
 #: "previous" refer to a study only next to a study word or after "to / from / with / on / since / than";
 #: "prior lung surgery" or "a previous granulomatous process" is the patient's history, not a comparison.
-COMPARISON_PHRASES = ("compared", "comparison", "interval", "unchanged", "stable", "again noted", "redemonstrated",
-                      "persistent", "no change", "since", "improved", "worsened", "resolved", "similar to",
-                      "remains", "new")
+COMPARISON_PHRASES = (
+    "compared",
+    "comparison",
+    "interval",
+    "unchanged",
+    "stable",
+    "again noted",
+    "redemonstrated",
+    "persistent",
+    "no change",
+    "since",
+    "improved",
+    "worsened",
+    "resolved",
+    "similar to",
+    "remains",
+    "new",
+)
 STUDY_REFERENCE = re.compile(
     r"\b(?:prior|previous)\s+(?:chest\s+)?(?:exam|examination|study|studies|film|films|radiograph|radiographs|x-ray|"
     r"ct|image|images)\b|\b(?:to|from|with|on|since|than)\s+(?:the\s+)?(?:prior|previous)\b|\b(?:prior|previous)\.$",
-    re.IGNORECASE)
-DATE_OR_AGE = re.compile(r"\b\d{1,2}/\d{1,2}/\d{2,4}\b|\b(?:19|20)\d{2}\b|\b\d{1,3}[- ]year[- ]old\b|"
-                         r"\b(?:january|february|march|april|june|july|august|september|october|november|december)"
-                         r"\s+\d{1,2}\b|\bdr\.?\s+[A-Z]", re.IGNORECASE)
+    re.IGNORECASE,
+)
+DATE_OR_AGE = re.compile(
+    r"\b\d{1,2}/\d{1,2}/\d{2,4}\b|\b(?:19|20)\d{2}\b|\b\d{1,3}[- ]year[- ]old\b|"
+    r"\b(?:january|february|march|april|june|july|august|september|october|november|december)"
+    r"\s+\d{1,2}\b|\bdr\.?\s+[A-Z]",
+    re.IGNORECASE,
+)
 
 
 def assert_clean(sentence: str) -> None:
@@ -72,10 +92,19 @@ def test_rewrites_keep_the_finding_and_drop_the_comparison():
 
 
 def test_dropped_sentences():
-    for sentence in ("No XXXX consolidation.", "Heart size is stable.", "The lungs remain clear.",
-                     "On 12th March 2020 a 78-year-old woman was admitted.", "Seen by Dr. Smith at 10:30.",
-                     "There is no pleural effusion or The heart is normal.", "Heart size is normal and.",
-                     "Chest.", "2.", "Unchanged.", "Increased since the previous study."):
+    for sentence in (
+        "No XXXX consolidation.",
+        "Heart size is stable.",
+        "The lungs remain clear.",
+        "On 12th March 2020 a 78-year-old woman was admitted.",
+        "Seen by Dr. Smith at 10:30.",
+        "There is no pleural effusion or The heart is normal.",
+        "Heart size is normal and.",
+        "Chest.",
+        "2.",
+        "Unchanged.",
+        "Increased since the previous study.",
+    ):
         assert clean_sentence(sentence) is None, sentence
     # complete one-word findings and past conditions stay
     for sentence in ("Cardiomegaly.", "Emphysema.", "Prior granulomatous disease.", "Old left rib fractures."):

@@ -1,4 +1,5 @@
 """load_image: every accepted source, the real NIH PNGs, and every bad input with a clear error."""
+
 from __future__ import annotations
 
 import io
@@ -28,7 +29,9 @@ def _bomb_png(path: Path, width: int, height: int, full: bool) -> Path:
     rows = height if full else 10
     data = b"".join(comp.compress(row * min(500, rows - i)) for i in range(0, rows, 500)) + comp.flush()
     ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", data) + _png_chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", data) + _png_chunk(b"IEND", b"")
+    )
     return path
 
 
@@ -69,8 +72,15 @@ def test_other_sources_agree(tmp_path):
     Image.fromarray(a).save(tmp_path / "a.png")
     ref = load_image(tmp_path / "a.png")
     data = (tmp_path / "a.png").read_bytes()
-    for src in (data, bytearray(data), io.BytesIO(data), Image.open(tmp_path / "a.png"), a, a[..., None],
-                str(tmp_path / "a.png")):
+    for src in (
+        data,
+        bytearray(data),
+        io.BytesIO(data),
+        Image.open(tmp_path / "a.png"),
+        a,
+        a[..., None],
+        str(tmp_path / "a.png"),
+    ):
         np.testing.assert_array_equal(load_image(src), ref)
     Image.open(tmp_path / "a.png").convert("P").save(tmp_path / "p.png")
     np.testing.assert_allclose(load_image(tmp_path / "p.png"), ref, atol=1 / 255)
@@ -97,8 +107,22 @@ def test_real_nih_pngs(shared_data):
         assert 0.0 <= out.min() < 0.2 and 0.8 < out.max() <= 1.0  # a real radiograph spans the range
 
 
-@pytest.mark.parametrize("case", ["missing", "folder", "empty", "text", "truncated_png", "truncated_jpeg",
-                                  "corrupt_png", "empty_array", "nan_array", "bad_shape", "bad_type"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "missing",
+        "folder",
+        "empty",
+        "text",
+        "truncated_png",
+        "truncated_jpeg",
+        "corrupt_png",
+        "empty_array",
+        "nan_array",
+        "bad_shape",
+        "bad_type",
+    ],
+)
 def test_bad_inputs_raise_clear_errors(tmp_path, case):
     a = np.random.default_rng(2).integers(0, 256, (64, 64), dtype=np.uint8)
     Image.fromarray(a).save(tmp_path / "ok.png")

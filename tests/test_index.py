@@ -1,5 +1,6 @@
 """ReportIndex: build -> persist -> reload gives the same top-k; what is embedded is what is stored;
 a different checkpoint, an incomplete folder and an empty corpus are refused with clear errors."""
+
 from __future__ import annotations
 
 import json
@@ -15,8 +16,14 @@ from rag_report.embedding import NoModelError
 from rag_report.errors import EmptyCorpusError, IndexMismatchError, IndexNotFoundError, RagReportError
 from rag_report.index import REQUIRED_FILES, ReportIndex
 
-FINDINGS = ["The heart is normal in size.", "Mild cardiomegaly.", "Small left pleural effusion.",
-            "No pneumothorax.", "Right lower lobe opacity.", "Lungs are clear."]
+FINDINGS = [
+    "The heart is normal in size.",
+    "Mild cardiomegaly.",
+    "Small left pleural effusion.",
+    "No pneumothorax.",
+    "Right lower lobe opacity.",
+    "Lungs are clear.",
+]
 IMPRESSIONS = ["No acute disease.", "Possible pneumonia.", "Stable chest.", "Heart failure."]
 
 
@@ -24,8 +31,18 @@ def make_corpus(n: int = 48) -> list[Study]:
     studies = []
     for i in range(n):
         f = f"{FINDINGS[i % 6]} {FINDINGS[(i // 6) % 6]} Case {i}."
-        studies.append(Study(f"S{i:03d}", [f"img{i}.png"], "train", findings=f, impression=IMPRESSIONS[i % 4],
-                             view="PA", labels={"Cardiomegaly": float(i % 2)}, meta={"simulated": True}))
+        studies.append(
+            Study(
+                f"S{i:03d}",
+                [f"img{i}.png"],
+                "train",
+                findings=f,
+                impression=IMPRESSIONS[i % 4],
+                view="PA",
+                labels={"Cardiomegaly": float(i % 2)},
+                meta={"simulated": True},
+            )
+        )
     return studies
 
 
@@ -42,14 +59,14 @@ def corpus():
 
 @pytest.fixture(scope="module")
 def flat(model, corpus, tmp_path_factory):
-    return ReportIndex.build(model, corpus, tmp_path_factory.mktemp("idx") / "flat", progress=False,
-                             corpus_name="unit")
+    return ReportIndex.build(model, corpus, tmp_path_factory.mktemp("idx") / "flat", progress=False, corpus_name="unit")
 
 
 @pytest.mark.parametrize("index_type", ["flat", "hnsw", "ivfpq"])
 def test_persist_reload_same_topk(model, corpus, tmp_path, index_type):
-    built = ReportIndex.build(model, corpus, tmp_path / index_type, index_type=index_type, batch_size=16,
-                              progress=False)
+    built = ReportIndex.build(
+        model, corpus, tmp_path / index_type, index_type=index_type, batch_size=16, progress=False
+    )
     queries = model.embed_texts([s.report_text for s in corpus[:10]], progress=False)
     s1, ids1 = built.search(queries, 5)
     reloaded = ReportIndex.load(tmp_path / index_type, model=model)

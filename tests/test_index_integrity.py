@@ -1,5 +1,6 @@
 """A damaged index folder is refused at load with CorruptIndexError naming the file and saying to rebuild
 (not a FAISS / JSON traceback, not an index that loads and then fails every draft); the app refuses to start."""
+
 from __future__ import annotations
 
 import hashlib
@@ -26,8 +27,13 @@ def _corpus(n: int) -> list[Study]:
 def built(tmp_path_factory):
     rng = np.random.default_rng(0)
     folder = tmp_path_factory.mktemp("integrity") / "index"
-    ReportIndex.build_from_vectors(rng.normal(size=(30, DIM)).astype(np.float32), _corpus(30), folder,
-                                   checkpoint_hash="h", image_sample=rng.normal(size=(25, DIM)).astype(np.float32))
+    ReportIndex.build_from_vectors(
+        rng.normal(size=(30, DIM)).astype(np.float32),
+        _corpus(30),
+        folder,
+        checkpoint_hash="h",
+        image_sample=rng.normal(size=(25, DIM)).astype(np.float32),
+    )
     return folder
 
 
@@ -94,13 +100,18 @@ def test_the_app_refuses_to_start_on_a_broken_index(tmp_path, capsys):
     model = EClip.from_config("eclip-tiny").eval()
     model.save_pretrained(tmp_path / "eclip")
     rng = np.random.default_rng(1)
-    ReportIndex.build_from_vectors(rng.normal(size=(12, model.embed_dim)).astype(np.float32), _corpus(12),
-                                   tmp_path / "index", checkpoint_hash=model.checkpoint_hash,
-                                   image_sample=rng.normal(size=(15, model.embed_dim)).astype(np.float32))
+    ReportIndex.build_from_vectors(
+        rng.normal(size=(12, model.embed_dim)).astype(np.float32),
+        _corpus(12),
+        tmp_path / "index",
+        checkpoint_hash=model.checkpoint_hash,
+        image_sample=rng.normal(size=(15, model.embed_dim)).astype(np.float32),
+    )
     sample = tmp_path / "index" / IMAGE_SAMPLE_FILE
     sample.write_bytes(sample.read_bytes()[:100])
-    code = main(["--model", str(tmp_path / "eclip"), "--index", str(tmp_path / "index"), "--mode", "consensus",
-                 "--quiet"])
+    code = main(
+        ["--model", str(tmp_path / "eclip"), "--index", str(tmp_path / "index"), "--mode", "consensus", "--quiet"]
+    )
     assert code == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and IMAGE_SAMPLE_FILE in err and "rag-report index" in err

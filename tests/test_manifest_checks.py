@@ -1,6 +1,7 @@
 """Manifest problems users hit give a ManifestError naming the row and what to do: another text encoding,
 an empty study id, a labels column of the wrong type; rows without report text are counted when training
 and an index of zero reports is refused."""
+
 from __future__ import annotations
 
 import csv
@@ -17,11 +18,14 @@ HEADER = "study_id,image_path,split,findings\n"
 
 
 # ------------------------------------------------------------------------------------------ encodings
-@pytest.mark.parametrize("codec, named, iconv", [
-    ("cp1252", "cp1252", "CP1252"),          # Excel's "CSV" on Windows; é is 0xe9, ’ is 0x92
-    ("latin-1", "Latin-1", "LATIN1"),        # 0x81 is undefined in cp1252
-    ("utf-16", "UTF-16", "UTF-16"),          # Excel's "Unicode text"
-])
+@pytest.mark.parametrize(
+    "codec, named, iconv",
+    [
+        ("cp1252", "cp1252", "CP1252"),  # Excel's "CSV" on Windows; é is 0xe9, ’ is 0x92
+        ("latin-1", "Latin-1", "LATIN1"),  # 0x81 is undefined in cp1252
+        ("utf-16", "UTF-16", "UTF-16"),  # Excel's "Unicode text"
+    ],
+)
 def test_a_manifest_in_another_encoding_is_named(tmp_path, codec, named, iconv):
     word = "\u00e9panchement\u0081" if codec == "latin-1" else "\u00e9panchement pleural\u2019"
     text = HEADER + "A,a.png,train,Normal.\nB,b.png,train,Petit " + word + ".\n"
@@ -64,8 +68,10 @@ def test_an_empty_study_id_names_the_row(tmp_path, empty):
 
 def test_a_null_study_id_in_jsonl_names_the_row(tmp_path):
     path = tmp_path / "m.jsonl"
-    rows = [{"study_id": "A", "image_path": "a.png", "split": "train"},
-            {"study_id": None, "image_path": "b.png", "split": "train"}]
+    rows = [
+        {"study_id": "A", "image_path": "a.png", "split": "train"},
+        {"study_id": None, "image_path": "b.png", "split": "train"},
+    ]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     with pytest.raises(ManifestError, match=r"m\.jsonl:2 \(row 2\): study_id is empty"):
         read_manifest(path)
@@ -76,8 +82,15 @@ def _forty(labels_of_row_23) -> list[dict]:
     rows = []
     for i in range(40):
         labels = {"Cardiomegaly": [1, 0, -1, None][i % 4], "Edema": 1.0}
-        rows.append({"study_id": f"P{i:03d}", "image_path": f"p{i}.png", "split": "train",
-                     "findings": f"Report {i}.", "labels": labels_of_row_23 if i == 22 else labels})
+        rows.append(
+            {
+                "study_id": f"P{i:03d}",
+                "image_path": f"p{i}.png",
+                "split": "train",
+                "findings": f"Report {i}.",
+                "labels": labels_of_row_23 if i == 22 else labels,
+            }
+        )
     return rows
 
 
@@ -98,13 +111,17 @@ def test_forty_valid_rows_parse_to_floats_and_nulls(tmp_path):
 
 
 @pytest.mark.parametrize("fmt", ["csv", "jsonl"])
-@pytest.mark.parametrize("bad, says", [
-    (3, "must be a JSON object, got a JSON int"),
-    (["Cardiomegaly", "Edema"], "must be a JSON object, got a JSON list"),
-    ({"Cardiomegaly": 2}, "'Cardiomegaly' the value 2"),
-    ({"Edema": "yes"}, "'Edema' the value 'yes'"),
-    ({"Edema": True}, "'Edema' the value True"),
-], ids=["number", "list", "two", "string", "bool"])
+@pytest.mark.parametrize(
+    "bad, says",
+    [
+        (3, "must be a JSON object, got a JSON int"),
+        (["Cardiomegaly", "Edema"], "must be a JSON object, got a JSON list"),
+        ({"Cardiomegaly": 2}, "'Cardiomegaly' the value 2"),
+        ({"Edema": "yes"}, "'Edema' the value 'yes'"),
+        ({"Edema": True}, "'Edema' the value True"),
+    ],
+    ids=["number", "list", "two", "string", "bool"],
+)
 def test_a_labels_column_of_the_wrong_type_names_row_study_and_column(tmp_path, fmt, bad, says):
     rows = _forty(bad)
     path = tmp_path / f"m.{fmt}"
@@ -139,8 +156,7 @@ def test_training_counts_rows_without_report_text(blobs, caplog):
     from eclip_core.train import _prepare_rows
 
     _blank_reports(blobs, keep=9)
-    cfg = TrainConfig(manifest=str(blobs), model=EClipConfig(name="eclip-tiny"), progress=False,
-                      validate_images=False)
+    cfg = TrainConfig(manifest=str(blobs), model=EClipConfig(name="eclip-tiny"), progress=False, validate_images=False)
     with caplog.at_level(logging.WARNING, logger="eclip_core.train"):
         good, _, _ = _prepare_rows(cfg)
     assert len(good) == 12 and "3 of 12 train rows have no report text" in caplog.text
@@ -154,10 +170,23 @@ def test_rag_report_index_refuses_a_corpus_without_reports(tmp_path, capsys):
     from rag_report.cli import main
 
     EClip.from_config("eclip-tiny").save_pretrained(tmp_path / "eclip")
-    write_manifest([Study(f"S{i}", [f"x{i}.png"], "train") for i in range(4)]
-                   + [Study("T1", ["t.png"], "test", findings="Lungs clear.")], tmp_path / "m.csv")
-    code = main(["--quiet", "index", "--manifest", str(tmp_path / "m.csv"), "--model", str(tmp_path / "eclip"),
-                 "--out", str(tmp_path / "idx")])
+    write_manifest(
+        [Study(f"S{i}", [f"x{i}.png"], "train") for i in range(4)]
+        + [Study("T1", ["t.png"], "test", findings="Lungs clear.")],
+        tmp_path / "m.csv",
+    )
+    code = main(
+        [
+            "--quiet",
+            "index",
+            "--manifest",
+            str(tmp_path / "m.csv"),
+            "--model",
+            str(tmp_path / "eclip"),
+            "--out",
+            str(tmp_path / "idx"),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "none of its 4 rows with split 'train' has report text" in err and "--split" in err
     assert not (tmp_path / "idx").exists()

@@ -1,4 +1,5 @@
 """NLG metrics equal pycocoevalcap's own scorers; evaluate modules load offline; clinical F1 by hand."""
+
 from __future__ import annotations
 
 import contextlib
@@ -64,7 +65,7 @@ def test_known_values_by_hand():
     # ROUGE-L: LCS 5, P = 1, R = 5/6, beta 1.2 -> (1 + b^2) P R / (R + b^2 P).
     out = nlg.compute_nlg(["The heart is normal."], ["The heart size is normal."], meteor=False)
     assert out["BLEU-1"] == pytest.approx(math.exp(1 - 6 / 5), abs=1e-6)
-    b2, p, r = 1.2 ** 2, 1.0, 5 / 6
+    b2, p, r = 1.2**2, 1.0, 5 / 6
     assert out["ROUGE-L"] == pytest.approx((1 + b2) * p * r / (r + b2 * p), abs=1e-6)
     same = nlg.compute_nlg(TOY_HYPS, TOY_HYPS, meteor=False)
     assert [same[k] for k in nlg.BLEU_KEYS] == pytest.approx([1.0] * 4, abs=1e-6)
@@ -125,8 +126,9 @@ def test_evaluate_modules_load_offline(monkeypatch):
     single = m.compute(predictions=TOY_HYPS, references=[r[0] for r in TOY_REFS], meteor=False)
     assert single["sacreBLEU"] == pytest.approx(nlg.sacrebleu_score(TOY_HYPS, [r[0] for r in TOY_REFS]))
     c = evaluate.load(module_path("clinical_f1"))
-    got = c.compute(predictions=["Cardiomegaly.", "No pneumothorax."], references=["The heart is enlarged.",
-                                                                                   "Small pneumothorax."])
+    got = c.compute(
+        predictions=["Cardiomegaly.", "No pneumothorax."], references=["The heart is enlarged.", "Small pneumothorax."]
+    )
     assert got["policies"] == ["uncertain_as_negative", "uncertain_as_positive"]
     # tp 1 (Cardiomegaly), fn 1 (Pneumothorax), fp 1 (No Finding of the 2nd draft): 2 / (2 + 1 + 1)
     assert got["uncertain_as_negative/micro_f1_14"] == pytest.approx(0.5)
@@ -135,18 +137,22 @@ def test_evaluate_modules_load_offline(monkeypatch):
 # ---- clinical F1 on a hand-built label matrix ----------------------------------------------------------
 N = np.nan
 #        NF  EC Card LO  LL  Ed  Co  Pn  At  Ptx PE  PO  Fx  SD
-REF = np.array([
-    [N,  N,  1,  N,  N,  N,  N,  N,  N,  N,  1,  N,  N,  N],
-    [1,  N,  N,  N,  N,  N,  N,  N,  N,  N,  N,  N,  N,  N],
-    [N,  N,  N,  N,  N,  -1, N,  N,  0,  N,  1,  N,  N,  N],
-    [N,  N,  1,  N,  N,  N,  N,  N,  1,  N,  N,  N,  N,  N],
-])
-PRED = np.array([
-    [N,  N,  1,  N,  N,  N,  N,  N,  N,  N,  0,  N,  N,  N],
-    [1,  N,  N,  N,  N,  N,  N,  N,  N,  N,  N,  N,  N,  1],
-    [N,  N,  N,  N,  N,  1,  N,  N,  N,  N,  -1, N,  N,  N],
-    [N,  N,  N,  N,  1,  N,  N,  N,  1,  N,  N,  N,  N,  N],
-])
+REF = np.array(
+    [
+        [N, N, 1, N, N, N, N, N, N, N, 1, N, N, N],
+        [1, N, N, N, N, N, N, N, N, N, N, N, N, N],
+        [N, N, N, N, N, -1, N, N, 0, N, 1, N, N, N],
+        [N, N, 1, N, N, N, N, N, 1, N, N, N, N, N],
+    ]
+)
+PRED = np.array(
+    [
+        [N, N, 1, N, N, N, N, N, N, N, 0, N, N, N],
+        [1, N, N, N, N, N, N, N, N, N, N, N, N, 1],
+        [N, N, N, N, N, 1, N, N, N, N, -1, N, N, N],
+        [N, N, N, N, 1, N, N, N, 1, N, N, N, N, N],
+    ]
+)
 
 
 def test_clinical_f1_matches_hand_computation():

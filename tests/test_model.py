@@ -1,4 +1,5 @@
 """EClip: encoders, preprocessing, mixup endpoint, text locking, save/load, configs."""
+
 import json
 
 import numpy as np
@@ -10,7 +11,6 @@ from eclip_core.errors import CheckpointError, ConfigError
 from eclip_core.model import EClip, list_model_configs
 from eclip_core.patch_embed import PatchConv2d
 from eclip_core.transforms import ImageTransform, clahe
-
 
 
 @pytest.fixture(scope="module")
@@ -53,8 +53,9 @@ def test_preprocess_eval_is_deterministic_and_normalised(tiny):
 def test_preprocessed_batches_take_the_grey_patch_embedding(tiny):
     """The transforms repeat a grey X-ray to 3 channels; a batch of them is embedded from one channel."""
     rng = np.random.default_rng(0)
-    batch = torch.stack([tiny.preprocess(rng.random((90, 70), dtype=np.float32), train=train)
-                         for train in (False, True)])
+    batch = torch.stack(
+        [tiny.preprocess(rng.random((90, 70), dtype=np.float32), train=train) for train in (False, True)]
+    )
     conv = tiny.clip.visual.conv1
     assert conv.grey(batch).shape == (2, 1, tiny.image_size, tiny.image_size)
     with torch.no_grad():
@@ -171,8 +172,11 @@ def test_eclip_small_uses_the_packaged_minilm_and_trims_padding_exactly():
 
 def test_frozen_text_feature_cache_matches_the_tower_and_skips_repeats():
     m = EClip(EClipConfig(name="eclip-small", lock_text=True)).train()
-    reports = ["Heart size normal. Lungs clear.", "Small left pleural effusion. No pneumothorax.",
-               "Cardiomegaly with mild vascular congestion and a much longer sentence about the spine."]
+    reports = [
+        "Heart size normal. Lungs clear.",
+        "Small left pleural effusion. No pneumothorax.",
+        "Cardiomegaly with mild vascular congestion and a much longer sentence about the spine.",
+    ]
     tok = m.tokenize(reports + reports[:1])  # a repeat inside the batch
     reference = m.encode_text(tok)
     (reference * torch.arange(1.0, 5.0)[:, None]).sum().backward()
@@ -227,17 +231,28 @@ def test_token_space_mixup_equals_encoding_the_mixed_images(variant, grey):
     grey images (one channel repeated, as the transforms make X-rays) give them with one-channel patch
     embeddings too, against every channel embedded."""
     torch.manual_seed(0)
-    model = EClip(EClipConfig(name="eclip-tiny", processor_variant=variant, processor_dim=32,
-                              processor_heads=4)).double().train()
+    model = (
+        EClip(EClipConfig(name="eclip-tiny", processor_variant=variant, processor_dim=32, processor_heads=4))
+        .double()
+        .train()
+    )
     s = model.image_size
 
     def images(n):
-        return torch.randn(n, 1, s, s, dtype=torch.double).repeat(1, 3, 1, 1) if grey \
+        return (
+            torch.randn(n, 1, s, s, dtype=torch.double).repeat(1, 3, 1, 1)
+            if grey
             else torch.randn(n, 3, s, s, dtype=torch.double)
+        )
 
-    batch = dict(images=images(3), tokens=model.tokenize(["a", "b", "c"]), expert_images=images(2),
-                 expert_heatmaps=torch.rand(2, 1, s, s, dtype=torch.double),
-                 expert_tokens=model.tokenize(["d", "e"]), lam=0.3)
+    batch = dict(
+        images=images(3),
+        tokens=model.tokenize(["a", "b", "c"]),
+        expert_images=images(2),
+        expert_heatmaps=torch.rand(2, 1, s, s, dtype=torch.double),
+        expert_tokens=model.tokenize(["d", "e"]),
+        lam=0.3,
+    )
     convs = [m for m in model.modules() if isinstance(m, PatchConv2d)]
     assert len(convs) == 2 and all((c.grey(batch["expert_images"]).shape[1] == 1) == grey for c in convs)
     runs = {}
@@ -249,8 +264,10 @@ def test_token_space_mixup_equals_encoding_the_mixed_images(variant, grey):
         out = model(**batch, generator=torch.Generator().manual_seed(5))
         assert out["image_features"].shape == (5, model.embed_dim)
         (out["image_features"] @ out["text_features"].t()).diagonal().sum().backward()
-        runs[fast, collapse] = (out["image_features"].detach(), {n: p.grad.clone() for n, p in
-                                                                 model.named_parameters() if p.grad is not None})
+        runs[fast, collapse] = (
+            out["image_features"].detach(),
+            {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None},
+        )
     feat_ref, grad_ref = runs.pop((False, False))  # image space, every channel: the spec read literally
     assert any(n.startswith("heatmap_processor.") for n in grad_ref)
     for feat, grad in runs.values():

@@ -1,4 +1,5 @@
 """Open-I report parsing and loading (schema-true fixtures + the corpus inside torchxrayvision)."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -35,7 +36,7 @@ XML = b"""<?xml version="1.0" encoding="utf-8"?>
 def test_parse_sections_mesh_images_and_views():
     r = parse_openi_xml(XML, {"CXR77_IM-0001-1001": "PA", "CXR77_IM-0001-2001": "LATERAL"})
     assert r.uid == "CXR77"
-    assert r.findings == "Small left pleural effusion. The XXXX are intact."   # one XXXX policy
+    assert r.findings == "Small left pleural effusion. The XXXX are intact."  # one XXXX policy
     assert r.impression == "Left effusion."
     assert r.comparison == "XXXX." and r.indication == "Chest pain."
     assert r.mesh_major == ["Pleural Effusion/left/small"] and r.mesh_minor == ["Lung/hypoinflation"]
@@ -57,7 +58,7 @@ def test_load_from_folder_and_tgz(tmp_path):
     (folder / "5.xml").write_bytes(XML.replace(b"CXR77", b"CXR5"))
     (folder / "bad.xml").write_bytes(b"<broken")
     reports = load_openi_reports(folder)
-    assert [r.uid for r in reports] == ["CXR5", "CXR77"]           # sorted by number, bad one skipped
+    assert [r.uid for r in reports] == ["CXR5", "CXR77"]  # sorted by number, bad one skipped
     tgz = tmp_path / "r.tgz"
     with tarfile.open(tgz, "w:gz") as tar:
         for f in sorted(folder.iterdir()):
@@ -74,9 +75,9 @@ def test_real_corpus_from_installed_package():
     assert len({r.uid for r in reports}) == 3955
     with_text = [r for r in reports if r.has_text]
     assert len(with_text) == 3927
-    assert sum(bool(r.findings and r.impression) for r in reports) == 3419      # data-sources.md
-    assert all("xxxx" not in r.report_text.replace("XXXX", "") .lower() for r in with_text[:500])
+    assert sum(bool(r.findings and r.impression) for r in reports) == 3419  # data-sources.md
+    assert all("xxxx" not in r.report_text.replace("XXXX", "").lower() for r in with_text[:500])
     by_uid = {r.uid: r for r in reports}
     assert by_uid["CXR1"].mesh_major == ["normal"]
-    assert sum(bool(r.frontal_image_ids) for r in reports) > 2000             # view positions attached
+    assert sum(bool(r.frontal_image_ids) for r in reports) > 2000  # view positions attached
     assert isinstance(reports[0], OpenIReport)

@@ -1,4 +1,5 @@
 """PatchConv2d: the matmul form of a kernel = stride conv gives the conv's outputs and gradients."""
+
 import pytest
 import torch
 from torch import nn
@@ -59,7 +60,7 @@ def test_eclip_vit_uses_it_with_unchanged_checkpoint_layout():
     assert isinstance(model.heatmap_processor.patch_embed, PatchConv2d)
     cfg = model_config("eclip-tiny")
     plain = open_clip.CLIP(**cfg)
-    ours = {k[len("clip."):] for k in model.state_dict() if k.startswith("clip.")}
+    ours = {k[len("clip.") :] for k in model.state_dict() if k.startswith("clip.")}
     assert ours == set(plain.state_dict())
 
 

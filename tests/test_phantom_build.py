@@ -1,4 +1,5 @@
 """The phantom data set builder: manifest, determinism, cache, split, gaze files (tiny builds)."""
+
 from __future__ import annotations
 
 import csv
@@ -17,13 +18,17 @@ from eclip_core.data.phantom.split import assign_split, hashed_split, load_r2gen
 from eclip_core.errors import ConfigError
 from eclip_core.heatmap.gaze import load_expert_heatmap
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("torchxrayvision") is None,
-                                reason="the Open-I reports come from torchxrayvision")
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("torchxrayvision") is None, reason="the Open-I reports come from torchxrayvision"
+)
 
 
 def _digest(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +50,7 @@ def test_manifest_rows_are_complete_and_simulated(built):
         img = np.asarray(Image.open(s.image_paths[0]))
         assert img.shape == (64, 64) and img.dtype == np.uint8
     by_id = {s.study_id: s for s in studies}
-    assert by_id["CXR1"].labels.get("No Finding") == 1.0           # the project's labeler over the text
+    assert by_id["CXR1"].labels.get("No Finding") == 1.0  # the project's labeler over the text
     marker = json.loads((built.parent / "COMPLETE.json").read_text())
     assert marker["studies"] == 24 and marker["dropped_no_text"] == 28
 
@@ -58,14 +63,14 @@ def test_gaze_only_in_train_and_loads_through_the_expert_heatmap_path(built):
     for s in gaze[:3]:
         heat = load_expert_heatmap(s, (64, 64))
         assert heat is not None and heat.shape == (64, 64) and np.isclose(heat.max(), 1.0)
-        assert (heat > 0.5).mean() < 0.3                            # focal, not a uniform blur
+        assert (heat > 0.5).mean() < 0.3  # focal, not a uniform blur
 
 
 def test_split_matches_r2gen_and_test_never_leaks(built, shared_data):
     studies = read_manifest(built)
     with open(shared_data / "openi_r2gen_split.csv", newline="") as fh:
         ref = {r["uid"]: r["split"] for r in csv.DictReader(fh)}
-    assert load_r2gen_split() == ref                                  # the project copy is faithful
+    assert load_r2gen_split() == ref  # the project copy is faithful
     for s in studies:
         assert s.split == ref.get(s.study_id, hashed_split(s.study_id))
     assert all(assign_split(u) == "test" for u, sp in ref.items() if sp == "test")
@@ -81,10 +86,10 @@ def test_hashed_split_is_stable_and_proportioned():
 
 def test_deterministic_byte_identical_and_cached(built, tmp_path):
     again = build_phantom_dataset(tmp_path / "b", size=64, limit=24, gaze_fraction=0.5, progress=False, workers=1)
-    assert _digest(built.parent) == _digest(again.parent)            # 1 vs 2 workers, same bytes
+    assert _digest(built.parent) == _digest(again.parent)  # 1 vs 2 workers, same bytes
     stamp = again.stat().st_mtime_ns
     assert build_phantom_dataset(tmp_path / "b", size=64, limit=24, gaze_fraction=0.5, progress=False) == again
-    assert again.stat().st_mtime_ns == stamp                          # reused, not rebuilt
+    assert again.stat().st_mtime_ns == stamp  # reused, not rebuilt
 
 
 def test_default_location_16_bit_and_config_errors(tmp_path, monkeypatch):

@@ -1,4 +1,5 @@
 """Simulated gaze: EGD-CXR format, loads through the project's EGD loader, dwells on the findings."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -21,10 +22,12 @@ def _inside(df, mask, grid) -> np.ndarray:
 
 def test_fixations_fall_on_findings_far_above_chance():
     ratios = []
-    for uid, f in [("CXR11", Finding("nodule", side="right", location="upper", severity=0.4)),
-                   ("CXR12", Finding("effusion", side="left", severity=0.5)),
-                   ("CXR13", Finding("pneumothorax", side="right", severity=0.5)),
-                   ("CXR14", Finding("granuloma", side="left", location="lower"))]:
+    for uid, f in [
+        ("CXR11", Finding("nodule", side="right", location="upper", severity=0.4)),
+        ("CXR12", Finding("effusion", side="left", severity=0.5)),
+        ("CXR13", Finding("pneumothorax", side="right", severity=0.5)),
+        ("CXR14", Finding("granuloma", side="left", location="lower")),
+    ]:
         r = render_study(uid, [f], size=SIZE)
         df = simulate_fixations(r, uid)
         region = ndimage.binary_dilation(r.masks[0], iterations=2)
@@ -72,6 +75,7 @@ def test_files_load_through_the_egd_loader_and_give_a_heatmap_on_the_finding(tmp
     mask = r.masks[0]
     assert heat[mask].mean() > 2.0 * heat[~mask].mean()
     # byte-identical on a rerun
-    path2 = write_fixations(simulate_fixations(r, "CXR41", dicom_id="CXR41_IM-0001-1001", original_size=film),
-                            tmp_path / "again.csv")
+    path2 = write_fixations(
+        simulate_fixations(r, "CXR41", dicom_id="CXR41_IM-0001-1001", original_size=film), tmp_path / "again.csv"
+    )
     assert path.read_bytes() == path2.read_bytes()

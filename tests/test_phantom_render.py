@@ -1,4 +1,5 @@
 """Phantom renderer: findings change the pixels where the report puts them, and nothing else."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -23,7 +24,7 @@ def test_deterministic_and_patient_specific():
     b = render_study("CXR42", [Finding("nodule", side="left")], size=SIZE)
     c = render_study("CXR43", [Finding("nodule", side="left")], size=SIZE)
     assert a.to_array(16).tobytes() == b.to_array(16).tobytes()
-    assert np.abs(a.image - c.image).mean() > 0.01          # habitus / exposure / markings differ
+    assert np.abs(a.image - c.image).mean() > 0.01  # habitus / exposure / markings differ
 
 
 def test_image_looks_like_a_chest_film():
@@ -31,17 +32,22 @@ def test_image_looks_like_a_chest_film():
     g = r.geometry
     lungs, heart = g.lungs(), g.heart_mask()
     lung_core = ndimage.binary_erosion(lungs, iterations=3)
-    assert r.image[lung_core].mean() < r.image[heart].mean() - 0.15        # dark lungs, white heart
+    assert r.image[lung_core].mean() < r.image[heart].mean() - 0.15  # dark lungs, white heart
     outside = (np.abs(g.x - g.a.cx) > g.a.body_half + 0.03) & (g.y > 0.3)
-    assert r.image[outside].mean() < 0.12                                  # air outside the body
+    assert r.image[outside].mean() < 0.12  # air outside the body
     assert 0.38 <= r.cardiothoracic_ratio() <= 0.5
 
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_every_kind_changes_pixels_inside_its_region(kind):
     for uid in UIDS[:2]:
-        f = Finding(kind, side="left" if kind not in ("edema", "hyperinflation", "low_volumes") else "", severity=0.7,
-                    location="lower", term="Surgical Instruments/abdomen/right" if kind == "clips" else "")
+        f = Finding(
+            kind,
+            side="left" if kind not in ("edema", "hyperinflation", "low_volumes") else "",
+            severity=0.7,
+            location="lower",
+            term="Surgical Instruments/abdomen/right" if kind == "clips" else "",
+        )
         base, with_f = _pair(uid, f)
         mask = with_f.masks[0]
         assert mask.any(), kind
@@ -62,21 +68,21 @@ def test_left_effusion_brightens_left_costophrenic_angle_only():
         base, eff = _pair(uid, Finding("effusion", side="left", severity=0.5))
         g = base.geometry
         left, right = _cp_region(g, "left"), _cp_region(g, "right")
-        assert g.x[left].mean() > 0.5                     # the patient's left is the image right
+        assert g.x[left].mean() > 0.5  # the patient's left is the image right
         assert eff.image[left].mean() - base.image[left].mean() > 0.05
         assert abs(eff.image[right].mean() - base.image[right].mean()) < 0.01
 
 
 def test_cardiomegaly_raises_measured_ctr_above_half():
     for uid in UIDS:
-        base, big = _pair(uid, Finding("cardiomegaly", severity=0.25))   # even "borderline"
+        base, big = _pair(uid, Finding("cardiomegaly", severity=0.25))  # even "borderline"
         assert base.cardiothoracic_ratio() < 0.5 < big.cardiothoracic_ratio()
         # the pixels agree: where the heart grew, lung turned to soft tissue
         grown = ndimage.binary_erosion(big.masks[0] & ~base.geometry.heart_mask(), iterations=1)
         assert grown.sum() > 20
         assert big.image[grown].mean() - base.image[grown].mean() > 0.1
     ctr = [_pair(UIDS[0], Finding("cardiomegaly", severity=s))[1].cardiothoracic_ratio() for s in (0.25, 0.45, 0.9)]
-    assert ctr[0] < ctr[1] < ctr[2]                                         # graded
+    assert ctr[0] < ctr[1] < ctr[2]  # graded
 
 
 def _corr(a: np.ndarray, b: np.ndarray) -> float:
@@ -88,8 +94,8 @@ def test_pneumothorax_removes_markings_beyond_the_pleural_line():
         base, ptx = _pair(uid, Finding("pneumothorax", side="right", severity=0.6), size=256)
         gap = ndimage.binary_erosion(ptx.masks[0], iterations=3)
         assert gap.any()
-        assert ptx.geometry.x[gap].mean() < 0.5                          # right lung = image left
-        assert ptx.image[gap].mean() < base.image[gap].mean() - 0.02     # more air
+        assert ptx.geometry.x[gap].mean() < 0.5  # right lung = image left
+        assert ptx.image[gap].mean() < base.image[gap].mean() - 0.02  # more air
         # the pixels' fine detail follows the vessel pattern without the finding, and not with it
         vessels = base.vessel_layer - ndimage.gaussian_filter(base.vessel_layer, 3.0)
         detail_base = base.image - ndimage.gaussian_filter(base.image, 3.0)
@@ -109,8 +115,8 @@ def test_nodule_and_opacity_where_the_code_puts_them():
     g = r.geometry
     ny, nx = np.argwhere(by_kind["nodule"]).mean(0) / SIZE
     oy, ox = np.argwhere(by_kind["opacity"]).mean(0) / SIZE
-    assert nx < g.a.cx and ny < 0.4                       # right upper = image left, top
-    assert ox > g.a.cx and oy > 0.5                       # left base = image right, bottom
+    assert nx < g.a.cx and ny < 0.4  # right upper = image left, top
+    assert ox > g.a.cx and oy > 0.5  # left base = image right, bottom
 
 
 def test_negated_findings_render_nothing():
@@ -124,11 +130,18 @@ def test_negated_findings_render_nothing():
 
 
 def test_mesh_grammar_to_findings():
-    fs = findings_from_mesh([
-        "Opacity/lung/upper lobe/right/round", "Cardiomegaly/mild", "Calcified Granuloma/lung/hilum/right",
-        "Pleural Effusion/bilateral/small", "Lung/hypoinflation", "Implanted Medical Device/left", "normal",
-        "Technical Quality of Image Unsatisfactory",
-    ])
+    fs = findings_from_mesh(
+        [
+            "Opacity/lung/upper lobe/right/round",
+            "Cardiomegaly/mild",
+            "Calcified Granuloma/lung/hilum/right",
+            "Pleural Effusion/bilateral/small",
+            "Lung/hypoinflation",
+            "Implanted Medical Device/left",
+            "normal",
+            "Technical Quality of Image Unsatisfactory",
+        ]
+    )
     got = {(f.kind, f.side, f.location) for f in fs}
     assert ("opacity", "right", "upper") in got
     assert ("cardiomegaly", "", "") in got

@@ -1,4 +1,5 @@
 """generate_report / ReportPipeline end to end on the tiny world (real modules, tiny untrained eCLIP)."""
+
 from __future__ import annotations
 
 import json
@@ -51,7 +52,11 @@ def test_extractive_modes_cite_their_evidence(pipe, tiny_world, mode):
 
 def test_own_study_excluded_when_asked(pipe, tiny_world):
     study = next(s for s in tiny_world["studies"] if s.split == "train" and s.report_text)
-    plain = pipe.generate(study.image_paths[0], mode="top1", k=8, )
+    plain = pipe.generate(
+        study.image_paths[0],
+        mode="top1",
+        k=8,
+    )
     excluded = pipe.generate(study.image_paths[0], mode="top1", k=8, exclude_study_ids=[study.study_id])
     assert study.study_id not in [ev.study_id for ev in excluded.evidence]
     assert len(excluded.evidence) == len(plain.evidence)
@@ -84,8 +89,10 @@ def test_dicom_and_array_inputs(pipe, tiny_world, tmp_path):
     for i, (x, y) in enumerate(zip(a.evidence, b.evidence)):
         if x.study_id != y.study_id:  # swapped places: they were tied within the quantisation
             assert abs(x.similarity - y.similarity) < 4e-3, (i, x.study_id, y.study_id)
-    assert a.evidence[0].study_id == b.evidence[0].study_id or \
-        abs(b.evidence[0].similarity - b.evidence[1].similarity) < 4e-3
+    assert (
+        a.evidence[0].study_id == b.evidence[0].study_id
+        or abs(b.evidence[0].similarity - b.evidence[1].similarity) < 4e-3
+    )
 
 
 def test_bad_images_get_clear_errors_or_warnings(pipe, tiny_world, tmp_path):

@@ -1,28 +1,32 @@
 """quantization="auto": nf4 on CUDA and on CPUs with AVX512-BF16/AMX, fp32 ("none") elsewhere; the choice is
 what loads and what a draft reports."""
+
 from __future__ import annotations
 
 import pytest
+from test_llm_support import make_tiny_llama
 
 from rag_report import precision
 from rag_report.llm import LLMSpec, clear_llm_cache, load_llm
 from rag_report.pipeline import PipelineConfig
 from rag_report.precision import choose_quantization, cpu_flags, draft_model_entries, has_bf16_matmul
-from test_llm_support import make_tiny_llama
 
 
 def test_defaults_are_auto():
     assert LLMSpec().quantization == "auto" and PipelineConfig().quantization == "auto"
 
 
-@pytest.mark.parametrize("device, flags, bnb, expected", [
-    ("cuda", frozenset(), True, "nf4"),
-    ("cpu", frozenset({"avx2", "fma"}), True, "none"),
-    ("cpu", frozenset({"avx512f", "avx512_bf16"}), True, "nf4"),
-    ("cpu", frozenset({"amx_bf16", "amx_tile"}), True, "nf4"),
-    ("cpu", frozenset({"avx512f", "avx512_vnni"}), True, "none"),  # AVX-512 alone is not enough
-    ("cuda", frozenset(), False, "none"),  # no bitsandbytes: nothing to quantize with
-])
+@pytest.mark.parametrize(
+    "device, flags, bnb, expected",
+    [
+        ("cuda", frozenset(), True, "nf4"),
+        ("cpu", frozenset({"avx2", "fma"}), True, "none"),
+        ("cpu", frozenset({"avx512f", "avx512_bf16"}), True, "nf4"),
+        ("cpu", frozenset({"amx_bf16", "amx_tile"}), True, "nf4"),
+        ("cpu", frozenset({"avx512f", "avx512_vnni"}), True, "none"),  # AVX-512 alone is not enough
+        ("cuda", frozenset(), False, "none"),  # no bitsandbytes: nothing to quantize with
+    ],
+)
 def test_auto_resolution(device, flags, bnb, expected):
     choice = choose_quantization("auto", device, flags=flags, bnb_available=bnb)
     assert choice.requested == "auto" and choice.resolved == expected
@@ -68,7 +72,8 @@ def test_auto_loads_the_resolved_precision(tmp_path, monkeypatch):
     assert load_llm(LLMSpec(path=str(folder), device="cpu", quantization="none")) is llm
     assert draft_model_entries("auto", llm) == {
         "quantization": "none",
-        "quantization_reason": "auto: CPU without AVX512-BF16/AMX, where fp32 drafts faster than 4-bit"}
+        "quantization_reason": "auto: CPU without AVX512-BF16/AMX, where fp32 drafts faster than 4-bit",
+    }
     assert draft_model_entries("auto", None) == {"quantization": "", "quantization_reason": ""}
     pytest.importorskip("bitsandbytes")
     import bitsandbytes as bnb

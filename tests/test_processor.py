@@ -1,10 +1,10 @@
 """Heatmap processor: shapes, gradient flow, the mask/random variants, heatmap scaling."""
+
 import pytest
 import torch
 
 from eclip_core.errors import ConfigError
 from eclip_core.heatmap.processor import HeatmapProcessor, normalize_heatmaps, random_heatmaps
-
 
 
 def test_mha_shapes_and_gradients_reach_every_parameter():
@@ -89,8 +89,11 @@ def test_matches_the_stock_layers_of_the_spec_outputs_and_gradients(variant, pat
     g = torch.randn(2, 3, 48, 64, dtype=torch.double)
 
     def stock():
-        h = random_heatmaps(tuple(heat.shape), torch.Generator().manual_seed(3)).double() if variant == "random" \
+        h = (
+            random_heatmaps(tuple(heat.shape), torch.Generator().manual_seed(3)).double()
+            if variant == "random"
             else normalize_heatmaps(heat)
+        )
         conv = torch.nn.Conv2d(3, 32, patch, patch).double()
         conv.weight, conv.bias = proc.patch_embed.weight, proc.patch_embed.bias
         p = conv(images).flatten(2).transpose(1, 2)

@@ -1,12 +1,20 @@
 """Embedding-quality metrics against values computed by hand on tiny configurations."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
 from eclip_core.quality import (
-    QualityInputError, alignment, class_embeddings, label_precision_at_k, linear_probe, modality_gap,
-    retrieval_recall, uniformity, zero_shot_classify,
+    QualityInputError,
+    alignment,
+    class_embeddings,
+    label_precision_at_k,
+    linear_probe,
+    modality_gap,
+    retrieval_recall,
+    uniformity,
+    zero_shot_classify,
 )
 
 
@@ -63,7 +71,9 @@ def test_alignment_uniformity_gap():
     assert alignment(x, y, alpha=1) == pytest.approx(np.sqrt(2) / 2)
     assert uniformity(np.eye(3)) == pytest.approx(-4.0)  # every pair at squared distance 2
     assert uniformity(np.array([[1.0, 0.0], [-1.0, 0.0]])) == pytest.approx(-8.0)
-    assert modality_gap(np.array([[1.0, 0.0], [2.0, 0.0]]), np.array([[0.0, 1.0], [0.0, 5.0]])) == pytest.approx(np.sqrt(2))
+    assert modality_gap(np.array([[1.0, 0.0], [2.0, 0.0]]), np.array([[0.0, 1.0], [0.0, 5.0]])) == pytest.approx(
+        np.sqrt(2)
+    )
     assert modality_gap(x, x) == 0.0
 
 
@@ -76,8 +86,9 @@ def test_linear_probe_multiclass_and_multilabel():
     assert res.auroc > 0.99 and set(res.per_class) == {"a", "b", "c"} and res.n_train == 90
     few = linear_probe(x[::2], y[::2], x[1::2], y[1::2], fraction=0.1, seed=1)
     assert few.n_train == 9 and few.auroc > 0.9  # 3 per class still separates clusters
-    noise = linear_probe(rng.normal(size=(200, 5)), rng.integers(0, 2, 200), rng.normal(size=(200, 5)),
-                         rng.integers(0, 2, 200))
+    noise = linear_probe(
+        rng.normal(size=(200, 5)), rng.integers(0, 2, 200), rng.normal(size=(200, 5)), rng.integers(0, 2, 200)
+    )
     assert 0.35 < noise.auroc < 0.65
     # Multi-label: column 0 learnable, with uncertain/NaN entries left out; column 1 constant -> skipped.
     lab = np.stack([(x[:, 0] > 2).astype(float), np.ones(180)], axis=1)

@@ -5,6 +5,7 @@ eCLIP top-1 drafts equal the nearest train report found by a plain numpy search 
 embeddings; every model row's drafts equal what ``ReportPipeline.generate`` returns for the same image and
 config; random retrieval is a pure function of its seed.
 """
+
 from __future__ import annotations
 
 import json
@@ -69,18 +70,26 @@ def _config(setup, out, **kw):
     from eval.report_gen import ReportGenConfig
     from rag_report.pipeline import PipelineConfig
 
-    base = dict(manifest=str(setup["manifest"]),
-                pipeline=PipelineConfig(model_dir=str(setup["eclip"]), index_dir=str(setup["index"])),
-                clip_model=str(setup["clip"]), systems=["random", "clip_top1", "eclip_top1", "eclip_consensus",
-                                                        "boost_top1", "oracle"],
-                out_dir=str(out), progress=False, command="pytest tiny", seed=3,
-                meteor=False)  # METEOR (Java) is covered by the metrics tests; its JVM start is slow
+    base = dict(
+        manifest=str(setup["manifest"]),
+        pipeline=PipelineConfig(model_dir=str(setup["eclip"]), index_dir=str(setup["index"])),
+        clip_model=str(setup["clip"]),
+        systems=["random", "clip_top1", "eclip_top1", "eclip_consensus", "boost_top1", "oracle"],
+        out_dir=str(out),
+        progress=False,
+        command="pytest tiny",
+        seed=3,
+        meteor=False,
+    )  # METEOR (Java) is covered by the metrics tests; its JVM start is slow
     base.update(kw)
     return ReportGenConfig(**base)
 
 
 @pytest.fixture(scope="module")
-def tiny_result(tiny_setup, tmp_path_factory, ):
+def tiny_result(
+    tiny_setup,
+    tmp_path_factory,
+):
     import os
 
     from eval.report_gen.run import run_report_gen
@@ -103,8 +112,14 @@ def test_rows_columns_and_files(tiny_result):
 
     result, out = tiny_result
     names = [r["name"] for r in result["rows"]]
-    assert names == ["random retrieval", "CLIP top-1", "eCLIP top-1", "eCLIP consensus", "eCLIP + label boost top-1",
-                     "oracle (own report)"]
+    assert names == [
+        "random retrieval",
+        "CLIP top-1",
+        "eCLIP top-1",
+        "eCLIP consensus",
+        "eCLIP + label boost top-1",
+        "oracle (own report)",
+    ]
     data = json.loads((out / "report_gen.json").read_text())
     for row in data["rows"]:
         assert row["seed"] == 3 and row["split"] == "test" and row["command"] == "pytest tiny"
@@ -112,11 +127,23 @@ def test_rows_columns_and_files(tiny_result):
         assert row["metrics"]["n_studies"] == 8
         assert set(NLG_COLUMNS) <= set(row["metrics"]["nlg"])
         for policy in ("uncertain_as_negative", "uncertain_as_positive"):
-            assert set(row["metrics"]["clinical"][policy]) >= {"micro_f1_14", "macro_f1_14", "micro_f1_5",
-                                                                "macro_f1_5"}
+            assert set(row["metrics"]["clinical"][policy]) >= {"micro_f1_14", "macro_f1_14", "micro_f1_5", "macro_f1_5"}
     md = (out / "report_gen.md").read_text()
-    for col in ("BLEU-1", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr", "micro-F1(14)", "macro-F1(5)", "label-P@5",
-                "latency ms", "distinct drafts", "uncertain -> negative", "uncertain -> positive", "pytest tiny"):
+    for col in (
+        "BLEU-1",
+        "BLEU-4",
+        "METEOR",
+        "ROUGE-L",
+        "CIDEr",
+        "micro-F1(14)",
+        "macro-F1(5)",
+        "label-P@5",
+        "latency ms",
+        "distinct drafts",
+        "uncertain -> negative",
+        "uncertain -> positive",
+        "pytest tiny",
+    ):
         assert col in md
     assert md.count("\n| ") >= 2 * 6  # a line per system in both tables
     assert data["label_classifiers"]["per_observation"]  # the default model's classifiers, scored on test
@@ -154,7 +181,6 @@ def test_top1_is_the_nearest_train_report(tiny_setup, tiny_result):
     nearest = (unit(img - train_img.mean(0)) @ unit(txt - txt.mean(0)).T).argmax(1)
     result, _ = tiny_result
     expected = [train[j].report_text for j in nearest]
-    from rag_report.retriever import EClipRetriever
 
     assert [result_drafts(result, "eclip_top1")[s.study_id] for s in test] == expected
     row = next(r for r in result["rows"] if r["system"] == "eclip_top1")
@@ -178,8 +204,11 @@ def test_harness_drafts_equal_generate(tiny_setup, tiny_result):
     result, _ = tiny_result
     test, _ = select_studies(tiny_setup["studies"], "test", None)
     cfg = _config(tiny_setup, "unused").pipeline
-    cases = {"boost_top1": (cfg, "top1"), "eclip_top1": (replace(cfg, label_boost="off"), "top1"),
-             "eclip_consensus": (replace(cfg, label_boost="off"), "consensus")}
+    cases = {
+        "boost_top1": (cfg, "top1"),
+        "eclip_top1": (replace(cfg, label_boost="off"), "top1"),
+        "eclip_consensus": (replace(cfg, label_boost="off"), "consensus"),
+    }
     for system, (pipe_cfg, mode) in cases.items():
         pipe = ReportPipeline(pipe_cfg, progress=False)
         drafts = result_drafts(result, system)
@@ -208,8 +237,10 @@ def test_label_precision_hand_computed():
     from eval.report_gen.scoring import label_precision_at_k
 
     q = [{"Edema": 1.0, "Cardiomegaly": -1.0}, {"No Finding": 1.0}]
-    r = [[{"Edema": 1.0}, {"Edema": 1.0, "Cardiomegaly": 1.0}, {"Edema": 0.0}],
-         [{"No Finding": 1.0}, {"Pneumothorax": 1.0}, {"No Finding": 1.0}]]
+    r = [
+        [{"Edema": 1.0}, {"Edema": 1.0, "Cardiomegaly": 1.0}, {"Edema": 0.0}],
+        [{"No Finding": 1.0}, {"Pneumothorax": 1.0}, {"No Finding": 1.0}],
+    ]
     # query 1 (positive set {Edema}): 1 of 3 match; query 2: 2 of 3.
     assert label_precision_at_k(q, r, k=3) == pytest.approx((1 / 3 + 2 / 3) / 2)
     assert label_precision_at_k(q, r, k=1) == pytest.approx(1.0)
@@ -227,8 +258,24 @@ def test_bad_config_is_a_clear_error():
 def test_cli_parses_every_flag():
     from eval.report_gen.cli import build_parser
 
-    args = build_parser().parse_args(["--quick", "--manifest", "m.csv", "--model", "m", "--index", "i",
-                                      "--llm", "x.gguf", "--systems", "random", "oracle", "--llm-limit", "all"])
+    args = build_parser().parse_args(
+        [
+            "--quick",
+            "--manifest",
+            "m.csv",
+            "--model",
+            "m",
+            "--index",
+            "i",
+            "--llm",
+            "x.gguf",
+            "--systems",
+            "random",
+            "oracle",
+            "--llm-limit",
+            "all",
+        ]
+    )
     assert args.quick and args.manifest == "m.csv" and args.llm == "x.gguf" and args.llm_limit is None
     assert args.systems == ["random", "oracle"]
 
@@ -236,9 +283,11 @@ def test_cli_parses_every_flag():
 def test_label_matched_diagnostic_prefers_same_labels():
     from eval.report_gen.systems import label_matched_system
 
-    corpus = [Study("a", ["x.png"], "train", findings="The heart is enlarged.", labels={"Cardiomegaly": 1.0}),
-              Study("b", ["x.png"], "train", findings="Lungs clear.", labels={"No Finding": 1.0}),
-              Study("c", ["x.png"], "train", findings="Pulmonary edema.", labels={"Edema": 1.0})]
+    corpus = [
+        Study("a", ["x.png"], "train", findings="The heart is enlarged.", labels={"Cardiomegaly": 1.0}),
+        Study("b", ["x.png"], "train", findings="Lungs clear.", labels={"No Finding": 1.0}),
+        Study("c", ["x.png"], "train", findings="Pulmonary edema.", labels={"Edema": 1.0}),
+    ]
     query = [Study("q", ["x.png"], "test", findings="Cardiomegaly.")]
     out = label_matched_system(query, corpus, {"q": {"Cardiomegaly": 1.0}}, k=2, seed=0)
     assert out.drafts[0].retrieved_ids[0] == "a" and out.drafts[0].text == "The heart is enlarged."

@@ -1,4 +1,5 @@
 """The embedding suite end to end on a tiny synthetic dataset (eclip-tiny, a few steps, one seed)."""
+
 from __future__ import annotations
 
 import json
@@ -17,9 +18,17 @@ def blob_manifest(tmp_path_factory):
     root = tmp_path_factory.mktemp("blobs")
     train = read_manifest(make_blob_dataset(root / "train", n=48, size=64, seed=0, split="train"))
     test = read_manifest(make_blob_dataset(root / "test", n=24, size=64, seed=1, split="test"))
-    studies = train + [Study(f"t{s.study_id}", s.image_paths, "test", s.findings, s.impression,
-                             labels={"Cardiomegaly": 1.0} if i % 2 else {"No Finding": 1.0})
-                       for i, s in enumerate(test)]
+    studies = train + [
+        Study(
+            f"t{s.study_id}",
+            s.image_paths,
+            "test",
+            s.findings,
+            s.impression,
+            labels={"Cardiomegaly": 1.0} if i % 2 else {"No Finding": 1.0},
+        )
+        for i, s in enumerate(test)
+    ]
     path = root / "manifest.jsonl"
     write_manifest(studies, path)
     return path
@@ -29,9 +38,16 @@ def test_embedding_suite_writes_tables_and_picture(blob_manifest, tmp_path, monk
     from eval.report_gen.embedding_suite import METRIC_ORDER, EmbeddingSuiteConfig, run_embedding_suite
 
     monkeypatch.setenv("RAG_REPORT_HOME", str(tmp_path / "home"))
-    cfg = EmbeddingSuiteConfig(manifest=str(blob_manifest), steps=2, batch_size=8, seeds=[0],
-                               variants=["eclip", "clip"], out_dir=str(tmp_path / "out"), progress=False,
-                               command="pytest")
+    cfg = EmbeddingSuiteConfig(
+        manifest=str(blob_manifest),
+        steps=2,
+        batch_size=8,
+        seeds=[0],
+        variants=["eclip", "clip"],
+        out_dir=str(tmp_path / "out"),
+        progress=False,
+        command="pytest",
+    )
     result = run_embedding_suite(cfg)
     assert [r["variant"] for r in result["runs"]] == ["clip", "eclip"]
     data = json.loads((tmp_path / "out" / "embedding.json").read_text())
@@ -51,8 +67,9 @@ def test_embedding_suite_writes_tables_and_picture(blob_manifest, tmp_path, monk
     again = run_embedding_suite(cfg)
     assert [r["model_dir"] for r in again["runs"]] == [r["model_dir"] for r in result["runs"]]
     r0, r1 = result["runs"][0]["metrics"], again["runs"][0]["metrics"]
-    assert all((r0[m] is None and r1[m] is None) or math.isclose(r0[m], r1[m], abs_tol=1e-6)
-               for m in METRIC_ORDER if m in r0)
+    assert all(
+        (r0[m] is None and r1[m] is None) or math.isclose(r0[m], r1[m], abs_tol=1e-6) for m in METRIC_ORDER if m in r0
+    )
 
 
 def test_embedding_suite_rejects_unknown_variant():
@@ -75,26 +92,66 @@ def test_cli_flags_reach_the_suite_config(monkeypatch, tmp_path):
         return {"outputs": {"markdown": str(md)}}
 
     monkeypatch.setattr(suite, "run_embedding_suite", fake_suite)
-    main(["--suite", "embedding", "--model-config", "eclip-small", "--lock-text", "--train-lr", "3e-4",
-          "--num-workers", "1", "--steps", "300", "--seeds", "0", "1", "--variants", "clip", "eclip", "--no-progress"])
+    main(
+        [
+            "--suite",
+            "embedding",
+            "--model-config",
+            "eclip-small",
+            "--lock-text",
+            "--train-lr",
+            "3e-4",
+            "--num-workers",
+            "1",
+            "--steps",
+            "300",
+            "--seeds",
+            "0",
+            "1",
+            "--variants",
+            "clip",
+            "eclip",
+            "--no-progress",
+        ]
+    )
     cfg = seen["cfg"]
-    assert (cfg.model, cfg.lock_text, cfg.lr, cfg.num_workers, cfg.steps, cfg.seeds, cfg.variants) == \
-        ("eclip-small", True, 3e-4, 1, 300, [0, 1], ["clip", "eclip"])
+    assert (cfg.model, cfg.lock_text, cfg.lr, cfg.num_workers, cfg.steps, cfg.seeds, cfg.variants) == (
+        "eclip-small",
+        True,
+        3e-4,
+        1,
+        300,
+        [0, 1],
+        ["clip", "eclip"],
+    )
     assert "--lock-text" in cfg.command
 
 
-def test_runs_from_an_earlier_result_join_the_table_and_a_different_budget_is_refused(blob_manifest, tmp_path,
-                                                                                      monkeypatch):
+def test_runs_from_an_earlier_result_join_the_table_and_a_different_budget_is_refused(
+    blob_manifest, tmp_path, monkeypatch
+):
     from eval.report_gen.embedding_suite import EmbeddingSuiteConfig, run_embedding_suite
 
     monkeypatch.setenv("RAG_REPORT_HOME", str(tmp_path / "home"))
-    cfg = EmbeddingSuiteConfig(manifest=str(blob_manifest), steps=2, batch_size=8, seeds=[0], variants=["clip"],
-                               out_dir=str(tmp_path / "out"), progress=False, command="pytest")
-    earlier = {"config": cfg.to_dict(), "manifest": str(blob_manifest), "runs": [
-        {"variant": "clip", "seed": 1, "train_seconds": None, "metrics": {"i2t_R@10": 0.5}},
-        {"variant": "eclip", "seed": 0, "train_seconds": 12.0, "metrics": {"i2t_R@10": 0.25}},
-        {"variant": "clip", "seed": 0, "train_seconds": 1.0, "metrics": {"i2t_R@10": -1.0}},  # trained here: loses
-    ]}
+    cfg = EmbeddingSuiteConfig(
+        manifest=str(blob_manifest),
+        steps=2,
+        batch_size=8,
+        seeds=[0],
+        variants=["clip"],
+        out_dir=str(tmp_path / "out"),
+        progress=False,
+        command="pytest",
+    )
+    earlier = {
+        "config": cfg.to_dict(),
+        "manifest": str(blob_manifest),
+        "runs": [
+            {"variant": "clip", "seed": 1, "train_seconds": None, "metrics": {"i2t_R@10": 0.5}},
+            {"variant": "eclip", "seed": 0, "train_seconds": 12.0, "metrics": {"i2t_R@10": 0.25}},
+            {"variant": "clip", "seed": 0, "train_seconds": 1.0, "metrics": {"i2t_R@10": -1.0}},  # trained here: loses
+        ],
+    }
     (tmp_path / "earlier.json").write_text(json.dumps(earlier))
     cfg.include_runs = [str(tmp_path / "earlier.json")]
     result = run_embedding_suite(cfg)
@@ -128,6 +185,8 @@ def test_paired_differences_with_clip_by_seed():
     runs += [{"variant": "mask", "seed": 5, "metrics": {"i2t_R@10": 0.5}}]  # no CLIP run of seed 5: left out
     cell = paired_vs_clip(runs)["eclip"]["i2t_R@10"]
     # differences +0.05, +0.02, -0.01: mean 0.02, sample std 0.03, higher in 2 of 3 seeds
-    assert math.isclose(cell["mean"], 0.02) and math.isclose(cell["std"], 0.03) and (cell["higher"], cell["n"]) == (2, 3)
+    assert (
+        math.isclose(cell["mean"], 0.02) and math.isclose(cell["std"], 0.03) and (cell["higher"], cell["n"]) == (2, 3)
+    )
     assert "mask" not in paired_vs_clip(runs)
     assert paired_vs_clip(runs)["eclip"]["alignment"] == {"mean": None, "std": None, "higher": 0, "n": 0}

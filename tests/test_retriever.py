@@ -1,5 +1,6 @@
 """EClipRetriever: text and image queries, own-study exclusion, k > corpus, dedupe, diversification,
 and the standard LlamaIndex retrieve(QueryBundle) protocol."""
+
 from __future__ import annotations
 
 import warnings
@@ -16,20 +17,41 @@ from rag_report.errors import EmptyCorpusError, IndexMismatchError, RagReportErr
 from rag_report.index import ReportIndex
 from rag_report.retriever import EClipRetriever, RetrievalWarning
 
-SENTENCES = ["The heart is normal in size.", "Mild cardiomegaly.", "Small left pleural effusion.",
-             "No pneumothorax.", "Right lower lobe opacity.", "Lungs are clear.", "Degenerative spine."]
+SENTENCES = [
+    "The heart is normal in size.",
+    "Mild cardiomegaly.",
+    "Small left pleural effusion.",
+    "No pneumothorax.",
+    "Right lower lobe opacity.",
+    "Lungs are clear.",
+    "Degenerative spine.",
+]
 
 
 def make_corpus() -> list[Study]:
-    studies = [Study(f"S{i:03d}", [f"img{i}.png"], "train",
-                     findings=f"{SENTENCES[i % 7]} {SENTENCES[(i * 3) % 7]} Case {i}.",
-                     impression="No acute disease." if i % 2 else "Cardiomegaly.",
-                     labels={"Cardiomegaly": float(i % 2 == 0)}) for i in range(40)]
+    studies = [
+        Study(
+            f"S{i:03d}",
+            [f"img{i}.png"],
+            "train",
+            findings=f"{SENTENCES[i % 7]} {SENTENCES[(i * 3) % 7]} Case {i}.",
+            impression="No acute disease." if i % 2 else "Cardiomegaly.",
+            labels={"Cardiomegaly": float(i % 2 == 0)},
+        )
+        for i in range(40)
+    ]
     # two reports whose text differs only in case / spacing / punctuation from S000
     base = studies[0]
     studies.append(Study("DUP1", ["d1.png"], "train", findings=base.findings.upper(), impression=base.impression))
-    studies.append(Study("DUP2", ["d2.png"], "train", findings=base.findings.replace(" ", "  ").rstrip("."),
-                         impression=base.impression))
+    studies.append(
+        Study(
+            "DUP2",
+            ["d2.png"],
+            "train",
+            findings=base.findings.replace(" ", "  ").rstrip("."),
+            impression=base.impression,
+        )
+    )
     return studies
 
 
@@ -63,8 +85,9 @@ def test_text_query_retrieves_identical_report_first(retriever, corpus):
 def test_llamaindex_protocol_matches_retrieve_text(retriever, corpus):
     q = corpus[9].report_text
     via_str = retriever.retrieve(q)
-    via_bundle = retriever.retrieve(QueryBundle(query_str="", embedding=retriever.index.embed_model
-                                                .get_query_embedding(q)))
+    via_bundle = retriever.retrieve(
+        QueryBundle(query_str="", embedding=retriever.index.embed_model.get_query_embedding(q))
+    )
     ours = retriever.retrieve_text(q, k=retriever.k)
     assert [n.node.node_id for n in via_str] == [n.node.node_id for n in via_bundle] == [r.study_id for r in ours]
     assert via_str[0].score == pytest.approx(ours[0].similarity)
@@ -114,7 +137,7 @@ def test_diversified_retrieval(retriever, corpus, method):
 
 
 def test_image_sources_numpy_png_dicom(retriever, model, tmp_path):
-    pydicom = pytest.importorskip("pydicom")
+    pytest.importorskip("pydicom")
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 

@@ -1,5 +1,6 @@
 """Crash-safe folder replacement: a kill between any two file-system steps of a save leaves a complete old
 or new version for the reader, and the next run removes what the killed save left."""
+
 from __future__ import annotations
 
 import os
@@ -124,6 +125,7 @@ def test_a_reader_waits_for_a_live_writer_between_its_two_renames(tmp_path):
             os.replace(new, target)
             time.sleep(0.1)
             import shutil
+
             shutil.rmtree(old)
         except OSError as exc:
             errors.append(exc)

@@ -1,5 +1,6 @@
 """A full disk (or another write failure) while saving a model, a checkpoint or an index gives the project's
 error naming the path and the bytes needed, and the version saved before stays intact and loadable."""
+
 from __future__ import annotations
 
 import errno
@@ -36,20 +37,25 @@ def models():
 def _raise(exc):
     def fail(*args, **kwargs):
         raise exc
+
     return fail
 
 
-@pytest.mark.parametrize("exc", [
-    ENOSPC,
-    pytest.param("safetensors", id="SafetensorError"),
-])
+@pytest.mark.parametrize(
+    "exc",
+    [
+        ENOSPC,
+        pytest.param("safetensors", id="SafetensorError"),
+    ],
+)
 def test_model_save_on_a_full_disk(tmp_path, monkeypatch, models, exc):
     import safetensors.torch
     from safetensors import SafetensorError
 
     if exc == "safetensors":  # how safetensors words it: no errno, a Rust io error in the text
-        exc = SafetensorError('Error while serializing: IoError(Os { code: 28, kind: StorageFull, '
-                              'message: "No space left on device" })')
+        exc = SafetensorError(
+            'Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: "No space left on device" })'
+        )
     a, b = models
     a.save_pretrained(tmp_path / "model")
     monkeypatch.setattr(safetensors.torch, "save_file", _raise(exc))
@@ -137,9 +143,16 @@ def test_index_build_on_a_full_disk(tmp_path, monkeypatch, writer):
     vectors = np.random.default_rng(0).normal(size=(8, 16)).astype(np.float32)
     ReportIndex.build_from_vectors(vectors[:5], _corpus(5), tmp_path / "index", checkpoint_hash="h")
     if writer == "faiss":  # FAISS raises a RuntimeError carrying the C library's text
-        monkeypatch.setattr(faiss, "write_index", _raise(RuntimeError(
-            "Error in void faiss::write_index(const Index*, IOWriter*, int) at index_write.cpp:499: Error: "
-            "'ret == (size * 4)' failed: write error in x: 4051 != 320000 (No space left on device)")))
+        monkeypatch.setattr(
+            faiss,
+            "write_index",
+            _raise(
+                RuntimeError(
+                    "Error in void faiss::write_index(const Index*, IOWriter*, int) at index_write.cpp:499: Error: "
+                    "'ret == (size * 4)' failed: write error in x: 4051 != 320000 (No space left on device)"
+                )
+            ),
+        )
     else:
         monkeypatch.setattr(SimpleKVStore, "persist", _raise(ENOSPC))
     with pytest.raises(DiskFullError) as err:
@@ -159,8 +172,18 @@ def test_rag_report_index_on_a_full_disk_prints_one_line(tmp_path, monkeypatch, 
     EClip.from_config("eclip-tiny").save_pretrained(tmp_path / "eclip")
     write_manifest(_corpus(6), tmp_path / "m.csv")
     monkeypatch.setattr(faiss, "write_index", _raise(RuntimeError("write error in x (No space left on device)")))
-    code = main(["--quiet", "index", "--manifest", str(tmp_path / "m.csv"), "--model", str(tmp_path / "eclip"),
-                 "--out", str(tmp_path / "idx")])
+    code = main(
+        [
+            "--quiet",
+            "index",
+            "--manifest",
+            str(tmp_path / "m.csv"),
+            "--model",
+            str(tmp_path / "eclip"),
+            "--out",
+            str(tmp_path / "idx"),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("error: disk full") and str(tmp_path / "idx") in err
     assert not (tmp_path / "idx").exists() and sorted(os.listdir(tmp_path)) == ["eclip", "m.csv"]

@@ -1,4 +1,5 @@
 """The tower suite's bookkeeping: budget -> steps, the selection rule, the table (independent numbers)."""
+
 from __future__ import annotations
 
 import pytest
@@ -8,7 +9,7 @@ from eval.report_gen import tower_suite as T
 
 def test_variants_keep_the_paper_objective_reachable():
     # Every label-aware variant differs from its backbone's paper variant only by the label terms.
-    for name, (_, model, train) in T.VARIANTS.items():
+    for _name, (_, _model, train) in T.VARIANTS.items():
         assert set(train) <= {"label_loss_weight", "soft_target_weight", "soft_target_temperature"}
     assert T.VARIANTS["vit224"][2] == {} and T.VARIANTS["cnn128"][2] == {}
     cfg = T.train_config(T.TowerSuiteConfig(), "m.csv", "cnn128_aux_soft", 0, 10, T.Path("x"))
@@ -31,10 +32,19 @@ def test_markdown_marks_the_winner_and_states_the_budget():
     summary = {v: {c: (0.5 if v == "cnn128" else 0.1, 0.01, 3) for c, _ in T.COLUMNS} for v in variants}
     for v in variants:
         summary[v]["selection"] = (1.0 if v == "cnn128" else 0.2, 0.0, 3)
-    result = {"command": "python -m eval.report_gen --suite tower", "config": T.TowerSuiteConfig(variants=variants).to_dict(),
-              "calibration": {"cost_ratio": {"vit224": 1.0, "cnn128": 0.25}, "steps": {"vit224": 300, "cnn128": 1200},
-                              "reference": "vit224", "reference_steps": 300, "mean_expert_rate": T.MEAN_EXPERT_RATE},
-              "summary": summary, "winner": "cnn128"}
+    result = {
+        "command": "python -m eval.report_gen --suite tower",
+        "config": T.TowerSuiteConfig(variants=variants).to_dict(),
+        "calibration": {
+            "cost_ratio": {"vit224": 1.0, "cnn128": 0.25},
+            "steps": {"vit224": 300, "cnn128": 1200},
+            "reference": "vit224",
+            "reference_steps": 300,
+            "mean_expert_rate": T.MEAN_EXPERT_RATE,
+        },
+        "summary": summary,
+        "winner": "cnn128",
+    }
     md = T.render_markdown(result)
     assert "**(winner)**" in md.split("ResNet 128 px")[1].split("\n")[0]
     assert "| 1200 |" in md and "300 steps of `vit224`" in md

@@ -1,4 +1,5 @@
 """Training: a real short run learns, kill-and-resume is exact, bad rows are skipped, the CLI works."""
+
 import json
 import logging
 
@@ -14,7 +15,6 @@ from eclip_core.train import config_from_args, main, train
 from eclip_core.training.synthetic import make_blob_dataset
 
 
-
 @pytest.fixture(scope="module")
 def blobs(tmp_path_factory):
     return make_blob_dataset(tmp_path_factory.mktemp("blobs"), n=100, size=64, expert_fraction=0.3, seed=0)
@@ -25,8 +25,18 @@ def _tiny(**kw):
 
 
 def test_short_training_lowers_loss_and_beats_chance_on_r5(blobs, tmp_path):
-    cfg = TrainConfig(manifest=str(blobs), output_dir=str(tmp_path / "run"), steps=70, batch_size=32, lr=1e-3,
-                      warmup_frac=0.05, weight_decay=0.0, model=_tiny(), progress=False, log_every=10)
+    cfg = TrainConfig(
+        manifest=str(blobs),
+        output_dir=str(tmp_path / "run"),
+        steps=70,
+        batch_size=32,
+        lr=1e-3,
+        warmup_frac=0.05,
+        weight_decay=0.0,
+        model=_tiny(),
+        progress=False,
+        log_every=10,
+    )
     result = train(cfg)
     assert result.steps == 70 and result.n_train == 100 and result.n_expert > 10
     assert result.expert_steps > 5  # the curriculum injected expert batches
@@ -47,15 +57,31 @@ def test_short_training_lowers_loss_and_beats_chance_on_r5(blobs, tmp_path):
 
 
 def _resume_cfg(blobs, out, steps=6, **kw):
-    return TrainConfig(manifest=str(blobs), output_dir=str(out), steps=steps, batch_size=4, lr=1e-3, method="eclip",
-                       p_start=1.0, p_peak=1.0, p_floor=1.0, cold_frac=0.17, checkpoint_every=3,
-                       model=EClipConfig(name="eclip-tiny"), progress=False, validate_images=False, log_every=1, **kw)
+    return TrainConfig(
+        manifest=str(blobs),
+        output_dir=str(out),
+        steps=steps,
+        batch_size=4,
+        lr=1e-3,
+        method="eclip",
+        p_start=1.0,
+        p_peak=1.0,
+        p_floor=1.0,
+        cold_frac=0.17,
+        checkpoint_every=3,
+        model=EClipConfig(name="eclip-tiny"),
+        progress=False,
+        validate_images=False,
+        log_every=1,
+        **kw,
+    )
 
 
 def _kill_at(kill_step):
     def on_step(step, record):
         if step == kill_step:
             raise KeyboardInterrupt("simulated kill")
+
     return on_step
 
 
@@ -91,8 +117,14 @@ def _with_bad_rows(blobs, tmp_path):
 
 def test_bad_rows_are_skipped_with_one_warning(blobs, tmp_path, caplog):
     manifest = _with_bad_rows(blobs, tmp_path)
-    cfg = TrainConfig(manifest=str(manifest), output_dir=str(tmp_path / "r"), steps=2, batch_size=4,
-                      model=EClipConfig(name="eclip-tiny"), progress=False)
+    cfg = TrainConfig(
+        manifest=str(manifest),
+        output_dir=str(tmp_path / "r"),
+        steps=2,
+        batch_size=4,
+        model=EClipConfig(name="eclip-tiny"),
+        progress=False,
+    )
     with caplog.at_level(logging.WARNING, logger="eclip_core.train"):
         result = train(cfg)
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING and r.name == "eclip_core.train"]
@@ -105,13 +137,44 @@ def test_bad_rows_are_skipped_with_one_warning(blobs, tmp_path, caplog):
 
 def test_cli_config_file_and_flags(blobs, tmp_path):
     (tmp_path / "t.yaml").write_text(f"manifest: {blobs}\nsteps: 50\nmodel:\n  name: eclip-tiny\n")
-    cfg = config_from_args(["--config", str(tmp_path / "t.yaml"), "--steps", "2", "--model-lock-text",
-                            "--expert-batch-size", "none", "--preset", "ref"])
-    assert (cfg.steps, cfg.model.name, cfg.model.lock_text, cfg.expert_batch_size, cfg.priming_weight) == \
-        (2, "eclip-tiny", True, None, 0.3)
-    rc = main(["--manifest", str(blobs), "--output-dir", str(tmp_path / "cli"), "--steps", "2",
-               "--batch-size", "4", "--model", "eclip-tiny", "--method", "clip", "--no-progress",
-               "--no-validate-images"])
+    cfg = config_from_args(
+        [
+            "--config",
+            str(tmp_path / "t.yaml"),
+            "--steps",
+            "2",
+            "--model-lock-text",
+            "--expert-batch-size",
+            "none",
+            "--preset",
+            "ref",
+        ]
+    )
+    assert (cfg.steps, cfg.model.name, cfg.model.lock_text, cfg.expert_batch_size, cfg.priming_weight) == (
+        2,
+        "eclip-tiny",
+        True,
+        None,
+        0.3,
+    )
+    rc = main(
+        [
+            "--manifest",
+            str(blobs),
+            "--output-dir",
+            str(tmp_path / "cli"),
+            "--steps",
+            "2",
+            "--batch-size",
+            "4",
+            "--model",
+            "eclip-tiny",
+            "--method",
+            "clip",
+            "--no-progress",
+            "--no-validate-images",
+        ]
+    )
     assert rc == 0 and (tmp_path / "cli" / "model" / "model.safetensors").is_file()
     assert main(["--manifest", str(tmp_path / "nope.csv"), "--output-dir", str(tmp_path / "x")]) == 2
 
@@ -130,10 +193,24 @@ def test_bf16_mixed_precision_trains_with_expert_batches(blobs, tmp_path):
 
 
 def _small_cfg(blobs, out, **kw):
-    return TrainConfig(manifest=str(blobs), output_dir=str(out), steps=4, batch_size=4, lr=1e-3, method="eclip",
-                       p_start=1.0, p_peak=1.0, p_floor=1.0, cold_frac=0.25, checkpoint_every=2,
-                       model=EClipConfig(name="eclip-small", lock_text=True, clahe_p=0.0), progress=False,
-                       validate_images=False, log_every=1, **kw)
+    return TrainConfig(
+        manifest=str(blobs),
+        output_dir=str(out),
+        steps=4,
+        batch_size=4,
+        lr=1e-3,
+        method="eclip",
+        p_start=1.0,
+        p_peak=1.0,
+        p_floor=1.0,
+        cold_frac=0.25,
+        checkpoint_every=2,
+        model=EClipConfig(name="eclip-small", lock_text=True, clahe_p=0.0),
+        progress=False,
+        validate_images=False,
+        log_every=1,
+        **kw,
+    )
 
 
 def test_text_feature_cache_trains_like_the_tower_and_resumes_exactly(blobs, tmp_path):
@@ -182,9 +259,20 @@ def test_label_terms_train_the_label_head_on_manifest_labels(blobs, tmp_path):
         s.labels = {"Cardiomegaly": 1.0 if s.meta["class"] % 2 else 0.0, "Lung Opacity": 1.0}
     labelled = tmp_path / "labelled.csv"
     write_manifest(studies, labelled)
-    cfg = TrainConfig(manifest=str(labelled), output_dir=str(tmp_path / "run"), steps=60, batch_size=16, lr=2e-3,
-                      warmup_frac=0.05, weight_decay=0.0, model=_tiny(), progress=False, log_every=1,
-                      label_loss_weight=1.0, soft_target_weight=0.5)
+    cfg = TrainConfig(
+        manifest=str(labelled),
+        output_dir=str(tmp_path / "run"),
+        steps=60,
+        batch_size=16,
+        lr=2e-3,
+        warmup_frac=0.05,
+        weight_decay=0.0,
+        model=_tiny(),
+        progress=False,
+        log_every=1,
+        label_loss_weight=1.0,
+        soft_target_weight=0.5,
+    )
     result = train(cfg)
     records = [json.loads(line) for line in (result.output_dir / "metrics.jsonl").read_text().splitlines()]
     label_losses = [r["label_loss"] for r in records]
@@ -201,8 +289,9 @@ def test_label_terms_train_the_label_head_on_manifest_labels(blobs, tmp_path):
 
 
 def test_paper_objective_has_no_label_head(blobs, tmp_path):
-    cfg = TrainConfig(manifest=str(blobs), output_dir=str(tmp_path / "run"), steps=2, batch_size=4,
-                      model=_tiny(), progress=False)
+    cfg = TrainConfig(
+        manifest=str(blobs), output_dir=str(tmp_path / "run"), steps=2, batch_size=4, model=_tiny(), progress=False
+    )
     assert not cfg.uses_labels
     model = EClip.from_pretrained(train(cfg).model_dir)
     assert model.label_head is None

@@ -4,6 +4,7 @@ The step planner gives every rank its slice of the same global draws (rows, inje
 seeds), the contrastive loss gathers features across ranks with their gradient, and DDP averages the
 gradients: together, the same updates as one process with a batch twice as large.
 """
+
 import json
 import os
 import subprocess
@@ -22,10 +23,24 @@ STEPS, PER_RANK = 4, 4
 
 def _cfg(manifest, out, batch_size: int) -> TrainConfig:
     # p = 1 after a one-step cold start: step 1 primes the processor, steps 2-4 inject expert batches.
-    return TrainConfig(manifest=str(manifest), output_dir=str(out), steps=STEPS, batch_size=batch_size,
-                       lr=1e-3, method="eclip", p_start=1.0, p_peak=1.0, p_floor=1.0, cold_frac=0.25,
-                       checkpoint_every=2, model=EClipConfig(name="eclip-tiny"), progress=False,
-                       validate_images=False, log_every=1, seed=7)
+    return TrainConfig(
+        manifest=str(manifest),
+        output_dir=str(out),
+        steps=STEPS,
+        batch_size=batch_size,
+        lr=1e-3,
+        method="eclip",
+        p_start=1.0,
+        p_peak=1.0,
+        p_floor=1.0,
+        cold_frac=0.25,
+        checkpoint_every=2,
+        model=EClipConfig(name="eclip-tiny"),
+        progress=False,
+        validate_images=False,
+        log_every=1,
+        seed=7,
+    )
 
 
 @pytest.mark.timeout(300)
@@ -34,9 +49,24 @@ def test_two_processes_reach_the_weights_of_one_with_the_same_global_batch(tmp_p
     config = tmp_path / "train.json"
     config.write_text(json.dumps(_cfg(manifest, tmp_path / "ddp", PER_RANK).to_dict()))
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.getcwd())
-    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                          "-m", "eclip_core.train", "--config", str(config)],
-                         env=env, capture_output=True, text=True, timeout=280)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "eclip_core.train",
+            "--config",
+            str(config),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=280,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
 
     single = train(_cfg(manifest, tmp_path / "single", 2 * PER_RANK))

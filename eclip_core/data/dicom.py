@@ -18,6 +18,7 @@ identifier value that slips into a wrapped exception text is redacted.
 >>> img.shape, img.dtype, float(img.min()), float(img.max())
 ((4, 4), dtype('float32'), 0.0, 1.0)
 """
+
 from __future__ import annotations
 
 import logging
@@ -37,10 +38,24 @@ log = logging.getLogger(__name__)
 
 # Header elements that identify a person or a visit; their values are scrubbed from any message.
 _IDENTIFYING_KEYWORDS = (
-    "PatientName", "PatientID", "PatientBirthDate", "PatientBirthTime", "OtherPatientIDs",
-    "OtherPatientNames", "PatientAddress", "PatientTelephoneNumbers", "AccessionNumber",
-    "InstitutionName", "InstitutionAddress", "ReferringPhysicianName", "PerformingPhysicianName",
-    "OperatorsName", "StudyID", "IssuerOfPatientID", "PatientMotherBirthName", "MedicalRecordLocator",
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "PatientBirthTime",
+    "OtherPatientIDs",
+    "OtherPatientNames",
+    "PatientAddress",
+    "PatientTelephoneNumbers",
+    "AccessionNumber",
+    "InstitutionName",
+    "InstitutionAddress",
+    "ReferringPhysicianName",
+    "PerformingPhysicianName",
+    "OperatorsName",
+    "StudyID",
+    "IssuerOfPatientID",
+    "PatientMotherBirthName",
+    "MedicalRecordLocator",
 )
 
 # Which installable package decodes each family of compressed transfer syntaxes.
@@ -151,11 +166,15 @@ def _read_dataset(source: str | os.PathLike | bytes | BinaryIO, name: str):
         except FileNotFoundError:
             raise ImageLoadError(f"{name}: file not found") from None
         except Exception as exc:  # pydicom raises many types on garbage; never echo header text
-            raise ImageLoadError(f"{name}: not a readable DICOM file (truncated or corrupt: {type(exc).__name__})") from None
+            raise ImageLoadError(
+                f"{name}: not a readable DICOM file (truncated or corrupt: {type(exc).__name__})"
+            ) from None
     if not any(kw in ds for kw in _PIXEL_KEYWORDS):
         if getattr(ds, "file_meta", None) or "SOPClassUID" in ds:
-            raise ImageLoadError(f"{name}: DICOM file has no pixel data (e.g. a structured report or "
-                                 f"presentation state); nothing to display")
+            raise ImageLoadError(
+                f"{name}: DICOM file has no pixel data (e.g. a structured report or "
+                f"presentation state); nothing to display"
+            )
         raise ImageLoadError(f"{name}: not a DICOM file (no DICOM header and no pixel data)")
     return ds
 
@@ -211,7 +230,9 @@ def _decode_pixels(ds, name: str, max_pixels: int | None) -> np.ndarray:
                 uid = _transfer_syntax(ds)
                 package = _DECODER_PACKAGES.get(uid, "python-gdcm")
                 raise MissingDecoderError(f"{name}: cannot decode transfer syntax {uid}; install {package}") from None
-            raise ImageLoadError(f"{name}: DICOM pixel data is truncated or corrupt ({type(exc).__name__}: {msg})") from None
+            raise ImageLoadError(
+                f"{name}: DICOM pixel data is truncated or corrupt ({type(exc).__name__}: {msg})"
+            ) from None
     if frames > 1:
         log.warning("%s: multi-frame DICOM (%d frames); using the first frame", file_tag(name), frames)  # no name: PHI
     return np.asarray(arr)
@@ -303,8 +324,9 @@ def _modality_values(ds, arr: np.ndarray) -> np.ndarray:
     return values
 
 
-def read_dicom_display(source: str | os.PathLike | bytes, *, max_pixels: int | None = None,
-                       name: str | None = None) -> DicomDisplay:
+def read_dicom_display(
+    source: str | os.PathLike | bytes, *, max_pixels: int | None = None, name: str | None = None
+) -> DicomDisplay:
     """Read a DICOM file (path or bytes) into a :class:`DicomDisplay` (modality values + window).
 
     >>> import tempfile, pathlib, numpy as np
@@ -322,8 +344,9 @@ def read_dicom_display(source: str | os.PathLike | bytes, *, max_pixels: int | N
     return _to_display(ds, arr, label)
 
 
-def read_dicom(source: str | os.PathLike | bytes, *, max_pixels: int | None = None,
-               name: str | None = None) -> np.ndarray:
+def read_dicom(
+    source: str | os.PathLike | bytes, *, max_pixels: int | None = None, name: str | None = None
+) -> np.ndarray:
     """DICOM -> float32 HxW in [0, 1] (0 = black): modality LUT, VOI LUT / window, MONOCHROME1 inverted.
 
     Raises :class:`ImageLoadError` (missing, not DICOM, no pixel data, truncated) or
@@ -350,15 +373,23 @@ def dicom_size(source: str | os.PathLike) -> tuple[int, int]:
     return rows, cols
 
 
-def write_test_dicom(path: str | os.PathLike, pixels: np.ndarray, *, photometric: str = "MONOCHROME2",
-                     bits_stored: int | None = None, rescale: tuple[float, float] | None = None,
-                     window: tuple[float, float] | None = None, transfer_syntax: str | None = None,
-                     patient_name: str = "Test^Patient", patient_id: str = "TEST-0") -> None:
+def write_test_dicom(
+    path: str | os.PathLike,
+    pixels: np.ndarray,
+    *,
+    photometric: str = "MONOCHROME2",
+    bits_stored: int | None = None,
+    rescale: tuple[float, float] | None = None,
+    window: tuple[float, float] | None = None,
+    transfer_syntax: str | None = None,
+    patient_name: str = "Test^Patient",
+    patient_id: str = "TEST-0",
+) -> None:
     """Write a small, valid DX DICOM (for tests and examples): uint8/uint16 pixels, optional rescale
     (slope, intercept), window (center, width) and compression (a transfer syntax UID whose encoder
     is installed, e.g. RLE Lossless ``1.2.840.10008.1.2.5``)."""
     from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, UID, generate_uid
+    from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 
     pixels = np.ascontiguousarray(pixels)
     ds = Dataset()

@@ -17,6 +17,7 @@ decompression bomb) fails fast without allocating gigabytes. Pillow's own guard
 >>> load_image(np.array([[0, 255]], dtype=np.uint8)).tolist()
 [[0.0, 1.0]]
 """
+
 from __future__ import annotations
 
 import io
@@ -35,8 +36,18 @@ from eclip_core.data.dicom import dicom_size, read_dicom, read_dicom_display  # 
 from eclip_core.errors import ImageLoadError
 from eclip_core.privacy import file_tag
 
-__all__ = ["DEFAULT_MAX_PIXELS", "DICOM_SUFFIXES", "array_to_unit", "dicom_size", "image_size", "is_dicom_bytes",
-           "load_image", "pil_to_unit", "read_dicom", "read_dicom_display"]
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "DICOM_SUFFIXES",
+    "array_to_unit",
+    "dicom_size",
+    "image_size",
+    "is_dicom_bytes",
+    "load_image",
+    "pil_to_unit",
+    "read_dicom",
+    "read_dicom_display",
+]
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +124,7 @@ def _minmax(f: np.ndarray) -> np.ndarray:
     return (f - lo) / (hi - lo) if hi > lo else np.zeros_like(f)
 
 
-def pil_to_unit(im: "Image.Image", name: str = "<PIL image>") -> np.ndarray:
+def pil_to_unit(im: Image.Image, name: str = "<PIL image>") -> np.ndarray:
     """Convert a decoded PIL image of any mode into float32 HxW in [0, 1]."""
     mode = im.mode
     if mode in ("I;16", "I;16L", "I;16B", "I;16N"):
@@ -167,12 +178,20 @@ def _open_pil(fh: BinaryIO, name: str, max_pixels: int | None) -> np.ndarray:
             except Image.DecompressionBombError as exc:
                 raise ImageLoadError(f"{name}: image too large, possible decompression bomb ({exc})") from None
             except _DECODE_ERRORS as exc:
-                raise ImageLoadError(f"{name}: image data is truncated or corrupt ({type(exc).__name__}: {exc})") from None
+                raise ImageLoadError(
+                    f"{name}: image data is truncated or corrupt ({type(exc).__name__}: {exc})"
+                ) from None
             return pil_to_unit(im, name)
 
 
-_SIGNATURES = {b"\x89PNG\r\n\x1a\n": "PNG", b"\xff\xd8\xff": "JPEG", b"GIF8": "GIF", b"BM": "BMP",
-               b"II*\x00": "TIFF", b"MM\x00*": "TIFF"}
+_SIGNATURES = {
+    b"\x89PNG\r\n\x1a\n": "PNG",
+    b"\xff\xd8\xff": "JPEG",
+    b"GIF8": "GIF",
+    b"BM": "BMP",
+    b"II*\x00": "TIFF",
+    b"MM\x00*": "TIFF",
+}
 
 
 def _format_of(head: bytes) -> str | None:
@@ -253,8 +272,9 @@ def load_image(source: ImageSource, *, max_pixels: int | None = DEFAULT_MAX_PIXE
         return _load_bytes(source.read(), name, max_pixels)
     if hasattr(source, "detach") and hasattr(source, "numpy"):  # a torch tensor, without importing torch
         return array_to_unit(source.detach().cpu().numpy())
-    raise ImageLoadError(f"unsupported image source of type {type(source).__name__}; "
-                         f"pass a path, bytes, PIL.Image or numpy array")
+    raise ImageLoadError(
+        f"unsupported image source of type {type(source).__name__}; pass a path, bytes, PIL.Image or numpy array"
+    )
 
 
 def image_size(source: str | os.PathLike) -> tuple[int, int]:

@@ -28,23 +28,34 @@ Example:
 >>> read_manifest(d / "m.csv")[0].labels
 {'No Finding': 1.0}
 """
+
 from __future__ import annotations
 
 import csv
 import json
 import math
 import os
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from eclip_core.errors import ManifestError
 from eclip_core.text import join_report
 
 REQUIRED_COLUMNS = ("study_id", "image_path", "split")
 ALL_COLUMNS = (
-    "study_id", "image_path", "split", "findings", "impression", "view", "labels",
-    "heatmap_path", "fixations_path", "gaze_format", "meta",
+    "study_id",
+    "image_path",
+    "split",
+    "findings",
+    "impression",
+    "view",
+    "labels",
+    "heatmap_path",
+    "fixations_path",
+    "gaze_format",
+    "meta",
 )
 SPLITS = ("train", "val", "test")
 LABEL_VALUES = (1.0, 0.0, -1.0)
@@ -99,12 +110,12 @@ def _json_field(value: Any, column: str, where: str) -> dict:
         try:
             parsed = json.loads(value)
         except json.JSONDecodeError as exc:
-            raise ManifestError(f"{where}: column '{column}' is not valid JSON ({exc.msg}): {value[:80]!r}; "
-                                "it must be a JSON object") from exc
+            raise ManifestError(
+                f"{where}: column '{column}' is not valid JSON ({exc.msg}): {value[:80]!r}; it must be a JSON object"
+            ) from exc
     if not isinstance(parsed, dict):
         kind = "JSON list" if isinstance(parsed, list) else f"JSON {type(parsed).__name__}"
-        raise ManifestError(f"{where}: column '{column}' must be a JSON object, got a {kind}: "
-                            f"{str(value)[:80]!r}")
+        raise ManifestError(f"{where}: column '{column}' must be a JSON object, got a {kind}: {str(value)[:80]!r}")
     return parsed
 
 
@@ -117,8 +128,10 @@ def _labels_field(value: Any, where: str) -> dict[str, float | None]:
         elif not isinstance(v, bool) and isinstance(v, (int, float)) and float(v) in LABEL_VALUES:
             labels[str(key)] = float(v)
         else:
-            raise ManifestError(f"{where}: column 'labels' gives {key!r} the value {v!r}; each label must be "
-                                "1 (positive), 0 (negative), -1 (uncertain) or null (not mentioned)")
+            raise ManifestError(
+                f"{where}: column 'labels' gives {key!r} the value {v!r}; each label must be "
+                "1 (positive), 0 (negative), -1 (uncertain) or null (not mentioned)"
+            )
     return labels
 
 
@@ -130,8 +143,7 @@ def _row_to_study(row: dict[str, Any], root: Path, where: str, number: int) -> S
     """Row ``number`` (1-based, header excluded) at ``where`` (path:line) as a Study; ManifestError if bad."""
     study_id = row.get("study_id")
     if study_id is None or not str(study_id).strip():
-        raise ManifestError(f"{where} (row {number}): study_id is empty; every row needs a unique, non-empty "
-                            "study_id")
+        raise ManifestError(f"{where} (row {number}): study_id is empty; every row needs a unique, non-empty study_id")
     # Name the study too: a line number alone is hard to act on in a large file.
     in_row = f"{where} (row {number}, study {str(study_id)!r})"
     split = str(row.get("split") or "").strip().lower()
@@ -246,19 +258,21 @@ def write_manifest(studies: Iterable[Study], path: str | os.PathLike) -> None:
     root = path.parent
     records = []
     for s in studies:
-        records.append({
-            "study_id": s.study_id,
-            "image_path": [_relative(p, root) for p in s.image_paths],
-            "split": s.split,
-            "findings": s.findings,
-            "impression": s.impression,
-            "view": s.view,
-            "labels": s.labels,
-            "heatmap_path": _relative(s.heatmap_path, root) if s.heatmap_path else "",
-            "fixations_path": [_relative(p, root) for p in s.fixations_paths],
-            "gaze_format": s.gaze_format,
-            "meta": s.meta,
-        })
+        records.append(
+            {
+                "study_id": s.study_id,
+                "image_path": [_relative(p, root) for p in s.image_paths],
+                "split": s.split,
+                "findings": s.findings,
+                "impression": s.impression,
+                "view": s.view,
+                "labels": s.labels,
+                "heatmap_path": _relative(s.heatmap_path, root) if s.heatmap_path else "",
+                "fixations_path": [_relative(p, root) for p in s.fixations_paths],
+                "gaze_format": s.gaze_format,
+                "meta": s.meta,
+            }
+        )
     with atomic_path(path) as tmp:
         if path.suffix.lower() in (".jsonl", ".json"):
             with tmp.open("w", encoding="utf-8") as fh:

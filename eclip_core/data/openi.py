@@ -17,6 +17,7 @@ Text goes through :func:`eclip_core.text.normalize_report_text` (the one ``XXXX`
 >>> r.uid, r.findings, r.mesh_major, r.image_ids
 ('CXR9', 'Heart normal. XXXX clear.', ['Cardiomegaly/mild'], ['CXR9_IM-0001-1001'])
 """
+
 from __future__ import annotations
 
 import copy
@@ -28,9 +29,9 @@ import logging
 import os
 import tarfile
 import xml.etree.ElementTree as ET
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
 
 from eclip_core.errors import EClipError
 from eclip_core.text import join_report, normalize_report_text

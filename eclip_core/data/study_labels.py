@@ -10,9 +10,10 @@ labeler the benchmark scores drafts with.
 >>> positive_targets(rows)[:, [2, 10]].tolist()     # Cardiomegaly, Pleural Effusion
 [[0.0, 1.0], [1.0, 0.0]]
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

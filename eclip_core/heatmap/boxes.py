@@ -9,9 +9,10 @@ a box get the covered fraction, computed exactly and separably (a box is the out
 >>> float(m.sum()), float(m.max()), m[3, 3].item(), m[0, 0].item()
 (8.0, 1.0, 1.0, 0.0)
 """
+
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -61,9 +62,14 @@ def _coverage(n_target: int, n_orig: int, lo: np.ndarray, hi: np.ndarray) -> np.
     return np.clip(cov, 0.0, None) / scale
 
 
-def boxes_heatmap(boxes: pd.DataFrame | Iterable[Sequence[float]], image_shape: Sequence[int], *,
-                  original_shape: Sequence[int] | None = None, sigma: float = 0.0,
-                  weights: Sequence[float] | None = None) -> np.ndarray:
+def boxes_heatmap(
+    boxes: pd.DataFrame | Iterable[Sequence[float]],
+    image_shape: Sequence[int],
+    *,
+    original_shape: Sequence[int] | None = None,
+    sigma: float = 0.0,
+    weights: Sequence[float] | None = None,
+) -> np.ndarray:
     """Render boxes into an HxW float32 map with max 1 (all zeros when no box is inside).
 
     ``boxes``: a table (see :func:`boxes_from_frame`) or (x_min, y_min, x_max, y_max) tuples in
@@ -72,7 +78,11 @@ def boxes_heatmap(boxes: pd.DataFrame | Iterable[Sequence[float]], image_shape: 
     """
     h, w = _check_shape(image_shape)
     oh, ow = _check_shape(original_shape or image_shape)
-    a = boxes_from_frame(boxes) if isinstance(boxes, pd.DataFrame) else np.asarray(list(boxes), np.float64).reshape(-1, 4)
+    a = (
+        boxes_from_frame(boxes)
+        if isinstance(boxes, pd.DataFrame)
+        else np.asarray(list(boxes), np.float64).reshape(-1, 4)
+    )
     wts = np.ones(len(a)) if weights is None else np.asarray(weights, np.float64).reshape(-1)
     if len(wts) != len(a):
         raise ValueError(f"weights has {len(wts)} entries for {len(a)} boxes")

@@ -29,13 +29,15 @@ regions: everything is rendered exactly on the full grid).
 >>> h.shape, float(h.max()), np.unravel_index(h.argmax(), h.shape)
 ((1000, 1000), 1.0, (np.int64(450), np.int64(500)))
 """
+
 from __future__ import annotations
 
 import functools
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -46,19 +48,59 @@ log = logging.getLogger(__name__)
 
 #: Every column of the EGD-CXR fixations.csv / eye_gaze.csv (data-sources.md).
 EGD_COLUMNS: tuple[str, ...] = (
-    "SESSION_ID", "MEDIA_ID", "DICOM_ID", "CNT", "Time (in secs)", "TIMETICK(f=10000000)", "FPOGX",
-    "FPOGY", "FPOGS", "FPOGD", "FPOGID", "FPOGV", "BPOGX", "BPOGY", "BPOGV", "LPCX", "LPCY", "LPD", "LPS",
-    "LPV", "RPCX", "RPCY", "RPD", "RPS", "RPV", "BKID", "BKDUR", "BKPMIN", "LPMM", "LPMMV", "RPMM", "RPMMV",
-    "SACCADE_MAG", "SACCADE_DIR", "VID_FRAME", "X_ORIGINAL", "Y_ORIGINAL",
+    "SESSION_ID",
+    "MEDIA_ID",
+    "DICOM_ID",
+    "CNT",
+    "Time (in secs)",
+    "TIMETICK(f=10000000)",
+    "FPOGX",
+    "FPOGY",
+    "FPOGS",
+    "FPOGD",
+    "FPOGID",
+    "FPOGV",
+    "BPOGX",
+    "BPOGY",
+    "BPOGV",
+    "LPCX",
+    "LPCY",
+    "LPD",
+    "LPS",
+    "LPV",
+    "RPCX",
+    "RPCY",
+    "RPD",
+    "RPS",
+    "RPV",
+    "BKID",
+    "BKDUR",
+    "BKPMIN",
+    "LPMM",
+    "LPMMV",
+    "RPMM",
+    "RPMMV",
+    "SACCADE_MAG",
+    "SACCADE_DIR",
+    "VID_FRAME",
+    "X_ORIGINAL",
+    "Y_ORIGINAL",
 )
 #: Columns the heatmap recipe needs; always required.
 EGD_REQUIRED: tuple[str, ...] = ("DICOM_ID", "FPOGX", "FPOGY", "FPOGD", "X_ORIGINAL", "Y_ORIGINAL")
 
 #: Every column of a REFLACX main_data/<id>/fixations.csv that the recipe or validation uses.
 REFLACX_REQUIRED: tuple[str, ...] = (
-    "timestamp_start_fixation", "timestamp_end_fixation", "x_position", "y_position",
-    "angular_resolution_x_pixels_per_degree", "angular_resolution_y_pixels_per_degree",
-    "xmin_shown_from_image", "ymin_shown_from_image", "xmax_shown_from_image", "ymax_shown_from_image",
+    "timestamp_start_fixation",
+    "timestamp_end_fixation",
+    "x_position",
+    "y_position",
+    "angular_resolution_x_pixels_per_degree",
+    "angular_resolution_y_pixels_per_degree",
+    "xmin_shown_from_image",
+    "ymin_shown_from_image",
+    "xmax_shown_from_image",
+    "ymax_shown_from_image",
 )
 REFLACX_COLUMNS: tuple[str, ...] = REFLACX_REQUIRED + ("pupil_area_normalized", "window_width", "window_level")
 
@@ -152,8 +194,9 @@ def _interp_matrix(samples: np.ndarray, n: int) -> np.ndarray:
     return a
 
 
-def render_separable(profile_y, profile_x, weights: np.ndarray, shape: tuple[int, int],
-                     sigma_px: float, exact: bool = False) -> np.ndarray:
+def render_separable(
+    profile_y, profile_x, weights: np.ndarray, shape: tuple[int, int], sigma_px: float, exact: bool = False
+) -> np.ndarray:
     """Sum over items of ``w_i * py_i(y) * px_i(x)`` on an HxW grid (float32).
 
     ``profile_y(rows) -> [N, len(rows)]`` evaluates each item's 1-D profile at the given target rows
@@ -194,8 +237,14 @@ def _check_shape(image_shape: Sequence[int]) -> tuple[int, int]:
 
 
 # ---------------------------------------------------------------------------------------- EGD-CXR
-def egd_heatmap(fixations: pd.DataFrame | np.ndarray, image_shape: Sequence[int], sigma: float = EGD_SIGMA, *,
-                original_shape: Sequence[int] | None = None, exact: bool = False) -> np.ndarray:
+def egd_heatmap(
+    fixations: pd.DataFrame | np.ndarray,
+    image_shape: Sequence[int],
+    sigma: float = EGD_SIGMA,
+    *,
+    original_shape: Sequence[int] | None = None,
+    exact: bool = False,
+) -> np.ndarray:
     """EGD-CXR static heatmap (HxW float32, max 1) on a grid of ``image_shape``.
 
     ``fixations``: a DataFrame with X_ORIGINAL / Y_ORIGINAL or an (N, 2) array of (x, y), in pixels
@@ -223,8 +272,12 @@ def egd_heatmap(fixations: pd.DataFrame | np.ndarray, image_shape: Sequence[int]
         def f(samples: np.ndarray) -> np.ndarray:
             grid = pixel_centres(n_target, n_orig)[samples]
             # scipy's "reflect" border = mirror images of each point about -0.5 and n - 0.5.
-            return (_gauss(grid, centres, sigma, _TRUNCATE) + _gauss(grid, -1.0 - centres, sigma, _TRUNCATE)
-                    + _gauss(grid, 2.0 * n_orig - 1.0 - centres, sigma, _TRUNCATE))
+            return (
+                _gauss(grid, centres, sigma, _TRUNCATE)
+                + _gauss(grid, -1.0 - centres, sigma, _TRUNCATE)
+                + _gauss(grid, 2.0 * n_orig - 1.0 - centres, sigma, _TRUNCATE)
+            )
+
         return f
 
     sigma_px = sigma * min(h / oh, w / ow)
@@ -233,9 +286,14 @@ def egd_heatmap(fixations: pd.DataFrame | np.ndarray, image_shape: Sequence[int]
 
 
 # ---------------------------------------------------------------------------------------- REFLACX
-def reflacx_heatmap(fixations: pd.DataFrame, image_shape: Sequence[int], *,
-                    original_shape: Sequence[int] | None = None, normalize: str = "sum",
-                    exact: bool = False) -> np.ndarray:
+def reflacx_heatmap(
+    fixations: pd.DataFrame,
+    image_shape: Sequence[int],
+    *,
+    original_shape: Sequence[int] | None = None,
+    normalize: str = "sum",
+    exact: bool = False,
+) -> np.ndarray:
     """REFLACX heatmap (HxW float32): duration-weighted 1-degree Gaussians inside the shown region.
 
     Each fixation adds ``duration * N(x; x_position, sx) * N(y; y_position, sy)`` (a normalised 2-D
@@ -265,6 +323,7 @@ def reflacx_heatmap(fixations: pd.DataFrame, image_shape: Sequence[int], *,
             if lo is not None:
                 g = g * ((grid[None, :] >= lo[:, None]) & (grid[None, :] <= hi[:, None]))
             return g
+
         return f
 
     sigma_px = float(min(sy.min() * h / oh, sx.min() * w / ow))
@@ -272,8 +331,9 @@ def reflacx_heatmap(fixations: pd.DataFrame, image_shape: Sequence[int], *,
     groups = np.unique(rects, axis=0)
     if exact or len(groups) > _MAX_REGION_GROUPS:
         # Many distinct shown regions: mask each fixation's profiles exactly, on the full grid.
-        m = render_separable(profile(cy, sy, oh, h, y0, y1), profile(cx, sx, ow, w, x0, x1), dur, (h, w), sigma_px,
-                             exact=True)
+        m = render_separable(
+            profile(cy, sy, oh, h, y0, y1), profile(cx, sx, ow, w, x0, x1), dur, (h, w), sigma_px, exact=True
+        )
     else:
         # Fixations sharing a shown region share its mask, so render each group's smooth sum fast
         # (subsampled) and cut it to the region exactly afterwards: no blur across the region's edge.
@@ -281,8 +341,9 @@ def reflacx_heatmap(fixations: pd.DataFrame, image_shape: Sequence[int], *,
         gy, gx = pixel_centres(h, oh), pixel_centres(w, ow)
         for gx0, gx1, gy0, gy1 in groups:
             sel = (rects == (gx0, gx1, gy0, gy1)).all(axis=1)
-            part = render_separable(profile(cy[sel], sy[sel], oh, h), profile(cx[sel], sx[sel], ow, w), dur[sel],
-                                    (h, w), sigma_px)
+            part = render_separable(
+                profile(cy[sel], sy[sel], oh, h), profile(cx[sel], sx[sel], ow, w), dur[sel], (h, w), sigma_px
+            )
             m += part * np.outer((gy >= gy0) & (gy <= gy1), (gx >= gx0) & (gx <= gx1))
     if normalize == "none":
         return m.astype(np.float32)
@@ -299,8 +360,15 @@ def reflacx_heatmap(fixations: pd.DataFrame, image_shape: Sequence[int], *,
 REFLACX_SENTENCE_LEAD_S = 5.0
 
 
-def reflacx_sentence_heatmap(fixations: pd.DataFrame, start: float, end: float, image_shape: Sequence[int], *,
-                             lead: float = REFLACX_SENTENCE_LEAD_S, original_shape: Sequence[int] | None = None) -> np.ndarray:
+def reflacx_sentence_heatmap(
+    fixations: pd.DataFrame,
+    start: float,
+    end: float,
+    image_shape: Sequence[int],
+    *,
+    lead: float = REFLACX_SENTENCE_LEAD_S,
+    original_shape: Sequence[int] | None = None,
+) -> np.ndarray:
     """REFLACX sentence-level map: fixations from ``lead`` s before the sentence's start to its end
     (timestamps in the transcription's clock, seconds), same Gaussians, normalised to max 1.
 
@@ -345,8 +413,12 @@ def _original_shape(study: Any, image_shape: tuple[int, int]) -> tuple[int, int]
         try:
             return _cached_size(str(p), os.path.getmtime(p))
         except (OSError, ImageLoadError):
-            log.warning("study %s: cannot read the size of %s; assuming fixations are on a %s grid",
-                        getattr(study, "study_id", "?"), p, image_shape)
+            log.warning(
+                "study %s: cannot read the size of %s; assuming fixations are on a %s grid",
+                getattr(study, "study_id", "?"),
+                p,
+                image_shape,
+            )
     return image_shape
 
 

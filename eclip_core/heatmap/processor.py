@@ -12,6 +12,7 @@ instead of the expert one (control that the expert signal matters).
 >>> p(torch.randn(2, 3, 64, 64), torch.rand(2, 1, 64, 64)).shape
 torch.Size([2, 3, 64, 64])
 """
+
 from __future__ import annotations
 
 import torch
@@ -37,8 +38,9 @@ def normalize_heatmaps(heatmaps: torch.Tensor, mode: str = "sample", eps: float 
     return h / peak.clamp(min=eps)
 
 
-def random_heatmaps(shape: tuple[int, ...], generator: torch.Generator | None = None,
-                    device: torch.device | str = "cpu", grid: int = 4) -> torch.Tensor:
+def random_heatmaps(
+    shape: tuple[int, ...], generator: torch.Generator | None = None, device: torch.device | str = "cpu", grid: int = 4
+) -> torch.Tensor:
     """Smooth random heatmaps [B,1,H,W] with max 1: uniform noise on a coarse grid, upsampled bicubically."""
     b, _, h, w = shape
     coarse = torch.rand((b, 1, grid, grid), generator=generator).to(device)
@@ -46,8 +48,9 @@ def random_heatmaps(shape: tuple[int, ...], generator: torch.Generator | None = 
     return normalize_heatmaps(up, "sample")
 
 
-def _conv_then(x: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor | None, w2: torch.Tensor,
-               b2: torch.Tensor) -> torch.Tensor:
+def _conv_then(
+    x: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor | None, w2: torch.Tensor, b2: torch.Tensor
+) -> torch.Tensor:
     """linear(linear(x, w1, b1), w2, b2), or the same as one linear with w2 @ w1 when that costs fewer
     multiply-adds (rows x in x out + the product) than two (rows x (in x mid + mid x out)): e.g. 256-pixel
     grey patches and a 256 -> 512 key/value projection over 1,568 rows. Exact up to float rounding."""
@@ -66,8 +69,15 @@ class HeatmapProcessor(nn.Module):
     max (per sample or per batch) so callers may pass raw maps.
     """
 
-    def __init__(self, variant: str = "mha", dim: int = 256, heads: int = 8, patch_size: int = 16,
-                 in_channels: int = 3, heatmap_norm: str = "sample"):
+    def __init__(
+        self,
+        variant: str = "mha",
+        dim: int = 256,
+        heads: int = 8,
+        patch_size: int = 16,
+        in_channels: int = 3,
+        heatmap_norm: str = "sample",
+    ):
         super().__init__()
         if variant not in VARIANTS:
             raise ConfigError(f"heatmap processor variant must be one of {VARIANTS}, got {variant!r}")
@@ -86,8 +96,13 @@ class HeatmapProcessor(nn.Module):
     def has_parameters(self) -> bool:
         return self.variant != "mask"
 
-    def forward(self, images: torch.Tensor, heatmaps: torch.Tensor,
-                generator: torch.Generator | None = None, randomize: bool = True) -> torch.Tensor:
+    def forward(
+        self,
+        images: torch.Tensor,
+        heatmaps: torch.Tensor,
+        generator: torch.Generator | None = None,
+        randomize: bool = True,
+    ) -> torch.Tensor:
         """``randomize=False`` makes the "random" variant use the given heatmap (priming uses all-ones)."""
         if self.variant == "mask":
             return self._masked(images, heatmaps, generator, randomize)
@@ -95,9 +110,14 @@ class HeatmapProcessor(nn.Module):
         weight, bias = self.output_map()
         return self._fold(F.linear(tokens, weight, bias), gh, gw)
 
-    def attend(self, images: torch.Tensor, heatmaps: torch.Tensor, generator: torch.Generator | None = None,
-               randomize: bool = True, patches: torch.Tensor | None = None
-               ) -> tuple[torch.Tensor, tuple[int, int]]:
+    def attend(
+        self,
+        images: torch.Tensor,
+        heatmaps: torch.Tensor,
+        generator: torch.Generator | None = None,
+        randomize: bool = True,
+        patches: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, tuple[int, int]]:
         """Steps 1-3 up to the attention output, heads merged, before its output projection: ([B, N, dim],
         patch grid). Everything after it (output projection, linear, transposed conv) is linear, see
         :meth:`output_map`. ``patches``: the images already unfolded as ``self.patch_embed.unfold`` does
@@ -152,12 +172,15 @@ class HeatmapProcessor(nn.Module):
         head = then @ w_unpatch.t()  # [out, dim]: (then @ unpatch) @ mid, never a [C*p*p, dim] product
         return head @ mid_w, head @ mid_b + then @ b_unpatch
 
-    def _heat(self, images: torch.Tensor, heatmaps: torch.Tensor, generator: torch.Generator | None,
-              randomize: bool) -> torch.Tensor:
+    def _heat(
+        self, images: torch.Tensor, heatmaps: torch.Tensor, generator: torch.Generator | None, randomize: bool
+    ) -> torch.Tensor:
         """E scaled to [0, 1] in the images' dtype (a random smooth map for the "random" variant)."""
         if images.dim() != 4 or heatmaps.dim() != 4 or heatmaps.shape[1] != 1:
-            raise ValueError(f"expected images [B,3,H,W] and heatmaps [B,1,H,W], got {tuple(images.shape)} "
-                             f"and {tuple(heatmaps.shape)}")
+            raise ValueError(
+                f"expected images [B,3,H,W] and heatmaps [B,1,H,W], got {tuple(images.shape)} "
+                f"and {tuple(heatmaps.shape)}"
+            )
         if images.shape[0] != heatmaps.shape[0] or images.shape[-2:] != heatmaps.shape[-2:]:
             raise ValueError(f"images {tuple(images.shape)} and heatmaps {tuple(heatmaps.shape)} do not match")
         if self.variant == "random" and randomize:
@@ -166,8 +189,9 @@ class HeatmapProcessor(nn.Module):
             heat = normalize_heatmaps(heatmaps.float(), self.heatmap_norm)
         return heat.to(images.dtype)
 
-    def _masked(self, images: torch.Tensor, heatmaps: torch.Tensor, generator: torch.Generator | None,
-                randomize: bool) -> torch.Tensor:
+    def _masked(
+        self, images: torch.Tensor, heatmaps: torch.Tensor, generator: torch.Generator | None, randomize: bool
+    ) -> torch.Tensor:
         """E * I with E scaled to [0, 1] (the "mask" variant's output)."""
         return self._heat(images, heatmaps, generator, randomize) * images
 

@@ -11,6 +11,7 @@
 
 An optional CheXbert model labeler (a user's local checkpoint) is :func:`chexbert_labeler`.
 """
+
 from __future__ import annotations
 
 from eclip_core.labeler.core import label_report, label_reports, labels_to_row, sentence_observations

@@ -13,12 +13,13 @@ must be local too: pass ``bert_dir`` or put the two files next to the checkpoint
 >>> CHEXBERT_ORDER[-1]
 'No Finding'
 """
+
 from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 
@@ -29,9 +30,20 @@ log = logging.getLogger(__name__)
 
 #: Head order of the CheXbert checkpoint.
 CHEXBERT_ORDER: tuple[str, ...] = (
-    "Enlarged Cardiomediastinum", "Cardiomegaly", "Lung Opacity", "Lung Lesion", "Edema", "Consolidation",
-    "Pneumonia", "Atelectasis", "Pneumothorax", "Pleural Effusion", "Pleural Other", "Fracture",
-    "Support Devices", "No Finding",
+    "Enlarged Cardiomediastinum",
+    "Cardiomegaly",
+    "Lung Opacity",
+    "Lung Lesion",
+    "Edema",
+    "Consolidation",
+    "Pneumonia",
+    "Atelectasis",
+    "Pneumothorax",
+    "Pleural Effusion",
+    "Pleural Other",
+    "Fracture",
+    "Support Devices",
+    "No Finding",
 )
 #: CheXbert class index -> project value (NaN = blank / not mentioned).
 CLASS_VALUES = (np.nan, 1.0, 0.0, -1.0)
@@ -81,13 +93,13 @@ class CheXbertLabeler:
         texts = [self._clean(t) for t in texts]
         out = np.full((len(texts), len(CHEXPERT_OBSERVATIONS)), np.nan)
         for lo in range(0, len(texts), self.batch_size):
-            batch = texts[lo:lo + self.batch_size]
+            batch = texts[lo : lo + self.batch_size]
             enc = self.tokenizer(batch, padding=True, truncation=True, max_length=MAX_TOKENS, return_tensors="pt")
             with torch.no_grad():
                 logits = self.model(enc["input_ids"].to(self.device), enc["attention_mask"].to(self.device))
             classes = np.stack([lg.argmax(-1).cpu().numpy() for lg in logits], axis=1)  # [b, 14] CheXbert order
             values = np.vectorize(lambda c: CLASS_VALUES[c])(classes).astype(float)
-            out[lo:lo + len(batch)] = values[:, self._cols]
+            out[lo : lo + len(batch)] = values[:, self._cols]
         return out
 
     def label_report(self, text: str | None) -> dict[str, float | None]:
@@ -107,8 +119,9 @@ def _find_bert_dir(checkpoint: Path, bert_dir: str | Path | None) -> Path:
     )
 
 
-def chexbert_labeler(checkpoint_path: str | Path, bert_dir: str | Path | None = None, device: str = "cpu",
-                     batch_size: int = 16) -> CheXbertLabeler:
+def chexbert_labeler(
+    checkpoint_path: str | Path, bert_dir: str | Path | None = None, device: str = "cpu", batch_size: int = 16
+) -> CheXbertLabeler:
     """Load a local CheXbert checkpoint (``.pth``/``.pt`` file, or a folder holding one).
 
     Raises :class:`~eclip_core.errors.CheckpointError` naming the path when the checkpoint, the BERT
@@ -126,8 +139,10 @@ def chexbert_labeler(checkpoint_path: str | Path, bert_dir: str | Path | None = 
             raise CheckpointError(f"no CheXbert checkpoint (*.pth / *.pt) in folder {path}")
         path = found[0]
     if not path.is_file():
-        raise CheckpointError(f"CheXbert checkpoint not found: {path} (give the local path of chexbert.pth; "
-                              "the rule labeler eclip_core.labeler needs no checkpoint)")
+        raise CheckpointError(
+            f"CheXbert checkpoint not found: {path} (give the local path of chexbert.pth; "
+            "the rule labeler eclip_core.labeler needs no checkpoint)"
+        )
     folder = _find_bert_dir(path, bert_dir)
 
     import torch
@@ -150,8 +165,10 @@ def chexbert_labeler(checkpoint_path: str | Path, bert_dir: str | Path | None = 
     missing = [k for k in missing if not k.startswith("bert.pooler.")]  # the pooler is unused
     unexpected = [k for k in unexpected if not k.endswith("position_ids")]  # old transformers buffers
     if missing or unexpected:
-        raise CheckpointError(f"{path} does not fit the CheXbert layout with {folder / 'config.json'}: "
-                              f"missing {missing[:5]}, unexpected {unexpected[:5]}")
+        raise CheckpointError(
+            f"{path} does not fit the CheXbert layout with {folder / 'config.json'}: "
+            f"missing {missing[:5]}, unexpected {unexpected[:5]}"
+        )
     tokenizer = BertTokenizer(str(folder / "vocab.txt"), do_lower_case=True)
     log.info("loaded CheXbert labeler from %s (BERT config %s)", path, folder)
     return CheXbertLabeler(model, tokenizer, device=device, batch_size=batch_size)

@@ -7,12 +7,13 @@ Devices is positive or uncertain; otherwise it is not mentioned. Laterality, sev
 not enter the labels. Sentences are split with :func:`eclip_core.text.split_sentences`; a sentence's
 observations are cached, since report corpora repeat sentences heavily.
 """
+
 from __future__ import annotations
 
 import functools
 import logging
 import re
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -83,8 +84,7 @@ def _anatomical_polarity(s: str, hedges, breaks, start: int, end: int) -> float 
             for m in rx.finditer(s, a, b):
                 if start <= m.start() < end:
                     continue  # inside the mention itself
-                if (m.start() >= end and _DESC_OTHER_NOUN.match(s, m.end())
-                        and not _LINK_VERB.search(s, end, m.start())):
+                if m.start() >= end and _DESC_OTHER_NOUN.match(s, m.end()) and not _LINK_VERB.search(s, end, m.start()):
                     continue  # pre-modifies another structure, not predicated of this mention
                 dist = m.start() - end if m.start() >= end else start - m.end()
                 if best is None or dist < best[0]:
@@ -96,7 +96,7 @@ def _anatomical_polarity(s: str, hedges, breaks, start: int, end: int) -> float 
             return rules.NEGATIVE
         if kind == "unc":
             return rules.UNCERTAIN
-        if _DESC_NEGATED.search(s[:m.start()]):
+        if _DESC_NEGATED.search(s[: m.start()]):
             return rules.NEGATIVE
         return rules.polarity(s, hedges, min(start, m.start()), max(end, m.end()), breaks)
     return None

@@ -14,6 +14,7 @@ Pseudo-negations ("no change in", "no interval change") are masked out first so 
 small effusion" stays positive. Cues farther than :data:`MAX_CUE_WORDS` words from the mention do not
 reach it (lists such as "no consolidation, effusion, or pneumothorax" stay inside that distance).
 """
+
 from __future__ import annotations
 
 import re
@@ -92,6 +93,7 @@ def mask(sentence: str) -> tuple[str, list[tuple[int, int]]]:
     >>> mask("no change in the effusion")[0].strip()
     'the effusion'
     """
+
     def blank(m: re.Match[str]) -> str:
         return " " * len(m.group(0))
 
@@ -123,18 +125,17 @@ def _scope(breaks: list[int], start: int, end: int, length: int) -> tuple[int, i
 
 def _cue_before(rx: re.Pattern[str], s: str, lo: int, start: int) -> bool:
     for m in rx.finditer(s, lo, start):
-        if _n_words(s[m.end():start]) <= MAX_CUE_WORDS:
+        if _n_words(s[m.end() : start]) <= MAX_CUE_WORDS:
             return True
     return False
 
 
 def _cue_after(rx: re.Pattern[str], s: str, end: int, hi: int) -> bool:
     m = rx.search(s, end, hi)
-    return bool(m and _n_words(s[end:m.start()]) <= MAX_CUE_WORDS)
+    return bool(m and _n_words(s[end : m.start()]) <= MAX_CUE_WORDS)
 
 
-def polarity(s: str, hedges: list[tuple[int, int]], start: int, end: int,
-             breaks: list[int] | None = None) -> float:
+def polarity(s: str, hedges: list[tuple[int, int]], start: int, end: int, breaks: list[int] | None = None) -> float:
     """Polarity (1.0 / 0.0 / -1.0) of the mention at ``s[start:end]``; ``s`` comes from :func:`mask`.
 
     >>> s, h = mask("no evidence of pneumothorax")

@@ -19,6 +19,7 @@ calcified granulomas / calcified nodules are not a Lung Lesion (CheXpert's rule;
 them as "Calcified Granuloma", not "Nodule"); "hyperinflated", "degenerative changes", "tortuous aorta",
 "low lung volumes" are no observation; sequelae of old granulomatous infection are not Pneumonia.
 """
+
 from __future__ import annotations
 
 import functools
@@ -52,17 +53,42 @@ _FILE_OBSERVATION = {
 # CheXpert phrases we drop, with the reason. Anatomical ones come back below as ANATOMICAL.
 _REMOVE: dict[str, set[str]] = {
     # Structures, not findings: re-typed as anatomical (need a size descriptor).
-    "Cardiomegaly": {"the heart", "heart size", "cardiac size", "cardiac shadow", "cardiac contour",
-                     "cardiac silhouette"},
-    "Enlarged Cardiomediastinum": {" mediastinum", "cardiomediastinum", "contour", "mediastinal configuration",
-                                   "mediastinal silhouette", "pericardial silhouette",
-                                   "cardiac silhouette and vascularity"},
+    "Cardiomegaly": {
+        "the heart",
+        "heart size",
+        "cardiac size",
+        "cardiac shadow",
+        "cardiac contour",
+        "cardiac silhouette",
+    },
+    "Enlarged Cardiomediastinum": {
+        " mediastinum",
+        "cardiomediastinum",
+        "contour",
+        "mediastinal configuration",
+        "mediastinal silhouette",
+        "pericardial silhouette",
+        "cardiac silhouette and vascularity",
+    },
     # "collapse" also names vertebral collapse; lung collapse is re-added with a lung word.
     "Atelectasis": {"collapse"},
     # Substring matching makes "tube" hit "tuberculosis", "marker" hit nipple markers, "support" hit
     # "to support the diagnosis", "plate" hit "platelike atelectasis"; re-added as whole words below.
-    "Support Devices": {"tube", "marker", "support", "plate", "lines", " line ", "valve", "coil", "device",
-                        "icd", "pacer", "screw", "drain "},
+    "Support Devices": {
+        "tube",
+        "marker",
+        "support",
+        "plate",
+        "lines",
+        " line ",
+        "valve",
+        "coil",
+        "device",
+        "icd",
+        "pacer",
+        "screw",
+        "drain ",
+    },
     # "Pulmonary vascular congestion" and "vascular prominence" are coded by IU annotators (and by
     # radiologists) as congestion, not oedema; keeping them as Edema made most Edema false positives.
     "Edema": {"vascular congestion", "pulmonary congestion", "indistinctness", "vascular prominence"},
@@ -70,8 +96,15 @@ _REMOVE: dict[str, set[str]] = {
     "Pneumonia": {"infection", "infectious"},
     # IU annotators code "nodular opacity / density" as an Opacity, not a Nodule (most of these were
     # Lung Lesion false positives against the Open-I gold); re-typed as Lung Opacity below.
-    "Lung Lesion": {"nodular density", "nodular densities", "nodular opacity", "nodular opacities",
-                    "nodular opacification", "nodule", "mass"},
+    "Lung Lesion": {
+        "nodular density",
+        "nodular densities",
+        "nodular opacity",
+        "nodular opacities",
+        "nodular opacification",
+        "nodule",
+        "mass",
+    },
 }
 
 # CheXpert unmention phrases we drop: IU annotators code calcified nodules as "Nodule/calcified".
@@ -90,8 +123,11 @@ _ADD: dict[str, list[tuple[str, str]]] = {
         (STRONG, r"(?:mediastinal|superior mediastinal) (?:widening|enlargement)"),
         (STRONG, r"widen(?:ed|ing) (?:of the )?(?:superior )?mediastin\w*"),
         (ANATOMICAL, r"cardio ?mediastin\w*(?: (?:silhouette|contours?|structures|shadow|width))?"),
-        (ANATOMICAL, r"(?:superior )?mediastin\w*(?: (?:silhouette|contours?|structures|shadow|width|"
-                     r"configuration))?"),
+        (
+            ANATOMICAL,
+            r"(?:superior )?mediastin\w*(?: (?:silhouette|contours?|structures|shadow|width|"
+            r"configuration))?",
+        ),
         (ANATOMICAL, r"pericardial silhouette"),
     ],
     "Atelectasis": [
@@ -133,21 +169,41 @@ _ADD: dict[str, list[tuple[str, str]]] = {
     ],
     "Fracture": [(STRONG, r"fractur\w*"), (STRONG, r"fx\b")],
     "Support Devices": [
-        (STRONG, r"(?:endotracheal|et|ng|og|nasogastric|orogastric|feeding|chest|tracheostomy|enteric|"
-                 r"dobhoff|gastric|drainage|thoracostomy) tubes?\b"),
-        (STRONG, r"tubes?\b"), (STRONG, r"tubing\b"),
+        (
+            STRONG,
+            r"(?:endotracheal|et|ng|og|nasogastric|orogastric|feeding|chest|tracheostomy|enteric|"
+            r"dobhoff|gastric|drainage|thoracostomy) tubes?\b",
+        ),
+        (STRONG, r"tubes?\b"),
+        (STRONG, r"tubing\b"),
         (STRONG, r"(?:central|venous|picc|midline|swan|arterial|jugular|subclavian|catheter) lines?\b"),
         (STRONG, r"lines?\b"),
-        (STRONG, r"pace(?:r|maker)s?\b"), (STRONG, r"(?:a)?icds?\b"), (STRONG, r"defibrillators?\b"),
+        (STRONG, r"pace(?:r|maker)s?\b"),
+        (STRONG, r"(?:a)?icds?\b"),
+        (STRONG, r"defibrillators?\b"),
         (STRONG, r"(?:cardiac |prosthetic |mitral |aortic )?valve (?:replacement|prosthes[ie]s)\b"),
         (STRONG, r"(?:prosthetic|mechanical|replaced) (?:\w+ )?valves?\b"),
-        (STRONG, r"(?:sternotomy|sternal|cerclage) wires?\b"), (STRONG, r"(?:median )?sternotomy\b"),
-        (STRONG, r"wires\b"), (STRONG, r"(?:surgical|vascular|cholecystectomy) clips?\b"), (STRONG, r"clips\b"),
-        (STRONG, r"stents?\b"), (STRONG, r"staples\b"), (STRONG, r"(?:embolization )?coils?\b"),
-        (STRONG, r"ports?\b(?! of)"), (STRONG, r"port-?a-?cath\w*"), (STRONG, r"leads?\b(?! to)"),
-        (STRONG, r"generators?\b"), (STRONG, r"devices?\b"), (STRONG, r"screws?\b"), (STRONG, r"plates?\b"),
-        (STRONG, r"drains?\b"), (STRONG, r"shunts?\b"), (STRONG, r"pump\b"), (STRONG, r"(?:lap )?band\b"),
-        (STRONG, r"prosthes[ie]s\b"), (STRONG, r"(?:orthopedic |spinal |fixation )?rods?\b"),
+        (STRONG, r"(?:sternotomy|sternal|cerclage) wires?\b"),
+        (STRONG, r"(?:median )?sternotomy\b"),
+        (STRONG, r"wires\b"),
+        (STRONG, r"(?:surgical|vascular|cholecystectomy) clips?\b"),
+        (STRONG, r"clips\b"),
+        (STRONG, r"stents?\b"),
+        (STRONG, r"staples\b"),
+        (STRONG, r"(?:embolization )?coils?\b"),
+        (STRONG, r"ports?\b(?! of)"),
+        (STRONG, r"port-?a-?cath\w*"),
+        (STRONG, r"leads?\b(?! to)"),
+        (STRONG, r"generators?\b"),
+        (STRONG, r"devices?\b"),
+        (STRONG, r"screws?\b"),
+        (STRONG, r"plates?\b"),
+        (STRONG, r"drains?\b"),
+        (STRONG, r"shunts?\b"),
+        (STRONG, r"pump\b"),
+        (STRONG, r"(?:lap )?band\b"),
+        (STRONG, r"prosthes[ie]s\b"),
+        (STRONG, r"(?:orthopedic |spinal |fixation )?rods?\b"),
     ],
 }
 
@@ -164,10 +220,12 @@ _UNMENTION_EXTRA = [
     r"(?:soft tissue|subcutaneous|extremity|facial) (?:edema|oedema)",
     r"(?:septal|kerley\w*(?: b)?|pleural|skin ?fold|azygo\w*|paraspinal|paratracheal|junction|fissure) lines?\b",
     r"(?:line|lines) of (?:the )?(?:diaphragm|fissure)",
-    r"mid ?line\b", r"midlines?\b",
+    r"mid ?line\b",
+    r"midlines?\b",
     r"(?:soft tissue|breast|nipple) (?:shadows?|markers?)",
     r"massive(?:ly)?",
-    r"lead to\b", r"leads? to\b",
+    r"lead to\b",
+    r"leads? to\b",
     r"mass effect",
 ]
 
@@ -197,8 +255,10 @@ def _read_list(kind: str, stem: str) -> list[str]:
     folder = resources.files("eclip_core.labeler").joinpath("phrases", kind)
     if not folder.is_dir():
         # A packaging mistake must not silently shrink the vocabulary.
-        raise EClipError(f"the labeler's phrase lists are missing ({folder}); reinstall the package with its "
-                         "package data (eclip_core/labeler/phrases/*/*.txt)")
+        raise EClipError(
+            f"the labeler's phrase lists are missing ({folder}); reinstall the package with its "
+            "package data (eclip_core/labeler/phrases/*/*.txt)"
+        )
     try:
         text = folder.joinpath(f"{stem}.txt").read_text("utf-8")
     except FileNotFoundError:  # CheXpert has unmention lists for three observations only

@@ -6,6 +6,7 @@ A save killed at any instant leaves a complete previous or new checkpoint (:mod:
 Layout of ``<output_dir>/checkpoint``: ``model/`` (EClip.save_pretrained), ``training_state.pt``
 (optimizer, scheduler, step, RNG states, counters) and ``train_config.json``.
 """
+
 from __future__ import annotations
 
 import json
@@ -34,8 +35,9 @@ def set_rng_states(states: dict[str, Any]) -> None:
     torch.set_rng_state(states["torch"])
 
 
-def save_checkpoint(path: Path, model, optimizer, scheduler, step: int, train_config: dict,
-                    counters: dict[str, Any]) -> None:
+def save_checkpoint(
+    path: Path, model, optimizer, scheduler, step: int, train_config: dict, counters: dict[str, Any]
+) -> None:
     """Write the resume folder atomically (a crash mid-write leaves the previous checkpoint intact)."""
     state = {
         "step": step,
@@ -70,8 +72,10 @@ def load_checkpoint(path: Path, model, optimizer, scheduler) -> tuple[int, dict[
 
     weights, state_file = path / "model" / "model.safetensors", path / STATE_NAME
     if not weights.is_file() or not state_file.is_file():
-        raise CheckpointError(f"checkpoint {path} is incomplete (need model/model.safetensors and {STATE_NAME}); "
-                              "restore it, or delete it to train from step 0")
+        raise CheckpointError(
+            f"checkpoint {path} is incomplete (need model/model.safetensors and {STATE_NAME}); "
+            "restore it, or delete it to train from step 0"
+        )
     try:
         model.load_state_dict(load_file(str(weights), device="cpu"), strict=True)
     except Exception as exc:  # shape or key mismatch: a checkpoint of another model config
@@ -83,6 +87,8 @@ def load_checkpoint(path: Path, model, optimizer, scheduler) -> tuple[int, dict[
         scheduler.load_state_dict(state["scheduler"])
         set_rng_states(state["rng"])
     except Exception as exc:  # truncated file, another optimizer: torch and pickle raise many types
-        raise CheckpointError(f"checkpoint {path}: {STATE_NAME} is unreadable or does not match this run "
-                              f"({type(exc).__name__}: {exc}); delete {path} to train from step 0") from exc
+        raise CheckpointError(
+            f"checkpoint {path}: {STATE_NAME} is unreadable or does not match this run "
+            f"({type(exc).__name__}: {exc}); delete {path} to train from step 0"
+        ) from exc
     return int(state["step"]), dict(state.get("counters", {}))

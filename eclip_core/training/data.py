@@ -4,13 +4,14 @@ Everything random about step ``s`` (which main rows, whether an expert batch is 
 lambda, augmentation seeds) is drawn from a generator seeded by (seed, s). A resumed run therefore
 sees exactly the batches the uninterrupted run would have seen, without replaying data loaders.
 """
+
 from __future__ import annotations
 
 import logging
 from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -26,8 +27,13 @@ logger = logging.getLogger(__name__)
 
 def step_seed(*parts: int) -> int:
     """A 63-bit seed derived from integers (stable across runs and platforms)."""
-    return int(np.random.SeedSequence([int(p) & 0xFFFFFFFF for p in parts]).generate_state(2, np.uint32)
-               .astype(np.uint64).dot(np.array([1, 1 << 32], dtype=np.uint64)) & ((1 << 63) - 1))
+    return int(
+        np.random.SeedSequence([int(p) & 0xFFFFFFFF for p in parts])
+        .generate_state(2, np.uint32)
+        .astype(np.uint64)
+        .dot(np.array([1, 1 << 32], dtype=np.uint64))
+        & ((1 << 63) - 1)
+    )
 
 
 @dataclass
@@ -97,7 +103,7 @@ class StepPlanner:
             raise ManifestError("no usable training rows")
         self.cfg, self.n_main, self.n_expert, self.rank, self.world = cfg, n_main, n_expert, rank, world
 
-    @lru_cache(maxsize=4)
+    @lru_cache(maxsize=4)  # noqa: B019 -- one planner per run; 4 epochs of permutations
     def _perm(self, epoch: int) -> np.ndarray:
         return np.random.default_rng(step_seed(self.cfg.seed, 1, epoch)).permutation(self.n_main)
 
@@ -114,16 +120,24 @@ class StepPlanner:
         elif inject:
             lam = float(rng.beta(cfg.mixup_alpha, cfg.mixup_alpha))
         # Every rank draws the same global expert rows and takes its slice (same injection decision).
-        expert_all = rng.choice(self.n_expert, size=be * self.world, replace=self.n_expert < be * self.world) \
-            if inject else np.zeros(0, dtype=int)
-        expert_idx = [int(i) for i in expert_all[self.rank * be:(self.rank + 1) * be]]
+        expert_all = (
+            rng.choice(self.n_expert, size=be * self.world, replace=self.n_expert < be * self.world)
+            if inject
+            else np.zeros(0, dtype=int)
+        )
+        expert_idx = [int(i) for i in expert_all[self.rank * be : (self.rank + 1) * be]]
         seeds = rng.integers(0, 1 << 62, size=2 * b * self.world + 2 * be * self.world + 1)
         off = self.rank * b
         return StepPlan(
-            step=step, main_idx=main_idx, main_seeds=[int(x) for x in seeds[off:off + b]],
-            inject=inject, expert_idx=expert_idx,
-            expert_seeds=[int(x) for x in seeds[2 * b * self.world + self.rank * be:][:len(expert_idx)]],
-            lam=lam, p_expert=float(p), torch_seed=step_seed(cfg.seed, 3, step, self.rank),
+            step=step,
+            main_idx=main_idx,
+            main_seeds=[int(x) for x in seeds[off : off + b]],
+            inject=inject,
+            expert_idx=expert_idx,
+            expert_seeds=[int(x) for x in seeds[2 * b * self.world + self.rank * be :][: len(expert_idx)]],
+            lam=lam,
+            p_expert=float(p),
+            torch_seed=step_seed(cfg.seed, 3, step, self.rank),
         )
 
 
@@ -158,10 +172,19 @@ class HeatmapCache:
 class StepBatches(Dataset):
     """Item ``i`` = the whole batch of step ``first_step + i`` (images, token ids, expert images/maps)."""
 
-    def __init__(self, planner: StepPlanner, main: Sequence[Study], expert: Sequence[Study],
-                 transform: Callable, tokenize: Callable[[list[str]], torch.Tensor],
-                 first_step: int, last_step: int, fail_on_bad_rows: bool = False,
-                 heatmap_cache_mb: float = 1024.0, with_labels: bool = False):
+    def __init__(
+        self,
+        planner: StepPlanner,
+        main: Sequence[Study],
+        expert: Sequence[Study],
+        transform: Callable,
+        tokenize: Callable[[list[str]], torch.Tensor],
+        first_step: int,
+        last_step: int,
+        fail_on_bad_rows: bool = False,
+        heatmap_cache_mb: float = 1024.0,
+        with_labels: bool = False,
+    ):
         self.planner, self.main, self.expert = planner, list(main), list(expert)
         self.transform, self.tokenize = transform, tokenize
         self.first_step, self.last_step = first_step, last_step
@@ -203,16 +226,24 @@ class StepBatches(Dataset):
         bad: list[str] = []
         main = [self._load(self.main, j, sd, False, bad) for j, sd in zip(plan.main_idx, plan.main_seeds)]
         batch = {
-            "step": plan.step, "images": torch.stack([m[0] for m in main]),
-            "tokens": self._tokens([m[2] for m in main]), "inject": plan.inject, "lam": plan.lam,
-            "p_expert": plan.p_expert, "torch_seed": plan.torch_seed, "bad": bad,
+            "step": plan.step,
+            "images": torch.stack([m[0] for m in main]),
+            "tokens": self._tokens([m[2] for m in main]),
+            "inject": plan.inject,
+            "lam": plan.lam,
+            "p_expert": plan.p_expert,
+            "torch_seed": plan.torch_seed,
+            "bad": bad,
         }
         if self.labels is not None:
             batch["labels"] = self._label_rows(main)
         if plan.inject:
             ex = [self._load(self.expert, j, sd, True, bad) for j, sd in zip(plan.expert_idx, plan.expert_seeds)]
-            batch.update(expert_images=torch.stack([e[0] for e in ex]), expert_heatmaps=torch.stack([e[1] for e in ex]),
-                         expert_tokens=self._tokens([e[2] for e in ex]))
+            batch.update(
+                expert_images=torch.stack([e[0] for e in ex]),
+                expert_heatmaps=torch.stack([e[1] for e in ex]),
+                expert_tokens=self._tokens([e[2] for e in ex]),
+            )
             if self.labels is not None:
                 batch["expert_labels"] = self._label_rows(ex)
         return batch

@@ -1,5 +1,6 @@
 """Optimiser and schedule: AdamW without decay on biases / norms / temperature, 2x lr for the processor,
 linear warm-up then cosine decay to zero (step-based)."""
+
 from __future__ import annotations
 
 import math
@@ -12,8 +13,15 @@ from eclip_core.config import TrainConfig
 
 def _no_decay(name: str, param: torch.Tensor) -> bool:
     lowered = name.lower()
-    return (param.ndim < 2 or "bias" in lowered or "norm" in lowered or ".ln_" in lowered
-            or lowered.startswith("ln_") or "logit_scale" in lowered or "logit_bias" in lowered)
+    return (
+        param.ndim < 2
+        or "bias" in lowered
+        or "norm" in lowered
+        or ".ln_" in lowered
+        or lowered.startswith("ln_")
+        or "logit_scale" in lowered
+        or "logit_bias" in lowered
+    )
 
 
 def param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:
@@ -26,12 +34,14 @@ def param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:
     out = []
     for (is_proc, decay), params in groups.items():
         if params:
-            out.append({
-                "params": params,
-                "lr": cfg.lr * (cfg.processor_lr_mult if is_proc else 1.0),
-                "weight_decay": cfg.weight_decay if decay else 0.0,
-                "name": f"{'processor' if is_proc else 'backbone'}_{'decay' if decay else 'no_decay'}",
-            })
+            out.append(
+                {
+                    "params": params,
+                    "lr": cfg.lr * (cfg.processor_lr_mult if is_proc else 1.0),
+                    "weight_decay": cfg.weight_decay if decay else 0.0,
+                    "name": f"{'processor' if is_proc else 'backbone'}_{'decay' if decay else 'no_decay'}",
+                }
+            )
     return out
 
 

@@ -1,11 +1,13 @@
 """One optimisation step of the eCLIP objective (shared by the training loop and the benchmark)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import torch
 
-from eclip_core.losses import ClipLoss, label_loss as label_bce
+from eclip_core.losses import ClipLoss
+from eclip_core.losses import label_loss as label_bce
 
 
 @dataclass
@@ -16,9 +18,20 @@ class StepOutput:
     label_loss: torch.Tensor | None = None
 
 
-def train_step(model, optimizer, loss_fn: ClipLoss, batch: dict, *, prime: bool, priming_weight: float,
-               grad_clip: float, accelerator=None, generator: torch.Generator | None = None,
-               device: torch.device | str = "cpu", label_loss_weight: float = 0.0) -> StepOutput:
+def train_step(
+    model,
+    optimizer,
+    loss_fn: ClipLoss,
+    batch: dict,
+    *,
+    prime: bool,
+    priming_weight: float,
+    grad_clip: float,
+    accelerator=None,
+    generator: torch.Generator | None = None,
+    device: torch.device | str = "cpu",
+    label_loss_weight: float = 0.0,
+) -> StepOutput:
     """Forward (main pairs + optional mixed expert pairs), loss, backward, clip, optimiser step.
 
     ``batch`` holds images [B,3,H,W], tokens [B,L] and, when an expert batch is injected ("inject"),
@@ -27,12 +40,16 @@ def train_step(model, optimizer, loss_fn: ClipLoss, batch: dict, *, prime: bool,
     + ``label_loss_weight`` * L_label; during the cold start (``prime``) the loss is (1 - w) L_main +
     w L_prime. The caller steps the scheduler and clamps the temperature.
     """
-    kwargs = dict(images=batch["images"].to(device), tokens=batch["tokens"].to(device), prime=prime,
-                  generator=generator)
+    kwargs = dict(
+        images=batch["images"].to(device), tokens=batch["tokens"].to(device), prime=prime, generator=generator
+    )
     if batch.get("inject"):
-        kwargs.update(expert_images=batch["expert_images"].to(device),
-                      expert_heatmaps=batch["expert_heatmaps"].to(device),
-                      expert_tokens=batch["expert_tokens"].to(device), lam=batch["lam"])
+        kwargs.update(
+            expert_images=batch["expert_images"].to(device),
+            expert_heatmaps=batch["expert_heatmaps"].to(device),
+            expert_tokens=batch["expert_tokens"].to(device),
+            lam=batch["lam"],
+        )
     autocast = accelerator.autocast() if accelerator is not None else torch.autocast("cpu", enabled=False)
     rows = None
     if "labels" in batch:
@@ -60,5 +77,9 @@ def train_step(model, optimizer, loss_fn: ClipLoss, batch: dict, *, prime: bool,
         if grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
     optimizer.step()
-    return StepOutput(loss.detach(), clip_loss.detach(), None if prime_loss is None else prime_loss.detach(),
-                      None if aux is None else aux.detach())
+    return StepOutput(
+        loss.detach(),
+        clip_loss.detach(),
+        None if prime_loss is None else prime_loss.detach(),
+        None if aux is None else aux.detach(),
+    )

@@ -8,6 +8,7 @@ says where and how big (18 distinct findings). Expert rows get a ``.npy`` heatma
 >>> m.name
 'manifest.csv'
 """
+
 from __future__ import annotations
 
 import os
@@ -29,7 +30,7 @@ def blob_image(row: int, col: int, big: bool, size: int, rng: np.random.Generato
     cy = (row + 0.5) / 3 * size + rng.normal(0, size * 0.03)
     cx = (col + 0.5) / 3 * size + rng.normal(0, size * 0.03)
     sigma = size * (0.11 if big else 0.05)
-    blob = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * sigma ** 2))
+    blob = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * sigma**2))
     base = 0.25 + 0.1 * rng.random() + 0.05 * np.sin(xx / size * np.pi)
     img = np.clip(base + 0.6 * blob + rng.normal(0, 0.04, (size, size)), 0, 1).astype(np.float32)
     heat = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * (sigma * 1.5) ** 2)).astype(np.float32)
@@ -37,12 +38,21 @@ def blob_image(row: int, col: int, big: bool, size: int, rng: np.random.Generato
 
 
 def blob_report(row: int, col: int, big: bool) -> str:
-    return (f"There is a {'large' if big else 'small'} bright opacity in the {ROWS[row]} {COLS[col]} region. "
-            f"No other findings.")
+    return (
+        f"There is a {'large' if big else 'small'} bright opacity in the {ROWS[row]} {COLS[col]} region. "
+        f"No other findings."
+    )
 
 
-def make_blob_dataset(out_dir: str | os.PathLike, n: int = 100, size: int = 64, expert_fraction: float = 0.3,
-                      seed: int = 0, split: str = "train", progress: bool = False) -> Path:
+def make_blob_dataset(
+    out_dir: str | os.PathLike,
+    n: int = 100,
+    size: int = 64,
+    expert_fraction: float = 0.3,
+    seed: int = 0,
+    split: str = "train",
+    progress: bool = False,
+) -> Path:
     """Write ``n`` PNG images (+ heatmaps for ``expert_fraction`` of them) and ``manifest.csv``; return its path."""
     out = Path(out_dir)
     (out / "img").mkdir(parents=True, exist_ok=True)
@@ -58,8 +68,16 @@ def make_blob_dataset(out_dir: str | os.PathLike, n: int = 100, size: int = 64, 
         if rng.random() < expert_fraction:
             hpath = str(out / "img" / f"s{i:04d}_heat.npy")
             np.save(hpath, heat)
-        studies.append(Study(f"s{i:04d}", [str(path)], split, findings=blob_report(row, col, big),
-                             heatmap_path=hpath, meta={"synthetic": True, "class": cls}))
+        studies.append(
+            Study(
+                f"s{i:04d}",
+                [str(path)],
+                split,
+                findings=blob_report(row, col, big),
+                heatmap_path=hpath,
+                meta={"synthetic": True, "class": cls},
+            )
+        )
     manifest = out / "manifest.csv"
     write_manifest(studies, manifest)
     return manifest

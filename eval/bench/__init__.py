@@ -1,4 +1,5 @@
 """Benchmarks and studies; each writes a Markdown page with the command that produced it."""
+
 from __future__ import annotations
 
 from pathlib import Path

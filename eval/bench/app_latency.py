@@ -13,6 +13,7 @@ event stream: what curl or a browser does) in turn, so both see the same machine
 ``--tiny`` builds a throw-away eclip-tiny model and an 8-report index first (no default bundle needed);
 its drafts take milliseconds, so the fixed HTTP cost dominates the ratio there: read the overhead in ms.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -66,8 +67,13 @@ def build_tiny(root: Path) -> list[str]:
 def _tiny_in_child(root: Path) -> list[str]:
     # Built in another process: building in this one slows the library calls measured here afterwards,
     # which would flatter the HTTP ratio.
-    out = subprocess.run([sys.executable, "-m", "eval.bench.app_latency", "--build-tiny-into", str(root)],
-                         cwd=ROOT, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "eval.bench.app_latency", "--build-tiny-into", str(root)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return out.stdout.strip().splitlines()[-1].split()
 
 
@@ -83,8 +89,14 @@ def start_app(flags: list[str], port: int, timeout_s: float = 900.0) -> subproce
     from eclip_core.runtime import offline_env
 
     env = offline_env()
-    proc = subprocess.Popen([sys.executable, "-m", "apps.gradio_app", *flags, "--port", str(port), "--quiet"],
-                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "apps.gradio_app", *flags, "--port", str(port), "--quiet"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -119,8 +131,9 @@ def rest_generate(http, url: str, image: Path, mode: str, k: int, max_new: int, 
     raise RuntimeError("the event stream ended without a result")
 
 
-def measure(pipe, client_factory, http, url: str, image: Path, mode: str, k: int, max_new: int, warmup: int,
-            repeats: int) -> dict:
+def measure(
+    pipe, client_factory, http, url: str, image: Path, mode: str, k: int, max_new: int, warmup: int, repeats: int
+) -> dict:
     from gradio_client import handle_file
 
     # Phase 1: library and REST in turn. No gradio_client exists yet: its background polling threads would
@@ -153,10 +166,18 @@ def measure(pipe, client_factory, http, url: str, image: Path, mode: str, k: int
             floor.append(t_floor * 1000.0)
     client.close()
     med_lib, med_rest, med_client = statistics.median(lib), statistics.median(rest), statistics.median(via_client)
-    return {"mode": mode, "lib_ms": med_lib, "rest_ms": med_rest, "http_ms": med_client,
-            "lib_p90": float(np.percentile(lib, 90)), "rest_p90": float(np.percentile(rest, 90)),
-            "ratio_rest": med_rest / med_lib, "ratio_client": med_client / med_lib,
-            "floor_ms": statistics.median(floor), "n": repeats}
+    return {
+        "mode": mode,
+        "lib_ms": med_lib,
+        "rest_ms": med_rest,
+        "http_ms": med_client,
+        "lib_p90": float(np.percentile(lib, 90)),
+        "rest_p90": float(np.percentile(rest, 90)),
+        "ratio_rest": med_rest / med_lib,
+        "ratio_client": med_client / med_lib,
+        "floor_ms": statistics.median(floor),
+        "n": repeats,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -191,8 +212,20 @@ def main(argv: list[str] | None = None) -> int:
             rows = []
             for m in own.modes.split(","):
                 try:
-                    rows.append(measure(pipe, client_factory, http, url, Path(own.image), m, config.k, config.max_new_tokens,
-                                        own.warmup, own.repeats))
+                    rows.append(
+                        measure(
+                            pipe,
+                            client_factory,
+                            http,
+                            url,
+                            Path(own.image),
+                            m,
+                            config.k,
+                            config.max_new_tokens,
+                            own.warmup,
+                            own.repeats,
+                        )
+                    )
                 except Exception as exc:  # noqa: BLE001 - one broken mode must not lose the others' numbers
                     rows.append({"mode": m, "error": f"{type(exc).__name__}: {exc}"[:300]})
         finally:
@@ -237,18 +270,23 @@ def write_page(out: Path, rows: list[dict], command: str, own, simulated: bool) 
         if "error" in r:
             lines.append(f"| {r['mode']} | failed: {r['error'].replace('|', '/')} | | | | | | | |")
             continue
-        lines.append(f"| {r['mode']} | {r['lib_ms']:.1f} | {r['rest_ms']:.1f} | **{r['ratio_rest']:.2f}x** | "
-                     f"{r['lib_p90']:.1f} | {r['rest_p90']:.1f} | {r['http_ms']:.1f} | {r['ratio_client']:.2f}x | "
-                     f"{r['floor_ms']:.1f} |")
+        lines.append(
+            f"| {r['mode']} | {r['lib_ms']:.1f} | {r['rest_ms']:.1f} | **{r['ratio_rest']:.2f}x** | "
+            f"{r['lib_p90']:.1f} | {r['rest_p90']:.1f} | {r['http_ms']:.1f} | {r['ratio_client']:.2f}x | "
+            f"{r['floor_ms']:.1f} |"
+        )
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    lines += ["", "The no-op request is a gradio_client round trip of `/export` (writes two small files): that "
-              "client's own floor per request. The library call runs in the measuring process and the server in "
-              "its own; both share the machine's cores, so on a busy machine a REST draft can even finish sooner "
-              "than the in-process call (REST / library < 1). The server adds a roughly fixed cost per request (upload, "
-              "queue, HTML views, two small files), so drafts that take seconds (grounded or free mode with the LLM) "
-              "see a ratio close to 1.",
-              f"Load average (1 min) when written: {load:.1f} on {cpu} cores (a shared machine: medians, not means).",
-              ""]
+    lines += [
+        "",
+        "The no-op request is a gradio_client round trip of `/export` (writes two small files): that "
+        "client's own floor per request. The library call runs in the measuring process and the server in "
+        "its own; both share the machine's cores, so on a busy machine a REST draft can even finish sooner "
+        "than the in-process call (REST / library < 1). The server adds a roughly fixed cost per request (upload, "
+        "queue, HTML views, two small files), so drafts that take seconds (grounded or free mode with the LLM) "
+        "see a ratio close to 1.",
+        f"Load average (1 min) when written: {load:.1f} on {cpu} cores (a shared machine: medians, not means).",
+        "",
+    ]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines))
 

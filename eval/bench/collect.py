@@ -13,6 +13,7 @@ page no longer has what a row reads (a benchmark changed its output), the row sa
 ``--strict`` turns that into an error. Machine and date come from the page's ``Measured on: MACHINE; DATE.``
 line, else from its ``Machine:`` line and the first date on it.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,11 +32,37 @@ NOT_FOUND = "not on the page"
 
 #: Order of the detailed pages in each list; pages not named here follow, alphabetically.
 ORDER = {
-    "perf": ["train_step", "train_step_2threads", "train_step_vitb16", "cpu_memory", "phantom", "data_io",
-             "labeler", "retrieval", "retrieval_hnsw_1m", "retrieval_reports", "retrieval_reports_hnsw_1m", "llm",
-             "llm_no_bf16", "llm_auto", "pipeline", "pipeline_no_bf16", "pipeline_fp32", "free_stop", "app"],
-    "results": ["labeler", "phantom", "data_io", "report_gen", "report_gen_quick", "grounded_sweep", "ood",
-                "embedding"],
+    "perf": [
+        "train_step",
+        "train_step_2threads",
+        "train_step_vitb16",
+        "cpu_memory",
+        "phantom",
+        "data_io",
+        "labeler",
+        "retrieval",
+        "retrieval_hnsw_1m",
+        "retrieval_reports",
+        "retrieval_reports_hnsw_1m",
+        "llm",
+        "llm_no_bf16",
+        "llm_auto",
+        "pipeline",
+        "pipeline_no_bf16",
+        "pipeline_fp32",
+        "free_stop",
+        "app",
+    ],
+    "results": [
+        "labeler",
+        "phantom",
+        "data_io",
+        "report_gen",
+        "report_gen_quick",
+        "grounded_sweep",
+        "ood",
+        "embedding",
+    ],
 }
 
 
@@ -44,6 +71,7 @@ class Missing(LookupError):
 
 
 # --------------------------------------------------------------------------------------------- pages
+
 
 def _clean(cell: str) -> str:
     return cell.replace("**", "").replace("\\|", "|").strip()
@@ -59,7 +87,7 @@ class Table:
 class Page:
     """One detailed page, parsed just enough to read numbers from it."""
 
-    rel: str   # path under docs/, e.g. "perf/train_step.md"
+    rel: str  # path under docs/, e.g. "perf/train_step.md"
     text: str
 
     @cached_property
@@ -82,8 +110,14 @@ class Page:
             block = []
         return tables
 
-    def cell(self, column: str, where: dict[str, str] | None = None, *, first: str | None = None,
-             like: dict[str, str] | None = None) -> str:
+    def cell(
+        self,
+        column: str,
+        where: dict[str, str] | None = None,
+        *,
+        first: str | None = None,
+        like: dict[str, str] | None = None,
+    ) -> str:
         """The cell under ``column`` of the first row (of the first table that has one) where every
         ``where`` column equals its value, every ``like`` column contains its value and the first cell
         starts with ``first``."""
@@ -160,6 +194,7 @@ def _at_least(value: float, limit: float) -> str:
 
 # ------------------------------------------------------------------------------------------ summary
 
+
 @dataclass(frozen=True)
 class Row:
     """One summary row: ``read(page) -> (measured, verdict)``; command defaults to the page's."""
@@ -169,7 +204,7 @@ class Row:
     target: str
     read: Callable[[Page], tuple[str, str]]
     command: str | None = None
-    readme: bool = False   # also a row of README.md's "Results at a glance"
+    readme: bool = False  # also a row of README.md's "Results at a glance"
 
 
 def _labeler(p: Page) -> tuple[str, str]:
@@ -180,8 +215,10 @@ def _labeler(p: Page) -> tuple[str, str]:
 
 def _learnability(p: Page) -> tuple[str, str]:
     m = p.search(r"Mean AUROC over the (\d+) scored kinds: ([0-9.]+)\. (\d+)/(\d+) reach 0\.85")
-    return (f"{m.group(3)}/{m.group(4)} finding kinds reach test AUROC 0.85 (mean {m.group(2)})",
-            "met" if m.group(3) == m.group(4) else "missed")
+    return (
+        f"{m.group(3)}/{m.group(4)} finding kinds reach test AUROC 0.85 (mean {m.group(2)})",
+        "met" if m.group(3) == m.group(4) else "missed",
+    )
 
 
 def _sectioning(p: Page) -> tuple[str, str]:
@@ -195,8 +232,10 @@ def _f1(p: Page, system: str) -> float:
 
 def _margin(p: Page) -> tuple[str, str]:
     eclip, random = _f1(p, "eCLIP top-1"), _f1(p, "random retrieval")
-    return (f"{eclip - random:.3f} ({eclip:.3f} vs {random:.3f}, uncertain -> negative)",
-            _at_least(round(eclip - random, 3), 0.15))
+    return (
+        f"{eclip - random:.3f} ({eclip:.3f} vs {random:.3f}, uncertain -> negative)",
+        _at_least(round(eclip - random, 3), 0.15),
+    )
 
 
 def _grounded(p: Page) -> tuple[str, str]:
@@ -216,6 +255,7 @@ def _wall(pattern: str, limit_min: float) -> Callable[[Page], tuple[str, str]]:
         m = p.search(pattern)
         minutes = int(m.group(1)) + int(m.group(2)) / 60
         return f"{m.group(1)} min {m.group(2)} s", _at_most(minutes, limit_min)
+
     return read
 
 
@@ -225,8 +265,10 @@ def _ood(p: Page) -> tuple[str, str]:
     real = [v for name, v in rows if name.startswith("real ")]
     other = [v for name, v in rows if not name.startswith(("held-out", "real "))]
     warned, passed = sum(v == "warns" for v in other), sum(v == "passes" for v in real)
-    measured = (f"warns on {warned}/{len(other)} non-X-ray images, passes {passed}/{len(real)} real X-rays; "
-                f"false alarms {', '.join(held)} on held-out X-rays")
+    measured = (
+        f"warns on {warned}/{len(other)} non-X-ray images, passes {passed}/{len(real)} real X-rays; "
+        f"false alarms {', '.join(held)} on held-out X-rays"
+    )
     return measured, "met" if warned == len(other) and passed == len(real) else "missed"
 
 
@@ -235,14 +277,17 @@ def _embedding(p: Page) -> tuple[str, str]:
     eclip, clip = p.cell(col, first="+priming = full eCLIP"), p.cell(col, first="CLIP")
     paired = [t for t in p.tables if col in t.header][1:2]
     diff = next((dict(zip(t.header, r))[col] for t in paired for r in t.rows if r[0].startswith("+priming")), "")
-    return (f"zero-shot 5-way macro-F1 {eclip} (eCLIP) vs {clip} (CLIP)"
-            + (f"; paired by seed {diff}" if diff else ""), "-")
+    return (
+        f"zero-shot 5-way macro-F1 {eclip} (eCLIP) vs {clip} (CLIP)" + (f"; paired by seed {diff}" if diff else ""),
+        "-",
+    )
 
 
 def _step(row: str) -> Callable[[Page], tuple[str, str]]:
     def read(p: Page) -> tuple[str, str]:
         where = {"step": row}
         return p.cell("ratio to CLIP, CPU time", where), p.cell("verdict", where)
+
     return read
 
 
@@ -258,8 +303,10 @@ def _cpu_memory(p: Page) -> tuple[str, str]:
 def _phantom_build(p: Page) -> tuple[str, str]:
     projected = p.cell("value", first="full build: projected wall")
     wall = p.cell("value", first="full build: measured wall")
-    return (f"{projected} projected from CPU time ({wall} wall on the loaded machine)",
-            _at_most(_number(projected), 180) + " (projected)")
+    return (
+        f"{projected} projected from CPU time ({wall} wall on the loaded machine)",
+        _at_most(_number(projected), 180) + " (projected)",
+    )
 
 
 def _heatmap(p: Page) -> tuple[str, str]:
@@ -276,8 +323,10 @@ def _labeler_speed(p: Page) -> tuple[str, str]:
 def _overhead(p: Page) -> tuple[str, str]:
     default = p.cell("p50 / raw faiss", like={"path": "dedupe on (default)"})
     kmeans = p.cell("p50 / raw faiss", like={"path": "k-means"})
-    return (f"{default} (k=10), {kmeans} (k=5 of top-100, k-means)",
-            _at_most(max(_number(default), _number(kmeans)), 2.0))
+    return (
+        f"{default} (k=10), {kmeans} (k=5 of top-100, k-means)",
+        _at_most(max(_number(default), _number(kmeans)), 2.0),
+    )
 
 
 def _recall(method: str, parameters: str = "") -> Callable[[Page], tuple[str, str]]:
@@ -288,6 +337,7 @@ def _recall(method: str, parameters: str = "") -> Callable[[Page], tuple[str, st
         speed = p.cell("speed-up vs numpy", where, like=like)
         p50 = p.cell("p50 ms", where, like=like)
         return f"recall@10 {recall}, {speed} numpy's speed (p50 {p50} ms)", _at_least(_number(recall), 0.95)
+
     return read
 
 
@@ -295,9 +345,12 @@ def _draft(fast: str, slow: str, threads: str) -> Callable[[Page], tuple[str, st
     def read(p: Page) -> tuple[str, str]:
         a = p.cell("draft (s)", {"quantization": fast, "torch threads": threads})
         b = p.cell("draft (s)", {"quantization": slow, "torch threads": threads})
-        measured = (f"{a} s ({fast.split(' (')[0]}) vs {b} s ({slow.split(' (')[0]}), "
-                    f"{threads} thread{'' if threads == '1' else 's'}")
+        measured = (
+            f"{a} s ({fast.split(' (')[0]}) vs {b} s ({slow.split(' (')[0]}), "
+            f"{threads} thread{'' if threads == '1' else 's'}"
+        )
         return measured, "-"
+
     return read
 
 
@@ -310,6 +363,7 @@ def _latency(mode: str, limit_ms: float) -> Callable[[Page], tuple[str, str]]:
     def read(p: Page) -> tuple[str, str]:
         p50 = p.cell("total p50", {"mode": mode})
         return f"{p50} ms p50 ({p.cell('total p95', {'mode': mode})} ms p95)", _at_most(_number(p50), limit_ms)
+
     return read
 
 
@@ -326,85 +380,190 @@ def _free_stop(p: Page) -> tuple[str, str]:
 def _app(p: Page) -> tuple[str, str]:
     grounded = p.cell("REST / library", {"mode": "grounded"})
     consensus = p.cell("REST / library", {"mode": "consensus"})
-    return (f"{grounded} (grounded), {consensus} (consensus)",
-            _at_most(max(_number(grounded), _number(consensus)), 1.3))
+    return (
+        f"{grounded} (grounded), {consensus} (consensus)",
+        _at_most(max(_number(grounded), _number(consensus)), 1.3),
+    )
 
 
-EMBEDDING_COMMAND = ("python -m eval.report_gen --suite embedding --model-config eclip-small --lock-text "
-                     "--train-lr 3e-4 --steps 300")
+EMBEDDING_COMMAND = (
+    "python -m eval.report_gen --suite embedding --model-config eclip-small --lock-text --train-lr 3e-4 --steps 300"
+)
 
 SUMMARY: dict[str, list[Row]] = {
     "results": [
-        Row("Labeler vs NegBio expert labels (real Open-I text, 8 observations)", "results/labeler.md",
-            "micro-F1 >= 0.90", _labeler, readme=True),
-        Row("Phantom X-rays carry their findings (CNN from scratch)", "results/phantom.md",
-            "every scored kind AUROC >= 0.85", _learnability),
+        Row(
+            "Labeler vs NegBio expert labels (real Open-I text, 8 observations)",
+            "results/labeler.md",
+            "micro-F1 >= 0.90",
+            _labeler,
+            readme=True,
+        ),
+        Row(
+            "Phantom X-rays carry their findings (CNN from scratch)",
+            "results/phantom.md",
+            "every scored kind AUROC >= 0.85",
+            _learnability,
+        ),
         Row("Report sectioning (real text, 8 layouts)", "results/data_io.md", "-", _sectioning),
-        Row("eCLIP top-1 over random retrieval, clinical micro-F1(14), 763 test studies",
-            "results/report_gen.md", ">= 0.15", _margin, readme=True),
-        Row("Grounded LLM draft vs eCLIP top-1, clinical micro-F1(14)", "results/report_gen.md",
-            ">= top-1", _grounded, readme=True),
-        Row("Full benchmark from an empty cache (bundle, CLIP baseline, all systems)", "results/report_gen.md",
-            "<= 30 min", _wall(r"took \*\*(\d+) min (\d+) s\*\*", 30), readme=True),
-        Row("`--quick` benchmark, models cached", "results/report_gen_quick.md", "<= 5 min",
-            _wall(r"\*\*(\d+) min (\d+) s wall\*\*", 5), readme=True),
-        Row("Warnings on images unlike the corpus", "results/ood.md",
-            "warn on non-X-rays, pass real X-rays", _ood),
-        Row("eCLIP vs CLIP, 3 seeds, default budget", "results/embedding.md", "-", _embedding,
-            command=EMBEDDING_COMMAND),
+        Row(
+            "eCLIP top-1 over random retrieval, clinical micro-F1(14), 763 test studies",
+            "results/report_gen.md",
+            ">= 0.15",
+            _margin,
+            readme=True,
+        ),
+        Row(
+            "Grounded LLM draft vs eCLIP top-1, clinical micro-F1(14)",
+            "results/report_gen.md",
+            ">= top-1",
+            _grounded,
+            readme=True,
+        ),
+        Row(
+            "Full benchmark from an empty cache (bundle, CLIP baseline, all systems)",
+            "results/report_gen.md",
+            "<= 30 min",
+            _wall(r"took \*\*(\d+) min (\d+) s\*\*", 30),
+            readme=True,
+        ),
+        Row(
+            "`--quick` benchmark, models cached",
+            "results/report_gen_quick.md",
+            "<= 5 min",
+            _wall(r"\*\*(\d+) min (\d+) s wall\*\*", 5),
+            readme=True,
+        ),
+        Row("Warnings on images unlike the corpus", "results/ood.md", "warn on non-X-rays, pass real X-rays", _ood),
+        Row(
+            "eCLIP vs CLIP, 3 seeds, default budget", "results/embedding.md", "-", _embedding, command=EMBEDDING_COMMAND
+        ),
     ],
     "perf": [
-        Row("eCLIP training step without expert batch vs CLIP step (eclip-small, 1 thread)",
-            "perf/train_step.md", "<= 1.05x", _step("eCLIP step, no expert batch")),
-        Row("eCLIP training step with expert batch vs CLIP step (eclip-small, 1 thread)",
-            "perf/train_step.md", "<= 1.6x", _step("eCLIP step, expert batch (B/2 mixed pairs)"), readme=True),
-        Row("eCLIP expert step vs CLIP step (eclip-small, 2 threads)", "perf/train_step_2threads.md",
-            "<= 1.6x", _step("eCLIP step, expert batch (B/2 mixed pairs)")),
-        Row("eCLIP step without expert batch vs CLIP step (ViT-B/16, 2 threads)", "perf/train_step_vitb16.md",
-            "<= 1.05x", _step("eCLIP step, no expert batch")),
-        Row("eCLIP expert step vs CLIP step (ViT-B/16, 2 threads)", "perf/train_step_vitb16.md",
-            "<= 1.6x", _step("eCLIP step, expert batch (B/2 mixed pairs)")),
-        Row("Embedding throughput (eclip-small, 1 thread, 512x512 inputs)", "perf/train_step.md", "-",
-            _throughput),
+        Row(
+            "eCLIP training step without expert batch vs CLIP step (eclip-small, 1 thread)",
+            "perf/train_step.md",
+            "<= 1.05x",
+            _step("eCLIP step, no expert batch"),
+        ),
+        Row(
+            "eCLIP training step with expert batch vs CLIP step (eclip-small, 1 thread)",
+            "perf/train_step.md",
+            "<= 1.6x",
+            _step("eCLIP step, expert batch (B/2 mixed pairs)"),
+            readme=True,
+        ),
+        Row(
+            "eCLIP expert step vs CLIP step (eclip-small, 2 threads)",
+            "perf/train_step_2threads.md",
+            "<= 1.6x",
+            _step("eCLIP step, expert batch (B/2 mixed pairs)"),
+        ),
+        Row(
+            "eCLIP step without expert batch vs CLIP step (ViT-B/16, 2 threads)",
+            "perf/train_step_vitb16.md",
+            "<= 1.05x",
+            _step("eCLIP step, no expert batch"),
+        ),
+        Row(
+            "eCLIP expert step vs CLIP step (ViT-B/16, 2 threads)",
+            "perf/train_step_vitb16.md",
+            "<= 1.6x",
+            _step("eCLIP step, expert batch (B/2 mixed pairs)"),
+        ),
+        Row("Embedding throughput (eclip-small, 1 thread, 512x512 inputs)", "perf/train_step.md", "-", _throughput),
         Row("Keeping freed memory (glibc), speed-up", "perf/cpu_memory.md", "-", _cpu_memory),
-        Row("Phantom data set build, 3,927 studies, 2 workers", "perf/phantom.md", "<= 180 s on 2 idle cores",
-            _phantom_build),
+        Row(
+            "Phantom data set build, 3,927 studies, 2 workers",
+            "perf/phantom.md",
+            "<= 180 s on 2 idle cores",
+            _phantom_build,
+        ),
         Row("Expert heatmap from gaze (EGD-CXR, 150 fixations, 2500x2000)", "perf/data_io.md", "-", _heatmap),
         Row("Labeler speed (3,927 reports)", "perf/labeler.md", "-", _labeler_speed),
         Row("LlamaIndex retriever over raw FAISS (100k reports)", "perf/retrieval.md", "<= 2x", _overhead),
-        Row("HNSW, 1M report-like vectors (library default graph)", "perf/retrieval_reports_hnsw_1m.md",
-            "recall@10 >= 0.95", _recall("HNSWFlat", "M=32, efConstruction=200"), readme=True),
-        Row("IVF-PQ + exact re-rank, 1M report-like vectors", "perf/retrieval_reports.md", "recall@10 >= 0.95",
-            _recall("IVF-PQ")),
-        Row("IVF-PQ + exact re-rank, 1M random vectors (hard case)", "perf/retrieval.md", "recall@10 >= 0.95",
-            _recall("IVF-PQ")),
-        Row("One grounded draft, SmolLM2-135M, CPU with AVX512-BF16", "perf/llm.md", "-",
-            _draft("nf4 (bitsandbytes + dense bf16 prefill)", "fp32", "1")),
-        Row("One grounded draft, SmolLM2-135M, CPU without AVX512-BF16", "perf/llm_no_bf16.md", "-",
-            _draft("fp32", "nf4 (default; dense bf16 prefill not available on this CPU)", "2")),
-        Row("Quantization `auto` (fp32 here) vs `nf4`, grounded draft, CPU without AVX512-BF16",
-            "perf/llm_auto.md", "<= 0.7x", _auto),
-        Row("Warm `generate_report`, grounded, CPU with AVX512-BF16 (nf4)", "perf/pipeline.md", "p50 <= 2500 ms",
-            _latency("grounded", 2500), readme=True),
+        Row(
+            "HNSW, 1M report-like vectors (library default graph)",
+            "perf/retrieval_reports_hnsw_1m.md",
+            "recall@10 >= 0.95",
+            _recall("HNSWFlat", "M=32, efConstruction=200"),
+            readme=True,
+        ),
+        Row(
+            "IVF-PQ + exact re-rank, 1M report-like vectors",
+            "perf/retrieval_reports.md",
+            "recall@10 >= 0.95",
+            _recall("IVF-PQ"),
+        ),
+        Row(
+            "IVF-PQ + exact re-rank, 1M random vectors (hard case)",
+            "perf/retrieval.md",
+            "recall@10 >= 0.95",
+            _recall("IVF-PQ"),
+        ),
+        Row(
+            "One grounded draft, SmolLM2-135M, CPU with AVX512-BF16",
+            "perf/llm.md",
+            "-",
+            _draft("nf4 (bitsandbytes + dense bf16 prefill)", "fp32", "1"),
+        ),
+        Row(
+            "One grounded draft, SmolLM2-135M, CPU without AVX512-BF16",
+            "perf/llm_no_bf16.md",
+            "-",
+            _draft("fp32", "nf4 (default; dense bf16 prefill not available on this CPU)", "2"),
+        ),
+        Row(
+            "Quantization `auto` (fp32 here) vs `nf4`, grounded draft, CPU without AVX512-BF16",
+            "perf/llm_auto.md",
+            "<= 0.7x",
+            _auto,
+        ),
+        Row(
+            "Warm `generate_report`, grounded, CPU with AVX512-BF16 (nf4)",
+            "perf/pipeline.md",
+            "p50 <= 2500 ms",
+            _latency("grounded", 2500),
+            readme=True,
+        ),
         Row("Warm pipeline process memory", "perf/pipeline.md", "<= 3 GB", _rss, readme=True),
-        Row("Warm `generate_report`, grounded, CPU without AVX512-BF16, `--quantization none` (what `auto` loads)",
-            "perf/pipeline_fp32.md", "p50 <= 2500 ms", _latency("grounded", 2500), readme=True),
-        Row("Warm `generate_report`, grounded, CPU without AVX512-BF16, `--quantization nf4` forced",
-            "perf/pipeline_no_bf16.md", "p50 <= 2500 ms", _latency("grounded", 2500)),
+        Row(
+            "Warm `generate_report`, grounded, CPU without AVX512-BF16, `--quantization none` (what `auto` loads)",
+            "perf/pipeline_fp32.md",
+            "p50 <= 2500 ms",
+            _latency("grounded", 2500),
+            readme=True,
+        ),
+        Row(
+            "Warm `generate_report`, grounded, CPU without AVX512-BF16, `--quantization nf4` forced",
+            "perf/pipeline_no_bf16.md",
+            "p50 <= 2500 ms",
+            _latency("grounded", 2500),
+        ),
         Row("Free mode: stop at the first repetition loop (10 drafts)", "perf/free_stop.md", "-", _free_stop),
         Row("App over HTTP vs the library call", "perf/app.md", "<= 1.3x", _app, readme=True),
     ],
 }
 
 PAGES = {
-    "RESULTS.md": ("results", "Results", (
-        "Quality on the embedded default bundle: real Open-I report text with SIMULATED (phantom) radiographs, "
-        "so the numbers show that the machinery works and do not transfer to real images. Each row links to "
-        "its page (full tables, settings, reading); its command reproduces it on your machine.")),
-    "PERFORMANCE.md": ("perf", "Performance", (
-        "Speed and memory. Timings depend on the machine: each row names the one it was measured on; its "
-        "command measures it on yours. Ratios (x) are taken within one process, so they travel better than "
-        "seconds. Each row links to its page (full tables, settings, reading).")),
+    "RESULTS.md": (
+        "results",
+        "Results",
+        (
+            "Quality on the embedded default bundle: real Open-I report text with SIMULATED (phantom) radiographs, "
+            "so the numbers show that the machinery works and do not transfer to real images. Each row links to "
+            "its page (full tables, settings, reading); its command reproduces it on your machine."
+        ),
+    ),
+    "PERFORMANCE.md": (
+        "perf",
+        "Performance",
+        (
+            "Speed and memory. Timings depend on the machine: each row names the one it was measured on; its "
+            "command measures it on yours. Ratios (x) are taken within one process, so they travel better than "
+            "seconds. Each row links to its page (full tables, settings, reading)."
+        ),
+    ),
 }
 
 
@@ -433,8 +592,7 @@ def _read(row: Row, page: Page, warnings: list[str]) -> Cells:
         warnings.append(f"{row.page}: {row.what}: {exc}")
         measured, verdict = NOT_FOUND, "unknown"
     machine, date = page.measured_on
-    return Cells(row, measured, verdict, machine or "not recorded", date or "not recorded",
-                 row.command or page.command)
+    return Cells(row, measured, verdict, machine or "not recorded", date or "not recorded", row.command or page.command)
 
 
 def _line(cells: list[str]) -> str:
@@ -442,14 +600,24 @@ def _line(cells: list[str]) -> str:
 
 
 def _summary_line(c: Cells) -> str:
-    return _line([f"[{c.row.what}]({c.row.page})", _escape(c.row.target), _escape(c.measured), c.verdict,
-                  _escape(c.machine), c.date, f"`{_escape(c.command)}`" if c.command else "see page"])
+    return _line(
+        [
+            f"[{c.row.what}]({c.row.page})",
+            _escape(c.row.target),
+            _escape(c.measured),
+            c.verdict,
+            _escape(c.machine),
+            c.date,
+            f"`{_escape(c.command)}`" if c.command else "see page",
+        ]
+    )
 
 
 def _pages(docs: Path, folder: str) -> list[Page]:
     order = ORDER.get(folder, [])
-    files = sorted((docs / folder).glob("*.md"),
-                   key=lambda p: (order.index(p.stem) if p.stem in order else len(order), p.stem))
+    files = sorted(
+        (docs / folder).glob("*.md"), key=lambda p: (order.index(p.stem) if p.stem in order else len(order), p.stem)
+    )
     return [Page(f"{folder}/{p.name}", p.read_text(encoding="utf-8")) for p in files]
 
 
@@ -469,9 +637,14 @@ def render(docs: Path = DOCS) -> Rendered:
             continue
         pages = _pages(docs, folder)
         by_rel = {p.rel: p for p in pages}
-        lines = [f"# {title}", "", intro, "",
-                 "| what | target | measured | verdict | machine | date | command |",
-                 "|---|---|---|---|---|---|---|"]
+        lines = [
+            f"# {title}",
+            "",
+            intro,
+            "",
+            "| what | target | measured | verdict | machine | date | command |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for row in SUMMARY[folder]:
             if row.page not in by_rel:
                 out.warnings.append(f"{row.page}: missing (row {row.what!r})")
@@ -480,12 +653,26 @@ def render(docs: Path = DOCS) -> Rendered:
             lines.append(_summary_line(cells))
             if row.readme:
                 glance.append(cells)
-        lines += ["", ("Verdicts: *met* / *missed* against the target; for timing ratios with a 95 % interval, "
-                       "*at the target* when the interval contains it. A dash: no target, the number is for "
-                       "reference."), "", "## Detailed pages", ""]
+        lines += [
+            "",
+            (
+                "Verdicts: *met* / *missed* against the target; for timing ratios with a 95 % interval, "
+                "*at the target* when the interval contains it. A dash: no target, the number is for "
+                "reference."
+            ),
+            "",
+            "## Detailed pages",
+            "",
+        ]
         lines += [f"- [{p.title}]({p.rel})" for p in pages]
-        lines += ["", (f"Generated by `python -m eval.bench.collect` from the pages in `docs/{folder}/`; edit "
-                       "those (or rerun their commands), not this file."), ""]
+        lines += [
+            "",
+            (
+                f"Generated by `python -m eval.bench.collect` from the pages in `docs/{folder}/`; edit "
+                "those (or rerun their commands), not this file."
+            ),
+            "",
+        ]
         out.texts[docs / target] = "\n".join(lines)
     readme = docs.parent / "README.md"
     if glance and readme.is_file():
@@ -493,8 +680,18 @@ def render(docs: Path = DOCS) -> Rendered:
         if README_START in text and README_END in text:
             head, rest = text.split(README_START, 1)
             block = [README_START, "| what | measured | target | verdict | machine |", "|---|---|---|---|---|"]
-            block += [_line([f"[{c.row.what}](docs/{c.row.page})", _escape(c.measured), _escape(c.row.target),
-                             c.verdict, _escape(c.machine)]) for c in glance]
+            block += [
+                _line(
+                    [
+                        f"[{c.row.what}](docs/{c.row.page})",
+                        _escape(c.measured),
+                        _escape(c.row.target),
+                        c.verdict,
+                        _escape(c.machine),
+                    ]
+                )
+                for c in glance
+            ]
             out.texts[readme] = head + "\n".join(block) + "\n" + README_END + rest.split(README_END, 1)[1]
         else:
             out.warnings.append(f"README.md: no {README_START!r} ... {README_END!r} block to fill")
@@ -531,8 +728,10 @@ def main(argv: list[str] | None = None) -> int:
             log.warning("%s", w)
         out_of_date = stale(rendered)
         if out_of_date or (args.strict and rendered.warnings):
-            print("out of date: " + ", ".join(p.name for p in out_of_date) + " (run: python -m eval.bench.collect)",
-                  file=sys.stderr)
+            print(
+                "out of date: " + ", ".join(p.name for p in out_of_date) + " (run: python -m eval.bench.collect)",
+                file=sys.stderr,
+            )
             return 1
         return 0
     for p in collect(args.docs, strict=args.strict):

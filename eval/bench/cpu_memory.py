@@ -8,6 +8,7 @@ round by round (which goes first alternates too) and each round's ratio is taken
 embeds synthetic 512 x 512 images with eclip-small and runs plain CLIP training steps (batch 16, text
 tower locked, frozen text features cached), one intra-op thread, and reports CPU time and minor page faults.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -76,8 +77,13 @@ def run_child(mode: str, n_images: int, n_steps: int) -> dict:
     from eclip_core.runtime import offline_env
 
     env = offline_env(OMP_NUM_THREADS="1")
-    done = subprocess.run([sys.executable, "-c", CHILD, mode, str(n_images), str(n_steps)], capture_output=True,
-                          text=True, env=env, cwd=Path(__file__).resolve().parents[2])
+    done = subprocess.run(
+        [sys.executable, "-c", CHILD, mode, str(n_images), str(n_steps)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=Path(__file__).resolve().parents[2],
+    )
     if done.returncode:
         raise RuntimeError(f"benchmark child ({mode}) failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -94,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     runs: dict[str, list[dict]] = {"default": [], "keep": []}
     for r in range(args.rounds):
-        for mode in (("default", "keep") if r % 2 == 0 else ("keep", "default")):
+        for mode in ("default", "keep") if r % 2 == 0 else ("keep", "default"):
             runs[mode].append(run_child(mode, args.n_images, args.n_steps))
             print(f"round {r + 1}/{args.rounds} {mode}: {runs[mode][-1]}", file=sys.stderr)
 

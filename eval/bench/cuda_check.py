@@ -22,6 +22,7 @@ Install the project on the CUDA machine first (``pip install -e '.[gpu]'``; offl
 with ``pip install --no-index --find-links WHEELS -e '.[gpu]'``). Without faiss-gpu (the ``gpu`` extra,
 which needs the CUDA 12 runtime) section 5 reports "skipped"; every other section still runs.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,9 +32,10 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from eclip_core.runtime import setup_offline  # noqa: E402
 
@@ -45,11 +47,29 @@ import torch  # noqa: E402
 from eval.bench.page import write_page  # noqa: E402
 
 # SmolLM2-135M-Instruct's architecture (the default LLM), from its converted config.json.
-SMOLLM2_SHAPE = dict(hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9,
-                     num_key_value_heads=3, head_dim=64, vocab_size=49152, max_position_embeddings=8192,
-                     rms_norm_eps=1e-5, tie_word_embeddings=True, rope_theta=100000.0)
-TINY_LLM_SHAPE = dict(SMOLLM2_SHAPE, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                      num_key_value_heads=2, head_dim=16, vocab_size=512)
+SMOLLM2_SHAPE = dict(
+    hidden_size=576,
+    intermediate_size=1536,
+    num_hidden_layers=30,
+    num_attention_heads=9,
+    num_key_value_heads=3,
+    head_dim=64,
+    vocab_size=49152,
+    max_position_embeddings=8192,
+    rms_norm_eps=1e-5,
+    tie_word_embeddings=True,
+    rope_theta=100000.0,
+)
+TINY_LLM_SHAPE = dict(
+    SMOLLM2_SHAPE,
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    head_dim=16,
+    vocab_size=512,
+)
 
 
 def _version(name: str) -> str | None:
@@ -60,13 +80,20 @@ def _version(name: str) -> str | None:
 
 
 def check_environment(device: torch.device) -> dict:
-    out: dict[str, Any] = {"python": platform.python_version(), "torch": torch.__version__,
-                           "cuda_available": torch.cuda.is_available()}
+    out: dict[str, Any] = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cuda_available": torch.cuda.is_available(),
+    }
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
-        out.update(device=props.name, capability=f"{props.major}.{props.minor}",
-                   memory_gib=round(props.total_memory / 2 ** 30, 1), bf16=torch.cuda.is_bf16_supported(),
-                   cuda=torch.version.cuda)
+        out.update(
+            device=props.name,
+            capability=f"{props.major}.{props.minor}",
+            memory_gib=round(props.total_memory / 2**30, 1),
+            bf16=torch.cuda.is_bf16_supported(),
+            cuda=torch.version.cuda,
+        )
     for pkg in ("open_clip_torch", "transformers", "accelerate", "bitsandbytes", "faiss-cpu", "faiss-gpu-cu12"):
         out[pkg] = _version(pkg)
     return out
@@ -83,11 +110,25 @@ def check_training(device: torch.device, precisions: list[str], steps: int, work
     for precision in precisions:
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
-        cfg = TrainConfig(manifest=str(manifest), output_dir=str(workdir / f"run_{precision}"), steps=steps,
-                          batch_size=32, lr=1e-3, warmup_frac=0.05, weight_decay=0.0, p_start=1.0, p_peak=1.0,
-                          p_floor=1.0, cold_frac=0.1, mixed_precision=precision, cpu=device.type == "cpu",
-                          model=EClipConfig(name="eclip-tiny", clahe_p=0.0), progress=False, validate_images=False,
-                          log_every=max(1, steps // 10))
+        cfg = TrainConfig(
+            manifest=str(manifest),
+            output_dir=str(workdir / f"run_{precision}"),
+            steps=steps,
+            batch_size=32,
+            lr=1e-3,
+            warmup_frac=0.05,
+            weight_decay=0.0,
+            p_start=1.0,
+            p_peak=1.0,
+            p_floor=1.0,
+            cold_frac=0.1,
+            mixed_precision=precision,
+            cpu=device.type == "cpu",
+            model=EClipConfig(name="eclip-tiny", clahe_p=0.0),
+            progress=False,
+            validate_images=False,
+            log_every=max(1, steps // 10),
+        )
         t0 = time.perf_counter()
         result = train(cfg)
         seconds = time.perf_counter() - t0
@@ -95,10 +136,14 @@ def check_training(device: torch.device, precisions: list[str], steps: int, work
         k = max(1, len(losses) // 5)
         first, last = float(losses[:k].mean()), float(losses[-k:].mean())
         runs[precision] = {
-            "steps": result.steps, "expert_steps": result.expert_steps, "finite": bool(np.isfinite(losses).all()),
-            "loss_first_fifth": round(first, 4), "loss_last_fifth": round(last, 4), "loss_fell": last < first,
+            "steps": result.steps,
+            "expert_steps": result.expert_steps,
+            "finite": bool(np.isfinite(losses).all()),
+            "loss_first_fifth": round(first, 4),
+            "loss_last_fifth": round(last, 4),
+            "loss_fell": last < first,
             "seconds_per_step": round(seconds / max(1, result.steps), 4),
-            "peak_gpu_mib": round(torch.cuda.max_memory_allocated(device) / 2 ** 20) if device.type == "cuda" else None,
+            "peak_gpu_mib": round(torch.cuda.max_memory_allocated(device) / 2**20) if device.type == "cuda" else None,
         }
         # a few steps (--quick) cannot be expected to lower the loss; a real check runs >= 30
         if not runs[precision]["finite"] or (steps >= 30 and not runs[precision]["loss_fell"]):
@@ -111,10 +156,12 @@ def check_step_ratio(device: torch.device, model: str, batch_size: int, repeats:
 
     out = {}
     for name, dtype in [("fp32", None)] + ([("bf16 autocast", torch.bfloat16)] if bf16 else []):
-        steps = measure_steps(model, batch_size, repeats, lock_text=True, before_rows=False,
-                              device=str(device), autocast_dtype=dtype)
-        out[name] = {k: {"median_s": round(steps["median_s"][k], 4), "ratio": str(steps["ratio"][k])}
-                     for k in steps["median_s"]}
+        steps = measure_steps(
+            model, batch_size, repeats, lock_text=True, before_rows=False, device=str(device), autocast_dtype=dtype
+        )
+        out[name] = {
+            k: {"median_s": round(steps["median_s"][k], 4), "ratio": str(steps["ratio"][k])} for k in steps["median_s"]
+        }
     return out
 
 
@@ -158,15 +205,23 @@ def check_llm(device: torch.device, quantizations: list[str], shape: dict, new_t
         seconds = time.perf_counter() - t0
         tokens = llm.encode(text)
         linear_types = sorted({type(m).__name__ for m in llm.model.modules() if "Linear" in type(m).__name__})
-        out[q] = {"id": llm.id, "device": str(llm.device), "footprint_mib": round(llm.model.get_memory_footprint() / 2 ** 20, 1),
-                  "tokens_per_s": round(len(tokens) / seconds, 1), "new_tokens": len(tokens), "linear_types": linear_types,
-                  "load_s": round(llm.load_seconds, 2)}
+        out[q] = {
+            "id": llm.id,
+            "device": str(llm.device),
+            "footprint_mib": round(llm.model.get_memory_footprint() / 2**20, 1),
+            "tokens_per_s": round(len(tokens) / seconds, 1),
+            "new_tokens": len(tokens),
+            "linear_types": linear_types,
+            "load_s": round(llm.load_seconds, 2),
+        }
         if device.type == "cuda":
-            out[q]["peak_gpu_mib"] = round(torch.cuda.max_memory_allocated(device) / 2 ** 20, 1)
+            out[q]["peak_gpu_mib"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
         if reference is None:
             reference = tokens
         else:  # random weights: only how far the quantised model's greedy path follows the reference
-            same = next((i for i, (a, b) in enumerate(zip(tokens, reference)) if a != b), min(len(tokens), len(reference)))
+            same = next(
+                (i for i, (a, b) in enumerate(zip(tokens, reference)) if a != b), min(len(tokens), len(reference))
+            )
             out[q]["tokens_agreeing_with_" + quantizations[0]] = same
         if q != "none" and not _has_bitsandbytes_layers(llm.model):
             raise AssertionError(f"quantization={q} but no bitsandbytes layers in the model: {linear_types}")
@@ -201,7 +256,12 @@ def check_faiss_gpu(device: torch.device) -> dict:
     agree = float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(ids_gpu, ids_cpu)]))
     if agree < 0.99:
         raise AssertionError(f"GPU flat search agrees with the CPU's top-10 on only {agree:.3f}")
-    return {"vectors": 100_000, "dim": 256, "top10_agreement_with_cpu": agree, "search_ms_100_queries": round(gpu_ms, 1)}
+    return {
+        "vectors": 100_000,
+        "dim": 256,
+        "top10_agreement_with_cpu": agree,
+        "search_ms_100_queries": round(gpu_ms, 1),
+    }
 
 
 def _run(name: str, fn: Callable[[], dict], results: dict) -> None:
@@ -211,19 +271,36 @@ def _run(name: str, fn: Callable[[], dict], results: dict) -> None:
         status = "skipped" if isinstance(value, dict) and set(value) == {"skipped"} else "ok"
         results[name] = {"status": status, "seconds": round(time.perf_counter() - t0, 1), "result": value}
     except Exception as exc:  # a failed section is recorded; the others still run
-        results[name] = {"status": "failed", "seconds": round(time.perf_counter() - t0, 1),
-                         "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()[-4000:]}
+        results[name] = {
+            "status": "failed",
+            "seconds": round(time.perf_counter() - t0, 1),
+            "error": f"{type(exc).__name__}: {exc}",
+            "traceback": traceback.format_exc()[-4000:],
+        }
     print(f"[cuda_check] {name}: {results[name]['status']} ({results[name]['seconds']} s)", file=sys.stderr, flush=True)
 
 
 def render(results: dict, command: str) -> list[str]:
-    lines = ["# CUDA device check", "", f"Command: `{command}`", "",
-             f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.", "",
-             "| section | status | seconds |", "|---|---|---|"]
+    lines = [
+        "# CUDA device check",
+        "",
+        f"Command: `{command}`",
+        "",
+        f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
+        "",
+        "| section | status | seconds |",
+        "|---|---|---|",
+    ]
     lines += [f"| {k} | {v['status']} | {v['seconds']} |" for k, v in results.items()]
     for k, v in results.items():
-        lines += ["", f"## {k}", "", "```json",
-                  json.dumps(v.get("result", {"error": v.get("error")}), indent=1, default=str), "```"]
+        lines += [
+            "",
+            f"## {k}",
+            "",
+            "```json",
+            json.dumps(v.get("result", {"error": v.get("error")}), indent=1, default=str),
+            "```",
+        ]
     return lines + [""]
 
 
@@ -245,21 +322,36 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp)
         _run("environment", lambda: check_environment(device), results)
         precisions = ["no", "bf16"] if args.quick else ["no", "bf16", "fp16"]
-        _run("training (eclip_core.train, eclip-tiny)",
-             lambda: check_training(device, precisions, 4 if args.quick else 60, work), results)
-        _run(f"training-step ratios ({'eclip-tiny' if args.quick else args.step_model})",
-             lambda: check_step_ratio(device, "eclip-tiny" if args.quick else args.step_model,
-                                      8 if args.quick else 64, 2 if args.quick else 10, bf16),
-             results)
+        _run(
+            "training (eclip_core.train, eclip-tiny)",
+            lambda: check_training(device, precisions, 4 if args.quick else 60, work),
+            results,
+        )
+        _run(
+            f"training-step ratios ({'eclip-tiny' if args.quick else args.step_model})",
+            lambda: check_step_ratio(
+                device,
+                "eclip-tiny" if args.quick else args.step_model,
+                8 if args.quick else 64,
+                2 if args.quick else 10,
+                bf16,
+            ),
+            results,
+        )
         quants = ["none", "nf4"] if args.quick else ["none", "int8", "nf4"]
-        _run("frozen LLM (rag_report.llm, bitsandbytes)",
-             lambda: check_llm(device, quants, TINY_LLM_SHAPE if args.quick else SMOLLM2_SHAPE,
-                               8 if args.quick else 128, work), results)
+        _run(
+            "frozen LLM (rag_report.llm, bitsandbytes)",
+            lambda: check_llm(
+                device, quants, TINY_LLM_SHAPE if args.quick else SMOLLM2_SHAPE, 8 if args.quick else 128, work
+            ),
+            results,
+        )
         _run("faiss on the GPU", lambda: check_faiss_gpu(device), results)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "cuda_check.json").write_text(json.dumps({"command": command, "results": results}, indent=1, default=str),
-                                         encoding="utf-8")
+    (out / "cuda_check.json").write_text(
+        json.dumps({"command": command, "results": results}, indent=1, default=str), encoding="utf-8"
+    )
     write_page(out / "cuda_check.md", render(results, command))
     return 1 if any(v["status"] == "failed" for v in results.values()) else 0
 

@@ -8,6 +8,7 @@ k-means-diversified reports go to :func:`rag_report.free.free_draft` twice, gree
 default ``stop_at_loop=True`` (end generation once the cut is certain). Alternating per study, so machine
 load hits both alike. Reports generated tokens, seconds, and whether the two drafts are identical.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,8 +44,13 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for s in tests[: args.n]:
         query = pipe.model.embed_images([s.image_paths[0]], progress=False)[0]
-        reports = pipe.retriever.retrieve_vector(query, k=pipe.config.k, candidates=pipe.config.candidates,
-                                                 diversify=pipe.config.diversify, exclude_study_ids=[s.study_id])
+        reports = pipe.retriever.retrieve_vector(
+            query,
+            k=pipe.config.k,
+            candidates=pipe.config.candidates,
+            diversify=pipe.config.diversify,
+            exclude_study_ids=[s.study_id],
+        )
         out = {}
         for stop in (False, True):
             cfg = FreeConfig(num_beams=1, stop_at_loop=stop)
@@ -59,20 +65,29 @@ def main(argv: list[str] | None = None) -> int:
     same = sum(r[1][False][2] == r[1][True][2] for r in rows)
     cmd = "python -m eval.bench.free_stop " + " ".join(argv if argv is not None else sys.argv[1:])
     lines = [
-        "# Free mode: stopping at the first loop", "",
-        f"Command: `{cmd.strip()}`", "",
+        "# Free mode: stopping at the first loop",
+        "",
+        f"Command: `{cmd.strip()}`",
+        "",
         f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores (load average {os.getloadavg()[0]:.1f} when "
         f"written), torch {torch.__version__}, {torch.get_num_threads()} threads; "
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. LLM `{llm.id}`; bundle {bundle.root.name}; "
-        f"the first {len(rows)} test studies, greedy, 200 new tokens at most.", "",
+        f"the first {len(rows)} test studies, greedy, 200 new tokens at most.",
+        "",
         "| study | tokens (to the limit) | tokens (stop at loop) | s (to the limit) | s (stop at loop) | same draft |",
         "|---|---:|---:|---:|---:|---|",
     ]
     for sid, out in rows:
-        lines.append(f"| {sid} | {out[False][1]} | {out[True][1]} | {out[False][0]:.1f} | {out[True][0]:.1f} | "
-                     f"{'yes' if out[False][2] == out[True][2] else 'NO'} |")
-    lines += ["", f"Total: {tok_full} -> {tok_stop} generated tokens, {t_full:.1f} -> {t_stop:.1f} s "
-              f"(**{t_stop / t_full:.2f}x** the time); identical drafts: {same} of {len(rows)}.", ""]
+        lines.append(
+            f"| {sid} | {out[False][1]} | {out[True][1]} | {out[False][0]:.1f} | {out[True][0]:.1f} | "
+            f"{'yes' if out[False][2] == out[True][2] else 'NO'} |"
+        )
+    lines += [
+        "",
+        f"Total: {tok_full} -> {tok_stop} generated tokens, {t_full:.1f} -> {t_stop:.1f} s "
+        f"(**{t_stop / t_full:.2f}x** the time); identical drafts: {same} of {len(rows)}.",
+        "",
+    ]
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text("\n".join(lines), encoding="utf-8")
     sys.stdout.write("\n".join(lines) + "\n")

@@ -11,6 +11,7 @@ paper, MMR, or the plain nearest five) and GroundedConfig knobs of the agreement
 (``similarity_temperature``: report weights = softmax(similarity / T); ``min_support``; ``agreement_weight``).
 Other GroundedConfig fields keep their defaults.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,20 +29,44 @@ SETTINGS: dict[str, tuple[str, str | None, int, dict]] = {
     "kmeans20": ("k-means over top 20, agreement_weight 1", "kmeans", 20, _W1),
     "mmr100": ("MMR over top 100, agreement_weight 1", "mmr", 100, _W1),
     "nearest5": ("nearest 5, agreement_weight 1", None, 5, _W1),
-    "nearest5-T0.02": ("nearest 5, agreement_weight 1, similarity_temperature 0.02", None, 5,
-                       {**_W1, "similarity_temperature": 0.02}),
-    "nearest5-T0.01": ("nearest 5, agreement_weight 1, similarity_temperature 0.01", None, 5,
-                       {**_W1, "similarity_temperature": 0.01}),
-    "kmeans100-support0.3": ("k-means over top 100, agreement_weight 1, min_support 0.3", "kmeans", 100,
-                             {**_W1, "min_support": 0.3}),
-    "kmeans100-support0.5": ("k-means over top 100, agreement_weight 1, min_support 0.5", "kmeans", 100,
-                             {**_W1, "min_support": 0.5}),
+    "nearest5-T0.02": (
+        "nearest 5, agreement_weight 1, similarity_temperature 0.02",
+        None,
+        5,
+        {**_W1, "similarity_temperature": 0.02},
+    ),
+    "nearest5-T0.01": (
+        "nearest 5, agreement_weight 1, similarity_temperature 0.01",
+        None,
+        5,
+        {**_W1, "similarity_temperature": 0.01},
+    ),
+    "kmeans100-support0.3": (
+        "k-means over top 100, agreement_weight 1, min_support 0.3",
+        "kmeans",
+        100,
+        {**_W1, "min_support": 0.3},
+    ),
+    "kmeans100-support0.5": (
+        "k-means over top 100, agreement_weight 1, min_support 0.5",
+        "kmeans",
+        100,
+        {**_W1, "min_support": 0.5},
+    ),
     "kmeans100-agree2": ("k-means over top 100, agreement_weight 2", "kmeans", 100, {"agreement_weight": 2.0}),
     "kmeans100-agree4": ("k-means over top 100, agreement_weight 4", "kmeans", 100, {"agreement_weight": 4.0}),
-    "kmeans100-agree8": ("k-means over top 100, agreement_weight 8 (the default)", "kmeans", 100,
-                         {"agreement_weight": 8.0}),
-    "kmeans100-agree4-support0.5": ("k-means over top 100, agreement_weight 4, min_support 0.5", "kmeans", 100,
-                                    {"agreement_weight": 4.0, "min_support": 0.5}),
+    "kmeans100-agree8": (
+        "k-means over top 100, agreement_weight 8 (the default)",
+        "kmeans",
+        100,
+        {"agreement_weight": 8.0},
+    ),
+    "kmeans100-agree4-support0.5": (
+        "k-means over top 100, agreement_weight 4, min_support 0.5",
+        "kmeans",
+        100,
+        {"agreement_weight": 4.0, "min_support": 0.5},
+    ),
     "kmeans100-agree16": ("k-means over top 100, agreement_weight 16", "kmeans", 100, {"agreement_weight": 16.0}),
 }
 
@@ -56,14 +81,13 @@ def main(argv: list[str] | None = None) -> int:
 
     import numpy as np
 
-    from eval.bench import write_lines
-
     from eclip_core.data.manifest import read_manifest
     from eclip_core.text import join_report
+    from eval.bench import write_lines
     from eval.report_gen.run import select_studies
-    from rag_report.drafters import DraftSettings, draft_reports
     from eval.report_gen.scoring import clinical_scores
     from rag_report.bundle import default_bundle
+    from rag_report.drafters import DraftSettings, draft_reports
     from rag_report.grounded import GroundedConfig, grounded_draft
     from rag_report.pipeline import PipelineConfig, ReportPipeline
 

@@ -9,6 +9,7 @@ Measured in one process, as ratios against a baseline measured next to it:
 * NLG metrics on N report pairs (each Open-I report scored against another one): BLEU+ROUGE-L+CIDEr,
   METEOR's first call (JVM start) and its later calls; clinical F1 (labeling both sides) on the same pairs.
 """
+
 from __future__ import annotations
 
 import argparse

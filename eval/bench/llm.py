@@ -11,6 +11,7 @@ within rounds, and reports the paired ratio (eval.bench.llm_paired):
 
     python -m eval.bench.llm --paired auto nf4 --rounds 24 --threads 1 --out docs/perf/llm_auto.md
 """
+
 from __future__ import annotations
 
 import argparse
@@ -76,8 +77,15 @@ def evidence_reports(k: int = 5, query_uid: str = QUERY_UID) -> list[dict]:
     sims = (x @ x[q].T).toarray().ravel()
     sims[q] = -1.0
     top = sims.argsort()[::-1][:k]
-    return [{"study_id": reps[i].uid, "similarity": float(sims[i]), "findings": reps[i].findings,
-             "impression": reps[i].impression} for i in top]
+    return [
+        {
+            "study_id": reps[i].uid,
+            "similarity": float(sims[i]),
+            "findings": reps[i].findings,
+            "impression": reps[i].impression,
+        }
+        for i in top
+    ]
 
 
 #: Benchmark cases: name -> (LLMSpec.quantization, LLMSpec.cpu_prefill).
@@ -88,8 +96,8 @@ def worker(case: str, threads: int, new_tokens: int) -> dict:
     import torch
 
     torch.set_num_threads(threads)
-    from rag_report.grounded import grounded_draft
     from rag_report.cpu_prefill import prefill_layers
+    from rag_report.grounded import grounded_draft
     from rag_report.llm import LLMSpec, load_llm
 
     reports = evidence_reports()
@@ -105,7 +113,8 @@ def worker(case: str, threads: int, new_tokens: int) -> dict:
     gcfg = GroundedConfig()
     evidence_prompt = llm.chat_prompt(
         few_shot_user_message(reports, GROUNDED_INSTRUCTION, gcfg.max_prompt_reports, gcfg.max_prompt_chars),
-        SYSTEM_RADIOLOGIST)
+        SYSTEM_RADIOLOGIST,
+    )
     evidence_ids = torch.tensor([llm.encode(evidence_prompt)])
 
     def prefill() -> float:
@@ -119,8 +128,14 @@ def worker(case: str, threads: int, new_tokens: int) -> dict:
     def greedy(n: int) -> float:
         t = time.perf_counter()
         with torch.inference_mode():
-            llm.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
-                               min_new_tokens=n, max_new_tokens=n, pad_token_id=llm.eos_token_ids[0])
+            llm.model.generate(
+                input_ids=ids,
+                attention_mask=torch.ones_like(ids),
+                do_sample=False,
+                min_new_tokens=n,
+                max_new_tokens=n,
+                pad_token_id=llm.eos_token_ids[0],
+            )
         return time.perf_counter() - t
 
     greedy(4)  # warm-up
@@ -134,12 +149,25 @@ def worker(case: str, threads: int, new_tokens: int) -> dict:
     n_draft_tokens = sum(len(s.token_ids) for s in draft.sentences)
     plain_s = greedy(n_draft_tokens)
     return {
-        "quant": case, "threads": threads, "prefill_layers": prefill_layers(llm.model), "prefill_s": prefill_s, "prefill_tokens": evidence_ids.shape[1], "load_s": load_s, "rss_model_mb": rss_loaded - base_rss,
-        "rss_mb": rss_loaded, "peak_mb": _peak_mb(), "tok_s": new_tokens / gen_s, "new_tokens": new_tokens,
-        "draft_s": sorted(draft_times)[1], "draft_passes": draft.forward_passes,
-        "draft_prompt_tokens": draft.prompt_tokens, "draft_tokens": n_draft_tokens,
-        "draft_sentences": len(draft.sentences), "plain_same_tokens_s": plain_s,
-        "draft_text": f"FINDINGS: {draft.findings} IMPRESSION: {draft.impression}", "llm_id": llm.id,
+        "quant": case,
+        "threads": threads,
+        "prefill_layers": prefill_layers(llm.model),
+        "prefill_s": prefill_s,
+        "prefill_tokens": evidence_ids.shape[1],
+        "load_s": load_s,
+        "rss_model_mb": rss_loaded - base_rss,
+        "rss_mb": rss_loaded,
+        "peak_mb": _peak_mb(),
+        "tok_s": new_tokens / gen_s,
+        "new_tokens": new_tokens,
+        "draft_s": sorted(draft_times)[1],
+        "draft_passes": draft.forward_passes,
+        "draft_prompt_tokens": draft.prompt_tokens,
+        "draft_tokens": n_draft_tokens,
+        "draft_sentences": len(draft.sentences),
+        "plain_same_tokens_s": plain_s,
+        "draft_text": f"FINDINGS: {draft.findings} IMPRESSION: {draft.impression}",
+        "llm_id": llm.id,
     }
 
 
@@ -153,8 +181,7 @@ def convert_worker() -> dict:
 
 
 def _run(args: list[str]) -> dict:
-    out = subprocess.run([sys.executable, "-m", "eval.bench.llm", *args], capture_output=True, text=True,
-                         check=True)
+    out = subprocess.run([sys.executable, "-m", "eval.bench.llm", *args], capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -164,9 +191,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--new-tokens", type=int, default=48)
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--quant", nargs="+", default=list(CASES), choices=list(CASES))
-    ap.add_argument("--paired", nargs=2, metavar=("A", "B"), default=None,
-                    help="time grounded drafts with quantization A against B in one process, alternating "
-                         "within rounds (eval.bench.llm_paired); e.g. --paired auto nf4")
+    ap.add_argument(
+        "--paired",
+        nargs=2,
+        metavar=("A", "B"),
+        default=None,
+        help="time grounded drafts with quantization A against B in one process, alternating "
+        "within rounds (eval.bench.llm_paired); e.g. --paired auto nf4",
+    )
     ap.add_argument("--rounds", type=int, default=24, help="rounds of --paired")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--convert", action="store_true", help=argparse.SUPPRESS)
@@ -189,8 +221,11 @@ def main(argv: list[str] | None = None) -> None:
     convert_gguf(default_gguf_path())  # the cached folder every case loads from
     load_before = os.getloadavg()
     conv = _run(["--convert"])
-    rows = [_run(["--worker", q, "--threads", str(t), "--new-tokens", str(a.new_tokens)])
-            for t in a.threads for q in a.quant]
+    rows = [
+        _run(["--worker", q, "--threads", str(t), "--new-tokens", str(a.new_tokens)])
+        for t in a.threads
+        for q in a.quant
+    ]
     load_after = os.getloadavg()
     fp32 = {r["threads"]: r["tok_s"] for r in rows if r["quant"] == "none"}
     cmd = "python -m eval.bench.llm " + " ".join(argv if argv is not None else sys.argv[1:])
@@ -211,15 +246,27 @@ def main(argv: list[str] | None = None) -> None:
         "| tokens/s | ratio vs fp32 | evidence prompt forward (s) | prompt tokens |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    names = {"none": "fp32", "int8": "int8 (bitsandbytes)", "nf4": "nf4 (bitsandbytes + dense bf16 prefill)",
-             "nf4-kernel": "nf4, bitsandbytes kernel only"}
+    names = {
+        "none": "fp32",
+        "int8": "int8 (bitsandbytes)",
+        "nf4": "nf4 (bitsandbytes + dense bf16 prefill)",
+        "nf4-kernel": "nf4, bitsandbytes kernel only",
+    }
     # The dense bf16 prefill installs only on CPUs with AVX512-BF16: say so when it did not.
-    name = {k: (v if k != "nf4" or all(r.get("prefill_layers", 1) for r in rows if r["quant"] == "nf4")
-                else "nf4 (default; dense bf16 prefill not available on this CPU)") for k, v in names.items()}
+    name = {
+        k: (
+            v
+            if k != "nf4" or all(r.get("prefill_layers", 1) for r in rows if r["quant"] == "nf4")
+            else "nf4 (default; dense bf16 prefill not available on this CPU)"
+        )
+        for k, v in names.items()
+    }
     for r in rows:
-        lines.append(f"| {name[r['quant']]} | {r['threads']} | {r['load_s']:.1f} | {r['rss_mb']:.0f} | "
-                     f"{r['rss_model_mb']:.0f} | {r['peak_mb']:.0f} | {r['tok_s']:.1f} | "
-                     f"{r['tok_s'] / fp32[r['threads']]:.2f} | {r['prefill_s']:.3f} | {r['prefill_tokens']} |")
+        lines.append(
+            f"| {name[r['quant']]} | {r['threads']} | {r['load_s']:.1f} | {r['rss_mb']:.0f} | "
+            f"{r['rss_model_mb']:.0f} | {r['peak_mb']:.0f} | {r['tok_s']:.1f} | "
+            f"{r['tok_s'] / fp32[r['threads']]:.2f} | {r['prefill_s']:.3f} | {r['prefill_tokens']} |"
+        )
     lines += [
         "",
         f"## One grounded draft (5 Open-I reports nearest to {QUERY_UID} by TF-IDF; median of 3)",
@@ -232,9 +279,11 @@ def main(argv: list[str] | None = None) -> None:
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
-        lines.append(f"| {name[r['quant']]} | {r['threads']} | {r['draft_s']:.2f} | {r['draft_sentences']} | "
-                     f"{r['draft_tokens']} | {r['draft_passes']} | {r['draft_prompt_tokens']} | "
-                     f"{r['plain_same_tokens_s']:.2f} | {r['draft_s'] / r['plain_same_tokens_s']:.2f} |")
+        lines.append(
+            f"| {name[r['quant']]} | {r['threads']} | {r['draft_s']:.2f} | {r['draft_sentences']} | "
+            f"{r['draft_tokens']} | {r['draft_passes']} | {r['draft_prompt_tokens']} | "
+            f"{r['plain_same_tokens_s']:.2f} | {r['draft_s'] / r['plain_same_tokens_s']:.2f} |"
+        )
     lines += ["", "Drafts (fp32 and nf4 should agree closely; every sentence is one of the evidence's):", ""]
     for r in rows:
         if r["threads"] == a.threads[0]:

@@ -7,6 +7,7 @@ nearest by TF-IDF to one of a few fixed query reports, in turn) with both, the o
 round to round. On a shared CPU the load changes from minute to minute, so the ratio is taken within each
 round and summarised by its median and bootstrap interval (:func:`eval.bench.stats.paired_ratio`).
 """
+
 from __future__ import annotations
 
 import json
@@ -47,7 +48,7 @@ def time_rounds(drafters: dict, sets: list, rounds: int) -> dict[str, dict[str, 
     out = {n: {"wall": [], "cpu": [], "text": [], "passes": []} for n in names}
     for r in range(rounds):
         _, reports = sets[r % len(sets)]
-        for name in (names if r % 2 == 0 else names[::-1]):
+        for name in names if r % 2 == 0 else names[::-1]:
             w, c = time.perf_counter(), time.process_time()
             draft = drafters[name](reports)
             out[name]["wall"].append(time.perf_counter() - w)
@@ -75,8 +76,10 @@ def run_paired(a: str, b: str, *, rounds: int, threads: int, out: str, command: 
         drafters[q](sets[0][1])
     res = time_rounds(drafters, sets, rounds)
     load_after = os.getloadavg()[0]
-    ratios = {"p50": {k: p50_ratio(res[a][k], res[b][k]) for k in ("wall", "cpu")},
-              "paired": {k: paired_ratio(res[a][k], res[b][k]) for k in ("wall", "cpu")}}
+    ratios = {
+        "p50": {k: p50_ratio(res[a][k], res[b][k]) for k in ("wall", "cpu")},
+        "paired": {k: paired_ratio(res[a][k], res[b][k]) for k in ("wall", "cpu")},
+    }
     same = np.mean([x == y for x, y in zip(res[a]["text"], res[b]["text"])])
     p50 = {q: {k: float(np.median(res[q][k])) for k in ("wall", "cpu", "passes")} for q in (a, b)}
     bf16 = has_bf16_matmul()
@@ -94,8 +97,10 @@ def run_paired(a: str, b: str, *, rounds: int, threads: int, out: str, command: 
         "|---|---|---|---:|---:|---:|",
     ]
     for q in (a, b):
-        lines.append(f"| `{q}` | {choose_quantization(q, 'cpu').describe()} | `{llms[q].id}` | "
-                     f"{p50[q]['wall']:.2f} | {p50[q]['cpu']:.2f} | {p50[q]['passes']:.0f} |")
+        lines.append(
+            f"| `{q}` | {choose_quantization(q, 'cpu').describe()} | `{llms[q].id}` | "
+            f"{p50[q]['wall']:.2f} | {p50[q]['cpu']:.2f} | {p50[q]['passes']:.0f} |"
+        )
     lines += [
         "",
         f"| `{a}` / `{b}` | wall time | CPU time | target | verdict (CPU time) |",

@@ -9,6 +9,7 @@ This script counts how often each fires on held-out X-rays (val and test: false 
 are not chest X-rays (noise, patterns, a gradient photo, text-like speckle; made here with a fixed seed),
 plus the two real NIH chest X-rays shipped in apps/examples (which should pass).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,7 +24,7 @@ setup_offline()  # before any Hugging Face library is imported
 SAMPLE_CXR = Path(__file__).resolve().parents[2] / "apps" / "examples"
 
 
-def synthetic_non_cxr(seed: int = 0) -> dict[str, "object"]:
+def synthetic_non_cxr(seed: int = 0) -> dict[str, object]:
     """Images that are not chest X-rays, deterministic for a seed."""
     import numpy as np
 
@@ -66,8 +67,14 @@ def main(argv: list[str] | None = None) -> int:
     for split in ("val", "test"):
         paths = [s.image_paths[0] for s in studies if s.split == split]
         typ, t_flag, s_flag = flags(pipe.model.embed_images(paths, progress=False))
-        rows.append((f"held-out phantom X-rays ({split}, n={len(paths)})", f"{np.median(typ):.4f} (median)",
-                     f"{t_flag.mean():.1%}", f"{s_flag.mean():.1%}"))
+        rows.append(
+            (
+                f"held-out phantom X-rays ({split}, n={len(paths)})",
+                f"{np.median(typ):.4f} (median)",
+                f"{t_flag.mean():.1%}",
+                f"{s_flag.mean():.1%}",
+            )
+        )
     others = synthetic_non_cxr()
     real = {f"real NIH chest X-ray {Path(f).name}": f for f in sorted(glob.glob(str(SAMPLE_CXR / "*.png")))}
     for name, img in {**others, **real}.items():

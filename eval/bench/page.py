@@ -1,4 +1,5 @@
 """Writing a benchmark's Markdown page (docs/perf/<area>.md) and echoing it to stdout."""
+
 from __future__ import annotations
 
 import sys

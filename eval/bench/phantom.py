@@ -8,6 +8,7 @@ Baseline in the same process: a single-process build of a subset; the full build
 is reported as a ratio against it (parallel speed-up), and the parts of one study (render, PNG,
 gaze) as ratios of the whole.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -62,22 +63,37 @@ def main(argv: list[str] | None = None) -> int:
     reports = [r for r in load_openi_reports() if r.has_text]
     sample = reports[:: max(len(reports) // 50, 1)][:50]
     fs = [study_findings(r.mesh, join_report(r.findings, r.impression)) for r in sample]
-    t_find = _time(lambda: [study_findings(r.mesh, join_report(r.findings, r.impression)) for r in sample]) / len(sample)
+    t_find = _time(lambda: [study_findings(r.mesh, join_report(r.findings, r.impression)) for r in sample]) / len(
+        sample
+    )
     results = []
-    t_render = _time(lambda: results.extend(render_study(r.uid, f, size=a.size) for r, f in zip(sample, fs))) / len(sample)
-    t_png = _time(lambda: [Image.fromarray(x.to_array(8)).save(io.BytesIO(), format="PNG", compress_level=1)
-                           for x in results[: len(sample)]]) / len(sample)
+    t_render = _time(lambda: results.extend(render_study(r.uid, f, size=a.size) for r, f in zip(sample, fs))) / len(
+        sample
+    )
+    t_png = _time(
+        lambda: [
+            Image.fromarray(x.to_array(8)).save(io.BytesIO(), format="PNG", compress_level=1)
+            for x in results[: len(sample)]
+        ]
+    ) / len(sample)
     t_gaze = _time(lambda: [simulate_fixations(x, r.uid) for x, r in zip(results, sample)]) / len(sample)
 
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
-        w_sub1, t_sub1 = _build_timed(lambda: build_phantom_dataset(
-            Path(tmp) / "s1", size=a.size, limit=a.subset, workers=1, progress=False, force=True))
-        w_full, c_full = _build_timed(lambda: build_phantom_dataset(
-            Path(tmp) / "full", size=a.size, workers=a.workers, progress=False, force=True))
+        w_sub1, t_sub1 = _build_timed(
+            lambda: build_phantom_dataset(
+                Path(tmp) / "s1", size=a.size, limit=a.subset, workers=1, progress=False, force=True
+            )
+        )
+        w_full, c_full = _build_timed(
+            lambda: build_phantom_dataset(
+                Path(tmp) / "full", size=a.size, workers=a.workers, progress=False, force=True
+            )
+        )
         n_full = len(read_manifest(Path(tmp) / "full" / "manifest.csv"))
-        w_cached, _ = _build_timed(lambda: build_phantom_dataset(
-            Path(tmp) / "full", size=a.size, workers=a.workers, progress=False))
+        w_cached, _ = _build_timed(
+            lambda: build_phantom_dataset(Path(tmp) / "full", size=a.size, workers=a.workers, progress=False)
+        )
     load_after = os.getloadavg()[0]
     per1 = t_sub1 / a.subset
     perf = c_full / n_full

@@ -3,6 +3,7 @@ peak memory of a warm pipeline.
 
     python -m eval.bench.pipeline --n 12 --mode grounded --out docs/perf/pipeline.md
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,8 +25,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n", type=int, default=12, help="test images (after one warm-up call)")
     p.add_argument("--modes", nargs="+", default=["grounded", "consensus", "top1"])
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    p.add_argument("--quantization", choices=("auto", "nf4", "int8", "none"), default="auto",
-                   help="LLM weights (default auto: rag_report.precision)")
+    p.add_argument(
+        "--quantization",
+        choices=("auto", "nf4", "int8", "none"),
+        default="auto",
+        help="LLM weights (default auto: rag_report.precision)",
+    )
     p.add_argument("--out", default="docs/perf/pipeline.md")
     args = p.parse_args(argv)
 
@@ -46,29 +51,50 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for mode in args.modes:
         pipe.generate(tests[0].image_paths[0], mode=mode)  # warm-up
-        timings = [pipe.generate(s.image_paths[0], mode=mode, exclude_study_ids=[s.study_id]).timings_ms
-                   for s in tests[1:]]
+        timings = [
+            pipe.generate(s.image_paths[0], mode=mode, exclude_study_ids=[s.study_id]).timings_ms for s in tests[1:]
+        ]
         stages = ["load", "embed", "retrieve", "generate", "total"]
-        rows.append((mode, {k: (float(np.percentile([t[k] for t in timings], 50)),
-                                float(np.percentile([t[k] for t in timings], 95))) for k in stages}))
+        rows.append(
+            (
+                mode,
+                {
+                    k: (
+                        float(np.percentile([t[k] for t in timings], 50)),
+                        float(np.percentile([t[k] for t in timings], 95)),
+                    )
+                    for k in stages
+                },
+            )
+        )
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     cmd = "python -m eval.bench.pipeline " + " ".join(argv if argv is not None else sys.argv[1:])
     lines = [
-        "# Warm pipeline latency and memory (default bundle)", "",
-        f"Command: `{cmd.strip()}`", "",
+        "# Warm pipeline latency and memory (default bundle)",
+        "",
+        f"Command: `{cmd.strip()}`",
+        "",
         f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores (shared; load average {os.getloadavg()[0]:.1f} when written), "
         f"torch {torch.__version__}, {torch.get_num_threads()} threads. Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
         f"Bundle {bundle.root.name}: eclip-small, {len(pipe.index)} indexed train reports, LLM `{pipe.llm().id}`; "
-        f"{args.n} held-out test images (own study excluded), after one warm-up call per mode.", "",
+        f"{args.n} held-out test images (own study excluded), after one warm-up call per mode.",
+        "",
         "| mode | load p50 | embed p50 | retrieve p50 | generate p50 | total p50 | total p95 | target |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for mode, st in rows:
         target = "p50 <= 2500 ms" if mode == "grounded" else ""
-        lines.append(f"| {mode} | " + " | ".join(f"{st[k][0]:.0f}" for k in ["load", "embed", "retrieve", "generate", "total"])
-                     + f" | {st['total'][1]:.0f} | {target} |")
-    lines += ["", f"Pipeline load (eCLIP + index + LLM, cold process): {load_s:.1f} s. "
-              f"Peak resident memory of the warm pipeline process (ru_maxrss): **{peak_mb:.0f} MB** (target <= 3 GB).", ""]
+        lines.append(
+            f"| {mode} | "
+            + " | ".join(f"{st[k][0]:.0f}" for k in ["load", "embed", "retrieve", "generate", "total"])
+            + f" | {st['total'][1]:.0f} | {target} |"
+        )
+    lines += [
+        "",
+        f"Pipeline load (eCLIP + index + LLM, cold process): {load_s:.1f} s. "
+        f"Peak resident memory of the warm pipeline process (ru_maxrss): **{peak_mb:.0f} MB** (target <= 3 GB).",
+        "",
+    ]
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text("\n".join(lines))
     print("\n".join(lines))

@@ -12,6 +12,7 @@ EClipRetriever (precomputed query vector) against a raw ``faiss.search`` on the 
         --out docs/perf/retrieval_hnsw_1m.md                # HNSW at 1M on its own (long construction)
     python -m eval.bench.retrieval --data reports --out docs/perf/retrieval_reports.md   # report-like corpus
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,7 +48,7 @@ def unit_vectors(n: int, dim: int, seed: int, chunk: int = 200_000) -> np.ndarra
     out = np.empty((n, dim), dtype=np.float32)
     for s in range(0, n, chunk):  # chunked: no float64 temporaries of the full matrix
         x = rng.standard_normal((min(chunk, n - s), dim), dtype=np.float32)
-        out[s:s + len(x)] = x / np.linalg.norm(x, axis=1, keepdims=True)
+        out[s : s + len(x)] = x / np.linalg.norm(x, axis=1, keepdims=True)
     return out
 
 
@@ -78,7 +79,7 @@ class ReportLikeData:
             m = min(chunk, n - s)
             base = ref[rng.integers(0, len(ref), size=m)]
             x = base + self.bandwidth * (rng.standard_normal((m, ref.shape[1])) @ root)
-            out[s:s + m] = x / np.linalg.norm(x, axis=1, keepdims=True)
+            out[s : s + m] = x / np.linalg.norm(x, axis=1, keepdims=True)
         return out
 
 
@@ -95,9 +96,13 @@ def load_report_like(n_queries: int, bandwidth: float) -> ReportLikeData:
     reference = index.vectors(index.study_ids)
     test = sorted((s for s in read_manifest(bundle.manifest_path) if s.split == "test"), key=lambda s: s.study_id)
     queries = model.embed_images([s.image_paths[0] for s in test[:n_queries]], progress=False)
-    return ReportLikeData(reference, queries, bandwidth,
-                          f"default bundle {bundle.root.name}: {len(reference):,} report vectors, eCLIP "
-                          f"{index.manifest.get('eclip_checkpoint_hash', '?')}")
+    return ReportLikeData(
+        reference,
+        queries,
+        bandwidth,
+        f"default bundle {bundle.root.name}: {len(reference):,} report vectors, eCLIP "
+        f"{index.manifest.get('eclip_checkpoint_hash', '?')}",
+    )
 
 
 def latencies(fn, queries: np.ndarray, warmup: int = 3) -> tuple[float, float]:
@@ -121,12 +126,14 @@ def numpy_topk(x: np.ndarray, k: int):
         s = x @ q
         top = np.argpartition(-s, k)[:k]
         return top[np.argsort(-s[top])]
+
     return run
 
 
 def faiss_one(index, k: int):
     def run(q: np.ndarray):
         return index.search(q[None, :], k)
+
     return run
 
 
@@ -143,9 +150,21 @@ def tune(index, set_param, values, queries, truth, k, target) -> tuple[object, f
     return values[-1], rec
 
 
-def bench_size(n: int, dim: int, n_queries: int, k: int, target: float, seed: int, hnsw_cfg: tuple[int, int],
-               skip_hnsw: bool, train_sample: int, skip_ivf: bool = False, build_threads: int = 1,
-               query_threads: int = 1, data: ReportLikeData | None = None) -> list[Row]:
+def bench_size(
+    n: int,
+    dim: int,
+    n_queries: int,
+    k: int,
+    target: float,
+    seed: int,
+    hnsw_cfg: tuple[int, int],
+    skip_hnsw: bool,
+    train_sample: int,
+    skip_ivf: bool = False,
+    build_threads: int = 1,
+    query_threads: int = 1,
+    data: ReportLikeData | None = None,
+) -> list[Row]:
     import faiss
 
     from rag_report.index import IndexParams, make_faiss_index, set_search_params, train_faiss_index
@@ -182,11 +201,12 @@ def bench_size(n: int, dim: int, n_queries: int, k: int, target: float, seed: in
         def set_ef(index, v):
             params.ef_search = v
             set_search_params(index, "hnsw", params)
-        ef, rec = tune(hnsw, set_ef, [32, 64, 128, 256, 512, 1024, 2048, 4096, 8192],
-                       queries, truth, k, target)
+
+        ef, rec = tune(hnsw, set_ef, [32, 64, 128, 256, 512, 1024, 2048, 4096, 8192], queries, truth, k, target)
         p50, p95 = latencies(faiss_one(hnsw, k), queries)
-        rows.append(Row(n, "FAISS HNSWFlat", f"M={m}, efConstruction={efc}, efSearch={ef}", build, p50, p95,
-                        np_p50 / p50, rec))
+        rows.append(
+            Row(n, "FAISS HNSWFlat", f"M={m}, efConstruction={efc}, efSearch={ef}", build, p50, p95, np_p50 / p50, rec)
+        )
         del hnsw
         gc.collect()
 
@@ -205,6 +225,7 @@ def bench_size(n: int, dim: int, n_queries: int, k: int, target: float, seed: in
     def set_nprobe(index, v):
         params.nprobe = v
         set_search_params(index, "ivfpq", params)
+
     nlist = shape["nlist"]
     probes = sorted({p for p in (8, 16, 32, 64, 128, 256, 512, 1024, 2048, nlist // 2, nlist) if p <= nlist})
     nprobe, rec = tune(ivf, set_nprobe, probes, queries, truth, k, target)
@@ -213,11 +234,22 @@ def bench_size(n: int, dim: int, n_queries: int, k: int, target: float, seed: in
         def set_kf(index, v):
             params.k_factor = v
             set_search_params(index, "ivfpq", params)
+
         _, rec = tune(ivf, set_kf, [64, 128, 256, 512], queries, truth, k, target)
     p50, p95 = latencies(faiss_one(ivf, k), queries)
-    rows.append(Row(n, "FAISS IVF-PQ + exact re-rank (RFlat)",
-                    f"nlist={nlist}, PQ{shape['pq_m']}x{shape['pq_nbits']}, nprobe={nprobe}, k_factor={params.k_factor}, "
-                    f"trained on {params.train_sample}", build, p50, p95, np_p50 / p50, rec))
+    rows.append(
+        Row(
+            n,
+            "FAISS IVF-PQ + exact re-rank (RFlat)",
+            f"nlist={nlist}, PQ{shape['pq_m']}x{shape['pq_nbits']}, nprobe={nprobe}, k_factor={params.k_factor}, "
+            f"trained on {params.train_sample}",
+            build,
+            p50,
+            p95,
+            np_p50 / p50,
+            rec,
+        )
+    )
     del ivf, flat, x
     gc.collect()
     return rows
@@ -234,8 +266,9 @@ def bench_overhead(n: int, dim: int, n_queries: int, k: int, seed: int) -> list[
     studies = [Study(f"R{i:07d}", ["-"], "train", findings=f"Synthetic report number {i}.") for i in range(n)]
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()
-        index = ReportIndex.build_from_vectors(x, studies, Path(tmp) / "idx", checkpoint_hash="bench-random",
-                                               corpus_name=f"random-{n}")
+        index = ReportIndex.build_from_vectors(
+            x, studies, Path(tmp) / "idx", checkpoint_hash="bench-random", corpus_name=f"random-{n}"
+        )
         log.info("ReportIndex of %d built + persisted + reloaded in %.1f s", n, time.perf_counter() - t)
         retriever = EClipRetriever(index)
         raw_p50, raw_p95 = latencies(faiss_one(index.faiss_index, k), queries)
@@ -247,7 +280,7 @@ def bench_overhead(n: int, dim: int, n_queries: int, k: int, seed: int) -> list[
         ]
         for name, kw in cases:
             kw = {"k": k, **kw}
-            p50, p95 = latencies(lambda q: retriever.retrieve_vector(q, **kw), queries)
+            p50, p95 = latencies(lambda q, kw=kw: retriever.retrieve_vector(q, **kw), queries)
             out.append((name, p50, p95, p50 / raw_p50))
     return out
 
@@ -264,20 +297,26 @@ def write_markdown(path: Path, command: str, rows: list[Row], overhead, args, el
         f"{args.threads} thread(s) for BLAS and FAISS, Python {platform.python_version()}, faiss {faiss.__version__}, "
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; total run {elapsed:.0f} s.",
         "",
-        (f"Data: random unit vectors, dim {args.dim} (the eclip-small embedding dim), seeded; {args.queries} "
-         "held-out random unit queries. Random vectors are the hard case for approximate search (no cluster "
-         "structure; real report embeddings are clustered)."
-         if args.data == "random" else
-         f"Data: report-like vectors, a smoothed bootstrap of real report embeddings ({args.source}): each "
-         f"vector is a real report's plus Gaussian noise with the real vectors' covariance x {args.bandwidth}^2, "
-         f"re-normalised, seeded; queries: the eCLIP image embeddings of the first {args.queries} test-split "
-         "X-rays of that bundle (the product's cross-modal queries; phantom images).")
+        (
+            f"Data: random unit vectors, dim {args.dim} (the eclip-small embedding dim), seeded; {args.queries} "
+            "held-out random unit queries. Random vectors are the hard case for approximate search (no cluster "
+            "structure; real report embeddings are clustered)."
+            if args.data == "random"
+            else f"Data: report-like vectors, a smoothed bootstrap of real report embeddings ({args.source}): each "
+            f"vector is a real report's plus Gaussian noise with the real vectors' covariance x {args.bandwidth}^2, "
+            f"re-normalised, seeded; queries: the eCLIP image embeddings of the first {args.queries} test-split "
+            "X-rays of that bundle (the product's cross-modal queries; phantom images)."
+        )
         + f" Single-query latency (one vector per call), k={args.k}. "
         f"Approximate indexes: efSearch / nprobe raised until recall@{args.k} against exact search >= {args.target}. "
         "Speed-up = numpy p50 / method p50, measured in the same process.",
         "",
-        (f"HNSW is built only up to {args.hnsw_max_size:,} reports here (--hnsw-max-size); larger HNSW runs have "
-         "their own file (docs/perf/retrieval_hnsw_1m.md). " if args.hnsw_max_size < max(args.sizes) else "")
+        (
+            f"HNSW is built only up to {args.hnsw_max_size:,} reports here (--hnsw-max-size); larger HNSW runs have "
+            "their own file (docs/perf/retrieval_hnsw_1m.md). "
+            if args.hnsw_max_size < max(args.sizes)
+            else ""
+        )
         + f"HNSW construction used {args.build_threads} thread(s). IVF-PQ trains on "
         f"at most {args.train_sample:,} vectors (--train-sample; nlist <= sample/39) with exact re-ranking of "
         "k x k_factor PQ candidates, so its scores are exact cosines.",
@@ -287,8 +326,10 @@ def write_markdown(path: Path, command: str, rows: list[Row], overhead, args, el
     ]
     for r in rows:
         rec = "-" if r.recall is None else f"{r.recall:.3f}"
-        lines.append(f"| {r.size:,} | {r.method} | {r.params} | {r.build_s:.1f} | {r.p50_ms:.3f} | {r.p95_ms:.3f} "
-                     f"| {r.speedup:.2f}x | {rec} |")
+        lines.append(
+            f"| {r.size:,} | {r.method} | {r.params} | {r.build_s:.1f} | {r.p50_ms:.3f} | {r.p95_ms:.3f} "
+            f"| {r.speedup:.2f}x | {rec} |"
+        )
     if overhead:
         lines += [
             "",
@@ -318,23 +359,45 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--target", type=float, default=0.95)
     from rag_report.index import IndexParams
 
-    p.add_argument("--hnsw", type=int, nargs=2, default=[IndexParams.hnsw_m, IndexParams.ef_construction],
-                   metavar=("M", "EF_CONSTRUCTION"), help="HNSW graph (default: the library's IndexParams)")
+    p.add_argument(
+        "--hnsw",
+        type=int,
+        nargs=2,
+        default=[IndexParams.hnsw_m, IndexParams.ef_construction],
+        metavar=("M", "EF_CONSTRUCTION"),
+        help="HNSW graph (default: the library's IndexParams)",
+    )
     p.add_argument("--hnsw-max-size", type=int, default=10**9, help="skip HNSW above this corpus size")
     p.add_argument("--overhead-size", type=int, default=100_000, help="0 = skip the retriever overhead run")
     p.add_argument("--train-sample", type=int, default=20_000, help="IVF-PQ training sample (caps nlist at n/39)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=1,
-                   help="BLAS + OpenMP threads (1: single-query latency on a shared CPU; spinning thread pools "
-                        "of numpy and faiss otherwise fight each other and the neighbours)")
-    p.add_argument("--build-threads", type=int, default=None,
-                   help="threads for HNSW construction (default: --threads); queries always use --threads")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="BLAS + OpenMP threads (1: single-query latency on a shared CPU; spinning thread pools "
+        "of numpy and faiss otherwise fight each other and the neighbours)",
+    )
+    p.add_argument(
+        "--build-threads",
+        type=int,
+        default=None,
+        help="threads for HNSW construction (default: --threads); queries always use --threads",
+    )
     p.add_argument("--no-ivf", action="store_true", help="skip IVF-PQ (e.g. an HNSW-only run at 1M)")
-    p.add_argument("--data", choices=("random", "reports"), default="random",
-                   help="random unit vectors, or report-like vectors bootstrapped from the default bundle's "
-                        "report embeddings with its test X-rays as queries")
-    p.add_argument("--bandwidth", type=float, default=0.5,
-                   help="--data reports: noise scale relative to the real embeddings' spread")
+    p.add_argument(
+        "--data",
+        choices=("random", "reports"),
+        default="random",
+        help="random unit vectors, or report-like vectors bootstrapped from the default bundle's "
+        "report embeddings with its test X-rays as queries",
+    )
+    p.add_argument(
+        "--bandwidth",
+        type=float,
+        default=0.5,
+        help="--data reports: noise scale relative to the real embeddings' spread",
+    )
     p.add_argument("--out", default="docs/perf/retrieval.md")
     args = p.parse_args(argv)
     args.build_threads = args.build_threads or args.threads
@@ -349,10 +412,24 @@ def main(argv: list[str] | None = None) -> int:
     data = load_report_like(args.queries, args.bandwidth) if args.data == "reports" else None
     args.source = data.source if data is not None else "random"
     for n in args.sizes:
-        rows += bench_size(n, args.dim, args.queries, args.k, args.target, args.seed, tuple(args.hnsw),
-                           skip_hnsw=n > args.hnsw_max_size, train_sample=args.train_sample, skip_ivf=args.no_ivf,
-                           build_threads=args.build_threads, query_threads=args.threads, data=data)
-    overhead = bench_overhead(args.overhead_size, args.dim, args.queries, args.k, args.seed) if args.overhead_size else []
+        rows += bench_size(
+            n,
+            args.dim,
+            args.queries,
+            args.k,
+            args.target,
+            args.seed,
+            tuple(args.hnsw),
+            skip_hnsw=n > args.hnsw_max_size,
+            train_sample=args.train_sample,
+            skip_ivf=args.no_ivf,
+            build_threads=args.build_threads,
+            query_threads=args.threads,
+            data=data,
+        )
+    overhead = (
+        bench_overhead(args.overhead_size, args.dim, args.queries, args.k, args.seed) if args.overhead_size else []
+    )
     command = "python -m eval.bench.retrieval " + " ".join(argv if argv is not None else sys.argv[1:])
     write_markdown(Path(args.out), command.strip(), rows, overhead, args, time.time() - t0)
     log.info("wrote %s", args.out)

@@ -8,10 +8,11 @@ the honest summary of "how much slower is A than B".
 >>> round(r.median, 3), r.lo <= r.median <= r.hi
 (1.5, True)
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -39,8 +40,9 @@ class RatioEstimate:
         return f"{self.median:.3f}x [{self.lo:.3f}, {self.hi:.3f}]"
 
 
-def paired_ratio(times: Sequence[float], base: Sequence[float], level: float = 0.95,
-                 resamples: int = 4000, seed: int = 0) -> RatioEstimate:
+def paired_ratio(
+    times: Sequence[float], base: Sequence[float], level: float = 0.95, resamples: int = 4000, seed: int = 0
+) -> RatioEstimate:
     """``times[r] / base[r]`` per round r, summarised by its median and a bootstrap interval of the median."""
     t, b = np.asarray(times, dtype=float), np.asarray(base, dtype=float)
     if t.shape != b.shape or t.ndim != 1 or t.size == 0:
@@ -56,8 +58,9 @@ def paired_ratio(times: Sequence[float], base: Sequence[float], level: float = 0
     return RatioEstimate(float(np.median(ratios)), float(lo), float(hi), int(ratios.size), level)
 
 
-def p50_ratio(times: Sequence[float], base: Sequence[float], level: float = 0.95,
-              resamples: int = 4000, seed: int = 0) -> RatioEstimate:
+def p50_ratio(
+    times: Sequence[float], base: Sequence[float], level: float = 0.95, resamples: int = 4000, seed: int = 0
+) -> RatioEstimate:
     """``median(times) / median(base)`` with a bootstrap interval that resamples rounds (pairs) together.
 
     Where the two variants do different work for the same input (e.g. two precisions drafting different

@@ -8,6 +8,7 @@ model and the same pre-made batch, so machine load affects all variants alike; e
 the CLIP step is taken within a round and summarised by the median over rounds with a bootstrap interval
 (eval.bench.stats), in wall time and in CPU time. Data loading is excluded (measured separately per sample).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,8 +48,12 @@ def _batch(model: EClip, b: int, be: int, rng: np.random.Generator) -> dict:
     # Two sentences groups per report: ~40 words, about the length of an Open-I findings + impression.
     texts = [REPORTS[i % len(REPORTS)] + " " + REPORTS[(i + 1) % len(REPORTS)] + f" Study {i}." for i in range(b)]
     return {
-        "images": _grey(b, s), "tokens": model.tokenize(texts), "inject": True, "lam": 0.4,
-        "expert_images": _grey(be, s), "expert_heatmaps": torch.rand(be, 1, s, s),
+        "images": _grey(b, s),
+        "tokens": model.tokenize(texts),
+        "inject": True,
+        "lam": 0.4,
+        "expert_images": _grey(be, s),
+        "expert_heatmaps": torch.rand(be, 1, s, s),
         "expert_tokens": model.tokenize(texts[:be]),
     }
 
@@ -60,8 +65,9 @@ def _grey(n: int, size: int) -> torch.Tensor:
 
 def _plain_conv(fast: torch.nn.Conv2d) -> torch.nn.Conv2d:
     """A stock Conv2d sharing ``fast``'s parameters (the CPU conv kernel, for the before/after rows)."""
-    conv = torch.nn.Conv2d(fast.in_channels, fast.out_channels, fast.kernel_size, stride=fast.stride,
-                           bias=fast.bias is not None)
+    conv = torch.nn.Conv2d(
+        fast.in_channels, fast.out_channels, fast.kernel_size, stride=fast.stride, bias=fast.bias is not None
+    )
     conv.weight, conv.bias = fast.weight, fast.bias
     return conv
 
@@ -99,9 +105,17 @@ class _Autocast:
         return torch.nn.utils.clip_grad_norm_(params, max_norm)
 
 
-def measure_steps(model_name: str, batch_size: int, repeats: int, lock_text: bool, seed: int = 0,
-                  keep_memory: bool = True, before_rows: bool = True, device: str = "cpu",
-                  autocast_dtype: torch.dtype | None = None) -> dict:
+def measure_steps(
+    model_name: str,
+    batch_size: int,
+    repeats: int,
+    lock_text: bool,
+    seed: int = 0,
+    keep_memory: bool = True,
+    before_rows: bool = True,
+    device: str = "cpu",
+    autocast_dtype: torch.dtype | None = None,
+) -> dict:
     """Median wall / CPU time of each step variant and its paired ratio to the CLIP step, interleaved, on one
     model and one pre-made batch.
 
@@ -146,8 +160,11 @@ def measure_steps(model_name: str, batch_size: int, repeats: int, lock_text: boo
         expert + BEFORE: (batch, False, False, False, False),
     }
     if not before_rows:  # only the steps as training runs them (big backbones: each step costs seconds)
-        variants = {k: v for k, v in variants.items()
-                    if not k.endswith((BEFORE, IMAGE_SPACE, EVERY_CHANNEL)) and k != PRECOMPUTED}
+        variants = {
+            k: v
+            for k, v in variants.items()
+            if not k.endswith((BEFORE, IMAGE_SPACE, EVERY_CHANNEL)) and k != PRECOMPUTED
+        }
     fixed_rows = None
     if PRECOMPUTED in variants:
         with torch.no_grad():  # the expert step's ViT rows, made once: that row times all but the processor
@@ -174,8 +191,17 @@ def measure_steps(model_name: str, batch_size: int, repeats: int, lock_text: boo
             model._text_cache = text_cache if fast else None
             sync()
             t0, c0, f0 = time.perf_counter(), time.process_time(), _minor_faults()
-            train_step(model, opt, loss_fn, b, prime=prime, priming_weight=cfg.priming_weight,
-                       grad_clip=cfg.grad_clip, accelerator=mixed, device=dev)
+            train_step(
+                model,
+                opt,
+                loss_fn,
+                b,
+                prime=prime,
+                priming_weight=cfg.priming_weight,
+                grad_clip=cfg.grad_clip,
+                accelerator=mixed,
+                device=dev,
+            )
             model.clamp_logit_scale_()
             sync()
             if r:
@@ -190,24 +216,28 @@ def measure_steps(model_name: str, batch_size: int, repeats: int, lock_text: boo
     def base(k: str) -> str:
         return "CLIP step" + next((tag for tag in (BEFORE, EVERY_CHANNEL) if k.endswith(tag)), "")
 
-    return {"median_s": {k: statistics.median(v) for k, v in times.items()},
-            "cpu_median_s": {k: statistics.median(v) for k, v in cpu.items()},
-            "faults": {k: statistics.median(v) for k, v in faults.items()},
-            # per-round ratios: each round runs every variant once, so the load of that round cancels
-            "ratio": {k: paired_ratio(v, times[base(k)]) for k, v in times.items()},
-            "cpu_ratio": {k: paired_ratio(v, cpu[base(k)]) for k, v in cpu.items()},
-            "text_cache": cached,
-            "kept_memory": keep_memory and keep_freed_memory(),
-            "params": sum(p.numel() for p in model.parameters()),
-            "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad)}
+    return {
+        "median_s": {k: statistics.median(v) for k, v in times.items()},
+        "cpu_median_s": {k: statistics.median(v) for k, v in cpu.items()},
+        "faults": {k: statistics.median(v) for k, v in faults.items()},
+        # per-round ratios: each round runs every variant once, so the load of that round cancels
+        "ratio": {k: paired_ratio(v, times[base(k)]) for k, v in times.items()},
+        "cpu_ratio": {k: paired_ratio(v, cpu[base(k)]) for k, v in cpu.items()},
+        "text_cache": cached,
+        "kept_memory": keep_memory and keep_freed_memory(),
+        "params": sum(p.numel() for p in model.parameters()),
+        "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
+    }
 
 
 def measure_embedding(model_name: str, n_images: int, n_reports: int) -> dict:
     model = EClip.from_config(model_name)
     rng = np.random.default_rng(0)
     images = [rng.random((512, 512)).astype(np.float32) for _ in range(n_images)]
-    reports = [REPORTS[i % len(REPORTS)] + " " + REPORTS[(i + 1) % len(REPORTS)] + f" Comparison study {i}."
-               for i in range(n_reports)]
+    reports = [
+        REPORTS[i % len(REPORTS)] + " " + REPORTS[(i + 1) % len(REPORTS)] + f" Comparison study {i}."
+        for i in range(n_reports)
+    ]
     model.embed_images(images[:4], progress=False)  # warm-up
     t0 = time.perf_counter()
     model.embed_images(images, batch_size=32, progress=False)
@@ -228,10 +258,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--lock-text", action=argparse.BooleanOptionalAction, default=True)
-    p.add_argument("--keep-freed-memory", action=argparse.BooleanOptionalAction, default=True,
-                   help="raise glibc's malloc thresholds as training does (--no-keep-freed-memory: glibc defaults)")
-    p.add_argument("--before-rows", action=argparse.BooleanOptionalAction, default=True,
-                   help="also time the earlier implementations (tagged [before: ...])")
+    p.add_argument(
+        "--keep-freed-memory",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="raise glibc's malloc thresholds as training does (--no-keep-freed-memory: glibc defaults)",
+    )
+    p.add_argument(
+        "--before-rows",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also time the earlier implementations (tagged [before: ...])",
+    )
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     p.add_argument("--n-images", type=int, default=128)
     p.add_argument("--n-reports", type=int, default=512)
@@ -240,8 +278,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     command = "python -m eval.bench.train_step " + " ".join(argv if argv is not None else sys.argv[1:])
-    steps = measure_steps(args.model, args.batch_size, args.repeats, args.lock_text,
-                          keep_memory=args.keep_freed_memory, before_rows=args.before_rows)
+    steps = measure_steps(
+        args.model,
+        args.batch_size,
+        args.repeats,
+        args.lock_text,
+        keep_memory=args.keep_freed_memory,
+        before_rows=args.before_rows,
+    )
     emb = measure_embedding(args.model, args.n_images, args.n_reports)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     lines = [
@@ -264,10 +308,13 @@ def main(argv: list[str] | None = None) -> int:
         "bootstrap interval over rounds. CPU time (of this process) leaves out the time the process waited "
         "for a core; wall time includes it. A target is *met* when the whole CPU-time interval is at or under "
         "it, *missed* when all of it is over, and *at the target* when the interval contains it. "
-        + ("glibc's malloc keeps freed memory (`eclip_core.cpu_memory`, as training does on the CPU); the last "
-           "column is the median count of minor page faults per step." if steps["kept_memory"] else
-           "glibc's malloc defaults (`--no-keep-freed-memory`): freed activations go back to the kernel; the last "
-           "column is the median count of minor page faults per step."),
+        + (
+            "glibc's malloc keeps freed memory (`eclip_core.cpu_memory`, as training does on the CPU); the last "
+            "column is the median count of minor page faults per step."
+            if steps["kept_memory"]
+            else "glibc's malloc defaults (`--no-keep-freed-memory`): freed activations go back to the kernel; the last "
+            "column is the median count of minor page faults per step."
+        ),
         "",
         "| step | median wall (s) | ratio to CLIP, wall | median CPU (s) | ratio to CLIP, CPU time | target | verdict "
         "| page faults / step |",
@@ -277,18 +324,23 @@ def main(argv: list[str] | None = None) -> int:
     for name, t in steps["median_s"].items():
         target = targets.get(name)
         verdict = steps["cpu_ratio"][name].verdict(target) if target else ""
-        lines.append(f"| {name} | {t:.3f} | {steps['ratio'][name]} | {steps['cpu_median_s'][name]:.3f} | "
-                     f"{steps['cpu_ratio'][name]} | {f'<= {target}x' if target else ''} | {verdict} | "
-                     f"{steps['faults'][name]:.0f} |")
+        lines.append(
+            f"| {name} | {t:.3f} | {steps['ratio'][name]} | {steps['cpu_median_s'][name]:.3f} | "
+            f"{steps['cpu_ratio'][name]} | {f'<= {target}x' if target else ''} | {verdict} | "
+            f"{steps['faults'][name]:.0f} |"
+        )
     lines += [
         "",
         "The expert step encodes B + B/2 images and texts (the enlarged batch the method prescribes) and runs "
         "the heatmap processor on B/2 images; a plain CLIP step at batch B + B/2 is therefore its floor, and "
         "the difference between the two rows is the processor and mixup. The cold-start step adds the "
         "processor on the B main images for the priming loss (only during the first 10 % of steps)."
-        + (" The diagnostic row runs the expert step with its ViT patch-embedding rows made beforehand, so "
-           "everything but the heatmap processor: the expert step's excess over it is the processor's cost."
-           if PRECOMPUTED in steps["median_s"] else ""),
+        + (
+            " The diagnostic row runs the expert step with its ViT patch-embedding rows made beforehand, so "
+            "everything but the heatmap processor: the expert step's excess over it is the processor's cost."
+            if PRECOMPUTED in steps["median_s"]
+            else ""
+        ),
         "",
         "Rows without a tag run as `eclip_core.train` runs them: the ViT and processor patch embeddings as "
         "one matmul over unfolded patches (`eclip_core.patch_embed`: same weights, same outputs), the mixed "
@@ -298,14 +350,17 @@ def main(argv: list[str] | None = None) -> int:
         "channels (`PatchConv2d.grey`, same numbers) and, "
         f"with a locked Hugging Face text tower, each report's frozen text features cached "
         f"({'on' if steps['text_cache'] else 'not applicable to this model'}; the steady state once every "
-        "report has been seen, i.e. after the first epoch)." + (
+        "report has been seen, i.e. after the first epoch)."
+        + (
             " The row tagged `[before: mixed images through the ViT]` makes the mixed images and encodes them as "
             "images (`EClip.mix_expert`, the spec read literally); its ratio is to the same CLIP step. Rows tagged "
             "`[before: every channel of the grey images embedded]` embed all 3 channels, CLIP and eCLIP alike; "
             "ratio against the CLIP step of that setup. Rows tagged "
             "`[before: conv kernel, no text cache]` run the same model with the stock CPU conv kernel, image-space "
-            "mixup and no cache, their ratio against the CLIP step of that setup." if args.before_rows else
-            " Earlier implementations were not timed in this run (`--no-before-rows`)."),
+            "mixup and no cache, their ratio against the CLIP step of that setup."
+            if args.before_rows
+            else " Earlier implementations were not timed in this run (`--no-before-rows`)."
+        ),
         "",
         f"## Embedding throughput: `{args.model}` (inference mode, includes preprocessing of 512x512 inputs)",
         "",

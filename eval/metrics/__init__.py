@@ -9,6 +9,7 @@ offline from the project's own files (never a hub)::
     nlg = evaluate.load(module_path("cxr_nlg"))
     nlg.compute(predictions=["No effusion."], references=["No pleural effusion."], meteor=False)
 """
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -17,9 +17,10 @@ Conventions (printed with every number):
 >>> binarize(pred, "uncertain_as_positive").tolist()
 [[True, True], [True, True]]
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -53,8 +54,10 @@ def f1_scores(pred: np.ndarray, ref: np.ndarray, policy: str = "uncertain_as_neg
     """
     pred, ref = np.asarray(pred, float), np.asarray(ref, float)
     if pred.shape != ref.shape or pred.ndim != 2 or pred.shape[1] != len(CHEXPERT_OBSERVATIONS):
-        raise ValueError(f"label matrices must both be [n, {len(CHEXPERT_OBSERVATIONS)}]; got predictions "
-                         f"{pred.shape} and references {ref.shape}")
+        raise ValueError(
+            f"label matrices must both be [n, {len(CHEXPERT_OBSERVATIONS)}]; got predictions "
+            f"{pred.shape} and references {ref.shape}"
+        )
     p, r = binarize(pred, policy), binarize(ref, policy)
     tp = (p & r).sum(0).astype(float)
     fp = (p & ~r).sum(0).astype(float)

@@ -16,6 +16,7 @@ Also: per-sample ROUGE-L F (rouge-score) and sacreBLEU (detokenised, on the norm
 >>> round(scores["BLEU-1"], 6), round(scores["ROUGE-L"], 6)
 (1.0, 1.0)
 """
+
 from __future__ import annotations
 
 import atexit
@@ -24,7 +25,7 @@ import io
 import logging
 import shutil
 import threading
-from typing import Sequence
+from collections.abc import Sequence
 
 from eclip_core.text import normalize_report_text, tokenize_for_metrics
 
@@ -43,8 +44,9 @@ def _as_ref_lists(references: Sequence[str | Sequence[str]]) -> list[list[str]]:
     return [[r] if isinstance(r, str) else list(r) for r in references]
 
 
-def prepare(hypotheses: Sequence[str], references: Sequence[str | Sequence[str]]
-            ) -> tuple[dict[int, list[str]], dict[int, list[str]]]:
+def prepare(
+    hypotheses: Sequence[str], references: Sequence[str | Sequence[str]]
+) -> tuple[dict[int, list[str]], dict[int, list[str]]]:
     """pycocoevalcap's input dicts (gts, res) from raw texts, normalised identically.
 
     >>> prepare(["Heart normal."], ["Heart size normal."])
@@ -118,8 +120,7 @@ def _rouge_l(gts: dict[int, list[str]], res: dict[int, list[str]]) -> tuple[floa
     return (sum(per) / len(per) if per else 0.0), per
 
 
-def compute_nlg(hypotheses: Sequence[str], references: Sequence[str | Sequence[str]], meteor: bool = True
-                ) -> dict:
+def compute_nlg(hypotheses: Sequence[str], references: Sequence[str | Sequence[str]], meteor: bool = True) -> dict:
     """Corpus BLEU-1..4, METEOR, ROUGE-L, CIDEr (pycocoevalcap) of hypotheses vs references.
 
     ``references[i]`` is one text or a list of texts for hypothesis ``i``. Returns the seven metric
@@ -183,5 +184,14 @@ def sacrebleu_score(hypotheses: Sequence[str], references: Sequence[str | Sequen
     return float(sacrebleu.corpus_bleu(hyps, streams).score)
 
 
-__all__ = ["compute_nlg", "prepare", "rouge_l_per_sample", "sacrebleu_score", "meteor_scorer", "java_available",
-           "NLG_KEYS", "BLEU_KEYS", "NORMALISATION"]
+__all__ = [
+    "compute_nlg",
+    "prepare",
+    "rouge_l_per_sample",
+    "sacrebleu_score",
+    "meteor_scorer",
+    "java_available",
+    "NLG_KEYS",
+    "BLEU_KEYS",
+    "NORMALISATION",
+]

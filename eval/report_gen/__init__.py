@@ -4,6 +4,7 @@
 >>> ReportGenConfig(quick=True).validate().limit
 100
 """
+
 from __future__ import annotations
 
 from eval.report_gen.config import SYSTEMS, ReportGenConfig

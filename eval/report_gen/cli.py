@@ -8,6 +8,7 @@ Every flag is a field of :class:`ReportGenConfig` (report suite; its ``pipeline`
 the chosen suite's config from JSON or YAML first. Nothing reaches the network
 (:func:`eclip_core.runtime.setup_offline` runs first).
 """
+
 from __future__ import annotations
 
 import logging
@@ -36,21 +37,46 @@ def build_parser() -> ConfigParser:
     p = ConfigParser(
         prog="python -m eval.report_gen",
         description="Benchmark report drafting (random / CLIP / eCLIP / LLM / oracle) on one split, or the "
-                    "embedding suite (eCLIP vs CLIP, ablation ladder). Defaults: the embedded default bundle.")
-    p.add_argument("--suite", choices=("report", "embedding", "tower"), default="report",
-                   help="report: the drafting systems side by side; embedding: eCLIP vs CLIP and the ablation "
-                        "ladder; tower: which image tower learns most in the default's training budget (val split)")
-    p.add_config_option(help="JSON or YAML file of the chosen suite's config fields (ReportGenConfig, with a "
-                             "'pipeline' mapping; EmbeddingSuiteConfig; TowerSuiteConfig); flags given override it")
-    p.add_dataclass(ReportGenConfig, title="report suite (ReportGenConfig)",
-                    shown_defaults={"llm_limit": f"{FULL_LLM_STUDIES}; --quick: {QUICK_LLM_STUDIES}",
-                                    "free_limit": f"{FULL_FREE_STUDIES}; --quick: {QUICK_FREE_STUDIES}"})
-    p.add_dataclass(EmbeddingSuiteConfig, title="embedding suite (EmbeddingSuiteConfig; --suite embedding)",
-                    share=True, help_prefix="embedding suite: ",
-                    flags={"model": "--model-config", "batch_size": "--train-batch-size", "lr": "--train-lr",
-                           "k": "--label-precision-k"})
-    p.add_dataclass(TowerSuiteConfig, title="tower suite (TowerSuiteConfig; --suite tower)", share=True,
-                    help_prefix="tower suite: ", flags={"batch_size": "--train-batch-size", "lr": "--train-lr"})
+        "embedding suite (eCLIP vs CLIP, ablation ladder). Defaults: the embedded default bundle.",
+    )
+    p.add_argument(
+        "--suite",
+        choices=("report", "embedding", "tower"),
+        default="report",
+        help="report: the drafting systems side by side; embedding: eCLIP vs CLIP and the ablation "
+        "ladder; tower: which image tower learns most in the default's training budget (val split)",
+    )
+    p.add_config_option(
+        help="JSON or YAML file of the chosen suite's config fields (ReportGenConfig, with a "
+        "'pipeline' mapping; EmbeddingSuiteConfig; TowerSuiteConfig); flags given override it"
+    )
+    p.add_dataclass(
+        ReportGenConfig,
+        title="report suite (ReportGenConfig)",
+        shown_defaults={
+            "llm_limit": f"{FULL_LLM_STUDIES}; --quick: {QUICK_LLM_STUDIES}",
+            "free_limit": f"{FULL_FREE_STUDIES}; --quick: {QUICK_FREE_STUDIES}",
+        },
+    )
+    p.add_dataclass(
+        EmbeddingSuiteConfig,
+        title="embedding suite (EmbeddingSuiteConfig; --suite embedding)",
+        share=True,
+        help_prefix="embedding suite: ",
+        flags={
+            "model": "--model-config",
+            "batch_size": "--train-batch-size",
+            "lr": "--train-lr",
+            "k": "--label-precision-k",
+        },
+    )
+    p.add_dataclass(
+        TowerSuiteConfig,
+        title="tower suite (TowerSuiteConfig; --suite tower)",
+        share=True,
+        help_prefix="tower suite: ",
+        flags={"batch_size": "--train-batch-size", "lr": "--train-lr"},
+    )
     return p
 
 
@@ -62,8 +88,10 @@ def configs_from_args(argv: list[str], parser: ConfigParser | None = None):
     overrides = {"command": command}
     if args.suite == "report":
         quick = bool(parser.values(args, ReportGenConfig).get("quick", False))
-        defaults = {"llm_limit": QUICK_LLM_STUDIES if quick else FULL_LLM_STUDIES,
-                    "free_limit": QUICK_FREE_STUDIES if quick else FULL_FREE_STUDIES}
+        defaults = {
+            "llm_limit": QUICK_LLM_STUDIES if quick else FULL_LLM_STUDIES,
+            "free_limit": QUICK_FREE_STUDIES if quick else FULL_FREE_STUDIES,
+        }
         return args.suite, parser.config(args, ReportGenConfig, defaults=defaults, overrides=overrides)
     EmbeddingSuiteConfig, TowerSuiteConfig = _suite_classes()
     cls = EmbeddingSuiteConfig if args.suite == "embedding" else TowerSuiteConfig

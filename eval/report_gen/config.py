@@ -1,4 +1,5 @@
 """The configuration of one benchmark run (every CLI flag of ``python -m eval.report_gen`` is a field)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -93,7 +94,7 @@ class ReportGenConfig:
     #: The exact command line that produced the run (filled in by the CLI; written with every row).
     command: str = field(default="", metadata=cli(hidden=True))
 
-    def validate(self) -> "ReportGenConfig":
+    def validate(self) -> ReportGenConfig:
         unknown = [s for s in self.systems if s not in SYSTEMS]
         if unknown:
             raise ConfigError(f"unknown system(s) {unknown}; choose from {list(SYSTEMS)}")

@@ -10,6 +10,7 @@ shows a 2-D projection of image and report embeddings, CLIP beside eCLIP.
 >>> [v for v in cfg.validate().variants]
 ['clip', 'eclip']
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -36,16 +37,28 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "clip": ("CLIP (no expert data)", {"method": "clip"}),
     "mask": ("+mask (E*I, eCLIP schedule)", {"method": "mask"}),
     "mha": ("+MHA (naive: expert every step, no mixup/curriculum/priming)", {"method": "naive", "priming_weight": 0.0}),
-    "mixup": ("+mixup (expert every step, no curriculum/priming)", {"method": "eclip", "priming_weight": 0.0,
-                                                                     **_ALWAYS_INJECT}),
+    "mixup": (
+        "+mixup (expert every step, no curriculum/priming)",
+        {"method": "eclip", "priming_weight": 0.0, **_ALWAYS_INJECT},
+    ),
     "curriculum": ("+curriculum (no priming)", {"method": "eclip", "priming_weight": 0.0}),
     "eclip": ("+priming = full eCLIP", {"method": "eclip"}),
     "random": ("random heatmaps (control)", {"method": "random"}),
 }
 PROBE_FRACTIONS = (0.01, 0.1, 1.0)
 METRIC_ORDER = (
-    "zero_shot_macro_f1_5", "zero_shot_accuracy_5", "i2t_R@1", "i2t_R@5", "i2t_R@10", "label_precision@5",
-    "alignment", "uniformity", "modality_gap", "probe_auroc_1%", "probe_auroc_10%", "probe_auroc_100%",
+    "zero_shot_macro_f1_5",
+    "zero_shot_accuracy_5",
+    "i2t_R@1",
+    "i2t_R@5",
+    "i2t_R@10",
+    "label_precision@5",
+    "alignment",
+    "uniformity",
+    "modality_gap",
+    "probe_auroc_1%",
+    "probe_auroc_10%",
+    "probe_auroc_100%",
 )
 ZERO_SHOT_PROMPTS: dict[str, list[str]] = {
     "Atelectasis": ["Atelectasis.", "There is atelectasis.", "Subsegmental atelectasis in the lung base."],
@@ -95,7 +108,7 @@ class EmbeddingSuiteConfig:
     #: metrics join this table; their budget must equal this one. Runs trained here take precedence.
     include_runs: list[str] = field(default_factory=list)
 
-    def validate(self) -> "EmbeddingSuiteConfig":
+    def validate(self) -> EmbeddingSuiteConfig:
         unknown = [v for v in self.variants if v not in VARIANTS]
         if unknown:
             raise ConfigError(f"unknown variant(s) {unknown}; choose from {list(VARIANTS)}")
@@ -111,10 +124,22 @@ class EmbeddingSuiteConfig:
 
 
 def _run_dir(cfg: EmbeddingSuiteConfig, manifest: str, variant: str, seed: int) -> Path:
-    key = json.dumps({"manifest": str(Path(manifest).resolve()), "model": cfg.model, "lock": cfg.lock_text,
-                      "steps": cfg.steps, "batch": cfg.batch_size, "lr": cfg.lr, "variant": VARIANTS[variant][1],
-                      "seed": seed}, sort_keys=True)
-    return rag_report_home() / "eval" / "embedding" / f"{variant}-s{seed}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
+    key = json.dumps(
+        {
+            "manifest": str(Path(manifest).resolve()),
+            "model": cfg.model,
+            "lock": cfg.lock_text,
+            "steps": cfg.steps,
+            "batch": cfg.batch_size,
+            "lr": cfg.lr,
+            "variant": VARIANTS[variant][1],
+            "seed": seed,
+        },
+        sort_keys=True,
+    )
+    return (
+        rag_report_home() / "eval" / "embedding" / f"{variant}-s{seed}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
+    )
 
 
 def train_variant(cfg: EmbeddingSuiteConfig, manifest: str, variant: str, seed: int) -> tuple[Path, float]:
@@ -127,12 +152,21 @@ def train_variant(cfg: EmbeddingSuiteConfig, manifest: str, variant: str, seed: 
     if (model_dir / "config.json").is_file():
         info = json.loads((out / "suite_run.json").read_text()) if (out / "suite_run.json").is_file() else {}
         return model_dir, float(info.get("train_seconds", float("nan")))
-    tc = TrainConfig(manifest=str(manifest), output_dir=str(out), model=EClipConfig(name=cfg.model,
-                     lock_text=cfg.lock_text), steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, seed=seed,
-                     progress=cfg.progress, checkpoint_every=max(cfg.steps // 4, 1), resume=True,
-                     num_workers=cfg.num_workers,
-                     # The suite reads each manifest many times; bad rows are still skipped at load time.
-                     validate_images=False)
+    tc = TrainConfig(
+        manifest=str(manifest),
+        output_dir=str(out),
+        model=EClipConfig(name=cfg.model, lock_text=cfg.lock_text),
+        steps=cfg.steps,
+        batch_size=cfg.batch_size,
+        lr=cfg.lr,
+        seed=seed,
+        progress=cfg.progress,
+        checkpoint_every=max(cfg.steps // 4, 1),
+        resume=True,
+        num_workers=cfg.num_workers,
+        # The suite reads each manifest many times; bad rows are still skipped at load time.
+        validate_images=False,
+    )
     data = tc.to_dict()
     data.update(VARIANTS[variant][1])
     tc = TrainConfig.from_dict(data)
@@ -177,27 +211,40 @@ def evaluate_model(model_dir: Path, train_studies, eval_studies, cfg: EmbeddingS
         zs = Q.zero_shot_classify(img[single], prompts, y_eval[single][:, five].argmax(1))
         metrics["zero_shot_macro_f1_5"], metrics["zero_shot_accuracy_5"] = zs.macro_f1, zs.accuracy
     ids = [s.study_id for s in eval_studies]
-    metrics.update({k: v for k, v in Q.retrieval_recall(img, txt, ids, ids, ks=(1, 5, 10)).items()
-                    if k.startswith("i2t")})
+    metrics.update(
+        {k: v for k, v in Q.retrieval_recall(img, txt, ids, ids, ks=(1, 5, 10)).items() if k.startswith("i2t")}
+    )
     metrics[f"label_precision@{cfg.k}"] = Q.label_precision_at_k(img, txt, y_eval, y_eval, k=cfg.k, mode="exact")
     metrics["alignment"] = Q.alignment(img, txt)
     metrics["uniformity"] = Q.uniformity(img)
     metrics["modality_gap"] = Q.modality_gap(img, txt)
     for frac in PROBE_FRACTIONS:
-        probe = Q.linear_probe(train_img, y_train, img, y_eval, fraction=frac, seed=0,
-                               class_names=list(CHEXPERT_OBSERVATIONS))
+        probe = Q.linear_probe(
+            train_img, y_train, img, y_eval, fraction=frac, seed=0, class_names=list(CHEXPERT_OBSERVATIONS)
+        )
         metrics[f"probe_auroc_{frac:.0%}"] = probe.auroc if np.isfinite(probe.auroc) else None
     return metrics, {"image": img, "text": txt}
 
 
-def _cached_evaluation(model_dir: Path, manifest: str, train_studies, eval_studies,
-                       cfg: EmbeddingSuiteConfig) -> tuple[dict, dict]:
+def _cached_evaluation(
+    model_dir: Path, manifest: str, train_studies, eval_studies, cfg: EmbeddingSuiteConfig
+) -> tuple[dict, dict]:
     """evaluate_model, cached next to the model (keyed by every setting that changes the numbers)."""
-    key = hashlib.sha256(json.dumps({
-        "manifest": str(Path(manifest).resolve()), "split": cfg.eval_split, "max_eval": cfg.max_eval,
-        "probe": cfg.max_probe_train, "k": cfg.k, "n_eval": len(eval_studies), "prompts": ZERO_SHOT_PROMPTS,
-        "version": 1,
-    }, sort_keys=True).encode()).hexdigest()[:10]
+    key = hashlib.sha256(
+        json.dumps(
+            {
+                "manifest": str(Path(manifest).resolve()),
+                "split": cfg.eval_split,
+                "max_eval": cfg.max_eval,
+                "probe": cfg.max_probe_train,
+                "k": cfg.k,
+                "n_eval": len(eval_studies),
+                "prompts": ZERO_SHOT_PROMPTS,
+                "version": 1,
+            },
+            sort_keys=True,
+        ).encode()
+    ).hexdigest()[:10]
     base = Path(model_dir).parent / f"suite_eval_{key}"
     metrics_path, emb_path = base.with_suffix(".json"), base.with_suffix(".npz")
     if metrics_path.is_file() and emb_path.is_file():
@@ -247,8 +294,11 @@ def paired_vs_clip(runs: list[dict]) -> dict[str, dict[str, dict[str, float | in
             continue
         out[variant] = {}
         for metric in METRIC_ORDER:
-            diffs = [m[metric] - clip[s][metric] for s, m in these.items()
-                     if m.get(metric) is not None and clip[s].get(metric) is not None]
+            diffs = [
+                m[metric] - clip[s][metric]
+                for s, m in these.items()
+                if m.get(metric) is not None and clip[s].get(metric) is not None
+            ]
             mean, std = _mean_std(diffs)
             out[variant][metric] = {"mean": mean, "std": std, "higher": sum(d > 0 for d in diffs), "n": len(diffs)}
     return out
@@ -276,31 +326,47 @@ def render_markdown(result: dict) -> str:
     head = ["variant"] + list(METRIC_ORDER)
     lines = [f"# Embedding suite: eCLIP vs CLIP and the ablation ladder ({cfg['eval_split']} split)", ""]
     if result.get("simulated"):
-        lines += ["> Phantom (simulated) radiographs with real Open-I report text: numbers do not transfer to "
-                  "real images.", ""]
+        lines += [
+            "> Phantom (simulated) radiographs with real Open-I report text: numbers do not transfer to real images.",
+            "",
+        ]
     lines += [
-        f"Command: `{portable_paths(result['command'])}`", "",
+        f"Command: `{portable_paths(result['command'])}`",
+        "",
         f"Budget per run (same for every variant): model `{cfg['model']}` (lock_text={cfg['lock_text']}), "
         f"{cfg['steps']} steps, batch {cfg['batch_size']}, lr {cfg['lr']}; seeds {cfg['seeds']}; "
         f"{result['sizes']['train']} train studies ({result['sizes']['expert']} with expert gaze), "
         f"{result['sizes']['eval']} {cfg['eval_split']} studies; zero-shot on {result['sizes']['zero_shot']} "
-        "studies positive for exactly one of the 5 common observations. Mean ± std (ddof=1) over seeds.", "",
-        "| " + " | ".join(head) + " |", "|" + "---|" * len(head),
+        "studies positive for exactly one of the 5 common observations. Mean ± std (ddof=1) over seeds.",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
     ]
     for variant, cells in summary.items():
         lines.append("| " + " | ".join([VARIANTS[variant][0]] + [_pm(cells[m]) for m in METRIC_ORDER]) + " |")
     paired = result.get("paired_vs_clip") or {}
     if paired:
-        lines += ["", "## Paired with CLIP, seed by seed", "",
-                  "Difference variant - CLIP over the seeds both ran (same data order and initialisation per "
-                  "seed), mean ± std, and in how many seeds the variant is higher (for alignment and uniformity "
-                  "lower is better).", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        lines += [
+            "",
+            "## Paired with CLIP, seed by seed",
+            "",
+            "Difference variant - CLIP over the seeds both ran (same data order and initialisation per "
+            "seed), mean ± std, and in how many seeds the variant is higher (for alignment and uniformity "
+            "lower is better).",
+            "",
+            "| " + " | ".join(head) + " |",
+            "|" + "---|" * len(head),
+        ]
         for variant, cells in paired.items():
-            lines.append("| " + " | ".join([VARIANTS[variant][0]] + [_paired(cells[m]) for m in METRIC_ORDER])
-                         + " |")
+            lines.append("| " + " | ".join([VARIANTS[variant][0]] + [_paired(cells[m]) for m in METRIC_ORDER]) + " |")
     lines += ["", "## Definitions", ""] + [f"- {d}" for d in result["definitions"]]
-    lines += ["", "## Per run", "", "| variant | seed | train s | " + " | ".join(METRIC_ORDER) + " |",
-              "|" + "---|" * (len(METRIC_ORDER) + 3)]
+    lines += [
+        "",
+        "## Per run",
+        "",
+        "| variant | seed | train s | " + " | ".join(METRIC_ORDER) + " |",
+        "|" + "---|" * (len(METRIC_ORDER) + 3),
+    ]
     for r in result["runs"]:
         vals = [("n/a" if r["metrics"].get(m) is None else f"{r['metrics'][m]:.3f}") for m in METRIC_ORDER]
         secs = r.get("train_seconds")
@@ -308,15 +374,23 @@ def render_markdown(result: dict) -> str:
         lines.append(f"| {r['variant']} | {r['seed']} | {secs} | " + " | ".join(vals) + " |")
     sources = sorted({r["source"] for r in result["runs"] if r.get("source")})
     if sources:
-        lines += ["", "Runs not trained by this command come from: " + ", ".join(f"`{s}`" for s in sources)
-                  + " (their budget checked equal to this one)."]
+        lines += [
+            "",
+            "Runs not trained by this command come from: "
+            + ", ".join(f"`{s}`" for s in sources)
+            + " (their budget checked equal to this one).",
+        ]
     if result.get("picture"):
         lines += ["", f"Modality gap picture: `{result['picture']}`"]
     return "\n".join(lines) + "\n"
 
 
-def projection_plot(embeddings: dict[str, dict[str, np.ndarray]], path: Path, gaps: dict[str, float],
-                    title: str = "Image and report embeddings, joint PCA (test split, seed 0)") -> Path:
+def projection_plot(
+    embeddings: dict[str, dict[str, np.ndarray]],
+    path: Path,
+    gaps: dict[str, float],
+    title: str = "Image and report embeddings, joint PCA (test split, seed 0)",
+) -> Path:
     """PCA (fit jointly on image + report embeddings of each model) to 2-D, models side by side."""
     import matplotlib
 
@@ -325,8 +399,9 @@ def projection_plot(embeddings: dict[str, dict[str, np.ndarray]], path: Path, ga
 
     from eclip_core.atomic import atomic_path
 
-    fig, axes = plt.subplots(1, len(embeddings), figsize=(6 * len(embeddings), 5.4), squeeze=False,
-                             sharex=True, sharey=True)
+    fig, axes = plt.subplots(
+        1, len(embeddings), figsize=(6 * len(embeddings), 5.4), squeeze=False, sharex=True, sharey=True
+    )
     for ax, (name, emb) in zip(axes[0], embeddings.items()):
         both = np.concatenate([emb["image"], emb["text"]])
         centred = both - both.mean(0)
@@ -381,15 +456,19 @@ def load_included_runs(cfg: EmbeddingSuiteConfig, manifest: str) -> list[dict]:
         if not isinstance(data, dict) or not isinstance(data.get("runs"), list) or "config" not in data:
             raise ConfigError(f"--include-runs {path}: no 'config' and 'runs' (write it with this suite)")
         ours = cfg.to_dict()
-        differ = [f"{k}: {data['config'].get(k)!r} there, {ours[k]!r} here" for k in BUDGET_FIELDS
-                  if data["config"].get(k) != ours[k]]
+        differ = [
+            f"{k}: {data['config'].get(k)!r} there, {ours[k]!r} here"
+            for k in BUDGET_FIELDS
+            if data["config"].get(k) != ours[k]
+        ]
         # The same data set built on another machine lives under another root: compare its own folder.
         theirs = str(data.get("manifest", ""))
         if Path(theirs).parts[-2:] != Path(manifest).parts[-2:]:
             differ.append(f"manifest: {theirs!r} there, {manifest!r} here")
         if differ:
-            raise ConfigError(f"--include-runs {path}: another budget, its runs cannot share this table ("
-                              + "; ".join(differ) + ")")
+            raise ConfigError(
+                f"--include-runs {path}: another budget, its runs cannot share this table (" + "; ".join(differ) + ")"
+            )
         for run in data["runs"]:
             if run.get("variant") not in VARIANTS or not isinstance(run.get("metrics"), dict):
                 raise ConfigError(f"--include-runs {path}: a run without a known variant or metrics: {run}")
@@ -411,9 +490,9 @@ def _merge_runs(own: list[dict], included: list[dict]) -> list[dict]:
 
 def run_embedding_suite(cfg: EmbeddingSuiteConfig) -> dict[str, Any]:
     """Train every variant for every seed (cached), score, write JSON / Markdown / PNG."""
+    from eclip_core.atomic import atomic_path
     from eclip_core.data.manifest import read_manifest
     from eval.report_gen.tables import _json_default
-    from eclip_core.atomic import atomic_path
 
     cfg.validate()
     t_start = time.perf_counter()
@@ -426,8 +505,9 @@ def run_embedding_suite(cfg: EmbeddingSuiteConfig) -> dict[str, Any]:
     studies = read_manifest(manifest)
     simulated = simulated or (bool(studies) and all((s.meta or {}).get("simulated") for s in studies[:50]))
     train_studies = [s for s in studies if s.split == "train"]
-    eval_studies = sorted((s for s in studies if s.split == cfg.eval_split and s.report_text.strip()),
-                          key=lambda s: s.study_id)[: cfg.max_eval or None]
+    eval_studies = sorted(
+        (s for s in studies if s.split == cfg.eval_split and s.report_text.strip()), key=lambda s: s.study_id
+    )[: cfg.max_eval or None]
     if not train_studies or not eval_studies:
         raise ConfigError(f"manifest {manifest}: needs train and {cfg.eval_split} studies")
     included = load_included_runs(cfg, manifest)  # fail on a bad file before hours of training
@@ -437,8 +517,15 @@ def run_embedding_suite(cfg: EmbeddingSuiteConfig) -> dict[str, Any]:
             log.info("embedding suite: %s seed %d", variant, seed)
             model_dir, seconds = train_variant(cfg, manifest, variant, seed)
             metrics, emb = _cached_evaluation(model_dir, manifest, train_studies, eval_studies, cfg)
-            runs.append({"variant": variant, "seed": seed, "train_seconds": seconds, "model_dir": str(model_dir),
-                         "metrics": metrics})
+            runs.append(
+                {
+                    "variant": variant,
+                    "seed": seed,
+                    "train_seconds": seconds,
+                    "model_dir": str(model_dir),
+                    "metrics": metrics,
+                }
+            )
             if seed == cfg.seeds[0] and variant in ("clip", "eclip"):
                 label = "CLIP" if variant == "clip" else "eCLIP"
                 pictures[label], gaps[label] = emb, metrics["modality_gap"]
@@ -449,15 +536,23 @@ def run_embedding_suite(cfg: EmbeddingSuiteConfig) -> dict[str, Any]:
         picture = str(projection_plot(pictures, out_dir / f"{cfg.name}_modality_gap.png", gaps))
     result = {
         "command": cfg.command,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "config": cfg.to_dict(), "manifest": manifest, "simulated": simulated,
-        "sizes": {"train": len(train_studies), "expert": sum(s.has_expert for s in train_studies),
-                  "eval": len(eval_studies),
-                  # Included runs may predate this count: take it from a run that has it.
-                  "zero_shot": next((r["metrics"]["zero_shot_n"] for r in runs if "zero_shot_n" in r["metrics"]), 0)},
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "config": cfg.to_dict(),
+        "manifest": manifest,
+        "simulated": simulated,
+        "sizes": {
+            "train": len(train_studies),
+            "expert": sum(s.has_expert for s in train_studies),
+            "eval": len(eval_studies),
+            # Included runs may predate this count: take it from a run that has it.
+            "zero_shot": next((r["metrics"]["zero_shot_n"] for r in runs if "zero_shot_n" in r["metrics"]), 0),
+        },
         "variants": {v: {"label": VARIANTS[v][0], "overrides": VARIANTS[v][1]} for v in cfg.variants},
-        "definitions": DEFINITIONS, "runs": runs, "summary": summarise(runs),
-        "paired_vs_clip": paired_vs_clip(runs), "picture": picture,
+        "definitions": DEFINITIONS,
+        "runs": runs,
+        "summary": summarise(runs),
+        "paired_vs_clip": paired_vs_clip(runs),
+        "picture": picture,
         "wall_seconds": round(time.perf_counter() - t_start, 1),
     }
     paths = {"json": out_dir / f"{cfg.name}.json", "markdown": out_dir / f"{cfg.name}.md"}

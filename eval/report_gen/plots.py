@@ -1,4 +1,5 @@
 """Bar chart of the benchmark table (matplotlib, Agg backend: no display needed)."""
+
 from __future__ import annotations
 
 from pathlib import Path

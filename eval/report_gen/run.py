@@ -4,6 +4,7 @@
 >>> result = run_report_gen(ReportGenConfig(quick=True))          # doctest: +SKIP
 >>> [row["name"] for row in result["rows"]]                       # doctest: +SKIP
 """
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -21,8 +22,8 @@ from eclip_core.errors import ConfigError
 from eclip_core.paths import rag_report_home
 from eval.report_gen import systems as S
 from eval.report_gen.config import LLM_SYSTEMS, PIPELINE_SYSTEMS, SYSTEMS, ReportGenConfig
-from rag_report.pipeline import PipelineConfig
 from eval.report_gen.scoring import score_system
+from rag_report.pipeline import PipelineConfig
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +82,9 @@ class _Inputs:
             bundle = default_bundle(build=True, progress=cfg.progress)
             self.simulated = bundle.info.get("simulated", True)
             self.manifest = str(bundle.manifest_path)
-            self.models["default"] = _Model(pipe.model_dir or str(bundle.eclip_dir),
-                                            pipe.index_dir or str(bundle.index_dir), pipe.label_boost)
+            self.models["default"] = _Model(
+                pipe.model_dir or str(bundle.eclip_dir), pipe.index_dir or str(bundle.index_dir), pipe.label_boost
+            )
             for role, method in (("paper", "eclip-paper"), ("clip", "clip")):
                 given = cfg.paper_model if role == "paper" else cfg.clip_model
                 index = cfg.paper_index if role == "paper" else cfg.clip_index
@@ -94,12 +96,15 @@ class _Inputs:
         else:
             self.simulated = _is_simulated(cfg.manifest)
             if pipe.model_dir is None and roles - {"clip"}:
-                raise ConfigError(f"--manifest {cfg.manifest} given without --model: pass the eCLIP checkpoint folder "
-                                  "trained for this data (python -m eclip_core.train), or run only random/oracle")
+                raise ConfigError(
+                    f"--manifest {cfg.manifest} given without --model: pass the eCLIP checkpoint folder "
+                    "trained for this data (python -m eclip_core.train), or run only random/oracle"
+                )
             if pipe.model_dir is not None:
                 self.models["default"] = _Model(pipe.model_dir, pipe.index_dir, pipe.label_boost)
-                self.models["paper"] = _Model(cfg.paper_model or pipe.model_dir,
-                                              cfg.paper_index if cfg.paper_model else pipe.index_dir, "off")
+                self.models["paper"] = _Model(
+                    cfg.paper_model or pipe.model_dir, cfg.paper_index if cfg.paper_model else pipe.index_dir, "off"
+                )
             if cfg.clip_model is not None:
                 self.models["clip"] = _Model(cfg.clip_model, cfg.clip_index, "off")
         if "clip" in roles and "clip" not in self.models:
@@ -126,8 +131,14 @@ def _pipeline(cfg: ReportGenConfig, model: _Model, corpus: list[Study]):
         ckpt = EClip.from_pretrained(model.model_dir).eval()
         index_dir = str(rag_report_home() / "eval" / "indexes" / f"{ckpt.checkpoint_hash}-{len(corpus)}")
         if not is_current_index(index_dir):
-            ReportIndex.build(ckpt, corpus, index_dir, progress=cfg.progress, label_classifiers=False,
-                              corpus_name="report_gen baseline corpus")
+            ReportIndex.build(
+                ckpt,
+                corpus,
+                index_dir,
+                progress=cfg.progress,
+                label_classifiers=False,
+                corpus_name="report_gen baseline corpus",
+            )
     pipe_cfg = replace(cfg.pipeline, model_dir=model.model_dir, index_dir=index_dir, label_boost=model.label_boost)
     return ReportPipeline(pipe_cfg, progress=cfg.progress)
 
@@ -156,8 +167,14 @@ def run_report_gen(cfg: ReportGenConfig) -> dict[str, Any]:
     corpus = [s for s in studies if s.split == "train" and s.report_text.strip()]
     llm_test = test[: cfg.llm_limit] if cfg.llm_limit else test
     free_test = llm_test[: cfg.free_limit] if cfg.free_limit else llm_test
-    log.info("%d %s studies (%d without text skipped), corpus %d, LLM rows on %d",
-             len(test), cfg.split, skipped, len(corpus), len(llm_test))
+    log.info(
+        "%d %s studies (%d without text skipped), corpus %d, LLM rows on %d",
+        len(test),
+        cfg.split,
+        skipped,
+        len(corpus),
+        len(llm_test),
+    )
 
     references = {s.study_id: s.report_text for s in test}
     ref_labels = {s.study_id: label_report(s.report_text) for s in test}
@@ -169,8 +186,11 @@ def run_report_gen(cfg: ReportGenConfig) -> dict[str, Any]:
     if "random" in cfg.systems:
         outputs.append(S.random_system(test, corpus, k=cfg.pipeline.k, seed=cfg.seed, name=SYSTEMS["random"]))
     if "label_oracle" in cfg.systems:
-        outputs.append(S.label_matched_system(test, corpus, ref_labels, k=cfg.pipeline.k, seed=cfg.seed,
-                                              name=SYSTEMS["label_oracle"]))
+        outputs.append(
+            S.label_matched_system(
+                test, corpus, ref_labels, k=cfg.pipeline.k, seed=cfg.seed, name=SYSTEMS["label_oracle"]
+            )
+        )
 
     llm = None
     pictures: dict[str, dict[str, np.ndarray]] = {}
@@ -184,10 +204,14 @@ def run_report_gen(cfg: ReportGenConfig) -> dict[str, Any]:
         pipe = _pipeline(cfg, inputs.models[role], corpus)
         tag = {"clip": "clip_checkpoint", "paper": "eclip_paper_checkpoint", "default": "eclip_checkpoint"}[role]
         models[tag] = f"{pipe.model.checkpoint_hash} ({inputs.models[role].model_dir})"
-        models[tag.replace("checkpoint", "index")] = f"{pipe.index.manifest.get('index_id', '')} ({pipe.index.directory})"
+        models[tag.replace("checkpoint", "index")] = (
+            f"{pipe.index.manifest.get('index_id', '')} ({pipe.index.directory})"
+        )
         embedded = S.embed_studies(pipe, test, progress=cfg.progress, desc=f"{role} embed")
-        pictures[ROLE_NAMES[role]] = {"image": np.asarray(embedded.vectors),
-                                      "text": pipe.model.embed_texts([s.report_text for s in test], progress=False)}
+        pictures[ROLE_NAMES[role]] = {
+            "image": np.asarray(embedded.vectors),
+            "text": pipe.model.embed_texts([s.report_text for s in test], progress=False),
+        }
         if role == "default" and pipe.index.label_classifiers is not None:
             classifier_scores = _classifier_scores(embedded, test, ref_labels)
         meta = {"checkpoint": pipe.model.checkpoint_hash, "label_boost": pipe.config.label_boost}
@@ -200,19 +224,35 @@ def run_report_gen(cfg: ReportGenConfig) -> dict[str, Any]:
             if mode in ("grounded", "free") and llm is None:
                 t0 = time.perf_counter()
                 llm = pipe.llm()
-                models["llm"] = (f"{getattr(llm, 'id', '')} ({llm.spec.quantization}; asked "
-                                 f"{cfg.pipeline.quantization})")
+                models["llm"] = f"{getattr(llm, 'id', '')} ({llm.spec.quantization}; asked {cfg.pipeline.quantization})"
                 log.info("LLM loaded in %.1f s", time.perf_counter() - t0)
-            sub = S.Embedded(embedded.vectors[:len(subset)], embedded.probabilities[:len(subset)],
-                             embedded.embed_ms[:len(subset)])
+            sub = S.Embedded(
+                embedded.vectors[: len(subset)], embedded.probabilities[: len(subset)], embedded.embed_ms[: len(subset)]
+            )
             uses_llm = mode in ("grounded", "free")
             # "auto" resolves by the LLM's size; a row without the LLM is then not the default's mode.
-            default_mode = cfg.pipeline.mode if cfg.pipeline.mode != "auto" else (
-                pipe.resolve_mode("auto", llm) if uses_llm else None)
-            outputs.append(S.run_pipeline_system(
-                key, SYSTEMS[key], pipe, subset, sub, mode, llm=llm if uses_llm else None, progress=cfg.progress,
-                meta={**meta, "is_default": default_config and mode == default_mode,
-                      **({"llm": models["llm"]} if uses_llm else {})}))
+            default_mode = (
+                cfg.pipeline.mode
+                if cfg.pipeline.mode != "auto"
+                else (pipe.resolve_mode("auto", llm) if uses_llm else None)
+            )
+            outputs.append(
+                S.run_pipeline_system(
+                    key,
+                    SYSTEMS[key],
+                    pipe,
+                    subset,
+                    sub,
+                    mode,
+                    llm=llm if uses_llm else None,
+                    progress=cfg.progress,
+                    meta={
+                        **meta,
+                        "is_default": default_config and mode == default_mode,
+                        **({"llm": models["llm"]} if uses_llm else {}),
+                    },
+                )
+            )
         del pipe
 
     if "oracle" in cfg.systems:
@@ -228,13 +268,17 @@ def run_report_gen(cfg: ReportGenConfig) -> dict[str, Any]:
 
     result = {
         "command": cfg.command,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "config": cfg.to_dict(),
         "simulated": inputs.simulated,
         "simulated_notice": SIMULATED_NOTICE if inputs.simulated else "",
-        "sizes": {"test_studies": len(test), "skipped_no_report": skipped, "corpus_reports": len(corpus),
-                  "llm_studies": len(llm_test) if any(s in LLM_SYSTEMS for s in cfg.systems) else 0,
-                  "free_studies": len(free_test) if "eclip_free" in cfg.systems else 0},
+        "sizes": {
+            "test_studies": len(test),
+            "skipped_no_report": skipped,
+            "corpus_reports": len(corpus),
+            "llm_studies": len(llm_test) if any(s in LLM_SYSTEMS for s in cfg.systems) else 0,
+            "free_studies": len(free_test) if "eclip_free" in cfg.systems else 0,
+        },
         "choices": CHOICES,
         "notes": notes,
         "models": models,
@@ -251,8 +295,12 @@ def run_report_gen(cfg: ReportGenConfig) -> dict[str, Any]:
         from eval.report_gen.embedding_suite import projection_plot
 
         gaps = {name: float(modality_gap(e["image"], e["text"])) for name, e in pictures.items()}
-        paths["embeddings_png"] = projection_plot(pictures, Path(cfg.out_dir) / f"{cfg.name}_embeddings.png", gaps,
-                                                  title=f"Image and report embeddings, joint PCA ({title})")
+        paths["embeddings_png"] = projection_plot(
+            pictures,
+            Path(cfg.out_dir) / f"{cfg.name}_embeddings.png",
+            gaps,
+            title=f"Image and report embeddings, joint PCA ({title})",
+        )
     result["outputs"] = {k: str(v) for k, v in paths.items()}
     log.info("wrote %s in %.0f s", ", ".join(str(p) for p in paths.values()), result["wall_seconds"])
     return result
@@ -266,8 +314,9 @@ def _is_default_config(pipe: PipelineConfig) -> bool:
     return replace(pipe, model_dir=None, index_dir=None) == PipelineConfig()
 
 
-def _classifier_scores(embedded: S.Embedded, studies: list[Study], ref_labels: dict[str, dict],
-                       min_positives: int = 10) -> dict[str, Any]:
+def _classifier_scores(
+    embedded: S.Embedded, studies: list[Study], ref_labels: dict[str, dict], min_positives: int = 10
+) -> dict[str, Any]:
     """AUROC of the label classifiers on the test studies, per observation (those with both classes)."""
     from sklearn.metrics import roc_auc_score
 
@@ -280,15 +329,28 @@ def _classifier_scores(embedded: S.Embedded, studies: list[Study], ref_labels: d
         if 0 < truth.sum() < len(truth):
             per[name] = {"auroc": float(roc_auc_score(truth, probs[:, j])), "positives": int(truth.sum())}
     scored = [v["auroc"] for v in per.values() if v["positives"] >= min_positives]
-    return {"per_observation": per, "min_positives": min_positives,
-            "mean_auroc": float(np.mean(scored)) if scored else None, "n_scored": len(scored)}
+    return {
+        "per_observation": per,
+        "min_positives": min_positives,
+        "mean_auroc": float(np.mean(scored)) if scored else None,
+        "n_scored": len(scored),
+    }
 
 
 def _row(out: S.SystemOutput, metrics: dict, cfg: ReportGenConfig, n_test: int, n_corpus: int) -> dict:
     return {
-        "system": out.key, "name": out.name, "seed": cfg.seed, "split": cfg.split,
-        "sizes": {"scored_studies": len(out.drafts), "test_studies": n_test, "corpus_reports": n_corpus,
-                  "k": cfg.pipeline.k},
-        "command": cfg.command, "meta": out.meta, "metrics": metrics,
+        "system": out.key,
+        "name": out.name,
+        "seed": cfg.seed,
+        "split": cfg.split,
+        "sizes": {
+            "scored_studies": len(out.drafts),
+            "test_studies": n_test,
+            "corpus_reports": n_corpus,
+            "k": cfg.pipeline.k,
+        },
+        "command": cfg.command,
+        "meta": out.meta,
+        "metrics": metrics,
         "drafts": {d.study_id: d.text for d in out.drafts},
     }

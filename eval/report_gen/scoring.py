@@ -4,10 +4,12 @@ References and drafts go through the same normalisation (eclip_core.text; the me
 both with ``tokenize_for_metrics``) and the same labeler (eclip_core.labeler). Clinical F1 is given
 under both uncertain-label policies, each number with its policy.
 """
+
 from __future__ import annotations
 
 import logging
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -25,8 +27,9 @@ def positive_set(labels: dict | None) -> frozenset[str]:
     return frozenset(k for k, v in (labels or {}).items() if v is not None and float(v) == 1.0)
 
 
-def label_precision_at_k(query_labels: Sequence[dict], retrieved_labels: Sequence[Sequence[dict]],
-                         k: int = 5) -> float | None:
+def label_precision_at_k(
+    query_labels: Sequence[dict], retrieved_labels: Sequence[Sequence[dict]], k: int = 5
+) -> float | None:
     """Mean over queries of the fraction of the top-``k`` retrieved reports whose set of positive
     CheXpert observations equals the query's (a normal study matches a normal report).
 
@@ -45,8 +48,9 @@ def label_precision_at_k(query_labels: Sequence[dict], retrieved_labels: Sequenc
     return float(np.mean(scores)) if scores else None
 
 
-def nlg_scores(references: Sequence[str], hypotheses: Sequence[str], *,
-               meteor: bool = True) -> tuple[dict[str, float | None], list[str]]:
+def nlg_scores(
+    references: Sequence[str], hypotheses: Sequence[str], *, meteor: bool = True
+) -> tuple[dict[str, float | None], list[str]]:
     """Corpus-level BLEU-1..4, METEOR, ROUGE-L, CIDEr (pycocoevalcap engine via eval.metrics).
 
     Returns (scores, notes); a metric that cannot run (METEOR without Java) is None with a note.
@@ -66,8 +70,9 @@ def clinical_scores(references: Sequence[str], hypotheses: Sequence[str]) -> dic
     return clinical.clinical_f1_from_texts(list(hypotheses), list(references))
 
 
-def score_system(output: Any, references: dict[str, str], reference_labels: dict[str, dict], *,
-                 k: int = 5, meteor: bool = True) -> dict[str, Any]:
+def score_system(
+    output: Any, references: dict[str, str], reference_labels: dict[str, dict], *, k: int = 5, meteor: bool = True
+) -> dict[str, Any]:
     """All metrics of one :class:`~eval.report_gen.systems.SystemOutput` against the references."""
     ids = output.study_ids
     refs = [references[i] for i in ids]
@@ -75,8 +80,11 @@ def score_system(output: Any, references: dict[str, str], reference_labels: dict
     nlg, notes = nlg_scores(refs, hyps, meteor=meteor)
     clinical = clinical_scores(refs, hyps)
     has_retrieval = any(d.retrieved_labels for d in output.drafts)
-    lp = (label_precision_at_k([reference_labels[i] for i in ids], [d.retrieved_labels for d in output.drafts], k)
-          if has_retrieval else None)
+    lp = (
+        label_precision_at_k([reference_labels[i] for i in ids], [d.retrieved_labels for d in output.drafts], k)
+        if has_retrieval
+        else None
+    )
     latency = [d.latency_ms for d in output.drafts]
     empty = sum(1 for h in hyps if not h.strip())
     return {

@@ -6,12 +6,14 @@ that model retrieves and drafts with the pipeline's ``retrieve`` and ``draft`` i
 what the library returns. The diagnostics (random retrieval, label-matched retrieval, the own report)
 need no model.
 """
+
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -82,8 +84,18 @@ def embed_studies(pipe: Any, studies: Sequence[Study], *, progress: bool = True,
     return Embedded(vectors, probs, times)
 
 
-def run_pipeline_system(key: str, name: str, pipe: Any, studies: Sequence[Study], embedded: Embedded, mode: str, *,
-                        llm: Any = None, progress: bool = True, meta: dict | None = None) -> SystemOutput:
+def run_pipeline_system(
+    key: str,
+    name: str,
+    pipe: Any,
+    studies: Sequence[Study],
+    embedded: Embedded,
+    mode: str,
+    *,
+    llm: Any = None,
+    progress: bool = True,
+    meta: dict | None = None,
+) -> SystemOutput:
     """Draft every study with the pipeline's own stages (retrieve, then draft in ``mode``): the same calls
     and the same text as ``ReportPipeline.generate`` for that image and config. Latency per study = its
     embedding + label prediction + retrieval + drafting."""
@@ -100,20 +112,27 @@ def run_pipeline_system(key: str, name: str, pipe: Any, studies: Sequence[Study]
         except EClipError as exc:  # e.g. no usable evidence sentence: an empty draft, scored as such
             failures.append(f"{study.study_id}: {exc}")
             text = ""
-        drafts.append(StudyDraft(
-            study_id=study.study_id, text=text, latency_ms=embedded.embed_ms[i] + _ms(t0),
-            retrieved_ids=[r.study_id for r in reports], retrieved_labels=[_labels_of(r) for r in reports],
-        ))
+        drafts.append(
+            StudyDraft(
+                study_id=study.study_id,
+                text=text,
+                latency_ms=embedded.embed_ms[i] + _ms(t0),
+                retrieved_ids=[r.study_id for r in reports],
+                retrieved_labels=[_labels_of(r) for r in reports],
+            )
+        )
     meta = dict(meta or {})
     if failures:
-        log.warning("%s: %d of %d drafts failed (scored as empty), first: %s", name, len(failures), len(drafts),
-                    failures[0])
+        log.warning(
+            "%s: %d of %d drafts failed (scored as empty), first: %s", name, len(failures), len(drafts), failures[0]
+        )
         meta["failed_drafts"] = failures
     return SystemOutput(key, name, drafts, meta)
 
 
-def random_system(studies: Sequence[Study], corpus: Sequence[Study], *, k: int, seed: int,
-                  name: str = "random retrieval") -> SystemOutput:
+def random_system(
+    studies: Sequence[Study], corpus: Sequence[Study], *, k: int, seed: int, name: str = "random retrieval"
+) -> SystemOutput:
     """Floor: each study gets a uniformly random corpus report (seeded; same seed, same drafts).
 
     The draft is the first of ``k`` random reports; all ``k`` are scored by label-precision@k.
@@ -127,13 +146,27 @@ def random_system(studies: Sequence[Study], corpus: Sequence[Study], *, k: int, 
         picks = rng.choice(len(corpus), size=min(k, len(corpus)), replace=False)
         chosen = [corpus[int(j)] for j in picks]
         text = chosen[0].report_text
-        drafts.append(StudyDraft(study.study_id, text, _ms(t0), [c.study_id for c in chosen],
-                                 [dict(c.labels) if c.labels else _labels_of(c) for c in chosen]))
+        drafts.append(
+            StudyDraft(
+                study.study_id,
+                text,
+                _ms(t0),
+                [c.study_id for c in chosen],
+                [dict(c.labels) if c.labels else _labels_of(c) for c in chosen],
+            )
+        )
     return SystemOutput("random", name, drafts, {"seed": seed, "corpus": len(corpus)})
 
 
-def label_matched_system(studies: Sequence[Study], corpus: Sequence[Study], query_labels: dict[str, dict], *,
-                         k: int, seed: int, name: str = "label-matched retrieval (diagnostic)") -> SystemOutput:
+def label_matched_system(
+    studies: Sequence[Study],
+    corpus: Sequence[Study],
+    query_labels: dict[str, dict],
+    *,
+    k: int,
+    seed: int,
+    name: str = "label-matched retrieval (diagnostic)",
+) -> SystemOutput:
     """Diagnostic, not a method: retrieve corpus reports whose positive observations best match the
     study's OWN reference labels (Jaccard of positive sets; ties broken at random, seeded).
 
@@ -151,8 +184,15 @@ def label_matched_system(studies: Sequence[Study], corpus: Sequence[Study], quer
         score = np.array([len(want & s) / max(len(want | s), 1) if (want or s) else 1.0 for s in sets])
         order = np.lexsort((rng.random(len(sets)), -score))[:k]
         chosen = [corpus[int(j)] for j in order]
-        drafts.append(StudyDraft(study.study_id, chosen[0].report_text, _ms(t0), [c.study_id for c in chosen],
-                                 [dict(c.labels) if c.labels else _labels_of(c) for c in chosen]))
+        drafts.append(
+            StudyDraft(
+                study.study_id,
+                chosen[0].report_text,
+                _ms(t0),
+                [c.study_id for c in chosen],
+                [dict(c.labels) if c.labels else _labels_of(c) for c in chosen],
+            )
+        )
     return SystemOutput("label_oracle", name, drafts, {"seed": seed, "diagnostic": True})
 
 

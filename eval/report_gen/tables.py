@@ -1,4 +1,5 @@
 """Rows of the benchmark -> JSON (everything) and Markdown (the table a paper prints, with its policy)."""
+
 from __future__ import annotations
 
 import json
@@ -10,8 +11,10 @@ from eclip_core.atomic import atomic_path
 from eval.report_gen.scoring import CLINICAL_COLUMNS, NLG_COLUMNS, POLICIES
 
 CLINICAL_HEADERS = {
-    "micro_f1_14": "micro-F1(14)", "macro_f1_14": "macro-F1(14)",
-    "micro_f1_5": "micro-F1(5)", "macro_f1_5": "macro-F1(5)",
+    "micro_f1_14": "micro-F1(14)",
+    "macro_f1_14": "macro-F1(14)",
+    "micro_f1_5": "micro-F1(5)",
+    "macro_f1_5": "macro-F1(5)",
 }
 POLICY_TEXT = {
     "uncertain_as_negative": "uncertain -> negative",
@@ -52,8 +55,12 @@ def clinical_value(row: dict, policy: str, column: str) -> float | None:
 
 def markdown_table(rows: list[dict], *, k: int = 5, policy: str = "uncertain_as_negative") -> str:
     """The main table: NLG columns, clinical F1 under ``policy``, label-precision@k, distinct drafts, latency."""
-    head = (["system", "n"] + list(NLG_COLUMNS) + [CLINICAL_HEADERS[c] for c in CLINICAL_COLUMNS]
-            + [f"label-P@{k}", "distinct drafts", "latency ms (mean)"])
+    head = (
+        ["system", "n"]
+        + list(NLG_COLUMNS)
+        + [CLINICAL_HEADERS[c] for c in CLINICAL_COLUMNS]
+        + [f"label-P@{k}", "distinct drafts", "latency ms (mean)"]
+    )
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
         m = row["metrics"]
@@ -61,16 +68,20 @@ def markdown_table(rows: list[dict], *, k: int = 5, policy: str = "uncertain_as_
         cells += [_fmt(m["nlg"].get(c)) for c in NLG_COLUMNS]
         cells += [_fmt(clinical_value(row, policy, c)) for c in CLINICAL_COLUMNS]
         distinct = m.get("distinct_drafts")
-        cells += [_fmt(m.get(f"label_precision@{k}")), "n/a" if distinct is None else str(distinct),
-                  _fmt(m.get("latency_ms_mean"), 1)]
+        cells += [
+            _fmt(m.get(f"label_precision@{k}")),
+            "n/a" if distinct is None else str(distinct),
+            _fmt(m.get("latency_ms_mean"), 1),
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def clinical_table(rows: list[dict]) -> str:
     """Clinical F1 of every system under both uncertain policies, side by side."""
-    head = ["system"] + [f"{CLINICAL_HEADERS[c]} ({POLICY_TEXT[p].split()[-1][:3]})"
-                         for p in POLICIES for c in CLINICAL_COLUMNS]
+    head = ["system"] + [
+        f"{CLINICAL_HEADERS[c]} ({POLICY_TEXT[p].split()[-1][:3]})" for p in POLICIES for c in CLINICAL_COLUMNS
+    ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
         cells = [row["name"]] + [_fmt(clinical_value(row, p, c)) for p in POLICIES for c in CLINICAL_COLUMNS]
@@ -112,28 +123,44 @@ def render_markdown(result: dict) -> str:
     if result.get("simulated"):
         out += [f"> {result['simulated_notice']}", ""]
     out += [
-        f"Command: `{portable_paths(result['command'])}`", "",
-        *([f"Measured on: {result['machine']}; {result['created'][:10]}.", ""]
-          if result.get("machine") and result.get("created") else []),
+        f"Command: `{portable_paths(result['command'])}`",
+        "",
+        *(
+            [f"Measured on: {result['machine']}; {result['created'][:10]}.", ""]
+            if result.get("machine") and result.get("created")
+            else []
+        ),
         f"Studies: {result['sizes']['test_studies']} {result['config']['split']} studies "
         f"({result['sizes']['skipped_no_report']} skipped for having no report text); corpus "
         f"{result['sizes']['corpus_reports']} reports.{_llm_sizes(result['sizes'])} Seed {result['config']['seed']}. "
         f"Retrieval k={k}, candidates={pipe['candidates']}, diversify={pipe['diversify']}, label boost "
         f"{pipe['label_boost']} (weight {pipe['label_weight']}) on the label boost rows. [default] marks what "
-        "`generate_report(image)` does with no arguments.", "",
+        "`generate_report(image)` does with no arguments.",
+        "",
         "Clinical F1 below: **" + POLICY_TEXT["uncertain_as_negative"] + "** (not mentioned = negative); "
-        "both policies in the second table.", "",
-        markdown_table(rows, k=k), "",
-        "## Clinical F1 under both uncertain-label policies", "",
-        "(neg): uncertain -> negative; (pos): uncertain -> positive. Not mentioned = negative in both.", "",
-        clinical_table(rows), "",
+        "both policies in the second table.",
+        "",
+        markdown_table(rows, k=k),
+        "",
+        "## Clinical F1 under both uncertain-label policies",
+        "",
+        "(neg): uncertain -> negative; (pos): uncertain -> positive. Not mentioned = negative in both.",
+        "",
+        clinical_table(rows),
+        "",
     ]
     scores = result.get("label_classifiers")
     if scores:
         mean = _fmt(scores["mean_auroc"])
-        out += ["## Label classifiers (the default model's index)", "",
-                f"Mean AUROC over the {scores['n_scored']} observations with >= {scores['min_positives']} positives "
-                f"among the scored studies: {mean}.", "", classifier_table(scores), ""]
+        out += [
+            "## Label classifiers (the default model's index)",
+            "",
+            f"Mean AUROC over the {scores['n_scored']} observations with >= {scores['min_positives']} positives "
+            f"among the scored studies: {mean}.",
+            "",
+            classifier_table(scores),
+            "",
+        ]
     out += ["## Choices", ""]
     out += [f"- {c}" for c in result["choices"]]
     if result.get("notes"):

@@ -15,6 +15,7 @@ train, :mod:`rag_report.label_classifiers`), their AUROC per observation; cross-
 >>> cfg.validate().variants
 ['vit224']
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -43,10 +44,12 @@ VARIANTS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     "cnn128": ("ResNet 128 px (open_clip ModifiedResNet, width 16)", {"name": "eclip-resnet16"}, {}),
     "cnn128_aux": ("ResNet 128 px + auxiliary label head", {"name": "eclip-resnet16"}, _LABELS),
     "cnn128_soft": ("ResNet 128 px + soft label targets", {"name": "eclip-resnet16"}, _SOFT),
-    "cnn128_aux_soft": ("ResNet 128 px + label head + soft targets", {"name": "eclip-resnet16"},
-                        {**_LABELS, **_SOFT}),
-    "vit128_aux_soft": ("ViT 128 px + label head + soft targets", {"name": "eclip-small", "image_size": 128},
-                        {**_LABELS, **_SOFT}),
+    "cnn128_aux_soft": ("ResNet 128 px + label head + soft targets", {"name": "eclip-resnet16"}, {**_LABELS, **_SOFT}),
+    "vit128_aux_soft": (
+        "ViT 128 px + label head + soft targets",
+        {"name": "eclip-small", "image_size": 128},
+        {**_LABELS, **_SOFT},
+    ),
 }
 #: Mean probability of an expert batch over the paper's curriculum (cold 10 % at 0, warm-up 0.05 -> 0.5 over
 #: 30 %, cool-down 0.5 -> 0.1 over 40 %, then 0.1): 0.3 * 0.275 + 0.4 * 0.3 + 0.2 * 0.1.
@@ -83,7 +86,7 @@ class TowerSuiteConfig:
     #: The command line that produced the run (filled in by the CLI).
     command: str = field(default="", metadata={"cli": False})
 
-    def validate(self) -> "TowerSuiteConfig":
+    def validate(self) -> TowerSuiteConfig:
         unknown = [v for v in [*self.variants, self.reference_variant] if v not in VARIANTS]
         if unknown:
             raise ConfigError(f"unknown variant(s) {unknown}; choose from {list(VARIANTS)}")
@@ -105,15 +108,28 @@ def model_config(variant: str):
 def train_config(cfg: TowerSuiteConfig, manifest: str, variant: str, seed: int, steps: int, out: Path):
     from eclip_core.config import TrainConfig
 
-    return TrainConfig(manifest=str(manifest), output_dir=str(out), method="eclip", model=model_config(variant),
-                       steps=steps, batch_size=cfg.batch_size, lr=cfg.lr, seed=seed, progress=cfg.progress,
-                       checkpoint_every=max(steps // 5, 1), resume=True, num_workers=cfg.num_workers,
-                       validate_images=False, **VARIANTS[variant][2])
+    return TrainConfig(
+        manifest=str(manifest),
+        output_dir=str(out),
+        method="eclip",
+        model=model_config(variant),
+        steps=steps,
+        batch_size=cfg.batch_size,
+        lr=cfg.lr,
+        seed=seed,
+        progress=cfg.progress,
+        checkpoint_every=max(steps // 5, 1),
+        resume=True,
+        num_workers=cfg.num_workers,
+        validate_images=False,
+        **VARIANTS[variant][2],
+    )
 
 
 # ---------------------------------------------------------------------------------------------- budget
-def data_costs(variants: list[str], manifest: str, batch_size: int, rounds: int,
-               seed: int = 0) -> dict[str, dict[str, list[float]]]:
+def data_costs(
+    variants: list[str], manifest: str, batch_size: int, rounds: int, seed: int = 0
+) -> dict[str, dict[str, list[float]]]:
     """CPU seconds to prepare one step's batch per variant: {variant: {"plain": [...], "expert": [...]}}
     ("expert": the extra expert batch of half the size). Real manifest rows through the training data path
     (image decoding, augmentation at the variant's input size, heatmaps, tokenization), on one torch thread
@@ -133,8 +149,12 @@ def data_costs(variants: list[str], manifest: str, batch_size: int, rounds: int,
         tc.cold_frac = tc.warm_end_frac = tc.cool_end_frac = 0.0
         model = EClip(model_config(v))
         planner = StepPlanner(tc, len(studies), len(expert))
-        streams[v] = (planner, StepBatches(planner, studies, expert, model.transform, model.tokenize, 0,
-                                           rounds + 1, with_labels=tc.uses_labels))
+        streams[v] = (
+            planner,
+            StepBatches(
+                planner, studies, expert, model.transform, model.tokenize, 0, rounds + 1, with_labels=tc.uses_labels
+            ),
+        )
     out: dict[str, dict[str, list[float]]] = {v: {"plain": [], "expert": []} for v in variants}
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -196,8 +216,16 @@ def step_costs(variants: list[str], batch_size: int, rounds: int, seed: int = 0)
             loss = ClipLoss(tc.soft_target_weight, tc.soft_target_temperature)
             state[v] = (model, opt, loss, tc.label_loss_weight, {"plain": plain, "expert": batch})
             for b in (plain, batch):  # warm-up: text cache, allocator
-                train_step(model, opt, loss, b, prime=False, priming_weight=0.0, grad_clip=1.0,
-                           label_loss_weight=tc.label_loss_weight)
+                train_step(
+                    model,
+                    opt,
+                    loss,
+                    b,
+                    prime=False,
+                    priming_weight=0.0,
+                    grad_clip=1.0,
+                    label_loss_weight=tc.label_loss_weight,
+                )
         times: dict[str, dict[str, list[float]]] = {v: {"plain": [], "expert": []} for v in variants}
         for _ in range(rounds):
             order = list(variants)
@@ -206,8 +234,16 @@ def step_costs(variants: list[str], batch_size: int, rounds: int, seed: int = 0)
                 model, opt, loss, w, batches = state[v]
                 for kind in ("plain", "expert"):
                     t0 = time.process_time()
-                    train_step(model, opt, loss, batches[kind], prime=False, priming_weight=0.0, grad_clip=1.0,
-                               label_loss_weight=w)
+                    train_step(
+                        model,
+                        opt,
+                        loss,
+                        batches[kind],
+                        prime=False,
+                        priming_weight=0.0,
+                        grad_clip=1.0,
+                        label_loss_weight=w,
+                    )
                     times[v][kind].append(time.process_time() - t0)
         return times
     finally:
@@ -222,8 +258,18 @@ def calibrate(cfg: TowerSuiteConfig, manifest: str) -> dict[str, Any]:
     rate. Ratios to the reference are taken within each calibration round (median over rounds).
     """
     names = sorted({cfg.reference_variant, *cfg.variants})
-    key = hashlib.sha256(json.dumps({"v": names, "b": cfg.batch_size, "r": cfg.calibration_rounds, "data": 1,
-                                     "defs": {n: VARIANTS[n][1:] for n in names}}, sort_keys=True).encode()).hexdigest()[:10]
+    key = hashlib.sha256(
+        json.dumps(
+            {
+                "v": names,
+                "b": cfg.batch_size,
+                "r": cfg.calibration_rounds,
+                "data": 1,
+                "defs": {n: VARIANTS[n][1:] for n in names},
+            },
+            sort_keys=True,
+        ).encode()
+    ).hexdigest()[:10]
     path = rag_report_home() / "eval" / "tower" / f"calibration-{key}.json"
     if path.is_file():
         return json.loads(path.read_text())
@@ -232,13 +278,21 @@ def calibrate(cfg: TowerSuiteConfig, manifest: str) -> dict[str, Any]:
     cost = {}
     for v in names:
         t, d = times[v], data[v]
-        cost[v] = [p + MEAN_EXPERT_RATE * (e - p) + dp + MEAN_EXPERT_RATE * de
-                   for p, e, dp, de in zip(t["plain"], t["expert"], d["plain"], d["expert"])]
+        cost[v] = [
+            p + MEAN_EXPERT_RATE * (e - p) + dp + MEAN_EXPERT_RATE * de
+            for p, e, dp, de in zip(t["plain"], t["expert"], d["plain"], d["expert"])
+        ]
     ratio = {v: statistics.median(a / b for a, b in zip(cost[v], cost[cfg.reference_variant])) for v in names}
     steps = {v: max(1, round(cfg.reference_steps / ratio[v])) for v in names}
-    out = {"times": times, "data_times": data, "cost_ratio": ratio, "steps": steps,
-           "reference": cfg.reference_variant, "reference_steps": cfg.reference_steps,
-           "mean_expert_rate": MEAN_EXPERT_RATE}
+    out = {
+        "times": times,
+        "data_times": data,
+        "cost_ratio": ratio,
+        "steps": steps,
+        "reference": cfg.reference_variant,
+        "reference_steps": cfg.reference_steps,
+        "mean_expert_rate": MEAN_EXPERT_RATE,
+    }
     from eclip_core.atomic import atomic_path
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -249,8 +303,17 @@ def calibrate(cfg: TowerSuiteConfig, manifest: str) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------------------------- training
 def run_dir(cfg: TowerSuiteConfig, manifest: str, variant: str, seed: int, steps: int) -> Path:
-    key = json.dumps({"manifest": str(Path(manifest).resolve()), "defs": VARIANTS[variant][1:], "steps": steps,
-                      "batch": cfg.batch_size, "lr": cfg.lr, "seed": seed}, sort_keys=True)
+    key = json.dumps(
+        {
+            "manifest": str(Path(manifest).resolve()),
+            "defs": VARIANTS[variant][1:],
+            "steps": steps,
+            "batch": cfg.batch_size,
+            "lr": cfg.lr,
+            "seed": seed,
+        },
+        sort_keys=True,
+    )
     return rag_report_home() / "eval" / "tower" / f"{variant}-s{seed}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
 
 
@@ -270,7 +333,9 @@ def train_variant(cfg: TowerSuiteConfig, manifest: str, variant: str, seed: int,
 
 
 # ---------------------------------------------------------------------------------------------- scoring
-def evaluate_variant(model_dir: Path, manifest: str, cfg: TowerSuiteConfig, label_weight: float = 1.0) -> dict[str, Any]:
+def evaluate_variant(
+    model_dir: Path, manifest: str, cfg: TowerSuiteConfig, label_weight: float = 1.0
+) -> dict[str, Any]:
     """Val-split scores of one trained model, through the product's own index and pipeline.
 
     The index (with its label classifiers) is built from the train split only, thresholds cross-validated
@@ -293,9 +358,19 @@ def evaluate_variant(model_dir: Path, manifest: str, cfg: TowerSuiteConfig, labe
         model = EClip.from_pretrained(model_dir).eval()
         ReportIndex.build(model, train, index_dir, progress=cfg.progress, corpus_name="tower suite train split")
     out: dict[str, Any] = {"n_eval": len(val)}
-    pipes = {boost: ReportPipeline(PipelineConfig(model_dir=str(model_dir), index_dir=str(index_dir), mode="top1",
-                                                  label_boost=boost, label_weight=label_weight), progress=False)
-             for boost in ("off", "rerank")}
+    pipes = {
+        boost: ReportPipeline(
+            PipelineConfig(
+                model_dir=str(model_dir),
+                index_dir=str(index_dir),
+                mode="top1",
+                label_boost=boost,
+                label_weight=label_weight,
+            ),
+            progress=False,
+        )
+        for boost in ("off", "rerank")
+    }
     pipe = pipes["rerank"]
     vectors = [pipe.embed(s.image_paths[0]) for s in val]
     probs = np.array([pipe.predict_labels(v) for v in vectors])
@@ -309,8 +384,10 @@ def evaluate_variant(model_dir: Path, manifest: str, cfg: TowerSuiteConfig, labe
     out["auroc"] = aurocs
     out["auroc_mean"] = float(np.mean(list(aurocs.values()))) if aurocs else None
     refs = [s.report_text for s in val]
-    ref_labels = [dict(zip(CHEXPERT_OBSERVATIONS, (None if np.isnan(v) else float(v) for v in row)))
-                  for row in study_label_rows(val)]
+    ref_labels = [
+        dict(zip(CHEXPERT_OBSERVATIONS, (None if np.isnan(v) else float(v) for v in row)))
+        for row in study_label_rows(val)
+    ]
     for boost, p in pipes.items():
         texts, retrieved = [], []
         for v, pr in zip(vectors, probs):
@@ -319,8 +396,11 @@ def evaluate_variant(model_dir: Path, manifest: str, cfg: TowerSuiteConfig, labe
             texts.append(join_report(d.findings, d.impression))
             retrieved.append([r.labels for r in reports])
         clin = clinical_scores(refs, texts)["uncertain_as_negative"]
-        out[f"top1_{boost}"] = {**{c: clin.get(c) for c in ("micro_f1_5", "macro_f1_14", "micro_f1_14")},
-                                "distinct": len(set(texts)), "label_p@5": label_precision_at_k(ref_labels, retrieved, 5)}
+        out[f"top1_{boost}"] = {
+            **{c: clin.get(c) for c in ("micro_f1_5", "macro_f1_14", "micro_f1_14")},
+            "distinct": len(set(texts)),
+            "label_p@5": label_precision_at_k(ref_labels, retrieved, 5),
+        }
     return out
 
 
@@ -346,8 +426,10 @@ def _get(d: dict, path: tuple[str, ...]) -> float | None:
 
 def selection_score(evaluation: dict) -> float:
     """What "wins on val" means: label-boosted top-1 micro-F1(5) + macro-F1(14) (the two clinical floors)."""
-    return float((_get(evaluation, ("top1_rerank", "micro_f1_5")) or 0.0)
-                 + (_get(evaluation, ("top1_rerank", "macro_f1_14")) or 0.0))
+    return float(
+        (_get(evaluation, ("top1_rerank", "micro_f1_5")) or 0.0)
+        + (_get(evaluation, ("top1_rerank", "macro_f1_14")) or 0.0)
+    )
 
 
 def run_tower_suite(cfg: TowerSuiteConfig) -> dict[str, Any]:
@@ -375,8 +457,16 @@ def run_tower_suite(cfg: TowerSuiteConfig) -> dict[str, Any]:
                 evaluation = evaluate_variant(model_dir, manifest, cfg)
                 with atomic_path(cache) as tmp:
                     tmp.write_text(json.dumps(evaluation))
-            runs.append({"variant": variant, "seed": seed, "steps": steps, "train_seconds": seconds,
-                         "model_dir": str(model_dir), "eval": evaluation})
+            runs.append(
+                {
+                    "variant": variant,
+                    "seed": seed,
+                    "steps": steps,
+                    "train_seconds": seconds,
+                    "model_dir": str(model_dir),
+                    "eval": evaluation,
+                }
+            )
             log.info("%s seed %d: %s", variant, seed, {c: _get(evaluation, p) for c, p in COLUMNS})
     summary = {}
     for variant in cfg.variants:
@@ -384,10 +474,15 @@ def run_tower_suite(cfg: TowerSuiteConfig) -> dict[str, Any]:
         summary[variant] = {label: _mean_std([_get(e, path) for e in mine]) for label, path in COLUMNS}
         summary[variant]["selection"] = _mean_std([selection_score(e) for e in mine])
     winner = max(cfg.variants, key=lambda v: summary[v]["selection"][0])
-    result = {"command": cfg.command, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-              "config": cfg.to_dict(), "calibration": {k: cal[k] for k in ("cost_ratio", "steps", "reference",
-                                                                             "reference_steps", "mean_expert_rate")},
-              "runs": runs, "summary": summary, "winner": winner}
+    result = {
+        "command": cfg.command,
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "config": cfg.to_dict(),
+        "calibration": {k: cal[k] for k in ("cost_ratio", "steps", "reference", "reference_steps", "mean_expert_rate")},
+        "runs": runs,
+        "summary": summary,
+        "winner": winner,
+    }
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out / f"{cfg.name}.json") as tmp:
@@ -418,22 +513,31 @@ def render_markdown(result: dict) -> str:
     from eval.report_gen.tables import portable_paths
 
     lines = [
-        "# Image tower study: what learns most in the default's CPU budget (val split)", "",
-        f"Command: `{portable_paths(result['command'])}`", "",
+        "# Image tower study: what learns most in the default's CPU budget (val split)",
+        "",
+        f"Command: `{portable_paths(result['command'])}`",
+        "",
         f"Budget: the compute of {cal['reference_steps']} steps of `{cal['reference']}` at batch {cfg['batch_size']} "
         f"(CPU time per step: forward and backward on one thread plus the preparation of the step's batch, "
         f"measured in one process, expert batches at the curriculum's mean rate {cal['mean_expert_rate']}), "
         f"turned into steps per variant. Mean ± std over seeds {cfg['seeds']} (n says when fewer ran); val "
         "split; clinical F1 with uncertain -> negative; the index and label classifiers are fitted on the train "
-        "split only (thresholds cross-validated on train).", "",
+        "split only (thresholds cross-validated on train).",
+        "",
         "| variant | steps | " + " | ".join(c for c, _ in COLUMNS) + " |",
         "|---|---|" + "---|" * len(COLUMNS),
     ]
     for variant in cfg["variants"]:
         s = result["summary"][variant]
         mark = " **(winner)**" if variant == result["winner"] else ""
-        lines.append(f"| {VARIANTS[variant][0]}{mark} | {cal['steps'][variant]} | "
-                     + " | ".join(_fmt(s[c]) for c, _ in COLUMNS) + " |")
-    lines += ["", f"Winner (highest mean label-boosted top-1 micro-F1(5) + macro-F1(14) on val): "
-                  f"`{result['winner']}`.", ""]
+        lines.append(
+            f"| {VARIANTS[variant][0]}{mark} | {cal['steps'][variant]} | "
+            + " | ".join(_fmt(s[c]) for c, _ in COLUMNS)
+            + " |"
+        )
+    lines += [
+        "",
+        f"Winner (highest mean label-boosted top-1 micro-F1(5) + macro-F1(14) on val): `{result['winner']}`.",
+        "",
+    ]
     return "\n".join(lines) + "\n"

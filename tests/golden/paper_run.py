@@ -5,6 +5,7 @@ objective (those terms off) still trains to the same losses and weights. Regener
 
     python -m tests.golden.paper_run tests/golden/paper_run.json
 """
+
 from __future__ import annotations
 
 import json
@@ -26,10 +27,23 @@ def run() -> dict:
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
         manifest = make_blob_dataset(Path(tmp) / "blobs", n=40, size=64, expert_fraction=0.5, seed=0)
-        cfg = TrainConfig(manifest=str(manifest), output_dir=str(Path(tmp) / "run"), steps=8, batch_size=4,
-                          lr=1e-3, method="eclip", p_start=1.0, p_peak=1.0, p_floor=1.0, cold_frac=0.25,
-                          model=EClipConfig(name="eclip-tiny"), progress=False, validate_images=False,
-                          log_every=1, seed=0)
+        cfg = TrainConfig(
+            manifest=str(manifest),
+            output_dir=str(Path(tmp) / "run"),
+            steps=8,
+            batch_size=4,
+            lr=1e-3,
+            method="eclip",
+            p_start=1.0,
+            p_peak=1.0,
+            p_floor=1.0,
+            cold_frac=0.25,
+            model=EClipConfig(name="eclip-tiny"),
+            progress=False,
+            validate_images=False,
+            log_every=1,
+            seed=0,
+        )
         result = train(cfg)
         model = EClip.from_pretrained(result.model_dir).eval()
         rng = np.random.default_rng(0)

@@ -4,6 +4,7 @@ MIMIC-CXR-JPG, EGD-CXR gaze and REFLACX gaze. Each writes a manifest in the core
 
 >>> from eclip_core.data.builders import build_mimic_manifest  # doctest: +SKIP
 """
+
 from eclip_core.data.builders.egd import build_egd_manifest
 from eclip_core.data.builders.mimic import build_mimic_manifest
 from eclip_core.data.builders.openi_folder import build_openi_kaggle_manifest, build_openi_manifest
@@ -11,6 +12,11 @@ from eclip_core.data.builders.reflacx import build_reflacx_manifest
 from eclip_core.data.builders.sectioning import ReportSections, section_report
 
 __all__ = [
-    "build_egd_manifest", "build_mimic_manifest", "build_openi_kaggle_manifest", "build_openi_manifest",
-    "build_reflacx_manifest", "ReportSections", "section_report",
+    "build_egd_manifest",
+    "build_mimic_manifest",
+    "build_openi_kaggle_manifest",
+    "build_openi_manifest",
+    "build_reflacx_manifest",
+    "ReportSections",
+    "section_report",
 ]

@@ -1,11 +1,12 @@
 """Command line for the manifest builders.
 
-    python -m eclip_core.data.builders mimic --root /data/mimic-cxr-jpg --reports-root /data/mimic-cxr --out mimic.csv
-    python -m eclip_core.data.builders openi --png-dir NLMCXR_png --split-csv openi_r2gen_split.csv --out openi.csv
-    python -m eclip_core.data.builders openi-kaggle --root indiana --out openi.csv
-    python -m eclip_core.data.builders egd --egd-root egd-cxr --image-root /data/mimic-cxr-jpg --out egd/egd.csv
-    python -m eclip_core.data.builders reflacx --reflacx-root reflacx --image-root /data/mimic-cxr-jpg --out reflacx.csv
+python -m eclip_core.data.builders mimic --root /data/mimic-cxr-jpg --reports-root /data/mimic-cxr --out mimic.csv
+python -m eclip_core.data.builders openi --png-dir NLMCXR_png --split-csv openi_r2gen_split.csv --out openi.csv
+python -m eclip_core.data.builders openi-kaggle --root indiana --out openi.csv
+python -m eclip_core.data.builders egd --egd-root egd-cxr --image-root /data/mimic-cxr-jpg --out egd/egd.csv
+python -m eclip_core.data.builders reflacx --reflacx-root reflacx --image-root /data/mimic-cxr-jpg --out reflacx.csv
 """
+
 from __future__ import annotations
 
 import argparse
@@ -73,28 +74,60 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.dataset == "mimic":
             views = None if args.views.lower() == "all" else [v.strip() for v in args.views.split(",") if v.strip()]
-            out = b.build_mimic_manifest(args.root, args.out, reports_root=args.reports_root,
-                                         metadata_csv=args.metadata_csv, split_csv=args.split_csv,
-                                         chexpert_csv=args.chexpert_csv, views=views,
-                                         max_images_per_study=args.max_images_per_study,
-                                         label_reports=args.label_reports, progress=progress)
+            out = b.build_mimic_manifest(
+                args.root,
+                args.out,
+                reports_root=args.reports_root,
+                metadata_csv=args.metadata_csv,
+                split_csv=args.split_csv,
+                chexpert_csv=args.chexpert_csv,
+                views=views,
+                max_images_per_study=args.max_images_per_study,
+                label_reports=args.label_reports,
+                progress=progress,
+            )
         elif args.dataset == "openi":
-            out = b.build_openi_manifest(args.png_dir, args.out, reports=args.reports, split_csv=args.split_csv,
-                                         drop_unsplit=not args.keep_unsplit, frontal_only=args.frontal_only,
-                                         label_reports=args.label_reports, progress=progress)
+            out = b.build_openi_manifest(
+                args.png_dir,
+                args.out,
+                reports=args.reports,
+                split_csv=args.split_csv,
+                drop_unsplit=not args.keep_unsplit,
+                frontal_only=args.frontal_only,
+                label_reports=args.label_reports,
+                progress=progress,
+            )
         elif args.dataset == "openi-kaggle":
-            out = b.build_openi_kaggle_manifest(args.root, args.out, images_dir=args.images_dir,
-                                                split_csv=args.split_csv, drop_unsplit=not args.keep_unsplit,
-                                                frontal_only=args.frontal_only, label_reports=args.label_reports,
-                                                progress=progress)
+            out = b.build_openi_kaggle_manifest(
+                args.root,
+                args.out,
+                images_dir=args.images_dir,
+                split_csv=args.split_csv,
+                drop_unsplit=not args.keep_unsplit,
+                frontal_only=args.frontal_only,
+                label_reports=args.label_reports,
+                progress=progress,
+            )
         elif args.dataset == "egd":
-            out = b.build_egd_manifest(args.egd_root, args.image_root, args.out, reports_root=args.reports_root,
-                                       image_suffix=args.image_suffix or None, split_csv=args.split_csv,
-                                       progress=progress)
+            out = b.build_egd_manifest(
+                args.egd_root,
+                args.image_root,
+                args.out,
+                reports_root=args.reports_root,
+                image_suffix=args.image_suffix or None,
+                split_csv=args.split_csv,
+                progress=progress,
+            )
         else:
-            out = b.build_reflacx_manifest(args.reflacx_root, args.image_root, args.out,
-                                           reports_root=args.reports_root, image_suffix=args.image_suffix or None,
-                                           include_discarded=args.include_discarded, progress=progress)
+            out = b.build_reflacx_manifest(
+                args.reflacx_root,
+                args.image_root,
+                args.out,
+                reports_root=args.reports_root,
+                image_suffix=args.image_suffix or None,
+                include_discarded=args.include_discarded,
+                progress=progress,
+            )
     except EClipError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -1,4 +1,5 @@
 """Shared pieces of the manifest builders: tables, splits, MIMIC paths, labels, skip counting."""
+
 from __future__ import annotations
 
 import hashlib
@@ -7,8 +8,9 @@ import math
 import os
 import re
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import pandas as pd
 
@@ -18,8 +20,17 @@ from eclip_core.labels import CHEXPERT_OBSERVATIONS
 log = logging.getLogger(__name__)
 
 DEFAULT_FRACTIONS = (0.7, 0.1, 0.2)
-_SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val", "validate": "val",
-                  "validation": "val", "dev": "val", "test": "test", "testing": "test"}
+_SPLIT_ALIASES = {
+    "train": "train",
+    "training": "train",
+    "val": "val",
+    "valid": "val",
+    "validate": "val",
+    "validation": "val",
+    "dev": "val",
+    "test": "test",
+    "testing": "test",
+}
 
 
 def normalize_split(value: Any) -> str | None:
@@ -108,8 +119,9 @@ def mimic_relative_path(path: str) -> str:
     return m.group(1) if m else p.lstrip("/")
 
 
-def mimic_image(image_root: Path, path: str, image_suffix: str | None, check_files: bool,
-                skips: "SkipCounter") -> Path | None:
+def mimic_image(
+    image_root: Path, path: str, image_suffix: str | None, check_files: bool, skips: SkipCounter
+) -> Path | None:
     """The local file of a MIMIC image path under ``image_root`` (suffix swapped when the images were
     converted, e.g. ``.dcm`` -> ``.jpg``), or None (counted in ``skips``) when it is missing."""
     rel = mimic_relative_path(path)
@@ -187,8 +199,9 @@ class SkipCounter:
             log.warning("%s: skipped %d row(s): %s", self.what, sum(self.counts.values()), detail)
 
 
-def finish_manifest(studies: list, skips: SkipCounter, out_path: str | os.PathLike, empty_message: str,
-                    what: str) -> Path:
+def finish_manifest(
+    studies: list, skips: SkipCounter, out_path: str | os.PathLike, empty_message: str, what: str
+) -> Path:
     """Log what was skipped, refuse an empty result with ``empty_message``, write the manifest; its path."""
     from eclip_core.data.manifest import write_manifest
 

@@ -16,6 +16,7 @@ from MIMIC-CXR reports (``reports_root``) or, failing that, the dictation transc
 One row per image: ``study_id`` = ``s<study>`` (``s<study>_<dicom_id>`` if a study has several
 gaze images), ``gaze_format="egd"``, ``meta`` with dicom_id, subject_id, source.
 """
+
 from __future__ import annotations
 
 import json
@@ -27,7 +28,15 @@ from tqdm.auto import tqdm
 
 from eclip_core.atomic import atomic_path
 from eclip_core.data.builders.common import (
-    SkipCounter, finish_manifest, chexpert_labels, hash_split, id_str, mimic_image, normalize_split, read_mimic_report, read_table,
+    SkipCounter,
+    chexpert_labels,
+    finish_manifest,
+    hash_split,
+    id_str,
+    mimic_image,
+    normalize_split,
+    read_mimic_report,
+    read_table,
 )
 from eclip_core.data.builders.sectioning import section_report
 from eclip_core.data.manifest import Study
@@ -67,10 +76,18 @@ def _transcript(egd_root: Path, dicom_id: str) -> str:
     return " ".join(str(p.get("phrase", p.get("text", ""))).strip() for p in phrases if isinstance(p, dict)).strip()
 
 
-def build_egd_manifest(egd_root: str | os.PathLike, image_root: str | os.PathLike, out_path: str | os.PathLike, *,
-                       reports_root: str | os.PathLike | None = None, image_suffix: str | None = ".jpg",
-                       split_csv: str | os.PathLike | None = None, fixations_csv: str | os.PathLike | None = None,
-                       check_files: bool = True, progress: bool = True) -> Path:
+def build_egd_manifest(
+    egd_root: str | os.PathLike,
+    image_root: str | os.PathLike,
+    out_path: str | os.PathLike,
+    *,
+    reports_root: str | os.PathLike | None = None,
+    image_suffix: str | None = ".jpg",
+    split_csv: str | os.PathLike | None = None,
+    fixations_csv: str | os.PathLike | None = None,
+    check_files: bool = True,
+    progress: bool = True,
+) -> Path:
     """Write the EGD-CXR expert manifest (and per-image fixation files next to it); returns its path.
 
     ``split_csv``: a MIMIC split csv (dicom_id, ..., split) to follow MIMIC's split; otherwise a hash
@@ -81,8 +98,14 @@ def build_egd_manifest(egd_root: str | os.PathLike, image_root: str | os.PathLik
     if not egd_root.is_dir():
         raise ManifestError(f"EGD-CXR folder {egd_root} does not exist")
     master = read_table(egd_root / "master_sheet.csv", MASTER_REQUIRED, "EGD-CXR master sheet", dtype={"dicom_id": str})
-    fix_path = Path(fixations_csv) if fixations_csv else next(
-        (p for p in (egd_root / "fixations.csv", egd_root / "eye_gaze.csv") if p.is_file()), egd_root / "fixations.csv")
+    fix_path = (
+        Path(fixations_csv)
+        if fixations_csv
+        else next(
+            (p for p in (egd_root / "fixations.csv", egd_root / "eye_gaze.csv") if p.is_file()),
+            egd_root / "fixations.csv",
+        )
+    )
     fixations = read_egd_fixations(fix_path)
     by_image = {str(k): g for k, g in fixations.groupby("DICOM_ID", sort=False)}
     splits: dict[str, str] = {}
@@ -118,15 +141,33 @@ def build_egd_manifest(egd_root: str | os.PathLike, image_root: str | os.PathLik
         if not (findings or impression):
             source = "none"
         sid = f"s{study_num}" if per_study.get(id_str(row["study_id"]), 1) == 1 else f"s{study_num}_{dicom_id}"
-        studies.append(Study(
-            study_id=sid, image_paths=[str(image)], split=splits.get(dicom_id) or hash_split(subject),
-            findings=findings, impression=impression, view=str(row.get("ViewPosition", "") or ""),
-            labels=chexpert_labels(row, label_cols), fixations_paths=[str(fix_file)], gaze_format="egd",
-            meta={"source": "egd-cxr", "dicom_id": dicom_id, "subject_id": subject, "report_source": source,
-                  "n_fixations": int(len(fix))},
-        ))
-    return finish_manifest(studies, skips, out, f"{egd_root}: no EGD-CXR image had both an image file and "
-                           "fixations", "EGD-CXR expert studies")
+        studies.append(
+            Study(
+                study_id=sid,
+                image_paths=[str(image)],
+                split=splits.get(dicom_id) or hash_split(subject),
+                findings=findings,
+                impression=impression,
+                view=str(row.get("ViewPosition", "") or ""),
+                labels=chexpert_labels(row, label_cols),
+                fixations_paths=[str(fix_file)],
+                gaze_format="egd",
+                meta={
+                    "source": "egd-cxr",
+                    "dicom_id": dicom_id,
+                    "subject_id": subject,
+                    "report_source": source,
+                    "n_fixations": int(len(fix)),
+                },
+            )
+        )
+    return finish_manifest(
+        studies,
+        skips,
+        out,
+        f"{egd_root}: no EGD-CXR image had both an image file and fixations",
+        "EGD-CXR expert studies",
+    )
 
 
-__all__ = ["build_egd_manifest", "EGD_REQUIRED"]
+__all__ = ["build_egd_manifest", "MASTER_REQUIRED"]

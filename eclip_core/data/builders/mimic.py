@@ -17,19 +17,29 @@ without report text are skipped and counted in one warning.
 
 >>> # build_mimic_manifest("/data/mimic-cxr-jpg", "/data/mimic.csv", reports_root="/data/mimic-cxr")
 """
+
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import pandas as pd
 from tqdm.auto import tqdm
 
 from eclip_core.data.builders.common import (
-    SkipCounter, finish_manifest, chexpert_labels, find_first, hash_split, id_str, label_text, mimic_study_dir, normalize_split,
-    read_mimic_report, read_table,
+    SkipCounter,
+    chexpert_labels,
+    find_first,
+    finish_manifest,
+    hash_split,
+    id_str,
+    label_text,
+    mimic_study_dir,
+    normalize_split,
+    read_mimic_report,
+    read_table,
 )
 from eclip_core.data.builders.sectioning import section_report
 from eclip_core.data.manifest import Study
@@ -43,14 +53,20 @@ CHEXPERT_NAMES = ("mimic-cxr-2.0.0-chexpert.csv", "chexpert.csv")
 _VIEW_ORDER = {"PA": 0, "AP": 1, "LATERAL": 2, "LL": 3}
 
 
-def build_mimic_manifest(root: str | os.PathLike, out_path: str | os.PathLike, *,
-                         reports_root: str | os.PathLike | None = None,
-                         metadata_csv: str | os.PathLike | None = None,
-                         split_csv: str | os.PathLike | None = None,
-                         chexpert_csv: str | os.PathLike | None = None,
-                         views: Sequence[str] | None = ("PA", "AP"), max_images_per_study: int | None = None,
-                         label_reports: bool = False, check_files: bool = True,
-                         progress: bool = True) -> Path:
+def build_mimic_manifest(
+    root: str | os.PathLike,
+    out_path: str | os.PathLike,
+    *,
+    reports_root: str | os.PathLike | None = None,
+    metadata_csv: str | os.PathLike | None = None,
+    split_csv: str | os.PathLike | None = None,
+    chexpert_csv: str | os.PathLike | None = None,
+    views: Sequence[str] | None = ("PA", "AP"),
+    max_images_per_study: int | None = None,
+    label_reports: bool = False,
+    check_files: bool = True,
+    progress: bool = True,
+) -> Path:
     """Write a manifest (CSV or JSONL by suffix) for a MIMIC-CXR-JPG folder; returns its path.
 
     ``reports_root`` defaults to ``root`` (reports unpacked into the same ``files/`` tree).
@@ -65,13 +81,15 @@ def build_mimic_manifest(root: str | os.PathLike, out_path: str | os.PathLike, *
     meta_path = Path(metadata_csv) if metadata_csv else find_first(root, METADATA_NAMES)
     if meta_path is None:
         raise ManifestError(f"{root}: no {METADATA_NAMES[0]}(.gz) found; pass metadata_csv=")
-    meta = read_table(meta_path, ("dicom_id", "subject_id", "study_id", "ViewPosition"), "MIMIC metadata csv",
-                      dtype={"dicom_id": str})
+    meta = read_table(
+        meta_path, ("dicom_id", "subject_id", "study_id", "ViewPosition"), "MIMIC metadata csv", dtype={"dicom_id": str}
+    )
     split_path = Path(split_csv) if split_csv else find_first(root, SPLIT_NAMES)
     splits: dict[str, str] = {}
     if split_path is not None:
-        sp = read_table(split_path, ("dicom_id", "study_id", "subject_id", "split"), "MIMIC split csv",
-                        dtype={"dicom_id": str})
+        sp = read_table(
+            split_path, ("dicom_id", "study_id", "subject_id", "split"), "MIMIC split csv", dtype={"dicom_id": str}
+        )
         splits = {id_str(s): normalize_split(v) for s, v in zip(sp["study_id"], sp["split"]) if normalize_split(v)}
     else:
         log.info("%s: no split csv; splitting studies by subject hash", root)
@@ -90,7 +108,9 @@ def build_mimic_manifest(root: str | os.PathLike, out_path: str | os.PathLike, *
         rows = rows.assign(_view=rows["ViewPosition"].fillna("").astype(str).str.upper())
         if wanted is not None:
             rows = rows[rows["_view"].isin(wanted)]
-        rows = rows.assign(_order=rows["_view"].map(lambda v: _VIEW_ORDER.get(v, 9))).sort_values(["_order", "dicom_id"])
+        rows = rows.assign(_order=rows["_view"].map(lambda v: _VIEW_ORDER.get(v, 9))).sort_values(
+            ["_order", "dicom_id"]
+        )
         images, kept = [], []
         for _, r in rows.iterrows():
             rel = f"{mimic_study_dir(subject, study_num)}/{r['dicom_id']}.jpg"
@@ -115,14 +135,32 @@ def build_mimic_manifest(root: str | os.PathLike, out_path: str | os.PathLike, *
         split = splits.get(study_num) or hash_split(subject)
         labels = chex.get(study_num) or (label_text(sec.findings, sec.impression) if label_reports else {})
         first = kept[0]
-        meta_out = {"source": "mimic-cxr-jpg", "subject_id": subject, "dicom_ids": [str(r["dicom_id"]) for r in kept],
-                    "views": [r["_view"] for r in kept], "dicom_id": str(first["dicom_id"]),
-                    "sectioning_fallback": sec.fallback}
+        meta_out = {
+            "source": "mimic-cxr-jpg",
+            "subject_id": subject,
+            "dicom_ids": [str(r["dicom_id"]) for r in kept],
+            "views": [r["_view"] for r in kept],
+            "dicom_id": str(first["dicom_id"]),
+            "sectioning_fallback": sec.fallback,
+        }
         if "Rows" in first and "Columns" in first and pd.notna(first["Rows"]) and pd.notna(first["Columns"]):
             meta_out["original_size"] = [int(first["Rows"]), int(first["Columns"])]
-        studies.append(Study(
-            study_id=f"s{study_num}", image_paths=[str(root / p) for p in images], split=split,
-            findings=sec.findings, impression=sec.impression, view=kept[0]["_view"], labels=labels, meta=meta_out,
-        ))
-    return finish_manifest(studies, skips, out_path, f"{root}: no usable MIMIC-CXR-JPG study found (see the "
-                           "warning for what was skipped)", "MIMIC-CXR-JPG studies")
+        studies.append(
+            Study(
+                study_id=f"s{study_num}",
+                image_paths=[str(root / p) for p in images],
+                split=split,
+                findings=sec.findings,
+                impression=sec.impression,
+                view=kept[0]["_view"],
+                labels=labels,
+                meta=meta_out,
+            )
+        )
+    return finish_manifest(
+        studies,
+        skips,
+        out_path,
+        f"{root}: no usable MIMIC-CXR-JPG study found (see the warning for what was skipped)",
+        "MIMIC-CXR-JPG studies",
+    )

@@ -14,17 +14,24 @@ the uid (70/10/20). With a split CSV, reports not in it are dropped unless ``dro
 Reports with no findings and no impression, and reports none of whose images exist, are skipped
 and counted in one warning.
 """
+
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from tqdm.auto import tqdm
 
 from eclip_core.data.builders.common import (
-    SkipCounter, finish_manifest, hash_split, label_text, normalize_split, read_table,
+    SkipCounter,
+    finish_manifest,
+    hash_split,
+    label_text,
+    normalize_split,
+    read_table,
 )
 from eclip_core.data.manifest import Study
 from eclip_core.errors import EClipError, ManifestError
@@ -70,10 +77,17 @@ def _order_frontal_first(ids: list[str], views: dict[str, str]) -> tuple[list[st
     return [p[0] for p in pairs], [p[1] for p in pairs]
 
 
-def build_openi_manifest(png_dir: str | os.PathLike, out_path: str | os.PathLike, *,
-                         reports: str | os.PathLike | None = None, split_csv: str | os.PathLike | None = None,
-                         drop_unsplit: bool = True, frontal_only: bool = False, label_reports: bool = False,
-                         progress: bool = True) -> Path:
+def build_openi_manifest(
+    png_dir: str | os.PathLike,
+    out_path: str | os.PathLike,
+    *,
+    reports: str | os.PathLike | None = None,
+    split_csv: str | os.PathLike | None = None,
+    drop_unsplit: bool = True,
+    frontal_only: bool = False,
+    label_reports: bool = False,
+    progress: bool = True,
+) -> Path:
     """Manifest for the NLMCXR PNG folder + XML reports; returns its path.
 
     >>> # build_openi_manifest("NLMCXR_png", "openi.csv", split_csv="openi_r2gen_split.csv")
@@ -93,12 +107,24 @@ def build_openi_manifest(png_dir: str | os.PathLike, out_path: str | os.PathLike
         if not pairs:
             skips.skip("reports without an image file", uid)
             continue
-        study = _make_study(uid, [str(png_dir / f"{i}.png") for i, _ in pairs], pairs[0][1], rep.findings,
-                            rep.impression, splits, drop_unsplit, label_reports, skips,
-                            {"source": "openi", "image_ids": [i for i, _ in pairs],
-                             "mesh_major": list(getattr(rep, "mesh_major", []) or []),
-                             "mesh_minor": list(getattr(rep, "mesh_minor", []) or []),
-                             "indication": getattr(rep, "indication", "") or ""})
+        study = _make_study(
+            uid,
+            [str(png_dir / f"{i}.png") for i, _ in pairs],
+            pairs[0][1],
+            rep.findings,
+            rep.impression,
+            splits,
+            drop_unsplit,
+            label_reports,
+            skips,
+            {
+                "source": "openi",
+                "image_ids": [i for i, _ in pairs],
+                "mesh_major": list(getattr(rep, "mesh_major", []) or []),
+                "mesh_minor": list(getattr(rep, "mesh_minor", []) or []),
+                "indication": getattr(rep, "indication", "") or "",
+            },
+        )
         if study is not None:
             studies.append(study)
     return _finish(studies, skips, out_path, png_dir)
@@ -114,33 +140,59 @@ def _make_study(uid, images, view, findings, impression, splits, drop_unsplit, l
         skips.skip("reports not in the split csv", uid)
         return None
     labels = label_text(findings, impression) if label_reports else {}
-    return Study(study_id=uid, image_paths=images, split=split, findings=findings, impression=impression,
-                 view=(view or "").upper(), labels=labels, meta=meta)
+    return Study(
+        study_id=uid,
+        image_paths=images,
+        split=split,
+        findings=findings,
+        impression=impression,
+        view=(view or "").upper(),
+        labels=labels,
+        meta=meta,
+    )
 
 
 def _finish(studies: list[Study], skips: SkipCounter, out_path, where) -> Path:
-    return finish_manifest(studies, skips, out_path, f"{where}: no usable Open-I study (see the warning for "
-                           "what was skipped)", "Open-I studies")
+    return finish_manifest(
+        studies,
+        skips,
+        out_path,
+        f"{where}: no usable Open-I study (see the warning for what was skipped)",
+        "Open-I studies",
+    )
 
 
 def _text(v: Any) -> str:
     return "" if v is None or (isinstance(v, float) and v != v) else str(v).strip()
 
 
-def build_openi_kaggle_manifest(root: str | os.PathLike, out_path: str | os.PathLike, *,
-                                reports_csv: str | os.PathLike | None = None,
-                                projections_csv: str | os.PathLike | None = None,
-                                images_dir: str | os.PathLike | None = None,
-                                split_csv: str | os.PathLike | None = None, drop_unsplit: bool = True,
-                                frontal_only: bool = False, label_reports: bool = False,
-                                progress: bool = True) -> Path:
+def build_openi_kaggle_manifest(
+    root: str | os.PathLike,
+    out_path: str | os.PathLike,
+    *,
+    reports_csv: str | os.PathLike | None = None,
+    projections_csv: str | os.PathLike | None = None,
+    images_dir: str | os.PathLike | None = None,
+    split_csv: str | os.PathLike | None = None,
+    drop_unsplit: bool = True,
+    frontal_only: bool = False,
+    label_reports: bool = False,
+    progress: bool = True,
+) -> Path:
     """Manifest for the Kaggle repack (indiana_reports.csv + indiana_projections.csv); returns its path."""
     root = Path(root)
-    reports = read_table(Path(reports_csv) if reports_csv else root / "indiana_reports.csv",
-                         ("uid", "MeSH", "Problems", "image", "indication", "comparison", "findings", "impression"),
-                         "indiana_reports.csv", dtype={"uid": str})
-    proj = read_table(Path(projections_csv) if projections_csv else root / "indiana_projections.csv",
-                      ("uid", "filename", "projection"), "indiana_projections.csv", dtype={"uid": str})
+    reports = read_table(
+        Path(reports_csv) if reports_csv else root / "indiana_reports.csv",
+        ("uid", "MeSH", "Problems", "image", "indication", "comparison", "findings", "impression"),
+        "indiana_reports.csv",
+        dtype={"uid": str},
+    )
+    proj = read_table(
+        Path(projections_csv) if projections_csv else root / "indiana_projections.csv",
+        ("uid", "filename", "projection"),
+        "indiana_projections.csv",
+        dtype={"uid": str},
+    )
     img_dir = Path(images_dir) if images_dir else root / "images" / "images_normalized"
     if not img_dir.is_dir():
         raise ManifestError(f"Open-I Kaggle images folder {img_dir} does not exist; pass images_dir=")
@@ -161,10 +213,24 @@ def build_openi_kaggle_manifest(root: str | os.PathLike, out_path: str | os.Path
             continue
         view = "FRONTAL" if files[0][1].lower() == "frontal" else files[0][1].upper()
         mesh = [m.strip() for m in _text(row["MeSH"]).split(";") if m.strip()]
-        study = _make_study(uid, [str(img_dir / f) for f, _ in files], view, _text(row["findings"]),
-                            _text(row["impression"]), splits, drop_unsplit, label_reports, skips,
-                            {"source": "openi-kaggle", "mesh": mesh, "problems": _text(row["Problems"]),
-                             "indication": _text(row["indication"]), "projections": [p for _, p in files]})
+        study = _make_study(
+            uid,
+            [str(img_dir / f) for f, _ in files],
+            view,
+            _text(row["findings"]),
+            _text(row["impression"]),
+            splits,
+            drop_unsplit,
+            label_reports,
+            skips,
+            {
+                "source": "openi-kaggle",
+                "mesh": mesh,
+                "problems": _text(row["Problems"]),
+                "indication": _text(row["indication"]),
+                "projections": [p for _, p in files],
+            },
+        )
         if study is not None:
             studies.append(study)
     return _finish(studies, skips, out_path, root)

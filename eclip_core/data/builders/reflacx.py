@@ -15,6 +15,7 @@ swapped for ``image_suffix``). Report text: the MIMIC-CXR report (``reports_root
 given, else the first reading's transcription. ``meta`` keeps dicom_id, subject_id, reading ids,
 ``original_size`` [image_size_y, image_size_x] and ``reflacx_labels`` (max certainty per label).
 """
+
 from __future__ import annotations
 
 import logging
@@ -25,7 +26,15 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from eclip_core.data.builders.common import (
-    SkipCounter, finish_manifest, hash_split, id_str, mimic_image, normalize_split, read_mimic_report, read_table, study_from_path,
+    SkipCounter,
+    finish_manifest,
+    hash_split,
+    id_str,
+    mimic_image,
+    normalize_split,
+    read_mimic_report,
+    read_table,
+    study_from_path,
 )
 from eclip_core.data.builders.sectioning import section_report
 from eclip_core.data.manifest import Study
@@ -33,8 +42,16 @@ from eclip_core.errors import ManifestError
 
 log = logging.getLogger(__name__)
 
-METADATA_REQUIRED = ("id", "split", "eye_tracking_data_discarded", "image", "dicom_id", "subject_id",
-                     "image_size_x", "image_size_y")
+METADATA_REQUIRED = (
+    "id",
+    "split",
+    "eye_tracking_data_discarded",
+    "image",
+    "dicom_id",
+    "subject_id",
+    "image_size_x",
+    "image_size_y",
+)
 
 
 def _truthy(v) -> bool:
@@ -54,10 +71,17 @@ def read_reflacx_metadata(reflacx_root: str | os.PathLike) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True, sort=False)
 
 
-def build_reflacx_manifest(reflacx_root: str | os.PathLike, image_root: str | os.PathLike,
-                           out_path: str | os.PathLike, *, reports_root: str | os.PathLike | None = None,
-                           image_suffix: str | None = ".jpg", include_discarded: bool = False,
-                           check_files: bool = True, progress: bool = True) -> Path:
+def build_reflacx_manifest(
+    reflacx_root: str | os.PathLike,
+    image_root: str | os.PathLike,
+    out_path: str | os.PathLike,
+    *,
+    reports_root: str | os.PathLike | None = None,
+    image_suffix: str | None = ".jpg",
+    include_discarded: bool = False,
+    check_files: bool = True,
+    progress: bool = True,
+) -> Path:
     """Write the REFLACX expert manifest (one row per image, all readings); returns its path."""
     root, image_root, out = Path(reflacx_root), Path(image_root), Path(out_path)
     meta = read_reflacx_metadata(root)
@@ -104,14 +128,31 @@ def build_reflacx_manifest(reflacx_root: str | os.PathLike, image_root: str | os
             vals = pd.to_numeric(readings[c], errors="coerce").dropna()
             if len(vals):
                 certainty[c] = float(vals.max())
-        studies.append(Study(
-            study_id=sid, image_paths=[str(image)], split=split, findings=findings, impression=impression,
-            fixations_paths=[str(f) for _, f in kept], gaze_format="reflacx",
-            meta={"source": "reflacx", "dicom_id": str(dicom_id), "subject_id": subject,
-                  "reading_ids": [str(r["id"]) for r, _ in kept], "report_source": source,
-                  "original_size": [int(first["image_size_y"]), int(first["image_size_x"])],
-                  "reflacx_labels": certainty},
-        ))
+        studies.append(
+            Study(
+                study_id=sid,
+                image_paths=[str(image)],
+                split=split,
+                findings=findings,
+                impression=impression,
+                fixations_paths=[str(f) for _, f in kept],
+                gaze_format="reflacx",
+                meta={
+                    "source": "reflacx",
+                    "dicom_id": str(dicom_id),
+                    "subject_id": subject,
+                    "reading_ids": [str(r["id"]) for r, _ in kept],
+                    "report_source": source,
+                    "original_size": [int(first["image_size_y"]), int(first["image_size_x"])],
+                    "reflacx_labels": certainty,
+                },
+            )
+        )
     log.info("REFLACX: %d readings", sum(len(s.fixations_paths) for s in studies))
-    return finish_manifest(studies, skips, out, f"{root}: no REFLACX image had an image file and a usable reading",
-                           "REFLACX expert studies")
+    return finish_manifest(
+        studies,
+        skips,
+        out,
+        f"{root}: no REFLACX image had an image file and a usable reading",
+        "REFLACX expert studies",
+    )

@@ -22,25 +22,63 @@ followed by text on the same line, and some reports have no sections at all. Rul
 >>> section_report("Heart size normal.\\n\\nNo pneumothorax.").impression
 'No pneumothorax.'
 """
+
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
 
 FINDINGS_NAMES = ("findings", "finding", "report", "findings comments", "description")
-IMPRESSION_NAMES = ("impression", "impressions", "conclusion", "conclusions", "summary", "opinion",
-                    "diagnosis", "interpretation")
-COMBINED_NAMES = ("findings and impression", "impression and findings", "findings impression",
-                  "findings/impression", "impression/findings", "findings & impression")
-ADMIN_NAMES = ("indication", "indications", "history", "clinical history", "clinical information",
-               "reason for exam", "reason for examination", "examination", "exam", "technique",
-               "comparison", "comparisons", "notification", "recommendation", "recommendations",
-               "recommendation(s)", "wet read", "final report", "addendum", "procedure", "type of exam",
-               "clinical indication", "reference exam", "study")
+IMPRESSION_NAMES = (
+    "impression",
+    "impressions",
+    "conclusion",
+    "conclusions",
+    "summary",
+    "opinion",
+    "diagnosis",
+    "interpretation",
+)
+COMBINED_NAMES = (
+    "findings and impression",
+    "impression and findings",
+    "findings impression",
+    "findings/impression",
+    "impression/findings",
+    "findings & impression",
+)
+ADMIN_NAMES = (
+    "indication",
+    "indications",
+    "history",
+    "clinical history",
+    "clinical information",
+    "reason for exam",
+    "reason for examination",
+    "examination",
+    "exam",
+    "technique",
+    "comparison",
+    "comparisons",
+    "notification",
+    "recommendation",
+    "recommendations",
+    "recommendation(s)",
+    "wet read",
+    "final report",
+    "addendum",
+    "procedure",
+    "type of exam",
+    "clinical indication",
+    "reference exam",
+    "study",
+)
 _KNOWN = set(FINDINGS_NAMES + IMPRESSION_NAMES + COMBINED_NAMES + ADMIN_NAMES)
 
 # Upper-case heading + colon, or a known heading in any case + colon, at line start.
-_HEADING = re.compile(r"^[ \t]*(?P<name>[A-Z][A-Z0-9 /&()'\-]{1,60}?|[A-Za-z][A-Za-z /&()\-]{1,40}?)[ \t]*:(?P<rest>.*)$")
+_HEADING = re.compile(
+    r"^[ \t]*(?P<name>[A-Z][A-Z0-9 /&()'\-]{1,60}?|[A-Za-z][A-Za-z /&()\-]{1,40}?)[ \t]*:(?P<rest>.*)$"
+)
 _BARE = re.compile(r"^[ \t]*(?P<name>[A-Za-z][A-Za-z /&()\-]{1,40}?)[ \t]*$")
 _WS = re.compile(r"\s+")
 

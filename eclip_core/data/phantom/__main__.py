@@ -1,4 +1,5 @@
 """``python -m eclip_core.data.phantom``: build (or reuse) the phantom data set and print its manifest path."""
+
 from __future__ import annotations
 
 import argparse
@@ -20,9 +21,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    path = build_phantom_dataset(a.out_dir, size=a.size, seed=a.seed, gaze_fraction=a.gaze_fraction,
-                                 progress=not a.quiet, bits=a.bits, limit=a.limit, workers=a.workers,
-                                 force=a.force)
+    path = build_phantom_dataset(
+        a.out_dir,
+        size=a.size,
+        seed=a.seed,
+        gaze_fraction=a.gaze_fraction,
+        progress=not a.quiet,
+        bits=a.bits,
+        limit=a.limit,
+        workers=a.workers,
+        force=a.force,
+    )
     print(path)
     return 0
 

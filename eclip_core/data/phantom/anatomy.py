@@ -11,6 +11,7 @@ All positions are in normalised image coordinates: ``x`` from 0 (image left) to 
 >>> bool(g.lung_mask("right").any() and g.lung_mask("left").any())
 True
 """
+
 from __future__ import annotations
 
 import zlib
@@ -33,28 +34,28 @@ def uid_rng(uid: str, seed: int, stream: int = 0) -> np.random.Generator:
 class Anatomy:
     """Patient parameters: habitus, inspiration, rotation, exposure, normal heart size."""
 
-    cx: float = 0.5              # midline (spine) x
-    rotation: float = 0.0        # mediastinum offset from the spine (patient rotation)
-    thorax_half: float = 0.36    # inner rib margin half width at the widest level
-    body_half: float = 0.46      # soft-tissue outline half width
-    lung_top: float = 0.12       # lung apex y
-    dome_right: float = 0.67     # right hemidiaphragm apex y (usually higher than the left)
+    cx: float = 0.5  # midline (spine) x
+    rotation: float = 0.0  # mediastinum offset from the spine (patient rotation)
+    thorax_half: float = 0.36  # inner rib margin half width at the widest level
+    body_half: float = 0.46  # soft-tissue outline half width
+    lung_top: float = 0.12  # lung apex y
+    dome_right: float = 0.67  # right hemidiaphragm apex y (usually higher than the left)
     dome_left: float = 0.70
-    dome_curv: float = 0.10      # dome height above the costophrenic angles
-    ctr: float = 0.44            # cardiothoracic ratio
+    dome_curv: float = 0.10  # dome height above the costophrenic angles
+    ctr: float = 0.44  # cardiothoracic ratio
     heart_top: float = 0.42
-    med_half: float = 0.055      # upper mediastinum half width
-    knob_r: float = 0.032        # aortic knob radius
-    spine_curve: float = 0.0     # scoliosis amplitude (signed, image x)
-    lung_lucency: float = 0.0    # extra lucency (hyperinflation)
+    med_half: float = 0.055  # upper mediastinum half width
+    knob_r: float = 0.032  # aortic knob radius
+    spine_curve: float = 0.0  # scoliosis amplitude (signed, image x)
+    lung_lucency: float = 0.0  # extra lucency (hyperinflation)
     vessel_gain: float = 1.0
     rib_spacing: float = 0.058
-    exposure: float = 1.0        # overall density gain (under/over-exposure)
+    exposure: float = 1.0  # overall density gain (under/over-exposure)
     gamma: float = 1.0
     noise: float = 0.02
-    breast: float = 0.0          # breast / pectoral soft-tissue strength at the lower lateral lungs
+    breast: float = 0.0  # breast / pectoral soft-tissue strength at the lower lateral lungs
 
-    def with_(self, **kw) -> "Anatomy":
+    def with_(self, **kw) -> Anatomy:
         return replace(self, **kw)
 
 
@@ -176,13 +177,14 @@ class Geometry:
         half = a.med_half * (0.85 + 0.3 * np.clip((self.y - 0.15) / (a.heart_top - 0.15), 0, 1))
         upper = (np.abs(self.x - self.med_x) < half) & (self.y < a.heart_top + 0.08)
         kx, ky = self.med_x + a.med_half + 0.25 * a.knob_r, a.heart_top - 0.15
-        knob = (self.x - kx) ** 2 + (self.y - ky) ** 2 < a.knob_r ** 2
+        knob = (self.x - kx) ** 2 + (self.y - ky) ** 2 < a.knob_r**2
         return upper | knob
 
     def lung_mask(self, side: str) -> np.ndarray:
         """Visible aerated lung on ``side`` (envelope minus heart and mediastinum)."""
-        return self._cached(("lung", side),
-                            lambda: self.lung_envelope(side) & ~self.heart_mask() & ~self.mediastinum_mask())
+        return self._cached(
+            ("lung", side), lambda: self.lung_envelope(side) & ~self.heart_mask() & ~self.mediastinum_mask()
+        )
 
     def lungs(self) -> np.ndarray:
         return self._cached(("lungs",), lambda: self.lung_mask("right") | self.lung_mask("left"))
@@ -192,7 +194,6 @@ class Geometry:
 
     def costophrenic_point(self, side: str) -> tuple[float, float]:
         """(x, y) of the costophrenic angle on ``side``."""
-        a = self.a
         x = self.med_x + side_sign(side) * self.lung_half_at(np.float32(0.75)) * 0.98
         return float(x), float(self.dome_y(side, np.float32(x)))
 

@@ -15,6 +15,7 @@ From a shell: ``python -m eclip_core.data.phantom --size 256``; from Python:
 
 >>> manifest = build_phantom_dataset(size=256)     # doctest: +SKIP
 """
+
 from __future__ import annotations
 
 import functools
@@ -24,9 +25,10 @@ import logging
 import multiprocessing as mp
 import os
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from PIL import Image
 
@@ -57,7 +59,7 @@ class PhantomConfig:
     seed: int = 0
     gaze_fraction: float = 0.15
     bits: int = 8
-    limit: int | None = None   # first N studies only (tests, quick looks)
+    limit: int | None = None  # first N studies only (tests, quick looks)
 
     def validate(self) -> None:
         if not isinstance(self.size, int) or not SIZES[0] <= self.size <= SIZES[1]:
@@ -68,9 +70,17 @@ class PhantomConfig:
             raise ConfigError(f"gaze_fraction must be in [0, 1], got {self.gaze_fraction!r}")
 
     def key(self, source: str) -> dict[str, Any]:
-        return {"version": PHANTOM_VERSION, "code": _code_hash(), "size": self.size, "seed": self.seed,
-                "gaze_fraction": self.gaze_fraction, "bits": self.bits, "limit": self.limit,
-                "labeler": labeler_available(), "source": source}
+        return {
+            "version": PHANTOM_VERSION,
+            "code": _code_hash(),
+            "size": self.size,
+            "seed": self.seed,
+            "gaze_fraction": self.gaze_fraction,
+            "bits": self.bits,
+            "limit": self.limit,
+            "labeler": labeler_available(),
+            "source": source,
+        }
 
     def hash(self, source: str) -> str:
         blob = json.dumps(self.key(source), sort_keys=True).encode()
@@ -81,9 +91,14 @@ class PhantomConfig:
 def _code_hash() -> str:
     h = hashlib.sha256()
     here = Path(__file__).parent
-    labeler = here.parents[1] / "labeler"   # labels and text findings depend on it too
-    files = sorted(here.glob("*.py")) + [here / "r2gen_split.csv"] + sorted(labeler.rglob("*.py")) + sorted(
-        labeler.rglob("*.txt")) + [here.parent / "openi.py"]
+    labeler = here.parents[1] / "labeler"  # labels and text findings depend on it too
+    files = (
+        sorted(here.glob("*.py"))
+        + [here / "r2gen_split.csv"]
+        + sorted(labeler.rglob("*.py"))
+        + sorted(labeler.rglob("*.txt"))
+        + [here.parent / "openi.py"]
+    )
     for f in files:
         if f.is_file() and f.name not in ("__main__.py", "contact_sheet.py"):
             h.update(f.name.encode() + f.read_bytes())
@@ -92,7 +107,7 @@ def _code_hash() -> str:
 
 def has_gaze(uid: str, split: str, seed: int, fraction: float) -> bool:
     """Whether a study gets simulated gaze: a seeded ``fraction`` of the train split, by uid hash."""
-    return split == "train" and zlib.crc32(f"gaze:{seed}:{uid}".encode()) / 2 ** 32 < fraction
+    return split == "train" and zlib.crc32(f"gaze:{seed}:{uid}".encode()) / 2**32 < fraction
 
 
 def _labels(text: str) -> dict[str, float | None]:
@@ -115,7 +130,9 @@ def _build_one(args: tuple[OpenIReport, str, PhantomConfig]) -> dict[str, Any]:
         Image.fromarray(arr).save(tmp, format="PNG", compress_level=1)
     fix_rel = []
     if has_gaze(rep.uid, split, cfg.seed, cfg.gaze_fraction):
-        dicom_id = rep.frontal_image_ids[0] if rep.frontal_image_ids else (rep.image_ids[0] if rep.image_ids else rep.uid)
+        dicom_id = (
+            rep.frontal_image_ids[0] if rep.frontal_image_ids else (rep.image_ids[0] if rep.image_ids else rep.uid)
+        )
         df = simulate_fixations(result, rep.uid, cfg.seed, dicom_id=dicom_id, original_size=(FILM_PX, FILM_PX))
         write_fixations(df, Path(out) / f"fixations/{rep.uid}.csv")
         fix_rel = [f"fixations/{rep.uid}.csv"]
@@ -137,9 +154,15 @@ def _build_one(args: tuple[OpenIReport, str, PhantomConfig]) -> dict[str, Any]:
     if fix_rel:
         meta["dicom_id"] = dicom_id
     return {
-        "study_id": rep.uid, "image_paths": [img_rel], "split": split,
-        "findings": rep.findings, "impression": rep.impression, "view": "PA",
-        "labels": _labels(text), "fixations_paths": fix_rel, "gaze_format": "egd" if fix_rel else "",
+        "study_id": rep.uid,
+        "image_paths": [img_rel],
+        "split": split,
+        "findings": rep.findings,
+        "impression": rep.impression,
+        "view": "PA",
+        "labels": _labels(text),
+        "fixations_paths": fix_rel,
+        "gaze_format": "egd" if fix_rel else "",
         "meta": meta,
     }
 
@@ -158,10 +181,19 @@ def _is_complete(out: Path, key: dict[str, Any]) -> bool:
         return False
 
 
-def build_phantom_dataset(out_dir: str | os.PathLike | None = None, size: int = 256, seed: int = 0,
-                          gaze_fraction: float = 0.15, progress: bool = True, *, bits: int = 8,
-                          limit: int | None = None, workers: int = 2,
-                          reports: Sequence[OpenIReport] | None = None, force: bool = False) -> Path:
+def build_phantom_dataset(
+    out_dir: str | os.PathLike | None = None,
+    size: int = 256,
+    seed: int = 0,
+    gaze_fraction: float = 0.15,
+    progress: bool = True,
+    *,
+    bits: int = 8,
+    limit: int | None = None,
+    workers: int = 2,
+    reports: Sequence[OpenIReport] | None = None,
+    force: bool = False,
+) -> Path:
     """Build (or reuse) the phantom data set; return the manifest path.
 
     ``reports`` overrides the Open-I corpus (e.g. a user's NLMCXR folder via ``load_openi_reports``);
@@ -173,8 +205,14 @@ def build_phantom_dataset(out_dir: str | os.PathLike | None = None, size: int = 
     """
     cfg = PhantomConfig(size=size, seed=seed, gaze_fraction=gaze_fraction, bits=bits, limit=limit)
     cfg.validate()
-    source = "torchxrayvision" if reports is None else "custom:" + hashlib.sha256(
-        "|".join(r.uid + r.findings + r.impression + "/".join(r.mesh) for r in reports).encode()).hexdigest()[:12]
+    source = (
+        "torchxrayvision"
+        if reports is None
+        else "custom:"
+        + hashlib.sha256(
+            "|".join(r.uid + r.findings + r.impression + "/".join(r.mesh) for r in reports).encode()
+        ).hexdigest()[:12]
+    )
     out = Path(out_dir) if out_dir is not None else default_out_dir(cfg, source)
     key = cfg.key(source)
     recover_dir(out, lambda folder: (folder / MARKER).is_file())  # a build killed while moving its folder in
@@ -188,8 +226,13 @@ def build_phantom_dataset(out_dir: str | os.PathLike | None = None, size: int = 
     dropped = [r.uid for r in all_reports if not r.has_text]
     if limit is not None:
         kept = kept[:limit]
-    log.info("building %d phantom studies at %d px into %s (%d dropped: no findings/impression text)",
-             len(kept), size, out, len(dropped))
+    log.info(
+        "building %d phantom studies at %d px into %s (%d dropped: no findings/impression text)",
+        len(kept),
+        size,
+        out,
+        len(dropped),
+    )
     # Not flushed file by file (thousands of images): a power cut costs a rebuild, not a wrong data set.
     with atomic_dir(out, durable=False) as tmp:
         (tmp / "images").mkdir()
@@ -204,9 +247,12 @@ def build_phantom_dataset(out_dir: str | os.PathLike | None = None, size: int = 
         write_manifest(studies, tmp / MANIFEST)
         counts = {s: sum(st.split == s for st in studies) for s in ("train", "val", "test")}
         marker = {
-            "config": key, "studies": len(studies), "splits": counts,
+            "config": key,
+            "studies": len(studies),
+            "splits": counts,
             "gaze_studies": sum(bool(st.fixations_paths) for st in studies),
-            "dropped_no_text": len(dropped), "dropped_uids": dropped,
+            "dropped_no_text": len(dropped),
+            "dropped_uids": dropped,
             "note": "report text, MeSH codes and split are real (Open-I); images and gaze are simulated",
         }
         with atomic_path(tmp / MARKER) as mtmp:

@@ -4,6 +4,7 @@ About 12 real Open-I studies (a normal one and the main findings), each rendered
 the report sentence that describes the finding underneath, and a simulated-gaze heatmap overlay for
 a few. Writes docs/images/phantom_examples.png by default.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,8 +52,11 @@ def pick_studies(reports=None):
                 ok = r.mesh_major == ["normal"] and not fs
             else:
                 ok = kind in kinds and len(kinds) <= 3
-            sentences = [s for s in split_sentences(text) if re.search(words, s, re.I)
-                         and not re.search(r"\bno\b|without|resolved", s, re.I)]
+            sentences = [
+                s
+                for s in split_sentences(text)
+                if re.search(words, s, re.I) and not re.search(r"\bno\b|without|resolved", s, re.I)
+            ]
             if ok and sentences:
                 chosen.append((r, fs, sentences[0], gaze, kind))
                 used.add(r.uid)
@@ -84,8 +88,15 @@ def make_contact_sheet(out: str | Path = "docs/images/phantom_examples.png", siz
         codes = "; ".join(rep.mesh_major[:2])
         title = f"{rep.uid} - {kind}{' + gaze' if gaze else ''}"
         ax.set_title(title, fontsize=8.5)
-        ax.text(0.5, -0.02, "\n".join(textwrap.wrap(f'"{sentence}"', 44)[:3]) + f"\nMeSH: {codes[:46]}",
-                transform=ax.transAxes, ha="center", va="top", fontsize=6.8)
+        ax.text(
+            0.5,
+            -0.02,
+            "\n".join(textwrap.wrap(f'"{sentence}"', 44)[:3]) + f"\nMeSH: {codes[:46]}",
+            transform=ax.transAxes,
+            ha="center",
+            va="top",
+            fontsize=6.8,
+        )
     fig.suptitle("Phantom radiographs from real Open-I reports (pixels and gaze SIMULATED)", fontsize=11)
     fig.tight_layout(rect=(0, 0, 1, 0.97))
     out = Path(out)

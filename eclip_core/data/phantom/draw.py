@@ -9,6 +9,7 @@ added to a density map at any image size.
 >>> float(d[16, 16]), float(d[0, 0])
 (1.0, 0.0)
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -26,8 +27,9 @@ def disk(g: Geometry, cx: float, cy: float, r: float, edge_px: float = 1.0) -> n
     return _soft(r - d, g, edge_px)
 
 
-def ellipse(g: Geometry, cx: float, cy: float, rx: float, ry: float, angle: float = 0.0,
-            edge_px: float = 1.0) -> np.ndarray:
+def ellipse(
+    g: Geometry, cx: float, cy: float, rx: float, ry: float, angle: float = 0.0, edge_px: float = 1.0
+) -> np.ndarray:
     c, s = np.cos(angle), np.sin(angle)
     dx, dy = g.x - cx, g.y - cy
     u, v = (dx * c + dy * s) / rx, (-dx * s + dy * c) / ry

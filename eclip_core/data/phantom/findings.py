@@ -12,12 +12,14 @@ nothing; side, location and size of a positive sentence are read from its words.
 >>> [(f.kind, f.side, f.severity) for f in fs]
 [('cardiomegaly', '', 0.45), ('effusion', 'left', 0.35)]
 """
+
 from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
-from typing import Any, Iterable
+from typing import Any
 
 from eclip_core.text import split_sentences
 
@@ -25,24 +27,69 @@ log = logging.getLogger(__name__)
 
 #: Every kind the renderer draws, in a fixed order (also the order findings are drawn in).
 KINDS: tuple[str, ...] = (
-    "low_volumes", "hyperinflation", "elevated_diaphragm", "cardiomegaly", "mediastinum", "aorta",
-    "aortic_calcification", "edema", "effusion", "pneumothorax", "opacity", "atelectasis", "nodule",
-    "mass", "granuloma", "hilar_calcification", "scoliosis", "spine_degenerative", "fracture",
-    "hiatal_hernia", "sternotomy", "pacemaker", "central_line", "tube", "clips",
+    "low_volumes",
+    "hyperinflation",
+    "elevated_diaphragm",
+    "cardiomegaly",
+    "mediastinum",
+    "aorta",
+    "aortic_calcification",
+    "edema",
+    "effusion",
+    "pneumothorax",
+    "opacity",
+    "atelectasis",
+    "nodule",
+    "mass",
+    "granuloma",
+    "hilar_calcification",
+    "scoliosis",
+    "spine_degenerative",
+    "fracture",
+    "hiatal_hernia",
+    "sternotomy",
+    "pacemaker",
+    "central_line",
+    "tube",
+    "clips",
 )
 
 SIDES = ("left", "right", "bilateral")
 
 _SEVERITY_WORDS = {
-    "borderline": 0.25, "minimal": 0.25, "trace": 0.2, "tiny": 0.25, "small": 0.35, "mild": 0.45,
-    "moderate": 0.65, "large": 0.9, "severe": 0.9, "marked": 0.85, "massive": 1.0, "prominent": 0.5,
+    "borderline": 0.25,
+    "minimal": 0.25,
+    "trace": 0.2,
+    "tiny": 0.25,
+    "small": 0.35,
+    "mild": 0.45,
+    "moderate": 0.65,
+    "large": 0.9,
+    "severe": 0.9,
+    "marked": 0.85,
+    "massive": 1.0,
+    "prominent": 0.5,
     "enlarged": 0.6,
 }
 _LOCATION_WORDS = {
-    "upper lobe": "upper", "apex": "upper", "apical": "upper", "upper": "upper",
-    "middle lobe": "middle", "lingula": "lingula", "hilum": "hilum", "hilar": "hilum",
-    "perihilar": "hilum", "lower lobe": "lower", "base": "base", "basilar": "base", "bases": "base",
-    "basal": "base", "lower": "lower", "retrocardiac": "lower", "midlung": "middle", "mid": "middle",
+    "upper lobe": "upper",
+    "apex": "upper",
+    "apical": "upper",
+    "upper": "upper",
+    "middle lobe": "middle",
+    "lingula": "lingula",
+    "hilum": "hilum",
+    "hilar": "hilum",
+    "perihilar": "hilum",
+    "lower lobe": "lower",
+    "base": "base",
+    "basilar": "base",
+    "bases": "base",
+    "basal": "base",
+    "lower": "lower",
+    "retrocardiac": "lower",
+    "midlung": "middle",
+    "mid": "middle",
 }
 
 # MeSH first term (lower case) -> kind. Terms whose kind depends on later parts are handled in code.
@@ -50,29 +97,58 @@ _MESH_TERM_KIND = {
     "cardiomegaly": "cardiomegaly",
     "pleural effusion": "effusion",
     "pneumothorax": "pneumothorax",
-    "opacity": "opacity", "airspace disease": "opacity", "consolidation": "opacity", "pneumonia": "opacity",
-    "infiltrate": "opacity", "density": "opacity", "pulmonary fibrosis": "opacity",
+    "opacity": "opacity",
+    "airspace disease": "opacity",
+    "consolidation": "opacity",
+    "pneumonia": "opacity",
+    "infiltrate": "opacity",
+    "density": "opacity",
+    "pulmonary fibrosis": "opacity",
     "lung diseases, interstitial": "edema",
-    "pulmonary atelectasis": "atelectasis", "cicatrix": "atelectasis", "volume loss": "atelectasis",
-    "nodule": "nodule", "mass": "mass",
-    "calcified granuloma": "granuloma", "granulomatous disease": "granuloma", "granuloma": "granuloma",
-    "pulmonary edema": "edema", "pulmonary congestion": "edema", "heart failure": "edema",
-    "emphysema": "hyperinflation", "pulmonary emphysema": "hyperinflation",
-    "pulmonary disease, chronic obstructive": "hyperinflation", "lung, hyperlucent": "hyperinflation",
-    "scoliosis": "scoliosis", "osteophyte": "spine_degenerative", "spondylosis": "spine_degenerative",
-    "hernia, hiatal": "hiatal_hernia", "diaphragmatic eventration": "elevated_diaphragm",
-    "catheters, indwelling": "central_line", "tube, inserted": "tube",
-    "implanted medical device": "pacemaker", "sutures": "sternotomy", "stents": "clips",
-    "foreign bodies": "clips", "medical device": "clips",
+    "pulmonary atelectasis": "atelectasis",
+    "cicatrix": "atelectasis",
+    "volume loss": "atelectasis",
+    "nodule": "nodule",
+    "mass": "mass",
+    "calcified granuloma": "granuloma",
+    "granulomatous disease": "granuloma",
+    "granuloma": "granuloma",
+    "pulmonary edema": "edema",
+    "pulmonary congestion": "edema",
+    "heart failure": "edema",
+    "emphysema": "hyperinflation",
+    "pulmonary emphysema": "hyperinflation",
+    "pulmonary disease, chronic obstructive": "hyperinflation",
+    "lung, hyperlucent": "hyperinflation",
+    "scoliosis": "scoliosis",
+    "osteophyte": "spine_degenerative",
+    "spondylosis": "spine_degenerative",
+    "hernia, hiatal": "hiatal_hernia",
+    "diaphragmatic eventration": "elevated_diaphragm",
+    "catheters, indwelling": "central_line",
+    "tube, inserted": "tube",
+    "implanted medical device": "pacemaker",
+    "sutures": "sternotomy",
+    "stents": "clips",
+    "foreign bodies": "clips",
+    "medical device": "clips",
     "fractures, bone": "fracture",
 }
 
 # Labeler observation -> kind for findings taken from the report text.
 _OBSERVATION_KIND = {
-    "Cardiomegaly": "cardiomegaly", "Enlarged Cardiomediastinum": "mediastinum", "Pleural Effusion": "effusion",
-    "Pneumothorax": "pneumothorax", "Lung Opacity": "opacity", "Consolidation": "opacity",
-    "Pneumonia": "opacity", "Atelectasis": "atelectasis", "Edema": "edema", "Fracture": "fracture",
-    "Lung Lesion": "nodule", "Support Devices": "central_line",
+    "Cardiomegaly": "cardiomegaly",
+    "Enlarged Cardiomediastinum": "mediastinum",
+    "Pleural Effusion": "effusion",
+    "Pneumothorax": "pneumothorax",
+    "Lung Opacity": "opacity",
+    "Consolidation": "opacity",
+    "Pneumonia": "opacity",
+    "Atelectasis": "atelectasis",
+    "Edema": "edema",
+    "Fracture": "fracture",
+    "Lung Lesion": "nodule",
+    "Support Devices": "central_line",
 }
 
 
@@ -81,11 +157,11 @@ class Finding:
     """One drawable finding: what, where, how big, and where it came from."""
 
     kind: str
-    side: str = ""          # "left" | "right" | "bilateral" | "" (patient's side, not the image's)
-    location: str = ""      # "upper" | "middle" | "lingula" | "lower" | "base" | "hilum" | ""
-    severity: float = 0.5   # 0..1 (borderline ~0.25, mild ~0.45, moderate ~0.65, large/severe ~0.9)
-    source: str = "mesh"    # "mesh" | "text"
-    term: str = ""          # the MeSH code or the report sentence it came from
+    side: str = ""  # "left" | "right" | "bilateral" | "" (patient's side, not the image's)
+    location: str = ""  # "upper" | "middle" | "lingula" | "lower" | "base" | "hilum" | ""
+    severity: float = 0.5  # 0..1 (borderline ~0.25, mild ~0.45, moderate ~0.65, large/severe ~0.9)
+    source: str = "mesh"  # "mesh" | "text"
+    term: str = ""  # the MeSH code or the report sentence it came from
     multiple: bool = False
 
     def to_dict(self) -> dict[str, Any]:
@@ -168,15 +244,17 @@ def findings_from_mesh(codes: Iterable[str]) -> list[Finding]:
             default = 0.25  # blunting = a trace of fluid
         if kind == "cardiomegaly":
             default = 0.55
-        out.append(Finding(
-            kind=kind,
-            side=_side(text),
-            location=_location(text),
-            severity=_severity(rest, default),
-            source="mesh",
-            term=code,
-            multiple=bool({"multiple", "scattered"} & set(rest)),
-        ))
+        out.append(
+            Finding(
+                kind=kind,
+                side=_side(text),
+                location=_location(text),
+                severity=_severity(rest, default),
+                source="mesh",
+                term=code,
+                multiple=bool({"multiple", "scattered"} & set(rest)),
+            )
+        )
     return _dedupe(out)
 
 
@@ -230,9 +308,16 @@ def findings_from_text(text: str) -> list[Finding]:
                     kind = "clips"
             if kind == "nodule" and re.search(r"\bmass\b", low):
                 kind = "mass"
-            out.append(Finding(kind=kind, side=_side(low), location=_location(low),
-                               severity=_severity(re.findall(r"[a-z]+", low), 0.5), source="text",
-                               term=sentence))
+            out.append(
+                Finding(
+                    kind=kind,
+                    side=_side(low),
+                    location=_location(low),
+                    severity=_severity(re.findall(r"[a-z]+", low), 0.5),
+                    source="text",
+                    term=sentence,
+                )
+            )
     return _dedupe(out)
 
 

@@ -17,6 +17,7 @@ original pixels, made for ~2,500 px films) gives maps of the same relative exten
 >>> list(df.columns) == list(EGD_COLUMNS), bool((df["FPOGD"] > 0).all())
 (True, True)
 """
+
 from __future__ import annotations
 
 import os
@@ -35,12 +36,31 @@ FILM_PX = 2500
 
 #: How hard each kind is to see (0 obvious .. 1 subtle), before its size/severity.
 SUBTLETY = {
-    "nodule": 0.85, "granuloma": 0.75, "hilar_calcification": 0.7, "fracture": 0.95, "pneumothorax": 0.85,
-    "atelectasis": 0.65, "opacity": 0.55, "mass": 0.45, "effusion": 0.5, "edema": 0.55,
-    "cardiomegaly": 0.35, "mediastinum": 0.5, "aorta": 0.45, "aortic_calcification": 0.6,
-    "hyperinflation": 0.35, "low_volumes": 0.35, "elevated_diaphragm": 0.4, "scoliosis": 0.3,
-    "spine_degenerative": 0.6, "hiatal_hernia": 0.6, "sternotomy": 0.15, "pacemaker": 0.1,
-    "central_line": 0.3, "tube": 0.3, "clips": 0.2,
+    "nodule": 0.85,
+    "granuloma": 0.75,
+    "hilar_calcification": 0.7,
+    "fracture": 0.95,
+    "pneumothorax": 0.85,
+    "atelectasis": 0.65,
+    "opacity": 0.55,
+    "mass": 0.45,
+    "effusion": 0.5,
+    "edema": 0.55,
+    "cardiomegaly": 0.35,
+    "mediastinum": 0.5,
+    "aorta": 0.45,
+    "aortic_calcification": 0.6,
+    "hyperinflation": 0.35,
+    "low_volumes": 0.35,
+    "elevated_diaphragm": 0.4,
+    "scoliosis": 0.3,
+    "spine_degenerative": 0.6,
+    "hiatal_hernia": 0.6,
+    "sternotomy": 0.15,
+    "pacemaker": 0.1,
+    "central_line": 0.3,
+    "tube": 0.3,
+    "clips": 0.2,
 }
 
 
@@ -69,8 +89,14 @@ def subtlety(kind: str, severity: float, mask_fraction: float) -> float:
     return float(np.clip(base * (1.15 - 0.4 * severity) * (0.75 + 0.25 * small), 0.05, 1.0))
 
 
-def simulate_fixations(result, uid: str, seed: int = 0, dicom_id: str | None = None,
-                       session_id: int = 1, original_size: tuple[int, int] | None = None) -> pd.DataFrame:
+def simulate_fixations(
+    result,
+    uid: str,
+    seed: int = 0,
+    dicom_id: str | None = None,
+    session_id: int = 1,
+    original_size: tuple[int, int] | None = None,
+) -> pd.DataFrame:
     """EGD-CXR fixation rows for one rendered study (a :class:`render.RenderResult`).
 
     Deterministic in (uid, seed, findings). Dwell on each finding ~ 0.6 + 3.0 * subtlety seconds.
@@ -120,30 +146,47 @@ def _to_egd(fix, rng, shape, dicom_id: str, session_id: int, uid: str) -> pd.Dat
     dx = np.diff(sx, prepend=sx[0])
     dy = np.diff(sy, prepend=sy[0])
     digits = "".join(c for c in uid if c.isdigit()) or "0"
-    df = pd.DataFrame({
-        "SESSION_ID": session_id,
-        "MEDIA_ID": int(digits),
-        "DICOM_ID": dicom_id,
-        "CNT": np.arange(n),
-        "Time (in secs)": np.round(start + dur, 4),
-        "TIMETICK(f=10000000)": np.round((start + dur) * 1e7).astype(np.int64),
-        "FPOGX": np.round(fx, 5), "FPOGY": np.round(fy, 5),
-        "FPOGS": np.round(start, 4), "FPOGD": np.round(dur, 4),
-        "FPOGID": np.arange(1, n + 1), "FPOGV": 1,
-        "BPOGX": np.round(fx + rng.normal(0, 0.002, n), 5), "BPOGY": np.round(fy + rng.normal(0, 0.002, n), 5),
-        "BPOGV": 1,
-        "LPCX": np.round(0.42 + rng.normal(0, 0.004, n), 5), "LPCY": np.round(0.55 + rng.normal(0, 0.004, n), 5),
-        "LPD": np.round(18 + rng.normal(0, 0.6, n), 3), "LPS": np.round(0.95 + rng.normal(0, 0.01, n), 4), "LPV": 1,
-        "RPCX": np.round(0.58 + rng.normal(0, 0.004, n), 5), "RPCY": np.round(0.55 + rng.normal(0, 0.004, n), 5),
-        "RPD": np.round(18 + rng.normal(0, 0.6, n), 3), "RPS": np.round(0.95 + rng.normal(0, 0.01, n), 4), "RPV": 1,
-        "BKID": 0, "BKDUR": 0.0, "BKPMIN": 14,
-        "LPMM": np.round(3.8 + rng.normal(0, 0.1, n), 3), "LPMMV": 1,
-        "RPMM": np.round(3.8 + rng.normal(0, 0.1, n), 3), "RPMMV": 1,
-        "SACCADE_MAG": np.round(np.hypot(dx, dy), 3),
-        "SACCADE_DIR": np.round(np.degrees(np.arctan2(dy, dx)) % 360.0, 3),
-        "VID_FRAME": np.round((start + dur) * 30).astype(np.int64),
-        "X_ORIGINAL": np.round(xs, 2), "Y_ORIGINAL": np.round(ys, 2),
-    })
+    df = pd.DataFrame(
+        {
+            "SESSION_ID": session_id,
+            "MEDIA_ID": int(digits),
+            "DICOM_ID": dicom_id,
+            "CNT": np.arange(n),
+            "Time (in secs)": np.round(start + dur, 4),
+            "TIMETICK(f=10000000)": np.round((start + dur) * 1e7).astype(np.int64),
+            "FPOGX": np.round(fx, 5),
+            "FPOGY": np.round(fy, 5),
+            "FPOGS": np.round(start, 4),
+            "FPOGD": np.round(dur, 4),
+            "FPOGID": np.arange(1, n + 1),
+            "FPOGV": 1,
+            "BPOGX": np.round(fx + rng.normal(0, 0.002, n), 5),
+            "BPOGY": np.round(fy + rng.normal(0, 0.002, n), 5),
+            "BPOGV": 1,
+            "LPCX": np.round(0.42 + rng.normal(0, 0.004, n), 5),
+            "LPCY": np.round(0.55 + rng.normal(0, 0.004, n), 5),
+            "LPD": np.round(18 + rng.normal(0, 0.6, n), 3),
+            "LPS": np.round(0.95 + rng.normal(0, 0.01, n), 4),
+            "LPV": 1,
+            "RPCX": np.round(0.58 + rng.normal(0, 0.004, n), 5),
+            "RPCY": np.round(0.55 + rng.normal(0, 0.004, n), 5),
+            "RPD": np.round(18 + rng.normal(0, 0.6, n), 3),
+            "RPS": np.round(0.95 + rng.normal(0, 0.01, n), 4),
+            "RPV": 1,
+            "BKID": 0,
+            "BKDUR": 0.0,
+            "BKPMIN": 14,
+            "LPMM": np.round(3.8 + rng.normal(0, 0.1, n), 3),
+            "LPMMV": 1,
+            "RPMM": np.round(3.8 + rng.normal(0, 0.1, n), 3),
+            "RPMMV": 1,
+            "SACCADE_MAG": np.round(np.hypot(dx, dy), 3),
+            "SACCADE_DIR": np.round(np.degrees(np.arctan2(dy, dx)) % 360.0, 3),
+            "VID_FRAME": np.round((start + dur) * 30).astype(np.int64),
+            "X_ORIGINAL": np.round(xs, 2),
+            "Y_ORIGINAL": np.round(ys, 2),
+        }
+    )
     return df[list(EGD_COLUMNS)]
 
 

@@ -5,9 +5,10 @@ diaphragm level, lung volume, spine curve, aortic knob). :func:`paint` then draw
 density canvas and returns the bool region it changed (used by tests and the gaze simulator).
 Sides are the patient's (a right effusion is on the image left).
 """
+
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from scipy import ndimage
@@ -30,12 +31,22 @@ def adjust_anatomy(a: Anatomy, findings: Sequence[Finding]) -> Anatomy:
         if f.kind == "cardiomegaly":
             a = a.with_(ctr=max(a.ctr, 0.515 + 0.13 * sev), heart_top=a.heart_top - 0.02 * sev)
         elif f.kind == "hyperinflation":
-            a = a.with_(dome_right=a.dome_right + 0.04 + 0.04 * sev, dome_left=a.dome_left + 0.04 + 0.04 * sev,
-                        dome_curv=a.dome_curv * (0.55 - 0.25 * sev), lung_lucency=0.18 + 0.2 * sev,
-                        vessel_gain=0.6, ctr=min(a.ctr, 0.40), lung_top=a.lung_top - 0.015)
+            a = a.with_(
+                dome_right=a.dome_right + 0.04 + 0.04 * sev,
+                dome_left=a.dome_left + 0.04 + 0.04 * sev,
+                dome_curv=a.dome_curv * (0.55 - 0.25 * sev),
+                lung_lucency=0.18 + 0.2 * sev,
+                vessel_gain=0.6,
+                ctr=min(a.ctr, 0.40),
+                lung_top=a.lung_top - 0.015,
+            )
         elif f.kind == "low_volumes":
-            a = a.with_(dome_right=a.dome_right - 0.05 - 0.04 * sev, dome_left=a.dome_left - 0.05 - 0.04 * sev,
-                        vessel_gain=1.3, ctr=a.ctr + 0.02)
+            a = a.with_(
+                dome_right=a.dome_right - 0.05 - 0.04 * sev,
+                dome_left=a.dome_left - 0.05 - 0.04 * sev,
+                vessel_gain=1.3,
+                ctr=a.ctr + 0.02,
+            )
         elif f.kind == "elevated_diaphragm":
             for side in _sides(f):
                 lift = 0.06 + 0.05 * sev
@@ -62,6 +73,7 @@ def _painter(*kinds: str):
         for k in kinds:
             _PAINTERS[k] = fn
         return fn
+
     return deco
 
 
@@ -116,7 +128,9 @@ def _aorta(c, f, rng, base):
     a = g.a
     kx, ky = g.med_x + a.med_half + 0.25 * a.knob_r, a.heart_top - 0.15
     # descending aorta: a faint stripe from the knob down to the left of the spine
-    c.density += 0.05 * polyline(g, np.array([[kx, ky], [g.med_x + 0.04, a.heart_top + 0.1], [g.med_x + 0.035, 0.62]]), 0.03, 3.0)
+    c.density += 0.05 * polyline(
+        g, np.array([[kx, ky], [g.med_x + 0.04, a.heart_top + 0.1], [g.med_x + 0.035, 0.62]]), 0.03, 3.0
+    )
     return disk(g, kx, ky, a.knob_r * 1.5) > 0.5
 
 
@@ -145,7 +159,7 @@ def _effusion(c, f, rng, base):
         lat = np.clip((g.x - g.med_x) * side_sign(side) / max(abs(cpx - g.med_x), 1e-3), 0, 1)
         height = 0.035 + 0.2 * f.severity
         # meniscus: the fluid climbs higher along the lateral chest wall
-        surface = dome - height * (0.45 + 0.55 * lat ** 2)
+        surface = dome - height * (0.45 + 0.55 * lat**2)
         depth = np.clip((g.y - surface) / 0.035, 0, 1) ** 0.7
         fluid = env * depth
         # fluid replaces air: the effusion reads as soft tissue, never brighter than the abdomen
@@ -187,8 +201,16 @@ def _patchy(g: Geometry, rng, cx, cy, r, side) -> np.ndarray:
     """Irregular airspace density: a few overlapping blobs clipped to the lung on ``side``."""
     blob = np.zeros_like(g.x)
     for _ in range(5):
-        blob = np.maximum(blob, gauss(g, cx + rng.normal(0, r * 0.45), cy + rng.normal(0, r * 0.4),
-                                      r * rng.uniform(0.45, 0.8), r * rng.uniform(0.4, 0.7)))
+        blob = np.maximum(
+            blob,
+            gauss(
+                g,
+                cx + rng.normal(0, r * 0.45),
+                cy + rng.normal(0, r * 0.4),
+                r * rng.uniform(0.45, 0.8),
+                r * rng.uniform(0.4, 0.7),
+            ),
+        )
     return blob * g.lung_envelope(side)
 
 
@@ -324,8 +346,13 @@ def _fracture(c, f, rng, base):
         y = (a.lung_top - 0.045) + (k + 0.5) * a.rib_spacing + 0.07 * s * s - 0.018 * s
         x = float(g.spine_x(np.float32(y))) + side_sign(side) * s * a.thorax_half
         ang = rng.uniform(1.2, 1.9)
-        gap = polyline(g, np.array([[x - 0.02 * np.cos(ang), y - 0.02 * np.sin(ang)],
-                                    [x + 0.02 * np.cos(ang), y + 0.02 * np.sin(ang)]]), max(0.006, 1.4 * g.px))
+        gap = polyline(
+            g,
+            np.array(
+                [[x - 0.02 * np.cos(ang), y - 0.02 * np.sin(ang)], [x + 0.02 * np.cos(ang), y + 0.02 * np.sin(ang)]]
+            ),
+            max(0.006, 1.4 * g.px),
+        )
         c.density -= 0.2 * gap
         callus = ellipse(g, x + side_sign(side) * 0.012, y, 0.02, 0.014, 0.0, 2.0)
         c.density += 0.2 * callus
@@ -375,7 +402,9 @@ def _pacemaker(c, f, rng, base):
     rv = (g.med_x + 0.5 * g.heart_width() * 0.5, 0.5 * (a.dome_left + a.dome_right) - 0.03)
     w = max(0.005, 1.2 * g.px)
     lead1 = polyline(g, bezier((dx, dy), (g.med_x - 0.02, 0.2), ra), w)
-    lead2 = polyline(g, np.concatenate([bezier((dx, dy), (g.med_x - 0.03, 0.2), ra), bezier(ra, (g.med_x + 0.02, rv[1]), rv)]), w)
+    lead2 = polyline(
+        g, np.concatenate([bezier((dx, dy), (g.med_x - 0.03, 0.2), ra), bezier(ra, (g.med_x + 0.02, rv[1]), rv)]), w
+    )
     c.density += 0.8 * np.maximum(lead1, lead2)
     return (box > 0.2) | (np.maximum(lead1, lead2) > 0.2)
 
@@ -401,8 +430,20 @@ def _tube(c, f, rng, base):
     tip = carina - rng.uniform(0.03, 0.07)
     w = max(0.006, 1.3 * g.px)
     ett = polyline(g, np.array([[g.med_x, 0.0], [g.med_x + 0.002, tip]]), w)
-    ng = polyline(g, np.concatenate([bezier((g.med_x + 0.01, 0.0), (g.med_x + 0.02, 0.4), (g.med_x + 0.03, a.dome_left)),
-                                     bezier((g.med_x + 0.03, a.dome_left), (g.med_x + 0.06, a.dome_left + 0.06), (g.dome_apex_x("left"), a.dome_left + 0.08))]), w)
+    ng = polyline(
+        g,
+        np.concatenate(
+            [
+                bezier((g.med_x + 0.01, 0.0), (g.med_x + 0.02, 0.4), (g.med_x + 0.03, a.dome_left)),
+                bezier(
+                    (g.med_x + 0.03, a.dome_left),
+                    (g.med_x + 0.06, a.dome_left + 0.06),
+                    (g.dome_apex_x("left"), a.dome_left + 0.08),
+                ),
+            ]
+        ),
+        w,
+    )
     c.density += 0.6 * ett + 0.45 * ng
     return (ett > 0.2) | (ng > 0.2)
 
@@ -422,8 +463,13 @@ def _clips(c, f, rng, base):
     for _ in range(int(rng.integers(2, 5))):
         x, y = cx + rng.normal(0, 0.02), cy + rng.normal(0, 0.015)
         ang = rng.uniform(0, np.pi)
-        clip = polyline(g, np.array([[x - 0.012 * np.cos(ang), y - 0.012 * np.sin(ang)],
-                                     [x + 0.012 * np.cos(ang), y + 0.012 * np.sin(ang)]]), max(0.006, 1.3 * g.px))
+        clip = polyline(
+            g,
+            np.array(
+                [[x - 0.012 * np.cos(ang), y - 0.012 * np.sin(ang)], [x + 0.012 * np.cos(ang), y + 0.012 * np.sin(ang)]]
+            ),
+            max(0.006, 1.3 * g.px),
+        )
         c.density += 1.3 * clip
         m |= disk(g, x, y, 0.025) > 0.5
     return m

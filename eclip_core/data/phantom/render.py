@@ -12,10 +12,11 @@ region it changed, kept as a per-finding mask for tests and the gaze simulator.
 >>> r.to_array(8).dtype, r.to_array(16).dtype
 (dtype('uint8'), dtype('uint16'))
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 from scipy import ndimage
@@ -71,10 +72,10 @@ class Canvas:
     """Mutable state that painters work on."""
 
     g: Geometry
-    density: np.ndarray          # X-ray density (higher = whiter)
-    vessels: np.ndarray          # vascular markings, added inside aerated lung at the end
-    vessel_keep: np.ndarray      # multiplier on vessels (pneumothorax sets 0 beyond the pleural line)
-    lucency: np.ndarray          # extra air (reduces density inside the lungs)
+    density: np.ndarray  # X-ray density (higher = whiter)
+    vessels: np.ndarray  # vascular markings, added inside aerated lung at the end
+    vessel_keep: np.ndarray  # multiplier on vessels (pneumothorax sets 0 beyond the pleural line)
+    lucency: np.ndarray  # extra air (reduces density inside the lungs)
     rng: np.random.Generator
 
 
@@ -122,7 +123,7 @@ def _spine(g: Geometry) -> np.ndarray:
     d = np.abs(g.x - sx)
     band = np.clip((0.032 - d) / (1.5 * g.px) + 0.5, 0, 1)
     level = (g.y - 0.02) / 0.042
-    disc = 0.5 + 0.5 * np.cos(2 * np.pi * level)   # 1 mid-vertebra, 0 at the disc space
+    disc = 0.5 + 0.5 * np.cos(2 * np.pi * level)  # 1 mid-vertebra, 0 at the disc space
     pedicle = np.exp(-(((d - 0.021) / 0.006) ** 2)) * np.clip(np.cos(2 * np.pi * level) + 0.2, 0, 1)
     spinous = np.exp(-((d / 0.006) ** 2)) * np.clip(np.cos(2 * np.pi * (level - 0.35)), 0, 1)
     return (band * (0.11 + 0.06 * disc) + 0.08 * pedicle + 0.05 * spinous).astype(np.float32)
@@ -142,7 +143,7 @@ def _vessels(g: Geometry, rng: np.random.Generator) -> np.ndarray:
         theta = rng.uniform(-1.25, 1.35, n_main)
         length = rng.uniform(0.22, 0.36, n_main) * a.thorax_half / 0.36
         starts = np.stack([hx + rng.normal(0, 0.01, n_main), hy + rng.normal(0, 0.015, n_main)], 1)
-        for gen, (width, shrink) in enumerate(((0.5, 1.0), (0.36, 0.6), (0.26, 0.5))):
+        for _gen, (width, shrink) in enumerate(((0.5, 1.0), (0.36, 0.6), (0.26, 0.5))):
             n_steps = int(np.ceil(length.max() / step))
             turn = np.cumsum(rng.normal(0, 0.022 * np.sqrt(256.0 / g.size), (len(theta), n_steps)), axis=1)
             ang = theta[:, None] + turn
@@ -152,7 +153,9 @@ def _vessels(g: Geometry, rng: np.random.Generator) -> np.ndarray:
             py = starts[:, 1:2] + np.cumsum(dy, 1)
             t = np.arange(1, n_steps + 1)[None, :] * step / length[:, None]
             w = np.where(t <= 1.0, width * (1.0 - np.clip(t, 0, 1)) ** 1.3, 0.0)
-            xs.append(px.ravel()); ys.append(py.ravel()); ws.append(w.ravel())
+            xs.append(px.ravel())
+            ys.append(py.ravel())
+            ws.append(w.ravel())
             # children: start somewhere along each path, branch off at an angle
             pick = rng.uniform(0.15, 0.7, len(theta) * 2)
             parent = np.repeat(np.arange(len(theta)), 2)
@@ -168,16 +171,15 @@ def _vessels(g: Geometry, rng: np.random.Generator) -> np.ndarray:
 def _base(g: Geometry, rng: np.random.Generator) -> Canvas:
     a = g.a
     body = _body(g)
-    dens = 0.5 * body ** 0.7 + 0.14 * body
-    dens += 0.10 * np.clip(1.0 - (g.y - 0.08) / 0.25, 0, 1) * body       # shoulder soft tissue
+    dens = 0.5 * body**0.7 + 0.14 * body
+    dens += 0.10 * np.clip(1.0 - (g.y - 0.08) / 0.25, 0, 1) * body  # shoulder soft tissue
     for sgn in (-1, 1):
         # humeral head and scapula, partly in the field at the upper corners
         hx = a.cx + sgn * (a.body_half + 0.015)
-        dens += 0.25 * disk(g, hx, 0.16, 0.055, 2.0) * body ** 0.2
+        dens += 0.25 * disk(g, hx, 0.16, 0.055, 2.0) * body**0.2
         dens += 0.06 * ellipse(g, a.cx + sgn * (a.thorax_half * 0.98), 0.27, 0.06, 0.14, sgn * 0.25, 4.0)
         dens += a.breast * 0.35 * gauss(g, a.cx + sgn * a.thorax_half * 0.72, 0.74, 0.11, 0.07)
-    canvas = Canvas(g, dens.astype(np.float32), _vessels(g, rng), np.ones_like(dens),
-                    np.zeros_like(dens), rng)
+    canvas = Canvas(g, dens.astype(np.float32), _vessels(g, rng), np.ones_like(dens), np.zeros_like(dens), rng)
     return canvas
 
 
@@ -208,8 +210,9 @@ def _compose(c: Canvas) -> tuple[np.ndarray, np.ndarray]:
     dens += _spine(g)
     dens += _ribs(g)
     for sgn in (-1, 1):
-        pts = np.array([[mx + sgn * 0.03, 0.175], [mx + sgn * 0.12, 0.16], [mx + sgn * 0.22, 0.135],
-                        [mx + sgn * 0.34, 0.105]])
+        pts = np.array(
+            [[mx + sgn * 0.03, 0.175], [mx + sgn * 0.12, 0.16], [mx + sgn * 0.22, 0.135], [mx + sgn * 0.34, 0.105]]
+        )
         dens += 0.22 * polyline(g, pts, 0.026, 1.5) + 0.06 * polyline(g, pts, 0.034, 1.5)
     dens *= a.exposure
     img = 1.0 - np.exp(-2.1 * np.clip(dens, 0, None))

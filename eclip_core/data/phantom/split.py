@@ -11,6 +11,7 @@ test study can never move into training.
 >>> assign_split("CXR2"), assign_split("NOT-IN-TABLE") in ("train", "val", "test")
 ('test', True)
 """
+
 from __future__ import annotations
 
 import csv
@@ -30,7 +31,7 @@ def load_r2gen_split() -> dict[str, str]:
 
 
 def hashed_split(uid: str, seed: int = 0) -> str:
-    u = zlib.crc32(f"split:{seed}:{uid}".encode()) / 2 ** 32
+    u = zlib.crc32(f"split:{seed}:{uid}".encode()) / 2**32
     train, val, _ = FALLBACK_FRACTIONS
     return "train" if u < train else "val" if u < train + val else "test"
 

@@ -6,6 +6,7 @@ policies; each key names its policy, e.g. ``uncertain_as_negative/micro_f1_14``.
 as negative. The computation is :func:`eval.metrics.clinical.clinical_f1_from_texts`. One import per
 line: evaluate's dependency scanner misreads several imports on one line.
 """
+
 import datasets
 import evaluate
 
@@ -30,8 +31,9 @@ class ClinicalF1(evaluate.Metric):
             description=_DESCRIPTION,
             citation=_CITATION,
             inputs_description=_KWARGS,
-            features=datasets.Features({"predictions": datasets.Value("string"),
-                                        "references": datasets.Value("string")}),
+            features=datasets.Features(
+                {"predictions": datasets.Value("string"), "references": datasets.Value("string")}
+            ),
         )
 
     def _compute(self, predictions, references):

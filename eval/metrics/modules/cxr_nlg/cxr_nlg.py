@@ -5,6 +5,7 @@ computation is :func:`eval.metrics.nlg.compute_nlg` (pycocoevalcap engine, the p
 normalisation); sacreBLEU and per-sample ROUGE-L are added. One import per line: evaluate's
 dependency scanner misreads several imports on one line.
 """
+
 import datasets
 import evaluate
 
@@ -30,10 +31,10 @@ class CxrNlg(evaluate.Metric):
             citation=_CITATION,
             inputs_description=_KWARGS,
             features=[
-                datasets.Features({"predictions": datasets.Value("string"),
-                                   "references": datasets.Sequence(datasets.Value("string"))}),
-                datasets.Features({"predictions": datasets.Value("string"),
-                                   "references": datasets.Value("string")}),
+                datasets.Features(
+                    {"predictions": datasets.Value("string"), "references": datasets.Sequence(datasets.Value("string"))}
+                ),
+                datasets.Features({"predictions": datasets.Value("string"), "references": datasets.Value("string")}),
             ],
         )
 
