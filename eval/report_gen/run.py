@@ -57,13 +57,19 @@ CHOICES = [
 ]
 
 
+#: How the paper's protocol retrieves for drafting (the eCLIP and CLIP rows): k-means over the top 100.
+PAPER_DIVERSIFY = "kmeans"
+
+
 @dataclass
 class _Model:
-    """One model's pipeline inputs: checkpoint, index (None: build one from the corpus) and label boost."""
+    """One model's pipeline inputs: checkpoint, index (None: build one from the corpus), label boost and
+    diversification (the paper rows keep the paper's k-means; the default rows use the pipeline's)."""
 
     model_dir: str
     index_dir: str | None
-    label_boost: str
+    label_boost: str = "off"
+    diversify: str | None = PAPER_DIVERSIFY
 
 
 class _Inputs:
@@ -83,7 +89,10 @@ class _Inputs:
             self.simulated = bundle.info.get("simulated", True)
             self.manifest = str(bundle.manifest_path)
             self.models["default"] = _Model(
-                pipe.model_dir or str(bundle.eclip_dir), pipe.index_dir or str(bundle.index_dir), pipe.label_boost
+                pipe.model_dir or str(bundle.eclip_dir),
+                pipe.index_dir or str(bundle.index_dir),
+                pipe.label_boost,
+                pipe.diversify,
             )
             for role, method in (("paper", "eclip-paper"), ("clip", "clip")):
                 given = cfg.paper_model if role == "paper" else cfg.clip_model
@@ -92,7 +101,7 @@ class _Inputs:
                     log.info("training the %s model with the default model's budget (once; cached)", method)
                     given = str(train_bundle_model(bundle.config, bundle.manifest_path, method, progress=cfg.progress))
                 if given is not None:
-                    self.models[role] = _Model(given, index, "off")
+                    self.models[role] = _Model(given, index)
         else:
             self.simulated = _is_simulated(cfg.manifest)
             if pipe.model_dir is None and roles - {"clip"}:
@@ -101,12 +110,12 @@ class _Inputs:
                     "trained for this data (python -m eclip_core.train), or run only random/oracle"
                 )
             if pipe.model_dir is not None:
-                self.models["default"] = _Model(pipe.model_dir, pipe.index_dir, pipe.label_boost)
+                self.models["default"] = _Model(pipe.model_dir, pipe.index_dir, pipe.label_boost, pipe.diversify)
                 self.models["paper"] = _Model(
-                    cfg.paper_model or pipe.model_dir, cfg.paper_index if cfg.paper_model else pipe.index_dir, "off"
+                    cfg.paper_model or pipe.model_dir, cfg.paper_index if cfg.paper_model else pipe.index_dir
                 )
             if cfg.clip_model is not None:
-                self.models["clip"] = _Model(cfg.clip_model, cfg.clip_index, "off")
+                self.models["clip"] = _Model(cfg.clip_model, cfg.clip_index)
         if "clip" in roles and "clip" not in self.models:
             self.notes.append("CLIP top-1 skipped: no --clip-model given for this data")
 
@@ -139,7 +148,13 @@ def _pipeline(cfg: ReportGenConfig, model: _Model, corpus: list[Study]):
                 label_classifiers=False,
                 corpus_name="report_gen baseline corpus",
             )
-    pipe_cfg = replace(cfg.pipeline, model_dir=model.model_dir, index_dir=index_dir, label_boost=model.label_boost)
+    pipe_cfg = replace(
+        cfg.pipeline,
+        model_dir=model.model_dir,
+        index_dir=index_dir,
+        label_boost=model.label_boost,
+        diversify=model.diversify,
+    )
     return ReportPipeline(pipe_cfg, progress=cfg.progress)
 
 

@@ -133,9 +133,11 @@ def render_markdown(result: dict) -> str:
         f"Studies: {result['sizes']['test_studies']} {result['config']['split']} studies "
         f"({result['sizes']['skipped_no_report']} skipped for having no report text); corpus "
         f"{result['sizes']['corpus_reports']} reports.{_llm_sizes(result['sizes'])} Seed {result['config']['seed']}. "
-        f"Retrieval k={k}, candidates={pipe['candidates']}, diversify={pipe['diversify']}, label boost "
-        f"{pipe['label_boost']} (weight {pipe['label_weight']}) on the label boost rows. [default] marks what "
-        "`generate_report(image)` does with no arguments.",
+        f"Retrieval k={k} of candidates={pipe['candidates']}: the eCLIP and CLIP rows as the paper retrieves "
+        "(no label boost; k-means diversification for consensus and the LLM rows), the label boost rows with "
+        f"label boost {pipe['label_boost']} (weight {pipe['label_weight']}) and diversify={pipe['diversify']}; "
+        "top-1 always drafts from the first report. [default] marks what `generate_report(image)` does with no "
+        "arguments.",
         "",
         "Clinical F1 below: **" + POLICY_TEXT["uncertain_as_negative"] + "** (not mentioned = negative); "
         "both policies in the second table.",
