@@ -58,6 +58,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from eclip_core.config import deep_update
 from eclip_core.errors import ConfigError, EClipError
 
 #: Words that mean None for an ``X | None`` field (case-insensitive) unless its metadata says otherwise.
@@ -392,15 +393,6 @@ def coerce_mapping(cls: type, data: Mapping[str, Any], source: str, *, _path: tu
         else:
             out[key] = spec.coerce(value, where)
     return out
-
-
-def _deep_update(base: dict, update: Mapping) -> dict:
-    for key, value in update.items():
-        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
-            _deep_update(base[key], value)
-        else:
-            base[key] = dict(value) if isinstance(value, Mapping) else value
-    return base
 
 
 def instantiate(cls: type, data: Mapping[str, Any]):
@@ -790,7 +782,7 @@ class ConfigParser(argparse.ArgumentParser):
 
     def values(self, namespace: argparse.Namespace, cls: type, *others: type) -> dict[str, Any]:
         """File then flags for ``cls``, merged (what the user set; no defaults)."""
-        return _deep_update(self.file_values(namespace, cls, *others), self.given(namespace, cls))
+        return deep_update(self.file_values(namespace, cls, *others), self.given(namespace, cls))
 
     def config(
         self,
@@ -806,10 +798,10 @@ class ConfigParser(argparse.ArgumentParser):
             raise ValueError(f"{cls.__name__} was not added to this parser")
         data: dict[str, Any] = {}
         if defaults:
-            _deep_update(data, coerce_mapping(cls, defaults, f"{self.prog} defaults"))
-        _deep_update(data, self.values(namespace, cls, *file_shared_with))
+            deep_update(data, coerce_mapping(cls, defaults, f"{self.prog} defaults"))
+        deep_update(data, self.values(namespace, cls, *file_shared_with))
         if overrides:
-            _deep_update(data, coerce_mapping(cls, overrides, self.prog))
+            deep_update(data, coerce_mapping(cls, overrides, self.prog))
         return validated(instantiate(cls, data))
 
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, get_type_hints
 
@@ -230,7 +231,7 @@ class TrainConfig:
             cfg.mixup_alpha, cfg.priming_weight, cfg.p_floor = 0.2, 0.3, 0.05
             cfg.model.heatmap_norm = "batch"
         data = cfg.to_dict()
-        _deep_update(data, overrides)
+        deep_update(data, overrides)
         return cls.from_dict(data)
 
 
@@ -246,12 +247,18 @@ def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
         raise ConfigError(f"{name} must be one of {choices}, got {value!r}")
 
 
-def _deep_update(base: dict, upd: dict) -> None:
-    for k, v in upd.items():
-        if isinstance(v, dict) and isinstance(base.get(k), dict):
-            _deep_update(base[k], v)
+def deep_update(base: dict, update: Mapping) -> dict:
+    """Merge ``update`` into ``base`` in place, recursing into nested dicts; returns ``base``.
+
+    >>> deep_update({"a": {"b": 1, "c": 2}}, {"a": {"c": 3}, "d": 4})
+    {'a': {'b': 1, 'c': 3}, 'd': 4}
+    """
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
+            deep_update(base[key], value)
         else:
-            base[k] = v
+            base[key] = dict(value) if isinstance(value, Mapping) else value
+    return base
 
 
 def _from_dict(cls: type, data: dict[str, Any], what: str):

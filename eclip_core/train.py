@@ -387,9 +387,9 @@ def config_from_args(
     args = parser.parse_args(argv)
     base = TrainConfig.preset(args.preset or "paper").to_dict()
     if defaults:
-        from eclip_core.config import _deep_update
+        from eclip_core.config import deep_update
 
-        _deep_update(base, copy.deepcopy(defaults))
+        deep_update(base, copy.deepcopy(defaults))
     return parser.config(args, TrainConfig, defaults=base)
 
 

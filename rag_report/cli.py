@@ -175,9 +175,10 @@ def cmd_serve(argv: list[str]) -> int:
     return 0  # pragma: no cover
 
 
-def _common_flags() -> argparse.ArgumentParser:
-    # SUPPRESS: a flag given after the command name must not reset one given before it.
-    common = argparse.ArgumentParser(add_help=False)
+def _common_flags() -> ConfigParser:
+    # SUPPRESS: a flag given after the command name must not reset one given before it. A ConfigParser (with
+    # no dataclass on it): the sub-parsers of a ConfigParser are ConfigParsers and take parents of that class.
+    common = ConfigParser(add_help=False)
     common.add_argument(
         "--quiet",
         action="store_true",

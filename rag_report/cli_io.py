@@ -43,10 +43,11 @@ def stdout_to_stderr() -> Iterator[None]:
         with contextlib.redirect_stdout(sys.stderr):
             yield
     finally:
-        if saved is not None:
+        if saved is not None and out_fd is not None:
             for stream in (sys.stdout, sys.__stdout__):  # what was buffered meanwhile belongs to stderr
-                with contextlib.suppress(Exception):
-                    stream.flush()
+                if stream is not None:
+                    with contextlib.suppress(Exception):
+                        stream.flush()
             os.dup2(saved, out_fd)
             os.close(saved)
 

@@ -9,13 +9,17 @@ observation already stated with the same polarity. Both draw only on sentences t
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from eclip_core.text import split_sentences
 from rag_report.hygiene import clean_sentences
+from rag_report.protocols import ReportLike
 
 _NON_WORD = re.compile(r"[^a-z0-9 ]+")
+#: A sentence -> its labelled observations (``eclip_core.labeler.sentence_observations``).
+ObservationsFn = Callable[[str], Mapping[str, float]]
 
 
 @dataclass
@@ -38,7 +42,7 @@ def sentence_key(sentence: str) -> str:
 
 
 def top1_draft(
-    reports: Sequence, observations: Callable[[str], dict] | None = None, replace_min_overlap: float = 0.5
+    reports: Sequence[ReportLike], observations: ObservationsFn | None = None, replace_min_overlap: float = 0.5
 ) -> list[SourcedSentence]:
     """The first report (the nearest, or the best after label boost) as a draft, sentence by sentence.
 
@@ -62,14 +66,13 @@ def top1_draft(
         used: set[str] = set()
         for section in ("findings", "impression"):
             for raw in split_sentences(getattr(best, section)):
-                clean = clean_sentence(raw)
-                if clean is not None:
-                    source = best
-                else:
+                clean: str | None = clean_sentence(raw)
+                source: ReportLike | None = best
+                if clean is None:
                     clean, source = _replacement(
-                        raw, section, reports[:i] + reports[i + 1 :], used, observations, replace_min_overlap
+                        raw, section, [*reports[:i], *reports[i + 1 :]], used, observations, replace_min_overlap
                     )
-                if clean is not None and clean.lower() not in used:
+                if clean is not None and source is not None and clean.lower() not in used:
                     used.add(clean.lower())
                     out.append(SourcedSentence(clean, section, [source.study_id], float(source.similarity)))
         if any(s.source_ids == [best.study_id] for s in out):
@@ -77,7 +80,7 @@ def top1_draft(
     return []
 
 
-def _says_no_more(candidate: dict, original: dict) -> bool:
+def _says_no_more(candidate: Mapping[str, float], original: Mapping[str, float]) -> bool:
     """The candidate states no observation against the original and no positive finding it lacks."""
     for name, value in candidate.items():
         if name in original and original[name] != value:
@@ -87,7 +90,14 @@ def _says_no_more(candidate: dict, original: dict) -> bool:
     return True
 
 
-def _replacement(raw: str, section: str, others: Sequence, used: set[str], observations, min_overlap: float):
+def _replacement(
+    raw: str,
+    section: str,
+    others: Sequence[ReportLike],
+    used: set[str],
+    observations: ObservationsFn | None,
+    min_overlap: float,
+) -> tuple[str, ReportLike] | tuple[None, None]:
     """The clean sentence of ``others`` (same section) that says what ``raw`` says, or (None, None)."""
     from rag_report.grounded import content_words
     from rag_report.hygiene import clean_sentence
@@ -96,7 +106,8 @@ def _replacement(raw: str, section: str, others: Sequence, used: set[str], obser
     if not words:
         return None, None
     want = observations(raw) if observations else {}
-    best, best_score = (None, None), min_overlap
+    best: tuple[str, ReportLike] | tuple[None, None] = (None, None)
+    best_score = min_overlap
     for rep in others:
         for cand in split_sentences(getattr(rep, section)):
             clean = clean_sentence(cand)
@@ -111,10 +122,10 @@ def _replacement(raw: str, section: str, others: Sequence, used: set[str], obser
 
 
 def consensus_draft(
-    reports: Sequence,
+    reports: Sequence[ReportLike],
     *,
     threshold: float = 0.5,
-    observations: Callable[[str], dict] | None = None,
+    observations: ObservationsFn | None = None,
 ) -> list[SourcedSentence]:
     """Sentences stated by reports holding more than ``threshold`` of the total similarity weight.
 
@@ -134,7 +145,7 @@ def consensus_draft(
     total = sum(weights)
     chosen: list[SourcedSentence] = []
     for section in ("findings", "impression"):
-        groups: dict[str, dict] = {}
+        groups: dict[str, dict[str, Any]] = {}
         for r, w in zip(reports, weights):
             sentences = clean_sentences(split_sentences(getattr(r, section)))
             seen_here: set[str] = set()

@@ -21,7 +21,6 @@ Only installed on the CPU when bitsandbytes would pack (``support_avx512bf16_for
 from __future__ import annotations
 
 import copy
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -32,7 +31,7 @@ DEFAULT_MIN_ROWS = 128
 
 
 def _prefill_class(base: type) -> type:
-    class CpuPrefillLinear4bit(base):  # type: ignore[misc, valid-type]
+    class CpuPrefillLinear4bit(base):
         """A bitsandbytes Linear4bit that uses a dequantised bf16 matmul for inputs with many rows."""
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -74,7 +73,8 @@ def enable_cpu_prefill(model: torch.nn.Module, min_rows: int = DEFAULT_MIN_ROWS)
             continue
         module.prefill_qweight = module.weight.data.clone()
         module.prefill_state = copy.deepcopy(state)
-        module.prefill_min_rows = int(min_rows)
+        # nn.Module's __setattr__ is typed for tensors and modules; bitsandbytes has no types to narrow to.
+        module.prefill_min_rows = int(min_rows)  # type: ignore[assignment]
         base = type(module)
         module.__class__ = classes.setdefault(base, _prefill_class(base))
         changed += 1
@@ -84,9 +84,3 @@ def enable_cpu_prefill(model: torch.nn.Module, min_rows: int = DEFAULT_MIN_ROWS)
 def prefill_layers(model: torch.nn.Module) -> int:
     """How many layers of ``model`` carry the dense prefill path."""
     return sum(1 for m in model.modules() if hasattr(m, "prefill_qweight"))
-
-
-def describe(model: Any) -> str:
-    """A short note for logs and benchmark tables."""
-    n = prefill_layers(model)
-    return f"dense bf16 prefill on {n} 4-bit layers" if n else "bitsandbytes kernels only"

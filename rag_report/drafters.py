@@ -21,10 +21,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from rag_report.consensus import SourcedSentence, consensus_draft, top1_draft
 from rag_report.errors import RagReportError
+from rag_report.protocols import DraftingLLM, ReportLike
 
 LLM_MODES = ("grounded", "free")
 
@@ -33,7 +33,7 @@ LLM_MODES = ("grounded", "free")
 class DraftSettings:
     """What a drafter may use besides the reports: the LLM, the predicted labels, length limits."""
 
-    llm: Any = None
+    llm: DraftingLLM | None = None
     #: observation -> predicted present (from the index's label classifiers); None: no prediction.
     predicted: Mapping[str, bool] | None = None
     max_sentences: int = 8
@@ -57,28 +57,37 @@ class Drafted:
         return " ".join(s.text for s in self.sentences if s.section == "impression")
 
 
-def _top1(reports: Sequence[Any], settings: DraftSettings) -> Drafted:
+def _needs_llm(mode: str, settings: DraftSettings) -> DraftingLLM:
+    if settings.llm is None:
+        raise RagReportError(f"mode {mode!r} needs an LLM")
+    return settings.llm
+
+
+def _top1(reports: Sequence[ReportLike], settings: DraftSettings) -> Drafted:
     from eclip_core.labeler import sentence_observations
 
     return Drafted(top1_draft(reports, observations=sentence_observations))
 
 
-def _consensus(reports: Sequence[Any], settings: DraftSettings) -> Drafted:
+def _consensus(reports: Sequence[ReportLike], settings: DraftSettings) -> Drafted:
     from eclip_core.labeler import sentence_observations
 
     return Drafted(consensus_draft(reports, observations=sentence_observations))
 
 
-def _grounded(reports: Sequence[Any], settings: DraftSettings) -> Drafted:
+def _grounded(reports: Sequence[ReportLike], settings: DraftSettings) -> Drafted:
     from rag_report.grounded import GroundedConfig, grounded_draft
 
     out = grounded_draft(
-        settings.llm, reports, GroundedConfig(max_sentences=settings.max_sentences), predicted=settings.predicted
+        _needs_llm("grounded", settings),
+        reports,
+        GroundedConfig(max_sentences=settings.max_sentences),
+        predicted=settings.predicted,
     )
     return Drafted([SourcedSentence(s.text, s.section, list(s.source_ids), float(s.support)) for s in out.sentences])
 
 
-def _free(reports: Sequence[Any], settings: DraftSettings) -> Drafted:
+def _free(reports: Sequence[ReportLike], settings: DraftSettings) -> Drafted:
     from eclip_core.text import split_sentences
     from rag_report.free import FreeConfig, free_draft
     from rag_report.hygiene import clean_sentences
@@ -87,7 +96,7 @@ def _free(reports: Sequence[Any], settings: DraftSettings) -> Drafted:
     if settings.predicted is not None:
         findings = [name for name, on in settings.predicted.items() if on]
     out = free_draft(
-        settings.llm,
+        _needs_llm("free", settings),
         reports,
         FreeConfig(max_new_tokens=settings.max_new_tokens, num_beams=settings.num_beams),
         predicted_findings=findings,
@@ -100,8 +109,8 @@ def _free(reports: Sequence[Any], settings: DraftSettings) -> Drafted:
     return Drafted(sentences, list(out.warnings))
 
 
-#: mode -> drafter(reports, settings). LLM modes need ``settings.llm``.
-DRAFTERS: dict[str, Callable[[Sequence[Any], DraftSettings], Drafted]] = {
+#: mode -> drafter(reports, settings). The LLM modes need ``settings.llm`` (RagReportError without it).
+DRAFTERS: dict[str, Callable[[Sequence[ReportLike], DraftSettings], Drafted]] = {
     "top1": _top1,
     "consensus": _consensus,
     "grounded": _grounded,
@@ -109,10 +118,8 @@ DRAFTERS: dict[str, Callable[[Sequence[Any], DraftSettings], Drafted]] = {
 }
 
 
-def draft_reports(mode: str, reports: Sequence[Any], settings: DraftSettings) -> Drafted:
+def draft_reports(mode: str, reports: Sequence[ReportLike], settings: DraftSettings) -> Drafted:
     """Draft with ``mode`` (a key of :data:`DRAFTERS`) from ``reports`` (most relevant first)."""
     if mode not in DRAFTERS:
         raise RagReportError(f"unknown drafting mode {mode!r}; choose one of {tuple(DRAFTERS)}")
-    if mode in LLM_MODES and settings.llm is None:
-        raise RagReportError(f"mode {mode!r} needs an LLM")
-    return DRAFTERS[mode](reports, settings)
+    return DRAFTERS[mode](reports, settings)  # the LLM modes raise when settings.llm is None

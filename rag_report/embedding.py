@@ -23,6 +23,7 @@ from llama_index.core.bridge.pydantic import PrivateAttr
 from llama_index.core.embeddings import BaseEmbedding
 
 from rag_report.errors import RagReportError
+from rag_report.protocols import EmbeddingModel
 
 log = logging.getLogger(__name__)
 
@@ -64,13 +65,13 @@ class EClipEmbedding(BaseEmbedding):
     vector search only).
     """
 
-    _model: Any = PrivateAttr(default=None)
+    _model: EmbeddingModel | None = PrivateAttr(default=None)
     _dim: int = PrivateAttr(default=0)
-    _text_mean: Any = PrivateAttr(default=None)
+    _text_mean: np.ndarray | None = PrivateAttr(default=None)
 
     def __init__(
         self,
-        model: Any = None,
+        model: EmbeddingModel | None = None,
         *,
         dim: int | None = None,
         checkpoint_hash: str | None = None,
@@ -87,7 +88,7 @@ class EClipEmbedding(BaseEmbedding):
         self._text_mean = None if text_mean is None else np.asarray(text_mean, dtype=np.float32).reshape(-1)
 
     @classmethod
-    def from_model(cls, model: Any, embed_batch_size: int = 64) -> EClipEmbedding:
+    def from_model(cls, model: EmbeddingModel, embed_batch_size: int = 64) -> EClipEmbedding:
         """Adapter over ``model`` (anything with embed_texts / embed_images / embed_dim / checkpoint_hash)."""
         return cls(model, embed_batch_size=embed_batch_size)
 
@@ -96,14 +97,19 @@ class EClipEmbedding(BaseEmbedding):
         return "EClipEmbedding"
 
     @property
-    def model(self) -> Any:
+    def model(self) -> EmbeddingModel | None:
         return self._model
+
+    def set_model(self, model: EmbeddingModel | None) -> None:
+        """Embed with ``model`` from now on (the same checkpoint, e.g. another loaded copy of it; the caller
+        checks that its ``checkpoint_hash`` is the one the vectors were made with)."""
+        self._model = model
 
     @property
     def dim(self) -> int:
         return self._dim
 
-    def _require_model(self) -> Any:
+    def _require_model(self) -> EmbeddingModel:
         if self._model is None:
             raise NoModelError(
                 "this index was loaded without an eCLIP model, so text or image queries cannot be embedded; "

@@ -18,11 +18,11 @@ import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from eclip_core.text import normalize_report_text
 from rag_report.errors import EmptyCorpusError
 from rag_report.prompts import FINDINGS_HEADER, FREE_INSTRUCTION, SYSTEM_RADIOLOGIST, few_shot_user_message
+from rag_report.protocols import DraftingLLM, ReportInput
 
 log = logging.getLogger(__name__)
 
@@ -149,11 +149,14 @@ def parse_sections(text: str) -> tuple[str, str, list[str]]:
 
 
 def free_draft(
-    llm: Any, reports: Sequence[Any], config: FreeConfig | None = None, predicted_findings: Sequence[str] | None = None
+    llm: DraftingLLM,
+    reports: Sequence[ReportInput],
+    config: FreeConfig | None = None,
+    predicted_findings: Sequence[str] | None = None,
 ) -> FreeDraft:
     """Draft a report freely from ``reports`` (most similar / diversified, as retrieved).
 
-    ``llm``: a :class:`rag_report.llm.FrozenLLM`. ``reports``: objects or dicts with findings and
+    ``llm``: a :class:`rag_report.llm.FrozenLLM` (any :class:`rag_report.protocols.DraftingLLM`). ``reports``: objects or dicts with findings and
     impression. ``predicted_findings``: the observations the image's label classifiers predict (listed in
     the prompt; an empty list says none is predicted). Raises :class:`~rag_report.errors.EmptyCorpusError`
     when no report has any text.

@@ -54,6 +54,7 @@ from rag_report.prompts import (
     few_shot_user_message,
     report_fields,
 )
+from rag_report.protocols import DraftingLLM, ReportInput
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +152,7 @@ class GroundedDraft:
 # Candidates
 
 
-def _report_id(report: Any, index: int) -> str:
+def _report_id(report: ReportInput, index: int) -> str:
     for key in ("study_id", "report_id", "id", "uid"):
         value = report.get(key) if isinstance(report, dict) else getattr(report, key, None)
         if value is not None:
@@ -159,7 +160,7 @@ def _report_id(report: Any, index: int) -> str:
     return f"report{index}"
 
 
-def _similarity(report: Any) -> float:
+def _similarity(report: ReportInput) -> float:
     value = report.get("similarity") if isinstance(report, dict) else getattr(report, "similarity", None)
     return 1.0 if value is None or not math.isfinite(float(value)) else float(value)
 
@@ -241,7 +242,7 @@ class _Report:
 
 
 def build_candidates(
-    reports: Sequence[Any],
+    reports: Sequence[ReportInput],
     tokenizer_encode: Callable[[str], list[int]] | None = None,
     config: GroundedConfig | None = None,
     observations: ObservationsFn | None = None,
@@ -258,10 +259,13 @@ def build_candidates(
     raw = [math.exp((s - top) / max(cfg.similarity_temperature, 1e-6)) for s in sims]
     total = sum(raw) or 1.0
     parsed: list[_Report] = []
-    for i, rep in enumerate(reports):
+    for i, report in enumerate(reports):
         # Only sentences that may enter a draft (rag_report.hygiene), cleaned, are candidates and evidence.
         secs = dict(
-            zip(SECTIONS, (clean_sentences(clean_sentence(x) for x in split_sentences(t)) for t in report_fields(rep)))
+            zip(
+                SECTIONS,
+                (clean_sentences(clean_sentence(x) for x in split_sentences(t)) for t in report_fields(report)),
+            )
         )
         sents = secs["findings"] + secs["impression"]
         stated: dict[str, set[float]] = {}
@@ -271,7 +275,7 @@ def build_candidates(
                     stated.setdefault(k, set()).add(float(v))
         parsed.append(
             _Report(
-                _report_id(rep, i),
+                _report_id(report, i),
                 raw[i] / total,
                 secs,
                 {clean_sentence(s).lower() for s in sents},
@@ -346,9 +350,9 @@ def build_trie(token_seqs: Sequence[Sequence[int]]) -> _Node:
 class _Decoder:
     """Greedy constrained decoding over a growing KV cache (batch of one)."""
 
-    def __init__(self, llm: Any, prompt_ids: list[int]):
+    def __init__(self, llm: DraftingLLM, prompt_ids: list[int]):
         self.llm = llm
-        self.cache = None
+        self.cache: Any = None  # the model's KV cache (a transformers Cache)
         self.passes = 0
         self.last = self._feed(prompt_ids, keep=1)[-1]
 
@@ -378,7 +382,10 @@ def _log(x: float) -> float:
 
 
 def grounded_draft(
-    llm: Any, reports: Sequence[Any], config: GroundedConfig | None = None, predicted: Mapping[str, bool] | None = None
+    llm: DraftingLLM,
+    reports: Sequence[ReportInput],
+    config: GroundedConfig | None = None,
+    predicted: Mapping[str, bool] | None = None,
 ) -> GroundedDraft:
     """Draft a report whose every sentence is a sentence of ``reports`` (see the module docstring).
 
@@ -388,9 +395,9 @@ def grounded_draft(
     allowed, and while a predicted finding is not yet stated and a candidate states it, the draft may not
     end (and, when the length caps would otherwise cut it off, such a candidate is stated next).
 
-    ``llm``: a :class:`rag_report.llm.FrozenLLM` (any object with ``model``, ``tokenizer``, ``device``,
-    ``encode``, ``chat_prompt``, ``eos_token_ids`` and ``id`` works). ``reports``: retrieved reports,
-    most similar first (objects or dicts with study_id, similarity, findings, impression).
+    ``llm``: a :class:`rag_report.llm.FrozenLLM` (any :class:`rag_report.protocols.DraftingLLM` works).
+    ``reports``: retrieved reports, most similar first (objects or dicts with study_id, similarity,
+    findings, impression).
     Raises :class:`~rag_report.errors.EmptyCorpusError` when the reports hold no usable sentence.
     """
     cfg = config or GroundedConfig()
@@ -593,7 +600,7 @@ def _choose_sentence(
             return done[0], path_lp
         lp_vec = dec.last
         scores = {t: float(lp_vec[t]) + lam * (_prior(ch, cands, active) or 0.0) for t, ch in live.items()}
-        tok = max(scores, key=scores.get)
+        tok = max(scores, key=scores.__getitem__)
         if done:
             # A candidate completes here and a longer one continues: ending is worth the mass of whatever
             # may follow a finished sentence (another sentence start or END).

@@ -44,7 +44,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -73,6 +73,11 @@ from rag_report.index_files import (
     verify_files,
 )
 
+if TYPE_CHECKING:
+    import faiss
+
+    from rag_report.protocols import EmbeddingModel
+
 log = logging.getLogger(__name__)
 
 INDEX_TYPES = ("flat", "hnsw", "ivfpq")
@@ -80,6 +85,7 @@ FORMAT_VERSION = 1
 MODALITIES = ("image", "text")
 IMAGE_SAMPLE_FILE = "image_sample.npy"  # unit eCLIP embeddings of the sampled corpus X-rays
 from rag_report.label_classifiers import FILE_NAME as LABEL_CLASSIFIERS_FILE  # noqa: E402 -- fitted at build
+from rag_report.label_classifiers import LabelClassifiers  # noqa: E402
 
 TYPICALITY_K = 10
 # Every metadata key is kept out of the embedded and the LLM-visible text: embed exactly what is stored.
@@ -135,16 +141,29 @@ def ivfpq_shape(params: IndexParams, dim: int, n_train: int) -> tuple[int, int, 
     return nlist, pq_m, nbits
 
 
-def make_faiss_index(index_type: str, dim: int, n_total: int, params: IndexParams) -> tuple[Any, dict]:
+_FaissIndex = TypeVar("_FaissIndex", bound="faiss.Index")
+
+
+def _downcast(index: faiss.Index, kind: type[_FaissIndex]) -> _FaissIndex:
+    """``faiss.downcast_index(index)``, which returns the concrete class, as the ``kind`` the caller expects."""
+    import faiss
+
+    concrete = faiss.downcast_index(index)
+    if not isinstance(concrete, kind):
+        raise RagReportError(f"expected a FAISS {kind.__name__}, got a {type(concrete).__name__}")
+    return concrete
+
+
+def make_faiss_index(index_type: str, dim: int, n_total: int, params: IndexParams) -> tuple[faiss.Index, dict]:
     """An empty (for IVF-PQ untrained) FAISS index for unit vectors, and the shape it resolved to."""
     import faiss
 
     if index_type == "flat":
         return faiss.IndexFlatIP(dim), {}
     if index_type == "hnsw":
-        index = faiss.IndexHNSWFlat(dim, params.hnsw_m, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = params.ef_construction
-        return index, {"hnsw_m": params.hnsw_m}
+        hnsw = faiss.IndexHNSWFlat(dim, params.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        hnsw.hnsw.efConstruction = params.ef_construction
+        return hnsw, {"hnsw_m": params.hnsw_m}
     if index_type == "ivfpq":
         if n_total < 10_000:
             log.warning("IVF-PQ over only %d reports: the exact 'flat' index is faster and exact at this size", n_total)
@@ -153,8 +172,8 @@ def make_faiss_index(index_type: str, dim: int, n_total: int, params: IndexParam
         index = faiss.index_factory(dim, f"IVF{nlist},PQ{pq_m}x{nbits},RFlat", faiss.METRIC_INNER_PRODUCT)
         # Polysemous code training (FAISS's default for 8-bit PQ) costs minutes and only serves Hamming
         # pre-filtering, which we never use; the exact re-rank already fixes PQ's ordering.
-        ivf = faiss.downcast_index(faiss.downcast_index(index).base_index)
-        ivf.do_polysemous_training = False
+        ivf = _downcast(_downcast(index, faiss.IndexRefine).base_index, faiss.IndexIVFPQ)
+        ivf.do_polysemous_training = False  # type: ignore[attr-defined]  # in faiss, missing from its stub
         return index, {"nlist": nlist, "pq_m": pq_m, "pq_nbits": nbits}
     raise RagReportError(f"unknown index_type {index_type!r}; choose one of {INDEX_TYPES}")
 
@@ -172,15 +191,15 @@ def train_faiss_index(index: Any, vectors: np.ndarray, params: IndexParams) -> N
     index.train(np.ascontiguousarray(sample, dtype=np.float32))
 
 
-def set_search_params(index: Any, index_type: str, params: IndexParams) -> None:
+def set_search_params(index: faiss.Index, index_type: str, params: IndexParams) -> None:
     """Apply efSearch (HNSW) or nprobe + k_factor (IVF-PQ) to a CPU FAISS index."""
     import faiss
 
     if index_type == "hnsw":
-        faiss.downcast_index(index).hnsw.efSearch = int(params.ef_search)
+        _downcast(index, faiss.IndexHNSW).hnsw.efSearch = int(params.ef_search)
     elif index_type == "ivfpq":
         top = faiss.downcast_index(index)
-        ivf = faiss.downcast_index(top.base_index) if isinstance(top, faiss.IndexRefine) else top
+        ivf = _downcast(top.base_index if isinstance(top, faiss.IndexRefine) else top, faiss.IndexIVF)
         ivf.nprobe = int(min(params.nprobe, ivf.nlist))
         if isinstance(top, faiss.IndexRefine):
             top.k_factor = float(params.k_factor)
@@ -221,7 +240,9 @@ def _bulk_vector_store(faiss_index: Any):
             self._faiss_index.add(np.asarray([n.get_embedding() for n in nodes], dtype=np.float32))
             return [str(start + i) for i in range(len(nodes))]
 
-    return _BulkFaissVectorStore(faiss_index=faiss_index)
+    # pydantic's dataclass_transform makes mypy give the subclass an __init__ of its fields, hiding
+    # FaissVectorStore's own __init__(faiss_index).
+    return _BulkFaissVectorStore(faiss_index=faiss_index)  # type: ignore[call-arg]
 
 
 # ============================================================================ nodes
@@ -306,7 +327,9 @@ def _estimated_bytes(
     return int(faiss_bytes + doc_bytes + (image_sample.nbytes if image_sample is not None else 0))
 
 
-def _embed_readable(model: Any, paths: Sequence[str], progress: bool, desc: str) -> tuple[np.ndarray, list[int]]:
+def _embed_readable(
+    model: EmbeddingModel, paths: Sequence[str], progress: bool, desc: str
+) -> tuple[np.ndarray, list[int]]:
     """Image embeddings of the readable ``paths`` (unreadable ones skipped) and their positions."""
     from eclip_core.errors import EClipError
 
@@ -340,7 +363,7 @@ def _sample_positions(n: int, limit: int, seed: int) -> list[int]:
 
 
 def _image_sample(
-    model: Any,
+    model: EmbeddingModel,
     studies: Sequence[Study],
     limit: int,
     seed: int,
@@ -370,19 +393,18 @@ def _image_sample(
 
 
 def fit_label_classifiers(
-    model: Any,
+    model: EmbeddingModel,
     studies: Sequence[Study],
     val_studies: Sequence[Study] = (),
     *,
     progress: bool = True,
     embedded: tuple[np.ndarray, list[int]] | None = None,
-) -> tuple[Any, tuple]:
+) -> tuple[LabelClassifiers | None, tuple[np.ndarray, list[int]]]:
     """Label classifiers (:mod:`rag_report.label_classifiers`) over ``model``'s embeddings of the studies'
     X-rays against their labels (the manifest's, else the labeler's on the report), thresholds on
     ``val_studies`` (else cross-validated). Returns (classifiers or None without readable X-rays, the
     corpus embeddings (rows, study positions) for reuse)."""
     from eclip_core.data.study_labels import study_label_rows
-    from rag_report.label_classifiers import LabelClassifiers
 
     if embedded is None:
         paths, positions = _readable_paths(studies)
@@ -472,13 +494,13 @@ class ReportIndex:
     _row_of: dict[str, int] = field(default_factory=dict, repr=False)
     _image_sample: np.ndarray | None = field(default=None, repr=False)
     #: Label classifiers of label boost (rag_report.label_classifiers), None when the index has none.
-    label_classifiers: Any = field(default=None, repr=False)
+    label_classifiers: LabelClassifiers | None = field(default=None, repr=False)
 
     # ------------------------------------------------------------------ build
     @classmethod
     def build(
         cls,
-        model: Any,
+        model: EmbeddingModel,
         studies: Sequence[Study],
         out_dir: str | os.PathLike,
         *,
@@ -552,10 +574,10 @@ class ReportIndex:
         index_type: str = "flat",
         corpus_name: str = "corpus",
         params: IndexParams | None = None,
-        model: Any = None,
+        model: EmbeddingModel | None = None,
         image_mean: np.ndarray | None = None,
         image_sample: np.ndarray | None = None,
-        label_classifiers: Any = None,
+        label_classifiers: LabelClassifiers | None = None,
     ) -> ReportIndex:
         """Index precomputed report vectors (row i = ``studies[i]``, e.g. embedded in bulk on GPUs).
 
@@ -609,7 +631,7 @@ class ReportIndex:
         t0: float,
         image_mean: np.ndarray | None = None,
         image_sample: np.ndarray | None = None,
-        label_classifiers: Any = None,
+        label_classifiers: LabelClassifiers | None = None,
     ) -> None:
         from llama_index.core import StorageContext, VectorStoreIndex
 
@@ -692,7 +714,7 @@ class ReportIndex:
         needed = _estimated_bytes(vectors, nodes, index_type, params, image_sample if typicality else None)
         with saving("the report index", out_dir, needed), atomic_dir(out_dir, validate=is_index_dir) as tmp:
             vindex.storage_context.persist(persist_dir=str(tmp))
-            if typicality is not None:
+            if typicality is not None and image_sample is not None:
                 np.save(tmp / IMAGE_SAMPLE_FILE, image_sample.astype(np.float32))
             if label_classifiers is not None:
                 (tmp / LABEL_CLASSIFIERS_FILE).write_text(label_classifiers.to_json(), encoding="utf-8")
@@ -710,7 +732,12 @@ class ReportIndex:
     # ------------------------------------------------------------------ load
     @classmethod
     def load(
-        cls, directory: str | os.PathLike, model: Any = None, *, device: str = "auto", verify: str = "sha256"
+        cls,
+        directory: str | os.PathLike,
+        model: EmbeddingModel | None = None,
+        *,
+        device: str = "auto",
+        verify: str = "sha256",
     ) -> ReportIndex:
         """Open an index folder. ``model`` (optional) must be the eCLIP checkpoint the index was built with.
 
@@ -779,8 +806,6 @@ class ReportIndex:
         study_ids = _parse(directory, "index_store.json", lambda: [rows[str(i)] for i in range(store.client.ntotal)])
         classifiers = None
         if manifest.get("label_classifiers"):
-            from rag_report.label_classifiers import LabelClassifiers
-
             classifiers = LabelClassifiers.load(directory / manifest["label_classifiers"]["file"], need)
         return cls(
             directory=directory,
@@ -796,7 +821,7 @@ class ReportIndex:
 
     # ------------------------------------------------------------------ queries
     @property
-    def model(self) -> Any:
+    def model(self) -> EmbeddingModel | None:
         return self.embed_model.model
 
     @property
@@ -809,6 +834,10 @@ class ReportIndex:
 
     def __len__(self) -> int:
         return len(self.study_ids)
+
+    def __contains__(self, study_id: object) -> bool:
+        """Whether the index holds the report of ``study_id``."""
+        return study_id in self._row_of
 
     def set_search_params(self, **changes: Any) -> None:
         """Change efSearch / nprobe / k_factor of a loaded (CPU) index, e.g. ``set_search_params(nprobe=64)``."""

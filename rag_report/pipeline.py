@@ -15,7 +15,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -28,7 +28,12 @@ from rag_report.drafters import LLM_MODES, Drafted, DraftSettings, draft_reports
 from rag_report.errors import RagReportError
 from rag_report.label_boost import LABEL_BOOST_MODES, LabelBoost
 from rag_report.precision import QUANTIZATIONS, draft_model_entries
+from rag_report.protocols import DraftingLLM, ReportIndexLike, ReportLike
 from rag_report.report import DraftReport, Evidence, SentenceProvenance
+
+if TYPE_CHECKING:
+    from rag_report.llm import FrozenLLM
+    from rag_report.retriever import RetrievedReport
 
 log = logging.getLogger(__name__)
 
@@ -124,19 +129,19 @@ class ReportPipeline:
             floor = floor if floor is not None else bundle.similarity_floor
         self.similarity_floor = floor
         self.model = EClip.from_pretrained(model_dir).eval()
-        self.index = ReportIndex.load(index_dir, model=self.model)
+        self.index: ReportIndexLike = ReportIndex.load(index_dir, model=self.model)
         self.retriever = EClipRetriever(self.index, self.model)
         info = self.index.manifest.get("typicality") or {}
-        self.typicality_floor = (
+        self.typicality_floor: float | None = (
             self.config.typicality_floor if self.config.typicality_floor is not None else info.get("floor")
         )
-        self._llms: dict[tuple, Any] = {}
+        self._llms: dict[tuple, FrozenLLM] = {}
         self._lock = threading.Lock()
         self.load_ms = (time.perf_counter() - t0) * 1000.0
         log.info("pipeline loaded in %.0f ms (index %s, %d reports)", self.load_ms, index_dir, len(self.index))
 
     # -- LLMs -----------------------------------------------------------------------------------
-    def llm(self, path: str | None = None):
+    def llm(self, path: str | None = None) -> FrozenLLM:
         """The frozen LLM for ``path`` (None = the configured one), loaded once and cached."""
         from rag_report.llm import LLMSpec, load_llm
 
@@ -149,7 +154,7 @@ class ReportPipeline:
                 self._llms[key] = load_llm(spec)
             return self._llms[key]
 
-    def resolve_mode(self, mode: str, llm: Any | None) -> str:
+    def resolve_mode(self, mode: str, llm: DraftingLLM | None) -> str:
         """ "auto" -> grounded for LLMs under 1 B parameters (or none), free for larger ones."""
         if mode != "auto":
             return mode
@@ -183,7 +188,7 @@ class ReportPipeline:
         k: int | None = None,
         exclude_study_ids: Sequence[str] = (),
         label_boost: str | None = None,
-    ) -> list:
+    ) -> list[RetrievedReport]:
         """The reports a draft in ``mode`` is made from: the nearest ``k`` (top-1 takes the nearest one,
         the other modes the diversified set), label boosted when the config (or ``label_boost``, for this
         call) asks and ``probabilities`` are given."""
@@ -202,11 +207,11 @@ class ReportPipeline:
 
     def draft(
         self,
-        reports: list,
+        reports: Sequence[ReportLike],
         mode: str,
         *,
         probabilities: np.ndarray | None = None,
-        llm: Any = None,
+        llm: DraftingLLM | None = None,
         max_new_tokens: int | None = None,
     ) -> Drafted:
         """Draft sentences from ``reports`` in a resolved ``mode`` (top1, consensus, grounded, free)."""
@@ -285,16 +290,20 @@ class ReportPipeline:
         warnings.extend(drafted.warnings)
         draft = self._assemble(resolved, reports, drafted, timings, warnings, llm, probabilities, label_boost)
         if typical is not None:
-            draft.typicality, draft.typicality_floor = typical, float(self.typicality_floor)
+            draft.typicality, draft.typicality_floor = typical
         return draft
 
-    def _check_typical(self, query: np.ndarray, reports: list, warnings: list[str]) -> float | None:
-        scores = self.index.typicality(query) if self.typicality_floor is not None else None
-        typical = None if scores is None else float(scores[0])
-        if typical is not None and typical < self.typicality_floor:
+    def _check_typical(
+        self, query: np.ndarray, reports: Sequence[ReportLike], warnings: list[str]
+    ) -> tuple[float, float] | None:
+        """(typicality of the query X-ray, the floor) when the index can tell, warning under the floor."""
+        floor = self.typicality_floor
+        scores = self.index.typicality(query) if floor is not None else None
+        typical = None if scores is None or floor is None else (float(scores[0]), float(floor))
+        if typical is not None and typical[0] < typical[1]:
             warnings.append(
-                f"the image is unlike the corpus X-rays (typicality {typical:.4f}, below the corpus's usual "
-                f"range, floor {self.typicality_floor:.4f}): it may not be a frontal chest X-ray like those indexed; "
+                f"the image is unlike the corpus X-rays (typicality {typical[0]:.4f}, below the corpus's usual "
+                f"range, floor {typical[1]:.4f}): it may not be a frontal chest X-ray like those indexed; "
                 "treat the draft with suspicion"
             )
         best = max(r.similarity for r in reports)
@@ -308,11 +317,11 @@ class ReportPipeline:
     def _assemble(
         self,
         mode: str,
-        reports: list,
+        reports: Sequence[RetrievedReport],
         drafted: Drafted,
         timings: dict[str, float],
         warnings: list[str],
-        llm: Any,
+        llm: DraftingLLM | None,
         probabilities: np.ndarray | None,
         label_boost: str | None = None,
     ) -> DraftReport:
@@ -346,7 +355,7 @@ class ReportPipeline:
             **draft_model_entries(self.config.quantization, llm if mode in ("grounded", "free") else None),
         }
         timings["total"] = sum(timings.values())
-        clf = self.index.label_classifiers
+        clf, predicted = self.index.label_classifiers, self.predicted(probabilities)
         return DraftReport(
             findings=findings,
             impression=impression,
@@ -358,10 +367,8 @@ class ReportPipeline:
             mode=mode,
             simulated_data=self.simulated_data,
             warnings=warnings,
-            predicted_labels={} if probabilities is None else clf.as_dict(probabilities),
-            predicted_positive=[]
-            if probabilities is None
-            else [name for name, on in zip(clf.observations, probabilities >= clf.thresholds) if on],
+            predicted_labels={} if clf is None or probabilities is None else clf.as_dict(probabilities),
+            predicted_positive=[] if predicted is None else [name for name, on in predicted.items() if on],
         )
 
 

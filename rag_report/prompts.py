@@ -11,9 +11,9 @@ True
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from eclip_core.text import normalize_report_text
+from rag_report.protocols import ReportInput
 
 SYSTEM_RADIOLOGIST = (
     "You are an expert radiologist. You write concise, factual chest X-ray reports with a FINDINGS "
@@ -35,7 +35,7 @@ FINDINGS_HEADER = "FINDINGS:"
 IMPRESSION_HEADER = "IMPRESSION:"
 
 
-def report_fields(report: Any) -> tuple[str, str]:
+def report_fields(report: ReportInput) -> tuple[str, str]:
     """(findings, impression) of a report given as an object with attributes or a mapping."""
     if isinstance(report, dict):
         return str(report.get("findings") or ""), str(report.get("impression") or "")
@@ -49,7 +49,7 @@ def _clip(text: str, max_chars: int) -> str:
     return cut.rstrip(",;: ") + " ..."
 
 
-def format_report(report: Any, max_chars: int = 600) -> str:
+def format_report(report: ReportInput, max_chars: int = 600) -> str:
     """One report as "FINDINGS: ...\\nIMPRESSION: ..." with normalised, clipped sections."""
     findings, impression = (normalize_report_text(t) for t in report_fields(report))
     lines = []
@@ -61,7 +61,7 @@ def format_report(report: Any, max_chars: int = 600) -> str:
 
 
 def few_shot_user_message(
-    reports: Sequence[Any], instruction: str = FREE_INSTRUCTION, max_reports: int = 5, max_chars: int = 600
+    reports: Sequence[ReportInput], instruction: str = FREE_INSTRUCTION, max_reports: int = 5, max_chars: int = 600
 ) -> str:
     """The user turn: the retrieved reports as numbered examples, then the instruction."""
     blocks = []

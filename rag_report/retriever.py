@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -35,6 +35,7 @@ from rag_report.diversify import dedupe_key
 from rag_report.diversify import diversify as diversify_pool
 from rag_report.errors import EmptyCorpusError, IndexMismatchError, RagReportError
 from rag_report.label_boost import LabelBoost, agreement, boost_order, positive_set
+from rag_report.protocols import EmbeddingModel, ReportIndexLike
 
 log = logging.getLogger(__name__)
 
@@ -98,8 +99,8 @@ class EClipRetriever(BaseRetriever):
 
     def __init__(
         self,
-        index: Any,
-        model: Any = None,
+        index: ReportIndexLike,
+        model: EmbeddingModel | None = None,
         *,
         k: int = 5,
         candidates: int = 100,
@@ -120,7 +121,7 @@ class EClipRetriever(BaseRetriever):
                     f"index {index.directory} was built with eCLIP checkpoint {need}, the retriever was given "
                     f"checkpoint {model.checkpoint_hash}; load checkpoint {need} or rebuild the index"
                 )
-            index.embed_model._model = model
+            index.embed_model.set_model(model)
         self.k, self.candidates, self.diversify = k, candidates, diversify
         self.dedupe, self.seed, self.mmr_lambda = dedupe, seed, mmr_lambda
         self._vector_retriever = index.vector_index.as_retriever(similarity_top_k=max(1, min(k, len(index))))
@@ -244,7 +245,7 @@ class EClipRetriever(BaseRetriever):
             raise RagReportError("the query embedding is zero or not finite; cannot rank reports by similarity")
         query = self.index.to_index_space(query, modality)[0]  # normalised (and modality-centred)
         exclude = {s for s in exclude_study_ids}
-        n_excluded = sum(1 for s in exclude if s in self.index._row_of)
+        n_excluded = sum(1 for s in exclude if s in self.index)
         available = n - n_excluded
         if available <= 0:
             raise EmptyCorpusError(f"index {self.index.directory}: all {n} reports are excluded; nothing to retrieve")
@@ -274,7 +275,7 @@ class EClipRetriever(BaseRetriever):
                 break
             fetch = min(n, 2 * fetch)
         pool = pool[:pool_size]
-        if boost is not None:
+        if boost is not None and predicted is not None:
             order = boost_order(
                 [float(h.score or 0.0) for h in pool],
                 [positive_set(h.node.metadata.get("labels")) for h in pool],
@@ -294,10 +295,3 @@ class EClipRetriever(BaseRetriever):
             warnings.warn(msg, RetrievalWarning, stacklevel=3)
             log.warning(msg)
         return chosen
-
-
-def retrieve_many(
-    retriever: EClipRetriever, queries: Sequence[np.ndarray] | np.ndarray, k: int = 5, **kwargs: Any
-) -> list[list[RetrievedReport]]:
-    """``retrieve_vector`` for each row of ``queries`` (evaluation helper)."""
-    return [retriever.retrieve_vector(q, k, **kwargs) for q in np.atleast_2d(np.asarray(queries))]

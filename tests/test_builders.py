@@ -21,9 +21,10 @@ from eclip_core.data.builders import (
     section_report,
 )
 from eclip_core.data.builders.common import hash_split, mimic_relative_path
+from eclip_core.data.expert_heatmap import load_expert_heatmap
 from eclip_core.data.manifest import read_manifest
 from eclip_core.errors import FixationsError, ManifestError
-from eclip_core.heatmap.gaze import EGD_COLUMNS, load_expert_heatmap
+from eclip_core.heatmap.gaze import EGD_COLUMNS
 
 REPORT_A = """                                 FINAL REPORT
  EXAMINATION:  CHEST (PA AND LAT)

@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 from scipy.ndimage import gaussian_filter
 
+from eclip_core.data.expert_heatmap import load_expert_heatmap
 from eclip_core.data.manifest import Study
 from eclip_core.errors import FixationsError
 from eclip_core.heatmap.boxes import boxes_from_frame, boxes_heatmap
@@ -17,7 +18,6 @@ from eclip_core.heatmap.gaze import (
     EGD_COLUMNS,
     REFLACX_COLUMNS,
     egd_heatmap,
-    load_expert_heatmap,
     read_egd_fixations,
     read_reflacx_fixations,
     reflacx_heatmap,

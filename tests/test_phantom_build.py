@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from eclip_core.data.expert_heatmap import load_expert_heatmap
 from eclip_core.data.manifest import find_missing_files, read_manifest
 from eclip_core.data.phantom import build_phantom_dataset
 from eclip_core.data.phantom.split import assign_split, hashed_split, load_r2gen_split
 from eclip_core.errors import ConfigError
-from eclip_core.heatmap.gaze import load_expert_heatmap
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("torchxrayvision") is None, reason="the Open-I reports come from torchxrayvision"

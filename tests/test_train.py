@@ -225,7 +225,7 @@ def test_text_feature_cache_trains_like_the_tower_and_resumes_exactly(blobs, tmp
 
 
 def test_heatmap_cache_returns_the_loaded_maps_and_evicts_oldest(blobs):
-    from eclip_core.heatmap.gaze import load_expert_heatmap
+    from eclip_core.data.expert_heatmap import load_expert_heatmap
     from eclip_core.training.data import HeatmapCache
 
     experts = [s for s in read_manifest(blobs) if s.has_expert][:3]

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from eclip_core.errors import EClipError
-from eclip_core.heatmap.gaze import _check_shape, _max_scale
+from eclip_core.heatmap.gaze import check_shape, max_scale
 
 #: Accepted column layouts, each mapped to (x_min, y_min, x_max, y_max) or (x, y, w, h).
 _CORNER_LAYOUTS = (("x_min", "y_min", "x_max", "y_max"), ("xmin", "ymin", "xmax", "ymax"), ("x1", "y1", "x2", "y2"))
@@ -76,8 +76,8 @@ def boxes_heatmap(
     pixels of the original image (``original_shape``, default ``image_shape``). ``sigma``: optional
     Gaussian blur in original pixels. ``weights``: per-box weight (default 1), e.g. a certainty.
     """
-    h, w = _check_shape(image_shape)
-    oh, ow = _check_shape(original_shape or image_shape)
+    h, w = check_shape(image_shape)
+    oh, ow = check_shape(original_shape or image_shape)
     a = (
         boxes_from_frame(boxes)
         if isinstance(boxes, pd.DataFrame)
@@ -93,4 +93,4 @@ def boxes_heatmap(
         from scipy.ndimage import gaussian_filter
 
         m = gaussian_filter(m, sigma=(sigma * h / oh, sigma * w / ow))
-    return _max_scale(m, "boxes")
+    return max_scale(m, "boxes")

@@ -32,7 +32,6 @@ regions: everything is rendered exactly on the full grid).
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 from collections.abc import Sequence
@@ -42,7 +41,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from eclip_core.errors import FixationsError, ImageLoadError
+from eclip_core.errors import FixationsError
 
 log = logging.getLogger(__name__)
 
@@ -222,7 +221,7 @@ def render_separable(
     return (ay @ coarse) @ ax.T
 
 
-def _max_scale(m: np.ndarray, what: str) -> np.ndarray:
+def max_scale(m: np.ndarray, what: str) -> np.ndarray:
     peak = float(m.max()) if m.size else 0.0
     if peak <= 0:
         log.warning("%s: no fixation or box falls inside the image; returning an all-zero map", what)
@@ -230,7 +229,7 @@ def _max_scale(m: np.ndarray, what: str) -> np.ndarray:
     return (m / peak).astype(np.float32)
 
 
-def _check_shape(image_shape: Sequence[int]) -> tuple[int, int]:
+def check_shape(image_shape: Sequence[int]) -> tuple[int, int]:
     if len(image_shape) < 2 or int(image_shape[0]) <= 0 or int(image_shape[1]) <= 0:
         raise ValueError(f"image_shape must be (height, width) with positive sizes, got {tuple(image_shape)}")
     return int(image_shape[0]), int(image_shape[1])
@@ -251,8 +250,8 @@ def egd_heatmap(
     of the original image, whose (height, width) is ``original_shape`` (default ``image_shape``).
     ``sigma`` is in original pixels. Fixations outside the original image are ignored.
     """
-    h, w = _check_shape(image_shape)
-    oh, ow = _check_shape(original_shape or image_shape)
+    h, w = check_shape(image_shape)
+    oh, ow = check_shape(original_shape or image_shape)
     if isinstance(fixations, pd.DataFrame):
         missing = [c for c in ("X_ORIGINAL", "Y_ORIGINAL") if c not in fixations.columns]
         if missing:
@@ -266,7 +265,7 @@ def egd_heatmap(
     inside = (ix >= 0) & (ix < ow) & (iy >= 0) & (iy < oh)
     ix, iy = ix[inside], iy[inside]
     if ix.size == 0:
-        return _max_scale(np.zeros((h, w)), "EGD-CXR fixations")
+        return max_scale(np.zeros((h, w)), "EGD-CXR fixations")
 
     def profile(centres: np.ndarray, n_orig: int, n_target: int):
         def f(samples: np.ndarray) -> np.ndarray:
@@ -282,7 +281,7 @@ def egd_heatmap(
 
     sigma_px = sigma * min(h / oh, w / ow)
     m = render_separable(profile(iy, oh, h), profile(ix, ow, w), np.ones(ix.size), (h, w), sigma_px, exact)
-    return _max_scale(m, "EGD-CXR fixations")
+    return max_scale(m, "EGD-CXR fixations")
 
 
 # ---------------------------------------------------------------------------------------- REFLACX
@@ -301,8 +300,8 @@ def reflacx_heatmap(
     inside that fixation's shown rectangle. ``normalize="sum"`` (the official recipe) scales the map
     to sum 1, ``"max"`` to max 1, ``"none"`` leaves it. Coordinates are original-image pixels.
     """
-    h, w = _check_shape(image_shape)
-    oh, ow = _check_shape(original_shape or image_shape)
+    h, w = check_shape(image_shape)
+    oh, ow = check_shape(original_shape or image_shape)
     df = _validate(fixations.copy(), REFLACX_REQUIRED, REFLACX_REQUIRED, "<fixations>", "REFLACX")
     df = df.dropna(subset=list(REFLACX_REQUIRED))
     dur = (df["timestamp_end_fixation"] - df["timestamp_start_fixation"]).to_numpy(np.float64)
@@ -311,7 +310,7 @@ def reflacx_heatmap(
     keep = (dur > 0) & (sx > 0) & (sy > 0)
     df, dur, sx, sy = df[keep], dur[keep], sx[keep], sy[keep]
     if len(df) == 0:
-        return _max_scale(np.zeros((h, w)), "REFLACX fixations")
+        return max_scale(np.zeros((h, w)), "REFLACX fixations")
     cx, cy = df["x_position"].to_numpy(np.float64), df["y_position"].to_numpy(np.float64)
     x0, x1 = df["xmin_shown_from_image"].to_numpy(np.float64), df["xmax_shown_from_image"].to_numpy(np.float64)
     y0, y1 = df["ymin_shown_from_image"].to_numpy(np.float64), df["ymax_shown_from_image"].to_numpy(np.float64)
@@ -348,12 +347,12 @@ def reflacx_heatmap(
     if normalize == "none":
         return m.astype(np.float32)
     if normalize == "max":
-        return _max_scale(m, "REFLACX fixations")
+        return max_scale(m, "REFLACX fixations")
     if normalize != "sum":
         raise ValueError(f"normalize must be 'sum', 'max' or 'none', got {normalize!r}")
     total = float(m.sum())
     if total <= 0:
-        return _max_scale(m, "REFLACX fixations")
+        return max_scale(m, "REFLACX fixations")
     return (m / total).astype(np.float32)
 
 
@@ -377,111 +376,3 @@ def reflacx_sentence_heatmap(
     df = _validate(fixations.copy(), REFLACX_REQUIRED, REFLACX_REQUIRED, "<fixations>", "REFLACX")
     keep = (df["timestamp_end_fixation"] >= start - lead) & (df["timestamp_start_fixation"] <= end)
     return reflacx_heatmap(df[keep], image_shape, original_shape=original_shape, normalize="max")
-
-
-# ------------------------------------------------------------------------- studies -> expert maps
-@functools.lru_cache(maxsize=4096)
-def _cached_fixations(path: str, mtime: float, fmt: str) -> pd.DataFrame:
-    # Expert studies are revisited every epoch: parse each file once (keyed by mtime to see edits).
-    if fmt == "egd":
-        df = read_egd_fixations(path)
-        return df[["DICOM_ID", "X_ORIGINAL", "Y_ORIGINAL"]].copy()
-    return read_reflacx_fixations(path)[list(REFLACX_REQUIRED)].copy()
-
-
-def _fixations(path: str, fmt: str) -> pd.DataFrame:
-    try:
-        mtime = os.path.getmtime(path)
-    except OSError:
-        raise FixationsError(f"{fmt} fixations file {path} does not exist") from None
-    return _cached_fixations(str(path), mtime, fmt)
-
-
-@functools.lru_cache(maxsize=8192)
-def _cached_size(path: str, mtime: float) -> tuple[int, int]:
-    from eclip_core.data.image_io import image_size
-
-    return image_size(path)
-
-
-def _original_shape(study: Any, image_shape: tuple[int, int]) -> tuple[int, int]:
-    meta = getattr(study, "meta", {}) or {}
-    size = meta.get("original_size")
-    if size and len(size) == 2:
-        return int(size[0]), int(size[1])
-    for p in getattr(study, "image_paths", [])[:1]:
-        try:
-            return _cached_size(str(p), os.path.getmtime(p))
-        except (OSError, ImageLoadError):
-            log.warning(
-                "study %s: cannot read the size of %s; assuming fixations are on a %s grid",
-                getattr(study, "study_id", "?"),
-                p,
-                image_shape,
-            )
-    return image_shape
-
-
-def _resize(m: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    if m.shape == shape:
-        return m.astype(np.float32)
-    from PIL import Image
-
-    img = Image.fromarray(np.ascontiguousarray(m, dtype=np.float32), mode="F")
-    return np.asarray(img.resize((shape[1], shape[0]), Image.BILINEAR), dtype=np.float32)
-
-
-def _load_heatmap_file(path: str, shape: tuple[int, int]) -> np.ndarray:
-    if str(path).lower().endswith(".npy"):
-        try:
-            m = np.load(path, allow_pickle=False).astype(np.float32)
-        except (OSError, ValueError) as exc:
-            raise ImageLoadError(f"{path}: unreadable heatmap .npy ({exc})") from None
-        m = np.squeeze(m)
-        if m.ndim != 2:
-            raise ImageLoadError(f"{path}: heatmap must be 2-D, got shape {m.shape}")
-        if not np.isfinite(m).all():
-            raise ImageLoadError(f"{path}: heatmap contains NaN or infinite values")
-    else:
-        from eclip_core.data.image_io import load_image
-
-        m = load_image(path)
-    return np.clip(_resize(m, shape), 0.0, None)
-
-
-def load_expert_heatmap(study: Any, image_shape: Sequence[int]) -> np.ndarray | None:
-    """The study's expert map on an ``image_shape`` grid (float32, max 1), or None if it has none.
-
-    Uses ``study.heatmap_path`` (PNG or .npy, resized) when set, else ``study.fixations_paths`` with
-    ``study.gaze_format`` ``"egd"`` (all files' fixations pooled; rows filtered by
-    ``meta["dicom_id"]`` when a file holds several images) or ``"reflacx"`` (one sum-normalised map
-    per reading, averaged). Fixation coordinates refer to the original image, whose size comes from
-    ``meta["original_size"]`` ([height, width]) or the first image file's header.
-
-    >>> from eclip_core.data.manifest import Study
-    >>> load_expert_heatmap(Study("s1", ["a.png"], "train"), (8, 8)) is None
-    True
-    """
-    shape = _check_shape(image_shape)
-    if getattr(study, "heatmap_path", None):
-        return _max_scale(_load_heatmap_file(study.heatmap_path, shape), f"heatmap {study.heatmap_path}")
-    paths = list(getattr(study, "fixations_paths", []) or [])
-    if not paths:
-        return None
-    fmt = (getattr(study, "gaze_format", "") or "").lower()
-    orig = _original_shape(study, shape)
-    meta = getattr(study, "meta", {}) or {}
-    if fmt == "egd":
-        frames = [_fixations(p, "egd") for p in paths]
-        df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-        dicom_id = meta.get("dicom_id")
-        if dicom_id and df["DICOM_ID"].nunique() > 1:
-            df = df[df["DICOM_ID"] == str(dicom_id)]
-        return egd_heatmap(df, shape, original_shape=orig)
-    if fmt == "reflacx":
-        maps = [reflacx_heatmap(_fixations(p, "reflacx"), shape, original_shape=orig, normalize="sum") for p in paths]
-        return _max_scale(np.mean(maps, axis=0), f"study {study.study_id} REFLACX readings")
-    raise FixationsError(
-        f"study {getattr(study, 'study_id', '?')}: gaze_format must be 'egd' or 'reflacx' for fixations_path, "
-        f"got {fmt!r}"
-    )

@@ -193,7 +193,8 @@ def clear_caches() -> None:
 
 def labels_to_row(labels: dict[str, float | None]) -> np.ndarray:
     """A label dict -> one row [14] with NaN for None (the array form of :func:`label_report`)."""
-    return np.array([np.nan if labels.get(n) is None else float(labels[n]) for n in CHEXPERT_OBSERVATIONS])
+    values = [labels.get(n) for n in CHEXPERT_OBSERVATIONS]
+    return np.array([np.nan if v is None else float(v) for v in values])
 
 
 __all__ = ["label_report", "label_reports", "sentence_observations", "labels_to_row", "clear_caches"]

@@ -51,7 +51,7 @@ def _load_study_image(study: Study) -> np.ndarray:
 
 
 def _load_study_heatmap(study: Study, shape: tuple[int, int]) -> np.ndarray:
-    from eclip_core.heatmap.gaze import load_expert_heatmap
+    from eclip_core.data.expert_heatmap import load_expert_heatmap
 
     hm = load_expert_heatmap(study, shape)
     if hm is None:

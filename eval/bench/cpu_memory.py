@@ -36,7 +36,7 @@ from eclip_core.losses import ClipLoss
 from eclip_core.model import EClip
 from eclip_core.training.optim import build_optimizer
 from eclip_core.training.step import train_step
-from eval.bench.train_step import _batch
+from eval.bench.train_step import synthetic_batch
 torch.set_num_threads(1)
 torch.manual_seed(0)
 
@@ -57,7 +57,7 @@ cfg = TrainConfig(model=EClipConfig(name="eclip-small", lock_text=True), batch_s
 model = EClip(cfg.model).train()
 model.enable_text_feature_cache()
 opt, loss_fn = build_optimizer(model, cfg), ClipLoss()
-batch = {k: v for k, v in _batch(model, 16, 1, np.random.default_rng(0)).items() if not k.startswith("expert")}
+batch = {k: v for k, v in synthetic_batch(model, 16, 1, np.random.default_rng(0)).items() if not k.startswith("expert")}
 batch["inject"] = False
 for _ in range(2):  # warm-up: allocator, text cache
     train_step(model, opt, loss_fn, batch, prime=False, priming_weight=0.1, grad_clip=1.0)

@@ -43,7 +43,8 @@ REPORTS = [
 ]
 
 
-def _batch(model: EClip, b: int, be: int, rng: np.random.Generator) -> dict:
+def synthetic_batch(model: EClip, b: int, be: int, rng: np.random.Generator) -> dict:
+    """A training batch of ``b`` random images with report-like texts, ``be`` of them with expert maps."""
     s = model.image_size
     # Two sentences groups per report: ~40 words, about the length of an Open-I findings + impression.
     texts = [REPORTS[i % len(REPORTS)] + " " + REPORTS[(i + 1) % len(REPORTS)] + f" Study {i}." for i in range(b)]
@@ -133,9 +134,9 @@ def measure_steps(
     model = EClip(cfg.model).to(dev).train()
     opt = build_optimizer(model, cfg)
     loss_fn = ClipLoss()
-    batch = _batch(model, batch_size, cfg.effective_expert_batch_size, np.random.default_rng(seed))
+    batch = synthetic_batch(model, batch_size, cfg.effective_expert_batch_size, np.random.default_rng(seed))
     plain = {k: v for k, v in batch.items() if not k.startswith("expert")} | {"inject": False}
-    big = _batch(model, batch_size + cfg.effective_expert_batch_size, 1, np.random.default_rng(seed))
+    big = synthetic_batch(model, batch_size + cfg.effective_expert_batch_size, 1, np.random.default_rng(seed))
     big = {k: v for k, v in big.items() if not k.startswith("expert")} | {"inject": False}
     batch, plain, big = ({k: v.to(dev) if torch.is_tensor(v) else v for k, v in b.items()} for b in (batch, plain, big))
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)

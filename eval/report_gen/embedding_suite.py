@@ -492,7 +492,7 @@ def run_embedding_suite(cfg: EmbeddingSuiteConfig) -> dict[str, Any]:
     """Train every variant for every seed (cached), score, write JSON / Markdown / PNG."""
     from eclip_core.atomic import atomic_path
     from eclip_core.data.manifest import read_manifest
-    from eval.report_gen.tables import _json_default
+    from eval.report_gen.tables import json_default
 
     cfg.validate()
     t_start = time.perf_counter()
@@ -557,7 +557,7 @@ def run_embedding_suite(cfg: EmbeddingSuiteConfig) -> dict[str, Any]:
     }
     paths = {"json": out_dir / f"{cfg.name}.json", "markdown": out_dir / f"{cfg.name}.md"}
     with atomic_path(paths["json"]) as tmp:
-        tmp.write_text(json.dumps(result, indent=2, default=_json_default), encoding="utf-8")
+        tmp.write_text(json.dumps(result, indent=2, default=json_default), encoding="utf-8")
     with atomic_path(paths["markdown"]) as tmp:
         tmp.write_text(render_markdown(result), encoding="utf-8")
     if picture:

@@ -176,13 +176,14 @@ def write_outputs(result: dict, out_dir: str | Path, name: str) -> dict[str, Pat
     out_dir = Path(out_dir)
     paths = {"json": out_dir / f"{name}.json", "markdown": out_dir / f"{name}.md"}
     with atomic_path(paths["json"]) as tmp:
-        tmp.write_text(json.dumps(result, indent=2, default=_json_default), encoding="utf-8")
+        tmp.write_text(json.dumps(result, indent=2, default=json_default), encoding="utf-8")
     with atomic_path(paths["markdown"]) as tmp:
         tmp.write_text(render_markdown(result), encoding="utf-8")
     return paths
 
 
-def _json_default(obj: Any) -> Any:
+def json_default(obj: Any) -> Any:
+    """``json.dumps`` fallback for numpy scalars and arrays."""
     if hasattr(obj, "item"):
         return obj.item()
     if isinstance(obj, Path):

@@ -190,7 +190,7 @@ def step_costs(variants: list[str], batch_size: int, rounds: int, seed: int = 0)
     from eclip_core.model import EClip
     from eclip_core.training.optim import build_optimizer
     from eclip_core.training.step import train_step
-    from eval.bench.train_step import _batch
+    from eval.bench.train_step import synthetic_batch
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -206,7 +206,7 @@ def step_costs(variants: list[str], batch_size: int, rounds: int, seed: int = 0)
             model = EClip(model_cfg).train()
             model.enable_text_feature_cache()
             opt = build_optimizer(model, tc)
-            batch = _batch(model, batch_size, max(1, batch_size // 2), rng)
+            batch = synthetic_batch(model, batch_size, max(1, batch_size // 2), rng)
             if tc.uses_labels:
                 g = torch.Generator().manual_seed(seed)
                 batch["labels"] = (torch.rand(batch_size, 14, generator=g) > 0.8).float()

@@ -54,8 +54,6 @@ KINDS: tuple[str, ...] = (
     "clips",
 )
 
-SIDES = ("left", "right", "bilateral")
-
 _SEVERITY_WORDS = {
     "borderline": 0.25,
     "minimal": 0.25,
