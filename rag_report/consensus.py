@@ -80,6 +80,57 @@ def top1_draft(
     return []
 
 
+def add_unstated_normals(
+    draft: list[SourcedSentence],
+    reports: Sequence[ReportLike],
+    observations: ObservationsFn,
+    predicted: Mapping[str, bool] | None = None,
+    max_added: int = 3,
+) -> list[SourcedSentence]:
+    """``draft`` with up to ``max_added`` normal statements about what it leaves unsaid, appended to its
+    findings: the clean findings sentences of the next retrieved reports (in rank order) that state only
+    negative observations, none of which the draft mentions (either way) and none of which the image's
+    classifiers predict present (``predicted``). A sentence with a positive, uncertain or "No Finding"
+    statement is never added, so the draft's findings stay those of the first report: it only reads as a
+    complete report (heart, lungs, pleura, bones) the way the corpus's reports do.
+
+    >>> from types import SimpleNamespace as R
+    >>> obs = {"Heart size is normal.": {"Cardiomegaly": 0.0}, "No pleural effusion.": {"Pleural Effusion": 0.0},
+    ...        "Small effusion.": {"Pleural Effusion": 1.0}, "Cardiomegaly.": {"Cardiomegaly": 1.0}}
+    >>> a = R(study_id="A", similarity=0.9, findings="Cardiomegaly.", impression="")
+    >>> b = R(study_id="B", similarity=0.8, findings="Heart size is normal. No pleural effusion.", impression="")
+    >>> draft = [SourcedSentence("Cardiomegaly.", "findings", ["A"])]
+    >>> [(s.text, s.source_ids) for s in add_unstated_normals(draft, [a, b], lambda t: obs.get(t, {}))]
+    [('Cardiomegaly.', ['A']), ('No pleural effusion.', ['B'])]
+    >>> [s.text for s in add_unstated_normals(draft, [a, b], lambda t: obs.get(t, {}), {"Pleural Effusion": True})]
+    ['Cardiomegaly.']
+    """
+    from rag_report.hygiene import clean_sentence
+
+    said: set[str] = set()
+    for sentence in draft:
+        said.update(observations(sentence.text))
+    used = {s.text.lower() for s in draft}
+    added: list[SourcedSentence] = []
+    for report in reports:  # the draft's own report adds nothing: its clean sentences are all used
+        for raw in split_sentences(report.findings):
+            clean = clean_sentence(raw)
+            if clean is None or clean.lower() in used or len(added) >= max_added:
+                continue
+            obs = observations(clean)
+            if not obs or "No Finding" in obs or any(v != 0.0 for v in obs.values()):
+                continue
+            if said.intersection(obs) or (predicted and any(predicted.get(o) for o in obs)):
+                continue
+            added.append(SourcedSentence(clean, "findings", [report.study_id], float(report.similarity)))
+            used.add(clean.lower())
+            said.update(obs)
+    if not added:
+        return draft
+    n_findings = sum(s.section == "findings" for s in draft)
+    return [*draft[:n_findings], *added, *draft[n_findings:]]
+
+
 def _says_no_more(candidate: Mapping[str, float], original: Mapping[str, float]) -> bool:
     """The candidate states no observation against the original and no positive finding it lacks."""
     for name, value in candidate.items():

@@ -4,7 +4,8 @@ Every caller that turns retrieved reports into a draft goes through :func:`draft
 hence ``generate_report``, the app, the CLI and the benchmark), so what is benchmarked is what ships.
 
 * ``top1``: the first report (the nearest, or the best after label boost), its clean sentences (a sentence
-  that may not enter a draft is replaced by one of another retrieved report that says the same);
+  that may not enter a draft is replaced by one of another retrieved report that says the same), completed
+  by up to ``normal_statements`` negative statements of the next reports about what it leaves unsaid;
 * ``consensus``: sentences a similarity-weighted majority of the reports state;
 * ``grounded``: the LLM composes the draft from the reports' sentences (:mod:`rag_report.grounded`),
   following the predicted labels when there are any;
@@ -22,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from rag_report.consensus import SourcedSentence, consensus_draft, top1_draft
+from rag_report.consensus import SourcedSentence, add_unstated_normals, consensus_draft, top1_draft
 from rag_report.errors import RagReportError
 from rag_report.protocols import DraftingLLM, ReportLike
 
@@ -37,6 +38,8 @@ class DraftSettings:
     #: observation -> predicted present (from the index's label classifiers); None: no prediction.
     predicted: Mapping[str, bool] | None = None
     max_sentences: int = 8
+    #: top1: most normal statements added from the next reports (:func:`rag_report.consensus.add_unstated_normals`).
+    normal_statements: int = 3
     max_new_tokens: int = 200
     num_beams: int = 1
 
@@ -66,7 +69,12 @@ def _needs_llm(mode: str, settings: DraftSettings) -> DraftingLLM:
 def _top1(reports: Sequence[ReportLike], settings: DraftSettings) -> Drafted:
     from eclip_core.labeler import sentence_observations
 
-    return Drafted(top1_draft(reports, observations=sentence_observations))
+    draft = top1_draft(reports, observations=sentence_observations)
+    if settings.normal_statements > 0 and draft:
+        draft = add_unstated_normals(
+            draft, reports, sentence_observations, settings.predicted, max_added=settings.normal_statements
+        )
+    return Drafted(draft)
 
 
 def _consensus(reports: Sequence[ReportLike], settings: DraftSettings) -> Drafted:

@@ -7,7 +7,11 @@ A retrieved report belongs to another patient and another day. A sentence from i
 * rewritten to its comparison-free form when it refers to a prior study the user never gave ("Stable
   cardiomegaly." -> "Cardiomegaly."; "..., unchanged from the prior exam." -> "...."), and dropped
   when no safe rewrite removes every comparison word;
-* dropped when it is not a complete sentence (a fragment, glued clauses, a dangling conjunction).
+* dropped when it is not a complete sentence (a fragment, glued clauses, a dangling conjunction);
+* dropped when it is about a body part a chest X-ray does not show ("Left knee.": corpora hold combined
+  studies);
+* freed of a leading connective that refers to a sentence it no longer follows ("However, no effusion."
+  -> "No effusion.").
 
 >>> [clean_sentence(s) for s in ["Stable cardiomegaly.", "No XXXX consolidation.",
 ...                                "Heart size normal, unchanged from prior.", "On 12 March 2020 a 78-year-old woman."]]
@@ -123,6 +127,7 @@ _HEADINGS = {
     "frontal",
     "dr",
     "none",
+    "however",
 }
 _GLUED = re.compile(
     r"\b(?:and|or|of|with|the|to|a|an|in|is|are|no|but)\s+(?:The|There|No|Heart|Lungs|Normal|"
@@ -130,6 +135,12 @@ _GLUED = re.compile(
 )
 _WORD = re.compile(r"[A-Za-z]{2,}")
 _REPEATED_STOPS = re.compile(r"\s*\.(?:\s*\.)+$")
+_OTHER_BODY_PART = re.compile(
+    r"\b(?:knees?|ankles?|foot|feet|toes?|hips?|wrists?|hands?|fingers?|elbows?|femurs?|femoral|tibiae?|tibial|"
+    r"fibulae?|pelvis|pelvic|skull|cranial|sinus(?:es)?|mandible|orbits?)\b",
+    re.IGNORECASE,
+)
+_LEADING_CONNECTIVE = re.compile(r"^(?:however|also|additionally|in addition|furthermore|moreover)\s*,?\s+", re.I)
 _CHANGE_WORDS = {"increased", "decreased", "worse", "better", "larger", "smaller", "enlarged"}
 
 
@@ -187,10 +198,11 @@ def clean_sentence(sentence: str) -> str | None:
     s = _REPEATED_STOPS.sub(".", " ".join(str(sentence).split()))
     if not s:
         return None
+    s = _LEADING_CONNECTIVE.sub("", s)
     s = s[0].upper() + s[1:]
     if not s.endswith((".", "!", "?")):
         s += "."
-    if has_deid_token(s) or has_identifying_detail(s):
+    if has_deid_token(s) or has_identifying_detail(s) or _OTHER_BODY_PART.search(s):
         return None
     if has_comparison(s):
         s = _without_comparison(s)

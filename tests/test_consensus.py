@@ -6,7 +6,7 @@ import json
 import math
 from types import SimpleNamespace
 
-from rag_report.consensus import consensus_draft, sentence_key, top1_draft
+from rag_report.consensus import add_unstated_normals, consensus_draft, sentence_key, top1_draft
 from rag_report.report import DraftReport, Evidence, SentenceProvenance
 
 
@@ -87,3 +87,46 @@ def test_draft_report_to_dict_is_json_safe():
     assert back["evidence"][0]["labels"]["Edema"] is None
     assert back["evidence"][0]["text"] == "Heart normal. No acute disease."
     assert "SIMULATED" in back["notice"]
+
+
+def _labelled(sentence: str) -> dict[str, float]:
+    from eclip_core.labeler import sentence_observations
+
+    return sentence_observations(sentence)
+
+
+def test_normal_statements_complete_top1_without_new_findings():
+    R = SimpleNamespace
+    first = R(study_id="A", similarity=0.9, findings="Mild cardiomegaly. No pneumothorax.", impression="Cardiomegaly.")
+    second = R(
+        study_id="B",
+        similarity=0.8,
+        findings="Heart size is normal. Small left pleural effusion. No focal consolidation. Possible atelectasis.",
+        impression="No acute disease.",
+    )
+    third = R(study_id="C", similarity=0.7, findings="No pleural effusion. No pneumothorax.", impression="")
+    draft = top1_draft([first, second, third], observations=_labelled)
+    done = add_unstated_normals(draft, [first, second, third], _labelled, max_added=3)
+    # B's normal heart: the draft already speaks of the heart (cardiomegaly), skipped; B's effusion (positive)
+    # and atelectasis (uncertain) are never added; consolidation and C's effusion are new negatives; C's
+    # pneumothorax is already said.
+    assert [(s.text, s.section, s.source_ids) for s in done] == [
+        ("Mild cardiomegaly.", "findings", ["A"]),
+        ("No pneumothorax.", "findings", ["A"]),
+        ("No focal consolidation.", "findings", ["B"]),
+        ("No pleural effusion.", "findings", ["C"]),
+        ("Cardiomegaly.", "impression", ["A"]),
+    ]
+    # the labels of the draft keep every positive of the first report and gain none
+    from eclip_core.labeler import label_report
+
+    before = label_report(" ".join(s.text for s in draft))
+    after = label_report(" ".join(s.text for s in done))
+    assert {k for k, v in after.items() if v == 1.0} == {k for k, v in before.items() if v == 1.0}
+    # a negative the image's classifiers contradict is not added; the cap holds
+    predicted = {"Pleural Effusion": True}
+    capped = add_unstated_normals(draft, [first, second, third], _labelled, predicted, max_added=1)
+    assert [s.text for s in capped if s.source_ids != ["A"]] == ["No focal consolidation."]
+    assert "No pleural effusion." not in [
+        s.text for s in add_unstated_normals(draft, [first, third], _labelled, predicted)
+    ]

@@ -104,8 +104,18 @@ def test_dropped_sentences():
         "2.",
         "Unchanged.",
         "Increased since the previous study.",
+        "Left knee.",
+        "Advanced degenerative changes of both hips.",
+        "However.",
     ):
         assert clean_sentence(sentence) is None, sentence
     # complete one-word findings and past conditions stay
     for sentence in ("Cardiomegaly.", "Emphysema.", "Prior granulomatous disease.", "Old left rib fractures."):
         assert clean_sentence(sentence) == sentence
+
+
+def test_a_leading_connective_is_dropped_with_the_sentence_kept():
+    assert clean_sentence("However, no focal infiltrates are identified.") == "No focal infiltrates are identified."
+    assert clean_sentence("In addition, mild cardiomegaly.") == "Mild cardiomegaly."
+    assert clean_sentence("Also there is no effusion.") == "There is no effusion."
+    assert clean_sentence("Howevering heart.") == "Howevering heart."  # a word, not the connective

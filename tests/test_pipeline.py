@@ -122,3 +122,20 @@ def test_generate_report_caches_the_pipeline(tiny_pipeline_config, tiny_world):
     assert a.findings == b.findings and a.timings_ms["load"] >= 0
     with pytest.raises(Exception, match="unknown mode"):
         ReportPipeline(PipelineConfig(model_dir="x", index_dir="y", mode="poetry"))
+
+
+def test_auto_mode_is_top1_without_loading_an_llm(tiny_pipeline_config, tiny_world):
+    pipe = ReportPipeline(replace(tiny_pipeline_config, mode="auto"), progress=False)
+    draft = pipe.generate(_test_study(tiny_world).image_paths[0])
+    assert draft.mode == "top1" and pipe.resolve_mode("auto") == "top1"
+    assert not pipe._llms, "auto without a named LLM drafts without loading one"
+    assert "llm_id" not in draft.models or not draft.models["llm_id"]
+
+
+def test_auto_mode_with_a_named_small_llm_is_grounded(tiny_pipeline_config, tmp_path):
+    from test_llm_support import make_tiny_llama
+
+    llm_dir = str(make_tiny_llama(tmp_path / "tiny", seed=3))
+    pipe = ReportPipeline(replace(tiny_pipeline_config, mode="auto"), progress=False)
+    assert pipe.resolve_mode("auto", llm_dir) == "grounded"  # a few thousand parameters: under 1 B
+    assert pipe.resolve_mode("consensus", llm_dir) == "consensus"

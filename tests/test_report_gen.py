@@ -193,8 +193,8 @@ def result_drafts(result: dict, system: str) -> dict[str, str]:
 
 def test_harness_drafts_equal_generate(tiny_setup, tiny_result):
     """What the benchmark scores is what the library returns: every model row's draft of a study equals
-    ReportPipeline.generate's for the same image and config (label boost on for the boost row, off for the
-    paper eCLIP rows)."""
+    ReportPipeline.generate's for the same image and config (label boost and normal statements on for the
+    boost row, off for the paper eCLIP rows)."""
     from dataclasses import replace
 
     from eclip_core.text import join_report
@@ -206,8 +206,8 @@ def test_harness_drafts_equal_generate(tiny_setup, tiny_result):
     cfg = _config(tiny_setup, "unused").pipeline
     cases = {
         "boost_top1": (cfg, "top1"),
-        "eclip_top1": (replace(cfg, label_boost="off"), "top1"),
-        "eclip_consensus": (replace(cfg, label_boost="off"), "consensus"),
+        "eclip_top1": (replace(cfg, label_boost="off", normal_statements=0), "top1"),
+        "eclip_consensus": (replace(cfg, label_boost="off", normal_statements=0), "consensus"),
     }
     for system, (pipe_cfg, mode) in cases.items():
         pipe = ReportPipeline(pipe_cfg, progress=False)
@@ -216,7 +216,9 @@ def test_harness_drafts_equal_generate(tiny_setup, tiny_result):
             draft = pipe.generate(study.image_paths[0], mode=mode)
             assert drafts[study.study_id] == join_report(draft.findings, draft.impression), (system, study.study_id)
     boost = next(r for r in result["rows"] if r["system"] == "boost_top1")
-    assert boost["meta"]["label_boost"] == "rerank" and not boost["meta"]["is_default"]  # mode top1, not auto
+    # the default config drafts label-boosted top-1 ("auto" without a named LLM): that row is the default's
+    assert boost["meta"]["label_boost"] == "rerank" and boost["meta"]["is_default"]
+    assert not any(r["meta"].get("is_default") for r in result["rows"] if r["system"] != "boost_top1")
 
 
 def test_random_retrieval_is_seeded(tiny_setup):

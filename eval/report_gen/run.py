@@ -70,6 +70,8 @@ class _Model:
     index_dir: str | None
     label_boost: str = "off"
     diversify: str | None = PAPER_DIVERSIFY
+    #: top-1 completion with normal statements (the paper's top-1 is the first report alone).
+    normal_statements: int = 0
 
 
 class _Inputs:
@@ -93,6 +95,7 @@ class _Inputs:
                 pipe.index_dir or str(bundle.index_dir),
                 pipe.label_boost,
                 pipe.diversify,
+                pipe.normal_statements,
             )
             for role, method in (("paper", "eclip-paper"), ("clip", "clip")):
                 given = cfg.paper_model if role == "paper" else cfg.clip_model
@@ -110,7 +113,9 @@ class _Inputs:
                     "trained for this data (python -m eclip_core.train), or run only random/oracle"
                 )
             if pipe.model_dir is not None:
-                self.models["default"] = _Model(pipe.model_dir, pipe.index_dir, pipe.label_boost, pipe.diversify)
+                self.models["default"] = _Model(
+                    pipe.model_dir, pipe.index_dir, pipe.label_boost, pipe.diversify, pipe.normal_statements
+                )
                 self.models["paper"] = _Model(
                     cfg.paper_model or pipe.model_dir, cfg.paper_index if cfg.paper_model else pipe.index_dir
                 )
@@ -154,6 +159,7 @@ def _pipeline(cfg: ReportGenConfig, model: _Model, corpus: list[Study]):
         index_dir=index_dir,
         label_boost=model.label_boost,
         diversify=model.diversify,
+        normal_statements=model.normal_statements,
     )
     return ReportPipeline(pipe_cfg, progress=cfg.progress)
 
@@ -245,12 +251,7 @@ def run_report_gen(cfg: ReportGenConfig) -> dict[str, Any]:
                 embedded.vectors[: len(subset)], embedded.probabilities[: len(subset)], embedded.embed_ms[: len(subset)]
             )
             uses_llm = mode in ("grounded", "free")
-            # "auto" resolves by the LLM's size; a row without the LLM is then not the default's mode.
-            default_mode = (
-                cfg.pipeline.mode
-                if cfg.pipeline.mode != "auto"
-                else (pipe.resolve_mode("auto", llm) if uses_llm else None)
-            )
+            default_mode = pipe.resolve_mode(cfg.pipeline.mode)
             outputs.append(
                 S.run_pipeline_system(
                     key,
