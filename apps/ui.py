@@ -113,7 +113,7 @@ def build_app(
                             list(MODES),
                             value=cfg.mode,
                             label="Generation mode",
-                            info="auto: grounded for small LLMs; top1/consensus use no LLM",
+                            info="auto: top1 (no LLM) unless an LLM is chosen; grounded/free use the LLM",
                         )
                         llm = gr.Dropdown([c.label for c in handlers.llms], value=handlers.llms[0].label, label="LLM")
                     with gr.Row():

@@ -206,7 +206,11 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict], None] | None = None) 
         if accelerator.is_main_process:
             _truncate_metrics(metrics_path, start_step)
     elif cfg.resume:
-        logger.warning("resume requested but there is no checkpoint in %s; training from step 0", ckpt_dir)
+        # A first run has nothing to resume; traces of an earlier run without its checkpoint deserve a warning.
+        earlier_run = metrics_path.is_file() and metrics_path.stat().st_size > 0
+        (logger.warning if earlier_run else logger.info)(
+            "resume requested but there is no checkpoint in %s; training from step 0", ckpt_dir
+        )
     elif accelerator.is_main_process and metrics_path.exists():
         metrics_path.unlink()  # a fresh run owns its metrics file
     model, optimizer = accelerator.prepare(model, optimizer)

@@ -247,14 +247,19 @@ def _bulk_vector_store(faiss_index: Any):
 
 # ============================================================================ nodes
 def study_to_node(study: Study):
-    """The TextNode of one report: id = study_id, text = Study.report_text, metadata excluded from embedding."""
+    """The TextNode of one report: id = study_id, text = Study.report_text, metadata excluded from embedding.
+
+    Its labels are the manifest's where given, else the labeler's reading of the report (label boost
+    compares them with the image's predicted labels, so every report needs them)."""
     from llama_index.core.schema import TextNode
+
+    from eclip_core.data.study_labels import study_labels
 
     metadata = {
         "study_id": study.study_id,
         "findings": study.findings,
         "impression": study.impression,
-        "labels": dict(study.labels or {}),
+        "labels": study_labels(study),
         "view": study.view,
         "split": study.split,
         "simulated": bool((study.meta or {}).get("simulated", False)),

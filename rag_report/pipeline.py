@@ -96,6 +96,8 @@ class PipelineConfig:
             raise RagReportError(f"label_boost must be one of {LABEL_BOOST_MODES}, got {self.label_boost!r}")
         if self.k < 1 or self.candidates < 1:
             raise RagReportError(f"k and candidates must be >= 1, got k={self.k}, candidates={self.candidates}")
+        if self.normal_statements < 0:
+            raise RagReportError(f"normal_statements must be >= 0, got {self.normal_statements}")
         return self
 
 

@@ -146,3 +146,63 @@ def test_index_refuses_classifiers_of_another_checkpoint(tiny_world, tmp_path):
         ReportIndex.load(copy, model=model)
     with pytest.raises(IndexMismatchError):  # and the classifiers themselves name the other checkpoint
         LabelClassifiers.load(path, model.checkpoint_hash)
+
+
+def test_whole_path_on_a_user_manifest_without_labels(tiny_world, tmp_path):
+    """No `labels` column: training's label terms, the classifiers and the boost read the labeler's labels of
+    each report's text, and generate_report drafts with predicted labels and label agreement."""
+    import json
+
+    import pandas as pd
+
+    from eclip_core.config import EClipConfig, TrainConfig
+    from eclip_core.data.manifest import read_manifest, write_manifest
+    from eclip_core.labeler import label_report
+    from eclip_core.model import EClip
+    from eclip_core.train import train
+    from rag_report.index import ReportIndex
+    from rag_report.pipeline import PipelineConfig, ReportPipeline
+
+    write_manifest(read_manifest(tiny_world["manifest"]), tmp_path / "all.csv")
+    manifest = tmp_path / "no_labels.csv"
+    pd.read_csv(tmp_path / "all.csv", dtype=str, keep_default_na=False).drop(columns=["labels"]).to_csv(
+        manifest, index=False
+    )
+    assert "labels" not in manifest.read_text(encoding="utf-8").splitlines()[0].split(",")
+    result = train(
+        TrainConfig(
+            manifest=str(manifest),
+            output_dir=str(tmp_path / "run"),
+            steps=3,
+            batch_size=8,
+            model=EClipConfig(name="eclip-tiny", clahe_p=0.0, crop_scale_min=0.9),
+            progress=False,
+            log_every=1,
+            label_loss_weight=1.0,
+            soft_target_weight=0.5,
+        )
+    )
+    records = [json.loads(line) for line in (result.output_dir / "metrics.jsonl").read_text().splitlines()]
+    assert all(np.isfinite(r["label_loss"]) for r in records)
+    model = EClip.from_pretrained(result.model_dir).eval()
+    studies = read_manifest(manifest)
+    train_split = [s for s in studies if s.split == "train" and s.report_text]
+    ReportIndex.build(
+        model,
+        train_split,
+        tmp_path / "index",
+        progress=False,
+        val_studies=[s for s in studies if s.split == "val"],
+    )
+    pipe = ReportPipeline(
+        PipelineConfig(model_dir=str(result.model_dir), index_dir=str(tmp_path / "index")), progress=False
+    )
+    assert pipe.index.label_classifiers is not None
+    study = next(s for s in studies if s.split == "test")
+    draft = pipe.generate(study.image_paths[0])
+    assert draft.mode == "top1" and draft.predicted_labels and len(draft.predicted_labels) == 14
+    assert all(ev.label_agreement is not None for ev in draft.evidence)
+    # the evidence's labels are the labeler's reading of its text (there is no other source)
+    first = draft.evidence[0]
+    want = label_report(" ".join([first.findings, first.impression]))
+    assert positive_set(first.labels) == positive_set(want)

@@ -21,13 +21,24 @@ from eclip_core.data.manifest import Study
 from eclip_core.labels import CHEXPERT_OBSERVATIONS, POSITIVE, UNCERTAIN
 
 
+def study_labels(study: Study) -> dict[str, float | None]:
+    """The study's labels: its manifest's where filled, else the labeler's on its findings + impression.
+
+    >>> study_labels(Study("a", ["a.png"], "train", findings="Small left pleural effusion."))["Pleural Effusion"]
+    1.0
+    """
+    from eclip_core.labeler import label_report
+
+    return dict(study.labels) if study.labels else label_report(study.report_text)
+
+
 def study_label_rows(studies: Sequence[Study]) -> np.ndarray:
     """[n, 14] float rows in CHEXPERT_OBSERVATIONS order: 1 / 0 / -1, NaN = not mentioned."""
-    from eclip_core.labeler import label_report, labels_to_row
+    from eclip_core.labeler import labels_to_row
 
     out = np.full((len(studies), len(CHEXPERT_OBSERVATIONS)), np.nan)
     for i, study in enumerate(studies):
-        out[i] = labels_to_row(study.labels if study.labels else label_report(study.report_text))
+        out[i] = labels_to_row(study_labels(study))
     return out
 
 
