@@ -306,3 +306,24 @@ def test_distinct_drafts_counts_different_texts():
     labels = {i: {} for i in refs}
     assert score_system(hub, refs, labels, meteor=False)["distinct_drafts"] == 1
     assert score_system(varied, refs, labels, meteor=False)["distinct_drafts"] == 3
+
+
+def test_llm_rows_are_paired_with_top1_on_their_own_studies():
+    from eval.metrics.clinical import clinical_f1_from_texts
+    from eval.report_gen.scoring import paired_with_top1
+
+    refs = {"a": "Small left pleural effusion.", "b": "Cardiomegaly.", "c": "No acute disease."}
+    top1 = {"a": "No pleural effusion.", "b": "Cardiomegaly.", "c": "Pneumothorax."}
+    grounded = {"a": "Small left pleural effusion.", "b": "Heart size is normal."}  # 2 of the 3 studies
+    rows = [
+        {"system": "boost_top1", "drafts": top1},
+        {"system": "boost_grounded", "drafts": grounded},
+        {"system": "eclip_top1", "drafts": top1},  # no eCLIP LLM row: nothing paired with it
+    ]
+    (p,) = paired_with_top1(rows, refs)
+    assert (p["llm"], p["top1"], p["n"]) == ("boost_grounded", "boost_top1", 2)
+    for key, drafts in (("boost_grounded", grounded), ("boost_top1", top1)):
+        want = clinical_f1_from_texts([drafts[s] for s in "ab"], [refs[s] for s in "ab"])["uncertain_as_negative"]
+        assert p["scores"][key]["micro_f1_14"] == pytest.approx(want["micro_f1_14"])
+    # by hand: grounded finds the effusion and misses cardiomegaly (1 of 2); top-1 the reverse
+    assert p["scores"]["boost_grounded"]["micro_f1_14"] == pytest.approx(p["scores"]["boost_top1"]["micro_f1_14"])

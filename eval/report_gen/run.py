@@ -280,6 +280,7 @@ def run_report_gen(cfg: ReportGenConfig) -> dict[str, Any]:
         notes += [n for n in metrics.pop("notes") if n not in notes]
         rows.append(_row(out, metrics, cfg, len(test), len(corpus)))
 
+    from eval.report_gen.scoring import paired_with_top1
     from rag_report.report import SIMULATED_NOTICE
 
     result = {
@@ -300,6 +301,7 @@ def run_report_gen(cfg: ReportGenConfig) -> dict[str, Any]:
         "models": models,
         "rows": rows,
         "label_classifiers": classifier_scores,
+        "paired": paired_with_top1(rows, references),
         "machine": f"{platform.machine()} {platform.system()} python {platform.python_version()}",
         "wall_seconds": round(time.perf_counter() - t_start, 1),
     }

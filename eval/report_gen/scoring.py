@@ -101,3 +101,32 @@ def score_system(
         "notes": notes,
         "observations": list(CHEXPERT_OBSERVATIONS),
     }
+
+
+#: LLM row -> the top-1 row of the same model it is compared with on the same studies.
+PAIRED_TOP1 = {"eclip_grounded": "eclip_top1", "eclip_free": "eclip_top1", "boost_grounded": "boost_top1"}
+PAIRED_COLUMNS = ("micro_f1_5", "micro_f1_14", "macro_f1_14")
+
+
+def paired_with_top1(rows: Sequence[dict], references: dict[str, str]) -> list[dict[str, Any]]:
+    """Each LLM row against its model's top-1 row on the LLM row's own studies (uncertain -> negative).
+
+    LLM rows often score fewer studies than the retrieval rows; this puts both on the same ones.
+    """
+    by_system = {r["system"]: r for r in rows}
+    out = []
+    for llm_key, top1_key in PAIRED_TOP1.items():
+        if llm_key not in by_system or top1_key not in by_system:
+            continue
+        llm_drafts, top1_drafts = by_system[llm_key]["drafts"], by_system[top1_key]["drafts"]
+        ids = [s for s in llm_drafts if s in top1_drafts]
+        if not ids:
+            continue
+        refs = [references[s] for s in ids]
+        scores = {}
+        for key, drafts in ((llm_key, llm_drafts), (top1_key, top1_drafts)):
+            f1 = clinical_scores(refs, [drafts[s] for s in ids])["uncertain_as_negative"]
+            scores[key] = {c: float(f1[c]) for c in PAIRED_COLUMNS}
+        better = all(scores[llm_key][c] >= scores[top1_key][c] for c in ("micro_f1_5", "micro_f1_14"))
+        out.append({"llm": llm_key, "top1": top1_key, "n": len(ids), "scores": scores, "llm_at_least_top1": better})
+    return out

@@ -114,6 +114,20 @@ def classifier_table(scores: dict) -> str:
     return "\n".join(lines)
 
 
+def paired_table(paired: list[dict], rows: list[dict]) -> str:
+    """Each LLM row and its model's top-1 row on the LLM row's studies (clinical F1, uncertain -> negative)."""
+    names = {r["system"]: r["name"] for r in rows}
+    lines = [
+        "| LLM row | top-1 row | n | micro-F1(5) LLM vs top-1 | micro-F1(14) LLM vs top-1 | macro-F1(14) LLM vs top-1 |",
+        "|---|---|---|---|---|---|",
+    ]
+    for p in paired:
+        a, b = p["scores"][p["llm"]], p["scores"][p["top1"]]
+        cells = " | ".join(f"{a[c]:.3f} vs {b[c]:.3f}" for c in ("micro_f1_5", "micro_f1_14", "macro_f1_14"))
+        lines.append(f"| {names.get(p['llm'], p['llm'])} | {names.get(p['top1'], p['top1'])} | {p['n']} | {cells} |")
+    return "\n".join(lines)
+
+
 def render_markdown(result: dict) -> str:
     """The whole Markdown report of a run (tables, policy, normalisation, sizes, command)."""
     rows = [{**r, "name": display_name(r)} for r in result["rows"]]
@@ -136,8 +150,9 @@ def render_markdown(result: dict) -> str:
         f"Retrieval k={k} of candidates={pipe['candidates']}: the eCLIP and CLIP rows as the paper retrieves "
         "(no label boost; k-means diversification for consensus and the LLM rows), the label boost rows with "
         f"label boost {pipe['label_boost']} (weight {pipe['label_weight']}) and diversify={pipe['diversify']}; "
-        "top-1 always drafts from the first report. [default] marks what `generate_report(image)` does with no "
-        "arguments.",
+        "top-1 drafts from the first report (the label boost top-1 row adds up to "
+        f"{pipe.get('normal_statements', 0)} normal statements of the next reports about what it leaves unsaid). "
+        "[default] marks what `generate_report(image)` does with no arguments.",
         "",
         "Clinical F1 below: **" + POLICY_TEXT["uncertain_as_negative"] + "** (not mentioned = negative); "
         "both policies in the second table.",
@@ -151,6 +166,8 @@ def render_markdown(result: dict) -> str:
         clinical_table(rows),
         "",
     ]
+    if result.get("paired"):
+        out += ["## LLM rows against top-1 on the same studies", "", paired_table(result["paired"], rows), ""]
     scores = result.get("label_classifiers")
     if scores:
         mean = _fmt(scores["mean_auroc"])
