@@ -113,7 +113,10 @@ def build_app(
                             list(MODES),
                             value=cfg.mode,
                             label="Generation mode",
-                            info="auto: top1 (no LLM) unless an LLM is chosen; grounded/free use the LLM",
+                            info=(
+                                "auto: top1 (no LLM runs) with the default LLM choice; with another LLM chosen, "
+                                "grounded (< 1 B parameters) or free"
+                            ),
                         )
                         llm = gr.Dropdown([c.label for c in handlers.llms], value=handlers.llms[0].label, label="LLM")
                     with gr.Row():

@@ -393,12 +393,12 @@ def test_existing_benchmark_flags_keep_working():
     )
     assert suite == "report" and cfg.quick and cfg.manifest == "m.csv" and cfg.limit == 100
     assert (cfg.pipeline.model_dir, cfg.pipeline.index_dir, cfg.pipeline.llm_path) == ("m", "i", "x.gguf")
-    assert cfg.systems == ["random", "oracle"] and cfg.llm_limit == 30  # --quick caps "all" at 30
+    assert cfg.systems == ["random", "oracle"] and cfg.llm_limit == 15  # --quick caps "all" at 15
     assert not cfg.progress and not cfg.meteor and cfg.pipeline.label_boost == "off"
     assert cfg.pipeline.diversify is None and cfg.full_systems == ["boost_grounded"] and cfg.free_limit == 5
     assert cfg.command.startswith("python -m eval.report_gen --quick")
     _, cfg = configs_from_args([])
-    assert (cfg.limit, cfg.llm_limit, cfg.free_limit) == (None, 100, 30)
+    assert (cfg.limit, cfg.llm_limit, cfg.free_limit) == (None, 40, 15)
     suite, cfg = configs_from_args(
         [
             "--suite",

@@ -260,7 +260,7 @@ def _boost_distinct(p: Page) -> tuple[str, str]:
 
 
 def _classifier_auroc(p: Page) -> tuple[str, str]:
-    m = p.search(r"Mean AUROC over the (\d+) observations with >= (\d+) positives[^:]*: ([0-9.]+)")
+    m = p.search(r"Mean AUROC over the (\d+) observations with >= (\d+) positives[^:]*: ([0-9]+\.[0-9]+)")
     return f"{m.group(3)} over {m.group(1)} observations", _at_least(float(m.group(3)), 0.85)
 
 

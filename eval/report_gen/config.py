@@ -37,8 +37,8 @@ PIPELINE_SYSTEMS: dict[str, tuple[str, str]] = {
 #: Systems that need the LLM (run on the first ``llm_limit`` studies only when a limit is set).
 LLM_SYSTEMS = ("eclip_grounded", "eclip_free", "boost_grounded")
 QUICK_MAX_STUDIES = 100
-QUICK_LLM_STUDIES = 30
-QUICK_FREE_STUDIES = 10
+QUICK_LLM_STUDIES = 15
+QUICK_FREE_STUDIES = 5
 #: Words a study limit takes for "no limit" (as ``--llm-limit all``).
 ALL_WORDS = ("none", "all", "0")
 
@@ -81,7 +81,7 @@ class ReportGenConfig:
     free_limit: int | None = field(default=None, metadata=cli(none=ALL_WORDS, metavar="N|all"))
     #: Systems that run on every study even with an ``llm_limit`` (e.g. the default's LLM row).
     full_systems: list[str] = field(default_factory=list, metadata=cli(choices=LLM_SYSTEMS, metavar="SYSTEM"))
-    #: <= 100 studies, the grounded LLM rows on 30, free mode on 10 (models cached).
+    #: <= 100 studies, the grounded LLM rows on 15, free mode on 5 (models cached).
     quick: bool = False
     seed: int = 0
     #: METEOR needs Java (a JVM start costs seconds to minutes on a loaded CPU); False leaves it n/a.
