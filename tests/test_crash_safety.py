@@ -193,9 +193,16 @@ def test_resume_after_a_kill_between_the_checkpoint_renames(blobs, tmp_path, mon
 
 
 def test_resume_without_a_checkpoint_warns_and_an_incomplete_one_is_refused(blobs, tmp_path, caplog):
-    with caplog.at_level(logging.WARNING, logger="eclip_core.train"):
+    # A first run has nothing to resume: said at INFO, not as a warning.
+    with caplog.at_level(logging.INFO, logger="eclip_core.train"):
         result = train(_cfg(blobs, tmp_path / "fresh", resume=True, steps=2, checkpoint_every=0))
-    assert result.start_step == 0 and "no checkpoint" in caplog.text
+    said = [r for r in caplog.records if "no checkpoint" in r.getMessage()]
+    assert result.start_step == 0 and said and all(r.levelno == logging.INFO for r in said)
+    # An earlier run's metrics without its checkpoint: a warning.
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="eclip_core.train"):
+        again = train(_cfg(blobs, tmp_path / "fresh", resume=True, steps=2, checkpoint_every=0))
+    assert again.start_step == 0 and "no checkpoint" in caplog.text
     broken = tmp_path / "broken"
     (broken / "checkpoint" / "model").mkdir(parents=True)
     with pytest.raises(CheckpointError, match="incomplete"):
