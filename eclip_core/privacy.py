@@ -5,6 +5,7 @@ so log lines about an image carry a short hash of its path instead: the same fil
 lines about one file can still be matched, but the name itself never reaches a log. Error messages are
 different: they go back to whoever gave the file, who already knows its name.
 
+>>> from pathlib import Path
 >>> file_tag("/uploads/DOE_JOHN_1960.dcm")
 'file#a9e39ff0'
 >>> file_tag("/uploads/DOE_JOHN_1960.dcm") == file_tag(Path("/uploads/DOE_JOHN_1960.dcm"))

@@ -43,6 +43,24 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+@pytest.fixture(scope="module")
+def tiny_model_seed() -> int:
+    """The torch seed :func:`tiny_model` is drawn under; a test module overrides this fixture for another draw."""
+    return 0
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tiny_model_seed):
+    """An untrained eclip-tiny in eval mode, drawn under ``torch.manual_seed(tiny_model_seed)``; one per test
+    module (its tests embed with it and save it, none changes its weights)."""
+    import torch
+
+    from eclip_core.model import EClip
+
+    torch.manual_seed(tiny_model_seed)
+    return EClip.from_config("eclip-tiny").eval()
+
+
 @pytest.fixture(scope="session")
 def tiny_world(tmp_path_factory):
     """A small real world: phantom studies (64 px), an untrained eclip-tiny checkpoint, an index of the

@@ -24,6 +24,9 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "apps" / "examples"
 NIH_PNG = EXAMPLES / "00000001_000.png"
 PATIENT_NAME, PATIENT_ID = "Doe^Jane", "MRN-98765"
 
+#: Every test here drives a live server (module fixture) over the tiny world: the slow tier.
+pytestmark = pytest.mark.slow
+
 # /generate returns: draft, warnings, evidence HTML, labels HTML, details, DraftReport dict, .txt, .json
 N_OUTPUTS = 8
 

@@ -24,6 +24,7 @@ def _files(root: Path) -> list[Path]:
     return [p for p in root.rglob("*") if p.is_file()] if root.exists() else []
 
 
+@pytest.mark.slow
 def test_patient_named_dicom_leaves_no_trace(tiny_pipeline_config, tmp_path, monkeypatch, caplog):
     from apps.gradio_app import ServeConfig, close_app, launch_app
     from apps.screenshot import free_port

@@ -82,6 +82,7 @@ def tiny_llm_dir(tmp_path_factory) -> Path:
     return make_tiny_llama(tmp_path_factory.mktemp("cli-llm") / "tiny", seed=5)
 
 
+@pytest.mark.slow
 def test_generate_json_stdout_is_only_json(world, tiny_llm_dir):
     proc = run_cli("generate", world["image"], *world["flags"], "--mode", "grounded", "--llm", tiny_llm_dir, "--json")
     assert proc.returncode == 0, proc.stderr
@@ -95,6 +96,7 @@ def test_generate_json_stdout_is_only_json(world, tiny_llm_dir):
     assert "Loading weights" in proc.stderr  # without --quiet the library's bar shows, on stderr
 
 
+@pytest.mark.slow
 def test_quiet_generate_has_no_bars_or_tables(world, tiny_llm_dir):
     proc = run_cli(
         "--quiet",
@@ -114,6 +116,7 @@ def test_quiet_generate_has_no_bars_or_tables(world, tiny_llm_dir):
         assert noise not in proc.stderr, (noise, proc.stderr[-2000:])
 
 
+@pytest.mark.slow
 def test_index_json_and_quiet(world, tmp_path):
     proc = run_cli(
         "index",

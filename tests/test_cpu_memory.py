@@ -39,6 +39,7 @@ def _faults(mode: str) -> list[int]:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not glibc, reason="mallopt thresholds are a glibc feature")
 def test_steady_state_steps_stop_page_faulting():
     # Page-fault counts depend on the OS and on what else runs, so a pair of runs that does not show the

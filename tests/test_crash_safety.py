@@ -68,6 +68,7 @@ def two_models():
     return models
 
 
+@pytest.mark.slow
 def test_model_save_killed_at_any_step(tmp_path, kill_switch, two_models):
     by_hash = {m.checkpoint_hash: v for v, m in two_models.items()}
     _kill_matrix(
@@ -78,6 +79,7 @@ def test_model_save_killed_at_any_step(tmp_path, kill_switch, two_models):
     )
 
 
+@pytest.mark.slow
 def test_checkpoint_save_killed_at_any_step(tmp_path, kill_switch, two_models):
     steps = {"A": 3, "B": 6, "C": 9}
     model = two_models["A"]
@@ -156,6 +158,7 @@ def _cfg(blobs, out, **kw):
     )
 
 
+@pytest.mark.slow
 def test_resume_after_a_kill_between_the_checkpoint_renames(blobs, tmp_path, monkeypatch, caplog):
     full = train(_cfg(blobs, tmp_path / "full"))
     out = tmp_path / "part"

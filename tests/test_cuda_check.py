@@ -8,6 +8,7 @@ import torch
 from eval.bench import cuda_check
 
 
+@pytest.mark.slow
 def test_quick_self_test_on_the_cpu(tmp_path):
     assert cuda_check.main(["--device", "cpu", "--quick", "--out", str(tmp_path)]) == 0
     report = json.loads((tmp_path / "cuda_check.json").read_text())["results"]

@@ -110,6 +110,7 @@ def evidence_sentences(report: dict, section: str) -> set[str]:
     return {c.lower() for c in cleaned if c is not None}
 
 
+@pytest.mark.slow
 def test_never_emits_a_sentence_absent_from_its_evidence(tiny_llm):
     """Property test over many random evidence sets and configs."""
     rng = random.Random(0)

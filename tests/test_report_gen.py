@@ -107,6 +107,7 @@ def tiny_result(
             os.environ["RAG_REPORT_HOME"] = old
 
 
+@pytest.mark.slow
 def test_rows_columns_and_files(tiny_result):
     from eval.report_gen.scoring import NLG_COLUMNS
 
@@ -151,6 +152,7 @@ def test_rows_columns_and_files(tiny_result):
     assert (out / "report_gen_embeddings.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_oracle_scores_one(tiny_result):
     result, _ = tiny_result
     oracle = next(r for r in result["rows"] if r["system"] == "oracle")["metrics"]
@@ -162,6 +164,7 @@ def test_oracle_scores_one(tiny_result):
     assert oracle["label_precision@5"] is None
 
 
+@pytest.mark.slow
 def test_top1_is_the_nearest_train_report(tiny_setup, tiny_result):
     """Independent of the index: nearest train report by a numpy dot product of the model's embeddings,
     each modality centred by its mean over the train studies (the index's modality centering)."""
@@ -191,6 +194,7 @@ def result_drafts(result: dict, system: str) -> dict[str, str]:
     return next(r for r in result["rows"] if r["system"] == system)["drafts"]
 
 
+@pytest.mark.slow
 def test_harness_drafts_equal_generate(tiny_setup, tiny_result):
     """What the benchmark scores is what the library returns: every model row's draft of a study equals
     ReportPipeline.generate's for the same image and config (label boost and normal statements on for the
@@ -221,6 +225,7 @@ def test_harness_drafts_equal_generate(tiny_setup, tiny_result):
     assert not any(r["meta"].get("is_default") for r in result["rows"] if r["system"] != "boost_top1")
 
 
+@pytest.mark.slow
 def test_random_retrieval_is_seeded(tiny_setup):
     from eval.report_gen.systems import random_system
 

@@ -34,6 +34,7 @@ def blob_manifest(tmp_path_factory):
     return path
 
 
+@pytest.mark.slow
 def test_embedding_suite_writes_tables_and_picture(blob_manifest, tmp_path, monkeypatch):
     from eval.report_gen.embedding_suite import METRIC_ORDER, EmbeddingSuiteConfig, run_embedding_suite
 
@@ -127,6 +128,7 @@ def test_cli_flags_reach_the_suite_config(monkeypatch, tmp_path):
     assert "--lock-text" in cfg.command
 
 
+@pytest.mark.slow
 def test_runs_from_an_earlier_result_join_the_table_and_a_different_budget_is_refused(
     blob_manifest, tmp_path, monkeypatch
 ):

@@ -56,9 +56,9 @@ def make_corpus() -> list[Study]:
 
 
 @pytest.fixture(scope="module")
-def model():
-    torch.manual_seed(1)
-    return EClip.from_config("eclip-tiny").eval()
+def tiny_model_seed() -> int:
+    """This module's tiny_model (tests/conftest.py) is drawn under seed 1."""
+    return 1
 
 
 @pytest.fixture(scope="module")
@@ -67,9 +67,9 @@ def corpus():
 
 
 @pytest.fixture(scope="module")
-def retriever(model, corpus, tmp_path_factory):
-    index = ReportIndex.build(model, corpus, tmp_path_factory.mktemp("r") / "idx", progress=False)
-    return EClipRetriever(index, model)
+def retriever(tiny_model, corpus, tmp_path_factory):
+    index = ReportIndex.build(tiny_model, corpus, tmp_path_factory.mktemp("r") / "idx", progress=False)
+    return EClipRetriever(index, tiny_model)
 
 
 def test_text_query_retrieves_identical_report_first(retriever, corpus):
@@ -136,7 +136,7 @@ def test_diversified_retrieval(retriever, corpus, method):
     assert [r.study_id for r in again] == [r.study_id for r in got]  # seeded / deterministic
 
 
-def test_image_sources_numpy_png_dicom(retriever, model, tmp_path):
+def test_image_sources_numpy_png_dicom(retriever, tiny_model, tmp_path):
     pytest.importorskip("pydicom")
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
@@ -156,7 +156,7 @@ def test_image_sources_numpy_png_dicom(retriever, model, tmp_path):
     dcm = tmp_path / "x.dcm"
     ds.save_as(dcm, enforce_file_format=True)
     for source in (img16.astype(np.float32) / 4000, str(png), dcm):
-        expected = retriever.retrieve_vector(model.embed_images([source], progress=False)[0], k=4)
+        expected = retriever.retrieve_vector(tiny_model.embed_images([source], progress=False)[0], k=4)
         got = retriever.retrieve_image(source, k=4)
         assert [r.study_id for r in got] == [r.study_id for r in expected]
         assert all(-1.0001 <= r.similarity <= 1.0001 for r in got)

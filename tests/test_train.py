@@ -24,6 +24,7 @@ def _tiny(**kw):
     return EClipConfig(name="eclip-tiny", clahe_p=0.0, crop_scale_min=0.9, **kw)
 
 
+@pytest.mark.slow
 def test_short_training_lowers_loss_and_beats_chance_on_r5(blobs, tmp_path):
     cfg = TrainConfig(
         manifest=str(blobs),
@@ -85,6 +86,7 @@ def _kill_at(kill_step):
     return on_step
 
 
+@pytest.mark.slow
 def test_kill_and_resume_reaches_the_same_weights(blobs, tmp_path):
     full = train(_resume_cfg(blobs, tmp_path / "full"))
     assert full.expert_steps == 5  # every step after the 1-step cold start injects
@@ -179,6 +181,7 @@ def test_cli_config_file_and_flags(blobs, tmp_path):
     assert main(["--manifest", str(tmp_path / "nope.csv"), "--output-dir", str(tmp_path / "x")]) == 2
 
 
+@pytest.mark.slow
 def test_bf16_mixed_precision_trains_with_expert_batches(blobs, tmp_path):
     # The autocast path accelerate uses on CUDA (bf16/fp16), exercised here with CPU bf16.
     cfg = _resume_cfg(blobs, tmp_path / "bf16", mixed_precision="bf16")
@@ -213,6 +216,7 @@ def _small_cfg(blobs, out, **kw):
     )
 
 
+@pytest.mark.slow
 def test_text_feature_cache_trains_like_the_tower_and_resumes_exactly(blobs, tmp_path):
     cached = train(_small_cfg(blobs, tmp_path / "cached"))
     uncached = train(_small_cfg(blobs, tmp_path / "uncached", cache_text_features=False))
@@ -242,6 +246,7 @@ def test_heatmap_cache_returns_the_loaded_maps_and_evicts_oldest(blobs):
     assert cache.hits == 2 and cache.used <= cache.max_bytes
 
 
+@pytest.mark.slow
 def test_a_data_loader_worker_gives_the_same_weights(blobs, tmp_path):
     inline = train(_resume_cfg(blobs, tmp_path / "w0", steps=4))
     worker = train(_resume_cfg(blobs, tmp_path / "w1", steps=4, num_workers=1))
@@ -249,6 +254,7 @@ def test_a_data_loader_worker_gives_the_same_weights(blobs, tmp_path):
     assert inline.checkpoint_hash == worker.checkpoint_hash
 
 
+@pytest.mark.slow
 def test_label_terms_train_the_label_head_on_manifest_labels(blobs, tmp_path):
     """The manifest's own labels win over the labeler: "Cardiomegaly" here marks the LARGE blobs (the
     reports all say "opacity"), and the auxiliary head learns to tell them apart from the pixels."""

@@ -43,6 +43,7 @@ def _cfg(manifest, out, batch_size: int) -> TrainConfig:
     )
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_two_processes_reach_the_weights_of_one_with_the_same_global_batch(tmp_path):
     manifest = make_blob_dataset(tmp_path / "blobs", n=40, size=64, expert_fraction=0.4, seed=1)
