@@ -50,6 +50,7 @@ ORDER = {
         "pipeline",
         "pipeline_no_bf16",
         "pipeline_fp32",
+        "pipeline_default",
         "free_stop",
         "app",
     ],
@@ -579,6 +580,13 @@ SUMMARY: dict[str, list[Row]] = {
             "perf/llm_auto.md",
             "<= 0.7x",
             _auto,
+        ),
+        Row(
+            "Warm `generate_report` with no arguments (label-boosted top-1), CPU without AVX512-BF16",
+            "perf/pipeline_default.md",
+            "-",
+            lambda p: (_latency("top1", 1e9)(p)[0], "-"),
+            readme=True,
         ),
         Row(
             "Warm `generate_report`, grounded, CPU with AVX512-BF16 (nf4)",

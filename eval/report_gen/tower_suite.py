@@ -39,7 +39,7 @@ _LABELS = dict(label_loss_weight=1.0)
 _SOFT = dict(soft_target_weight=0.5, soft_target_temperature=0.1)
 #: name -> (description, EClipConfig overrides, TrainConfig overrides). All train the eCLIP objective.
 VARIANTS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
-    "vit224": ("ViT 224 px (the paper's objective; today's default)", {"name": "eclip-small"}, {}),
+    "vit224": ("ViT 224 px (the paper's objective and size)", {"name": "eclip-small"}, {}),
     "vit128": ("ViT 128 px", {"name": "eclip-small", "image_size": 128}, {}),
     "cnn128": ("ResNet 128 px (open_clip ModifiedResNet, width 16)", {"name": "eclip-resnet16"}, {}),
     "cnn128_aux": ("ResNet 128 px + auxiliary label head", {"name": "eclip-resnet16"}, _LABELS),
