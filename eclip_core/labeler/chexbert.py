@@ -28,23 +28,9 @@ from eclip_core.labels import CHEXPERT_OBSERVATIONS
 
 log = logging.getLogger(__name__)
 
-#: Head order of the CheXbert checkpoint.
-CHEXBERT_ORDER: tuple[str, ...] = (
-    "Enlarged Cardiomediastinum",
-    "Cardiomegaly",
-    "Lung Opacity",
-    "Lung Lesion",
-    "Edema",
-    "Consolidation",
-    "Pneumonia",
-    "Atelectasis",
-    "Pneumothorax",
-    "Pleural Effusion",
-    "Pleural Other",
-    "Fracture",
-    "Support Devices",
-    "No Finding",
-)
+
+#: Head order of the CheXbert checkpoint: the CheXpert observations with No Finding last.
+CHEXBERT_ORDER: tuple[str, ...] = (*CHEXPERT_OBSERVATIONS[1:], "No Finding")
 #: CheXbert class index -> project value (NaN = blank / not mentioned).
 CLASS_VALUES = (np.nan, 1.0, 0.0, -1.0)
 MAX_TOKENS = 512
