@@ -129,8 +129,8 @@ def cmd_index(args: argparse.Namespace) -> str:
     from eclip_core.model import EClip
     from rag_report.index import ReportIndex
 
-    studies = read_manifest(args.manifest)
-    chosen = studies if args.split == "all" else [s for s in studies if s.split == args.split]
+    studies_all = read_manifest(args.manifest)
+    chosen = studies_all if args.split == "all" else [s for s in studies_all if s.split == args.split]
     studies = [s for s in chosen if s.report_text]
     if not studies:
         from rag_report.errors import EmptyCorpusError
@@ -145,6 +145,8 @@ def cmd_index(args: argparse.Namespace) -> str:
         logging.getLogger("rag_report.cli").warning(
             "%d of %d rows have no report text and are not indexed", len(chosen) - len(studies), len(chosen)
         )
+    # Indexing the train split: the manifest's val rows (never indexed) set the classifiers' thresholds.
+    val = [s for s in studies_all if s.split == "val" and s.report_text] if args.split == "train" else []
     model = EClip.from_pretrained(args.model_dir).eval()
     index = ReportIndex.build(
         model,
@@ -153,6 +155,8 @@ def cmd_index(args: argparse.Namespace) -> str:
         index_type=args.index_type,
         progress=not args.quiet,
         corpus_name=args.corpus_name or Path(args.manifest).stem,
+        val_studies=val,
+        classifier_views=args.classifier_views,
     )
     if args.json:
         manifest = getattr(index, "manifest", {}) or {}
@@ -220,6 +224,13 @@ def build_parser() -> ConfigParser:
     p.add_argument("--split", default="train", help="which split's reports to index, or 'all'")
     p.add_argument("--index-type", default="flat", choices=["flat", "hnsw", "ivfpq"])
     p.add_argument("--corpus-name", default=None)
+    p.add_argument(
+        "--classifier-views",
+        default="image+tiles",
+        choices=["image", "image+tiles"],
+        help="what the label classifiers read: the X-ray's embedding, or also its tiles' (finer findings, "
+        "five more forward passes per X-ray)",
+    )
     p.add_argument("--json", action="store_true", help="print what was indexed as JSON")
     p.set_defaults(func=cmd_index)
 

@@ -131,6 +131,69 @@ def add_unstated_normals(
     return [*draft[:n_findings], *added, *draft[n_findings:]]
 
 
+def add_predicted_findings(
+    draft: list[SourcedSentence],
+    reports: Sequence[ReportLike],
+    observations: ObservationsFn,
+    predicted: Mapping[str, bool] | None,
+    max_added: int = 2,
+) -> list[SourcedSentence]:
+    """``draft`` with up to ``max_added`` sentences, appended to its findings, that state a finding the
+    image's classifiers predict present (``predicted``) but the draft does not state: for each such
+    observation in turn, the first clean findings sentence of the retrieved reports (in rank order) that
+    states it positive, every other observation it states being ones the draft leaves unsaid, predicted
+    present when positive and not predicted present when negative. So the evidence, not the classifier,
+    words the finding, and each added sentence cites its report. "No Finding" is never added, and nothing
+    is added to a draft that states "No Finding".
+
+    >>> from types import SimpleNamespace as R
+    >>> obs = {"Heart size is normal.": {"Cardiomegaly": 0.0}, "Small left effusion.": {"Pleural Effusion": 1.0},
+    ...        "Cardiomegaly.": {"Cardiomegaly": 1.0}}
+    >>> a = R(study_id="A", similarity=0.9, findings="Heart size is normal.", impression="")
+    >>> b = R(study_id="B", similarity=0.8, findings="Cardiomegaly. Small left effusion.", impression="")
+    >>> draft = [SourcedSentence("Heart size is normal.", "findings", ["A"])]
+    >>> pred = {"Cardiomegaly": True, "Pleural Effusion": True}
+    >>> [(s.text, s.source_ids) for s in add_predicted_findings(draft, [a, b], lambda t: obs.get(t, {}), pred)]
+    [('Heart size is normal.', ['A']), ('Small left effusion.', ['B'])]
+    """
+    from rag_report.hygiene import clean_sentence
+
+    if not predicted or max_added <= 0:
+        return draft
+    said: dict[str, float] = {}
+    for sentence in draft:
+        said.update(observations(sentence.text))
+    if said.get("No Finding") == 1.0:
+        return draft
+    wanted = [o for o, on in predicted.items() if on and o != "No Finding" and o not in said]
+    used = {s.text.lower() for s in draft}
+    added: list[SourcedSentence] = []
+    for target in wanted:
+        if len(added) >= max_added or target in said:  # an earlier addition may have stated it
+            continue
+        for report in reports:
+            found = None
+            for raw in split_sentences(report.findings):
+                clean = clean_sentence(raw)
+                if clean is None or clean.lower() in used:
+                    continue
+                obs = observations(clean)
+                if obs.get(target) != 1.0 or any(o in said for o in obs):
+                    continue
+                if all(bool(predicted.get(o)) == (v == 1.0) for o, v in obs.items()):
+                    found = clean
+                    break
+            if found is not None:
+                added.append(SourcedSentence(found, "findings", [report.study_id], float(report.similarity)))
+                used.add(found.lower())
+                said.update(observations(found))
+                break
+    if not added:
+        return draft
+    n_findings = sum(s.section == "findings" for s in draft)
+    return [*draft[:n_findings], *added, *draft[n_findings:]]
+
+
 def _says_no_more(candidate: Mapping[str, float], original: Mapping[str, float]) -> bool:
     """The candidate states no observation against the original and no positive finding it lacks."""
     for name, value in candidate.items():

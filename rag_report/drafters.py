@@ -5,7 +5,9 @@ hence ``generate_report``, the app, the CLI and the benchmark), so what is bench
 
 * ``top1``: the first report (the nearest, or the best after label boost), its clean sentences (a sentence
   that may not enter a draft is replaced by one of another retrieved report that says the same), completed
-  by up to ``normal_statements`` negative statements of the next reports about what it leaves unsaid;
+  by up to ``finding_statements`` sentences of the next reports stating findings the image's classifiers
+  predict and it leaves unsaid, and up to ``normal_statements`` negative statements about what it leaves
+  unsaid;
 * ``consensus``: sentences a similarity-weighted majority of the reports state;
 * ``grounded``: the LLM composes the draft from the reports' sentences (:mod:`rag_report.grounded`),
   following the predicted labels when there are any;
@@ -23,7 +25,13 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from rag_report.consensus import SourcedSentence, add_unstated_normals, consensus_draft, top1_draft
+from rag_report.consensus import (
+    SourcedSentence,
+    add_predicted_findings,
+    add_unstated_normals,
+    consensus_draft,
+    top1_draft,
+)
 from rag_report.errors import RagReportError
 from rag_report.protocols import DraftingLLM, ReportLike
 
@@ -40,6 +48,9 @@ class DraftSettings:
     max_sentences: int = 8
     #: top1: most normal statements added from the next reports (:func:`rag_report.consensus.add_unstated_normals`).
     normal_statements: int = 3
+    #: top1: most sentences added from the next reports stating a finding the classifiers predict and the
+    #: first report leaves unsaid (:func:`rag_report.consensus.add_predicted_findings`).
+    finding_statements: int = 2
     max_new_tokens: int = 200
     num_beams: int = 1
 
@@ -70,6 +81,10 @@ def _top1(reports: Sequence[ReportLike], settings: DraftSettings) -> Drafted:
     from eclip_core.labeler import sentence_observations
 
     draft = top1_draft(reports, observations=sentence_observations)
+    if settings.finding_statements > 0 and draft:
+        draft = add_predicted_findings(
+            draft, reports, sentence_observations, settings.predicted, max_added=settings.finding_statements
+        )
     if settings.normal_statements > 0 and draft:
         draft = add_unstated_normals(
             draft, reports, sentence_observations, settings.predicted, max_added=settings.normal_statements

@@ -62,6 +62,7 @@ from rag_report.errors import (
     IndexNotFoundError,
     RagReportError,
 )
+from rag_report.image_views import CLASSIFIER_VIEWS
 from rag_report.index_files import (
     FAISS_FILE,
     MANIFEST,
@@ -404,11 +405,13 @@ def fit_label_classifiers(
     *,
     progress: bool = True,
     embedded: tuple[np.ndarray, list[int]] | None = None,
+    views: str = "image",
 ) -> tuple[LabelClassifiers | None, tuple[np.ndarray, list[int]]]:
     """Label classifiers (:mod:`rag_report.label_classifiers`) over ``model``'s embeddings of the studies'
-    X-rays against their labels (the manifest's, else the labeler's on the report), thresholds on
-    ``val_studies`` (else cross-validated). Returns (classifiers or None without readable X-rays, the
-    corpus embeddings (rows, study positions) for reuse)."""
+    X-rays (and of their tiles for ``views="image+tiles"``, :mod:`rag_report.image_views`) against their
+    labels (the manifest's, else the labeler's on the report), thresholds on ``val_studies`` (else
+    cross-validated). Returns (classifiers or None without readable X-rays, the corpus embeddings (rows,
+    study positions) for reuse)."""
     from eclip_core.data.study_labels import study_label_rows
 
     if embedded is None:
@@ -419,15 +422,41 @@ def fit_label_classifiers(
         log.warning("fewer than 10 readable corpus X-rays: no label classifiers (label boost stays off)")
         return None, embedded
     rows = study_label_rows([studies[i] for i in embedded[1]])
+    features = _view_features(
+        model, [studies[i].image_paths[0] for i in embedded[1]], embedded[0], views, progress, "embed corpus tiles"
+    )
     val_x, val_rows = None, None
     if val_studies:
         vpaths, vpos = _readable_paths(val_studies)
-        val_x, vkept = _embed_readable(model, vpaths, progress, "embed val X-rays")
+        val_vectors, vkept = _embed_readable(model, vpaths, progress, "embed val X-rays")
+        val_x = _view_features(model, [vpaths[i] for i in vkept], val_vectors, views, progress, "embed val tiles")
         val_rows = study_label_rows([val_studies[vpos[i]] for i in vkept])
     clf = LabelClassifiers.fit(
-        embedded[0], rows, checkpoint_hash=model.checkpoint_hash, val_embeddings=val_x, val_label_rows=val_rows
+        features,
+        rows,
+        checkpoint_hash=model.checkpoint_hash,
+        val_embeddings=val_x,
+        val_label_rows=val_rows,
+        views=views,
     )
     return clf, embedded
+
+
+def _view_features(
+    model: EmbeddingModel, paths: Sequence[str], vectors: np.ndarray, views: str, progress: bool, desc: str
+) -> np.ndarray:
+    """The classifiers' features of readable X-rays whose embeddings are ``vectors`` (a batch of images
+    in memory at a time)."""
+    from rag_report.image_views import classifier_features
+    from rag_report.pipeline import read_image
+
+    if views == "image":
+        return classifier_features(model, [], vectors, views)
+    chunks = []
+    for start in tqdm(range(0, len(paths), 32), desc=desc, unit="batch", disable=not progress):
+        pixels = [read_image(p) for p in paths[start : start + 32]]
+        chunks.append(classifier_features(model, pixels, vectors[start : start + 32], views))
+    return np.concatenate(chunks) if chunks else np.zeros((0, 2 * vectors.shape[-1]), np.float32)
 
 
 def typicality_scores(queries: np.ndarray, sample: np.ndarray, k: int, *, leave_one_out: bool = False) -> np.ndarray:
@@ -518,6 +547,7 @@ class ReportIndex:
         calibration_images: int = 1000,
         label_classifiers: bool = True,
         val_studies: Sequence[Study] = (),
+        classifier_views: str = "image",
     ) -> ReportIndex:
         """Embed every report with the text tower (in batches, with a progress bar), index, persist atomically.
 
@@ -525,7 +555,8 @@ class ReportIndex:
         of the corpus studies' own X-rays (unreadable ones are skipped) and store modality-centred vectors
         (module docstring); without readable X-rays the index stays uncentred, with a warning.
         ``label_classifiers``: fit the label classifiers of label boost on every readable corpus X-ray
-        (thresholds on ``val_studies`` when given, else cross-validated) and store them with the index.
+        (thresholds on ``val_studies`` when given, else cross-validated) and store them with the index;
+        ``classifier_views`` "image+tiles" lets them read the X-rays' tiles too (:mod:`rag_report.image_views`).
         Raises EmptyCorpusError for zero reports, RagReportError for an unknown index type or duplicate ids.
         Returns the index loaded back from ``out_dir`` (so what you use is what was saved).
         """
@@ -533,6 +564,8 @@ class ReportIndex:
 
         if index_type not in INDEX_TYPES:
             raise RagReportError(f"unknown index_type {index_type!r}; choose one of {INDEX_TYPES}")
+        if classifier_views not in CLASSIFIER_VIEWS:
+            raise RagReportError(f"unknown classifier_views {classifier_views!r}; choose one of {CLASSIFIER_VIEWS}")
         params = params or IndexParams()
         configure_llama_settings()
         nodes = _corpus_nodes(studies)
@@ -551,7 +584,9 @@ class ReportIndex:
             )
         classifiers, embedded = None, None
         if label_classifiers:
-            classifiers, embedded = fit_label_classifiers(model, studies, val_studies, progress=progress)
+            classifiers, embedded = fit_label_classifiers(
+                model, studies, val_studies, progress=progress, views=classifier_views
+            )
         sample = _image_sample(model, studies, calibration_images, params.seed, progress, embedded) if center else None
         cls._write(
             nodes,

@@ -75,6 +75,9 @@ class PipelineConfig:
     #: top1: most normal statements (negative findings the first report leaves unsaid and the image's
     #: classifiers do not predict) added from the next retrieved reports; 0 = the first report alone.
     normal_statements: int = 3
+    #: top1: most sentences added from the next retrieved reports that state a finding the image's
+    #: classifiers predict present and the first report leaves unsaid; 0 = none.
+    finding_statements: int = 2
     #: Beams of free-mode generation (1 = greedy; the paper uses 4).
     num_beams: int = 1
     #: Warn when the best similarity falls below this (None: the bundle's measured floor, if any).
@@ -98,6 +101,8 @@ class PipelineConfig:
             raise RagReportError(f"k and candidates must be >= 1, got k={self.k}, candidates={self.candidates}")
         if self.normal_statements < 0:
             raise RagReportError(f"normal_statements must be >= 0, got {self.normal_statements}")
+        if self.finding_statements < 0:
+            raise RagReportError(f"finding_statements must be >= 0, got {self.finding_statements}")
         return self
 
 
@@ -105,9 +110,9 @@ class ReportPipeline:
     """Loads eCLIP, the report index and the LLM once; drafts reports for many images.
 
     The stages are public, so a benchmark can run them one by one and get exactly what :meth:`generate`
-    returns: :meth:`embed` (image -> eCLIP vector), :meth:`predict_labels` (vector -> probability of each
-    CheXpert observation, from the index's label classifiers), :meth:`retrieve` (vector -> reports, label
-    boosted) and :meth:`draft` (reports -> sentences, by mode); :meth:`generate` runs them and assembles
+    returns: :meth:`embed` (image -> eCLIP vector), :meth:`predict_labels` (vector and image -> probability
+    of each CheXpert observation, from the index's label classifiers), :meth:`retrieve` (vector -> reports,
+    label boosted) and :meth:`draft` (reports -> sentences, by mode); :meth:`generate` runs them and assembles
     the :class:`DraftReport`.
 
     >>> pipe = ReportPipeline()                                       # doctest: +SKIP
@@ -180,11 +185,21 @@ class ReportPipeline:
         return its eCLIP embedding [D]."""
         return self.model.embed_images([read_image(image)], progress=False)[0]
 
-    def predict_labels(self, vector: np.ndarray) -> np.ndarray | None:
+    def predict_labels(self, vector: np.ndarray, image: Any = None) -> np.ndarray | None:
         """Probability [14] of each CheXpert observation for an image embedding (None: the index has no
-        label classifiers)."""
+        label classifiers). Classifiers that read the image's tiles too (``views="image+tiles"``,
+        :mod:`rag_report.image_views`) need the ``image`` (anything :meth:`embed` takes)."""
+        from rag_report.image_views import classifier_features
+
         clf = self.index.label_classifiers
-        return None if clf is None else clf.predict_proba(vector)
+        if clf is None:
+            return None
+        if clf.views == "image":
+            return clf.predict_proba(vector)
+        if image is None:
+            raise RagReportError(f"the index's label classifiers read the image's tiles ({clf.views}); pass the image")
+        features = classifier_features(self.model, [read_image(image)], np.asarray(vector)[None], clf.views)
+        return clf.predict_proba(features[0])
 
     def predicted(self, probabilities: np.ndarray | None) -> dict[str, bool] | None:
         """Observation -> predicted present (each classifier's own threshold), or None."""
@@ -235,6 +250,7 @@ class ReportPipeline:
             predicted=self.predicted(probabilities),
             max_sentences=cfg.max_sentences,
             normal_statements=cfg.normal_statements,
+            finding_statements=cfg.finding_statements,
             max_new_tokens=max_new_tokens or cfg.max_new_tokens,
             num_beams=cfg.num_beams,
         )
@@ -278,7 +294,7 @@ class ReportPipeline:
         resolved = self.resolve_mode(mode, llm_path)
         llm = self.llm(llm_path) if resolved in LLM_MODES else None
         t = time.perf_counter()
-        probabilities = self.predict_labels(query)
+        probabilities = self.predict_labels(query, pixels)
         if probabilities is None and label_boost != "off":
             warnings.append(
                 "label boost is off: the index has no label classifiers (rebuild it with "

@@ -6,7 +6,13 @@ import json
 import math
 from types import SimpleNamespace
 
-from rag_report.consensus import add_unstated_normals, consensus_draft, sentence_key, top1_draft
+from rag_report.consensus import (
+    add_predicted_findings,
+    add_unstated_normals,
+    consensus_draft,
+    sentence_key,
+    top1_draft,
+)
 from rag_report.report import DraftReport, Evidence, SentenceProvenance
 
 
@@ -130,3 +136,42 @@ def test_normal_statements_complete_top1_without_new_findings():
     assert "No pleural effusion." not in [
         s.text for s in add_unstated_normals(draft, [first, third], _labelled, predicted)
     ]
+
+
+def test_predicted_findings_complete_top1_with_the_evidence_wording():
+    from eclip_core.labeler import label_report
+
+    R = SimpleNamespace
+    first = R(study_id="A", similarity=0.9, findings="Heart size is normal. No pneumothorax.", impression="")
+    second = R(
+        study_id="B",
+        similarity=0.8,
+        findings="Small left pleural effusion and mild cardiomegaly. Small right pleural effusion. Lungs are clear.",
+        impression="",
+    )
+    third = R(study_id="C", similarity=0.7, findings="Moderate pulmonary edema. Left rib fracture.", impression="")
+    reports = [first, second, third]
+    draft = top1_draft(reports, observations=_labelled)
+    predicted = {"Pleural Effusion": True, "Edema": True, "Fracture": True, "Cardiomegaly": True}
+    done = add_predicted_findings(draft, reports, _labelled, predicted, max_added=2)
+    # B's first sentence also states cardiomegaly, which the draft contradicts (normal heart): skipped; the
+    # effusion comes from B's second sentence, edema from C; the cap (2) leaves the fracture out.
+    assert [(s.text, s.source_ids) for s in done] == [
+        ("Heart size is normal.", ["A"]),
+        ("No pneumothorax.", ["A"]),
+        ("Small right pleural effusion.", ["B"]),
+        ("Moderate pulmonary edema.", ["C"]),
+    ]
+    positives = {k for k, v in label_report(" ".join(s.text for s in done)).items() if v == 1.0}
+    assert positives == {"Pleural Effusion", "Edema"}
+    # a sentence with a positive finding the classifiers do not predict is never added
+    edema_only = add_predicted_findings(draft, [first, third], _labelled, {"Edema": True}, max_added=3)
+    assert [s.text for s in edema_only][-1] == "Moderate pulmonary edema."
+    assert add_predicted_findings(draft, [first, third], _labelled, {"Fracture": False}) == draft
+    # nothing is added without predictions, with a zero cap, or to a draft that states "No Finding"
+    assert add_predicted_findings(draft, reports, _labelled, None) == draft
+    assert add_predicted_findings(draft, reports, _labelled, predicted, max_added=0) == draft
+    normal = top1_draft(
+        [R(study_id="N", similarity=0.9, findings="", impression="No acute cardiopulmonary abnormality.")]
+    )
+    assert add_predicted_findings(normal, reports, _labelled, predicted) == normal

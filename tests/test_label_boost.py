@@ -79,6 +79,39 @@ def test_classifiers_learn_planted_signal_and_round_trip(tmp_path):
         LabelClassifiers.load(path)
 
 
+def test_a_threshold_without_skill_is_refused_and_views_round_trip(tmp_path):
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(300, 8)).astype(np.float32)
+    rows = np.full((300, 14), np.nan)
+    other = CHEXPERT_OBSERVATIONS.index("Pleural Other")
+    rows[:, CARDIO] = (x[:, 0] > 0.5).astype(float)
+    rows[:, other] = (x[:, 1] > 1.0).astype(float)
+    vx = rng.normal(size=(100, 8)).astype(np.float32)
+    vrows = np.full((100, 14), np.nan)
+    vrows[:, CARDIO] = (vx[:, 0] > 0.5).astype(float)
+    # On val, Pleural Other's positives are the images its classifier scores lowest: the best F1 is that of
+    # calling it on every image, 2p / (1 + p), which a threshold near 0 would do.
+    vrows[:, other] = (vx[:, 1] < np.sort(vx[:, 1])[4]).astype(float)
+    clf = LabelClassifiers.fit(
+        x, rows, checkpoint_hash="c", val_embeddings=vx, val_label_rows=vrows, views="image+tiles"
+    )
+    prevalence = 4 / 100
+    assert clf.validation["Pleural Other"]["f1"] == pytest.approx(2 * prevalence / (1 + prevalence))
+    assert clf.validation["Pleural Other"]["refused"] and clf.thresholds[other] == np.inf
+    assert not clf.predict(vx)[:, other].any() and not clf.predict(x)[:, other].any()
+    assert not clf.validation["Cardiomegaly"]["refused"] and np.isfinite(clf.thresholds[CARDIO])
+    assert clf.predict(vx)[:, CARDIO].any()
+
+    path = tmp_path / "label_classifiers.json"
+    path.write_text(clf.to_json())
+    back = LabelClassifiers.load(path, "c")
+    assert back.views == "image+tiles" and back.thresholds[other] == np.inf
+    data = json.loads(path.read_text())
+    del data["views"]  # written before tile views existed: the image embedding alone
+    path.write_text(json.dumps(data))
+    assert LabelClassifiers.load(path, "c").views == "image"
+
+
 def test_best_f1_threshold_by_hand():
     scores = np.array([0.9, 0.8, 0.8, 0.3, 0.2])
     truth = np.array([True, False, True, True, False])

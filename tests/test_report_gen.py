@@ -197,8 +197,8 @@ def result_drafts(result: dict, system: str) -> dict[str, str]:
 @pytest.mark.slow
 def test_harness_drafts_equal_generate(tiny_setup, tiny_result):
     """What the benchmark scores is what the library returns: every model row's draft of a study equals
-    ReportPipeline.generate's for the same image and config (label boost and normal statements on for the
-    boost row, off for the paper eCLIP rows)."""
+    ReportPipeline.generate's for the same image and config (label boost, predicted findings and normal
+    statements on for the boost row, off for the paper eCLIP rows)."""
     from dataclasses import replace
 
     from eclip_core.text import join_report
@@ -210,8 +210,8 @@ def test_harness_drafts_equal_generate(tiny_setup, tiny_result):
     cfg = _config(tiny_setup, "unused").pipeline
     cases = {
         "boost_top1": (cfg, "top1"),
-        "eclip_top1": (replace(cfg, label_boost="off", normal_statements=0), "top1"),
-        "eclip_consensus": (replace(cfg, label_boost="off", normal_statements=0), "consensus"),
+        "eclip_top1": (replace(cfg, label_boost="off", normal_statements=0, finding_statements=0), "top1"),
+        "eclip_consensus": (replace(cfg, label_boost="off", normal_statements=0, finding_statements=0), "consensus"),
     }
     for system, (pipe_cfg, mode) in cases.items():
         pipe = ReportPipeline(pipe_cfg, progress=False)

@@ -70,8 +70,10 @@ class _Model:
     index_dir: str | None
     label_boost: str = "off"
     diversify: str | None = PAPER_DIVERSIFY
-    #: top-1 completion with normal statements (the paper's top-1 is the first report alone).
+    #: top-1 completion with normal statements and predicted findings (the paper's top-1 is the first
+    #: report alone).
     normal_statements: int = 0
+    finding_statements: int = 0
 
 
 class _Inputs:
@@ -96,6 +98,7 @@ class _Inputs:
                 pipe.label_boost,
                 pipe.diversify,
                 pipe.normal_statements,
+                pipe.finding_statements,
             )
             for role, method in (("paper", "eclip-paper"), ("clip", "clip")):
                 given = cfg.paper_model if role == "paper" else cfg.clip_model
@@ -114,7 +117,12 @@ class _Inputs:
                 )
             if pipe.model_dir is not None:
                 self.models["default"] = _Model(
-                    pipe.model_dir, pipe.index_dir, pipe.label_boost, pipe.diversify, pipe.normal_statements
+                    pipe.model_dir,
+                    pipe.index_dir,
+                    pipe.label_boost,
+                    pipe.diversify,
+                    pipe.normal_statements,
+                    pipe.finding_statements,
                 )
                 self.models["paper"] = _Model(
                     cfg.paper_model or pipe.model_dir, cfg.paper_index if cfg.paper_model else pipe.index_dir
@@ -160,6 +168,7 @@ def _pipeline(cfg: ReportGenConfig, model: _Model, corpus: list[Study]):
         label_boost=model.label_boost,
         diversify=model.diversify,
         normal_statements=model.normal_statements,
+        finding_statements=model.finding_statements,
     )
     return ReportPipeline(pipe_cfg, progress=cfg.progress)
 

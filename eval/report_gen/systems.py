@@ -74,13 +74,16 @@ class Embedded:
 def embed_studies(pipe: Any, studies: Sequence[Study], *, progress: bool = True, desc: str = "embed") -> Embedded:
     """Each study's first X-ray through ``pipe.embed`` and ``pipe.predict_labels``, one at a time, exactly
     as ``ReportPipeline.generate`` does."""
+    from rag_report.pipeline import read_image
+
     vectors, probs, times = [], [], []
     for study in tqdm(studies, desc=desc, disable=not progress, unit="study"):
         t0 = time.perf_counter()
-        vec = pipe.embed(study.image_paths[0])
+        pixels = read_image(study.image_paths[0])
+        vec = pipe.embed(pixels)
+        probs.append(pipe.predict_labels(vec, pixels))
         times.append(_ms(t0))
         vectors.append(vec)
-        probs.append(pipe.predict_labels(vec))
     return Embedded(vectors, probs, times)
 
 

@@ -151,7 +151,9 @@ def render_markdown(result: dict) -> str:
         "(no label boost; k-means diversification for consensus and the LLM rows), the label boost rows with "
         f"label boost {pipe['label_boost']} (weight {pipe['label_weight']}) and diversify={pipe['diversify']}; "
         "top-1 drafts from the first report (the label boost top-1 row adds up to "
-        f"{pipe.get('normal_statements', 0)} normal statements of the next reports about what it leaves unsaid). "
+        f"{pipe.get('finding_statements', 0)} sentences of the next reports stating findings the image's "
+        f"classifiers predict and it leaves unsaid, and up to {pipe.get('normal_statements', 0)} normal "
+        "statements about what it leaves unsaid). "
         "[default] marks what `generate_report(image)` does with no arguments.",
         "",
         "Clinical F1 below: **" + POLICY_TEXT["uncertain_as_negative"] + "** (not mentioned = negative); "

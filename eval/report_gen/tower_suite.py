@@ -373,7 +373,7 @@ def evaluate_variant(
     }
     pipe = pipes["rerank"]
     vectors = [pipe.embed(s.image_paths[0]) for s in val]
-    probs = np.array([pipe.predict_labels(v) for v in vectors])
+    probs = np.array([pipe.predict_labels(v, s.image_paths[0]) for v, s in zip(vectors, val)])
     truth = positive_targets(study_label_rows(val))
     from sklearn.metrics import roc_auc_score
 
