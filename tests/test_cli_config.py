@@ -398,7 +398,7 @@ def test_existing_benchmark_flags_keep_working():
     assert cfg.pipeline.diversify is None and cfg.full_systems == ["boost_grounded"] and cfg.free_limit == 5
     assert cfg.command.startswith("python -m eval.report_gen --quick")
     _, cfg = configs_from_args([])
-    assert (cfg.limit, cfg.llm_limit, cfg.free_limit) == (None, 30, 10)
+    assert (cfg.limit, cfg.llm_limit, cfg.free_limit) == (None, 20, 5)
     suite, cfg = configs_from_args(
         [
             "--suite",

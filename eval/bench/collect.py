@@ -470,7 +470,7 @@ SUMMARY: dict[str, list[Row]] = {
             readme=True,
         ),
         Row(
-            "Label classifiers on the image embedding: test AUROC, mean over observations with >= 10 positives",
+            "Label classifiers on the X-ray and its tiles: test AUROC, mean over observations with >= 10 positives",
             "results/report_gen.md",
             ">= 0.85",
             _classifier_auroc,

@@ -21,8 +21,8 @@ from eclip_core.runtime import OFFLINE_ENV, setup_offline  # noqa: F401  (OFFLIN
 from eval.report_gen.config import QUICK_FREE_STUDIES, QUICK_LLM_STUDIES, ReportGenConfig
 
 #: Without --quick and without a limit of their own, the LLM rows run on this many studies (free mode on fewer).
-FULL_LLM_STUDIES = 30
-FULL_FREE_STUDIES = 10
+FULL_LLM_STUDIES = 20
+FULL_FREE_STUDIES = 5
 
 
 def _suite_classes():
