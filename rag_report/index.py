@@ -62,7 +62,7 @@ from rag_report.errors import (
     IndexNotFoundError,
     RagReportError,
 )
-from rag_report.image_views import CLASSIFIER_VIEWS
+from rag_report.image_views import CLASSIFIER_VIEWS, classifier_features
 from rag_report.index_files import (
     FAISS_FILE,
     MANIFEST,
@@ -447,8 +447,7 @@ def _view_features(
 ) -> np.ndarray:
     """The classifiers' features of readable X-rays whose embeddings are ``vectors`` (a batch of images
     in memory at a time)."""
-    from rag_report.image_views import classifier_features
-    from rag_report.pipeline import read_image
+    from rag_report.pipeline import read_image  # the pipeline imports this module
 
     if views == "image":
         return classifier_features(model, [], vectors, views)

@@ -26,6 +26,7 @@ from eclip_core.labeler import label_report
 from eclip_core.text import join_report
 from rag_report.drafters import LLM_MODES, Drafted, DraftSettings, draft_reports
 from rag_report.errors import RagReportError
+from rag_report.image_views import classifier_features
 from rag_report.label_boost import LABEL_BOOST_MODES, LabelBoost
 from rag_report.precision import QUANTIZATIONS, draft_model_entries
 from rag_report.protocols import DraftingLLM, ReportIndexLike, ReportLike
@@ -189,8 +190,6 @@ class ReportPipeline:
         """Probability [14] of each CheXpert observation for an image embedding (None: the index has no
         label classifiers). Classifiers that read the image's tiles too (``views="image+tiles"``,
         :mod:`rag_report.image_views`) need the ``image`` (anything :meth:`embed` takes)."""
-        from rag_report.image_views import classifier_features
-
         clf = self.index.label_classifiers
         if clf is None:
             return None
