@@ -53,6 +53,8 @@ COMPARISON_PATTERNS = (
     r"remain(?:s|ed|ing)?",
     r"new(?:ly)?",
     r"similar",
+    r"outside " + _STUDY,  # another institution's study the user never gave
+    r"reformat\w*",  # CT reconstructions: not in a radiograph
 )
 _COMPARISON = re.compile(r"\b(?:" + "|".join(COMPARISON_PATTERNS) + r")\b", re.IGNORECASE)
 _TRAILING = re.compile(

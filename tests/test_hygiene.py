@@ -30,6 +30,9 @@ COMPARISON_PHRASES = (
     "similar to",
     "remains",
     "new",
+    "outside study",
+    "reformats",
+    "reformatted",
 )
 STUDY_REFERENCE = re.compile(
     r"\b(?:prior|previous)\s+(?:chest\s+)?(?:exam|examination|study|studies|film|films|radiograph|radiographs|x-ray|"
@@ -107,6 +110,9 @@ def test_dropped_sentences():
         "Left knee.",
         "Advanced degenerative changes of both hips.",
         "However.",
+        "This may represent scarring but is incompletely evaluated on the outside study, without coronal and "
+        "sagittal reformats.",
+        "Evaluation of coronal and sagittal reformatted images from the outside study would also be helpful.",
     ):
         assert clean_sentence(sentence) is None, sentence
     # complete one-word findings and past conditions stay
