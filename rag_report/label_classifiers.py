@@ -5,9 +5,10 @@ its tiles' embeddings for ``views="image+tiles"``, :mod:`rag_report.image_views`
 report-derived labels (positive = 1; uncertain and not mentioned = 0), on standardised features.
 Each observation's decision threshold maximises F1 on the validation split (or, without one, on 5-fold
 out-of-fold predictions of the corpus). A threshold whose F1 does not beat that of predicting every image
-positive by ``MIN_F1_GAIN`` is refused, and the observation is never predicted: with a handful of
-validation positives, the F1-optimal threshold of a classifier without skill is often near 0, which would
-call the finding on most images. Observations with too few positives to fit keep their base rate as a
+positive by ``MIN_F1_GAIN`` is refused (with a handful of validation positives, the F1-optimal threshold of
+a classifier without skill is often near 0, which would call the finding on most images), and the
+observation falls back to its prior: never predicted when fewer than half the images have it (every rare
+finding), on every image when more do (often "No Finding"). Observations with too few positives to fit keep their base rate as a
 constant probability and are never predicted positive.
 
 They belong to one eCLIP checkpoint and one corpus, so they live in the index folder
@@ -130,8 +131,8 @@ class LabelClassifiers:
             thresholds[j], f1 = best_f1_threshold(scores, truth)
             prevalence = float(truth.mean())
             refused = f1 < 2 * prevalence / (1 + prevalence) + MIN_F1_GAIN
-            if refused:
-                thresholds[j] = np.inf
+            if refused:  # the prior's decision: a probability is never below 0, never at or above inf
+                thresholds[j] = 0.0 if prevalence >= 0.5 else np.inf
             validation[name] = {
                 "auroc": _auroc(scores, truth),
                 "f1": f1,

@@ -92,9 +92,14 @@ def test_a_threshold_without_skill_is_refused_and_views_round_trip(tmp_path):
     # On val, Pleural Other's positives are the images its classifier scores lowest: the best F1 is that of
     # calling it on every image, 2p / (1 + p), which a threshold near 0 would do.
     vrows[:, other] = (vx[:, 1] < np.sort(vx[:, 1])[4]).astype(float)
+    # No Finding, on most images, gets the same treatment: refused, it falls back to its prior (every image).
+    rows[:, 0] = (x[:, 2] > -0.5).astype(float)
+    vrows[:, 0] = (vx[:, 2] < np.sort(vx[:, 2])[70]).astype(float)  # on val: the 70 it scores lowest
     clf = LabelClassifiers.fit(
         x, rows, checkpoint_hash="c", val_embeddings=vx, val_label_rows=vrows, views="image+tiles"
     )
+    assert clf.validation["No Finding"]["refused"] and clf.thresholds[0] == 0.0
+    assert clf.predict(vx)[:, 0].all() and clf.predict(x)[:, 0].all()
     prevalence = 4 / 100
     assert clf.validation["Pleural Other"]["f1"] == pytest.approx(2 * prevalence / (1 + prevalence))
     assert clf.validation["Pleural Other"]["refused"] and clf.thresholds[other] == np.inf
