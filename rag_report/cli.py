@@ -26,6 +26,7 @@ from eclip_core.cli_config import ConfigParser
 from eclip_core.errors import EClipError
 from eclip_core.runtime import setup_offline
 from rag_report.cli_io import error_json, stdout_to_stderr
+from rag_report.image_views import CLASSIFIER_VIEWS
 
 #: Flags every command accepts, before or after the command name.
 GLOBAL_FLAGS = ("--quiet", "-v", "--verbose")
@@ -227,7 +228,7 @@ def build_parser() -> ConfigParser:
     p.add_argument(
         "--classifier-views",
         default="image+tiles",
-        choices=["image", "image+tiles"],
+        choices=CLASSIFIER_VIEWS,
         help="what the label classifiers read: the X-ray's embedding, or also its tiles' (finer findings, "
         "five more forward passes per X-ray)",
     )

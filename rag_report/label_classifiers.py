@@ -8,8 +8,8 @@ out-of-fold predictions of the corpus). A threshold whose F1 does not beat that 
 positive by ``MIN_F1_GAIN`` is refused (with a handful of validation positives, the F1-optimal threshold of
 a classifier without skill is often near 0, which would call the finding on most images), and the
 observation falls back to its prior: never predicted when fewer than half the images have it (every rare
-finding), on every image when more do (often "No Finding"). Observations with too few positives to fit keep their base rate as a
-constant probability and are never predicted positive.
+finding), on every image when more do (often "No Finding"). Observations with too few positives to fit keep
+their base rate as a constant probability and are never predicted positive.
 
 They belong to one eCLIP checkpoint and one corpus, so they live in the index folder
 (``label_classifiers.json``) and are refused for another checkpoint.
@@ -56,7 +56,7 @@ class LabelClassifiers:
     checkpoint_hash: str
     mean: np.ndarray  # [F] feature mean of the fitting set (F = D, or 2D with tiles)
     scale: np.ndarray  # [F] feature std of the fitting set
-    coef: np.ndarray  # [L, D]
+    coef: np.ndarray  # [L, F]
     intercept: np.ndarray  # [L]
     thresholds: np.ndarray  # [L] probability at or above which an observation is predicted
     fitted: list[bool]  # False: constant base rate (too few positives)

@@ -135,6 +135,14 @@ def test_index_json_and_quiet(world, tmp_path):
     n_train = sum(1 for s in world["studies"] if s.split == "train" and s.report_text)
     assert out["reports"] == n_train and Path(out["out"]) == tmp_path / "idx"
     assert (tmp_path / "idx" / "manifest.json").is_file()
+    # the default views read tiles; with val rows in the manifest, the thresholds are set on them
+    clf = json.loads((tmp_path / "idx" / "label_classifiers.json").read_text())
+    from eclip_core.model import EClip
+
+    assert clf["views"] == "image+tiles"
+    assert len(clf["mean"]) == 2 * EClip.from_pretrained(world["model_dir"]).embed_dim
+    has_val = any(s.split == "val" and s.report_text for s in world["studies"])
+    assert ("val" in clf["threshold_source"]) == has_val
     for noise in CHATTER:
         assert noise not in proc.stderr, (noise, proc.stderr[-2000:])
 
