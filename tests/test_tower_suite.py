@@ -49,3 +49,25 @@ def test_markdown_marks_the_winner_and_states_the_budget():
     assert "**(winner)**" in md.split("ResNet 128 px")[1].split("\n")[0]
     assert "| 1200 |" in md and "300 steps of `vit224`" in md
     assert "0.500 ± 0.010" in md
+
+
+def test_calibration_steps_do_not_depend_on_which_variants_are_asked_for(tmp_path, monkeypatch):
+    # Costs by hand: a cnn128 step costs a quarter of the reference's, a vit128 step half; data is free.
+    cost = {v: (0.25 if v.startswith("cnn") else 0.5 if v.startswith("vit128") else 1.0) for v in T.VARIANTS}
+    calls = []
+
+    def fake_step_costs(names, batch_size, rounds):
+        calls.append(list(names))
+        return {v: {"plain": [cost[v]] * rounds, "expert": [cost[v]] * rounds} for v in names}
+
+    def fake_data_costs(names, manifest, batch_size, rounds):
+        return {v: {"plain": [0.0] * rounds, "expert": [0.0] * rounds} for v in names}
+
+    monkeypatch.setenv("RAG_REPORT_HOME", str(tmp_path))
+    monkeypatch.setattr(T, "step_costs", fake_step_costs)
+    monkeypatch.setattr(T, "data_costs", fake_data_costs)
+    alone = T.calibrate(T.TowerSuiteConfig(variants=["cnn128"], calibration_rounds=3), "m.csv")
+    together = T.calibrate(T.TowerSuiteConfig(variants=["vit128", "cnn128"], calibration_rounds=3), "m.csv")
+    assert alone["steps"] == together["steps"]
+    assert alone["steps"]["cnn128"] == 1200 and alone["steps"]["vit128"] == 600 and alone["steps"]["vit224"] == 300
+    assert calls == [sorted(T.VARIANTS)]  # calibrated once, every variant; the second call reads the cache
