@@ -14,14 +14,12 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from eclip_core.cli_config import cli
-from eclip_core.data.image_io import load_image
-from eclip_core.errors import ImageLoadError
+from eclip_core.data.image_io import load_nonblank_image as read_image  # re-exported: callers import it from here
 from eclip_core.labeler import label_report
 from eclip_core.text import join_report
 from rag_report.drafters import LLM_MODES, Drafted, DraftSettings, draft_reports
@@ -404,25 +402,6 @@ class ReportPipeline:
 
 def _ms(t0: float) -> float:
     return (time.perf_counter() - t0) * 1000.0
-
-
-def _check_not_blank(pixels: np.ndarray, source: Any) -> None:
-    if pixels.size == 0 or float(pixels.std()) < 1e-3:
-        name = source if isinstance(source, (str, Path)) else type(source).__name__
-        raise ImageLoadError(
-            f"{name}: the image is blank (constant value {float(pixels.mean()) if pixels.size else 0:.3f}); "
-            "give a chest radiograph"
-        )
-
-
-def read_image(source: Any) -> np.ndarray:
-    """Read ``source`` as drafting does and refuse a blank image (ImageLoadError naming it).
-
-    Needs no model, so callers check an input before loading any (the CLI does).
-    """
-    pixels = load_image(source)
-    _check_not_blank(pixels, source)
-    return pixels
 
 
 _DEFAULT: dict[tuple, ReportPipeline] = {}

@@ -40,10 +40,12 @@ __all__ = [
     "DEFAULT_MAX_PIXELS",
     "DICOM_SUFFIXES",
     "array_to_unit",
+    "check_not_blank",
     "dicom_size",
     "image_size",
     "is_dicom_bytes",
     "load_image",
+    "load_nonblank_image",
     "pil_to_unit",
     "read_dicom",
     "read_dicom_display",
@@ -275,6 +277,31 @@ def load_image(source: ImageSource, *, max_pixels: int | None = DEFAULT_MAX_PIXE
     raise ImageLoadError(
         f"unsupported image source of type {type(source).__name__}; pass a path, bytes, PIL.Image or numpy array"
     )
+
+
+def check_not_blank(pixels: np.ndarray, source: Any) -> None:
+    """Refuse an image of one constant grey (ImageLoadError naming ``source``): nothing to draft from."""
+    if pixels.size == 0 or float(pixels.std()) < 1e-3:
+        name = source if isinstance(source, (str, Path)) else type(source).__name__
+        raise ImageLoadError(
+            f"{name}: the image is blank (constant value {float(pixels.mean()) if pixels.size else 0:.3f}); "
+            "give a chest radiograph"
+        )
+
+
+def load_nonblank_image(source: ImageSource) -> np.ndarray:
+    """:func:`load_image`, refusing a blank image too: how report drafting reads its input X-ray.
+
+    Needs no model, so callers check an input before loading any (the CLI does).
+
+    >>> load_nonblank_image(np.zeros((4, 4), np.uint8))
+    Traceback (most recent call last):
+    ...
+    eclip_core.errors.ImageLoadError: ndarray: the image is blank (constant value 0.000); give a chest radiograph
+    """
+    pixels = load_image(source)
+    check_not_blank(pixels, source)
+    return pixels
 
 
 def image_size(source: str | os.PathLike) -> tuple[int, int]:

@@ -8,17 +8,26 @@ for the files they need (and each file is parsed when loaded).
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+import numpy as np
 
 from rag_report.errors import CorruptIndexError
 
 MANIFEST = "manifest.json"
 FAISS_FILE = "default__vector_store.json"  # LlamaIndex's name for the FAISS store file (binary content)
-REQUIRED_FILES = (MANIFEST, "docstore.json", "index_store.json", FAISS_FILE)
+DOCSTORE_FILE = "docstore.json"  # LlamaIndex's docstore: one TextNode per report
+INDEX_STORE_FILE = "index_store.json"  # LlamaIndex's index store: FAISS row -> node id
+GRAPH_STORE_FILE = "graph_store.json"  # LlamaIndex's (empty) graph store
+REQUIRED_FILES = (MANIFEST, DOCSTORE_FILE, INDEX_STORE_FILE, FAISS_FILE)
+IMAGE_SAMPLE_FILE = "image_sample.npy"  # unit eCLIP embeddings of the sampled corpus X-rays (typicality)
 VERIFY_LEVELS = ("sha256", "size")
 _CHUNK = 1 << 20
+T = TypeVar("T")
 
 
 def rebuild_hint(directory: str | os.PathLike) -> str:
@@ -106,3 +115,37 @@ def corrupt(directory: Path, name: str, exc: BaseException) -> CorruptIndexError
         f"index folder {directory}: {name} cannot be read ({type(exc).__name__}: "
         f"{detail[:200]}); the file is truncated or corrupt; {rebuild_hint(directory)}"
     )
+
+
+def parse(directory: Path, name: str, read: Callable[[], T]) -> T:
+    """``read()``, with any failure to parse a file of the index reported as CorruptIndexError naming it."""
+    try:
+        return read()
+    except (ValueError, KeyError, TypeError, OSError, RuntimeError, EOFError) as exc:
+        raise corrupt(directory, name, exc) from exc
+
+
+def read_manifest(directory: Path) -> dict[str, Any]:
+    """The manifest of an index folder (CorruptIndexError when it is missing or not a JSON object)."""
+    path = directory / MANIFEST
+    if not path.is_file():
+        raise CorruptIndexError(
+            f"index folder {directory} is incomplete: missing {[MANIFEST]}; {rebuild_hint(directory)}"
+        )
+    manifest = parse(directory, MANIFEST, lambda: json.loads(path.read_text(encoding="utf-8")))
+    if not isinstance(manifest, dict):
+        raise corrupt(directory, MANIFEST, ValueError(f"a JSON {type(manifest).__name__}, not an object"))
+    return manifest
+
+
+def read_image_sample(directory: Path, manifest: dict[str, Any], dim: int) -> np.ndarray | None:
+    """The sampled corpus X-ray embeddings [m, dim] the manifest's typicality needs (None without it)."""
+    info = manifest.get("typicality")
+    if not info:
+        return None
+    name = info.get("file", IMAGE_SAMPLE_FILE)
+    sample = parse(directory, name, lambda: np.load(directory / name, allow_pickle=False))
+    expected = int(info.get("sample") or 0)
+    if sample.ndim != 2 or sample.shape[1] != dim or (expected and len(sample) != expected):
+        raise corrupt(directory, name, ValueError(f"shape {sample.shape}, expected ({expected or 'm'}, {dim})"))
+    return np.asarray(sample, dtype=np.float32)
