@@ -25,6 +25,8 @@ import copy
 import torch
 import torch.nn.functional as F
 
+# bitsandbytes is imported inside the functions: it is optional (without it there is no 4-bit layer to change).
+
 #: Rows (tokens) from which the dense path wins: dequantising all weights costs about as much as a prompt
 #: of this order through the 4-bit kernel (timings: docs/perf/llm.md).
 DEFAULT_MIN_ROWS = 128

@@ -22,6 +22,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from eclip_core.text import normalize_report_text
+from rag_report.errors import RagReportError
 
 _NON_WORD = re.compile(r"[^a-z0-9]+")
 
@@ -147,6 +148,4 @@ def diversify(
         return kmeans_select(vectors, k, seed=seed)
     if method == "mmr":
         return mmr_select(query, vectors, k, lambda_=mmr_lambda)
-    from rag_report.errors import RagReportError
-
     raise RagReportError(f"unknown diversify method {method!r}; choose 'kmeans', 'mmr' or None")

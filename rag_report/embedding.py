@@ -16,14 +16,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from llama_index.core import Settings
 from llama_index.core.bridge.pydantic import PrivateAttr
 from llama_index.core.embeddings import BaseEmbedding
+from llama_index.core.llms.mock import MockLLM
 
 from rag_report.errors import RagReportError
-from rag_report.protocols import EmbeddingModel
+from rag_report.protocols import EmbeddingModel, QueryEmbedder
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +39,6 @@ def configure_llama_settings() -> None:
 
     A user-set ``Settings.llm`` is left alone; embedding models are always passed explicitly.
     """
-    from llama_index.core import Settings
-    from llama_index.core.llms.mock import MockLLM
-
     # Reading Settings.llm while unset would resolve the OpenAI default; peek at the private slot instead.
     # A MockLLM instance, not None: `Settings.llm = None` makes llama-index PRINT "LLM is explicitly
     # disabled. Using MockLLM." to stdout, which broke `rag-report ... --json | json.tool`.
@@ -151,3 +150,10 @@ class EClipEmbedding(BaseEmbedding):
         """One image (path, PIL, numpy, DICOM path, bytes) -> [D] float32 unit vector via the image tower."""
         model = self._require_model()
         return np.asarray(model.embed_images([image], batch_size=1, progress=False), dtype=np.float32)[0]
+
+
+if TYPE_CHECKING:  # mypy checks here that the classes implement the protocols their readers use
+    from eclip_core.model import EClip
+
+    def _implements(adapter: EClipEmbedding, model: EClip) -> tuple[QueryEmbedder, EmbeddingModel]:
+        return adapter, model

@@ -29,12 +29,16 @@ import logging
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import StratifiedKFold
 
 from eclip_core.labels import CHEXPERT_OBSERVATIONS
 from rag_report.errors import IndexMismatchError, RagReportError
+from rag_report.protocols import LabelClassifiersLike
 
 log = logging.getLogger(__name__)
 
@@ -87,9 +91,6 @@ class LabelClassifiers:
         5-fold out-of-fold probabilities on the fitting set; one without skill (module docstring) is
         refused (``validation[name]["refused"]``).
         """
-        from sklearn.linear_model import LogisticRegression
-        from sklearn.model_selection import StratifiedKFold
-
         x = np.asarray(embeddings, dtype=np.float64)
         y = np.asarray(label_rows) == 1.0
         if x.ndim != 2 or y.shape != (len(x), len(CHEXPERT_OBSERVATIONS)):
@@ -236,9 +237,13 @@ def best_f1_threshold(scores: np.ndarray, truth: np.ndarray) -> tuple[float, flo
 
 
 def _auroc(scores: np.ndarray, truth: np.ndarray) -> float | None:
-    from sklearn.metrics import roc_auc_score
-
     truth = np.asarray(truth, dtype=bool)
     if truth.all() or not truth.any():
         return None
     return float(roc_auc_score(truth, scores))
+
+
+if TYPE_CHECKING:  # mypy checks here that the classes implement the protocols their readers use
+
+    def _implements(classifiers: LabelClassifiers) -> LabelClassifiersLike:
+        return classifiers

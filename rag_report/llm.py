@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -40,6 +40,10 @@ from eclip_core.safe_dir import recover_dir
 from rag_report.cpu_prefill import enable_cpu_prefill
 from rag_report.errors import LLMLoadError
 from rag_report.precision import QUANTIZATIONS, choose_quantization
+from rag_report.protocols import DraftingLLM, LLMSpecLike
+
+# Imported inside the functions that load a model: transformers (a second of import time, needed only once an
+# LLM loads) and bitsandbytes (optional: quantised loading only).
 
 log = logging.getLogger(__name__)
 
@@ -415,3 +419,9 @@ def _load_uncached(spec: LLMSpec, device: str) -> FrozenLLM:
     )
     log.info("Loaded LLM %s on %s in %.1f s", llm.id, device, llm.load_seconds)
     return llm
+
+
+if TYPE_CHECKING:  # mypy checks here that the classes implement the protocols their readers use
+
+    def _implements(llm: FrozenLLM, spec: LLMSpec) -> tuple[DraftingLLM, LLMSpecLike]:
+        return llm, spec

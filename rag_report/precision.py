@@ -26,6 +26,8 @@ import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
+# torch is imported inside the one fallback probe: rag_report.pipeline imports this module and must not load it.
+
 #: Every accepted value of ``quantization``; "auto" resolves to one of the others.
 QUANTIZATIONS = ("auto", "nf4", "int8", "none")
 #: CPU flags (as /proc/cpuinfo names them) with which bitsandbytes' 4-bit CPU path is fast.

@@ -12,10 +12,14 @@ signatures say it instead of ``Any`` and mypy checks both sides:
 * :class:`EmbeddingModel`: the eCLIP model as the index and the retriever use it:
   :class:`eclip_core.model.EClip`.
 * :class:`ReportIndexLike`: the report index as the retriever and the pipeline use it:
-  :class:`rag_report.index.ReportIndex`.
+  :class:`rag_report.index.ReportIndex`; with :class:`QueryEmbedder` (its ``embed_model``,
+  :class:`rag_report.embedding.EClipEmbedding`) and :class:`LabelClassifiersLike` (its
+  ``label_classifiers``, :class:`rag_report.label_classifiers.LabelClassifiers`).
+* :class:`LLMSpecLike`: what was loaded, as a :class:`DraftingLLM` reports it (:class:`rag_report.llm.LLMSpec`).
 
-Nothing here is imported at run time by the modules that implement the protocols, and importing it loads
-neither torch nor LlamaIndex.
+This module sits at the bottom of rag_report: it imports none of the classes it describes (each of those
+modules states, for mypy only, that its class implements its protocol), and importing it loads neither
+torch nor LlamaIndex.
 
 >>> from types import SimpleNamespace
 >>> report: ReportLike = SimpleNamespace(study_id="s1", similarity=0.7, findings="Clear.", impression="Normal.")
@@ -29,15 +33,21 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
-if TYPE_CHECKING:
-    import numpy as np
+import numpy as np
+
+if TYPE_CHECKING:  # torch only for annotations: importing the protocols must not load it
     import torch
 
-    from rag_report.embedding import EClipEmbedding
-    from rag_report.label_classifiers import LabelClassifiers
-    from rag_report.llm import LLMSpec
-
-__all__ = ["DraftingLLM", "EmbeddingModel", "ReportIndexLike", "ReportInput", "ReportLike"]
+__all__ = [
+    "DraftingLLM",
+    "EmbeddingModel",
+    "LLMSpecLike",
+    "LabelClassifiersLike",
+    "QueryEmbedder",
+    "ReportIndexLike",
+    "ReportInput",
+    "ReportLike",
+]
 
 
 class ReportLike(Protocol):
@@ -60,6 +70,22 @@ class ReportLike(Protocol):
 ReportInput: TypeAlias = ReportLike | dict[str, Any]
 
 
+class LLMSpecLike(Protocol):
+    """Which LLM was loaded and how (the concrete precision, never "auto", once loaded)."""
+
+    @property
+    def path(self) -> str | None: ...
+
+    @property
+    def quantization(self) -> str: ...
+
+    @property
+    def device(self) -> str: ...
+
+    @property
+    def dtype(self) -> str | None: ...
+
+
 class DraftingLLM(Protocol):
     """A frozen causal LM with its tokenizer, as the drafting modes use it."""
 
@@ -69,7 +95,7 @@ class DraftingLLM(Protocol):
         ...
 
     @property
-    def spec(self) -> LLMSpec:
+    def spec(self) -> LLMSpecLike:
         """What was loaded (path, resolved quantization, device, dtype)."""
         ...
 
@@ -123,6 +149,35 @@ class EmbeddingModel(Protocol):
     def embed_texts(self, texts: Iterable[str], batch_size: int = ..., progress: bool = ...) -> np.ndarray: ...
 
 
+class QueryEmbedder(Protocol):
+    """The index's embedding adapter as the retriever queries it: texts and images into the index's model."""
+
+    def set_model(self, model: EmbeddingModel | None) -> None: ...
+
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray: ...
+
+    def embed_image(self, image: Any) -> np.ndarray: ...
+
+
+class LabelClassifiersLike(Protocol):
+    """Per-observation classifiers over an image's features, as label boost and the pipeline read them."""
+
+    @property
+    def views(self) -> str:
+        """What the features are (rag_report.image_views.CLASSIFIER_VIEWS)."""
+        ...
+
+    @property
+    def observations(self) -> tuple[str, ...]: ...
+
+    @property
+    def thresholds(self) -> np.ndarray: ...
+
+    def predict_proba(self, embeddings: np.ndarray) -> np.ndarray: ...
+
+    def as_dict(self, probabilities: np.ndarray) -> dict[str, float]: ...
+
+
 class ReportIndexLike(Protocol):
     """A loaded report index: the stored report vectors, their LlamaIndex nodes and the manifest."""
 
@@ -133,7 +188,7 @@ class ReportIndexLike(Protocol):
     def manifest(self) -> dict[str, Any]: ...
 
     @property
-    def embed_model(self) -> EClipEmbedding: ...
+    def embed_model(self) -> QueryEmbedder: ...
 
     @property
     def vector_index(self) -> Any:
@@ -141,7 +196,7 @@ class ReportIndexLike(Protocol):
         ...
 
     @property
-    def label_classifiers(self) -> LabelClassifiers | None: ...
+    def label_classifiers(self) -> LabelClassifiersLike | None: ...
 
     @property
     def model(self) -> EmbeddingModel | None: ...
@@ -158,16 +213,3 @@ class ReportIndexLike(Protocol):
     def vectors(self, study_ids: Sequence[str]) -> np.ndarray: ...
 
     def typicality(self, image_vectors: np.ndarray) -> np.ndarray | None: ...
-
-
-if TYPE_CHECKING:  # mypy checks that the product's classes implement the protocols
-    from eclip_core.model import EClip
-    from rag_report.index import ReportIndex
-    from rag_report.llm import FrozenLLM
-    from rag_report.report import Evidence
-    from rag_report.retriever import RetrievedReport
-
-    def _conforms(
-        llm: FrozenLLM, model: EClip, index: ReportIndex, retrieved: RetrievedReport, evidence: Evidence
-    ) -> tuple[DraftingLLM, EmbeddingModel, ReportIndexLike, ReportLike, ReportLike]:
-        return llm, model, index, retrieved, evidence

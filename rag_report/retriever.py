@@ -25,7 +25,7 @@ import logging
 import warnings
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from llama_index.core.retrievers import BaseRetriever
@@ -35,7 +35,7 @@ from rag_report.diversify import dedupe_key
 from rag_report.diversify import diversify as diversify_pool
 from rag_report.errors import EmptyCorpusError, IndexMismatchError, RagReportError
 from rag_report.label_boost import LabelBoost, agreement, boost_order, positive_set
-from rag_report.protocols import EmbeddingModel, ReportIndexLike
+from rag_report.protocols import EmbeddingModel, ReportIndexLike, ReportLike
 
 log = logging.getLogger(__name__)
 
@@ -295,3 +295,10 @@ class EClipRetriever(BaseRetriever):
             warnings.warn(msg, RetrievalWarning, stacklevel=3)
             log.warning(msg)
         return chosen
+
+
+if TYPE_CHECKING:  # mypy checks here that the classes implement the protocols their readers use
+    from rag_report.report import Evidence
+
+    def _implements(retrieved: RetrievedReport, evidence: Evidence) -> tuple[ReportLike, ReportLike]:
+        return retrieved, evidence

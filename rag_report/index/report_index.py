@@ -11,7 +11,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from llama_index.core.schema import MetadataMode
@@ -39,7 +39,7 @@ from rag_report.index.store import (
 )
 from rag_report.index.typicality import typicality_scores
 from rag_report.label_classifiers import LabelClassifiers
-from rag_report.protocols import EmbeddingModel
+from rag_report.protocols import EmbeddingModel, ReportIndexLike
 
 log = logging.getLogger(__name__)
 
@@ -319,3 +319,9 @@ def _embed_reports(embed: EClipEmbedding, nodes: Sequence, batch_size: int, prog
     for start in tqdm(range(0, len(texts), batch_size), desc="embed reports", unit="batch", disable=not progress):
         chunks.append(np.asarray(embed.get_text_embedding_batch(texts[start : start + batch_size]), dtype=np.float32))
     return np.concatenate(chunks)
+
+
+if TYPE_CHECKING:  # mypy checks here that the classes implement the protocols their readers use
+
+    def _implements(index: ReportIndex) -> ReportIndexLike:
+        return index
