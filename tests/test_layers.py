@@ -160,7 +160,14 @@ def import_cycles() -> dict[str, list[list[str]]]:
 @pytest.mark.parametrize(
     "package",
     [
-        "eval",
+        pytest.param(
+            "eval",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="eval.bench.llm <-> eval.bench.llm_paired (both read llm's evidence_reports); the eval/bench "
+                "split moves it to its own module (eval.bench.drafting.evidence): drop this mark then",
+            ),
+        ),
         "apps",
         "rag_report",
         pytest.param(

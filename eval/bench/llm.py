@@ -29,9 +29,8 @@ from eclip_core.runtime import setup_offline  # noqa: E402
 
 setup_offline()  # before any Hugging Face library is imported
 
-from eval.bench.llm_evidence import QUERY_UID, evidence_reports  # noqa: E402
-
 PROMPT = "Describe the normal appearance of the heart and lungs on a frontal chest X-ray."
+QUERY_UID = "CXR3166"  # a fixed Open-I study; its 5 TF-IDF nearest reports are the grounded evidence
 
 
 NOTES = """## Notes
@@ -63,6 +62,30 @@ def _rss_mb() -> float:
 
 def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def evidence_reports(k: int = 5, query_uid: str = QUERY_UID) -> list[dict]:
+    """The k Open-I reports nearest (TF-IDF cosine) to a fixed query report: realistic retrieved evidence."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    from eclip_core.data.openi import load_openi_reports
+
+    reps = [r for r in load_openi_reports() if r.findings and r.impression]
+    texts = [f"{r.findings} {r.impression}" for r in reps]
+    x = TfidfVectorizer().fit_transform(texts)
+    q = next(i for i, r in enumerate(reps) if r.uid == query_uid)
+    sims = (x @ x[q].T).toarray().ravel()
+    sims[q] = -1.0
+    top = sims.argsort()[::-1][:k]
+    return [
+        {
+            "study_id": reps[i].uid,
+            "similarity": float(sims[i]),
+            "findings": reps[i].findings,
+            "impression": reps[i].impression,
+        }
+        for i in top
+    ]
 
 
 #: Benchmark cases: name -> (LLMSpec.quantization, LLMSpec.cpu_prefill).
