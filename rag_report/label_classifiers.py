@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -124,23 +125,9 @@ class LabelClassifiers:
                 scores, truth = model.predict_proba(zv)[:, 1], yv[:, j]
                 sources.add("val")
             else:
-                scores, truth = np.zeros(len(y)), y[:, j]
-                folds = StratifiedKFold(n_splits=min(5, pos), shuffle=True, random_state=seed)
-                for tr, te in folds.split(z, truth):
-                    scores[te] = make().fit(z[tr], truth[tr]).predict_proba(z[te])[:, 1]
+                scores, truth = _out_of_fold(make, z, y[:, j], seed), y[:, j]
                 sources.add("cross-validation")
-            thresholds[j], f1 = best_f1_threshold(scores, truth)
-            prevalence = float(truth.mean())
-            refused = f1 < 2 * prevalence / (1 + prevalence) + MIN_F1_GAIN
-            if refused:  # the prior's decision: a probability is never below 0, never at or above inf
-                thresholds[j] = 0.0 if prevalence >= 0.5 else np.inf
-            validation[name] = {
-                "auroc": _auroc(scores, truth),
-                "f1": f1,
-                "positives": int(truth.sum()),
-                "n": int(len(truth)),
-                "refused": bool(refused),
-            }
+            thresholds[j], validation[name] = _threshold(scores, truth)
         return cls(
             checkpoint_hash=checkpoint_hash,
             mean=mean,
@@ -214,6 +201,33 @@ class LabelClassifiers:
         if tuple(clf.observations) != CHEXPERT_OBSERVATIONS:
             raise RagReportError(f"label classifiers {path} use another observation list; rebuild the index")
         return clf
+
+
+def _out_of_fold(make: Callable[[], LogisticRegression], z: np.ndarray, truth: np.ndarray, seed: int) -> np.ndarray:
+    """5-fold (fewer with fewer positives) out-of-fold probabilities of a classifier made by ``make``."""
+    scores = np.zeros(len(truth))
+    folds = StratifiedKFold(n_splits=min(5, int(truth.sum())), shuffle=True, random_state=seed)
+    for tr, te in folds.split(z, truth):
+        scores[te] = make().fit(z[tr], truth[tr]).predict_proba(z[te])[:, 1]
+    return scores
+
+
+def _threshold(scores: np.ndarray, truth: np.ndarray) -> tuple[float, dict[str, Any]]:
+    """The F1-optimal threshold of ``scores`` against ``truth`` (the prior's decision when it has no skill,
+    module docstring) and its validation record."""
+    threshold, f1 = best_f1_threshold(scores, truth)
+    prevalence = float(truth.mean())
+    refused = f1 < 2 * prevalence / (1 + prevalence) + MIN_F1_GAIN
+    if refused:  # the prior's decision: a probability is never below 0, never at or above inf
+        threshold = 0.0 if prevalence >= 0.5 else np.inf
+    record = {
+        "auroc": _auroc(scores, truth),
+        "f1": f1,
+        "positives": int(truth.sum()),
+        "n": int(len(truth)),
+        "refused": bool(refused),
+    }
+    return threshold, record
 
 
 def best_f1_threshold(scores: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
