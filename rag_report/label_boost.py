@@ -30,6 +30,17 @@ from rag_report.errors import RagReportError
 LABEL_BOOST_MODES = ("off", "filter", "rerank")
 
 
+def check_label_boost(mode: str) -> str:
+    """``mode`` when it is a label boost mode, else RagReportError listing them (the one check of it).
+
+    >>> check_label_boost("rerank")
+    'rerank'
+    """
+    if mode not in LABEL_BOOST_MODES:
+        raise RagReportError(f"label_boost must be one of {LABEL_BOOST_MODES}, got {mode!r}")
+    return mode
+
+
 @dataclass
 class LabelBoost:
     """How predicted labels shape retrieval: ``mode`` (off / filter / rerank) and the rerank ``weight``."""
@@ -38,8 +49,7 @@ class LabelBoost:
     weight: float = 1.0
 
     def __post_init__(self) -> None:
-        if self.mode not in LABEL_BOOST_MODES:
-            raise RagReportError(f"label_boost must be one of {LABEL_BOOST_MODES}, got {self.mode!r}")
+        check_label_boost(self.mode)
         if not self.weight >= 0:
             raise RagReportError(f"label boost weight must be >= 0, got {self.weight}")
 
@@ -89,8 +99,7 @@ def boost_order(
     weight: float = 1.0,
 ) -> list[int]:
     """Positions of the candidates in boosted order (see the module docstring); stable on ties."""
-    if mode not in LABEL_BOOST_MODES:
-        raise RagReportError(f"label_boost must be one of {LABEL_BOOST_MODES}, got {mode!r}")
+    check_label_boost(mode)
     sims = np.asarray(similarities, dtype=np.float64)
     by_similarity = sorted(range(len(sims)), key=lambda i: -sims[i])
     if mode == "off" or not len(sims):

@@ -60,7 +60,7 @@ def corpus_space(
     return CorpusSpace(unit_rows(vectors - text_mean), centering, typicality, image_sample)
 
 
-def to_index_space(
+def center_queries(
     vectors: np.ndarray, centering: dict[str, list[float]] | None, modality: str, dim: int, where: str = "the index"
 ) -> np.ndarray:
     """eCLIP embeddings [n, D] (or [D]) of ``modality`` -> unit vectors comparable with the stored ones:

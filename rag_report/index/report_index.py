@@ -22,7 +22,7 @@ from rag_report.embedding import EClipEmbedding, configure_llama_settings
 from rag_report.embedding import unit_rows as _unit
 from rag_report.errors import EmptyCorpusError, RagReportError
 from rag_report.image_views import CLASSIFIER_VIEWS
-from rag_report.index.centering import corpus_space, to_index_space
+from rag_report.index.centering import center_queries, corpus_space
 from rag_report.index.classifier_fit import fit_label_classifiers
 from rag_report.index.corpus_images import sample_image_embeddings
 from rag_report.index.faiss_backend import IndexParams, check_index_type, set_search_params
@@ -274,7 +274,7 @@ class ReportIndex:
     def to_index_space(self, vectors: np.ndarray, modality: str = "image") -> np.ndarray:
         """eCLIP embeddings [n, D] (or [D]) of ``modality`` ("image" or "text") -> unit vectors comparable with
         the stored ones: centred by that modality's mean when the index is centred, else just normalised."""
-        return to_index_space(
+        return center_queries(
             vectors, self.manifest.get("centering"), modality, self.dim, where=f"the index {self.directory}"
         )
 
