@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from eclip_core.atomic import atomic_path
-from eclip_core.paths import rag_report_home
 from rag_report.errors import BundleError
+from rag_report.paths import rag_report_home, text_feature_dir
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +156,7 @@ def train_bundle_model(config: DefaultBundleConfig, manifest: Path, method: str,
         label_loss_weight=config.label_loss_weight if labels else 0.0,
         soft_target_weight=config.soft_target_weight if labels else 0.0,
         soft_target_temperature=config.soft_target_temperature,
+        text_feature_cache_dir=str(text_feature_dir()),
     )
     result = train(cfg)
     EClip.from_pretrained(result.model_dir).save_pretrained(out)
@@ -175,7 +176,11 @@ def build_default_bundle(config: DefaultBundleConfig | None = None, *, progress:
     t0 = time.perf_counter()
     log.info("building the default bundle in %s", root)
     manifest = build_phantom_dataset(
-        size=config.phantom_size, seed=config.phantom_seed, gaze_fraction=config.gaze_fraction, progress=progress
+        size=config.phantom_size,
+        seed=config.phantom_seed,
+        gaze_fraction=config.gaze_fraction,
+        progress=progress,
+        cache_dir=rag_report_home(),
     )
     studies = read_manifest(manifest)
     train_studies = [s for s in studies if s.split == "train"]
