@@ -28,8 +28,8 @@ def cpu_train_defaults() -> dict[str, Any]:
     """TrainConfig values for a CPU run: the default bundle's (rag_report.bundle.DefaultBundleConfig)."""
     from rag_report.bundle import DefaultBundleConfig
 
-    b = DefaultBundleConfig()
-    return {"model": {"name": b.model, "lock_text": b.lock_text}, "lr": b.lr, "num_workers": b.num_workers}
+    b = DefaultBundleConfig().train
+    return {"model": {"name": b.model.name, "lock_text": b.model.lock_text}, "lr": b.lr, "num_workers": b.num_workers}
 
 
 def runs_on_cpu(argv: list[str]) -> bool:

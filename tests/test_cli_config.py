@@ -535,3 +535,43 @@ def test_config_modules_import_one_way_and_the_app_cache_lives_in_rag_report():
     from rag_report.paths import rag_report_home
 
     assert rag_report_home().name  # $RAG_REPORT_HOME or ~/.cache/rag_report
+
+
+def test_one_source_per_setting():
+    from rag_report.drafters import DRAFTERS, LLM_MODES, DraftLimits, DraftSettings
+    from rag_report.errors import RagReportError
+    from rag_report.pipeline import MODES, PipelineConfig
+
+    limits = {f.name for f in dataclasses.fields(DraftLimits)}
+    assert limits == {"max_new_tokens", "max_sentences", "normal_statements", "finding_statements", "num_beams"}
+    for cls in (PipelineConfig, DraftSettings):  # declared once, inherited (help text included)
+        assert issubclass(cls, DraftLimits) and limits <= {f.name for f in dataclasses.fields(cls)}
+    assert "Beams of free-mode generation" in " ".join(_parser_of(PipelineConfig).format_help().split())
+    assert MODES == ("auto", "grounded", "free", "top1", "consensus") and set(LLM_MODES) < set(DRAFTERS)
+    for bad in (PipelineConfig(label_boost="max"), PipelineConfig(label_weight=-1.0)):
+        with pytest.raises(RagReportError, match="label"):
+            bad.validate()
+    assert PipelineConfig(label_weight=0.5).boost("filter").mode == "filter"
+
+
+def _parser_of(cls) -> ConfigParser:
+    p = ConfigParser(prog="x")
+    p.add_dataclass(cls)
+    return p
+
+
+def test_default_bundle_settings_come_from_train_config_and_keep_their_keys():
+    from eclip_core.config import TrainConfig
+    from rag_report.bundle import DefaultBundleConfig, default_training
+
+    cfg = DefaultBundleConfig()
+    assert isinstance(cfg.train, TrainConfig) and cfg.train == default_training()
+    assert cfg.key() == "d73766bd81f1"  # the key the flat config of earlier releases gave: no rebuild
+    cfg.train.steps = 50
+    assert cfg.key() == "63c0cf96d4b3"  # `rag-report build-default --steps 50`, as before
+    other = DefaultBundleConfig()
+    other.train.mixup_alpha = 0.2  # any TrainConfig field now changes the bundle...
+    assert other.key() not in ("d73766bd81f1", "63c0cf96d4b3")
+    where = DefaultBundleConfig()
+    where.train.output_dir, where.train.progress = "/elsewhere", False  # ...but not where or how visibly it runs
+    assert where.key() == "d73766bd81f1"
