@@ -365,6 +365,7 @@ class ConfigParser(argparse.ArgumentParser):
 
     def _add_fields(self, cls: type, path: tuple[str, ...], prefix: str, group, options: tuple) -> None:
         specs = [s for s in field_specs(cls, root=self._roots[-1], path=path) if s.meta.get("cli", True)]
+        specs.sort(key=lambda s: s.name not in vars(cls).get("__annotations__", {}))  # inherited fields last
         for spec in [s for s in specs if not s.nested]:
             names = options[0].get(spec.dotted, spec.meta.get("flags")) or (
                 "--" + prefix + spec.name.replace("_", "-"),
