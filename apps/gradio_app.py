@@ -84,7 +84,7 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[ServeConfig, Pipeline
 def launch_app(app: Any, serve: ServeConfig | None = None, *, block: bool = True) -> str:
     """Queue and launch ``app`` offline; returns the local URL (``block=False`` returns at once)."""
     from apps.theme import CSS, offline_theme
-    from eclip_core.paths import rag_report_home
+    from rag_report.paths import rag_report_home
 
     serve = serve or ServeConfig()
     app.queue(default_concurrency_limit=serve.concurrency, max_size=serve.queue_size)

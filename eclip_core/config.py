@@ -27,10 +27,10 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, get_type_hints
+from typing import Any
 
+from eclip_core.cli_config import cli, deep_update, from_mapping, read_config_file
 from eclip_core.errors import ConfigError
 
 METHODS = ("clip", "eclip", "naive", "mask", "random")
@@ -108,7 +108,7 @@ class EClipConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EClipConfig:
-        return _from_dict(cls, data, "model config").validate()
+        return from_mapping(cls, data, "model config")
 
 
 @dataclass
@@ -162,6 +162,9 @@ class TrainConfig:
     heatmap_cache_mb: float = 1024.0
     # With a locked Hugging Face text tower, encode each report's frozen tower once and reuse it (exact).
     cache_text_features: bool = True
+    #: Folder where those features persist between runs (None: this run only). A caller's cache setting, no
+    #: flag: `rag-report train` and the default bundle use $RAG_REPORT_HOME/text_features.
+    text_feature_cache_dir: str | None = field(default=None, metadata=cli(hidden=True))
     checkpoint_every: int = 0
     resume: bool = False
     log_every: int = 10
@@ -214,12 +217,12 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        return _from_dict(cls, data, "train config").validate()
+        return from_mapping(cls, data, "train config")
 
     @classmethod
     def from_file(cls, path: str | os.PathLike) -> TrainConfig:
         """Load from a .json, .yaml or .yml file."""
-        return cls.from_dict(load_config_file(path))
+        return cls.from_dict(read_config_file(path))
 
     @classmethod
     def preset(cls, which: str = "paper", **overrides: Any) -> TrainConfig:
@@ -235,45 +238,6 @@ class TrainConfig:
         return cls.from_dict(data)
 
 
-def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a JSON or YAML config file into a dict (ConfigError naming the file on failure)."""
-    from eclip_core.cli_config import read_config_file
-
-    return read_config_file(path)
-
-
 def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise ConfigError(f"{name} must be one of {choices}, got {value!r}")
-
-
-def deep_update(base: dict, update: Mapping) -> dict:
-    """Merge ``update`` into ``base`` in place, recursing into nested dicts; returns ``base``.
-
-    >>> deep_update({"a": {"b": 1, "c": 2}}, {"a": {"c": 3}, "d": 4})
-    {'a': {'b': 1, 'c': 3}, 'd': 4}
-    """
-    for key, value in update.items():
-        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
-            deep_update(base[key], value)
-        else:
-            base[key] = dict(value) if isinstance(value, Mapping) else value
-    return base
-
-
-def _from_dict(cls: type, data: dict[str, Any], what: str):
-    if not isinstance(data, dict):
-        raise ConfigError(f"{what} must be a mapping, got {type(data).__name__}")
-    hints = get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise ConfigError(f"{what}: unknown field(s) {unknown}; known: {sorted(names)}")
-    kwargs = {}
-    for k, v in data.items():
-        if hints[k] is EClipConfig and isinstance(v, dict):
-            v = _from_dict(EClipConfig, v, "model config")
-        elif hints[k] is EClipConfig and isinstance(v, str):
-            v = EClipConfig(name=v)
-        kwargs[k] = v
-    return cls(**kwargs)

@@ -34,13 +34,12 @@ from typing import Any
 
 import torch
 
-from eclip_core.cli_config import ConfigParser
+from eclip_core.cli_config import ConfigParser, deep_update
 from eclip_core.config import EClipConfig, TrainConfig
 from eclip_core.curriculum import in_cold_start, uses_curriculum
 from eclip_core.data.manifest import read_manifest
 from eclip_core.errors import ConfigError, EClipError, ManifestError
 from eclip_core.losses import ClipLoss
-from eclip_core.paths import rag_report_home
 from eclip_core.runtime import setup_offline
 
 logger = logging.getLogger(__name__)
@@ -215,9 +214,9 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict], None] | None = None) 
         metrics_path.unlink()  # a fresh run owns its metrics file
     model, optimizer = accelerator.prepare(model, optimizer)
     raw = accelerator.unwrap_model(model)
-    text_store = rag_report_home() / "text_features"
+    text_store = Path(cfg.text_feature_cache_dir) if cfg.text_feature_cache_dir else None
     if cfg.cache_text_features and raw.enable_text_feature_cache():
-        loaded = raw.load_text_feature_cache(text_store)
+        loaded = raw.load_text_feature_cache(text_store) if text_store else 0
         logger.info("text tower locked: caching each report's frozen text features (%d from earlier runs)", loaded)
 
     planner = StepPlanner(cfg, len(main_rows), len(expert_rows), accelerator.process_index, accelerator.num_processes)
@@ -333,7 +332,7 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict], None] | None = None) 
         if metrics_path.exists():
             extra["metrics.jsonl"] = metrics_path.read_text(encoding="utf-8")
         raw.save_pretrained(model_dir, extra_files=extra)
-        if cfg.cache_text_features:
+        if cfg.cache_text_features and text_store:
             raw.save_text_feature_cache(text_store)
         if cfg.checkpoint_every:
             save_checkpoint(ckpt_dir, raw, optimizer, scheduler, step, cfg.to_dict(), counters)
@@ -390,10 +389,7 @@ def config_from_args(
     parser = parser or build_parser()
     args = parser.parse_args(argv)
     base = TrainConfig.preset(args.preset or "paper").to_dict()
-    if defaults:
-        from eclip_core.config import deep_update
-
-        deep_update(base, copy.deepcopy(defaults))
+    deep_update(base, copy.deepcopy(defaults or {}))
     return parser.config(args, TrainConfig, defaults=base)
 
 

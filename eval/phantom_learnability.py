@@ -77,10 +77,11 @@ def main(argv: list[str] | None = None) -> int:
 
     from eclip_core.data.manifest import read_manifest
     from eclip_core.data.phantom import build_phantom_dataset
+    from rag_report.paths import rag_report_home
 
     torch.manual_seed(a.seed)
     torch.set_num_threads(a.threads)
-    manifest = Path(a.manifest) if a.manifest else build_phantom_dataset(size=256)
+    manifest = Path(a.manifest) if a.manifest else build_phantom_dataset(size=256, cache_dir=rag_report_home())
     studies = read_manifest(manifest)
     train = [s for s in studies if s.split == "train"]
     test = [s for s in studies if s.split == "test"]

@@ -10,22 +10,62 @@ when ``bundle.json`` exists, so an interrupted build resumes where it stopped.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from eclip_core.atomic import atomic_path
-from eclip_core.paths import rag_report_home
+from eclip_core.config import EClipConfig, TrainConfig
 from rag_report.errors import BundleError
+from rag_report.paths import rag_report_home, text_feature_dir
 
 log = logging.getLogger(__name__)
 
 BUNDLE_VERSION = 2
+
+
+def default_training() -> TrainConfig:
+    """How the default eCLIP trains: a TrainConfig whose other fields keep TrainConfig's defaults.
+
+    >>> default_training().model.name, default_training().steps
+    ('eclip-resnet16', 600)
+    """
+    return TrainConfig(
+        # A small ResNet at 128 px: in the CPU budget it learns the findings far better than the 224 px ViT
+        # (docs/results/tower.md, val split); the text tower locked except its projection.
+        model=EClipConfig(name="eclip-resnet16", lock_text=True),
+        steps=600,
+        batch_size=32,
+        lr=3e-4,
+        seed=42,
+        # Label-aware terms; the paper-objective model of the benchmark's eCLIP rows trains with both at 0.
+        label_loss_weight=1.0,
+        soft_target_weight=0.5,
+        soft_target_temperature=0.1,
+        # One data-loader process prepares the next batch while this one trains (faster on 2 cores; batches
+        # are the same either way: every step's draws are seeded by the step).
+        num_workers=1,
+    )
+
+
+#: The bundle key's names of the training fields it has always hashed (the key of the same settings stays
+#: the same, so a built bundle is reused); any other training field set away from default_training()'s
+#: value joins the key under its dotted name.
+_KEYED_TRAINING = {
+    "model": "model.name",
+    "image_size": "model.image_size",
+    "lock_text": "model.lock_text",
+    **{n: n for n in ("steps", "batch_size", "lr", "seed", "num_workers")},
+    **{n: n for n in ("label_loss_weight", "soft_target_weight", "soft_target_temperature")},
+}
+#: Fields the bundle sets for each of its runs (where and how it trains, not what).
+_RUN_FIELDS = ("manifest", "output_dir", "method", "checkpoint_every", "resume", "progress", "text_feature_cache_dir")
 
 
 @dataclass
@@ -35,33 +75,34 @@ class DefaultBundleConfig:
     phantom_size: int = 256
     phantom_seed: int = 0
     gaze_fraction: float = 0.15
-    #: A small ResNet at 128 px: in the CPU budget it learns the findings far better than the 224 px ViT
-    #: (docs/results/tower.md, val split).
-    model: str = "eclip-resnet16"
-    #: Input size of the image tower (None: the model config's).
-    image_size: int | None = None
-    lock_text: bool = True
-    steps: int = 600
-    batch_size: int = 32
-    lr: float = 3e-4
-    seed: int = 42
-    #: Label-aware terms of the default model (eclip_core.config.TrainConfig); the paper-objective model
-    #: of the benchmark's eCLIP rows trains with both at 0.
-    label_loss_weight: float = 1.0
-    soft_target_weight: float = 0.5
-    soft_target_temperature: float = 0.1
+    #: How the default eCLIP trains (the baseline and paper-objective models: the same, their terms changed).
+    train: TrainConfig = field(default_factory=default_training)
     index_type: str = "flat"
     #: The label classifiers also read the X-ray's tiles (rag_report.image_views): test classifier AUROC
     #: 0.836 -> 0.855 on the default model, nodules and support devices most (docs/results/report_gen.md).
     classifier_views: str = "image+tiles"
     n_examples: int = 4
-    # One data-loader process prepares the next batch while this one trains (faster on 2 cores; batches
-    # are the same either way: every step's draws are seeded by the step).
-    num_workers: int = 1
 
     def key(self) -> str:
-        blob = json.dumps({**asdict(self), "version": BUNDLE_VERSION}, sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+        """Hash of every input that changes the result."""
+        return hashlib.sha256(json.dumps(self.key_fields(), sort_keys=True).encode()).hexdigest()[:12]
+
+    def key_fields(self) -> dict:
+        own = {k: v for k, v in asdict(self).items() if k != "train"}
+        trained, default = _flat(asdict(self.train)), _flat(asdict(default_training()))
+        keyed = {name: trained[path] for name, path in _KEYED_TRAINING.items()}
+        extra = {
+            p: v for p, v in trained.items() if v != default[p] and p not in (*_KEYED_TRAINING.values(), *_RUN_FIELDS)
+        }
+        return {**own, **keyed, **extra, "version": BUNDLE_VERSION}
+
+
+def _flat(data: dict, prefix: str = "") -> dict:
+    """{"model": {"name": x}} -> {"model.name": x}."""
+    out: dict = {}
+    for k, v in data.items():
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
 
 
 @dataclass
@@ -73,14 +114,11 @@ class Bundle:
     similarity_floor: float | None = None
     examples: list[str] = field(default_factory=list)
     info: dict = field(default_factory=dict)
+    config: DefaultBundleConfig = field(default_factory=DefaultBundleConfig)
 
     @property
     def eclip_dir(self) -> Path:
         return self.root / "eclip"
-
-    @property
-    def config(self) -> DefaultBundleConfig:
-        return DefaultBundleConfig(**self.info["config"]) if self.info.get("config") else DefaultBundleConfig()
 
     def model_dir(self, method: str) -> Path:
         """Checkpoint folder of the default eCLIP (``eclip``), the paper-objective eCLIP (``eclip-paper``) or
@@ -106,7 +144,9 @@ def default_bundle(config: DefaultBundleConfig | None = None, *, build: bool = T
     marker = root / "bundle.json"
     if marker.is_file() and is_current_index(root / "index"):
         info = json.loads(marker.read_text())
-        return Bundle(root, Path(info["manifest"]), info.get("similarity_floor"), info.get("examples", []), info)
+        return Bundle(
+            root, Path(info["manifest"]), info.get("similarity_floor"), info.get("examples", []), info, config
+        )
     if not build:
         raise BundleError(f"the default bundle is not built at {root}; run `rag-report build-default`")
     return build_default_bundle(config, progress=progress)
@@ -116,7 +156,7 @@ BUNDLE_METHODS = ("eclip", "eclip-paper", "clip")
 
 
 def _has_label_terms(config: DefaultBundleConfig) -> bool:
-    return config.label_loss_weight > 0 or config.soft_target_weight > 0
+    return config.train.uses_labels
 
 
 def model_folder(root: Path, config: DefaultBundleConfig, method: str) -> Path:
@@ -132,7 +172,6 @@ def model_folder(root: Path, config: DefaultBundleConfig, method: str) -> Path:
 def train_bundle_model(config: DefaultBundleConfig, manifest: Path, method: str, *, progress: bool = True) -> Path:
     """Train (or reuse) the bundle's ``method`` model on the phantom train split: "eclip" (the default, with
     the config's label terms), "eclip-paper" (the paper's objective, same budget) or "clip" (the baseline)."""
-    from eclip_core.config import EClipConfig, TrainConfig
     from eclip_core.model import EClip
     from eclip_core.train import train
 
@@ -140,22 +179,17 @@ def train_bundle_model(config: DefaultBundleConfig, manifest: Path, method: str,
     if (out / "config.json").is_file():
         return out
     labels = out.name == "eclip"
-    cfg = TrainConfig(
+    cfg = replace(
+        copy.deepcopy(config.train),
         manifest=str(manifest),
         output_dir=str(bundle_root(config) / f"{out.name}-run"),
         method="clip" if method == "clip" else "eclip",
-        model=EClipConfig(name=config.model, lock_text=config.lock_text, image_size=config.image_size),
-        steps=config.steps,
-        batch_size=config.batch_size,
-        lr=config.lr,
-        seed=config.seed,
-        checkpoint_every=max(config.steps // 5, 1),
+        checkpoint_every=max(config.train.steps // 5, 1),
         resume=True,
         progress=progress,
-        num_workers=config.num_workers,
-        label_loss_weight=config.label_loss_weight if labels else 0.0,
-        soft_target_weight=config.soft_target_weight if labels else 0.0,
-        soft_target_temperature=config.soft_target_temperature,
+        label_loss_weight=config.train.label_loss_weight if labels else 0.0,
+        soft_target_weight=config.train.soft_target_weight if labels else 0.0,
+        text_feature_cache_dir=str(text_feature_dir()),
     )
     result = train(cfg)
     EClip.from_pretrained(result.model_dir).save_pretrained(out)
@@ -175,7 +209,11 @@ def build_default_bundle(config: DefaultBundleConfig | None = None, *, progress:
     t0 = time.perf_counter()
     log.info("building the default bundle in %s", root)
     manifest = build_phantom_dataset(
-        size=config.phantom_size, seed=config.phantom_seed, gaze_fraction=config.gaze_fraction, progress=progress
+        size=config.phantom_size,
+        seed=config.phantom_seed,
+        gaze_fraction=config.gaze_fraction,
+        progress=progress,
+        cache_dir=rag_report_home(),
     )
     studies = read_manifest(manifest)
     train_studies = [s for s in studies if s.split == "train"]
@@ -214,7 +252,7 @@ def build_default_bundle(config: DefaultBundleConfig | None = None, *, progress:
     with atomic_path(root / "bundle.json") as tmp:
         tmp.write_text(json.dumps(info, indent=2))
     log.info("default bundle ready in %.0f s", info["build_seconds"])
-    return Bundle(root, manifest, floor, examples, info)
+    return Bundle(root, manifest, floor, examples, info, config)
 
 
 def _similarity_floor(model, index, val_studies, progress: bool) -> float | None:

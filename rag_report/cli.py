@@ -51,7 +51,8 @@ def _pipeline_config(parser: ConfigParser, args: argparse.Namespace):
 def cmd_build_default(args: argparse.Namespace) -> str:
     from rag_report.bundle import DefaultBundleConfig, default_bundle
 
-    cfg = DefaultBundleConfig(steps=args.steps) if args.steps else DefaultBundleConfig()
+    cfg = DefaultBundleConfig()
+    cfg.train.steps = args.steps or cfg.train.steps
     bundle = default_bundle(cfg, build=True, progress=not args.quiet)
     if args.json:
         return json.dumps(

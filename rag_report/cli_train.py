@@ -28,8 +28,8 @@ def cpu_train_defaults() -> dict[str, Any]:
     """TrainConfig values for a CPU run: the default bundle's (rag_report.bundle.DefaultBundleConfig)."""
     from rag_report.bundle import DefaultBundleConfig
 
-    b = DefaultBundleConfig()
-    return {"model": {"name": b.model, "lock_text": b.lock_text}, "lr": b.lr, "num_workers": b.num_workers}
+    b = DefaultBundleConfig().train
+    return {"model": {"name": b.model.name, "lock_text": b.model.lock_text}, "lr": b.lr, "num_workers": b.num_workers}
 
 
 def runs_on_cpu(argv: list[str]) -> bool:
@@ -78,6 +78,7 @@ def main(argv: list[str], *, quiet: bool = False, verbose: bool = False) -> int:
     from eclip_core.chatter import install_log_filters, quiet_libraries
     from eclip_core.errors import EClipError
     from rag_report.cli_io import stdout_to_stderr
+    from rag_report.paths import text_feature_dir
 
     quiet = quiet or "--quiet" in argv
     verbose = verbose or "-v" in argv or "--verbose" in argv
@@ -92,8 +93,9 @@ def main(argv: list[str], *, quiet: bool = False, verbose: bool = False) -> int:
     from eclip_core.train import config_from_args, train
 
     cpu = runs_on_cpu(argv)
+    defaults = {**(cpu_train_defaults() if cpu else {}), "text_feature_cache_dir": str(text_feature_dir())}
     try:
-        cfg = config_from_args(argv, parser=train_parser(cpu), defaults=cpu_train_defaults() if cpu else None)
+        cfg = config_from_args(argv, parser=train_parser(cpu), defaults=defaults)
         with stdout_to_stderr():
             result = train(cfg)
     except EClipError as exc:

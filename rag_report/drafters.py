@@ -39,20 +39,31 @@ LLM_MODES = ("grounded", "free")
 
 
 @dataclass
-class DraftSettings:
-    """What a drafter may use besides the reports: the LLM, the predicted labels, length limits."""
+class DraftLimits:
+    """How long a draft may be and what top1 adds: declared once here, fields of
+    :class:`~rag_report.pipeline.PipelineConfig` (its base class) and of :class:`DraftSettings`."""
+
+    #: Most new tokens of a free-mode draft.
+    max_new_tokens: int = 200
+    #: Most sentences in a grounded draft.
+    max_sentences: int = 8
+    #: top1: most normal statements (negative findings the first report leaves unsaid and the image's
+    #: classifiers do not predict) added from the next retrieved reports; 0 = the first report alone.
+    normal_statements: int = 3
+    #: top1: most sentences added from the next retrieved reports that state a finding the image's
+    #: classifiers predict present and the first report leaves unsaid; 0 = none.
+    finding_statements: int = 2
+    #: Beams of free-mode generation (1 = greedy; the paper uses 4).
+    num_beams: int = 1
+
+
+@dataclass
+class DraftSettings(DraftLimits):
+    """What a drafter may use besides the reports: the limits, the LLM, the predicted labels."""
 
     llm: DraftingLLM | None = None
     #: observation -> predicted present (from the index's label classifiers); None: no prediction.
     predicted: Mapping[str, bool] | None = None
-    max_sentences: int = 8
-    #: top1: most normal statements added from the next reports (:func:`rag_report.consensus.add_unstated_normals`).
-    normal_statements: int = 3
-    #: top1: most sentences added from the next reports stating a finding the classifiers predict and the
-    #: first report leaves unsaid (:func:`rag_report.consensus.add_predicted_findings`).
-    finding_statements: int = 2
-    max_new_tokens: int = 200
-    num_beams: int = 1
 
 
 @dataclass

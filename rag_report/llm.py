@@ -35,10 +35,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from eclip_core.atomic import atomic_dir
-from eclip_core.paths import rag_report_home
 from eclip_core.safe_dir import recover_dir
 from rag_report.cpu_prefill import enable_cpu_prefill
 from rag_report.errors import LLMLoadError
+from rag_report.paths import rag_report_home
 from rag_report.precision import QUANTIZATIONS, choose_quantization
 from rag_report.protocols import DraftingLLM, LLMSpecLike
 

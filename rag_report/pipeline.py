@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -22,7 +22,7 @@ from eclip_core.cli_config import cli
 from eclip_core.data.image_io import load_nonblank_image as read_image  # re-exported: callers import it from here
 from eclip_core.labeler import label_report
 from eclip_core.text import join_report
-from rag_report.drafters import LLM_MODES, Drafted, DraftSettings, draft_reports
+from rag_report.drafters import DRAFTERS, LLM_MODES, Drafted, DraftLimits, DraftSettings, draft_reports
 from rag_report.errors import RagReportError
 from rag_report.image_views import classifier_features
 from rag_report.label_boost import LABEL_BOOST_MODES, LabelBoost
@@ -36,14 +36,16 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MODES = ("auto", "grounded", "free", "top1", "consensus")
+#: "auto" and the drafting registry's modes (rag_report.drafters.DRAFTERS), the LLM ones first.
+MODES = ("auto", *LLM_MODES, *(m for m in DRAFTERS if m not in LLM_MODES))
 #: Models with fewer parameters than this draft in grounded mode when mode="auto".
 GROUNDED_BELOW_PARAMS = 1_000_000_000
 
 
 @dataclass
-class PipelineConfig:
-    """What to load and how to draft. ``None`` paths mean the embedded default bundle.
+class PipelineConfig(DraftLimits):
+    """What to load and how to draft (the draft's limits: :class:`~rag_report.drafters.DraftLimits`, its base
+    class). ``None`` paths mean the embedded default bundle.
 
     Every field is also a flag of ``rag-report generate``, of the Gradio app and of ``python -m
     eval.report_gen`` (eclip_core.cli_config: flag names, choices and help come from here).
@@ -67,18 +69,6 @@ class PipelineConfig:
     candidates: int = 100
     #: How the k reports are picked among the candidates (none: the k nearest).
     diversify: str | None = field(default="kmeans", metadata=cli(choices=("kmeans", "mmr")))
-    #: Most new tokens of a free-mode draft.
-    max_new_tokens: int = 200
-    #: Most sentences in a grounded draft.
-    max_sentences: int = 8
-    #: top1: most normal statements (negative findings the first report leaves unsaid and the image's
-    #: classifiers do not predict) added from the next retrieved reports; 0 = the first report alone.
-    normal_statements: int = 3
-    #: top1: most sentences added from the next retrieved reports that state a finding the image's
-    #: classifiers predict present and the first report leaves unsaid; 0 = none.
-    finding_statements: int = 2
-    #: Beams of free-mode generation (1 = greedy; the paper uses 4).
-    num_beams: int = 1
     #: Warn when the best similarity falls below this (None: the bundle's measured floor, if any).
     similarity_floor: float | None = None
     #: Warn when the image's k-NN typicality among the corpus X-rays falls below this (None: the floor the
@@ -94,8 +84,7 @@ class PipelineConfig:
     def validate(self) -> PipelineConfig:
         if self.mode not in MODES:
             raise RagReportError(f"unknown mode {self.mode!r}; choose one of {MODES}")
-        if self.label_boost not in LABEL_BOOST_MODES:
-            raise RagReportError(f"label_boost must be one of {LABEL_BOOST_MODES}, got {self.label_boost!r}")
+        self.boost()  # label_boost and label_weight: LabelBoost checks them
         if self.k < 1 or self.candidates < 1:
             raise RagReportError(f"k and candidates must be >= 1, got k={self.k}, candidates={self.candidates}")
         if self.normal_statements < 0:
@@ -103,6 +92,10 @@ class PipelineConfig:
         if self.finding_statements < 0:
             raise RagReportError(f"finding_statements must be >= 0, got {self.finding_statements}")
         return self
+
+    def boost(self, mode: str | None = None) -> LabelBoost:
+        """The label boost of this config, or with another ``mode`` (off / filter / rerank); checked."""
+        return LabelBoost(mode or self.label_boost, self.label_weight)
 
 
 class ReportPipeline:
@@ -220,7 +213,7 @@ class ReportPipeline:
         call) asks and ``probabilities`` are given."""
         cfg = self.config
         predicted = self.predicted(probabilities)
-        boost = LabelBoost(label_boost or cfg.label_boost, cfg.label_weight) if predicted is not None else None
+        boost = cfg.boost(label_boost) if predicted is not None else None
         return self.retriever.retrieve_vector(
             vector,
             k=k or cfg.k,
@@ -242,15 +235,9 @@ class ReportPipeline:
     ) -> Drafted:
         """Draft sentences from ``reports`` in a resolved ``mode`` (top1, consensus, grounded, free)."""
         cfg = self.config
-        settings = DraftSettings(
-            llm=llm,
-            predicted=self.predicted(probabilities),
-            max_sentences=cfg.max_sentences,
-            normal_statements=cfg.normal_statements,
-            finding_statements=cfg.finding_statements,
-            max_new_tokens=max_new_tokens or cfg.max_new_tokens,
-            num_beams=cfg.num_beams,
-        )
+        limits = {f.name: getattr(cfg, f.name) for f in fields(DraftLimits)}
+        limits["max_new_tokens"] = max_new_tokens or cfg.max_new_tokens
+        settings = DraftSettings(**limits, llm=llm, predicted=self.predicted(probabilities))
         return draft_reports(mode, reports, settings)
 
     # -- the whole path ---------------------------------------------------------------------------
@@ -274,9 +261,7 @@ class ReportPipeline:
         mode = mode or self.config.mode
         if mode not in MODES:
             raise RagReportError(f"unknown mode {mode!r}; choose one of {MODES}")
-        label_boost = label_boost or self.config.label_boost
-        if label_boost not in LABEL_BOOST_MODES:
-            raise RagReportError(f"label_boost must be one of {LABEL_BOOST_MODES}, got {label_boost!r}")
+        label_boost = self.config.boost(label_boost).mode
         k = k or self.config.k
         timings: dict[str, float] = {}
         warnings: list[str] = []
@@ -380,7 +365,7 @@ class ReportPipeline:
             "llm_id": getattr(llm, "id", "") if mode in LLM_MODES else "",
             "generation_mode": mode,
             "label_boost": (label_boost or self.config.label_boost) if probabilities is not None else "off",
-            **draft_model_entries(self.config.quantization, llm if mode in ("grounded", "free") else None),
+            **draft_model_entries(self.config.quantization, llm if mode in LLM_MODES else None),
         }
         timings["total"] = sum(timings.values())
         clf, predicted = self.index.label_classifiers, self.predicted(probabilities)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from eclip_core.cli_config import ConfigParser, cli, from_mapping, kind_of
+from eclip_core.cli_config import ConfigParser, cli, field_specs, from_mapping
 from eclip_core.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -108,7 +108,9 @@ def test_types_from_annotations():
     )
     assert isinstance(cfg.pair, tuple) and isinstance(cfg.inner.size, int)
     assert _config(["--fast", "--no-fast"]).fast is False
-    assert kind_of(int | None).optional and kind_of(list[str]).container is list
+    specs = {s.name: s for s in field_specs(Outer)}
+    assert (specs["floor"].element, specs["floor"].none_words) == (float, ("none", "null"))
+    assert (specs["seeds"].container, specs["pair"].container, specs["pair"].length) == (list, tuple, 2)
 
 
 def test_none_words():
@@ -253,7 +255,7 @@ def _example_value(spec):
     """A value of the field's type that differs from its default."""
     if spec.choices:
         return next(c for c in reversed(spec.choices) if c != spec.default)
-    base = spec.kind.base
+    base = spec.element
     if base is int:
         return (spec.default or 0) + 2
     if base is float:
@@ -265,11 +267,9 @@ def _example_value(spec):
 
 def _flag_args(parser, cls):
     """argv setting every field of ``cls`` to a non-default value, and those values."""
-    from eclip_core.cli_config import field_specs
-
     argv, expected = [], {}
     flags = parser.flags_of(cls)
-    for spec, _ in field_specs(cls):
+    for spec in field_specs(cls):
         value = _example_value(spec)
         expected[spec.name] = value
         flag = flags[spec.name][0]
@@ -515,3 +515,63 @@ def test_rag_report_serve_help_is_the_apps(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("usage: python -m apps.gradio_app") and "--label-boost" in proc.stdout
+
+
+def test_config_modules_import_one_way_and_the_app_cache_lives_in_rag_report():
+    import ast
+
+    def imports(path: Path) -> set[str]:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        return {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module} | {
+            a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names
+        }
+
+    assert {m for m in imports(ROOT / "eclip_core" / "cli_config.py") if m.startswith("eclip_core")} == {
+        "eclip_core.errors"
+    }
+    assert "eclip_core.cli_config" in imports(ROOT / "eclip_core" / "config.py")  # config -> cli_config, never back
+    users = [p for p in (ROOT / "eclip_core").rglob("*.py") if "rag_report_home" in p.read_text(encoding="utf-8")]
+    assert users == [] and not (ROOT / "eclip_core" / "paths.py").exists()
+    from rag_report.paths import rag_report_home
+
+    assert rag_report_home().name  # $RAG_REPORT_HOME or ~/.cache/rag_report
+
+
+def test_one_source_per_setting():
+    from rag_report.drafters import DRAFTERS, LLM_MODES, DraftLimits, DraftSettings
+    from rag_report.errors import RagReportError
+    from rag_report.pipeline import MODES, PipelineConfig
+
+    limits = {f.name for f in dataclasses.fields(DraftLimits)}
+    assert limits == {"max_new_tokens", "max_sentences", "normal_statements", "finding_statements", "num_beams"}
+    for cls in (PipelineConfig, DraftSettings):  # declared once, inherited (help text included)
+        assert issubclass(cls, DraftLimits) and limits <= {f.name for f in dataclasses.fields(cls)}
+    assert "Beams of free-mode generation" in " ".join(_parser_of(PipelineConfig).format_help().split())
+    assert MODES == ("auto", "grounded", "free", "top1", "consensus") and set(LLM_MODES) < set(DRAFTERS)
+    for bad in (PipelineConfig(label_boost="max"), PipelineConfig(label_weight=-1.0)):
+        with pytest.raises(RagReportError, match="label"):
+            bad.validate()
+    assert PipelineConfig(label_weight=0.5).boost("filter").mode == "filter"
+
+
+def _parser_of(cls) -> ConfigParser:
+    p = ConfigParser(prog="x")
+    p.add_dataclass(cls)
+    return p
+
+
+def test_default_bundle_settings_come_from_train_config_and_keep_their_keys():
+    from eclip_core.config import TrainConfig
+    from rag_report.bundle import DefaultBundleConfig, default_training
+
+    cfg = DefaultBundleConfig()
+    assert isinstance(cfg.train, TrainConfig) and cfg.train == default_training()
+    assert cfg.key() == "d73766bd81f1"  # the key the flat config of earlier releases gave: no rebuild
+    cfg.train.steps = 50
+    assert cfg.key() == "63c0cf96d4b3"  # `rag-report build-default --steps 50`, as before
+    other = DefaultBundleConfig()
+    other.train.mixup_alpha = 0.2  # any TrainConfig field now changes the bundle...
+    assert other.key() not in ("d73766bd81f1", "63c0cf96d4b3")
+    where = DefaultBundleConfig()
+    where.train.output_dir, where.train.progress = "/elsewhere", False  # ...but not where or how visibly it runs
+    assert where.key() == "d73766bd81f1"

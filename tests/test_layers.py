@@ -170,14 +170,7 @@ def import_cycles() -> dict[str, list[list[str]]]:
         ),
         "apps",
         "rag_report",
-        pytest.param(
-            "eclip_core",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="eclip_core.config <-> eclip_core.cli_config (config.py imports cli_config at run time); "
-                "the config-library change removes it: drop this mark then",
-            ),
-        ),
+        "eclip_core",
     ],
 )
 def test_no_import_cycles(import_cycles, package):

@@ -92,9 +92,8 @@ def test_deterministic_byte_identical_and_cached(built, tmp_path):
     assert again.stat().st_mtime_ns == stamp  # reused, not rebuilt
 
 
-def test_default_location_16_bit_and_config_errors(tmp_path, monkeypatch):
-    monkeypatch.setenv("RAG_REPORT_HOME", str(tmp_path))
-    m = build_phantom_dataset(size=64, bits=16, limit=3, progress=False, workers=1)
+def test_default_location_16_bit_and_config_errors(tmp_path):
+    m = build_phantom_dataset(size=64, bits=16, limit=3, progress=False, workers=1, cache_dir=tmp_path)
     assert m.parent.parent == tmp_path / "phantom"
     img = np.asarray(Image.open(read_manifest(m)[0].image_paths[0]))
     assert img.dtype in (np.uint16, np.int32) and img.max() > 255
@@ -102,6 +101,8 @@ def test_default_location_16_bit_and_config_errors(tmp_path, monkeypatch):
         build_phantom_dataset(tmp_path / "x", size=5000, progress=False)
     with pytest.raises(ConfigError):
         build_phantom_dataset(tmp_path / "x", gaze_fraction=2.0, progress=False)
+    with pytest.raises(ConfigError, match="needs out_dir .* or cache_dir"):  # eclip_core knows no cache of its own
+        build_phantom_dataset(size=64, limit=3, progress=False)
 
 
 def test_command_line_builds_and_prints_the_manifest(tmp_path, capsys):

@@ -218,9 +218,13 @@ def _small_cfg(blobs, out, **kw):
 
 @pytest.mark.slow
 def test_text_feature_cache_trains_like_the_tower_and_resumes_exactly(blobs, tmp_path):
-    cached = train(_small_cfg(blobs, tmp_path / "cached"))
+    store = tmp_path / "text-store"
+    cached = train(_small_cfg(blobs, tmp_path / "cached", text_feature_cache_dir=str(store)))
     uncached = train(_small_cfg(blobs, tmp_path / "uncached", cache_text_features=False))
     np.testing.assert_allclose(cached.losses, uncached.losses, atol=1e-4)
+    assert [p.name.startswith("text-features-") for p in store.iterdir()] == [True]  # kept for the next run
+    again = train(_small_cfg(blobs, tmp_path / "again", text_feature_cache_dir=str(store)))
+    np.testing.assert_allclose(again.losses, cached.losses, atol=1e-4)  # read back: the same numbers
 
     with pytest.raises(KeyboardInterrupt):
         train(_small_cfg(blobs, tmp_path / "part"), on_step=_kill_at(3))

@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores (shared; load average {os.getloadavg()[0]:.1f} when written), "
         f"torch {torch.__version__}, {torch.get_num_threads()} threads. Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
-        f"Bundle {bundle.root.name}: {bundle.config.model}, {len(pipe.index)} indexed train reports, LLM `{pipe.llm().id}`; "
+        f"Bundle {bundle.root.name}: {bundle.config.train.model.name}, {len(pipe.index)} indexed train reports, LLM `{pipe.llm().id}`; "
         f"{args.n} held-out test images (own study excluded), after one warm-up call per mode.",
         "",
         "| mode | load p50 | embed p50 | retrieve p50 | generate p50 | total p50 | total p95 | target |",

@@ -27,7 +27,7 @@ import numpy as np
 
 from eclip_core.errors import ConfigError
 from eclip_core.labels import CHEXPERT_OBSERVATIONS, COMMON_FIVE
-from eclip_core.paths import rag_report_home
+from rag_report.paths import rag_report_home, text_feature_dir
 
 log = logging.getLogger(__name__)
 
@@ -164,6 +164,7 @@ def train_variant(cfg: EmbeddingSuiteConfig, manifest: str, variant: str, seed: 
         checkpoint_every=max(cfg.steps // 4, 1),
         resume=True,
         num_workers=cfg.num_workers,
+        text_feature_cache_dir=str(text_feature_dir()),
         # The suite reads each manifest many times; bad rows are still skipped at load time.
         validate_images=False,
     )
@@ -501,7 +502,7 @@ def run_embedding_suite(cfg: EmbeddingSuiteConfig) -> dict[str, Any]:
     if manifest is None:
         from eclip_core.data.phantom import build_phantom_dataset
 
-        manifest = str(build_phantom_dataset(progress=cfg.progress))
+        manifest = str(build_phantom_dataset(progress=cfg.progress, cache_dir=rag_report_home()))
     studies = read_manifest(manifest)
     simulated = simulated or (bool(studies) and all((s.meta or {}).get("simulated") for s in studies[:50]))
     train_studies = [s for s in studies if s.split == "train"]

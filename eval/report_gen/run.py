@@ -19,10 +19,10 @@ import numpy as np
 
 from eclip_core.data.manifest import Study, read_manifest
 from eclip_core.errors import ConfigError
-from eclip_core.paths import rag_report_home
 from eval.report_gen import systems as S
 from eval.report_gen.config import LLM_SYSTEMS, PIPELINE_SYSTEMS, SYSTEMS, ReportGenConfig
 from eval.report_gen.scoring import score_system
+from rag_report.paths import rag_report_home
 from rag_report.pipeline import PipelineConfig
 
 log = logging.getLogger(__name__)

@@ -33,7 +33,7 @@ def portable_paths(text: str) -> str:
     '--manifest $RAG_REPORT_HOME/phantom/ab/manifest.csv'
     >>> del os.environ["RAG_REPORT_HOME"]
     """
-    from eclip_core.paths import rag_report_home
+    from rag_report.paths import rag_report_home
 
     for folder, name in ((str(rag_report_home()), "$RAG_REPORT_HOME"), (str(Path.home()), "~")):
         if len(folder) > 1:

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from eclip_core.errors import ConfigError
-from eclip_core.paths import rag_report_home
+from rag_report.paths import rag_report_home, text_feature_dir
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +122,7 @@ def train_config(cfg: TowerSuiteConfig, manifest: str, variant: str, seed: int, 
         resume=True,
         num_workers=cfg.num_workers,
         validate_images=False,
+        text_feature_cache_dir=str(text_feature_dir()),
         **VARIANTS[variant][2],
     )
 
@@ -445,7 +446,7 @@ def run_tower_suite(cfg: TowerSuiteConfig) -> dict[str, Any]:
     if manifest is None:
         from eclip_core.data.phantom import build_phantom_dataset
 
-        manifest = str(build_phantom_dataset(progress=cfg.progress))
+        manifest = str(build_phantom_dataset(progress=cfg.progress, cache_dir=rag_report_home()))
     cal = calibrate(cfg, manifest)
     runs = []
     for variant in cfg.variants:

@@ -40,7 +40,6 @@ from eclip_core.data.phantom.gaze_sim import FILM_PX, simulate_fixations, write_
 from eclip_core.data.phantom.render import SIZES, render_study
 from eclip_core.data.phantom.split import assign_split
 from eclip_core.errors import ConfigError
-from eclip_core.paths import rag_report_home
 from eclip_core.safe_dir import recover_dir
 from eclip_core.text import join_report
 
@@ -167,8 +166,9 @@ def _build_one(args: tuple[OpenIReport, str, PhantomConfig]) -> dict[str, Any]:
     }
 
 
-def default_out_dir(cfg: PhantomConfig, source: str = "torchxrayvision") -> Path:
-    return rag_report_home() / "phantom" / cfg.hash(source)
+def default_out_dir(cfg: PhantomConfig, cache_dir: str | os.PathLike, source: str = "torchxrayvision") -> Path:
+    """``cache_dir/phantom/<key>``: where a build of ``cfg`` lives in an application's cache folder."""
+    return Path(cache_dir) / "phantom" / cfg.hash(source)
 
 
 def _is_complete(out: Path, key: dict[str, Any]) -> bool:
@@ -193,11 +193,13 @@ def build_phantom_dataset(
     workers: int = 2,
     reports: Sequence[OpenIReport] | None = None,
     force: bool = False,
+    cache_dir: str | os.PathLike | None = None,
 ) -> Path:
     """Build (or reuse) the phantom data set; return the manifest path.
 
     ``reports`` overrides the Open-I corpus (e.g. a user's NLMCXR folder via ``load_openi_reports``);
-    ``limit`` keeps the first N studies; ``workers`` processes render in parallel (1 = in-process).
+    ``limit`` keeps the first N studies; ``workers`` processes render in parallel (1 = in-process). Without
+    ``out_dir`` the build lives in ``cache_dir/phantom/<key>`` (rag_report passes $RAG_REPORT_HOME).
 
     >>> m = build_phantom_dataset(size=64, limit=4, workers=1, progress=False)   # doctest: +SKIP
     >>> m.name                                                                   # doctest: +SKIP
@@ -213,7 +215,9 @@ def build_phantom_dataset(
             "|".join(r.uid + r.findings + r.impression + "/".join(r.mesh) for r in reports).encode()
         ).hexdigest()[:12]
     )
-    out = Path(out_dir) if out_dir is not None else default_out_dir(cfg, source)
+    if out_dir is None and cache_dir is None:
+        raise ConfigError("build_phantom_dataset needs out_dir (the data set's folder) or cache_dir (a cache root)")
+    out = Path(out_dir) if out_dir is not None else default_out_dir(cfg, cache_dir, source)
     key = cfg.key(source)
     recover_dir(out, lambda folder: (folder / MARKER).is_file())  # a build killed while moving its folder in
     if not force and _is_complete(out, key):
