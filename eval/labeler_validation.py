@@ -29,6 +29,7 @@ import pandas as pd
 
 from eclip_core.labeler import label_report, sentence_observations
 from eclip_core.text import join_report, split_sentences
+from eval.bench.page import write_page
 
 log = logging.getLogger(__name__)
 
@@ -309,8 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     speed = _speed(list(reports.values()))
     command = "python -m eval.labeler_validation" + (" " + " ".join(argv or sys.argv[1:])).rstrip()
     md = render_markdown(full, test, speed, command.strip())
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(md + "\n", encoding="utf-8")
+    write_page(args.out, md, echo=False)
     for policy, res in full.items():
         log.info("%s: micro-F1 %.3f macro-F1 %.3f over %d reports", policy, res.micro_f1, res.macro_f1, res.n_reports)
     log.info("wrote %s", args.out)

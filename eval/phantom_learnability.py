@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from eval.bench.page import write_page
+
 log = logging.getLogger("phantom_learnability")
 
 
@@ -169,9 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         + ".",
         "",
     ]
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text("\n".join(lines))
-    print("\n".join(lines))
+    write_page(a.out, lines)
     return 0
 
 

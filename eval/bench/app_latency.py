@@ -30,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
+from eval.bench.page import write_page
+
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_IMAGE = ROOT / "apps" / "examples" / "00000001_000.png"
 TINY_REPORTS = [
@@ -232,8 +234,7 @@ def main(argv: list[str] | None = None) -> int:
             proc.terminate()
             proc.wait(timeout=30)
     command = "python -m eval.bench.app_latency " + " ".join(argv if argv is not None else sys.argv[1:])
-    write_page(Path(own.out), rows, command.strip(), own, simulated=pipe.simulated_data)
-    print(Path(own.out).read_text())
+    write_page(Path(own.out), page_lines(rows, command.strip(), own, simulated=pipe.simulated_data))
     return 0
 
 
@@ -245,7 +246,8 @@ def _config_from_flags(flags: list[str]):
     return parse_args(flags)[1]
 
 
-def write_page(out: Path, rows: list[dict], command: str, own, simulated: bool) -> None:
+def page_lines(rows: list[dict], command: str, own, simulated: bool) -> list[str]:
+    """The lines of the app-latency page for the measured ``rows``."""
     cpu = os.cpu_count()
     lines = [
         "# App latency: HTTP vs library call",
@@ -287,8 +289,7 @@ def write_page(out: Path, rows: list[dict], command: str, own, simulated: bool) 
         f"Load average (1 min) when written: {load:.1f} on {cpu} cores (a shared machine: medians, not means).",
         "",
     ]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(lines))
+    return lines
 
 
 if __name__ == "__main__":

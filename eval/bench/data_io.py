@@ -26,6 +26,7 @@ from eclip_core.data.dicom import write_test_dicom
 from eclip_core.data.image_io import load_image
 from eclip_core.heatmap.gaze import egd_heatmap, reflacx_heatmap
 from eclip_core.quality import retrieval_recall, uniformity
+from eval.bench.page import write_page
 
 ROOT = Path(__file__).resolve().parents[2]
 FIDELITY: dict[str, float] = {}
@@ -303,9 +304,7 @@ def write_sectioning_results(path: Path) -> None:
         "IMPRESSION: headings; once wrapped onto lines, the sectioner splits it there.)",
         "",
     ]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_page(path, lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -361,10 +360,7 @@ def main(argv: list[str] | None = None) -> int:
     lines += ["## Heatmap fidelity", "", "| comparison | value |", "|---|---:|"]
     lines += [f"| {k} | {v:.2e} |" for k, v in FIDELITY.items()] + [""]
     lines += NOTES
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))  # a script's report, not library code
+    write_page(args.out, lines)
     return 0
 
 

@@ -16,9 +16,9 @@ import os
 import platform
 import sys
 import time
-from pathlib import Path
 
 from eclip_core.runtime import setup_offline  # noqa: E402
+from eval.bench.page import write_page
 
 setup_offline()  # before any Hugging Face library is imported
 
@@ -88,9 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         f"(**{t_stop / t_full:.2f}x** the time); identical drafts: {same} of {len(rows)}.",
         "",
     ]
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text("\n".join(lines), encoding="utf-8")
-    sys.stdout.write("\n".join(lines) + "\n")
+    write_page(args.out, lines)
     return 0
 
 

@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from eclip_core.data.manifest import read_manifest
     from eclip_core.text import join_report
-    from eval.bench import write_lines
+    from eval.bench.page import write_page
     from eval.report_gen.run import select_studies
     from eval.report_gen.scoring import clinical_scores
     from rag_report.bundle import default_bundle
@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     for label, mi, ma, per, distinct in rows:
         lines.append(f"| {label} | {mi:.3f} | {ma:.3f} | {'' if per != per else f'{per:.2f}'} | {distinct} |")
-    write_lines(args.out, lines)
+    write_page(args.out, lines)
     return 0
 
 

@@ -22,6 +22,8 @@ import sys
 import time
 from pathlib import Path
 
+from eval.bench.page import write_page
+
 ROOT = Path(__file__).resolve().parents[2]
 log = logging.getLogger(__name__)
 
@@ -144,8 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     res = run(args.pairs)
     command = ("python -m eval.bench.labeler " + " ".join(argv if argv is not None else sys.argv[1:])).strip()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(render(res, command), encoding="utf-8")
+    write_page(args.out, render(res, command), echo=False)
     log.info("wrote %s", args.out)
     return 0
 

@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 from eclip_core.runtime import setup_offline  # noqa: E402
+from eval.bench.page import write_page
 
 setup_offline()  # before any Hugging Face library is imported
 
@@ -289,9 +290,7 @@ def main(argv: list[str] | None = None) -> None:
         if r["threads"] == a.threads[0]:
             lines.append(f"- {name[r['quant']]}: {r['draft_text']}")
     lines += ["", NOTES]
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_page(a.out, lines)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from eval.bench.page import write_page
+
 #: Query reports whose TF-IDF neighbours are the evidence sets (the first is eval.bench.llm's).
 QUERY_UIDS = ("CXR3166", "CXR500", "CXR1000", "CXR1500", "CXR2000", "CXR2500", "CXR3000", "CXR3500")
 #: The share of nf4's warm grounded-draft time that "auto" should take at most where it resolves otherwise.
@@ -122,7 +124,5 @@ def run_paired(a: str, b: str, *, rounds: int, threads: int, out: str, command: 
     ]
     print(json.dumps({q: {k: res[q][k] for k in ("wall", "cpu", "passes")} for q in (a, b)}))
     text = "\n".join(lines) + "\n"
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    Path(out).write_text(text)
-    print(text)
+    write_page(out, text)
     return text

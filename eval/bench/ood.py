@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
 
     from eclip_core.data.manifest import read_manifest
-    from eval.bench import write_lines
+    from eval.bench.page import write_page
     from rag_report.bundle import default_bundle
     from rag_report.pipeline import PipelineConfig, ReportPipeline
 
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         "|---|---|---|---|",
     ]
     lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
-    write_lines(args.out, lines)
+    write_page(args.out, lines)
     return 0
 
 

@@ -23,6 +23,8 @@ from pathlib import Path
 
 from PIL import Image
 
+from eval.bench.page import write_page
+
 
 def _time(fn, n: int = 1) -> float:
     """CPU seconds of this process (immune to other users of the shared CPU)."""
@@ -124,9 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         f"| cached rebuild (complete marker found) | {w_cached:.2f} s wall | {w_cached / max(w_full, 1e-9):.4f} of a build |",
         "",
     ]
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text("\n".join(lines))
-    print("\n".join(lines))
+    write_page(a.out, lines)
     return 0
 
 

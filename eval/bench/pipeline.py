@@ -12,9 +12,10 @@ import platform
 import resource
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
+
+from eval.bench.page import write_page
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -95,9 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         f"Peak resident memory of the warm pipeline process (ru_maxrss): **{peak_mb:.0f} MB** (target <= 3 GB).",
         "",
     ]
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text("\n".join(lines))
-    print("\n".join(lines))
+    write_page(args.out, lines)
     return 0
 
 

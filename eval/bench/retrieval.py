@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from eval.bench.page import write_page
+
 log = logging.getLogger("bench.retrieval")
 
 
@@ -343,8 +345,7 @@ def write_markdown(path: Path, command: str, rows: list[Row], overhead, args, el
         ]
         for name, p50, p95, ratio in overhead:
             lines.append(f"| {name} | {p50:.3f} | {p95:.3f} | {ratio:.2f}x |")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_page(path, lines, echo=False)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -28,6 +28,7 @@ import numpy as np
 from eclip_core.errors import ConfigError
 from eclip_core.labels import CHEXPERT_OBSERVATIONS, COMMON_FIVE
 from eclip_core.paths import rag_report_home
+from eval.bench.page import write_page
 
 log = logging.getLogger(__name__)
 
@@ -558,8 +559,7 @@ def run_embedding_suite(cfg: EmbeddingSuiteConfig) -> dict[str, Any]:
     paths = {"json": out_dir / f"{cfg.name}.json", "markdown": out_dir / f"{cfg.name}.md"}
     with atomic_path(paths["json"]) as tmp:
         tmp.write_text(json.dumps(result, indent=2, default=json_default), encoding="utf-8")
-    with atomic_path(paths["markdown"]) as tmp:
-        tmp.write_text(render_markdown(result), encoding="utf-8")
+    write_page(paths["markdown"], render_markdown(result), echo=False)
     if picture:
         paths["png"] = Path(picture)
     result["outputs"] = {k: str(v) for k, v in paths.items()}

@@ -32,6 +32,7 @@ import numpy as np
 
 from eclip_core.errors import ConfigError
 from eclip_core.paths import rag_report_home
+from eval.bench.page import write_page
 
 log = logging.getLogger(__name__)
 
@@ -489,8 +490,7 @@ def run_tower_suite(cfg: TowerSuiteConfig) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out / f"{cfg.name}.json") as tmp:
         tmp.write_text(json.dumps(result, indent=1))
-    with atomic_path(out / f"{cfg.name}.md") as tmp:
-        tmp.write_text(render_markdown(result))
+    write_page(out / f"{cfg.name}.md", render_markdown(result), echo=False)
     result["outputs"] = {"json": str(out / f"{cfg.name}.json"), "markdown": str(out / f"{cfg.name}.md")}
     return result
 
