@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from eval.bench.retrieval import ReportLikeData, recall_at, unit_vectors
+from eval.bench.search.retrieval import ReportLikeData, recall_at, unit_vectors
 
 
 def _reference(n=300, dim=16, seed=0):

@@ -191,7 +191,7 @@ def step_costs(variants: list[str], batch_size: int, rounds: int, seed: int = 0)
     from eclip_core.model import EClip
     from eclip_core.training.optim import build_optimizer
     from eclip_core.training.step import train_step
-    from eval.bench.train_step import synthetic_batch
+    from eval.bench.training.train_step import synthetic_batch
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

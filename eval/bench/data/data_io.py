@@ -1,6 +1,6 @@
 """Benchmark: image loading, gaze heatmaps and quality metrics, as ratios against plain baselines.
 
-    python -m eval.bench.data_io [--out docs/perf/data_io.md] [--repeats 5]
+    python -m eval.bench.data.data_io [--out docs/perf/data_io.md] [--repeats 5]
 
 Baselines run in the same process: Pillow decode + numpy scaling for PNG/JPEG, pydicom
 ``pixel_array`` for DICOM, ``scipy.ndimage.gaussian_filter`` on the full-resolution count map
@@ -28,7 +28,7 @@ from eclip_core.heatmap.gaze import egd_heatmap, reflacx_heatmap
 from eclip_core.quality import retrieval_recall, uniformity
 from eval.bench.page import write_page
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 FIDELITY: dict[str, float] = {}
 NOTES = [
     "Notes:",
@@ -286,7 +286,7 @@ def write_sectioning_results(path: Path) -> None:
     lines = [
         "# Report sectioning on real report text",
         "",
-        "Command: `python -m eval.bench.data_io --sectioning`  ",
+        "Command: `python -m eval.bench.data.data_io --sectioning`  ",
         f"Data: the {n} real Open-I reports (torchxrayvision 1.5.7) that have both FINDINGS and IMPRESSION,",
         "each written out in eight free-text layouts; a report counts as correct when",
         "`eclip_core.data.builders.sectioning.section_report` returns exactly its findings and impression",
@@ -327,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         "# Data IO, heatmaps and quality metrics: performance",
         "",
-        f"Command: `python -m eval.bench.data_io --repeats {args.repeats}`  ",
+        f"Command: `python -m eval.bench.data.data_io --repeats {args.repeats}`  ",
         f"Machine: {platform.machine()}, {platform.processor() or 'cpu'}, Python {sys.version.split()[0]}, "
         "shared 2-core CPU; best of N runs, seconds; ratio = ours / baseline (lower is better).",
         "",

@@ -2,7 +2,7 @@
 
 Writes docs/perf/phantom.md. Run from the repository root:
 
-    python -m eval.bench.phantom [--size 256] [--subset 200]
+    python -m eval.bench.data.phantom [--size 256] [--subset 200]
 
 Baseline in the same process: a single-process build of a subset; the full build's per-study cost
 is reported as a ratio against it (parallel speed-up), and the parts of one study (render, PNG,
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     per1 = t_sub1 / a.subset
     perf = c_full / n_full
     projected = c_full / a.workers
-    cmd = "python -m eval.bench.phantom " + " ".join(argv if argv is not None else sys.argv[1:])
+    cmd = "python -m eval.bench.data.phantom " + " ".join(argv if argv is not None else sys.argv[1:])
     lines = [
         "# Phantom data set build (eclip_core.data.phantom)",
         "",

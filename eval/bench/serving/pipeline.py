@@ -1,7 +1,7 @@
 """Warm generate_report latency on the default bundle, split into load/embed/retrieve/generate, and the
 peak memory of a warm pipeline.
 
-    python -m eval.bench.pipeline --n 12 --mode grounded --out docs/perf/pipeline.md
+    python -m eval.bench.serving.pipeline --n 12 --mode grounded --out docs/perf/pipeline.md
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    cmd = "python -m eval.bench.pipeline " + " ".join(argv if argv is not None else sys.argv[1:])
+    cmd = "python -m eval.bench.serving.pipeline " + " ".join(argv if argv is not None else sys.argv[1:])
     lines = [
         "# Warm pipeline latency and memory (default bundle)",
         "",

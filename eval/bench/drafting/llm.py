@@ -4,12 +4,12 @@ Each (quantization, threads) case runs in its own subprocess, so RSS numbers are
 Ratios are against fp32 at the same thread count (tokens/s) and against plain greedy generation of the
 same number of tokens in the same process (grounded drafting).
 
-    python -m eval.bench.llm --out docs/perf/llm.md
+    python -m eval.bench.drafting.llm --out docs/perf/llm.md
 
 ``--paired A B`` instead times grounded drafts with quantization A against B in one process, alternating
-within rounds, and reports the paired ratio (eval.bench.llm_paired):
+within rounds, and reports the paired ratio (eval.bench.drafting.llm_paired):
 
-    python -m eval.bench.llm --paired auto nf4 --rounds 24 --threads 1 --out docs/perf/llm_auto.md
+    python -m eval.bench.drafting.llm --paired auto nf4 --rounds 24 --threads 1 --out docs/perf/llm_auto.md
 """
 
 from __future__ import annotations
@@ -182,7 +182,9 @@ def convert_worker() -> dict:
 
 
 def _run(args: list[str]) -> dict:
-    out = subprocess.run([sys.executable, "-m", "eval.bench.llm", *args], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "eval.bench.drafting.llm", *args], capture_output=True, text=True, check=True
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -198,7 +200,7 @@ def main(argv: list[str] | None = None) -> None:
         metavar=("A", "B"),
         default=None,
         help="time grounded drafts with quantization A against B in one process, alternating "
-        "within rounds (eval.bench.llm_paired); e.g. --paired auto nf4",
+        "within rounds (eval.bench.drafting.llm_paired); e.g. --paired auto nf4",
     )
     ap.add_argument("--rounds", type=int, default=24, help="rounds of --paired")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
@@ -211,9 +213,9 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(worker(a.worker, a.threads[0], a.new_tokens)))
         return
     if a.paired:
-        from eval.bench.llm_paired import run_paired
+        from eval.bench.drafting.llm_paired import run_paired
 
-        cmd = "python -m eval.bench.llm " + " ".join(argv if argv is not None else sys.argv[1:])
+        cmd = "python -m eval.bench.drafting.llm " + " ".join(argv if argv is not None else sys.argv[1:])
         run_paired(a.paired[0], a.paired[1], rounds=a.rounds, threads=a.threads[0], out=a.out, command=cmd)
         return
 
@@ -229,7 +231,7 @@ def main(argv: list[str] | None = None) -> None:
     ]
     load_after = os.getloadavg()
     fp32 = {r["threads"]: r["tok_s"] for r in rows if r["quant"] == "none"}
-    cmd = "python -m eval.bench.llm " + " ".join(argv if argv is not None else sys.argv[1:])
+    cmd = "python -m eval.bench.drafting.llm " + " ".join(argv if argv is not None else sys.argv[1:])
     lines = [
         "# LLM backends: load, memory, tokens/s, grounded drafting",
         "",

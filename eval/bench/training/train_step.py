@@ -1,7 +1,7 @@
 """Benchmark: time of one training step (plain CLIP vs eCLIP without / with an expert batch) and the
 embedding throughput of a model, measured in one process; writes Markdown to docs/perf/train_step.md.
 
-    python -m eval.bench.train_step --model eclip-small --batch-size 16 --repeats 5
+    python -m eval.bench.training.train_step --model eclip-small --batch-size 16 --repeats 5
 
 Steps run interleaved (every variant once per round, in a new seeded order each round) on the same
 model and the same pre-made batch, so machine load affects all variants alike; each variant's ratio to
@@ -278,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    command = "python -m eval.bench.train_step " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = "python -m eval.bench.training.train_step " + " ".join(argv if argv is not None else sys.argv[1:])
     steps = measure_steps(
         args.model,
         args.batch_size,

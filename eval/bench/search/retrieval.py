@@ -6,11 +6,11 @@ re-ranking), all in this process; recall@10 of the approximate indexes against e
 efSearch / nprobe raised until recall@10 >= the target. Then, at one size, the LlamaIndex-based
 EClipRetriever (precomputed query vector) against a raw ``faiss.search`` on the same index.
 
-    python -m eval.bench.retrieval                          # 10k, 100k, 1M; writes docs/perf/retrieval.md
-    python -m eval.bench.retrieval --sizes 10000 --queries 50 --out runs/retrieval_quick.md   # quick look
-    python -m eval.bench.retrieval --sizes 1000000 --no-ivf --overhead-size 0 --build-threads 2 \
+    python -m eval.bench.search.retrieval                          # 10k, 100k, 1M; writes docs/perf/retrieval.md
+    python -m eval.bench.search.retrieval --sizes 10000 --queries 50 --out runs/retrieval_quick.md   # quick look
+    python -m eval.bench.search.retrieval --sizes 1000000 --no-ivf --overhead-size 0 --build-threads 2 \
         --out docs/perf/retrieval_hnsw_1m.md                # HNSW at 1M on its own (long construction)
-    python -m eval.bench.retrieval --data reports --out docs/perf/retrieval_reports.md   # report-like corpus
+    python -m eval.bench.search.retrieval --data reports --out docs/perf/retrieval_reports.md   # report-like corpus
 """
 
 from __future__ import annotations
@@ -431,7 +431,7 @@ def main(argv: list[str] | None = None) -> int:
     overhead = (
         bench_overhead(args.overhead_size, args.dim, args.queries, args.k, args.seed) if args.overhead_size else []
     )
-    command = "python -m eval.bench.retrieval " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = "python -m eval.bench.search.retrieval " + " ".join(argv if argv is not None else sys.argv[1:])
     write_markdown(Path(args.out), command.strip(), rows, overhead, args, time.time() - t0)
     log.info("wrote %s", args.out)
     return 0

@@ -1,6 +1,6 @@
 """Benchmark the labeler and the report metrics; writes docs/perf/labeler.md.
 
-    python -m eval.bench.labeler            # ~1-2 minutes on 2 cores (METEOR's JVM start dominates)
+    python -m eval.bench.data.labeler            # ~1-2 minutes on 2 cores (METEOR's JVM start dominates)
 
 Measured in one process, as ratios against a baseline measured next to it:
 
@@ -24,7 +24,7 @@ from pathlib import Path
 
 from eval.bench.page import write_page
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 log = logging.getLogger(__name__)
 
 
@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     res = run(args.pairs)
-    command = ("python -m eval.bench.labeler " + " ".join(argv if argv is not None else sys.argv[1:])).strip()
+    command = ("python -m eval.bench.data.labeler " + " ".join(argv if argv is not None else sys.argv[1:])).strip()
     write_page(args.out, render(res, command), echo=False)
     log.info("wrote %s", args.out)
     return 0

@@ -1,6 +1,6 @@
 """Study: grounded drafting vs eCLIP top-1 under retrieval and weighting settings, in one process.
 
-    python -m eval.bench.grounded_sweep --n 100 --out docs/results/grounded_sweep.md
+    python -m eval.bench.drafting.grounded_sweep --n 100 --out docs/results/grounded_sweep.md
 
 On the first ``n`` studies of a split (default test) of the default bundle (sorted by id, as ``python -m eval.report_gen``
 orders them), the X-rays are embedded once; then for each setting the retrieved reports go to
@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
         "> Default bundle: real Open-I report text with SIMULATED (phantom) radiographs.",
         "",
-        f"Command: `python -m eval.bench.grounded_sweep --n {args.n} --split {args.split} --out {args.out} --settings {' '.join(args.settings)}`",
+        f"Command: `python -m eval.bench.drafting.grounded_sweep --n {args.n} --split {args.split} --out {args.out} --settings {' '.join(args.settings)}`",
         "",
         f"First {len(test)} {args.split} studies (sorted by id), default bundle (centred index), default LLM "
         f"({llm.id}); clinical F1 with uncertain -> negative. Similarities of the plain nearest 5 "

@@ -1,0 +1,1 @@
+"""Benchmarks and studies of drafting: the LLM per precision, free mode's loop stop, grounded settings."""
