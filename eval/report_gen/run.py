@@ -319,7 +319,7 @@ def run_report_gen(cfg: ReportGenConfig) -> dict[str, Any]:
     paths["png"] = bar_chart(rows, Path(cfg.out_dir) / f"{cfg.name}.png", title=title)
     if pictures:
         from eclip_core.quality import modality_gap
-        from eval.report_gen.embedding_suite import projection_plot
+        from eval.report_gen.embedding_tables import projection_plot
 
         gaps = {name: float(modality_gap(e["image"], e["text"])) for name, e in pictures.items()}
         paths["embeddings_png"] = projection_plot(
