@@ -18,9 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
+from eval.bench.drafting.evidence import evidence_reports
 from eval.bench.page import write_page
 
-#: Query reports whose TF-IDF neighbours are the evidence sets (the first is eval.bench.drafting.llm's).
+#: Query reports whose TF-IDF neighbours are the evidence sets (the first is eval.bench.drafting.evidence.QUERY_UID).
 QUERY_UIDS = ("CXR3166", "CXR500", "CXR1000", "CXR1500", "CXR2000", "CXR2500", "CXR3000", "CXR3500")
 #: The share of nf4's warm grounded-draft time that "auto" should take at most where it resolves otherwise.
 TARGET = 0.7
@@ -38,7 +39,6 @@ def _cpu_model() -> str:
 
 def _evidence_sets() -> list[tuple[str, list[dict]]]:
     from eclip_core.data.openi import load_openi_reports
-    from eval.bench.drafting.llm import evidence_reports
 
     have = {r.uid for r in load_openi_reports() if r.findings and r.impression}
     return [(uid, evidence_reports(5, uid)) for uid in QUERY_UIDS if uid in have]
