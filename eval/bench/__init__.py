@@ -17,8 +17,9 @@ Rooms, in the order a chest X-ray travels:
 
 Shared by all of them, at this level: ``page`` (the one page writer), ``stats`` (paired ratios with
 bootstrap intervals for interleaved timings), ``collect`` (the summary pages docs/RESULTS.md and
-docs/PERFORMANCE.md, read from the detailed pages) and ``cuda_check`` (the CUDA code paths in one run on
-a GPU machine). Each script runs as ``python -m eval.bench.<room>.<name>``, for example::
+docs/PERFORMANCE.md, read from the detailed pages by ``page_reader``, one row per entry of
+``summary_rows``) and ``cuda_check`` (the CUDA code paths in one run on a GPU machine). Each script runs
+as ``python -m eval.bench.<room>.<name>``, for example::
 
     python -m eval.bench.search.retrieval --sizes 10000 --queries 50 --out runs/retrieval_quick.md
     python -m eval.bench.collect --check
