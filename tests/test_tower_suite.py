@@ -67,11 +67,11 @@ def test_calibration_steps_do_not_depend_on_which_variants_are_asked_for(tmp_pat
     def fake_data_costs(names, manifest, batch_size, rounds):
         return {v: {"plain": [0.0] * rounds, "expert": [0.0] * rounds} for v in names}
 
-    monkeypatch.setenv("RAG_REPORT_HOME", str(tmp_path))
     monkeypatch.setattr(B, "step_costs", fake_step_costs)
     monkeypatch.setattr(B, "data_costs", fake_data_costs)
-    alone = B.calibrate(V.TowerSuiteConfig(variants=["cnn128"], calibration_rounds=3), "m.csv")
-    together = B.calibrate(V.TowerSuiteConfig(variants=["vit128", "cnn128"], calibration_rounds=3), "m.csv")
+    alone = B.calibrate(V.TowerSuiteConfig(variants=["cnn128"], calibration_rounds=3), "m.csv", tmp_path)
+    together = B.calibrate(V.TowerSuiteConfig(variants=["vit128", "cnn128"], calibration_rounds=3), "m.csv", tmp_path)
     assert alone["steps"] == together["steps"]
     assert alone["steps"]["cnn128"] == 1200 and alone["steps"]["vit128"] == 600 and alone["steps"]["vit224"] == 300
     assert calls == [sorted(V.VARIANTS)]  # calibrated once, every variant; the second call reads the cache
+    assert len(list(tmp_path.glob("calibration-*.json"))) == 1  # in the folder it was given

@@ -1,6 +1,6 @@
 """The tower suite's budget: one training step of each variant timed in this process (model step and batch
 preparation, single-thread CPU time, interleaved over rounds), turned into steps per variant that cost the
-same as the reference's run. :func:`calibrate` caches the result under $RAG_REPORT_HOME/eval/tower.
+same as the reference's run. :func:`calibrate` caches the result in the folder it is given.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 
-from eclip_core.paths import rag_report_home
 from eval.report_gen.tower_variants import MEAN_EXPERT_RATE, VARIANTS, TowerSuiteConfig, model_config, train_config
 
 
@@ -141,8 +140,8 @@ def step_costs(variants: list[str], batch_size: int, rounds: int, seed: int = 0)
         torch.set_num_threads(threads)
 
 
-def calibrate(cfg: TowerSuiteConfig, manifest: str) -> dict[str, Any]:
-    """Steps per variant for the reference's budget (cached under $RAG_REPORT_HOME/eval/tower).
+def calibrate(cfg: TowerSuiteConfig, manifest: str, cache_dir: Path) -> dict[str, Any]:
+    """Steps per variant for the reference's budget (cached in ``cache_dir``, the suite's under $RAG_REPORT_HOME).
 
     A step's cost is its CPU time: the model's forward and backward (one thread) plus the preparation of
     its batch (what the data-loader process spends), each with an expert batch at the curriculum's mean
@@ -163,7 +162,7 @@ def calibrate(cfg: TowerSuiteConfig, manifest: str) -> dict[str, Any]:
             sort_keys=True,
         ).encode()
     ).hexdigest()[:10]
-    path = rag_report_home() / "eval" / "tower" / f"calibration-{key}.json"
+    path = Path(cache_dir) / f"calibration-{key}.json"
     if path.is_file():
         return json.loads(path.read_text())
     times = step_costs(names, cfg.batch_size, cfg.calibration_rounds)

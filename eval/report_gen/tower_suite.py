@@ -35,6 +35,11 @@ from eval.report_gen.tower_variants import VARIANTS, TowerSuiteConfig, train_con
 log = logging.getLogger(__name__)
 
 
+def suite_home() -> Path:
+    """Where the suite caches its calibration and its trained runs."""
+    return rag_report_home() / "eval" / "tower"
+
+
 # ---------------------------------------------------------------------------------------------- training
 def run_dir(cfg: TowerSuiteConfig, manifest: str, variant: str, seed: int, steps: int) -> Path:
     key = json.dumps(
@@ -48,7 +53,7 @@ def run_dir(cfg: TowerSuiteConfig, manifest: str, variant: str, seed: int, steps
         },
         sort_keys=True,
     )
-    return rag_report_home() / "eval" / "tower" / f"{variant}-s{seed}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
+    return suite_home() / f"{variant}-s{seed}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
 
 
 def train_variant(cfg: TowerSuiteConfig, manifest: str, variant: str, seed: int, steps: int) -> tuple[Path, float]:
@@ -178,7 +183,7 @@ def run_tower_suite(cfg: TowerSuiteConfig) -> dict[str, Any]:
         from eclip_core.data.phantom import build_phantom_dataset
 
         manifest = str(build_phantom_dataset(progress=cfg.progress))
-    cal = calibrate(cfg, manifest)
+    cal = calibrate(cfg, manifest, suite_home())
     runs = []
     for variant in cfg.variants:
         for seed in cfg.seeds:
