@@ -1,4 +1,5 @@
-"""Every ``python -m eval...`` command the README and docs/ name runs a module that exists and is a script."""
+"""Every ``python -m eval...`` command the README and docs/ name runs a module that exists and is a script, and
+every import of an eval module in eval/ (lazy ones too) names a module and a name that exist."""
 
 from __future__ import annotations
 
@@ -41,3 +42,40 @@ def test_the_check_rejects_a_moved_module():
     assert not _is_script("eval.bench.retrieval")  # moved to eval.bench.search.retrieval
     assert not _is_script("eval.bench.page")  # a library module, not a script
     assert _is_script("eval.report_gen")  # a package with __main__
+
+
+def _eval_imports() -> list[tuple[str, int, str, str | None]]:
+    """(file, line, module, name or None) of every import of an eval module in eval/, inside functions too."""
+    import ast
+
+    found = []
+    for path in sorted((ROOT / "eval").rglob("*.py")):
+        rel = str(path.relative_to(ROOT))
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").split(".")[0] == "eval":
+                found += [(rel, node.lineno, node.module, alias.name) for alias in node.names]
+            elif isinstance(node, ast.Import):
+                found += [(rel, node.lineno, a.name, None) for a in node.names if a.name.split(".")[0] == "eval"]
+    return found
+
+
+def test_every_import_of_an_eval_module_resolves():
+    """Lazy imports (inside functions) run only on their path: a moved module or a removed name would
+    fail there, at run time, unless checked here."""
+    import importlib
+
+    bad = []
+    for rel, line, module, name in _eval_imports():
+        if importlib.util.find_spec(module) is None:
+            bad.append(f"{rel}:{line}: no module {module}")
+        elif name is not None and not hasattr(mod := importlib.import_module(module), name):
+            is_package = hasattr(mod, "__path__")
+            if not (is_package and importlib.util.find_spec(f"{module}.{name}") is not None):
+                bad.append(f"{rel}:{line}: {module} has no {name}")
+    assert not bad, "\n".join(bad)
+
+
+def test_the_import_check_sees_lazy_imports():
+    imports = _eval_imports()
+    lazy = ("eval/bench/drafting/grounded_sweep.py", "eval.report_gen.run", "select_studies")
+    assert any((rel, module, name) == lazy for rel, _, module, name in imports)
