@@ -186,3 +186,27 @@ def test_draft_report_wrapper_and_no_identity_in_logs(source, caplog):
     logged = "\n".join(r.getMessage() for r in caplog.records)
     for secret in ("Synthetic", PATIENT_ID, "19600229", "ACC-SYN-1", source[1].StudyInstanceUID):
         assert secret not in logged
+
+
+@pytest.mark.slow
+def test_a_pipeline_draft_of_a_dicom_study_becomes_a_valid_sr_and_bundle(tiny_pipeline_config, tmp_path):
+    """End to end on the tiny world: the real pipeline drafts from a CR file, and its draft (real predicted
+    labels included) is written as an SR that dciodvfy accepts and a Bundle that validates."""
+    from rag_report.handoff.fhir import validate_bundle
+    from rag_report.pipeline import ReportPipeline
+
+    path = tmp_path / "cr.dcm"
+    src = synthetic_cr(path, size=128)
+    draft = ReportPipeline(tiny_pipeline_config, progress=False).generate(str(path), mode="top1")
+    assert draft.predicted_labels  # the tiny index has label classifiers: real predictions are written
+    sr = draft.to_dicom_sr([pydicom.dcmread(path, stop_before_pixels=True)])
+    sr.save_as(tmp_path / "sr.dcm")
+    assert dciodvfy_errors(tmp_path / "sr.dcm") == []
+    content = read_sr_content(hd.sr.srread(tmp_path / "sr.dcm"))
+    assert (content.findings, content.impression) == (draft.findings, draft.impression)
+    assert len(content.coded_findings) == len(draft.predicted_positive)
+    assert content.references == [(CR_IMAGE_STORAGE, src.SOPInstanceUID)]
+    bundle = draft.to_fhir(study_instance_uid=src.StudyInstanceUID)
+    validate_bundle(bundle)
+    observations = [e for e in bundle["entry"] if e["resource"]["resourceType"] == "Observation"]
+    assert len(observations) == len(draft.predicted_labels)
