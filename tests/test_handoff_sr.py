@@ -210,3 +210,15 @@ def test_a_pipeline_draft_of_a_dicom_study_becomes_a_valid_sr_and_bundle(tiny_pi
     validate_bundle(bundle)
     observations = [e for e in bundle["entry"] if e["resource"]["resourceType"] == "Observation"]
     assert len(observations) == len(draft.predicted_labels)
+
+
+def test_text_beyond_ascii_is_written_in_utf8(tmp_path):
+    draft = sample_draft()
+    draft.findings = "Heart size at the upper limit of normal — unchanged. Angle 45°, café-au-lait."
+    sr = draft_to_sr(draft, [synthetic_cr()])
+    sr.save_as(tmp_path / "sr.dcm")
+    assert dciodvfy_errors(tmp_path / "sr.dcm") == []
+    back = pydicom.dcmread(tmp_path / "sr.dcm")
+    assert back.SpecificCharacterSet == "ISO_IR 192" and read_sr_content(back).findings == draft.findings
+    assert str(back.PatientName) == PATIENT_NAME
+    assert "SpecificCharacterSet" not in draft_to_sr(sample_draft(), [synthetic_cr()])  # ASCII: as the source

@@ -224,7 +224,7 @@ def draft_to_fhir_bundle(
             conclusion=draft.impression or None,
             presentedForm=[
                 Attachment(
-                    contentType="text/plain",
+                    contentType="text/plain; charset=utf-8",
                     language="en",
                     data=base64.b64encode(draft.text.encode("utf-8")),
                     title="AI draft report (preliminary, unverified)",

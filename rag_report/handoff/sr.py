@@ -223,10 +223,14 @@ def draft_to_sr(
     study_uid = str(evidence[0].StudyInstanceUID)
     ident = algorithm_identity(draft)
     references = [str(ds.SOPInstanceUID) for ds in evidence]
+    content = _content(draft, evidence, manufacturer)
+    # Text beyond ASCII (an LLM's dashes or degree signs) needs a character set that holds it: UTF-8 then.
+    texts = [draft.findings, draft.impression, *draft.warnings, *ident.parameter_lines()]
+    charset = {} if all(t.isascii() for t in texts) else {"specific_character_set": "ISO_IR 192"}
     try:
         sr = hd.sr.ComprehensiveSR(
             evidence=evidence,
-            content=_content(draft, evidence, manufacturer),
+            content=content,
             series_instance_uid=stable_uid("rag-report SR series", study_uid, manufacturer),
             series_number=series_number,
             sop_instance_uid=stable_uid("rag-report SR", study_uid, *references, draft_fingerprint(draft)),
@@ -237,6 +241,7 @@ def draft_to_sr(
             is_verified=False,
             performed_procedure_codes=[_coded(CHEST_XR_SINGLE_VIEW)],
             series_description=SERIES_DESCRIPTION,
+            **charset,
         )
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
         raise HandoffError(
