@@ -36,7 +36,10 @@ def test_bundle_round_trips_and_states_the_draft():
     (report,) = _resources(bundle, "DiagnosticReport")
     assert report["status"] == "preliminary" and report["conclusion"] == IMPRESSION
     (form,) = report["presentedForm"]
-    assert form["contentType"] == "text/plain; charset=utf-8" and base64.b64decode(form["data"]).decode("utf-8") == draft.text
+    assert (
+        form["contentType"] == "text/plain; charset=utf-8"
+        and base64.b64decode(form["data"]).decode("utf-8") == draft.text
+    )
     assert report["code"]["coding"][0] == {
         "system": "http://loinc.org",
         "code": "36554-4",

@@ -30,6 +30,7 @@ import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import highdicom as hd
 import numpy as np
@@ -226,7 +227,7 @@ def draft_to_sr(
     content = _content(draft, evidence, manufacturer)
     # Text beyond ASCII (an LLM's dashes or degree signs) needs a character set that holds it: UTF-8 then.
     texts = [draft.findings, draft.impression, *draft.warnings, *ident.parameter_lines()]
-    charset = {} if all(t.isascii() for t in texts) else {"specific_character_set": "ISO_IR 192"}
+    charset: dict[str, Any] = {} if all(t.isascii() for t in texts) else {"specific_character_set": "ISO_IR 192"}
     try:
         sr = hd.sr.ComprehensiveSR(
             evidence=evidence,
