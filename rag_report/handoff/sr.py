@@ -216,9 +216,11 @@ def draft_to_sr(
     and the draft, so writing the same draft twice gives the same instance. Raises HandoffError naming what a
     source lacks.
 
-    >>> sr = draft_to_sr(draft, [source])                  # doctest: +SKIP
-    >>> sr.CompletionFlag, sr.VerificationFlag             # doctest: +SKIP
-    ('PARTIAL', 'UNVERIFIED')
+    >>> from rag_report.report import DraftReport
+    >>> draft = DraftReport("Clear lungs.", "No acute process.", [], [], {}, {}, {"eclip_checkpoint": "abc"}, "top1")
+    >>> sr = draft_to_sr(draft, [source_dataset_for_image()])
+    >>> sr.CompletionFlag, sr.VerificationFlag, read_sr_content(sr).impression
+    ('PARTIAL', 'UNVERIFIED', 'No acute process.')
     """
     evidence = _checked_sources(sources)
     study_uid = str(evidence[0].StudyInstanceUID)
@@ -322,7 +324,11 @@ class SRContent:
 
 def read_sr_content(sr: Dataset) -> SRContent:
     """The findings / impression text, coded findings, image references and comments of an SR that
-    :func:`draft_to_sr` wrote (any dataset with the same tree, e.g. read back with pydicom)."""
+    :func:`draft_to_sr` wrote (any dataset with the same tree, e.g. read back with pydicom).
+
+    >>> read_sr_content(pydicom.dcmread("draft-sr.dcm")).findings      # doctest: +SKIP
+    'Clear lungs.'
+    """
     out = SRContent()
 
     def code_of(item: Dataset, seq: str) -> tuple[str, str, str]:
