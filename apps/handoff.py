@@ -13,7 +13,6 @@ import logging
 from pathlib import Path
 
 from apps import imaging
-from rag_report.errors import RagReportError
 from rag_report.report import DraftReport
 
 log = logging.getLogger(__name__)
@@ -48,12 +47,12 @@ def write_handoff_files(image_path: str, draft: DraftReport, folder: Path) -> tu
             sr = draft.to_dicom_sr([header])
             sr.save_as(folder / SR_NAME)
             sr_path = str(folder / SR_NAME)
-        except (RagReportError, OSError, ValueError, TypeError) as exc:
+        except Exception as exc:  # noqa: BLE001 - the draft stands without its SR; the page keeps serving
             log.info("no DICOM SR for this draft (%s)", type(exc).__name__)
     try:
         bundle = draft.to_fhir(study_instance_uid=study_uid or None)
         (folder / FHIR_NAME).write_text(json.dumps(bundle, indent=2), encoding="utf-8")
         fhir_path = str(folder / FHIR_NAME)
-    except (RagReportError, OSError) as exc:
+    except Exception as exc:  # noqa: BLE001 - as for the SR
         log.info("no FHIR bundle for this draft (%s)", type(exc).__name__)
     return sr_path, fhir_path

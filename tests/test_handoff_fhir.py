@@ -154,3 +154,12 @@ def test_empty_parts_are_left_out_and_unknown_observations_refused():
 def test_draft_report_to_fhir_wrapper():
     bundle = sample_draft().to_fhir(study_instance_uid=STUDY_UID, issued=ISSUED)
     assert bundle == draft_to_fhir_bundle(sample_draft(), study_instance_uid=STUDY_UID, issued=ISSUED)
+
+
+def test_a_probability_that_is_not_a_number_is_marked_absent():
+    draft = sample_draft()
+    draft.predicted_labels["Edema"] = float("nan")
+    bundle = draft_to_fhir_bundle(draft, issued=ISSUED)
+    (edema,) = [o for o in _resources(bundle, "Observation") if o["code"]["text"] == "Edema"]
+    assert "valueQuantity" not in edema and edema["dataAbsentReason"]["coding"][0]["code"] == "not-a-number"
+    assert "NaN" not in json.dumps(bundle)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import math
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -59,6 +60,7 @@ log = logging.getLogger(__name__)
 
 UCUM_URI = "http://unitsofmeasure.org"
 DICOM_UID_SYSTEM = "urn:dicom:uid"
+ABSENT_URI = "http://terminology.hl7.org/CodeSystem/data-absent-reason"
 
 #: FHIR R4 required value-set bindings of the coded elements written here. fhir.resources checks structure,
 #: cardinality, data types and choice elements, but not bindings (it accepts status "draft-ish"), so
@@ -146,14 +148,21 @@ def _device(draft: DraftReport, device_id: str) -> Device:
 
 def _observation(draft: DraftReport, name: str, obs_id: str, common: dict[str, Any], device_url: str) -> Observation:
     concept = observation_concept(name)
+    probability = float(draft.predicted_labels[name])
+    if math.isfinite(probability):
+        value: dict[str, Any] = {
+            "valueQuantity": Quantity(
+                value=Decimal(f"{probability:.4f}"), unit="probability", system=UCUM_URI, code="1"
+            )
+        }
+    else:  # a classifier that gave no number: say so rather than write NaN
+        value = {"dataAbsentReason": CodeableConcept(coding=[Coding(system=ABSENT_URI, code="not-a-number")])}
     return Observation(
         id=obs_id,
         status="preliminary",
         category=[CodeableConcept(coding=[Coding(system=OBSERVATION_CATEGORY_URI, code="imaging", display="Imaging")])],
         code=CodeableConcept(coding=[_coding(concept)], text=name),
-        valueQuantity=Quantity(
-            value=Decimal(f"{float(draft.predicted_labels[name]):.4f}"), unit="probability", system=UCUM_URI, code="1"
-        ),
+        **value,
         interpretation=[_interpretation(name in draft.predicted_positive)],
         method=CodeableConcept(text="label classifier over the eCLIP image embedding, at its own threshold"),
         device=Reference(reference=device_url),
