@@ -29,6 +29,7 @@ import pandas as pd
 
 from eclip_core.labeler import label_report, sentence_observations
 from eclip_core.text import join_report, split_sentences
+from eval.bench.page import write_page
 
 log = logging.getLogger(__name__)
 
@@ -209,9 +210,15 @@ def _table(res: ValidationResult) -> list[str]:
 def render_markdown(
     full: dict[str, ValidationResult], test: dict[str, ValidationResult], speed: tuple[float, float], command: str
 ) -> str:
-    main = full[HEADLINE]
-    other = next(p for p in full if p != HEADLINE)
-    lines = [
+    """The page: what is compared and how this labeler departs from CheXpert's, the score tables, the speed,
+    what remains wrong and the first errors per observation."""
+    lines = _intro(command) + _score_tables(full, test)
+    lines += _speed_and_caveat(speed) + REMAINING_ERRORS + _error_table(full[HEADLINE])
+    return "\n".join(lines)
+
+
+def _intro(command: str) -> list[str]:
+    return [
         "# Labeler validation: Open-I reports vs NegBio expert labels",
         "",
         f"Command: `{command}` (reads NegBio's gold labels, `eval/data/{GOLD_CSV}`, shipped with the package",
@@ -242,6 +249,14 @@ def render_markdown(
         "- Findings outside the 14 (emphysema, granuloma, degenerative change, hyperinflation, tortuous aorta)",
         '  are recognised as no observation and do not block "No Finding" (the CheXpert rule as specified).',
         "",
+    ]
+
+
+def _score_tables(full: dict[str, ValidationResult], test: dict[str, ValidationResult]) -> list[str]:
+    """Headline policy on all gold reports, the other policy, and the headline on NegBio's test split."""
+    main = full[HEADLINE]
+    other = next(p for p in full if p != HEADLINE)
+    return [
         f"## All {main.n_reports} gold reports with text, {HEADLINE.replace('_', ' ')} (headline)",
         "",
         *_table(main),
@@ -254,6 +269,11 @@ def render_markdown(
         "",
         *_table(test[HEADLINE]),
         "",
+    ]
+
+
+def _speed_and_caveat(speed: tuple[float, float]) -> list[str]:
+    return [
         f"Speed (one process, the machine that wrote this page): {speed[0]:,.0f} reports/s with a cold sentence cache, "
         f"{speed[1]:,.0f} reports/s warm.",
         "",
@@ -261,15 +281,26 @@ def render_markdown(
         "included, so the split is not a held-out estimate; the hand-written sentence tests",
         "(tests/test_labeler.py) check the rules independently of this data.",
         "",
-        "## What remains wrong, by kind",
-        "",
-        '- Hedged findings the annotators coded anyway ("atelectasis versus scarring", "probable effusion",',
-        '  "most suggestive of edema"): false negatives under the headline policy, true positives under the other.',
-        '- "Enlarged cardiac silhouette" that IU coded as "Cardiac Shadow/enlarged" rather than Cardiomegaly.',
-        '- Nodule wording the coding treats inconsistently ("nodular opacity" sometimes coded Nodule, small',
-        '  nodules near ribs / nipples not coded, "fibronodular" scarring coded Nodule).',
-        '- Text garbled by de-identification ("Marrow pneumothorax, ..." for "No pneumothorax"; a lost "No").',
-        "",
+    ]
+
+
+#: The kinds of error left, read from the error lists (a summary: report text is not copied here).
+REMAINING_ERRORS = [
+    "## What remains wrong, by kind",
+    "",
+    '- Hedged findings the annotators coded anyway ("atelectasis versus scarring", "probable effusion",',
+    '  "most suggestive of edema"): false negatives under the headline policy, true positives under the other.',
+    '- "Enlarged cardiac silhouette" that IU coded as "Cardiac Shadow/enlarged" rather than Cardiomegaly.',
+    '- Nodule wording the coding treats inconsistently ("nodular opacity" sometimes coded Nodule, small',
+    '  nodules near ribs / nipples not coded, "fibronodular" scarring coded Nodule).',
+    '- Text garbled by de-identification ("Marrow pneumothorax, ..." for "No pneumothorax"; a lost "No").',
+    "",
+]
+
+
+def _error_table(main: ValidationResult) -> list[str]:
+    """The uids of the first false positives and negatives per observation (under the headline policy)."""
+    lines = [
         f"## Kinds of sentences it gets wrong (first errors per category, {HEADLINE.replace('_', ' ')})",
         "",
         "FP = the labeler says positive, gold negative; FN = gold positive, the labeler says negative, uncertain",
@@ -287,7 +318,7 @@ def render_markdown(
         fns = ", ".join(uid for kind, uid, _ in errs if kind == "FN") or "-"
         lines.append(f"| {obs} | {fps} | {fns} |")
     lines.append("")
-    return "\n".join(lines)
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -309,8 +340,7 @@ def main(argv: list[str] | None = None) -> int:
     speed = _speed(list(reports.values()))
     command = "python -m eval.labeler_validation" + (" " + " ".join(argv or sys.argv[1:])).rstrip()
     md = render_markdown(full, test, speed, command.strip())
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(md + "\n", encoding="utf-8")
+    write_page(args.out, md, echo=False)
     for policy, res in full.items():
         log.info("%s: micro-F1 %.3f macro-F1 %.3f over %d reports", policy, res.micro_f1, res.macro_f1, res.n_reports)
     log.info("wrote %s", args.out)

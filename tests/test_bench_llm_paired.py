@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import types
 
-from eval.bench.llm_paired import time_rounds
+from eval.bench.drafting.llm_paired import time_rounds
 
 
 def test_rounds_alternate_the_order_and_share_the_evidence():

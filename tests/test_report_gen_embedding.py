@@ -36,7 +36,8 @@ def blob_manifest(tmp_path_factory):
 
 @pytest.mark.slow
 def test_embedding_suite_writes_tables_and_picture(blob_manifest, tmp_path, monkeypatch):
-    from eval.report_gen.embedding_suite import METRIC_ORDER, EmbeddingSuiteConfig, run_embedding_suite
+    from eval.report_gen.embedding_suite import EmbeddingSuiteConfig, run_embedding_suite
+    from eval.report_gen.embedding_variants import METRIC_ORDER
 
     monkeypatch.setenv("RAG_REPORT_HOME", str(tmp_path / "home"))
     cfg = EmbeddingSuiteConfig(
@@ -180,7 +181,7 @@ def test_runs_from_an_earlier_result_join_the_table_and_a_different_budget_is_re
 
 
 def test_paired_differences_with_clip_by_seed():
-    from eval.report_gen.embedding_suite import paired_vs_clip
+    from eval.report_gen.embedding_tables import paired_vs_clip
 
     runs = [{"variant": "clip", "seed": s, "metrics": {"i2t_R@10": v}} for s, v in ((0, 0.10), (1, 0.30), (2, 0.20))]
     runs += [{"variant": "eclip", "seed": s, "metrics": {"i2t_R@10": v}} for s, v in ((0, 0.15), (1, 0.32), (2, 0.19))]

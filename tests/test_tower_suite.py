@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from eval.report_gen import tower_budget as B
 from eval.report_gen import tower_suite as T
+from eval.report_gen import tower_variants as V
 
 
 def test_variants_keep_the_paper_objective_reachable():
     # Every label-aware variant differs from its backbone's paper variant only by the label terms.
-    for _name, (_, _model, train) in T.VARIANTS.items():
+    for _name, (_, _model, train) in V.VARIANTS.items():
         assert set(train) <= {"label_loss_weight", "soft_target_weight", "soft_target_temperature"}
-    assert T.VARIANTS["vit224"][2] == {} and T.VARIANTS["cnn128"][2] == {}
-    cfg = T.train_config(T.TowerSuiteConfig(), "m.csv", "cnn128_aux_soft", 0, 10, T.Path("x"))
+    assert V.VARIANTS["vit224"][2] == {} and V.VARIANTS["cnn128"][2] == {}
+    cfg = V.train_config(V.TowerSuiteConfig(), "m.csv", "cnn128_aux_soft", 0, 10, Path("x"))
     assert cfg.method == "eclip" and cfg.label_loss_weight > 0 and cfg.soft_target_weight > 0
-    paper = T.train_config(T.TowerSuiteConfig(), "m.csv", "cnn128", 0, 10, T.Path("x"))
+    paper = V.train_config(V.TowerSuiteConfig(), "m.csv", "cnn128", 0, 10, Path("x"))
     assert paper.label_loss_weight == 0 and paper.soft_target_weight == 0 and not paper.uses_labels
 
 
@@ -34,13 +38,13 @@ def test_markdown_marks_the_winner_and_states_the_budget():
         summary[v]["selection"] = (1.0 if v == "cnn128" else 0.2, 0.0, 3)
     result = {
         "command": "python -m eval.report_gen --suite tower",
-        "config": T.TowerSuiteConfig(variants=variants).to_dict(),
+        "config": V.TowerSuiteConfig(variants=variants).to_dict(),
         "calibration": {
             "cost_ratio": {"vit224": 1.0, "cnn128": 0.25},
             "steps": {"vit224": 300, "cnn128": 1200},
             "reference": "vit224",
             "reference_steps": 300,
-            "mean_expert_rate": T.MEAN_EXPERT_RATE,
+            "mean_expert_rate": V.MEAN_EXPERT_RATE,
         },
         "summary": summary,
         "winner": "cnn128",
@@ -53,7 +57,7 @@ def test_markdown_marks_the_winner_and_states_the_budget():
 
 def test_calibration_steps_do_not_depend_on_which_variants_are_asked_for(tmp_path, monkeypatch):
     # Costs by hand: a cnn128 step costs a quarter of the reference's, a vit128 step half; data is free.
-    cost = {v: (0.25 if v.startswith("cnn") else 0.5 if v.startswith("vit128") else 1.0) for v in T.VARIANTS}
+    cost = {v: (0.25 if v.startswith("cnn") else 0.5 if v.startswith("vit128") else 1.0) for v in V.VARIANTS}
     calls = []
 
     def fake_step_costs(names, batch_size, rounds):
@@ -63,11 +67,11 @@ def test_calibration_steps_do_not_depend_on_which_variants_are_asked_for(tmp_pat
     def fake_data_costs(names, manifest, batch_size, rounds):
         return {v: {"plain": [0.0] * rounds, "expert": [0.0] * rounds} for v in names}
 
-    monkeypatch.setenv("RAG_REPORT_HOME", str(tmp_path))
-    monkeypatch.setattr(T, "step_costs", fake_step_costs)
-    monkeypatch.setattr(T, "data_costs", fake_data_costs)
-    alone = T.calibrate(T.TowerSuiteConfig(variants=["cnn128"], calibration_rounds=3), "m.csv")
-    together = T.calibrate(T.TowerSuiteConfig(variants=["vit128", "cnn128"], calibration_rounds=3), "m.csv")
+    monkeypatch.setattr(B, "step_costs", fake_step_costs)
+    monkeypatch.setattr(B, "data_costs", fake_data_costs)
+    alone = B.calibrate(V.TowerSuiteConfig(variants=["cnn128"], calibration_rounds=3), "m.csv", tmp_path)
+    together = B.calibrate(V.TowerSuiteConfig(variants=["vit128", "cnn128"], calibration_rounds=3), "m.csv", tmp_path)
     assert alone["steps"] == together["steps"]
     assert alone["steps"]["cnn128"] == 1200 and alone["steps"]["vit128"] == 600 and alone["steps"]["vit224"] == 300
-    assert calls == [sorted(T.VARIANTS)]  # calibrated once, every variant; the second call reads the cache
+    assert calls == [sorted(V.VARIANTS)]  # calibrated once, every variant; the second call reads the cache
+    assert len(list(tmp_path.glob("calibration-*.json"))) == 1  # in the folder it was given

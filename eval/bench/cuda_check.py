@@ -10,7 +10,7 @@ skipped (with why), and the exit status is 1 if any section failed. Sections:
 2. training through ``eclip_core.train`` (accelerate) on a synthetic blob data set with eclip-tiny, in fp32,
    bf16 and fp16 mixed precision, expert batches injected: finite losses, the loss falling, step time and
    peak GPU memory.
-3. the training-step benchmark (``eval.bench.train_step.measure_steps``) on the device: CLIP vs eCLIP
+3. the training-step benchmark (``eval.bench.training.train_step.measure_steps``) on the device: CLIP vs eCLIP
    steps with and without an expert batch, fp32 and bf16 autocast, paired per-round ratios.
 4. the frozen LLM through ``rag_report.llm.load_llm``: a model shaped like SmolLM2-135M-Instruct (random
    weights, so the check needs no model file) saved locally and loaded with
@@ -152,7 +152,7 @@ def check_training(device: torch.device, precisions: list[str], steps: int, work
 
 
 def check_step_ratio(device: torch.device, model: str, batch_size: int, repeats: int, bf16: bool) -> dict:
-    from eval.bench.train_step import measure_steps
+    from eval.bench.training.train_step import measure_steps
 
     out = {}
     for name, dtype in [("fp32", None)] + ([("bf16 autocast", torch.bfloat16)] if bf16 else []):

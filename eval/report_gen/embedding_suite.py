@@ -13,13 +13,11 @@ shows a 2-D projection of image and report embeddings, CLIP beside eCLIP.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as _dt
 import hashlib
 import json
 import logging
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,100 +25,17 @@ import numpy as np
 
 from eclip_core.errors import ConfigError
 from eclip_core.labels import CHEXPERT_OBSERVATIONS, COMMON_FIVE
+from eval.bench.page import write_page
+from eval.report_gen.embedding_tables import DEFINITIONS, paired_vs_clip, projection_plot, render_markdown, summarise
+from eval.report_gen.embedding_variants import (
+    PROBE_FRACTIONS,
+    VARIANTS,
+    ZERO_SHOT_PROMPTS,
+    EmbeddingSuiteConfig,
+)
 from rag_report.paths import rag_report_home, text_feature_dir
 
 log = logging.getLogger(__name__)
-
-#: The ablation ladder as TrainConfig overrides (what each rung adds is written next to it).
-_ALWAYS_INJECT = dict(cold_frac=0.0, warm_end_frac=0.0, cool_end_frac=0.0, p_start=1.0, p_peak=1.0, p_floor=1.0)
-VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
-    "clip": ("CLIP (no expert data)", {"method": "clip"}),
-    "mask": ("+mask (E*I, eCLIP schedule)", {"method": "mask"}),
-    "mha": ("+MHA (naive: expert every step, no mixup/curriculum/priming)", {"method": "naive", "priming_weight": 0.0}),
-    "mixup": (
-        "+mixup (expert every step, no curriculum/priming)",
-        {"method": "eclip", "priming_weight": 0.0, **_ALWAYS_INJECT},
-    ),
-    "curriculum": ("+curriculum (no priming)", {"method": "eclip", "priming_weight": 0.0}),
-    "eclip": ("+priming = full eCLIP", {"method": "eclip"}),
-    "random": ("random heatmaps (control)", {"method": "random"}),
-}
-PROBE_FRACTIONS = (0.01, 0.1, 1.0)
-METRIC_ORDER = (
-    "zero_shot_macro_f1_5",
-    "zero_shot_accuracy_5",
-    "i2t_R@1",
-    "i2t_R@5",
-    "i2t_R@10",
-    "label_precision@5",
-    "alignment",
-    "uniformity",
-    "modality_gap",
-    "probe_auroc_1%",
-    "probe_auroc_10%",
-    "probe_auroc_100%",
-)
-ZERO_SHOT_PROMPTS: dict[str, list[str]] = {
-    "Atelectasis": ["Atelectasis.", "There is atelectasis.", "Subsegmental atelectasis in the lung base."],
-    "Cardiomegaly": ["Cardiomegaly.", "The heart is enlarged.", "Heart size is enlarged."],
-    "Consolidation": ["Consolidation.", "There is airspace consolidation.", "Focal consolidation in the lung."],
-    "Edema": ["Pulmonary edema.", "There is pulmonary edema.", "Interstitial edema."],
-    "Pleural Effusion": ["Pleural effusion.", "There is a pleural effusion.", "Small pleural effusion."],
-}
-
-
-@dataclass
-class EmbeddingSuiteConfig:
-    """Budget and inputs of the embedding suite (``None`` manifest: the phantom default data)."""
-
-    #: Study manifest (None: the default bundle's phantom data).
-    manifest: str | None = None
-    #: Model config name of every run (eclip-tiny, eclip-small, ...).
-    model: str = "eclip-tiny"
-    #: Freeze the text tower except its projection (as the default bundle does).
-    lock_text: bool = False
-    #: Training steps per run.
-    steps: int = 200
-    #: Training batch size.
-    batch_size: int = 32
-    #: Learning rate.
-    lr: float = 5e-4
-    #: One run per seed and variant.
-    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
-    #: Ablation variants to train.
-    variants: list[str] = field(default_factory=lambda: list(VARIANTS), metadata={"choices": tuple(VARIANTS)})
-    #: Split the embeddings are scored on.
-    eval_split: str = "test"
-    #: At most this many studies of that split (None = all).
-    max_eval: int | None = field(default=None, metadata={"none": ("none", "all", "0"), "metavar": "N|all"})
-    #: Linear probe trained on at most this many train studies (seeded subset; None = all).
-    max_probe_train: int | None = field(default=1000, metadata={"none": ("none", "all")})
-    #: k of label precision@k.
-    k: int = 5
-    #: Data-loader processes per training run (the weights do not depend on it).
-    num_workers: int = 0
-    out_dir: str = "runs/embedding"
-    name: str = "embedding"
-    progress: bool = True
-    #: The command line that produced the run (filled in by the CLI).
-    command: str = field(default="", metadata={"cli": False})
-    #: Result JSON files of earlier runs of this suite (another machine, an earlier cache) whose per-run
-    #: metrics join this table; their budget must equal this one. Runs trained here take precedence.
-    include_runs: list[str] = field(default_factory=list)
-
-    def validate(self) -> EmbeddingSuiteConfig:
-        unknown = [v for v in self.variants if v not in VARIANTS]
-        if unknown:
-            raise ConfigError(f"unknown variant(s) {unknown}; choose from {list(VARIANTS)}")
-        self.variants = [v for v in VARIANTS if v in self.variants]
-        if not self.seeds:
-            raise ConfigError("give at least one seed")
-        if self.steps < 1:
-            raise ConfigError(f"steps must be >= 1, got {self.steps}")
-        return self
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
 
 
 def _run_dir(cfg: EmbeddingSuiteConfig, manifest: str, variant: str, seed: int) -> Path:
@@ -164,9 +79,9 @@ def train_variant(cfg: EmbeddingSuiteConfig, manifest: str, variant: str, seed: 
         checkpoint_every=max(cfg.steps // 4, 1),
         resume=True,
         num_workers=cfg.num_workers,
-        text_feature_cache_dir=str(text_feature_dir()),
         # The suite reads each manifest many times; bad rows are still skipped at load time.
         validate_images=False,
+        text_feature_cache_dir=str(text_feature_dir()),
     )
     data = tc.to_dict()
     data.update(VARIANTS[variant][1])
@@ -259,187 +174,6 @@ def _cached_evaluation(
     with atomic_path(metrics_path) as tmp:  # written last: its presence marks a complete cache entry
         tmp.write_text(json.dumps(metrics))
     return metrics, emb
-
-
-def _mean_std(values: list[float | None]) -> tuple[float | None, float | None]:
-    vals = [float(v) for v in values if v is not None and np.isfinite(v)]
-    if not vals:
-        return None, None
-    # One seed has no spread to report: None, printed as the bare value (not a misleading "± 0.000").
-    return float(np.mean(vals)), float(np.std(vals, ddof=1)) if len(vals) > 1 else None
-
-
-def summarise(runs: list[dict]) -> dict[str, dict[str, dict[str, float | None]]]:
-    """variant -> metric -> {mean, std, n} over seeds."""
-    out: dict[str, dict] = {}
-    for variant in dict.fromkeys(r["variant"] for r in runs):
-        these = [r for r in runs if r["variant"] == variant]
-        out[variant] = {}
-        for metric in METRIC_ORDER:
-            mean, std = _mean_std([r["metrics"].get(metric) for r in these])
-            out[variant][metric] = {"mean": mean, "std": std, "n": len(these)}
-    return out
-
-
-def paired_vs_clip(runs: list[dict]) -> dict[str, dict[str, dict[str, float | int | None]]]:
-    """variant -> metric -> {mean, std, higher, n} of (variant - CLIP) over the seeds both have.
-
-    Runs of one seed share their data order and initialisation, so seed-to-seed spread (which is large at
-    small budgets) cancels in the paired difference; ``higher`` counts the seeds where the variant is above.
-    """
-    clip = {r["seed"]: r["metrics"] for r in runs if r["variant"] == "clip"}
-    out: dict[str, dict] = {}
-    for variant in dict.fromkeys(r["variant"] for r in runs if r["variant"] != "clip"):
-        these = {r["seed"]: r["metrics"] for r in runs if r["variant"] == variant and r["seed"] in clip}
-        if not these:
-            continue
-        out[variant] = {}
-        for metric in METRIC_ORDER:
-            diffs = [
-                m[metric] - clip[s][metric]
-                for s, m in these.items()
-                if m.get(metric) is not None and clip[s].get(metric) is not None
-            ]
-            mean, std = _mean_std(diffs)
-            out[variant][metric] = {"mean": mean, "std": std, "higher": sum(d > 0 for d in diffs), "n": len(diffs)}
-    return out
-
-
-def _paired(cell: dict) -> str:
-    if cell["mean"] is None:
-        return "n/a"
-    spread = "" if cell["std"] is None else f" ± {cell['std']:.3f}"
-    return f"{cell['mean']:+.3f}{spread} ({cell['higher']}/{cell['n']})"
-
-
-def _pm(cell: dict) -> str:
-    if cell["mean"] is None:
-        return "n/a"
-    if cell["std"] is None:
-        return f"{cell['mean']:.3f} (1 seed)"
-    return f"{cell['mean']:.3f} ± {cell['std']:.3f}"
-
-
-def render_markdown(result: dict) -> str:
-    cfg, summary = result["config"], result["summary"]
-    from eval.report_gen.tables import portable_paths
-
-    head = ["variant"] + list(METRIC_ORDER)
-    lines = [f"# Embedding suite: eCLIP vs CLIP and the ablation ladder ({cfg['eval_split']} split)", ""]
-    if result.get("simulated"):
-        lines += [
-            "> Phantom (simulated) radiographs with real Open-I report text: numbers do not transfer to real images.",
-            "",
-        ]
-    lines += [
-        f"Command: `{portable_paths(result['command'])}`",
-        "",
-        f"Budget per run (same for every variant): model `{cfg['model']}` (lock_text={cfg['lock_text']}), "
-        f"{cfg['steps']} steps, batch {cfg['batch_size']}, lr {cfg['lr']}; seeds {cfg['seeds']}; "
-        f"{result['sizes']['train']} train studies ({result['sizes']['expert']} with expert gaze), "
-        f"{result['sizes']['eval']} {cfg['eval_split']} studies; zero-shot on {result['sizes']['zero_shot']} "
-        "studies positive for exactly one of the 5 common observations. Mean ± std (ddof=1) over seeds.",
-        "",
-        "| " + " | ".join(head) + " |",
-        "|" + "---|" * len(head),
-    ]
-    for variant, cells in summary.items():
-        lines.append("| " + " | ".join([VARIANTS[variant][0]] + [_pm(cells[m]) for m in METRIC_ORDER]) + " |")
-    paired = result.get("paired_vs_clip") or {}
-    if paired:
-        lines += [
-            "",
-            "## Paired with CLIP, seed by seed",
-            "",
-            "Difference variant - CLIP over the seeds both ran (same data order and initialisation per "
-            "seed), mean ± std, and in how many seeds the variant is higher (for alignment and uniformity "
-            "lower is better).",
-            "",
-            "| " + " | ".join(head) + " |",
-            "|" + "---|" * len(head),
-        ]
-        for variant, cells in paired.items():
-            lines.append("| " + " | ".join([VARIANTS[variant][0]] + [_paired(cells[m]) for m in METRIC_ORDER]) + " |")
-    lines += ["", "## Definitions", ""] + [f"- {d}" for d in result["definitions"]]
-    lines += [
-        "",
-        "## Per run",
-        "",
-        "| variant | seed | train s | " + " | ".join(METRIC_ORDER) + " |",
-        "|" + "---|" * (len(METRIC_ORDER) + 3),
-    ]
-    for r in result["runs"]:
-        vals = [("n/a" if r["metrics"].get(m) is None else f"{r['metrics'][m]:.3f}") for m in METRIC_ORDER]
-        secs = r.get("train_seconds")
-        secs = "n/a" if secs is None or not np.isfinite(secs) else f"{secs:.0f}"
-        lines.append(f"| {r['variant']} | {r['seed']} | {secs} | " + " | ".join(vals) + " |")
-    sources = sorted({r["source"] for r in result["runs"] if r.get("source")})
-    if sources:
-        lines += [
-            "",
-            "Runs not trained by this command come from: "
-            + ", ".join(f"`{s}`" for s in sources)
-            + " (their budget checked equal to this one).",
-        ]
-    if result.get("picture"):
-        lines += ["", f"Modality gap picture: `{result['picture']}`"]
-    return "\n".join(lines) + "\n"
-
-
-def projection_plot(
-    embeddings: dict[str, dict[str, np.ndarray]],
-    path: Path,
-    gaps: dict[str, float],
-    title: str = "Image and report embeddings, joint PCA (test split, seed 0)",
-) -> Path:
-    """PCA (fit jointly on image + report embeddings of each model) to 2-D, models side by side."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from eclip_core.atomic import atomic_path
-
-    fig, axes = plt.subplots(
-        1, len(embeddings), figsize=(6 * len(embeddings), 5.4), squeeze=False, sharex=True, sharey=True
-    )
-    for ax, (name, emb) in zip(axes[0], embeddings.items()):
-        both = np.concatenate([emb["image"], emb["text"]])
-        centred = both - both.mean(0)
-        _, _, vt = np.linalg.svd(centred, full_matrices=False)
-        xy = centred @ vt[:2].T
-        n = len(emb["image"])
-        for a, b in zip(xy[:n][:60], xy[n:][:60]):  # pair lines for a few studies
-            ax.plot([a[0], b[0]], [a[1], b[1]], color="grey", alpha=0.15, lw=0.6)
-        ax.scatter(xy[:n, 0], xy[:n, 1], s=7, alpha=0.6, label="images", color="tab:blue")
-        ax.scatter(xy[n:, 0], xy[n:, 1], s=7, alpha=0.6, label="reports", color="tab:orange")
-        ax.set_title(f"{name}: modality gap {gaps.get(name, float('nan')):.3f}")
-        ax.set_xlabel("PC 1")
-        ax.set_ylabel("PC 2")
-        ax.legend(loc="best")
-    fig.suptitle(title)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
-    return path
-
-
-DEFINITIONS = [
-    "zero-shot: class embedding = mean of the prompt embeddings (prompts in eval/report_gen/embedding_suite.py), "
-    "5-way over studies positive for exactly one of Atelectasis, Cardiomegaly, Consolidation, Edema, Pleural Effusion; "
-    "macro-F1 and accuracy.",
-    "i2t R@k: a test image's own report among the k most similar test reports.",
-    "label_precision@5: image -> test reports, share of the top 5 whose set of positive observations equals "
-    "the image's (eclip_core.quality.label_precision_at_k, mode exact; the study's own report is included).",
-    "alignment (paired image/report, alpha 2) and uniformity (of the image embeddings, t 2) after Wang & Isola "
-    "(lower is better for both); modality gap = distance between the image and report embedding centroids "
-    "(Liang et al.); all from eclip_core.quality.",
-    "probe_auroc_X%: one logistic regression per observation on frozen image embeddings, trained on a seeded "
-    "X % of the probe's train studies (a seeded subset of at most max_probe_train); macro AUROC over "
-    "observations with both classes in the subset and in test.",
-    "Labels: the manifest's (CheXpert-style labeler over the real report text); uncertain counts as negative.",
-]
 
 
 #: Config fields that must agree for runs to share a table.
@@ -559,8 +293,7 @@ def run_embedding_suite(cfg: EmbeddingSuiteConfig) -> dict[str, Any]:
     paths = {"json": out_dir / f"{cfg.name}.json", "markdown": out_dir / f"{cfg.name}.md"}
     with atomic_path(paths["json"]) as tmp:
         tmp.write_text(json.dumps(result, indent=2, default=json_default), encoding="utf-8")
-    with atomic_path(paths["markdown"]) as tmp:
-        tmp.write_text(render_markdown(result), encoding="utf-8")
+    write_page(paths["markdown"], render_markdown(result), echo=False)
     if picture:
         paths["png"] = Path(picture)
     result["outputs"] = {k: str(v) for k, v in paths.items()}

@@ -11,7 +11,7 @@ import datetime as _dt
 import logging
 import platform
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -181,19 +181,59 @@ def select_studies(studies: list[Study], split: str, limit: int | None) -> tuple
     return (with_text[:limit] if limit else with_text), skipped
 
 
+@dataclass
+class _Studies:
+    """The studies a run drafts for and retrieves from, and the references it scores against."""
+
+    test: list[Study]
+    skipped: int  # studies of the split without report text
+    corpus: list[Study]  # the train split's studies with report text
+    llm_test: list[Study]  # the first llm_limit of ``test``: what the grounded LLM row drafts
+    free_test: list[Study]  # the first free_limit of ``llm_test``: what the free LLM row drafts
+    references: dict[str, str]
+    ref_labels: dict[str, dict]
+
+
+@dataclass
+class _Drafted:
+    """What the systems produced so far: their outputs and the facts the result records about them."""
+
+    models: dict[str, str]
+    notes: list[str]
+    outputs: list[S.SystemOutput] = field(default_factory=list)
+    pictures: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    classifier_scores: dict[str, Any] | None = None
+    llm: Any = None  # loaded by the first LLM row, shared by the others
+
+
 def run_report_gen(cfg: ReportGenConfig) -> dict[str, Any]:
     """Run the configured systems, score them, write JSON / Markdown / PNG; return the result dict."""
-    from eclip_core.labeler import label_report
-    from eval.report_gen.plots import bar_chart
-    from eval.report_gen.tables import write_outputs
-
     cfg.validate()
     t_start = time.perf_counter()
     inputs = _Inputs(cfg)
-    studies = read_manifest(inputs.manifest)
+    studies = _select(cfg, inputs.manifest)
+    drafted = _Drafted(models={"manifest": str(inputs.manifest)}, notes=list(inputs.notes))
+    drafted.outputs += _baseline_outputs(cfg, studies)
+    for role, keys in _pipeline_systems_by_role(cfg, inputs).items():
+        _run_role(cfg, role, keys, inputs.models[role], studies, drafted)
+    if "oracle" in cfg.systems:
+        drafted.outputs.append(S.oracle_system(studies.test, SYSTEMS["oracle"]))
+    rows = _score(cfg, studies, drafted)
+    result = _result(cfg, inputs, studies, drafted, rows, t_start)
+    paths = _write(cfg, result, drafted.pictures, inputs.simulated)
+    result["outputs"] = {k: str(v) for k, v in paths.items()}
+    log.info("wrote %s in %.0f s", ", ".join(str(p) for p in paths.values()), result["wall_seconds"])
+    return result
+
+
+def _select(cfg: ReportGenConfig, manifest: str) -> _Studies:
+    """The test studies (and the LLM rows' subsets), the retrieval corpus and the references' labels."""
+    from eclip_core.labeler import label_report
+
+    studies = read_manifest(manifest)
     test, skipped = select_studies(studies, cfg.split, cfg.limit)
     if not test:
-        raise ConfigError(f"manifest {inputs.manifest}: no {cfg.split!r} studies with report text")
+        raise ConfigError(f"manifest {manifest}: no {cfg.split!r} studies with report text")
     corpus = [s for s in studies if s.split == "train" and s.report_text.strip()]
     llm_test = test[: cfg.llm_limit] if cfg.llm_limit else test
     free_test = llm_test[: cfg.free_limit] if cfg.free_limit else llm_test
@@ -205,121 +245,157 @@ def run_report_gen(cfg: ReportGenConfig) -> dict[str, Any]:
         len(corpus),
         len(llm_test),
     )
+    return _Studies(
+        test,
+        skipped,
+        corpus,
+        llm_test,
+        free_test,
+        references={s.study_id: s.report_text for s in test},
+        ref_labels={s.study_id: label_report(s.report_text) for s in test},
+    )
 
-    references = {s.study_id: s.report_text for s in test}
-    ref_labels = {s.study_id: label_report(s.report_text) for s in test}
-    outputs: list[S.SystemOutput] = []
-    models: dict[str, str] = {"manifest": str(inputs.manifest)}
-    notes = list(inputs.notes)
-    classifier_scores = None
 
+def _baseline_outputs(cfg: ReportGenConfig, studies: _Studies) -> list[S.SystemOutput]:
+    """The rows without a model: random retrieval and the label-matched diagnostic."""
+    outputs = []
     if "random" in cfg.systems:
-        outputs.append(S.random_system(test, corpus, k=cfg.pipeline.k, seed=cfg.seed, name=SYSTEMS["random"]))
+        outputs.append(
+            S.random_system(studies.test, studies.corpus, k=cfg.pipeline.k, seed=cfg.seed, name=SYSTEMS["random"])
+        )
     if "label_oracle" in cfg.systems:
         outputs.append(
             S.label_matched_system(
-                test, corpus, ref_labels, k=cfg.pipeline.k, seed=cfg.seed, name=SYSTEMS["label_oracle"]
+                studies.test,
+                studies.corpus,
+                studies.ref_labels,
+                k=cfg.pipeline.k,
+                seed=cfg.seed,
+                name=SYSTEMS["label_oracle"],
             )
         )
+    return outputs
 
-    llm = None
-    pictures: dict[str, dict[str, np.ndarray]] = {}
+
+def _pipeline_systems_by_role(cfg: ReportGenConfig, inputs: _Inputs) -> dict[str, list[str]]:
+    """The asked-for pipeline systems grouped by the model they run on, in the order clip, paper, default."""
     by_role: dict[str, list[str]] = {}
     for key in cfg.systems:
         if key in PIPELINE_SYSTEMS and PIPELINE_SYSTEMS[key][0] in inputs.models:
             by_role.setdefault(PIPELINE_SYSTEMS[key][0], []).append(key)
-    for role in ("clip", "paper", "default"):
-        if role not in by_role:
-            continue
-        pipe = _pipeline(cfg, inputs.models[role], corpus)
-        tag = {"clip": "clip_checkpoint", "paper": "eclip_paper_checkpoint", "default": "eclip_checkpoint"}[role]
-        models[tag] = f"{pipe.model.checkpoint_hash} ({inputs.models[role].model_dir})"
-        models[tag.replace("checkpoint", "index")] = (
-            f"{pipe.index.manifest.get('index_id', '')} ({pipe.index.directory})"
+    return {role: by_role[role] for role in ("clip", "paper", "default") if role in by_role}
+
+
+def _run_role(
+    cfg: ReportGenConfig, role: str, keys: list[str], model: _Model, studies: _Studies, drafted: _Drafted
+) -> None:
+    """One model's pipeline: embed the test studies once, then draft every system ``keys`` asks of it."""
+    test = studies.test
+    pipe = _pipeline(cfg, model, studies.corpus)
+    tag = {"clip": "clip_checkpoint", "paper": "eclip_paper_checkpoint", "default": "eclip_checkpoint"}[role]
+    drafted.models[tag] = f"{pipe.model.checkpoint_hash} ({model.model_dir})"
+    drafted.models[tag.replace("checkpoint", "index")] = (
+        f"{pipe.index.manifest.get('index_id', '')} ({pipe.index.directory})"
+    )
+    embedded = S.embed_studies(pipe, test, progress=cfg.progress, desc=f"{role} embed")
+    drafted.pictures[ROLE_NAMES[role]] = {
+        "image": np.asarray(embedded.vectors),
+        "text": pipe.model.embed_texts([s.report_text for s in test], progress=False),
+    }
+    if role == "default" and pipe.index.label_classifiers is not None:
+        drafted.classifier_scores = _classifier_scores(embedded, test, studies.ref_labels)
+    meta = {"checkpoint": pipe.model.checkpoint_hash, "label_boost": pipe.config.label_boost}
+    default_config = role == "default" and _is_default_config(cfg.pipeline)
+    for key in keys:
+        mode = PIPELINE_SYSTEMS[key][1]
+        subset = test
+        if key in LLM_SYSTEMS and key not in cfg.full_systems:
+            subset = studies.free_test if mode == "free" else studies.llm_test
+        uses_llm = mode in ("grounded", "free")
+        if uses_llm and drafted.llm is None:
+            t0 = time.perf_counter()
+            drafted.llm = pipe.llm()
+            drafted.models["llm"] = (
+                f"{getattr(drafted.llm, 'id', '')} ({drafted.llm.spec.quantization}; asked {cfg.pipeline.quantization})"
+            )
+            log.info("LLM loaded in %.1f s", time.perf_counter() - t0)
+        sub = S.Embedded(
+            embedded.vectors[: len(subset)], embedded.probabilities[: len(subset)], embedded.embed_ms[: len(subset)]
         )
-        embedded = S.embed_studies(pipe, test, progress=cfg.progress, desc=f"{role} embed")
-        pictures[ROLE_NAMES[role]] = {
-            "image": np.asarray(embedded.vectors),
-            "text": pipe.model.embed_texts([s.report_text for s in test], progress=False),
-        }
-        if role == "default" and pipe.index.label_classifiers is not None:
-            classifier_scores = _classifier_scores(embedded, test, ref_labels)
-        meta = {"checkpoint": pipe.model.checkpoint_hash, "label_boost": pipe.config.label_boost}
-        default_config = role == "default" and _is_default_config(cfg.pipeline)
-        for key in by_role[role]:
-            mode = PIPELINE_SYSTEMS[key][1]
-            subset = test
-            if key in LLM_SYSTEMS and key not in cfg.full_systems:
-                subset = free_test if mode == "free" else llm_test
-            if mode in ("grounded", "free") and llm is None:
-                t0 = time.perf_counter()
-                llm = pipe.llm()
-                models["llm"] = f"{getattr(llm, 'id', '')} ({llm.spec.quantization}; asked {cfg.pipeline.quantization})"
-                log.info("LLM loaded in %.1f s", time.perf_counter() - t0)
-            sub = S.Embedded(
-                embedded.vectors[: len(subset)], embedded.probabilities[: len(subset)], embedded.embed_ms[: len(subset)]
+        default_mode = pipe.resolve_mode(cfg.pipeline.mode)
+        drafted.outputs.append(
+            S.run_pipeline_system(
+                key,
+                SYSTEMS[key],
+                pipe,
+                subset,
+                sub,
+                mode,
+                llm=drafted.llm if uses_llm else None,
+                progress=cfg.progress,
+                meta={
+                    **meta,
+                    "is_default": default_config and mode == default_mode,
+                    **({"llm": drafted.models["llm"]} if uses_llm else {}),
+                },
             )
-            uses_llm = mode in ("grounded", "free")
-            default_mode = pipe.resolve_mode(cfg.pipeline.mode)
-            outputs.append(
-                S.run_pipeline_system(
-                    key,
-                    SYSTEMS[key],
-                    pipe,
-                    subset,
-                    sub,
-                    mode,
-                    llm=llm if uses_llm else None,
-                    progress=cfg.progress,
-                    meta={
-                        **meta,
-                        "is_default": default_config and mode == default_mode,
-                        **({"llm": models["llm"]} if uses_llm else {}),
-                    },
-                )
-            )
-        del pipe
+        )
 
-    if "oracle" in cfg.systems:
-        outputs.append(S.oracle_system(test, SYSTEMS["oracle"]))
 
+def _score(cfg: ReportGenConfig, studies: _Studies, drafted: _Drafted) -> list[dict]:
+    """One table row per system output, scored against the references (new scoring notes join the run's)."""
     rows = []
-    for out in outputs:
-        metrics = score_system(out, references, ref_labels, k=cfg.pipeline.k, meteor=cfg.meteor)
-        notes += [n for n in metrics.pop("notes") if n not in notes]
-        rows.append(_row(out, metrics, cfg, len(test), len(corpus)))
+    for out in drafted.outputs:
+        metrics = score_system(out, studies.references, studies.ref_labels, k=cfg.pipeline.k, meteor=cfg.meteor)
+        drafted.notes += [n for n in metrics.pop("notes") if n not in drafted.notes]
+        rows.append(_row(out, metrics, cfg, len(studies.test), len(studies.corpus)))
+    return rows
 
+
+def _result(
+    cfg: ReportGenConfig, inputs: _Inputs, studies: _Studies, drafted: _Drafted, rows: list[dict], t_start: float
+) -> dict[str, Any]:
+    """The run's result: its config, sizes, choices, notes, models, rows and paired comparisons."""
     from eval.report_gen.scoring import paired_with_top1
     from rag_report.report import SIMULATED_NOTICE
 
-    result = {
+    return {
         "command": cfg.command,
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "config": cfg.to_dict(),
         "simulated": inputs.simulated,
         "simulated_notice": SIMULATED_NOTICE if inputs.simulated else "",
         "sizes": {
-            "test_studies": len(test),
-            "skipped_no_report": skipped,
-            "corpus_reports": len(corpus),
-            "llm_studies": len(llm_test) if any(s in LLM_SYSTEMS for s in cfg.systems) else 0,
-            "free_studies": len(free_test) if "eclip_free" in cfg.systems else 0,
+            "test_studies": len(studies.test),
+            "skipped_no_report": studies.skipped,
+            "corpus_reports": len(studies.corpus),
+            "llm_studies": len(studies.llm_test) if any(s in LLM_SYSTEMS for s in cfg.systems) else 0,
+            "free_studies": len(studies.free_test) if "eclip_free" in cfg.systems else 0,
         },
         "choices": CHOICES,
-        "notes": notes,
-        "models": models,
+        "notes": drafted.notes,
+        "models": drafted.models,
         "rows": rows,
-        "label_classifiers": classifier_scores,
-        "paired": paired_with_top1(rows, references),
+        "label_classifiers": drafted.classifier_scores,
+        "paired": paired_with_top1(rows, studies.references),
         "machine": f"{platform.machine()} {platform.system()} python {platform.python_version()}",
         "wall_seconds": round(time.perf_counter() - t_start, 1),
     }
+
+
+def _write(
+    cfg: ReportGenConfig, result: dict[str, Any], pictures: dict[str, dict[str, np.ndarray]], simulated: bool
+) -> dict[str, Path]:
+    """Write the JSON, the Markdown page, the bar chart and the embedding picture; returns their paths."""
+    from eval.report_gen.plots import bar_chart
+    from eval.report_gen.tables import write_outputs
+
     paths = write_outputs(result, cfg.out_dir, cfg.name)
-    title = f"{cfg.split} split" + (" (simulated images)" if inputs.simulated else "")
-    paths["png"] = bar_chart(rows, Path(cfg.out_dir) / f"{cfg.name}.png", title=title)
+    title = f"{cfg.split} split" + (" (simulated images)" if simulated else "")
+    paths["png"] = bar_chart(result["rows"], Path(cfg.out_dir) / f"{cfg.name}.png", title=title)
     if pictures:
         from eclip_core.quality import modality_gap
-        from eval.report_gen.embedding_suite import projection_plot
+        from eval.report_gen.embedding_tables import projection_plot
 
         gaps = {name: float(modality_gap(e["image"], e["text"])) for name, e in pictures.items()}
         paths["embeddings_png"] = projection_plot(
@@ -328,9 +404,7 @@ def run_report_gen(cfg: ReportGenConfig) -> dict[str, Any]:
             gaps,
             title=f"Image and report embeddings, joint PCA ({title})",
         )
-    result["outputs"] = {k: str(v) for k, v in paths.items()}
-    log.info("wrote %s in %.0f s", ", ".join(str(p) for p in paths.values()), result["wall_seconds"])
-    return result
+    return paths
 
 
 ROLE_NAMES = {"clip": "CLIP", "paper": "eCLIP (paper objective)", "default": "default model"}

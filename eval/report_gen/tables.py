@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from eclip_core.atomic import atomic_path
+from eval.bench.page import write_page
 from eval.report_gen.scoring import CLINICAL_COLUMNS, NLG_COLUMNS, POLICIES
 
 CLINICAL_HEADERS = {
@@ -196,8 +197,7 @@ def write_outputs(result: dict, out_dir: str | Path, name: str) -> dict[str, Pat
     paths = {"json": out_dir / f"{name}.json", "markdown": out_dir / f"{name}.md"}
     with atomic_path(paths["json"]) as tmp:
         tmp.write_text(json.dumps(result, indent=2, default=json_default), encoding="utf-8")
-    with atomic_path(paths["markdown"]) as tmp:
-        tmp.write_text(render_markdown(result), encoding="utf-8")
+    write_page(paths["markdown"], render_markdown(result), echo=False)
     return paths
 
 

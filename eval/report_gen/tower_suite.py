@@ -18,290 +18,26 @@ train, :mod:`rag_report.label_classifiers`), their AUROC per observation; cross-
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import logging
-import statistics
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from eclip_core.errors import ConfigError
-from rag_report.paths import rag_report_home, text_feature_dir
+from eval.bench.page import write_page
+from eval.report_gen.tower_budget import calibrate
+from eval.report_gen.tower_variants import VARIANTS, TowerSuiteConfig, train_config
+from rag_report.paths import rag_report_home
 
 log = logging.getLogger(__name__)
 
-_LABELS = dict(label_loss_weight=1.0)
-_SOFT = dict(soft_target_weight=0.5, soft_target_temperature=0.1)
-#: name -> (description, EClipConfig overrides, TrainConfig overrides). All train the eCLIP objective.
-VARIANTS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
-    "vit224": ("ViT 224 px (the paper's objective and size)", {"name": "eclip-small"}, {}),
-    "vit128": ("ViT 128 px", {"name": "eclip-small", "image_size": 128}, {}),
-    "cnn128": ("ResNet 128 px (open_clip ModifiedResNet, width 16)", {"name": "eclip-resnet16"}, {}),
-    "cnn128_aux": ("ResNet 128 px + auxiliary label head", {"name": "eclip-resnet16"}, _LABELS),
-    "cnn128_soft": ("ResNet 128 px + soft label targets", {"name": "eclip-resnet16"}, _SOFT),
-    "cnn128_aux_soft": ("ResNet 128 px + label head + soft targets", {"name": "eclip-resnet16"}, {**_LABELS, **_SOFT}),
-    "vit128_aux_soft": (
-        "ViT 128 px + label head + soft targets",
-        {"name": "eclip-small", "image_size": 128},
-        {**_LABELS, **_SOFT},
-    ),
-}
-#: Mean probability of an expert batch over the paper's curriculum (cold 10 % at 0, warm-up 0.05 -> 0.5 over
-#: 30 %, cool-down 0.5 -> 0.1 over 40 %, then 0.1): 0.3 * 0.275 + 0.4 * 0.3 + 0.2 * 0.1.
-MEAN_EXPERT_RATE = 0.2225
 
-
-@dataclass
-class TowerSuiteConfig:
-    """Budget and inputs of the tower suite (``None`` manifest: the phantom default data)."""
-
-    #: Study manifest (None: the default bundle's phantom data).
-    manifest: str | None = None
-    #: The variant whose step count sets the budget (each other variant gets the steps that cost the same).
-    reference_variant: str = field(default="vit224", metadata={"choices": tuple(VARIANTS)})
-    #: Training steps of the reference variant.
-    reference_steps: int = 300
-    #: Training batch size.
-    batch_size: int = 32
-    #: Learning rate.
-    lr: float = 3e-4
-    #: One run per seed and variant.
-    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
-    #: Image-tower variants to train.
-    variants: list[str] = field(default_factory=lambda: list(VARIANTS), metadata={"choices": tuple(VARIANTS)})
-    #: Timed rounds per variant when calibrating the cost of a step.
-    calibration_rounds: int = 5
-    #: Split the variants are scored on.
-    eval_split: str = "val"
-    #: Data-loader processes per training run.
-    num_workers: int = 1
-    out_dir: str = "runs/tower"
-    name: str = "tower"
-    progress: bool = True
-    #: The command line that produced the run (filled in by the CLI).
-    command: str = field(default="", metadata={"cli": False})
-
-    def validate(self) -> TowerSuiteConfig:
-        unknown = [v for v in [*self.variants, self.reference_variant] if v not in VARIANTS]
-        if unknown:
-            raise ConfigError(f"unknown variant(s) {unknown}; choose from {list(VARIANTS)}")
-        self.variants = [v for v in VARIANTS if v in self.variants]
-        if not self.seeds or self.reference_steps < 1:
-            raise ConfigError("give at least one seed and reference_steps >= 1")
-        return self
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-
-def model_config(variant: str):
-    from eclip_core.config import EClipConfig
-
-    return EClipConfig(lock_text=True, **VARIANTS[variant][1])
-
-
-def train_config(cfg: TowerSuiteConfig, manifest: str, variant: str, seed: int, steps: int, out: Path):
-    from eclip_core.config import TrainConfig
-
-    return TrainConfig(
-        manifest=str(manifest),
-        output_dir=str(out),
-        method="eclip",
-        model=model_config(variant),
-        steps=steps,
-        batch_size=cfg.batch_size,
-        lr=cfg.lr,
-        seed=seed,
-        progress=cfg.progress,
-        checkpoint_every=max(steps // 5, 1),
-        resume=True,
-        num_workers=cfg.num_workers,
-        validate_images=False,
-        text_feature_cache_dir=str(text_feature_dir()),
-        **VARIANTS[variant][2],
-    )
-
-
-# ---------------------------------------------------------------------------------------------- budget
-def data_costs(
-    variants: list[str], manifest: str, batch_size: int, rounds: int, seed: int = 0
-) -> dict[str, dict[str, list[float]]]:
-    """CPU seconds to prepare one step's batch per variant: {variant: {"plain": [...], "expert": [...]}}
-    ("expert": the extra expert batch of half the size). Real manifest rows through the training data path
-    (image decoding, augmentation at the variant's input size, heatmaps, tokenization), on one torch thread
-    as in a data-loader process; variants interleaved within each round."""
-    import torch
-
-    from eclip_core.data.manifest import read_manifest
-    from eclip_core.model import EClip
-    from eclip_core.training.data import StepBatches, StepPlanner
-
-    studies = [s for s in read_manifest(manifest, split="train") if s.report_text]
-    expert = [s for s in studies if s.has_expert]
-    streams = {}
-    for v in variants:
-        tc = train_config(TowerSuiteConfig(batch_size=batch_size), manifest, v, seed, 10, Path("unused"))
-        tc.p_start = tc.p_peak = tc.p_floor = 1.0  # every planned step with experts injects a batch
-        tc.cold_frac = tc.warm_end_frac = tc.cool_end_frac = 0.0
-        model = EClip(model_config(v))
-        planner = StepPlanner(tc, len(studies), len(expert))
-        streams[v] = (
-            planner,
-            StepBatches(
-                planner, studies, expert, model.transform, model.tokenize, 0, rounds + 1, with_labels=tc.uses_labels
-            ),
-        )
-    out: dict[str, dict[str, list[float]]] = {v: {"plain": [], "expert": []} for v in variants}
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        for i in range(rounds + 1):
-            for v in variants:
-                planner, data = streams[v]
-                planner.n_expert = 0  # no expert rows: a plain batch
-                t0 = time.process_time()
-                data[i]
-                t1 = time.process_time()
-                planner.n_expert = len(expert)
-                data[i]
-                t2 = time.process_time()
-                if i:  # the first round warms caches (heatmaps, tokenizer)
-                    out[v]["plain"].append(t1 - t0)
-                    out[v]["expert"].append(max(0.0, (t2 - t1) - (t1 - t0)))
-    finally:
-        torch.set_num_threads(threads)
-    return out
-
-
-def step_costs(variants: list[str], batch_size: int, rounds: int, seed: int = 0) -> dict[str, dict[str, list[float]]]:
-    """Single-thread CPU seconds of one training step per variant: {variant: {"plain": [...], "expert": [...]}}.
-
-    Every variant runs once per round (plain step, then a step with an expert batch of half the size), in a
-    new seeded order each round, on synthetic grey images and reports of Open-I length.
-    """
-    import torch
-
-    from eclip_core.config import TrainConfig
-    from eclip_core.losses import ClipLoss
-    from eclip_core.model import EClip
-    from eclip_core.training.optim import build_optimizer
-    from eclip_core.training.step import train_step
-    from eval.bench.train_step import synthetic_batch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    rng = np.random.default_rng(seed)
-    state = {}
-    try:
-        for v in variants:
-            torch.manual_seed(seed)
-            extra = VARIANTS[v][2]
-            tc = TrainConfig(model=model_config(v), lr=3e-4, **extra)
-            model_cfg = model_config(v)
-            model_cfg.label_head = tc.label_loss_weight > 0
-            model = EClip(model_cfg).train()
-            model.enable_text_feature_cache()
-            opt = build_optimizer(model, tc)
-            batch = synthetic_batch(model, batch_size, max(1, batch_size // 2), rng)
-            if tc.uses_labels:
-                g = torch.Generator().manual_seed(seed)
-                batch["labels"] = (torch.rand(batch_size, 14, generator=g) > 0.8).float()
-                batch["expert_labels"] = batch["labels"][: max(1, batch_size // 2)]
-            plain = {k: x for k, x in batch.items() if not k.startswith("expert")}
-            plain["inject"] = False
-            loss = ClipLoss(tc.soft_target_weight, tc.soft_target_temperature)
-            state[v] = (model, opt, loss, tc.label_loss_weight, {"plain": plain, "expert": batch})
-            for b in (plain, batch):  # warm-up: text cache, allocator
-                train_step(
-                    model,
-                    opt,
-                    loss,
-                    b,
-                    prime=False,
-                    priming_weight=0.0,
-                    grad_clip=1.0,
-                    label_loss_weight=tc.label_loss_weight,
-                )
-        times: dict[str, dict[str, list[float]]] = {v: {"plain": [], "expert": []} for v in variants}
-        for _ in range(rounds):
-            order = list(variants)
-            rng.shuffle(order)
-            for v in order:
-                model, opt, loss, w, batches = state[v]
-                for kind in ("plain", "expert"):
-                    t0 = time.process_time()
-                    train_step(
-                        model,
-                        opt,
-                        loss,
-                        batches[kind],
-                        prime=False,
-                        priming_weight=0.0,
-                        grad_clip=1.0,
-                        label_loss_weight=w,
-                    )
-                    times[v][kind].append(time.process_time() - t0)
-        return times
-    finally:
-        torch.set_num_threads(threads)
-
-
-def calibrate(cfg: TowerSuiteConfig, manifest: str) -> dict[str, Any]:
-    """Steps per variant for the reference's budget (cached under $RAG_REPORT_HOME/eval/tower).
-
-    A step's cost is its CPU time: the model's forward and backward (one thread) plus the preparation of
-    its batch (what the data-loader process spends), each with an expert batch at the curriculum's mean
-    rate. Ratios to the reference are taken within each calibration round (median over rounds). Every
-    variant is calibrated whichever ones ``cfg`` asks for, so a variant trains the same steps (and reuses the
-    same cached runs) whether it is run alone or beside others.
-    """
-    names = sorted(VARIANTS)
-    key = hashlib.sha256(
-        json.dumps(
-            {
-                "v": names,
-                "b": cfg.batch_size,
-                "r": cfg.calibration_rounds,
-                "data": 1,
-                "defs": {n: VARIANTS[n][1:] for n in names},
-            },
-            sort_keys=True,
-        ).encode()
-    ).hexdigest()[:10]
-    path = rag_report_home() / "eval" / "tower" / f"calibration-{key}.json"
-    if path.is_file():
-        return json.loads(path.read_text())
-    times = step_costs(names, cfg.batch_size, cfg.calibration_rounds)
-    data = data_costs(names, manifest, cfg.batch_size, cfg.calibration_rounds)
-    cost = {}
-    for v in names:
-        t, d = times[v], data[v]
-        cost[v] = [
-            p + MEAN_EXPERT_RATE * (e - p) + dp + MEAN_EXPERT_RATE * de
-            for p, e, dp, de in zip(t["plain"], t["expert"], d["plain"], d["expert"])
-        ]
-    ratio = {v: statistics.median(a / b for a, b in zip(cost[v], cost[cfg.reference_variant])) for v in names}
-    steps = {v: max(1, round(cfg.reference_steps / ratio[v])) for v in names}
-    out = {
-        "times": times,
-        "data_times": data,
-        "cost_ratio": ratio,
-        "steps": steps,
-        "reference": cfg.reference_variant,
-        "reference_steps": cfg.reference_steps,
-        "mean_expert_rate": MEAN_EXPERT_RATE,
-    }
-    from eclip_core.atomic import atomic_path
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(out, indent=1))
-    return out
+def suite_home() -> Path:
+    """Where the suite caches its calibration and its trained runs."""
+    return rag_report_home() / "eval" / "tower"
 
 
 # ---------------------------------------------------------------------------------------------- training
@@ -317,7 +53,7 @@ def run_dir(cfg: TowerSuiteConfig, manifest: str, variant: str, seed: int, steps
         },
         sort_keys=True,
     )
-    return rag_report_home() / "eval" / "tower" / f"{variant}-s{seed}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
+    return suite_home() / f"{variant}-s{seed}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
 
 
 def train_variant(cfg: TowerSuiteConfig, manifest: str, variant: str, seed: int, steps: int) -> tuple[Path, float]:
@@ -447,7 +183,7 @@ def run_tower_suite(cfg: TowerSuiteConfig) -> dict[str, Any]:
         from eclip_core.data.phantom import build_phantom_dataset
 
         manifest = str(build_phantom_dataset(progress=cfg.progress, cache_dir=rag_report_home()))
-    cal = calibrate(cfg, manifest)
+    cal = calibrate(cfg, manifest, suite_home())
     runs = []
     for variant in cfg.variants:
         for seed in cfg.seeds:
@@ -490,8 +226,7 @@ def run_tower_suite(cfg: TowerSuiteConfig) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out / f"{cfg.name}.json") as tmp:
         tmp.write_text(json.dumps(result, indent=1))
-    with atomic_path(out / f"{cfg.name}.md") as tmp:
-        tmp.write_text(render_markdown(result))
+    write_page(out / f"{cfg.name}.md", render_markdown(result), echo=False)
     result["outputs"] = {"json": str(out / f"{cfg.name}.json"), "markdown": str(out / f"{cfg.name}.md")}
     return result
 

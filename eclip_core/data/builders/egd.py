@@ -24,6 +24,7 @@ import logging
 import os
 from pathlib import Path
 
+import pandas as pd
 from tqdm.auto import tqdm
 
 from eclip_core.atomic import atomic_path
@@ -76,6 +77,44 @@ def _transcript(egd_root: Path, dicom_id: str) -> str:
     return " ".join(str(p.get("phrase", p.get("text", ""))).strip() for p in phrases if isinstance(p, dict)).strip()
 
 
+def _fixations_by_image(egd_root: Path, fixations_csv: str | os.PathLike | None) -> dict[str, pd.DataFrame]:
+    """The fixation table (``fixations_csv``, else EGD-CXR's fixations.csv or eye_gaze.csv) by DICOM id."""
+    fix_path = (
+        Path(fixations_csv)
+        if fixations_csv
+        else next(
+            (p for p in (egd_root / "fixations.csv", egd_root / "eye_gaze.csv") if p.is_file()),
+            egd_root / "fixations.csv",
+        )
+    )
+    fixations = read_egd_fixations(fix_path)
+    return {str(k): g for k, g in fixations.groupby("DICOM_ID", sort=False)}
+
+
+def _mimic_splits(split_csv: str | os.PathLike | None) -> dict[str, str]:
+    """MIMIC's split by DICOM id (empty without a split csv: the patient hash decides)."""
+    if not split_csv:
+        return {}
+    sp = read_table(split_csv, ("dicom_id", "split"), "MIMIC split csv", dtype={"dicom_id": str})
+    return {str(d): normalize_split(s) for d, s in zip(sp["dicom_id"], sp["split"]) if normalize_split(s)}
+
+
+def _report(
+    egd_root: Path, reports_root: str | os.PathLike | None, subject: str, study_num: str, dicom_id: str
+) -> tuple[str, str, str]:
+    """(findings, impression, source): the MIMIC-CXR report where ``reports_root`` has it, else the
+    dictation transcript as findings; source "none" when neither has text."""
+    text = read_mimic_report(Path(reports_root), subject, study_num) if reports_root else None
+    if text is not None:
+        sec = section_report(text)
+        findings, impression, source = sec.findings, sec.impression, "mimic-report"
+    else:
+        findings, impression, source = _transcript(egd_root, dicom_id), "", "transcript"
+    if not (findings or impression):
+        source = "none"
+    return findings, impression, source
+
+
 def build_egd_manifest(
     egd_root: str | os.PathLike,
     image_root: str | os.PathLike,
@@ -98,20 +137,8 @@ def build_egd_manifest(
     if not egd_root.is_dir():
         raise ManifestError(f"EGD-CXR folder {egd_root} does not exist")
     master = read_table(egd_root / "master_sheet.csv", MASTER_REQUIRED, "EGD-CXR master sheet", dtype={"dicom_id": str})
-    fix_path = (
-        Path(fixations_csv)
-        if fixations_csv
-        else next(
-            (p for p in (egd_root / "fixations.csv", egd_root / "eye_gaze.csv") if p.is_file()),
-            egd_root / "fixations.csv",
-        )
-    )
-    fixations = read_egd_fixations(fix_path)
-    by_image = {str(k): g for k, g in fixations.groupby("DICOM_ID", sort=False)}
-    splits: dict[str, str] = {}
-    if split_csv:
-        sp = read_table(split_csv, ("dicom_id", "split"), "MIMIC split csv", dtype={"dicom_id": str})
-        splits = {str(d): normalize_split(s) for d, s in zip(sp["dicom_id"], sp["split"]) if normalize_split(s)}
+    by_image = _fixations_by_image(egd_root, fixations_csv)
+    splits = _mimic_splits(split_csv)
     label_cols = _label_columns(master.columns)
     fix_dir = out.parent / "egd_fixations"
     fix_dir.mkdir(parents=True, exist_ok=True)
@@ -132,14 +159,7 @@ def build_egd_manifest(
             fix.to_csv(tmp, index=False)
         study_num = id_str(row["study_id"]).lstrip("s")
         subject = id_str(row["patient_id"])
-        text = read_mimic_report(Path(reports_root), subject, study_num) if reports_root else None
-        if text is not None:
-            sec = section_report(text)
-            findings, impression, source = sec.findings, sec.impression, "mimic-report"
-        else:
-            findings, impression, source = _transcript(egd_root, dicom_id), "", "transcript"
-        if not (findings or impression):
-            source = "none"
+        findings, impression, source = _report(egd_root, reports_root, subject, study_num, dicom_id)
         sid = f"s{study_num}" if per_study.get(id_str(row["study_id"]), 1) == 1 else f"s{study_num}_{dicom_id}"
         studies.append(
             Study(

@@ -71,6 +71,47 @@ def read_reflacx_metadata(reflacx_root: str | os.PathLike) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True, sort=False)
 
 
+def _usable_readings(
+    root: Path, readings: pd.DataFrame, include_discarded: bool, skips: SkipCounter
+) -> list[tuple[pd.Series, Path]]:
+    """(reading, its fixations.csv) of the image's readings that kept their eye tracking and have fixations."""
+    kept = []
+    for _, r in readings.iterrows():
+        if _truthy(r["eye_tracking_data_discarded"]) and not include_discarded:
+            skips.skip("readings with discarded eye tracking", str(r["id"]))
+            continue
+        fix = root / "main_data" / str(r["id"]) / "fixations.csv"
+        if not fix.is_file():
+            skips.skip("readings without fixations.csv", str(fix))
+            continue
+        kept.append((r, fix))
+    return kept
+
+
+def _report(
+    root: Path, reports_root: str | os.PathLike | None, subject: str, study_num: str, reading_id: str
+) -> tuple[str, str, str]:
+    """(findings, impression, source): the MIMIC-CXR report where ``reports_root`` has it, else the first
+    reading's transcription as findings; source "none" when neither has text."""
+    text = read_mimic_report(Path(reports_root), subject, study_num) if reports_root else None
+    if text is not None:
+        sec = section_report(text)
+        return sec.findings, sec.impression, "mimic-report"
+    trans = root / "main_data" / reading_id / "transcription.txt"
+    findings = trans.read_text(encoding="utf-8", errors="replace").strip() if trans.is_file() else ""
+    return findings, "", "transcription" if findings else "none"
+
+
+def _certainty(readings: pd.DataFrame, label_cols: list[str]) -> dict[str, float]:
+    """Per REFLACX label column, the highest certainty any reading of the image gave (columns all blank: absent)."""
+    certainty = {}
+    for c in label_cols:
+        vals = pd.to_numeric(readings[c], errors="coerce").dropna()
+        if len(vals):
+            certainty[c] = float(vals.max())
+    return certainty
+
+
 def build_reflacx_manifest(
     reflacx_root: str | os.PathLike,
     image_root: str | os.PathLike,
@@ -95,39 +136,18 @@ def build_reflacx_manifest(
         image = mimic_image(image_root, str(first["image"]), image_suffix, check_files, skips)
         if image is None:
             continue
-        kept = []
-        for _, r in readings.iterrows():
-            if _truthy(r["eye_tracking_data_discarded"]) and not include_discarded:
-                skips.skip("readings with discarded eye tracking", str(r["id"]))
-                continue
-            fix = root / "main_data" / str(r["id"]) / "fixations.csv"
-            if not fix.is_file():
-                skips.skip("readings without fixations.csv", str(fix))
-                continue
-            kept.append((r, fix))
+        kept = _usable_readings(root, readings, include_discarded, skips)
         if not kept:
             skips.skip("images without a usable reading", str(dicom_id))
             continue
         subject = id_str(first["subject_id"])
         study_num = study_from_path(str(first["image"])) or str(dicom_id)
-        text = read_mimic_report(Path(reports_root), subject, study_num) if reports_root else None
-        if text is not None:
-            sec = section_report(text)
-            findings, impression, source = sec.findings, sec.impression, "mimic-report"
-        else:
-            trans = root / "main_data" / str(kept[0][0]["id"]) / "transcription.txt"
-            findings = trans.read_text(encoding="utf-8", errors="replace").strip() if trans.is_file() else ""
-            impression, source = "", "transcription" if findings else "none"
+        findings, impression, source = _report(root, reports_root, subject, study_num, str(kept[0][0]["id"]))
         sid = f"s{study_num}"
         seen_ids[sid] = seen_ids.get(sid, 0) + 1
         if seen_ids[sid] > 1:  # a second gaze image of the same study
             sid = f"{sid}_{dicom_id}"
         split = normalize_split(first["split"]) or hash_split(subject)
-        certainty = {}
-        for c in label_cols:
-            vals = pd.to_numeric(readings[c], errors="coerce").dropna()
-            if len(vals):
-                certainty[c] = float(vals.max())
         studies.append(
             Study(
                 study_id=sid,
@@ -144,7 +164,7 @@ def build_reflacx_manifest(
                     "reading_ids": [str(r["id"]) for r, _ in kept],
                     "report_source": source,
                     "original_size": [int(first["image_size_y"]), int(first["image_size_x"])],
-                    "reflacx_labels": certainty,
+                    "reflacx_labels": _certainty(readings, label_cols),
                 },
             )
         )

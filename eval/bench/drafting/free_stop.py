@@ -1,6 +1,6 @@
 """Benchmark: free-mode drafting with and without stopping at the first loop, in one process.
 
-    python -m eval.bench.free_stop --n 10 --out docs/perf/free_stop.md
+    python -m eval.bench.drafting.free_stop --n 10 --out docs/perf/free_stop.md
 
 For the first ``n`` test studies of the default bundle (sorted by id, own study excluded), the retrieved,
 k-means-diversified reports go to :func:`rag_report.free.free_draft` twice, greedy, 200 new tokens: with
@@ -16,9 +16,9 @@ import os
 import platform
 import sys
 import time
-from pathlib import Path
 
 from eclip_core.runtime import setup_offline  # noqa: E402
+from eval.bench.page import write_page
 
 setup_offline()  # before any Hugging Face library is imported
 
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     tok_full = sum(r[1][False][1] for r in rows)
     tok_stop = sum(r[1][True][1] for r in rows)
     same = sum(r[1][False][2] == r[1][True][2] for r in rows)
-    cmd = "python -m eval.bench.free_stop " + " ".join(argv if argv is not None else sys.argv[1:])
+    cmd = "python -m eval.bench.drafting.free_stop " + " ".join(argv if argv is not None else sys.argv[1:])
     lines = [
         "# Free mode: stopping at the first loop",
         "",
@@ -88,9 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         f"(**{t_stop / t_full:.2f}x** the time); identical drafts: {same} of {len(rows)}.",
         "",
     ]
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text("\n".join(lines), encoding="utf-8")
-    sys.stdout.write("\n".join(lines) + "\n")
+    write_page(args.out, lines)
     return 0
 
 

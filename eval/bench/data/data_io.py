@@ -1,6 +1,6 @@
 """Benchmark: image loading, gaze heatmaps and quality metrics, as ratios against plain baselines.
 
-    python -m eval.bench.data_io [--out docs/perf/data_io.md] [--repeats 5]
+    python -m eval.bench.data.data_io [--out docs/perf/data_io.md] [--repeats 5]
 
 Baselines run in the same process: Pillow decode + numpy scaling for PNG/JPEG, pydicom
 ``pixel_array`` for DICOM, ``scipy.ndimage.gaussian_filter`` on the full-resolution count map
@@ -26,8 +26,9 @@ from eclip_core.data.dicom import write_test_dicom
 from eclip_core.data.image_io import load_image
 from eclip_core.heatmap.gaze import egd_heatmap, reflacx_heatmap
 from eclip_core.quality import retrieval_recall, uniformity
+from eval.bench.page import write_page
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 FIDELITY: dict[str, float] = {}
 NOTES = [
     "Notes:",
@@ -285,7 +286,7 @@ def write_sectioning_results(path: Path) -> None:
     lines = [
         "# Report sectioning on real report text",
         "",
-        "Command: `python -m eval.bench.data_io --sectioning`  ",
+        "Command: `python -m eval.bench.data.data_io --sectioning`  ",
         f"Data: the {n} real Open-I reports (torchxrayvision 1.5.7) that have both FINDINGS and IMPRESSION,",
         "each written out in eight free-text layouts; a report counts as correct when",
         "`eclip_core.data.builders.sectioning.section_report` returns exactly its findings and impression",
@@ -303,9 +304,7 @@ def write_sectioning_results(path: Path) -> None:
         "IMPRESSION: headings; once wrapped onto lines, the sectioner splits it there.)",
         "",
     ]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_page(path, lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -328,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         "# Data IO, heatmaps and quality metrics: performance",
         "",
-        f"Command: `python -m eval.bench.data_io --repeats {args.repeats}`  ",
+        f"Command: `python -m eval.bench.data.data_io --repeats {args.repeats}`  ",
         f"Machine: {platform.machine()}, {platform.processor() or 'cpu'}, Python {sys.version.split()[0]}, "
         "shared 2-core CPU; best of N runs, seconds; ratio = ours / baseline (lower is better).",
         "",
@@ -361,10 +360,7 @@ def main(argv: list[str] | None = None) -> int:
     lines += ["## Heatmap fidelity", "", "| comparison | value |", "|---|---:|"]
     lines += [f"| {k} | {v:.2e} |" for k, v in FIDELITY.items()] + [""]
     lines += NOTES
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))  # a script's report, not library code
+    write_page(args.out, lines)
     return 0
 
 

@@ -1,6 +1,6 @@
 """Benchmark: warm request latency through the Gradio app over HTTP vs the library call.
 
-    python -m eval.bench.app_latency [--tiny] [--modes consensus,grounded] [--repeats 15]
+    python -m eval.bench.serving.app_latency [--tiny] [--modes consensus,grounded] [--repeats 15]
         [pipeline flags as for the app: --model --index --llm --k ...] [--out docs/perf/app.md]
 
 The app runs as its own program (``python -m apps.gradio_app``, as users start it)
@@ -30,7 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[2]
+from eval.bench.page import write_page
+
+ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_IMAGE = ROOT / "apps" / "examples" / "00000001_000.png"
 TINY_REPORTS = [
     ("The heart is normal in size. The lungs are clear. No pleural effusion or pneumothorax.", "No acute disease."),
@@ -68,7 +70,7 @@ def _tiny_in_child(root: Path) -> list[str]:
     # Built in another process: building in this one slows the library calls measured here afterwards,
     # which would flatter the HTTP ratio.
     out = subprocess.run(
-        [sys.executable, "-m", "eval.bench.app_latency", "--build-tiny-into", str(root)],
+        [sys.executable, "-m", "eval.bench.serving.app_latency", "--build-tiny-into", str(root)],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -231,9 +233,8 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             proc.terminate()
             proc.wait(timeout=30)
-    command = "python -m eval.bench.app_latency " + " ".join(argv if argv is not None else sys.argv[1:])
-    write_page(Path(own.out), rows, command.strip(), own, simulated=pipe.simulated_data)
-    print(Path(own.out).read_text())
+    command = "python -m eval.bench.serving.app_latency " + " ".join(argv if argv is not None else sys.argv[1:])
+    write_page(Path(own.out), page_lines(rows, command.strip(), own, simulated=pipe.simulated_data))
     return 0
 
 
@@ -245,7 +246,8 @@ def _config_from_flags(flags: list[str]):
     return parse_args(flags)[1]
 
 
-def write_page(out: Path, rows: list[dict], command: str, own, simulated: bool) -> None:
+def page_lines(rows: list[dict], command: str, own, simulated: bool) -> list[str]:
+    """The lines of the app-latency page for the measured ``rows``."""
     cpu = os.cpu_count()
     lines = [
         "# App latency: HTTP vs library call",
@@ -287,8 +289,7 @@ def write_page(out: Path, rows: list[dict], command: str, own, simulated: bool) 
         f"Load average (1 min) when written: {load:.1f} on {cpu} cores (a shared machine: medians, not means).",
         "",
     ]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(lines))
+    return lines
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Benchmark the labeler and the report metrics; writes docs/perf/labeler.md.
 
-    python -m eval.bench.labeler            # ~1-2 minutes on 2 cores (METEOR's JVM start dominates)
+    python -m eval.bench.data.labeler            # ~1-2 minutes on 2 cores (METEOR's JVM start dominates)
 
 Measured in one process, as ratios against a baseline measured next to it:
 
@@ -22,7 +22,9 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from eval.bench.page import write_page
+
+ROOT = Path(__file__).resolve().parents[3]
 log = logging.getLogger(__name__)
 
 
@@ -143,9 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     res = run(args.pairs)
-    command = ("python -m eval.bench.labeler " + " ".join(argv if argv is not None else sys.argv[1:])).strip()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(render(res, command), encoding="utf-8")
+    command = ("python -m eval.bench.data.labeler " + " ".join(argv if argv is not None else sys.argv[1:])).strip()
+    write_page(args.out, render(res, command), echo=False)
     log.info("wrote %s", args.out)
     return 0
 

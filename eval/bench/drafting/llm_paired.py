@@ -1,6 +1,6 @@
 """Two LLM precisions in one process, timed on the same grounded drafts in alternating order.
 
-    python -m eval.bench.llm --paired auto nf4 --rounds 24 --threads 1 --out docs/perf/llm_auto.md
+    python -m eval.bench.drafting.llm --paired auto nf4 --rounds 24 --threads 1 --out docs/perf/llm_auto.md
 
 Both models are loaded once and warmed up; each round drafts one evidence set (the 5 Open-I reports
 nearest by TF-IDF to one of a few fixed query reports, in turn) with both, the order alternating from
@@ -18,7 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-#: Query reports whose TF-IDF neighbours are the evidence sets (the first is eval.bench.llm's).
+from eval.bench.drafting.evidence import evidence_reports
+from eval.bench.page import write_page
+
+#: Query reports whose TF-IDF neighbours are the evidence sets (the first is eval.bench.drafting.evidence.QUERY_UID).
 QUERY_UIDS = ("CXR3166", "CXR500", "CXR1000", "CXR1500", "CXR2000", "CXR2500", "CXR3000", "CXR3500")
 #: The share of nf4's warm grounded-draft time that "auto" should take at most where it resolves otherwise.
 TARGET = 0.7
@@ -36,7 +39,6 @@ def _cpu_model() -> str:
 
 def _evidence_sets() -> list[tuple[str, list[dict]]]:
     from eclip_core.data.openi import load_openi_reports
-    from eval.bench.llm import evidence_reports
 
     have = {r.uid for r in load_openi_reports() if r.findings and r.impression}
     return [(uid, evidence_reports(5, uid)) for uid in QUERY_UIDS if uid in have]
@@ -122,7 +124,5 @@ def run_paired(a: str, b: str, *, rounds: int, threads: int, out: str, command: 
     ]
     print(json.dumps({q: {k: res[q][k] for k in ("wall", "cpu", "passes")} for q in (a, b)}))
     text = "\n".join(lines) + "\n"
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    Path(out).write_text(text)
-    print(text)
+    write_page(out, text)
     return text

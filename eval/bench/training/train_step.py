@@ -1,7 +1,7 @@
 """Benchmark: time of one training step (plain CLIP vs eCLIP without / with an expert batch) and the
 embedding throughput of a model, measured in one process; writes Markdown to docs/perf/train_step.md.
 
-    python -m eval.bench.train_step --model eclip-small --batch-size 16 --repeats 5
+    python -m eval.bench.training.train_step --model eclip-small --batch-size 16 --repeats 5
 
 Steps run interleaved (every variant once per round, in a new seeded order each round) on the same
 model and the same pre-made batch, so machine load affects all variants alike; each variant's ratio to
@@ -106,6 +106,12 @@ class _Autocast:
         return torch.nn.utils.clip_grad_norm_(params, max_norm)
 
 
+#: A timed variant: (batch, priming loss, fast patch embedding + text cache, mixup in token space, grey images
+#: embedded from one channel).
+Variant = tuple[dict, bool, bool, bool, bool]
+EXPERT = "eCLIP step, expert batch (B/2 mixed pairs)"
+
+
 def measure_steps(
     model_name: str,
     batch_size: int,
@@ -133,63 +139,133 @@ def measure_steps(
     cfg = TrainConfig(model=EClipConfig(name=model_name, lock_text=lock_text), batch_size=batch_size)
     model = EClip(cfg.model).to(dev).train()
     opt = build_optimizer(model, cfg)
-    loss_fn = ClipLoss()
-    batch = synthetic_batch(model, batch_size, cfg.effective_expert_batch_size, np.random.default_rng(seed))
+    batch, plain, big = _step_batches(model, cfg, seed, dev)
+    setup = _StepSetup(model)
+    variants = _variants(batch, plain, big, before_rows)
+    setup.fixed_rows = _precomputed_rows(model, batch, variants)
+    mixed = _Autocast(dev.type, autocast_dtype) if autocast_dtype else None
+    times, cpu, faults = _time_rounds(setup, opt, cfg, variants, repeats, seed, dev, mixed)
+    setup.restore()
+
+    def base(k: str) -> str:
+        return "CLIP step" + next((tag for tag in (BEFORE, EVERY_CHANNEL) if k.endswith(tag)), "")
+
+    return {
+        "median_s": {k: statistics.median(v) for k, v in times.items()},
+        "cpu_median_s": {k: statistics.median(v) for k, v in cpu.items()},
+        "faults": {k: statistics.median(v) for k, v in faults.items()},
+        # per-round ratios: each round runs every variant once, so the load of that round cancels
+        "ratio": {k: paired_ratio(v, times[base(k)]) for k, v in times.items()},
+        "cpu_ratio": {k: paired_ratio(v, cpu[base(k)]) for k, v in cpu.items()},
+        "text_cache": setup.cached,
+        "kept_memory": keep_memory and keep_freed_memory(),
+        "params": sum(p.numel() for p in model.parameters()),
+        "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
+    }
+
+
+def _step_batches(model: EClip, cfg: TrainConfig, seed: int, dev: torch.device) -> tuple[dict, dict, dict]:
+    """(expert batch, the same without its expert half, a plain batch of B + B/2) on ``dev``."""
+    batch = synthetic_batch(model, cfg.batch_size, cfg.effective_expert_batch_size, np.random.default_rng(seed))
     plain = {k: v for k, v in batch.items() if not k.startswith("expert")} | {"inject": False}
-    big = synthetic_batch(model, batch_size + cfg.effective_expert_batch_size, 1, np.random.default_rng(seed))
+    big = synthetic_batch(model, cfg.batch_size + cfg.effective_expert_batch_size, 1, np.random.default_rng(seed))
     big = {k: v for k, v in big.items() if not k.startswith("expert")} | {"inject": False}
     batch, plain, big = ({k: v.to(dev) if torch.is_tensor(v) else v for k, v in b.items()} for b in (batch, plain, big))
-    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
-    mixed = _Autocast(dev.type, autocast_dtype) if autocast_dtype else None
-    visual = model.clip.visual
-    fast_conv = getattr(visual, "conv1", None)
-    slow_conv = _plain_conv(fast_conv) if isinstance(fast_conv, torch.nn.Conv2d) else fast_conv
-    cached = model.enable_text_feature_cache()
-    expert = "eCLIP step, expert batch (B/2 mixed pairs)"
-    patch_convs = [m for m in model.modules() if isinstance(m, PatchConv2d)]
-    variants = {  # name: (batch, priming, fast patch embedding + text cache, mixup in token space, grey)
+    return batch, plain, big
+
+
+def _variants(batch: dict, plain: dict, big: dict, before_rows: bool) -> dict[str, Variant]:
+    """The timed step variants by row name (without ``before_rows``: only the steps as training runs them)."""
+    variants = {
         "CLIP step": (plain, False, True, True, True),
         "CLIP step at the enlarged batch B + B/2 (cost floor of an expert step)": (big, False, True, True, True),
         "eCLIP step, no expert batch": (plain, False, True, True, True),
-        expert: (batch, False, True, True, True),
+        EXPERT: (batch, False, True, True, True),
         "eCLIP cold-start step (priming loss)": (plain, True, True, True, True),
-        expert + IMAGE_SPACE: (batch, False, True, False, True),
+        EXPERT + IMAGE_SPACE: (batch, False, True, False, True),
         PRECOMPUTED: (batch, False, True, True, True),
         "CLIP step" + EVERY_CHANNEL: (plain, False, True, True, False),
-        expert + EVERY_CHANNEL: (batch, False, True, True, False),
+        EXPERT + EVERY_CHANNEL: (batch, False, True, True, False),
         "CLIP step" + BEFORE: (plain, False, False, False, False),
-        expert + BEFORE: (batch, False, False, False, False),
+        EXPERT + BEFORE: (batch, False, False, False, False),
     }
-    if not before_rows:  # only the steps as training runs them (big backbones: each step costs seconds)
-        variants = {
-            k: v
-            for k, v in variants.items()
-            if not k.endswith((BEFORE, IMAGE_SPACE, EVERY_CHANNEL)) and k != PRECOMPUTED
-        }
-    fixed_rows = None
-    if PRECOMPUTED in variants:
-        with torch.no_grad():  # the expert step's ViT rows, made once: that row times all but the processor
-            fixed_rows = model.mixed_patch_embeddings(batch["expert_images"], batch["expert_heatmaps"], batch["lam"])
-        if fixed_rows is None:  # not a ViT: there are no rows to precompute
-            variants.pop(PRECOMPUTED)
-    times = {k: [] for k in variants}
-    cpu = {k: [] for k in variants}
-    faults = {k: [] for k in variants}
-    text_cache = model._text_cache
+    if before_rows:
+        return variants
+    # Big backbones: each step costs seconds, so only the steps as training runs them.
+    return {
+        k: v for k, v in variants.items() if not k.endswith((BEFORE, IMAGE_SPACE, EVERY_CHANNEL)) and k != PRECOMPUTED
+    }
+
+
+def _precomputed_rows(model: EClip, batch: dict, variants: dict[str, Variant]) -> torch.Tensor | None:
+    """The expert step's ViT rows, made once for the PRECOMPUTED row (dropped from ``variants`` when the
+    model is no ViT and has no rows to precompute)."""
+    if PRECOMPUTED not in variants:
+        return None
+    with torch.no_grad():  # that row then times all but the processor
+        fixed_rows = model.mixed_patch_embeddings(batch["expert_images"], batch["expert_heatmaps"], batch["lam"])
+    if fixed_rows is None:
+        variants.pop(PRECOMPUTED)
+    return fixed_rows
+
+
+class _StepSetup:
+    """The model and the switches a variant sets on it (patch embedding kernel, text cache, mixup space,
+    grey collapse, precomputed rows); :meth:`restore` puts them back as training runs them."""
+
+    def __init__(self, model: EClip) -> None:
+        self.model = model
+        self.visual = model.clip.visual
+        self.fast_conv = getattr(self.visual, "conv1", None)
+        self.slow_conv = _plain_conv(self.fast_conv) if isinstance(self.fast_conv, torch.nn.Conv2d) else self.fast_conv
+        self.cached = model.enable_text_feature_cache()
+        self.patch_convs = [m for m in model.modules() if isinstance(m, PatchConv2d)]
+        self.text_cache = model._text_cache
+        self.fixed_rows: torch.Tensor | None = None
+
+    def apply(self, name: str, fast: bool, token_space: bool, grey: bool) -> None:
+        model = self.model
+        for conv in self.patch_convs:
+            conv.collapse_grey = grey
+        if name == PRECOMPUTED:
+            rows = self.fixed_rows
+            model.mixed_patch_embeddings = lambda *args, **kwargs: rows  # shadows the method
+        else:
+            model.__dict__.pop("mixed_patch_embeddings", None)
+        model.token_space_mixup = token_space
+        self.visual.conv1 = self.fast_conv if fast else self.slow_conv
+        model._text_cache = self.text_cache if fast else None
+
+    def restore(self) -> None:
+        self.visual.conv1, self.model._text_cache, self.model.token_space_mixup = self.fast_conv, self.text_cache, True
+        self.model.__dict__.pop("mixed_patch_embeddings", None)
+        for conv in self.patch_convs:
+            conv.collapse_grey = True
+
+
+def _time_rounds(
+    setup: _StepSetup,
+    opt: torch.optim.Optimizer,
+    cfg: TrainConfig,
+    variants: dict[str, Variant],
+    repeats: int,
+    seed: int,
+    dev: torch.device,
+    mixed: _Autocast | None,
+) -> tuple[dict[str, list[float]], dict[str, list[float]], dict[str, list[int]]]:
+    """Wall seconds, CPU seconds and minor page faults of every variant's step, ``repeats`` rounds after one
+    warm-up round (allocators, text cache), each round in a new seeded order."""
+    model, loss_fn = setup.model, ClipLoss()
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    times: dict[str, list[float]] = {k: [] for k in variants}
+    cpu: dict[str, list[float]] = {k: [] for k in variants}
+    faults: dict[str, list[int]] = {k: [] for k in variants}
     order = np.random.default_rng(seed)
-    for r in range(repeats + 1):  # the first round warms up allocators and fills the text cache; dropped
+    for r in range(repeats + 1):
         # A new order each round: a step's time depends a little on the step before it (allocator, caches).
         for name in order.permutation(list(variants)):
             b, prime, fast, token_space, grey = variants[name]
-            for conv in patch_convs:
-                conv.collapse_grey = grey
-            if name == PRECOMPUTED:
-                model.mixed_patch_embeddings = lambda *args, **kwargs: fixed_rows  # shadows the method
-            else:
-                model.__dict__.pop("mixed_patch_embeddings", None)
-            model.token_space_mixup = token_space
-            visual.conv1 = fast_conv if fast else slow_conv
-            model._text_cache = text_cache if fast else None
+            setup.apply(name, fast, token_space, grey)
             sync()
             t0, c0, f0 = time.perf_counter(), time.process_time(), _minor_faults()
             train_step(
@@ -209,26 +285,7 @@ def measure_steps(
                 times[name].append(time.perf_counter() - t0)
                 cpu[name].append(time.process_time() - c0)
                 faults[name].append(_minor_faults() - f0)
-    visual.conv1, model._text_cache, model.token_space_mixup = fast_conv, text_cache, True
-    model.__dict__.pop("mixed_patch_embeddings", None)
-    for conv in patch_convs:
-        conv.collapse_grey = True
-
-    def base(k: str) -> str:
-        return "CLIP step" + next((tag for tag in (BEFORE, EVERY_CHANNEL) if k.endswith(tag)), "")
-
-    return {
-        "median_s": {k: statistics.median(v) for k, v in times.items()},
-        "cpu_median_s": {k: statistics.median(v) for k, v in cpu.items()},
-        "faults": {k: statistics.median(v) for k, v in faults.items()},
-        # per-round ratios: each round runs every variant once, so the load of that round cancels
-        "ratio": {k: paired_ratio(v, times[base(k)]) for k, v in times.items()},
-        "cpu_ratio": {k: paired_ratio(v, cpu[base(k)]) for k, v in cpu.items()},
-        "text_cache": cached,
-        "kept_memory": keep_memory and keep_freed_memory(),
-        "params": sum(p.numel() for p in model.parameters()),
-        "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
-    }
+    return times, cpu, faults
 
 
 def measure_embedding(model_name: str, n_images: int, n_reports: int) -> dict:
@@ -254,6 +311,25 @@ def measure_embedding(model_name: str, n_images: int, n_reports: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    command = "python -m eval.bench.training.train_step " + " ".join(argv if argv is not None else sys.argv[1:])
+    steps = measure_steps(
+        args.model,
+        args.batch_size,
+        args.repeats,
+        args.lock_text,
+        keep_memory=args.keep_freed_memory,
+        before_rows=args.before_rows,
+    )
+    emb = measure_embedding(args.model, args.n_images, args.n_reports)
+    lines = _header(args, command) + _step_table(args, steps) + _step_notes(args, steps) + _embedding_table(args, emb)
+    write_page(args.out, lines)
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="eclip-small")
     p.add_argument("--batch-size", type=int, default=16)
@@ -275,21 +351,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n-images", type=int, default=128)
     p.add_argument("--n-reports", type=int, default=512)
     p.add_argument("--out", default="docs/perf/train_step.md")
-    args = p.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    command = "python -m eval.bench.train_step " + " ".join(argv if argv is not None else sys.argv[1:])
-    steps = measure_steps(
-        args.model,
-        args.batch_size,
-        args.repeats,
-        args.lock_text,
-        keep_memory=args.keep_freed_memory,
-        before_rows=args.before_rows,
-    )
-    emb = measure_embedding(args.model, args.n_images, args.n_reports)
+    return p
+
+
+def _header(args: argparse.Namespace, command: str) -> list[str]:
+    """Title, command and machine of the page."""
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    lines = [
+    return [
         f"# Training step and embedding throughput: {args.model}, {torch.get_num_threads()} thread"
         f"{'s' if torch.get_num_threads() > 1 else ''}",
         "",
@@ -299,6 +367,12 @@ def main(argv: list[str] | None = None) -> int:
         f"torch {torch.__version__}, {torch.get_num_threads()} intra-op threads, load average at start "
         f"{load:.1f}. Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
         "",
+    ]
+
+
+def _step_table(args: argparse.Namespace, steps: dict) -> list[str]:
+    """The training-step section: how it was timed, then one row per step variant with its verdict."""
+    lines = [
         f"## One training step: `{args.model}`, batch {args.batch_size}, text tower "
         f"{'locked except projection' if args.lock_text else 'trained'}",
         "",
@@ -330,7 +404,12 @@ def main(argv: list[str] | None = None) -> int:
             f"{steps['cpu_ratio'][name]} | {f'<= {target}x' if target else ''} | {verdict} | "
             f"{steps['faults'][name]:.0f} |"
         )
-    lines += [
+    return lines
+
+
+def _step_notes(args: argparse.Namespace, steps: dict) -> list[str]:
+    """What the rows time: the expert step's floor, how training runs a step, the tagged earlier rows."""
+    return [
         "",
         "The expert step encodes B + B/2 images and texts (the enlarged batch the method prescribes) and runs "
         "the heatmap processor on B/2 images; a plain CLIP step at batch B + B/2 is therefore its floor, and "
@@ -363,6 +442,12 @@ def main(argv: list[str] | None = None) -> int:
             else " Earlier implementations were not timed in this run (`--no-before-rows`)."
         ),
         "",
+    ]
+
+
+def _embedding_table(args: argparse.Namespace, emb: dict) -> list[str]:
+    """The embedding-throughput section."""
+    return [
         f"## Embedding throughput: `{args.model}` (inference mode, includes preprocessing of 512x512 inputs)",
         "",
         "| what | throughput |",
@@ -372,8 +457,6 @@ def main(argv: list[str] | None = None) -> int:
         f"| train-time preprocessing (crop + CLAHE-like, per image) | {emb['train_preprocess_ms']:.1f} ms |",
         "",
     ]
-    write_page(args.out, lines)
-    return 0
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Benchmark: what keeping freed memory (eclip_core.cpu_memory) buys on the CPU; writes Markdown.
 
-    python -m eval.bench.cpu_memory --rounds 5 --out docs/perf/cpu_memory.md
+    python -m eval.bench.training.cpu_memory --rounds 5 --out docs/perf/cpu_memory.md
 
 glibc's malloc settings are per process and fixed once memory has been handed out, so each measurement
 runs in a fresh child process, with glibc's defaults or with ``keep_freed_memory()``; the two alternate
@@ -36,7 +36,7 @@ from eclip_core.losses import ClipLoss
 from eclip_core.model import EClip
 from eclip_core.training.optim import build_optimizer
 from eclip_core.training.step import train_step
-from eval.bench.train_step import synthetic_batch
+from eval.bench.training.train_step import synthetic_batch
 torch.set_num_threads(1)
 torch.manual_seed(0)
 
@@ -82,7 +82,7 @@ def run_child(mode: str, n_images: int, n_steps: int) -> dict:
         capture_output=True,
         text=True,
         env=env,
-        cwd=Path(__file__).resolve().parents[2],
+        cwd=Path(__file__).resolve().parents[3],
     )
     if done.returncode:
         raise RuntimeError(f"benchmark child ({mode}) failed:\n{done.stderr[-3000:]}")
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n-steps", type=int, default=5)
     p.add_argument("--out", default="docs/perf/cpu_memory.md")
     args = p.parse_args(argv)
-    command = "python -m eval.bench.cpu_memory " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = "python -m eval.bench.training.cpu_memory " + " ".join(argv if argv is not None else sys.argv[1:])
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     runs: dict[str, list[dict]] = {"default": [], "keep": []}
     for r in range(args.rounds):

@@ -4,12 +4,12 @@ Each (quantization, threads) case runs in its own subprocess, so RSS numbers are
 Ratios are against fp32 at the same thread count (tokens/s) and against plain greedy generation of the
 same number of tokens in the same process (grounded drafting).
 
-    python -m eval.bench.llm --out docs/perf/llm.md
+    python -m eval.bench.drafting.llm --out docs/perf/llm.md
 
 ``--paired A B`` instead times grounded drafts with quantization A against B in one process, alternating
-within rounds, and reports the paired ratio (eval.bench.llm_paired):
+within rounds, and reports the paired ratio (eval.bench.drafting.llm_paired):
 
-    python -m eval.bench.llm --paired auto nf4 --rounds 24 --threads 1 --out docs/perf/llm_auto.md
+    python -m eval.bench.drafting.llm --paired auto nf4 --rounds 24 --threads 1 --out docs/perf/llm_auto.md
 """
 
 from __future__ import annotations
@@ -26,11 +26,13 @@ import time
 from pathlib import Path
 
 from eclip_core.runtime import setup_offline  # noqa: E402
+from eval.bench.drafting.evidence import QUERY_UID, evidence_reports
+from eval.bench.drafting.llm_paired import run_paired
+from eval.bench.page import write_page
 
 setup_offline()  # before any Hugging Face library is imported
 
 PROMPT = "Describe the normal appearance of the heart and lungs on a frontal chest X-ray."
-QUERY_UID = "CXR3166"  # a fixed Open-I study; its 5 TF-IDF nearest reports are the grounded evidence
 
 
 NOTES = """## Notes
@@ -62,30 +64,6 @@ def _rss_mb() -> float:
 
 def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def evidence_reports(k: int = 5, query_uid: str = QUERY_UID) -> list[dict]:
-    """The k Open-I reports nearest (TF-IDF cosine) to a fixed query report: realistic retrieved evidence."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
-
-    from eclip_core.data.openi import load_openi_reports
-
-    reps = [r for r in load_openi_reports() if r.findings and r.impression]
-    texts = [f"{r.findings} {r.impression}" for r in reps]
-    x = TfidfVectorizer().fit_transform(texts)
-    q = next(i for i, r in enumerate(reps) if r.uid == query_uid)
-    sims = (x @ x[q].T).toarray().ravel()
-    sims[q] = -1.0
-    top = sims.argsort()[::-1][:k]
-    return [
-        {
-            "study_id": reps[i].uid,
-            "similarity": float(sims[i]),
-            "findings": reps[i].findings,
-            "impression": reps[i].impression,
-        }
-        for i in top
-    ]
 
 
 #: Benchmark cases: name -> (LLMSpec.quantization, LLMSpec.cpu_prefill).
@@ -181,38 +159,22 @@ def convert_worker() -> dict:
 
 
 def _run(args: list[str]) -> dict:
-    out = subprocess.run([sys.executable, "-m", "eval.bench.llm", *args], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "eval.bench.drafting.llm", *args], capture_output=True, text=True, check=True
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--out", default="docs/perf/llm.md")
-    ap.add_argument("--new-tokens", type=int, default=48)
-    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    ap.add_argument("--quant", nargs="+", default=list(CASES), choices=list(CASES))
-    ap.add_argument(
-        "--paired",
-        nargs=2,
-        metavar=("A", "B"),
-        default=None,
-        help="time grounded drafts with quantization A against B in one process, alternating "
-        "within rounds (eval.bench.llm_paired); e.g. --paired auto nf4",
-    )
-    ap.add_argument("--rounds", type=int, default=24, help="rounds of --paired")
-    ap.add_argument("--worker", help=argparse.SUPPRESS)
-    ap.add_argument("--convert", action="store_true", help=argparse.SUPPRESS)
-    a = ap.parse_args(argv)
+    a = _parser().parse_args(argv)
     if a.convert:
         print(json.dumps(convert_worker()))
         return
     if a.worker:
         print(json.dumps(worker(a.worker, a.threads[0], a.new_tokens)))
         return
+    cmd = "python -m eval.bench.drafting.llm " + " ".join(argv if argv is not None else sys.argv[1:])
     if a.paired:
-        from eval.bench.llm_paired import run_paired
-
-        cmd = "python -m eval.bench.llm " + " ".join(argv if argv is not None else sys.argv[1:])
         run_paired(a.paired[0], a.paired[1], rounds=a.rounds, threads=a.threads[0], out=a.out, command=cmd)
         return
 
@@ -227,33 +189,41 @@ def main(argv: list[str] | None = None) -> None:
         for q in a.quant
     ]
     load_after = os.getloadavg()
-    fp32 = {r["threads"]: r["tok_s"] for r in rows if r["quant"] == "none"}
-    cmd = "python -m eval.bench.llm " + " ".join(argv if argv is not None else sys.argv[1:])
-    lines = [
-        "# LLM backends: load, memory, tokens/s, grounded drafting",
-        "",
-        f"Command: `{cmd.strip()}`  ",
-        f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores shared with other processes (load average "
-        f"{load_before[0]:.1f} before, {load_after[0]:.1f} after), Python {platform.python_version()}; "
-        f"model {rows[0]['llm_id'].split('/')[0]}; each case in its own process.",
-        "",
-        f"One-time GGUF -> HF folder conversion: {conv['convert_s']:.1f} s, peak RSS {conv['peak_mb']:.0f} MB.",
-        "",
-        f"## Greedy generation ({a.new_tokens} new tokens, same prompt; ratio = tokens/s / fp32 tokens/s at "
-        "the same thread count)",
-        "",
-        "| quantization | torch threads | load (s) | RSS after load (MB) | model RSS (MB) | peak RSS (MB) "
-        "| tokens/s | ratio vs fp32 | evidence prompt forward (s) | prompt tokens |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
+    name = _case_names(rows)
+    lines = _header(a, cmd, conv, rows, (load_before[0], load_after[0]))
+    lines += _generation_table(a, rows, name) + _draft_table(a, rows, name) + ["", NOTES]
+    write_page(a.out, lines)
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--out", default="docs/perf/llm.md")
+    ap.add_argument("--new-tokens", type=int, default=48)
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--quant", nargs="+", default=list(CASES), choices=list(CASES))
+    ap.add_argument(
+        "--paired",
+        nargs=2,
+        metavar=("A", "B"),
+        default=None,
+        help="time grounded drafts with quantization A against B in one process, alternating "
+        "within rounds (eval.bench.drafting.llm_paired); e.g. --paired auto nf4",
+    )
+    ap.add_argument("--rounds", type=int, default=24, help="rounds of --paired")
+    ap.add_argument("--worker", help=argparse.SUPPRESS)
+    ap.add_argument("--convert", action="store_true", help=argparse.SUPPRESS)
+    return ap
+
+
+def _case_names(rows: list[dict]) -> dict[str, str]:
+    """The table name of each case; nf4 says so where the dense bf16 prefill did not install (no AVX512-BF16)."""
     names = {
         "none": "fp32",
         "int8": "int8 (bitsandbytes)",
         "nf4": "nf4 (bitsandbytes + dense bf16 prefill)",
         "nf4-kernel": "nf4, bitsandbytes kernel only",
     }
-    # The dense bf16 prefill installs only on CPUs with AVX512-BF16: say so when it did not.
-    name = {
+    return {
         k: (
             v
             if k != "nf4" or all(r.get("prefill_layers", 1) for r in rows if r["quant"] == "nf4")
@@ -261,13 +231,46 @@ def main(argv: list[str] | None = None) -> None:
         )
         for k, v in names.items()
     }
+
+
+def _header(a: argparse.Namespace, cmd: str, conv: dict, rows: list[dict], loads: tuple[float, float]) -> list[str]:
+    """Title, command, machine (with the load average around the run) and the one-time conversion."""
+    return [
+        "# LLM backends: load, memory, tokens/s, grounded drafting",
+        "",
+        f"Command: `{cmd.strip()}`  ",
+        f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores shared with other processes (load average "
+        f"{loads[0]:.1f} before, {loads[1]:.1f} after), Python {platform.python_version()}; "
+        f"model {rows[0]['llm_id'].split('/')[0]}; each case in its own process.",
+        "",
+        f"One-time GGUF -> HF folder conversion: {conv['convert_s']:.1f} s, peak RSS {conv['peak_mb']:.0f} MB.",
+        "",
+    ]
+
+
+def _generation_table(a: argparse.Namespace, rows: list[dict], name: dict[str, str]) -> list[str]:
+    """Load, memory and greedy tokens/s per case, against fp32 at the same thread count."""
+    fp32 = {r["threads"]: r["tok_s"] for r in rows if r["quant"] == "none"}
+    lines = [
+        f"## Greedy generation ({a.new_tokens} new tokens, same prompt; ratio = tokens/s / fp32 tokens/s at "
+        "the same thread count)",
+        "",
+        "| quantization | torch threads | load (s) | RSS after load (MB) | model RSS (MB) | peak RSS (MB) "
+        "| tokens/s | ratio vs fp32 | evidence prompt forward (s) | prompt tokens |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in rows:
         lines.append(
             f"| {name[r['quant']]} | {r['threads']} | {r['load_s']:.1f} | {r['rss_mb']:.0f} | "
             f"{r['rss_model_mb']:.0f} | {r['peak_mb']:.0f} | {r['tok_s']:.1f} | "
             f"{r['tok_s'] / fp32[r['threads']]:.2f} | {r['prefill_s']:.3f} | {r['prefill_tokens']} |"
         )
-    lines += [
+    return lines
+
+
+def _draft_table(a: argparse.Namespace, rows: list[dict], name: dict[str, str]) -> list[str]:
+    """One grounded draft per case against plain greedy generation of as many tokens, and the drafts."""
+    lines = [
         "",
         f"## One grounded draft (5 Open-I reports nearest to {QUERY_UID} by TF-IDF; median of 3)",
         "",
@@ -288,10 +291,7 @@ def main(argv: list[str] | None = None) -> None:
     for r in rows:
         if r["threads"] == a.threads[0]:
             lines.append(f"- {name[r['quant']]}: {r['draft_text']}")
-    lines += ["", NOTES]
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    return lines
 
 
 if __name__ == "__main__":

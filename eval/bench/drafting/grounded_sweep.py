@@ -1,6 +1,6 @@
 """Study: grounded drafting vs eCLIP top-1 under retrieval and weighting settings, in one process.
 
-    python -m eval.bench.grounded_sweep --n 100 --out docs/results/grounded_sweep.md
+    python -m eval.bench.drafting.grounded_sweep --n 100 --out docs/results/grounded_sweep.md
 
 On the first ``n`` studies of a split (default test) of the default bundle (sorted by id, as ``python -m eval.report_gen``
 orders them), the X-rays are embedded once; then for each setting the retrieved reports go to
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from eclip_core.data.manifest import read_manifest
     from eclip_core.text import join_report
-    from eval.bench import write_lines
+    from eval.bench.page import write_page
     from eval.report_gen.run import select_studies
     from eval.report_gen.scoring import clinical_scores
     from rag_report.bundle import default_bundle
@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
         "> Default bundle: real Open-I report text with SIMULATED (phantom) radiographs.",
         "",
-        f"Command: `python -m eval.bench.grounded_sweep --n {args.n} --split {args.split} --out {args.out} --settings {' '.join(args.settings)}`",
+        f"Command: `python -m eval.bench.drafting.grounded_sweep --n {args.n} --split {args.split} --out {args.out} --settings {' '.join(args.settings)}`",
         "",
         f"First {len(test)} {args.split} studies (sorted by id), default bundle (centred index), default LLM "
         f"({llm.id}); clinical F1 with uncertain -> negative. Similarities of the plain nearest 5 "
@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     for label, mi, ma, per, distinct in rows:
         lines.append(f"| {label} | {mi:.3f} | {ma:.3f} | {'' if per != per else f'{per:.2f}'} | {distinct} |")
-    write_lines(args.out, lines)
+    write_page(args.out, lines)
     return 0
 
 

@@ -1,6 +1,6 @@
 """Study: does the pipeline warn on images unlike the corpus X-rays? (default bundle)
 
-    python -m eval.bench.ood --out docs/results/ood.md
+    python -m eval.bench.serving.ood --out docs/results/ood.md
 
 Two warnings exist (rag_report.pipeline): k-NN *typicality* of the query's eCLIP image embedding among the
 index's sampled corpus X-rays below the index's floor (1st percentile of the corpus's own leave-one-out
@@ -21,7 +21,7 @@ from eclip_core.runtime import setup_offline  # noqa: E402
 setup_offline()  # before any Hugging Face library is imported
 
 #: Two real NIH ChestX-ray14 radiographs shipped with the app (see apps/examples/NOTICE).
-SAMPLE_CXR = Path(__file__).resolve().parents[2] / "apps" / "examples"
+SAMPLE_CXR = Path(__file__).resolve().parents[3] / "apps" / "examples"
 
 
 def synthetic_non_cxr(seed: int = 0) -> dict[str, object]:
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
 
     from eclip_core.data.manifest import read_manifest
-    from eval.bench import write_lines
+    from eval.bench.page import write_page
     from rag_report.bundle import default_bundle
     from rag_report.pipeline import PipelineConfig, ReportPipeline
 
@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
         "> Default bundle: phantom (simulated) radiographs; the eCLIP image tower has never seen a real X-ray.",
         "",
-        f"Command: `python -m eval.bench.ood --out {args.out}`",
+        f"Command: `python -m eval.bench.serving.ood --out {args.out}`",
         "",
         f"Typicality: the {info['k']}-th largest cosine between the query's eCLIP image embedding and "
         f"{info['sample']} sampled corpus X-rays; floor {pipe.typicality_floor:.4f} (1st percentile of the corpus's "
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         "|---|---|---|---|",
     ]
     lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
-    write_lines(args.out, lines)
+    write_page(args.out, lines)
     return 0
 
 

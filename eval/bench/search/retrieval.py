@@ -6,11 +6,11 @@ re-ranking), all in this process; recall@10 of the approximate indexes against e
 efSearch / nprobe raised until recall@10 >= the target. Then, at one size, the LlamaIndex-based
 EClipRetriever (precomputed query vector) against a raw ``faiss.search`` on the same index.
 
-    python -m eval.bench.retrieval                          # 10k, 100k, 1M; writes docs/perf/retrieval.md
-    python -m eval.bench.retrieval --sizes 10000 --queries 50 --out runs/retrieval_quick.md   # quick look
-    python -m eval.bench.retrieval --sizes 1000000 --no-ivf --overhead-size 0 --build-threads 2 \
+    python -m eval.bench.search.retrieval                          # 10k, 100k, 1M; writes docs/perf/retrieval.md
+    python -m eval.bench.search.retrieval --sizes 10000 --queries 50 --out runs/retrieval_quick.md   # quick look
+    python -m eval.bench.search.retrieval --sizes 1000000 --no-ivf --overhead-size 0 --build-threads 2 \
         --out docs/perf/retrieval_hnsw_1m.md                # HNSW at 1M on its own (long construction)
-    python -m eval.bench.retrieval --data reports --out docs/perf/retrieval_reports.md   # report-like corpus
+    python -m eval.bench.search.retrieval --data reports --out docs/perf/retrieval_reports.md   # report-like corpus
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from eval.bench.page import write_page
 
 log = logging.getLogger("bench.retrieval")
 
@@ -165,11 +167,9 @@ def bench_size(
     query_threads: int = 1,
     data: ReportLikeData | None = None,
 ) -> list[Row]:
+    """The rows of one corpus size: numpy and exact FAISS, then HNSW and IVF-PQ tuned to ``target`` recall@k."""
     import faiss
 
-    from rag_report.index import IndexParams, make_faiss_index, set_search_params, train_faiss_index
-
-    rows: list[Row] = []
     if data is None:
         x = unit_vectors(n, dim, seed)
         queries = unit_vectors(n_queries, dim, seed + 1)
@@ -179,41 +179,73 @@ def bench_size(
     flat = faiss.IndexFlatIP(dim)
     flat.add(x)
     _, truth = flat.search(queries, k)
+    rows = _exact_rows(x, flat, queries, truth, k)
+    np_p50 = rows[0].p50_ms
+    if not skip_hnsw:
+        rows.append(_hnsw_row(x, queries, truth, k, target, hnsw_cfg, build_threads, query_threads, np_p50))
+        gc.collect()
+    if not skip_ivf:
+        rows.append(_ivf_row(x, queries, truth, k, target, train_sample, np_p50))
+    del flat, x
+    gc.collect()
+    return rows
 
+
+def _exact_rows(x: np.ndarray, flat, queries: np.ndarray, truth: np.ndarray, k: int) -> list[Row]:
+    """The numpy matmul top-k (the baseline every speed-up is against) and FAISS's exact flat index."""
+    n = len(x)
     np_p50, np_p95 = latencies(numpy_topk(x, k), queries)
     np_found = np.stack([numpy_topk(x, k)(q) for q in queries[:50]])
-    rows.append(Row(n, "numpy matmul + argpartition", "-", 0.0, np_p50, np_p95, 1.0, recall_at(np_found, truth[:50])))
+    rows = [Row(n, "numpy matmul + argpartition", "-", 0.0, np_p50, np_p95, 1.0, recall_at(np_found, truth[:50]))]
     p50, p95 = latencies(faiss_one(flat, k), queries)
     rows.append(Row(n, "FAISS IndexFlatIP (exact)", "-", 0.0, p50, p95, np_p50 / p50, 1.0))
     log.info("n=%d numpy p50 %.3f ms, flat p50 %.3f ms", n, np_p50, p50)
+    return rows
 
-    if not skip_hnsw:
-        m, efc = hnsw_cfg
-        params = IndexParams(hnsw_m=m, ef_construction=efc)
-        hnsw, _ = make_faiss_index("hnsw", dim, n, params)
-        faiss.omp_set_num_threads(build_threads)  # construction may use more threads than the queries
-        t = time.perf_counter()
-        hnsw.add(x)
-        build = time.perf_counter() - t
-        faiss.omp_set_num_threads(query_threads)
-        log.info("n=%d HNSW M=%d efC=%d built in %.1f s (%d threads)", n, m, efc, build, build_threads)
 
-        def set_ef(index, v):
-            params.ef_search = v
-            set_search_params(index, "hnsw", params)
+def _hnsw_row(
+    x: np.ndarray,
+    queries: np.ndarray,
+    truth: np.ndarray,
+    k: int,
+    target: float,
+    hnsw_cfg: tuple[int, int],
+    build_threads: int,
+    query_threads: int,
+    np_p50: float,
+) -> Row:
+    """HNSW built with the library's factory, efSearch raised until recall@k reaches ``target``."""
+    import faiss
 
-        ef, rec = tune(hnsw, set_ef, [32, 64, 128, 256, 512, 1024, 2048, 4096, 8192], queries, truth, k, target)
-        p50, p95 = latencies(faiss_one(hnsw, k), queries)
-        rows.append(
-            Row(n, "FAISS HNSWFlat", f"M={m}, efConstruction={efc}, efSearch={ef}", build, p50, p95, np_p50 / p50, rec)
-        )
-        del hnsw
-        gc.collect()
+    from rag_report.index import IndexParams, make_faiss_index, set_search_params
 
-    if skip_ivf:
-        del flat, x
-        gc.collect()
-        return rows
+    n, dim = x.shape
+    m, efc = hnsw_cfg
+    params = IndexParams(hnsw_m=m, ef_construction=efc)
+    hnsw, _ = make_faiss_index("hnsw", dim, n, params)
+    faiss.omp_set_num_threads(build_threads)  # construction may use more threads than the queries
+    t = time.perf_counter()
+    hnsw.add(x)
+    build = time.perf_counter() - t
+    faiss.omp_set_num_threads(query_threads)
+    log.info("n=%d HNSW M=%d efC=%d built in %.1f s (%d threads)", n, m, efc, build, build_threads)
+
+    def set_ef(index, v):
+        params.ef_search = v
+        set_search_params(index, "hnsw", params)
+
+    ef, rec = tune(hnsw, set_ef, [32, 64, 128, 256, 512, 1024, 2048, 4096, 8192], queries, truth, k, target)
+    p50, p95 = latencies(faiss_one(hnsw, k), queries)
+    return Row(n, "FAISS HNSWFlat", f"M={m}, efConstruction={efc}, efSearch={ef}", build, p50, p95, np_p50 / p50, rec)
+
+
+def _ivf_row(
+    x: np.ndarray, queries: np.ndarray, truth: np.ndarray, k: int, target: float, train_sample: int, np_p50: float
+) -> Row:
+    """IVF-PQ with exact re-ranking: nprobe raised until recall@k reaches ``target``, then k_factor if needed."""
+    from rag_report.index import IndexParams, make_faiss_index, set_search_params, train_faiss_index
+
+    n, dim = x.shape
     params = IndexParams(train_sample=min(n, train_sample), k_factor=32)
     ivf, shape = make_faiss_index("ivfpq", dim, n, params)
     t = time.perf_counter()
@@ -237,22 +269,17 @@ def bench_size(
 
         _, rec = tune(ivf, set_kf, [64, 128, 256, 512], queries, truth, k, target)
     p50, p95 = latencies(faiss_one(ivf, k), queries)
-    rows.append(
-        Row(
-            n,
-            "FAISS IVF-PQ + exact re-rank (RFlat)",
-            f"nlist={nlist}, PQ{shape['pq_m']}x{shape['pq_nbits']}, nprobe={nprobe}, k_factor={params.k_factor}, "
-            f"trained on {params.train_sample}",
-            build,
-            p50,
-            p95,
-            np_p50 / p50,
-            rec,
-        )
+    return Row(
+        n,
+        "FAISS IVF-PQ + exact re-rank (RFlat)",
+        f"nlist={nlist}, PQ{shape['pq_m']}x{shape['pq_nbits']}, nprobe={nprobe}, k_factor={params.k_factor}, "
+        f"trained on {params.train_sample}",
+        build,
+        p50,
+        p95,
+        np_p50 / p50,
+        rec,
     )
-    del ivf, flat, x
-    gc.collect()
-    return rows
 
 
 def bench_overhead(n: int, dim: int, n_queries: int, k: int, seed: int) -> list[tuple[str, float, float, float]]:
@@ -343,22 +370,61 @@ def write_markdown(path: Path, command: str, rows: list[Row], overhead, args, el
         ]
         for name, p50, p95, ratio in overhead:
             lines.append(f"| {name} | {p50:.3f} | {p95:.3f} | {ratio:.2f}x |")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_page(path, lines, echo=False)
 
 
 def main(argv: list[str] | None = None) -> int:
     from eclip_core.runtime import setup_offline
 
     setup_offline()
+    args = _parser().parse_args(argv)
+    args.build_threads = args.build_threads or args.threads
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    import faiss
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=args.threads)
+    faiss.omp_set_num_threads(args.threads)
+    t0 = time.time()
+    data = load_report_like(args.queries, args.bandwidth) if args.data == "reports" else None
+    args.source = data.source if data is not None else "random"
+    rows = [row for n in args.sizes for row in _bench_one_size(args, n, data)]
+    overhead = (
+        bench_overhead(args.overhead_size, args.dim, args.queries, args.k, args.seed) if args.overhead_size else []
+    )
+    command = "python -m eval.bench.search.retrieval " + " ".join(argv if argv is not None else sys.argv[1:])
+    write_markdown(Path(args.out), command.strip(), rows, overhead, args, time.time() - t0)
+    log.info("wrote %s", args.out)
+    return 0
+
+
+def _bench_one_size(args: argparse.Namespace, n: int, data: ReportLikeData | None) -> list[Row]:
+    return bench_size(
+        n,
+        args.dim,
+        args.queries,
+        args.k,
+        args.target,
+        args.seed,
+        tuple(args.hnsw),
+        skip_hnsw=n > args.hnsw_max_size,
+        train_sample=args.train_sample,
+        skip_ivf=args.no_ivf,
+        build_threads=args.build_threads,
+        query_threads=args.threads,
+        data=data,
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
+    from rag_report.index import IndexParams
+
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     p.add_argument("--dim", type=int, default=256)
     p.add_argument("--queries", type=int, default=200)
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--target", type=float, default=0.95)
-    from rag_report.index import IndexParams
-
     p.add_argument(
         "--hnsw",
         type=int,
@@ -399,41 +465,7 @@ def main(argv: list[str] | None = None) -> int:
         help="--data reports: noise scale relative to the real embeddings' spread",
     )
     p.add_argument("--out", default="docs/perf/retrieval.md")
-    args = p.parse_args(argv)
-    args.build_threads = args.build_threads or args.threads
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    import faiss
-    from threadpoolctl import threadpool_limits
-
-    threadpool_limits(limits=args.threads)
-    faiss.omp_set_num_threads(args.threads)
-    t0 = time.time()
-    rows: list[Row] = []
-    data = load_report_like(args.queries, args.bandwidth) if args.data == "reports" else None
-    args.source = data.source if data is not None else "random"
-    for n in args.sizes:
-        rows += bench_size(
-            n,
-            args.dim,
-            args.queries,
-            args.k,
-            args.target,
-            args.seed,
-            tuple(args.hnsw),
-            skip_hnsw=n > args.hnsw_max_size,
-            train_sample=args.train_sample,
-            skip_ivf=args.no_ivf,
-            build_threads=args.build_threads,
-            query_threads=args.threads,
-            data=data,
-        )
-    overhead = (
-        bench_overhead(args.overhead_size, args.dim, args.queries, args.k, args.seed) if args.overhead_size else []
-    )
-    command = "python -m eval.bench.retrieval " + " ".join(argv if argv is not None else sys.argv[1:])
-    write_markdown(Path(args.out), command.strip(), rows, overhead, args, time.time() - t0)
-    log.info("wrote %s", args.out)
-    return 0
+    return p
 
 
 if __name__ == "__main__":
