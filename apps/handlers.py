@@ -30,8 +30,8 @@ import gradio as gr
 from apps import imaging, render
 from apps.handoff import write_handoff_files
 from eclip_core.errors import EClipError
-from rag_report.label_boost import LABEL_BOOST_MODES
 from rag_report.report import DraftReport
+from rag_report.retrieval.label_boost import LABEL_BOOST_MODES
 
 log = logging.getLogger(__name__)
 

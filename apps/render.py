@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from eclip_core.labels import CHEXPERT_OBSERVATIONS
 from eclip_core.text import split_sentences
-from rag_report.consensus import sentence_key
+from rag_report.drafting.consensus import sentence_key
 from rag_report.report import SIMULATED_NOTICE, DraftReport, Evidence
 
 #: Display name and CSS class of each label value (CheXpert convention: 1 / 0 / -1 / None).
@@ -157,7 +157,7 @@ def precision_markdown(quantization: str, device: str = "auto") -> str:
     >>> precision_markdown("int8")
     '**LLM precision:** int8 (as configured)'
     """
-    from rag_report.precision import choose_quantization
+    from rag_report.llm.precision import choose_quantization
 
     if device not in ("cpu", "cuda"):
         import torch

@@ -24,8 +24,8 @@ import gradio as gr
 
 from apps import render
 from apps.handlers import AppHandlers, llm_choices
-from rag_report.label_boost import LABEL_BOOST_MODES
 from rag_report.pipeline import MODES
+from rag_report.retrieval.label_boost import LABEL_BOOST_MODES
 
 log = logging.getLogger(__name__)
 

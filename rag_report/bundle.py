@@ -78,7 +78,7 @@ class DefaultBundleConfig:
     #: How the default eCLIP trains (the baseline and paper-objective models: the same, their terms changed).
     train: TrainConfig = field(default_factory=default_training)
     index_type: str = "flat"
-    #: The label classifiers also read the X-ray's tiles (rag_report.image_views): test classifier AUROC
+    #: The label classifiers also read the X-ray's tiles (rag_report.retrieval.image_views): test classifier AUROC
     #: 0.836 -> 0.855 on the default model, nodules and support devices most (docs/results/report_gen.md).
     classifier_views: str = "image+tiles"
     n_examples: int = 4

@@ -26,7 +26,7 @@ from eclip_core.cli_config import ConfigParser
 from eclip_core.errors import EClipError
 from eclip_core.runtime import setup_offline
 from rag_report.cli_io import error_json, stdout_to_stderr
-from rag_report.image_views import CLASSIFIER_VIEWS
+from rag_report.retrieval.image_views import CLASSIFIER_VIEWS
 
 #: Flags every command accepts, before or after the command name.
 GLOBAL_FLAGS = ("--quiet", "-v", "--verbose")

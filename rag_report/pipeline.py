@@ -22,21 +22,21 @@ from eclip_core.cli_config import cli
 from eclip_core.data.image_io import load_nonblank_image as read_image  # re-exported: callers import it from here
 from eclip_core.labeler import label_report
 from eclip_core.text import join_report
-from rag_report.drafters import DRAFTERS, LLM_MODES, Drafted, DraftLimits, DraftSettings, draft_reports
+from rag_report.drafting.drafters import DRAFTERS, LLM_MODES, Drafted, DraftLimits, DraftSettings, draft_reports
 from rag_report.errors import RagReportError
-from rag_report.image_views import classifier_features
-from rag_report.label_boost import LABEL_BOOST_MODES, LabelBoost
-from rag_report.precision import QUANTIZATIONS, draft_model_entries
+from rag_report.llm.precision import QUANTIZATIONS, draft_model_entries
 from rag_report.protocols import DraftingLLM, ReportIndexLike, ReportLike
 from rag_report.report import DraftReport, Evidence, SentenceProvenance
+from rag_report.retrieval.image_views import classifier_features
+from rag_report.retrieval.label_boost import LABEL_BOOST_MODES, LabelBoost
 
 if TYPE_CHECKING:
     from rag_report.llm import FrozenLLM
-    from rag_report.retriever import RetrievedReport
+    from rag_report.retrieval.retriever import RetrievedReport
 
 log = logging.getLogger(__name__)
 
-#: "auto" and the drafting registry's modes (rag_report.drafters.DRAFTERS), the LLM ones first.
+#: "auto" and the drafting registry's modes (rag_report.drafting.drafters.DRAFTERS), the LLM ones first.
 MODES = ("auto", *LLM_MODES, *(m for m in DRAFTERS if m not in LLM_MODES))
 #: Models with fewer parameters than this draft in grounded mode when mode="auto".
 GROUNDED_BELOW_PARAMS = 1_000_000_000
@@ -44,7 +44,7 @@ GROUNDED_BELOW_PARAMS = 1_000_000_000
 
 @dataclass
 class PipelineConfig(DraftLimits):
-    """What to load and how to draft (the draft's limits: :class:`~rag_report.drafters.DraftLimits`, its base
+    """What to load and how to draft (the draft's limits: :class:`~rag_report.drafting.drafters.DraftLimits`, its base
     class). ``None`` paths mean the embedded default bundle.
 
     Every field is also a flag of ``rag-report generate``, of the Gradio app and of ``python -m
@@ -74,7 +74,7 @@ class PipelineConfig(DraftLimits):
     #: Warn when the image's k-NN typicality among the corpus X-rays falls below this (None: the floor the
     #: index measured on its own X-rays, if it holds an image sample; rag_report.index).
     typicality_floor: float | None = None
-    #: Label boost (rag_report.label_boost): "rerank" candidates by similarity + label_weight * agreement of
+    #: Label boost (rag_report.retrieval.label_boost): "rerank" candidates by similarity + label_weight * agreement of
     #: their labels with the image's predicted labels, "filter" to the best-agreeing ones, or "off". Needs an
     #: index with label classifiers (else it stays off, with a warning in the draft).
     label_boost: str = field(default="rerank", metadata=cli(choices=LABEL_BOOST_MODES))
@@ -114,7 +114,7 @@ class ReportPipeline:
     def __init__(self, config: PipelineConfig | None = None, *, progress: bool = True) -> None:
         from eclip_core.model import EClip
         from rag_report.index import ReportIndex
-        from rag_report.retriever import EClipRetriever
+        from rag_report.retrieval.retriever import EClipRetriever
 
         self.config = (config or PipelineConfig()).validate()
         t0 = time.perf_counter()
@@ -180,7 +180,7 @@ class ReportPipeline:
     def predict_labels(self, vector: np.ndarray, image: Any = None) -> np.ndarray | None:
         """Probability [14] of each CheXpert observation for an image embedding (None: the index has no
         label classifiers). Classifiers that read the image's tiles too (``views="image+tiles"``,
-        :mod:`rag_report.image_views`) need the ``image`` (anything :meth:`embed` takes)."""
+        :mod:`rag_report.retrieval.image_views`) need the ``image`` (anything :meth:`embed` takes)."""
         clf = self.index.label_classifiers
         if clf is None:
             return None

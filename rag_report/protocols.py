@@ -4,7 +4,7 @@ The drafting code does not care which class it gets, only what it reads; these p
 signatures say it instead of ``Any`` and mypy checks both sides:
 
 * :class:`ReportLike`: a retrieved report as the drafters read it (``study_id``, ``similarity``,
-  ``findings``, ``impression``): :class:`rag_report.retriever.RetrievedReport`,
+  ``findings``, ``impression``): :class:`rag_report.retrieval.retriever.RetrievedReport`,
   :class:`rag_report.report.Evidence`, or any object with those attributes (grounded mode and the prompts
   also take dicts with those keys).
 * :class:`DraftingLLM`: the frozen LLM as grounded, free, the drafter registry and the pipeline use it:
@@ -13,8 +13,8 @@ signatures say it instead of ``Any`` and mypy checks both sides:
   :class:`eclip_core.model.EClip`.
 * :class:`ReportIndexLike`: the report index as the retriever and the pipeline use it:
   :class:`rag_report.index.ReportIndex`; with :class:`QueryEmbedder` (its ``embed_model``,
-  :class:`rag_report.embedding.EClipEmbedding`) and :class:`LabelClassifiersLike` (its
-  ``label_classifiers``, :class:`rag_report.label_classifiers.LabelClassifiers`).
+  :class:`rag_report.retrieval.embedding.EClipEmbedding`) and :class:`LabelClassifiersLike` (its
+  ``label_classifiers``, :class:`rag_report.retrieval.label_classifiers.LabelClassifiers`).
 * :class:`LLMSpecLike`: what was loaded, as a :class:`DraftingLLM` reports it (:class:`rag_report.llm.LLMSpec`).
 
 This module sits at the bottom of rag_report: it imports none of the classes it describes (each of those
@@ -164,7 +164,7 @@ class LabelClassifiersLike(Protocol):
 
     @property
     def views(self) -> str:
-        """What the features are (rag_report.image_views.CLASSIFIER_VIEWS)."""
+        """What the features are (rag_report.retrieval.image_views.CLASSIFIER_VIEWS)."""
         ...
 
     @property

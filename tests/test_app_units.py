@@ -363,7 +363,7 @@ def test_generate_refuses_bad_numbers(k, tokens, message, tmp_path):
 
 
 def test_page_shows_the_resolved_precision():
-    from rag_report.precision import choose_quantization
+    from rag_report.llm.precision import choose_quantization
 
     line = render.precision_markdown("auto", "cpu")
     assert line == f"**LLM precision:** {choose_quantization('auto', 'cpu').describe()}"

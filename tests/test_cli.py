@@ -29,7 +29,7 @@ CHATTER = ("%|", "Loading weights", "LOAD REPORT", "faiss.loader", "AVX2 support
 
 
 def _expected_auto_cpu() -> str:
-    # Independent of rag_report.precision: read the flags ourselves.
+    # Independent of rag_report.llm.precision: read the flags ourselves.
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:

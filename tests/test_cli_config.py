@@ -538,7 +538,7 @@ def test_config_modules_import_one_way_and_the_app_cache_lives_in_rag_report():
 
 
 def test_one_source_per_setting():
-    from rag_report.drafters import DRAFTERS, LLM_MODES, DraftLimits, DraftSettings
+    from rag_report.drafting.drafters import DRAFTERS, LLM_MODES, DraftLimits, DraftSettings
     from rag_report.errors import RagReportError
     from rag_report.pipeline import MODES, PipelineConfig
 

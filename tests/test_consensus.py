@@ -6,7 +6,7 @@ import json
 import math
 from types import SimpleNamespace
 
-from rag_report.consensus import (
+from rag_report.drafting.consensus import (
     add_predicted_findings,
     add_unstated_normals,
     consensus_draft,

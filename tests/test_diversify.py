@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rag_report.diversify import dedupe_key, dedupe_positions, diversify, kmeans_select, mmr_select
 from rag_report.errors import RagReportError
+from rag_report.retrieval.diversify import dedupe_key, dedupe_positions, diversify, kmeans_select, mmr_select
 
 
 def _unit(x: np.ndarray) -> np.ndarray:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from test_llm_support import make_tiny_llama
 
+from rag_report.drafting.free import FreeConfig, FreeDraft, free_draft, parse_sections, truncate_repetition
+from rag_report.drafting.prompts import few_shot_user_message, format_report
 from rag_report.errors import EmptyCorpusError
-from rag_report.free import FreeConfig, FreeDraft, free_draft, parse_sections, truncate_repetition
 from rag_report.llm import LLMSpec, load_llm
-from rag_report.prompts import few_shot_user_message, format_report
 
 
 @pytest.mark.parametrize(
@@ -86,7 +86,7 @@ def test_stopping_at_a_started_loop_keeps_the_truncated_text():
     """Property: wherever loop_started fires on a prefix, truncating that prefix gives the full text's cut."""
     import random
 
-    from rag_report.free import loop_started
+    from rag_report.drafting.free import loop_started
 
     pool = [
         "Lungs clear.",

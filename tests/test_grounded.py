@@ -12,8 +12,7 @@ import torch
 from test_llm_support import make_tiny_llama
 
 from eclip_core.text import split_sentences
-from rag_report.errors import EmptyCorpusError
-from rag_report.grounded import (
+from rag_report.drafting.grounded import (
     GroundedConfig,
     build_candidates,
     build_trie,
@@ -21,14 +20,15 @@ from rag_report.grounded import (
     content_words,
     grounded_draft,
 )
-from rag_report.llm import LLMSpec, load_llm
-from rag_report.prompts import (
+from rag_report.drafting.prompts import (
     FINDINGS_HEADER,
     GROUNDED_INSTRUCTION,
     IMPRESSION_HEADER,
     SYSTEM_RADIOLOGIST,
     few_shot_user_message,
 )
+from rag_report.errors import EmptyCorpusError
+from rag_report.llm import LLMSpec, load_llm
 
 # A small keyword labeler standing in for eclip_core.labeler.sentence_observations (same contract:
 # mentioned observations only, 1.0 positive / 0.0 negative), so these tests fix their own expectations.
@@ -104,7 +104,7 @@ def random_reports(rng: random.Random) -> list[dict]:
 
 def evidence_sentences(report: dict, section: str) -> set[str]:
     """The report's sentences as they may enter a draft (normalised, then through draft hygiene)."""
-    from rag_report.hygiene import clean_sentence as hygienic
+    from rag_report.drafting.hygiene import clean_sentence as hygienic
 
     cleaned = (hygienic(clean_sentence(s)) for s in split_sentences(report[section]))
     return {c.lower() for c in cleaned if c is not None}

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from rag_report.errors import RagReportError
-from rag_report.image_views import classifier_features, image_tiles
+from rag_report.retrieval.image_views import classifier_features, image_tiles
 
 
 class MeanAndMax:

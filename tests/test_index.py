@@ -12,9 +12,9 @@ from llama_index.core.schema import MetadataMode
 
 from eclip_core.data.manifest import Study
 from eclip_core.model import EClip
-from rag_report.embedding import NoModelError
 from rag_report.errors import EmptyCorpusError, IndexMismatchError, IndexNotFoundError, RagReportError
 from rag_report.index import REQUIRED_FILES, ReportIndex
+from rag_report.retrieval.embedding import NoModelError
 
 FINDINGS = [
     "The heart is normal in size.",

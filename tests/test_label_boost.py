@@ -10,8 +10,8 @@ import pytest
 
 from eclip_core.labels import CHEXPERT_OBSERVATIONS
 from rag_report.errors import IndexMismatchError, RagReportError
-from rag_report.label_boost import LabelBoost, agreement, boost_order, positive_set, predicted_set
-from rag_report.label_classifiers import LabelClassifiers, best_f1_threshold
+from rag_report.retrieval.label_boost import LabelBoost, agreement, boost_order, positive_set, predicted_set
+from rag_report.retrieval.label_classifiers import LabelClassifiers, best_f1_threshold
 
 CARDIO = CHEXPERT_OBSERVATIONS.index("Cardiomegaly")
 
@@ -129,7 +129,7 @@ def test_best_f1_threshold_by_hand():
 def test_index_stores_classifiers_and_retrieval_follows_planted_labels(tiny_world):
     from eclip_core.model import EClip
     from rag_report.index import ReportIndex
-    from rag_report.retriever import EClipRetriever
+    from rag_report.retrieval.retriever import EClipRetriever
 
     model = EClip.from_pretrained(tiny_world["model_dir"]).eval()
     index = ReportIndex.load(tiny_world["index_dir"], model=model)

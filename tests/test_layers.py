@@ -66,9 +66,9 @@ RAG_REPORT_CONTRACT = "rag_report: entry points -> retrieval, drafting, LLM -> e
         # a bottom module of rag_report importing a middle one
         (
             "rag_report/errors.py",
-            "import rag_report.retriever\n",
+            "import rag_report.retrieval.retriever\n",
             RAG_REPORT_CONTRACT,
-            "- rag_report.errors -> rag_report.retriever (l.",
+            "- rag_report.errors -> rag_report.retrieval.retriever (l.",
         ),
     ],
 )

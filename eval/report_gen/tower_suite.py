@@ -8,7 +8,7 @@ timed in this process, interleaved over rounds, in single-thread CPU time (robus
 machine), and ``steps = reference_steps * cost(reference) / cost(variant)``.
 
 Scores on val (:func:`evaluate_variant`): label classifiers over the frozen image embeddings (fitted on
-train, :mod:`rag_report.label_classifiers`), their AUROC per observation; cross-modal retrieval
+train, :mod:`rag_report.retrieval.label_classifiers`), their AUROC per observation; cross-modal retrieval
 (label-P@5, R@5) and clinical F1 of the top-1 report with and without label boost.
 
 >>> cfg = TowerSuiteConfig(seeds=[0], variants=["vit224"])

@@ -8,7 +8,7 @@ new index for :meth:`ReportIndex.load`; see eclip_core.safe_dir):
   study_id, sections / labels / view / split / simulated as metadata) and the row -> node map;
 * ``image_sample.npy`` (when the corpus X-rays were readable): their unit eCLIP embeddings (typicality);
 * ``label_classifiers.json`` (when fitted): per-observation classifiers over the corpus X-ray embeddings,
-  used by label boost (:mod:`rag_report.label_classifiers`, :mod:`rag_report.label_boost`);
+  used by label boost (:mod:`rag_report.retrieval.label_classifiers`, :mod:`rag_report.retrieval.label_boost`);
 * ``manifest.json``: eCLIP checkpoint hash, dim, normalisation, corpus, count, index type, search
   parameters, build time, versions, ``index_id``, and ``files``: the size and sha256 of every other file,
   verified by :meth:`ReportIndex.load` (CorruptIndexError naming a truncated or damaged file).
@@ -54,7 +54,7 @@ from rag_report.index.manifest import FORMAT_VERSION, is_current_index
 from rag_report.index.nodes import METADATA_KEYS, study_to_node
 from rag_report.index.report_index import ReportIndex
 from rag_report.index.typicality import TYPICALITY_K, typicality_scores
-from rag_report.label_classifiers import FILE_NAME as LABEL_CLASSIFIERS_FILE
+from rag_report.retrieval.label_classifiers import FILE_NAME as LABEL_CLASSIFIERS_FILE
 
 __all__ = [
     "FAISS_FILE",

@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from rag_report.embedding import unit_rows
 from rag_report.errors import RagReportError
 from rag_report.index.typicality import typicality_record
+from rag_report.retrieval.embedding import unit_rows
 
 MODALITIES = ("image", "text")
 

@@ -1,8 +1,8 @@
 """Fitting the label classifiers of label boost at index build, on the corpus's own X-rays and labels.
 
-The classifiers themselves (fit, predict, file format) are :mod:`rag_report.label_classifiers`; this
+The classifiers themselves (fit, predict, file format) are :mod:`rag_report.retrieval.label_classifiers`; this
 module gathers what they are fitted on: the embeddings of every readable corpus X-ray (and of its tiles,
-:mod:`rag_report.image_views`) against the study's labels, and the same for the validation studies.
+:mod:`rag_report.retrieval.image_views`) against the study's labels, and the same for the validation studies.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from tqdm.auto import tqdm
 from eclip_core.data.image_io import load_nonblank_image
 from eclip_core.data.manifest import Study
 from eclip_core.data.study_labels import study_label_rows
-from rag_report.image_views import classifier_features
 from rag_report.index.corpus_images import Embedded, embed_corpus_images, embed_readable, readable_paths
-from rag_report.label_classifiers import LabelClassifiers
 from rag_report.protocols import EmbeddingModel
+from rag_report.retrieval.image_views import classifier_features
+from rag_report.retrieval.label_classifiers import LabelClassifiers
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +36,8 @@ def fit_label_classifiers(
     embedded: Embedded | None = None,
     views: str = "image",
 ) -> tuple[LabelClassifiers | None, Embedded]:
-    """Label classifiers (:mod:`rag_report.label_classifiers`) over ``model``'s embeddings of the studies'
-    X-rays (and of their tiles for ``views="image+tiles"``, :mod:`rag_report.image_views`) against their
+    """Label classifiers (:mod:`rag_report.retrieval.label_classifiers`) over ``model``'s embeddings of the studies'
+    X-rays (and of their tiles for ``views="image+tiles"``, :mod:`rag_report.retrieval.image_views`) against their
     labels (the manifest's, else the labeler's on the report), thresholds on ``val_studies`` (else
     cross-validated). Returns (classifiers or None without readable X-rays, the corpus embeddings (rows,
     study positions) for reuse)."""

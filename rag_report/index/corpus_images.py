@@ -18,8 +18,8 @@ from tqdm.auto import tqdm
 
 from eclip_core.data.manifest import Study
 from eclip_core.errors import EClipError
-from rag_report.embedding import unit_rows
 from rag_report.protocols import EmbeddingModel
+from rag_report.retrieval.embedding import unit_rows
 
 log = logging.getLogger(__name__)
 

@@ -26,8 +26,8 @@ from rag_report.errors import CorruptIndexError
 from rag_report.index.centering import CorpusSpace
 from rag_report.index.faiss_backend import IndexParams
 from rag_report.index.files import MANIFEST, is_index_dir, verify_files
-from rag_report.label_classifiers import FILE_NAME as LABEL_CLASSIFIERS_FILE
-from rag_report.label_classifiers import LabelClassifiers
+from rag_report.retrieval.label_classifiers import FILE_NAME as LABEL_CLASSIFIERS_FILE
+from rag_report.retrieval.label_classifiers import LabelClassifiers
 
 FORMAT_VERSION = 1
 _VERSIONED = ("faiss-cpu", "faiss-gpu-cu12", "llama-index-core", "llama-index-vector-stores-faiss", "rag-report")

@@ -18,10 +18,7 @@ from llama_index.core.schema import MetadataMode
 from tqdm.auto import tqdm
 
 from eclip_core.data.manifest import Study
-from rag_report.embedding import EClipEmbedding, configure_llama_settings
-from rag_report.embedding import unit_rows as _unit
 from rag_report.errors import EmptyCorpusError, RagReportError
-from rag_report.image_views import CLASSIFIER_VIEWS
 from rag_report.index.centering import center_queries, corpus_space
 from rag_report.index.classifier_fit import fit_label_classifiers
 from rag_report.index.corpus_images import sample_image_embeddings
@@ -38,8 +35,11 @@ from rag_report.index.store import (
     write_index,
 )
 from rag_report.index.typicality import typicality_scores
-from rag_report.label_classifiers import LabelClassifiers
 from rag_report.protocols import EmbeddingModel, ReportIndexLike
+from rag_report.retrieval.embedding import EClipEmbedding, configure_llama_settings
+from rag_report.retrieval.embedding import unit_rows as _unit
+from rag_report.retrieval.image_views import CLASSIFIER_VIEWS
+from rag_report.retrieval.label_classifiers import LabelClassifiers
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ class ReportIndex:
     on_gpu: bool = False
     _row_of: dict[str, int] = field(default_factory=dict, repr=False)
     _image_sample: np.ndarray | None = field(default=None, repr=False)
-    #: Label classifiers of label boost (rag_report.label_classifiers), None when the index has none.
+    #: Label classifiers of label boost (rag_report.retrieval.label_classifiers), None when the index has none.
     label_classifiers: LabelClassifiers | None = field(default=None, repr=False)
 
     # ------------------------------------------------------------------ build
@@ -91,7 +91,8 @@ class ReportIndex:
         (module docstring); without readable X-rays the index stays uncentred, with a warning.
         ``label_classifiers``: fit the label classifiers of label boost on every readable corpus X-ray
         (thresholds on ``val_studies`` when given, else cross-validated) and store them with the index;
-        ``classifier_views`` "image+tiles" lets them read the X-rays' tiles too (:mod:`rag_report.image_views`).
+        ``classifier_views`` "image+tiles" lets them read the X-rays' tiles too
+        (:mod:`rag_report.retrieval.image_views`).
         Raises EmptyCorpusError for zero reports, RagReportError for an unknown index type or duplicate ids.
         Returns the index loaded back from ``out_dir`` (so what you use is what was saved).
         """

@@ -26,7 +26,6 @@ from llama_index.vector_stores.faiss import FaissVectorStore
 from eclip_core.atomic import atomic_dir
 from eclip_core.safe_dir import recover_dir
 from eclip_core.save_errors import saving
-from rag_report.embedding import EClipEmbedding
 from rag_report.errors import CorruptIndexError, IndexMismatchError, IndexNotFoundError
 from rag_report.index.centering import CorpusSpace
 from rag_report.index.faiss_backend import (
@@ -51,9 +50,10 @@ from rag_report.index.files import (
     verify_files,
 )
 from rag_report.index.manifest import build_manifest, estimated_bytes
-from rag_report.label_classifiers import FILE_NAME as LABEL_CLASSIFIERS_FILE
-from rag_report.label_classifiers import LabelClassifiers
 from rag_report.protocols import EmbeddingModel
+from rag_report.retrieval.embedding import EClipEmbedding
+from rag_report.retrieval.label_classifiers import FILE_NAME as LABEL_CLASSIFIERS_FILE
+from rag_report.retrieval.label_classifiers import LabelClassifiers
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
     python -m eval.bench.drafting.free_stop --n 10 --out docs/perf/free_stop.md
 
 For the first ``n`` test studies of the default bundle (sorted by id, own study excluded), the retrieved,
-k-means-diversified reports go to :func:`rag_report.free.free_draft` twice, greedy, 200 new tokens: with
+k-means-diversified reports go to :func:`rag_report.drafting.free.free_draft` twice, greedy, 200 new tokens: with
 ``FreeConfig(stop_at_loop=False)`` (generate to the token limit, then cut at the first loop) and with the
 default ``stop_at_loop=True`` (end generation once the cut is certain). Alternating per study, so machine
 load hits both alike. Reports generated tokens, seconds, and whether the two drafts are identical.
@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from eclip_core.data.manifest import read_manifest
     from rag_report.bundle import default_bundle
-    from rag_report.free import FreeConfig, free_draft
+    from rag_report.drafting.free import FreeConfig, free_draft
     from rag_report.pipeline import PipelineConfig, ReportPipeline
 
     bundle = default_bundle(build=True, progress=False)

@@ -4,7 +4,7 @@
 
 On the first ``n`` studies of a split (default test) of the default bundle (sorted by id, as ``python -m eval.report_gen``
 orders them), the X-rays are embedded once; then for each setting the retrieved reports go to
-:func:`rag_report.grounded.grounded_draft` and the drafts are scored with the harness's clinical F1
+:func:`rag_report.drafting.grounded.grounded_draft` and the drafts are scored with the harness's clinical F1
 (eclip_core.labeler on draft and reference, uncertain -> negative). eCLIP top-1 on the same studies is the
 line to reach. Settings: how the k = 5 reports are chosen (k-means over the top ``candidates`` as in the
 paper, MMR, or the plain nearest five) and GroundedConfig knobs of the agreement prior
@@ -87,8 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     from eval.report_gen.run import select_studies
     from eval.report_gen.scoring import clinical_scores
     from rag_report.bundle import default_bundle
-    from rag_report.drafters import DraftSettings, draft_reports
-    from rag_report.grounded import GroundedConfig, grounded_draft
+    from rag_report.drafting.drafters import DraftSettings, draft_reports
+    from rag_report.drafting.grounded import GroundedConfig, grounded_draft
     from rag_report.pipeline import PipelineConfig, ReportPipeline
 
     bundle = default_bundle(build=True, progress=False)

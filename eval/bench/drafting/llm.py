@@ -43,7 +43,7 @@ NOTES = """## Notes
 - bitsandbytes 0.50 on a CPU with AVX512-BF16 repacks 4-bit weights for its own bf16 kernel: fast for
   one decoded token, but a long prompt through it runs ~2x slower than fp32. "nf4" in the tables is what
   `quantization="auto"` (the default) loads on such a CPU, and it sends inputs of >= 128 rows through a dequantised dense bf16 matmul instead
-  (`rag_report.cpu_prefill`, AMX/AVX512-BF16); "nf4, bitsandbytes kernel only" is bitsandbytes as shipped
+  (`rag_report.llm.cpu_prefill`, AMX/AVX512-BF16); "nf4, bitsandbytes kernel only" is bitsandbytes as shipped
   (`LLMSpec(cpu_prefill=False)`). int8 has no fused CPU kernel without the `kernels` package (fetched from
   a hub), so it dequantises inside every matmul. 4-bit and 8-bit shrink the
   weights: model.get_memory_footprint() = 513 MB fp32, 209 MB int8, 159 MB nf4 (measured separately).
@@ -74,9 +74,9 @@ def worker(case: str, threads: int, new_tokens: int) -> dict:
     import torch
 
     torch.set_num_threads(threads)
-    from rag_report.cpu_prefill import prefill_layers
-    from rag_report.grounded import grounded_draft
+    from rag_report.drafting.grounded import grounded_draft
     from rag_report.llm import LLMSpec, load_llm
+    from rag_report.llm.cpu_prefill import prefill_layers
 
     reports = evidence_reports()
     base_rss = _rss_mb()
@@ -85,8 +85,8 @@ def worker(case: str, threads: int, new_tokens: int) -> dict:
     llm = load_llm(LLMSpec(quantization=quant, device="cpu", cpu_prefill=cpu_prefill))
     load_s = time.perf_counter() - t0
     rss_loaded = _rss_mb()
-    from rag_report.grounded import GroundedConfig
-    from rag_report.prompts import GROUNDED_INSTRUCTION, SYSTEM_RADIOLOGIST, few_shot_user_message
+    from rag_report.drafting.grounded import GroundedConfig
+    from rag_report.drafting.prompts import GROUNDED_INSTRUCTION, SYSTEM_RADIOLOGIST, few_shot_user_message
 
     gcfg = GroundedConfig()
     evidence_prompt = llm.chat_prompt(

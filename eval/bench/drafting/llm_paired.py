@@ -66,9 +66,9 @@ def run_paired(a: str, b: str, *, rounds: int, threads: int, out: str, command: 
 
     torch.set_num_threads(threads)
     from eval.bench.stats import p50_ratio, paired_ratio
-    from rag_report.grounded import grounded_draft
+    from rag_report.drafting.grounded import grounded_draft
     from rag_report.llm import LLMSpec, load_llm
-    from rag_report.precision import choose_quantization, has_bf16_matmul
+    from rag_report.llm.precision import choose_quantization, has_bf16_matmul
 
     sets = _evidence_sets()
     load_before = os.getloadavg()[0]

@@ -286,7 +286,7 @@ def bench_overhead(n: int, dim: int, n_queries: int, k: int, seed: int) -> list[
     """EClipRetriever.retrieve_vector vs faiss search on the same flat index of n reports."""
     from eclip_core.data.manifest import Study
     from rag_report.index import ReportIndex
-    from rag_report.retriever import EClipRetriever
+    from rag_report.retrieval.retriever import EClipRetriever
 
     x = unit_vectors(n, dim, seed)
     queries = unit_vectors(n_queries, dim, seed + 1)

@@ -60,7 +60,7 @@ def _parser() -> argparse.ArgumentParser:
         "--quantization",
         choices=("auto", "nf4", "int8", "none"),
         default="auto",
-        help="LLM weights (default auto: rag_report.precision)",
+        help="LLM weights (default auto: rag_report.llm.precision)",
     )
     p.add_argument("--out", default="docs/perf/pipeline.md")
     return p

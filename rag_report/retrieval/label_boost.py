@@ -1,6 +1,6 @@
 """Label boost: re-rank or filter retrieved reports by how well their labels agree with the image's.
 
-The image side predicts which CheXpert observations are present (:mod:`rag_report.label_classifiers`);
+The image side predicts which CheXpert observations are present (:mod:`rag_report.retrieval.label_classifiers`);
 each candidate report carries the labels of its own text. Agreement is the Jaccard index of the two
 positive sets ("No Finding" counts as an observation, so two normal studies agree fully):
 

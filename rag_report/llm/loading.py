@@ -36,10 +36,10 @@ import torch
 
 from eclip_core.atomic import atomic_dir
 from eclip_core.safe_dir import recover_dir
-from rag_report.cpu_prefill import enable_cpu_prefill
 from rag_report.errors import LLMLoadError
+from rag_report.llm.cpu_prefill import enable_cpu_prefill
+from rag_report.llm.precision import QUANTIZATIONS, choose_quantization
 from rag_report.paths import rag_report_home
-from rag_report.precision import QUANTIZATIONS, choose_quantization
 from rag_report.protocols import DraftingLLM, LLMSpecLike
 
 # Imported inside the functions that load a model: transformers (a second of import time, needed only once an
@@ -61,12 +61,12 @@ class LLMSpec:
 
     path: a local HF model folder, a ``.gguf`` file, or None for the default SmolLM2-135M-Instruct.
     quantization: "auto" (default: nf4 on CUDA and on CPUs with AVX512-BF16/AMX, else "none"; see
-    :mod:`rag_report.precision`), "nf4" (bitsandbytes 4-bit NF4), "int8" (bitsandbytes 8-bit) or "none".
+    :mod:`rag_report.llm.precision`), "nf4" (bitsandbytes 4-bit NF4), "int8" (bitsandbytes 8-bit) or "none".
     device: "auto" (CUDA when available, else CPU), "cpu" or "cuda".
     dtype: "float32" | "float16" | "bfloat16" | None (float32 on the CPU, bfloat16 on CUDA); for nf4 it
     is the compute dtype.
     cpu_prefill: for nf4 on a CPU with AVX512-BF16, run long inputs (prompts) through a dense bf16 matmul
-    instead of bitsandbytes' 4-bit kernel (faster prompts: :mod:`rag_report.cpu_prefill`, docs/perf/llm.md).
+    instead of bitsandbytes' 4-bit kernel (faster prompts: :mod:`rag_report.llm.cpu_prefill`, docs/perf/llm.md).
 
     >>> LLMSpec().quantization
     'auto'

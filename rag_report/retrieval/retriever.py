@@ -31,11 +31,11 @@ import numpy as np
 from llama_index.core.retrievers import BaseRetriever
 from llama_index.core.schema import NodeWithScore, QueryBundle
 
-from rag_report.diversify import dedupe_key
-from rag_report.diversify import diversify as diversify_pool
 from rag_report.errors import EmptyCorpusError, IndexMismatchError, RagReportError
-from rag_report.label_boost import LabelBoost, agreement, boost_order, positive_set
 from rag_report.protocols import EmbeddingModel, ReportIndexLike, ReportLike
+from rag_report.retrieval.diversify import dedupe_key
+from rag_report.retrieval.diversify import diversify as diversify_pool
+from rag_report.retrieval.label_boost import LabelBoost, agreement, boost_order, positive_set
 
 log = logging.getLogger(__name__)
 
@@ -191,7 +191,7 @@ class EClipRetriever(BaseRetriever):
         text (``"text"``), ranked 1..k by similarity.
 
         With ``label_boost`` (rerank / filter) and the image's ``predicted_labels`` (observation names), the
-        candidate pool is ordered by label agreement as :mod:`rag_report.label_boost` describes before the
+        candidate pool is ordered by label agreement as :mod:`rag_report.retrieval.label_boost` describes before the
         top k (or the diversified k, chosen among the best ``4k`` of that order) are taken; each report then
         carries its ``label_agreement``.
         """

@@ -1,7 +1,7 @@
 """Label classifiers over frozen eCLIP image embeddings (the "LaB-classifiers" of LaB-RAG).
 
 One logistic regression per CheXpert observation, fitted on the indexed corpus's X-ray embeddings (with
-its tiles' embeddings for ``views="image+tiles"``, :mod:`rag_report.image_views`) against its
+its tiles' embeddings for ``views="image+tiles"``, :mod:`rag_report.retrieval.image_views`) against its
 report-derived labels (positive = 1; uncertain and not mentioned = 0), on standardised features.
 Each observation's decision threshold maximises F1 on the validation split (or, without one, on 5-fold
 out-of-fold predictions of the corpus). A threshold whose F1 does not beat that of predicting every image
@@ -68,7 +68,7 @@ class LabelClassifiers:
     observations: tuple[str, ...] = CHEXPERT_OBSERVATIONS
     n_positive: list[int] = field(default_factory=list)
     threshold_source: str = "val"  # "val" or "cross-validation"
-    views: str = "image"  # what the features are (rag_report.image_views.CLASSIFIER_VIEWS)
+    views: str = "image"  # what the features are (rag_report.retrieval.image_views.CLASSIFIER_VIEWS)
     validation: dict[str, Any] = field(default_factory=dict)  # per-observation AUROC / F1 where thresholds were set
 
     # ------------------------------------------------------------------ fitting

@@ -44,9 +44,8 @@ from typing import Any
 import torch
 
 from eclip_core.text import DEID_TOKEN, normalize_report_text, split_sentences
-from rag_report.errors import EmptyCorpusError
-from rag_report.hygiene import clean_sentences
-from rag_report.prompts import (
+from rag_report.drafting.hygiene import clean_sentences
+from rag_report.drafting.prompts import (
     FINDINGS_HEADER,
     GROUNDED_INSTRUCTION,
     IMPRESSION_HEADER,
@@ -54,6 +53,7 @@ from rag_report.prompts import (
     few_shot_user_message,
     report_fields,
 )
+from rag_report.errors import EmptyCorpusError
 from rag_report.protocols import DraftingLLM, ReportInput
 
 log = logging.getLogger(__name__)
@@ -209,7 +209,7 @@ _NEUTRAL = {NO_FINDING, "Support Devices"}
 def clean_sentence(sentence: str) -> str:
     """Normalised sentence with a trailing run of stops (". ." / "..") reduced to one.
 
-    The result is a substring of the normalised source text (:mod:`rag_report.hygiene` may then rewrite a
+    The result is a substring of the normalised source text (:mod:`rag_report.drafting.hygiene` may then rewrite a
     comparison away before it becomes a candidate).
 
     >>> clean_sentence("No acute abnormality. .")
@@ -260,7 +260,7 @@ def build_candidates(
     total = sum(raw) or 1.0
     parsed: list[_Report] = []
     for i, report in enumerate(reports):
-        # Only sentences that may enter a draft (rag_report.hygiene), cleaned, are candidates and evidence.
+        # Only sentences that may enter a draft (rag_report.drafting.hygiene), cleaned, are candidates and evidence.
         secs = dict(
             zip(
                 SECTIONS,

@@ -1,7 +1,7 @@
 """Which LLM precision to load when the user asks for ``quantization="auto"`` (the default).
 
 Why: bitsandbytes' 4-bit CPU path is only fast on CPUs with bf16 matrix instructions (AVX512-BF16 or
-AMX-BF16): there it repacks the weights for its fused kernel and :mod:`rag_report.cpu_prefill` adds a dense
+AMX-BF16): there it repacks the weights for its fused kernel and :mod:`rag_report.llm.cpu_prefill` adds a dense
 bf16 prompt path. On every other CPU it dequantises each 4-bit weight to fp32 on every call, and plain
 fp32 drafts faster (docs/perf/llm_no_bf16.md, docs/perf/llm_auto.md). So "auto" means:
 

@@ -20,8 +20,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from eclip_core.text import normalize_report_text
+from rag_report.drafting.prompts import FINDINGS_HEADER, FREE_INSTRUCTION, SYSTEM_RADIOLOGIST, few_shot_user_message
 from rag_report.errors import EmptyCorpusError
-from rag_report.prompts import FINDINGS_HEADER, FREE_INSTRUCTION, SYSTEM_RADIOLOGIST, few_shot_user_message
 from rag_report.protocols import DraftingLLM, ReportInput
 
 log = logging.getLogger(__name__)

@@ -3,7 +3,7 @@
 Consensus keeps the sentences that a similarity-weighted majority of the retrieved reports state
 (same normalised text), in the order they usually appear, and drops sentences that repeat an
 observation already stated with the same polarity. Both draw only on sentences that pass
-:mod:`rag_report.hygiene` (no de-identification tokens, dates, ages or names; comparison-free; complete).
+:mod:`rag_report.drafting.hygiene` (no de-identification tokens, dates, ages or names; comparison-free; complete).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from eclip_core.text import split_sentences
-from rag_report.hygiene import clean_sentences
+from rag_report.drafting.hygiene import clean_sentences
 from rag_report.protocols import ReportLike
 
 _NON_WORD = re.compile(r"[^a-z0-9 ]+")
@@ -46,7 +46,7 @@ def top1_draft(
 ) -> list[SourcedSentence]:
     """The first report (the nearest, or the best after label boost) as a draft, sentence by sentence.
 
-    A sentence that may not enter a draft (:mod:`rag_report.hygiene`: a de-identification token, a
+    A sentence that may not enter a draft (:mod:`rag_report.drafting.hygiene`: a de-identification token, a
     comparison, a date ...) is replaced, in place, by the clean sentence of the same section of another
     retrieved report that says the same (no finding the dropped sentence does not state and no observation
     with another polarity, by ``observations``; at least ``replace_min_overlap`` word overlap), and otherwise
@@ -59,7 +59,7 @@ def top1_draft(
     >>> [(s.text, s.source_ids) for s in top1_draft([a, b], observations=lambda s: {})]
     [('The heart and pulmonary vasculature are normal.', ['B']), ('No effusion.', ['A'])]
     """
-    from rag_report.hygiene import clean_sentence
+    from rag_report.drafting.hygiene import clean_sentence
 
     for i, best in enumerate(reports):
         out: list[SourcedSentence] = []
@@ -105,7 +105,7 @@ def add_unstated_normals(
     >>> [s.text for s in add_unstated_normals(draft, [a, b], lambda t: obs.get(t, {}), {"Pleural Effusion": True})]
     ['Cardiomegaly.']
     """
-    from rag_report.hygiene import clean_sentence
+    from rag_report.drafting.hygiene import clean_sentence
 
     said: set[str] = set()
     for sentence in draft:
@@ -156,7 +156,7 @@ def add_predicted_findings(
     >>> [(s.text, s.source_ids) for s in add_predicted_findings(draft, [a, b], lambda t: obs.get(t, {}), pred)]
     [('Heart size is normal.', ['A']), ('Small left effusion.', ['B'])]
     """
-    from rag_report.hygiene import clean_sentence
+    from rag_report.drafting.hygiene import clean_sentence
 
     if not predicted or max_added <= 0:
         return draft
@@ -213,8 +213,8 @@ def _replacement(
     min_overlap: float,
 ) -> tuple[str, ReportLike] | tuple[None, None]:
     """The clean sentence of ``others`` (same section) that says what ``raw`` says, or (None, None)."""
-    from rag_report.grounded import content_words
-    from rag_report.hygiene import clean_sentence
+    from rag_report.drafting.grounded import content_words
+    from rag_report.drafting.hygiene import clean_sentence
 
     words = content_words(raw)
     if not words:

@@ -9,9 +9,9 @@ hence ``generate_report``, the app, the CLI and the benchmark), so what is bench
   predict and it leaves unsaid, and up to ``normal_statements`` negative statements about what it leaves
   unsaid;
 * ``consensus``: sentences a similarity-weighted majority of the reports state;
-* ``grounded``: the LLM composes the draft from the reports' sentences (:mod:`rag_report.grounded`),
+* ``grounded``: the LLM composes the draft from the reports' sentences (:mod:`rag_report.drafting.grounded`),
   following the predicted labels when there are any;
-* ``free``: the LLM writes freely from a few-shot prompt (:mod:`rag_report.free`), told the predicted
+* ``free``: the LLM writes freely from a few-shot prompt (:mod:`rag_report.drafting.free`), told the predicted
   findings when there are any; its sentences pass the same hygiene.
 
 >>> from types import SimpleNamespace as R
@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from rag_report.consensus import (
+from rag_report.drafting.consensus import (
     SourcedSentence,
     add_predicted_findings,
     add_unstated_normals,
@@ -110,7 +110,7 @@ def _consensus(reports: Sequence[ReportLike], settings: DraftSettings) -> Drafte
 
 
 def _grounded(reports: Sequence[ReportLike], settings: DraftSettings) -> Drafted:
-    from rag_report.grounded import GroundedConfig, grounded_draft
+    from rag_report.drafting.grounded import GroundedConfig, grounded_draft
 
     out = grounded_draft(
         _needs_llm("grounded", settings),
@@ -123,8 +123,8 @@ def _grounded(reports: Sequence[ReportLike], settings: DraftSettings) -> Drafted
 
 def _free(reports: Sequence[ReportLike], settings: DraftSettings) -> Drafted:
     from eclip_core.text import split_sentences
-    from rag_report.free import FreeConfig, free_draft
-    from rag_report.hygiene import clean_sentences
+    from rag_report.drafting.free import FreeConfig, free_draft
+    from rag_report.drafting.hygiene import clean_sentences
 
     findings = None
     if settings.predicted is not None:
