@@ -9,7 +9,8 @@ A draft passes the modules in this order:
    :mod:`~rag_report.drafting.free` (the LLM writes), both prompted by :mod:`~rag_report.drafting.prompts`;
 3. :mod:`~rag_report.drafting.hygiene`: every evidence sentence passes this gate before it may enter a
    draft (no de-identification tokens, identifying detail or comparisons with an unseen prior);
-4. ``checker`` (the place is reserved here: ``rag_report/drafting/checker.py``): checks the finished draft.
+4. :mod:`~rag_report.drafting.checker` (its place; the module comes with the draft checker): checks the
+   finished draft.
 
 The LLM comes from :mod:`rag_report.llm`; the pipeline (:mod:`rag_report.pipeline`) wraps the draft into a
 :class:`~rag_report.report.DraftReport`. Names are re-exported lazily (importing this package loads no torch);
