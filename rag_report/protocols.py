@@ -15,6 +15,7 @@ signatures say it instead of ``Any`` and mypy checks both sides:
   :class:`rag_report.index.ReportIndex`; with :class:`QueryEmbedder` (its ``embed_model``,
   :class:`rag_report.retrieval.embedding.EClipEmbedding`) and :class:`LabelClassifiersLike` (its
   ``label_classifiers``, :class:`rag_report.retrieval.label_classifiers.LabelClassifiers`).
+* :class:`DraftLike`: a drafted report as the SR and FHIR writers read it (:class:`rag_report.report.DraftReport`).
 * :class:`LLMSpecLike`: what was loaded, as a :class:`DraftingLLM` reports it (:class:`rag_report.llm.LLMSpec`).
 
 This module sits at the bottom of rag_report: it imports none of the classes it describes (each of those
@@ -39,6 +40,7 @@ if TYPE_CHECKING:  # torch only for annotations: importing the protocols must no
     import torch
 
 __all__ = [
+    "DraftLike",
     "DraftingLLM",
     "EmbeddingModel",
     "LLMSpecLike",
@@ -48,6 +50,37 @@ __all__ = [
     "ReportInput",
     "ReportLike",
 ]
+
+
+class DraftLike(Protocol):
+    """A drafted report as the SR and FHIR writers read it (:class:`rag_report.report.DraftReport`)."""
+
+    @property
+    def findings(self) -> str: ...
+
+    @property
+    def impression(self) -> str: ...
+
+    @property
+    def text(self) -> str: ...
+
+    @property
+    def models(self) -> dict[str, str]: ...
+
+    @property
+    def mode(self) -> str: ...
+
+    @property
+    def simulated_data(self) -> bool: ...
+
+    @property
+    def warnings(self) -> list[str]: ...
+
+    @property
+    def predicted_labels(self) -> dict[str, float]: ...
+
+    @property
+    def predicted_positive(self) -> list[str]: ...
 
 
 class ReportLike(Protocol):

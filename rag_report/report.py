@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-SIMULATED_NOTICE = (
-    "Default bundle: real Open-I report text with SIMULATED (phantom) radiographs. "
-    "Not for clinical use; numbers on it do not transfer to real images."
-)
+from rag_report.notices import SIMULATED_NOTICE
+
+if TYPE_CHECKING:
+    from rag_report.protocols import DraftLike
 
 
 @dataclass
@@ -93,16 +93,16 @@ class DraftReport:
     def to_dicom_sr(self, source_datasets: Any, **kwargs: Any) -> Any:
         """This draft as a preliminary DICOM Comprehensive SR (a highdicom dataset) filed into the study of
         ``source_datasets`` (the pydicom datasets of the image(s) drafted from); ``kwargs`` as
-        :func:`rag_report.handoff.sr.draft_to_sr`. Save it with ``.save_as(path)``."""
-        from rag_report.handoff.sr import draft_to_sr  # highdicom is heavy: imported on use
+        :func:`rag_report.formats.sr.draft_to_sr`. Save it with ``.save_as(path)``."""
+        from rag_report.formats.sr import draft_to_sr  # highdicom is heavy: imported on use
 
         return draft_to_sr(self, source_datasets, **kwargs)
 
     def to_fhir(self, **kwargs: Any) -> dict[str, Any]:
         """This draft as a validated FHIR R4 Bundle (DiagnosticReport + Observations), a JSON-ready dict;
         ``kwargs`` (study_instance_uid, patient_reference, issued) as
-        :func:`rag_report.handoff.fhir.draft_to_fhir_bundle`."""
-        from rag_report.handoff.fhir import draft_to_fhir_bundle  # fhir.resources is heavy: imported on use
+        :func:`rag_report.formats.fhir.draft_to_fhir_bundle`."""
+        from rag_report.formats.fhir import draft_to_fhir_bundle  # fhir.resources is heavy: imported on use
 
         return draft_to_fhir_bundle(self, **kwargs)
 
@@ -117,3 +117,9 @@ def _json_safe(obj: Any) -> Any:
     if hasattr(obj, "item") and callable(obj.item):  # numpy scalars
         return _json_safe(obj.item())
     return obj
+
+
+if TYPE_CHECKING:  # mypy checks here that the draft is what the SR and FHIR writers read
+
+    def _implements(draft: DraftReport) -> DraftLike:
+        return draft

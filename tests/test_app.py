@@ -128,7 +128,7 @@ def test_dicom_upload_drafts_and_never_shows_identity(client, dicom_path, caplog
     import highdicom as hd
     import pydicom
 
-    from rag_report.handoff.sr import read_sr_content
+    from rag_report.formats.sr import read_sr_content
 
     source, sr = pydicom.dcmread(dicom_path), hd.sr.srread(result[8])
     assert sr.StudyInstanceUID == source.StudyInstanceUID and sr.PatientID == PATIENT_ID

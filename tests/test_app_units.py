@@ -376,7 +376,7 @@ def test_handoff_files_sr_for_a_dicom_fhir_for_any_upload(tmp_path):
     import pydicom
 
     from apps.handoff import write_handoff_files
-    from rag_report.handoff.sr import read_sr_content
+    from rag_report.formats.sr import read_sr_content
 
     draft = _draft(predicted_labels={"Cardiomegaly": 0.9, "Edema": 0.2}, predicted_positive=["Cardiomegaly"])
     dcm = tmp_path / "in.dcm"

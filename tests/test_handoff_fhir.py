@@ -15,7 +15,7 @@ from fhir.resources.R4B.bundle import Bundle  # noqa: E402
 from pydantic import ValidationError  # noqa: E402
 
 from rag_report.errors import HandoffError  # noqa: E402
-from rag_report.handoff.fhir import draft_to_fhir_bundle, validate_bundle  # noqa: E402
+from rag_report.formats.fhir import draft_to_fhir_bundle, validate_bundle  # noqa: E402
 from tests.handoff_data import IMPRESSION, POSITIVE, POSITIVE_SNOMED, PREDICTED, sample_draft  # noqa: E402
 
 STUDY_UID = "1.2.826.0.1.3680043.8.498.12345"

@@ -16,7 +16,7 @@ import pytest
 hd = pytest.importorskip("highdicom")
 
 from rag_report.errors import HandoffError  # noqa: E402
-from rag_report.handoff.sr import (  # noqa: E402
+from rag_report.formats.sr import (  # noqa: E402
     SECONDARY_CAPTURE,
     draft_to_sr,
     read_sr_content,
@@ -192,7 +192,7 @@ def test_draft_report_wrapper_and_no_identity_in_logs(source, caplog):
 def test_a_pipeline_draft_of_a_dicom_study_becomes_a_valid_sr_and_bundle(tiny_pipeline_config, tmp_path):
     """End to end on the tiny world: the real pipeline drafts from a CR file, and its draft (real predicted
     labels included) is written as an SR that dciodvfy accepts and a Bundle that validates."""
-    from rag_report.handoff.fhir import validate_bundle
+    from rag_report.formats.fhir import validate_bundle
     from rag_report.pipeline import ReportPipeline
 
     path = tmp_path / "cr.dcm"

@@ -162,15 +162,7 @@ def import_cycles() -> dict[str, list[list[str]]]:
     [
         "eval",
         "apps",
-        pytest.param(
-            "rag_report",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="rag_report.report <-> rag_report.handoff.sr / .fhir (DraftReport.to_dicom_sr / to_fhir call "
-                "the writers, which read DraftReport): drop those methods, then this mark and the contract's "
-                "ignore_imports",
-            ),
-        ),
+        "rag_report",
         "eclip_core",
     ],
 )

@@ -1,3 +1,2 @@
-"""Hospital hand-off: drafts leave as DICOM Structured Reports (:mod:`rag_report.handoff.sr`) and HL7 FHIR R4
-Bundles (:mod:`rag_report.handoff.fhir`). The modules import highdicom / fhir.resources, so import them only
-when a result is written."""
+"""Hospital hand-off: drafting whole studies from a folder, a manifest or a PACS and returning the results
+(the SR and FHIR writers themselves are :mod:`rag_report.formats`)."""

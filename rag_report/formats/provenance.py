@@ -16,7 +16,7 @@ import uuid
 from dataclasses import dataclass, field
 from importlib import metadata
 
-from rag_report.report import DraftReport
+from rag_report.protocols import DraftLike
 
 ALGORITHM_NAME = "rag-report eCLIP retrieval-augmented drafting"
 #: Namespace of the derived FHIR ids (uuid5).
@@ -46,7 +46,7 @@ class AlgorithmIdentity:
         return [f"{k}={v}" for k, v in items.items() if v]
 
 
-def algorithm_identity(draft: DraftReport) -> AlgorithmIdentity:
+def algorithm_identity(draft: DraftLike) -> AlgorithmIdentity:
     """The identity of the algorithm that made ``draft`` (from ``draft.models`` and the installed version).
 
     >>> from rag_report.report import DraftReport
@@ -60,7 +60,7 @@ def algorithm_identity(draft: DraftReport) -> AlgorithmIdentity:
     return AlgorithmIdentity(ALGORITHM_NAME, software_version(), checkpoint, models)
 
 
-def draft_fingerprint(draft: DraftReport) -> str:
+def draft_fingerprint(draft: DraftLike) -> str:
     """A hash of what a result states: the text, the predictions and the model identities."""
     payload = {
         "findings": draft.findings,

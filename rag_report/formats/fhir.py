@@ -6,7 +6,7 @@ observation and a Device for the algorithm, built and validated with fhir.resour
   ``presentedForm`` = the report text as base64 text/plain; ``imagingStudy`` = a logical reference to the study
   by its StudyInstanceUID (``urn:dicom:uid`` / ``urn:oid:...``); ``result`` -> the Observations; ``subject``
   only when a patient reference is given.
-- Observation: the observation's SNOMED CT code (rag_report.handoff.codes), the classifier probability as
+- Observation: the observation's SNOMED CT code (rag_report.formats.codes), the classifier probability as
   ``valueQuantity`` (UCUM "1"), interpretation POS / NEG (predicted present or not), ``device`` -> the Device.
 - Device: the algorithm's name, version and eCLIP checkpoint hash.
 - Simulated-data drafts carry the meta tag v3-ActReason HTEST ("test health data").
@@ -43,7 +43,7 @@ from pydantic import ValidationError
 
 from eclip_core.labels import CHEXPERT_OBSERVATIONS
 from rag_report.errors import HandoffError
-from rag_report.handoff.codes import (
+from rag_report.formats.codes import (
     CHEST_XR_SINGLE_VIEW,
     INTERPRETATION_URI,
     OBSERVATION_CATEGORY_URI,
@@ -53,8 +53,8 @@ from rag_report.handoff.codes import (
     Concept,
     observation_concept,
 )
-from rag_report.handoff.provenance import algorithm_identity, draft_fingerprint, stable_uuid
-from rag_report.report import DraftReport
+from rag_report.formats.provenance import algorithm_identity, draft_fingerprint, stable_uuid
+from rag_report.protocols import DraftLike
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +129,7 @@ def _issued(issued: datetime | None) -> datetime:
     return issued if issued.tzinfo is not None else issued.replace(tzinfo=UTC)  # FHIR instants need a zone
 
 
-def _device(draft: DraftReport, device_id: str) -> Device:
+def _device(draft: DraftLike, device_id: str) -> Device:
     ident = algorithm_identity(draft)
     versions = [DeviceVersion(value=ident.version)]
     if ident.checkpoint:
@@ -146,7 +146,7 @@ def _device(draft: DraftReport, device_id: str) -> Device:
     )
 
 
-def _observation(draft: DraftReport, name: str, obs_id: str, common: dict[str, Any], device_url: str) -> Observation:
+def _observation(draft: DraftLike, name: str, obs_id: str, common: dict[str, Any], device_url: str) -> Observation:
     concept = observation_concept(name)
     probability = float(draft.predicted_labels[name])
     if math.isfinite(probability):
@@ -171,7 +171,7 @@ def _observation(draft: DraftReport, name: str, obs_id: str, common: dict[str, A
 
 
 def draft_to_fhir_bundle(
-    draft: DraftReport,
+    draft: DraftLike,
     *,
     study_instance_uid: str | None = None,
     patient_reference: str | None = None,

@@ -39,7 +39,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from rag_report.errors import HandoffError
-from rag_report.handoff.codes import (
+from rag_report.formats.codes import (
     CHEST_XR_SINGLE_VIEW,
     COMMENT,
     FINDING,
@@ -53,8 +53,9 @@ from rag_report.handoff.codes import (
     Concept,
     observation_concept,
 )
-from rag_report.handoff.provenance import algorithm_identity, draft_fingerprint, stable_uid
-from rag_report.report import SIMULATED_NOTICE, DraftReport
+from rag_report.formats.provenance import algorithm_identity, draft_fingerprint, stable_uid
+from rag_report.notices import SIMULATED_NOTICE
+from rag_report.protocols import DraftLike
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +125,7 @@ def _checked_sources(sources: Sequence[Dataset]) -> list[Dataset]:
     return [first, *out[1:]]
 
 
-def _findings_section(draft: DraftReport, sources: Sequence[Dataset]) -> hd.sr.ContainerContentItem:
+def _findings_section(draft: DraftLike, sources: Sequence[Dataset]) -> hd.sr.ContainerContentItem:
     contains = hd.sr.RelationshipTypeValues.CONTAINS
     section = hd.sr.ContainerContentItem(name=_coded(FINDINGS_SECTION), relationship_type=contains)
     items: list[hd.sr.ContentItem] = []
@@ -160,7 +161,7 @@ def _findings_section(draft: DraftReport, sources: Sequence[Dataset]) -> hd.sr.C
     return section
 
 
-def _impressions_section(draft: DraftReport) -> hd.sr.ContainerContentItem:
+def _impressions_section(draft: DraftLike) -> hd.sr.ContainerContentItem:
     contains = hd.sr.RelationshipTypeValues.CONTAINS
     section = hd.sr.ContainerContentItem(name=_coded(IMPRESSIONS_SECTION), relationship_type=contains)
     section.ContentSequence = hd.sr.ContentSequence(
@@ -169,7 +170,7 @@ def _impressions_section(draft: DraftReport) -> hd.sr.ContainerContentItem:
     return section
 
 
-def _content(draft: DraftReport, sources: Sequence[Dataset], manufacturer: str) -> hd.sr.ContainerContentItem:
+def _content(draft: DraftLike, sources: Sequence[Dataset], manufacturer: str) -> hd.sr.ContainerContentItem:
     ident = algorithm_identity(draft)
     root = hd.sr.ContainerContentItem(name=_coded(REPORT_TITLE))
     items: list[hd.sr.ContentItem] = [
@@ -202,7 +203,7 @@ def _content(draft: DraftReport, sources: Sequence[Dataset], manufacturer: str) 
 
 
 def draft_to_sr(
-    draft: DraftReport,
+    draft: DraftLike,
     sources: Sequence[Dataset],
     *,
     series_number: int = 9001,
