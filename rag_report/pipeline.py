@@ -244,9 +244,11 @@ class ReportPipeline:
     ) -> Drafted:
         """Draft sentences from ``reports`` in a resolved ``mode`` (top1, consensus, grounded, free)."""
         cfg = self.config
+        clf = self.index.label_classifiers
         settings = DraftSettings(
             llm=llm,
             predicted=self.predicted(probabilities),
+            probabilities=None if clf is None or probabilities is None else clf.as_dict(probabilities),
             max_sentences=cfg.max_sentences,
             normal_statements=cfg.normal_statements,
             finding_statements=cfg.finding_statements,
@@ -399,6 +401,7 @@ class ReportPipeline:
             warnings=warnings,
             predicted_labels={} if clf is None or probabilities is None else clf.as_dict(probabilities),
             predicted_positive=[] if predicted is None else [name for name, on in predicted.items() if on],
+            checks=list(drafted.checks),
         )
 
 
