@@ -241,8 +241,10 @@ class ReportPipeline:
         probabilities: np.ndarray | None = None,
         llm: DraftingLLM | None = None,
         max_new_tokens: int | None = None,
+        check: bool = True,
     ) -> Drafted:
-        """Draft sentences from ``reports`` in a resolved ``mode`` (top1, consensus, grounded, free)."""
+        """Draft sentences from ``reports`` in a resolved ``mode`` (top1, consensus, grounded, free), checked
+        by the draft checker (:mod:`rag_report.checker`) unless ``check`` is False (for comparison only)."""
         cfg = self.config
         clf = self.index.label_classifiers
         settings = DraftSettings(
@@ -254,6 +256,7 @@ class ReportPipeline:
             finding_statements=cfg.finding_statements,
             max_new_tokens=max_new_tokens or cfg.max_new_tokens,
             num_beams=cfg.num_beams,
+            check=check,
         )
         return draft_reports(mode, reports, settings)
 
