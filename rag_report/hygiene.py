@@ -175,9 +175,8 @@ _NUMBERED_ANATOMY = {"t", "l", "c", "rib", "ribs", "level", "levels", "segment",
 _INNER_CUT = re.compile(r"[.!?]\s+[a-z]")
 _UNFINISHED = re.compile(
     r"\b(?:to\s+(?:suggest|represent|indicate|be)|suggest(?:ing|ive\s+of)?|consistent|"
-    r"compatible|concerning|worrisome|likely|possibly|probably|may|might|could|which|including|such\s+as|"
-    r"representing|secondary|due|related|given|from|into|within|without|along|over|under|between|about|"
-    r"following|than|per|via|this|these|its|their|his|her|no|not)\s*\.?$",
+    r"compatible|concerning|may|might|could|which|including|such\s+as|representing|due|from|into|within|"
+    r"without|along|between|than|per|via|its|their|his|her|no|not)\s*\.?$",
     re.IGNORECASE,
 )
 _CHANGE_WORDS = {"increased", "decreased", "worse", "better", "larger", "smaller", "enlarged"}
