@@ -32,15 +32,19 @@ stand, with a :class:`~rag_report.report.SentenceCheck` per input sentence sayin
 
 from __future__ import annotations
 
+import json
+import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 from eclip_core.labels import CHEXPERT_OBSERVATIONS
 from eclip_core.text import split_sentences
 from rag_report.consensus import ObservationsFn, SourcedSentence
+from rag_report.errors import RagReportError
 from rag_report.hygiene import clean_sentence, why_not
 from rag_report.protocols import ReportLike
 from rag_report.report import SentenceCheck
@@ -129,8 +133,44 @@ def choose_thresholds(
 
 
 #: Chosen on the default bundle's validation split (`python -m eval.bench.checker_thresholds`,
-#: docs/results/checker.md); an index of another corpus or model chooses its own the same way.
+#: docs/results/checker.md). An index of another corpus or model has its own, chosen the same way and
+#: stored in its folder (:data:`THRESHOLDS_FILE`, ``--write``); without them the image step is off.
 DEFAULT_THRESHOLDS = CheckThresholds(how="none chosen: the image check is off")
+#: The file in an index folder that holds its checker thresholds (:func:`save_thresholds`).
+THRESHOLDS_FILE = "checker_thresholds.json"
+
+
+def save_thresholds(thresholds: CheckThresholds, path: str | os.PathLike) -> None:
+    """Write ``thresholds`` as JSON (atomically)."""
+    from eclip_core.atomic import atomic_path
+
+    with atomic_path(Path(path)) as tmp:
+        Path(tmp).write_text(json.dumps(asdict(thresholds), indent=1), encoding="utf-8")
+
+
+def load_thresholds(path: str | os.PathLike) -> CheckThresholds:
+    """Read thresholds written by :func:`save_thresholds`; RagReportError naming the file when unreadable."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        return CheckThresholds(
+            {str(k): float(v) for k, v in data["assert_floor"].items()},
+            {str(k): float(v) for k, v in data["deny_ceiling"].items()},
+            str(data.get("how", "")),
+        )
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise RagReportError(
+            f"checker thresholds {path} are unreadable ({exc}); rewrite them with "
+            "`python -m eval.bench.checker_thresholds --write` or delete the file"
+        ) from exc
+
+
+def index_thresholds(index_dir: str | os.PathLike, default_bundle: bool) -> CheckThresholds:
+    """The checker thresholds of an index: its :data:`THRESHOLDS_FILE`, else :data:`DEFAULT_THRESHOLDS` for
+    the default bundle, else none (the image step off)."""
+    path = Path(index_dir) / THRESHOLDS_FILE
+    if path.is_file():
+        return load_thresholds(path)
+    return DEFAULT_THRESHOLDS if default_bundle else CheckThresholds(how="none for this index: image check off")
 
 
 @dataclass

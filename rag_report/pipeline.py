@@ -24,6 +24,7 @@ from eclip_core.data.image_io import load_image
 from eclip_core.errors import ImageLoadError
 from eclip_core.labeler import label_report
 from eclip_core.text import join_report
+from rag_report.checker import CheckerConfig, index_thresholds
 from rag_report.drafters import LLM_MODES, Drafted, DraftSettings, draft_reports
 from rag_report.errors import RagReportError
 from rag_report.image_views import classifier_features
@@ -148,6 +149,8 @@ class ReportPipeline:
         )
         self._llms: dict[tuple, FrozenLLM] = {}
         self._lock = threading.Lock()
+        #: The draft checker's settings; its image thresholds belong to the index (rag_report.checker).
+        self.checker = CheckerConfig(thresholds=index_thresholds(index_dir, self.simulated_data))
         self.load_ms = (time.perf_counter() - t0) * 1000.0
         log.info("pipeline loaded in %.0f ms (index %s, %d reports)", self.load_ms, index_dir, len(self.index))
 
@@ -256,6 +259,7 @@ class ReportPipeline:
             finding_statements=cfg.finding_statements,
             max_new_tokens=max_new_tokens or cfg.max_new_tokens,
             num_beams=cfg.num_beams,
+            checker=self.checker,
             check=check,
         )
         return draft_reports(mode, reports, settings)

@@ -283,3 +283,23 @@ def test_every_draft_of_the_test_split_passes_the_audit(reports):
                 if n:
                     print(mode, study.uid, kind, out.findings, "|", out.impression)
     assert totals == dict.fromkeys(KINDS, 0)
+
+
+def test_thresholds_belong_to_the_index(tmp_path):
+    from rag_report.checker import (
+        DEFAULT_THRESHOLDS,
+        THRESHOLDS_FILE,
+        index_thresholds,
+        load_thresholds,
+        save_thresholds,
+    )
+    from rag_report.errors import RagReportError
+
+    assert index_thresholds(tmp_path, default_bundle=True) == DEFAULT_THRESHOLDS
+    assert index_thresholds(tmp_path, default_bundle=False).assert_floor == {}
+    save_thresholds(THRESHOLDS, tmp_path / THRESHOLDS_FILE)
+    assert load_thresholds(tmp_path / THRESHOLDS_FILE) == THRESHOLDS
+    assert index_thresholds(tmp_path, default_bundle=True) == THRESHOLDS  # the index's own win
+    (tmp_path / THRESHOLDS_FILE).write_text("{not json")
+    with pytest.raises(RagReportError, match="checker_thresholds.json"):
+        index_thresholds(tmp_path, default_bundle=False)

@@ -1,19 +1,21 @@
 """Choose the draft checker's image thresholds on the validation split (default bundle, or a model + index).
 
     python -m eval.bench.checker_thresholds                      # the default bundle's val split
-    python -m eval.bench.checker_thresholds --model DIR --index DIR --manifest MANIFEST
+    python -m eval.bench.checker_thresholds --model DIR --index DIR --manifest MANIFEST --write
 
 Runs the index's label classifiers on every val X-ray (as ``generate_report`` does) and prints, as JSON,
 ``rag_report.checker.choose_thresholds`` of their probabilities against the val reports' labels: per
 observation the probability under which asserting it contradicts the image (the ``miss`` quantile over
 the studies whose report states it) and over which denying it does (the ``1 - miss`` quantile over those
-whose report does not). The default bundle's values are declared in ``rag_report.checker.DEFAULT_THRESHOLDS``.
+whose report does not). The default bundle's values are declared in ``rag_report.checker.DEFAULT_THRESHOLDS``;
+``--write`` stores them in the index folder (``checker_thresholds.json``), where the pipeline reads them.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from eclip_core.runtime import setup_offline
 
@@ -27,6 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--manifest", default=None, help="manifest with a val split (default: the bundle's)")
     p.add_argument("--miss", type=float, default=0.02, help="share of true statements the check may remove")
     p.add_argument("--min-count", type=int, default=10, help="fewest val studies to check an observation")
+    p.add_argument("--write", action="store_true", help="store them in the index folder for the pipeline")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
 
@@ -35,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from eclip_core.data.manifest import read_manifest
     from eclip_core.data.study_labels import study_label_rows
-    from rag_report.checker import choose_thresholds
+    from rag_report.checker import THRESHOLDS_FILE, choose_thresholds, save_thresholds
     from rag_report.pipeline import PipelineConfig, ReportPipeline
 
     manifest = args.manifest
@@ -58,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
             {"assert_floor": chosen.assert_floor, "deny_ceiling": chosen.deny_ceiling, "how": chosen.how}, indent=1
         )
     )
+    if args.write:
+        save_thresholds(chosen, Path(pipe.index.directory) / THRESHOLDS_FILE)
     return 0
 
 
