@@ -13,7 +13,8 @@ stand, with a :class:`~rag_report.report.SentenceCheck` per input sentence sayin
 3. the impression agrees with the findings: every observation an impression sentence calls present or
    possible is stated in the findings or predicted from the image (a related observation counts: an
    opacity for a pneumonia, an enlarged cardiomediastinal silhouette for cardiomegaly), else the sentence
-   goes;
+   goes (without label classifiers there is no prediction to check against, and the step is skipped: a
+   finding the findings deny is then settled by step 4, which keeps the impression);
 4. the draft agrees with itself: a sentence that denies what another sentence asserts ("The heart size and
    pulmonary vascularity appear within normal limits." beside "Pulmonary vascular congestion.") goes.
 
@@ -329,7 +330,7 @@ def check_draft(
             line.check.result, line.check.source_ids = text, [source]
             line.claims = claims(text, observations)
             used.add(text.lower())
-    if cfg.impression:  # 3. the impression agrees with the findings
+    if cfg.impression and predicted is not None:  # 3. the impression agrees with the findings
         findings: dict[str, float] = {}
         for line in lines:
             if line.alive and line.sentence.section == "findings":
@@ -339,16 +340,10 @@ def check_draft(
         for line in lines:
             if not line.alive or line.sentence.section != "impression":
                 continue
-            lacking = [
-                o
-                for o, v in line.claims.items()
-                if _asserted(v)
-                and o in CHEXPERT_OBSERVATIONS
-                and o != "No Finding"
-                and not _stated_or_predicted(o, findings, predicted)
-            ]
-            if lacking:
-                line.drop(f"impression states {', '.join(lacking)}: not in the findings, not predicted")
+            called = [o for o, v in line.claims.items() if _asserted(v) and o in CHEXPERT_OBSERVATIONS]
+            called = [o for o in called if o != "No Finding" and not _stated_or_predicted(o, findings, predicted)]
+            if called:
+                line.drop(f"impression states {', '.join(called)}: not in the findings, not predicted")
     if cfg.consistency:  # 4. no sentence denies what another asserts
         for line in lines:
             if not line.alive:

@@ -172,8 +172,14 @@ def test_impression_states_only_what_findings_state_or_the_image_predicts(report
     # the findings stating it is enough (a related observation too: opacity for pneumonia)
     kept, _ = check([S("Cardiomegaly. Small bilateral pleural effusions."), S(impression, "impression")], predicted={})
     assert len(kept) == 2
-    kept, _ = check([S("Right lower lobe airspace opacity."), S("Right lower lobe pneumonia.", "impression")])
-    assert len(kept) == 2
+    pneumonia = [S("Right lower lobe airspace opacity."), S("Right lower lobe pneumonia.", "impression")]
+    assert len(check(pneumonia, predicted={})[0]) == 2
+    assert len(check(pneumonia[1:], predicted={})[0]) == 0  # neither stated nor predicted
+    # without label classifiers there is nothing to check against: the impression stays, and a findings
+    # sentence that denies it goes (the draft agrees with itself)
+    assert len(check(pneumonia[1:])[0]) == 1
+    kept, checks = check([S("No pleural effusion."), S(impression, "impression")])
+    assert [s.text for s in kept] == [impression] and "Pleural Effusion" in checks[0].reason
 
 
 def test_a_normal_statement_may_not_deny_what_the_draft_states(reports):

@@ -22,6 +22,28 @@ from eclip_core.runtime import setup_offline
 setup_offline()  # before any Hugging Face library is imported
 
 
+def val_thresholds(pipe, studies, *, miss: float = 0.02, min_count: int = 10, progress: bool = True, probs=None):
+    """:func:`rag_report.checker.choose_thresholds` of ``pipe``'s label-classifier probabilities on
+    ``studies`` (each study's first X-ray, as ``generate_report`` reads it; ``probs`` [n, 14] when already
+    computed) against their report labels."""
+    import numpy as np
+    from tqdm.auto import tqdm
+
+    from eclip_core.data.study_labels import study_label_rows
+    from rag_report.checker import choose_thresholds
+
+    if probs is None:
+        rows = []
+        for study in tqdm(studies, desc="val X-rays", disable=not progress):
+            path = study.image_paths[0]
+            out = pipe.predict_labels(pipe.embed(path), path)
+            if out is None:
+                raise SystemExit("the index has no label classifiers: nothing to choose thresholds for")
+            rows.append(out)
+        probs = np.stack(rows)
+    return choose_thresholds(probs, study_label_rows(studies), miss=miss, min_count=min_count)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default=None, help="eCLIP checkpoint folder (default: the bundle's)")
@@ -33,12 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
 
-    import numpy as np
-    from tqdm.auto import tqdm
-
     from eclip_core.data.manifest import read_manifest
-    from eclip_core.data.study_labels import study_label_rows
-    from rag_report.checker import THRESHOLDS_FILE, choose_thresholds, save_thresholds
+    from rag_report.checker import THRESHOLDS_FILE, save_thresholds
     from rag_report.pipeline import PipelineConfig, ReportPipeline
 
     manifest = args.manifest
@@ -48,14 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         manifest = str(default_bundle(build=True, progress=not args.no_progress).manifest_path)
     pipe = ReportPipeline(PipelineConfig(model_dir=args.model, index_dir=args.index), progress=False)
     val = [s for s in read_manifest(manifest, split="val") if s.report_text and s.image_paths]
-    probs = []
-    for study in tqdm(val, desc="val X-rays", disable=args.no_progress):
-        path = study.image_paths[0]
-        out = pipe.predict_labels(pipe.embed(path), path)
-        if out is None:
-            raise SystemExit("the index has no label classifiers: nothing to choose thresholds for")
-        probs.append(out)
-    chosen = choose_thresholds(np.stack(probs), study_label_rows(val), miss=args.miss, min_count=args.min_count)
+    chosen = val_thresholds(pipe, val, miss=args.miss, min_count=args.min_count, progress=not args.no_progress)
     print(
         json.dumps(
             {"assert_floor": chosen.assert_floor, "deny_ceiling": chosen.deny_ceiling, "how": chosen.how}, indent=1
