@@ -309,3 +309,23 @@ def test_thresholds_belong_to_the_index(tmp_path):
     (tmp_path / THRESHOLDS_FILE).write_text("{not json")
     with pytest.raises(RagReportError, match="checker_thresholds.json"):
         index_thresholds(tmp_path, default_bundle=False)
+
+
+def test_llm_drafts_pass_the_checker(tmp_path, reports):
+    """Grounded and free drafts (a tiny random local LLM: its free text is noise) come out of the checker
+    with every sentence clean and no defect the audit finds."""
+    from test_llm_support import make_tiny_llama
+
+    from rag_report.llm import LLMSpec, load_llm
+
+    llm = load_llm(LLMSpec(path=str(make_tiny_llama(tmp_path / "llm", seed=3)), quantization="none", device="cpu"))
+    evidence_reports = [evidence(reports[uid], 0.9 - 0.1 * i) for i, uid in enumerate(("CXR2532", "CXR650", "CXR101"))]
+    predicted = {"Cardiomegaly": True, "Pleural Effusion": False}
+    for mode in ("grounded", "free"):
+        out = draft_reports(mode, evidence_reports, DraftSettings(llm=llm, predicted=predicted, max_new_tokens=40))
+        assert out.checks or not out.sentences
+        for s in out.sentences:
+            assert clean_sentence(s.text) == s.text and sentence_defects(s.text) == [], (mode, s.text)
+        assert audit_draft(out.findings, out.impression, predicted) == dict.fromkeys(KINDS, 0), mode
+        if mode == "grounded":  # every sentence still cites its report
+            assert out.sentences and all(s.source_ids for s in out.sentences)
