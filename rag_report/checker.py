@@ -66,6 +66,14 @@ _VASCULAR_NORMAL = re.compile(
     re.IGNORECASE,
 )
 _CARDIAC = re.compile(r"\bcardi|\bheart\b", re.IGNORECASE)
+#: A whole-study normal statement ("Normal chest.", "Unremarkable radiographs of the chest."): it denies
+#: every finding ("No acute disease." does not: a chronic finding may stand beside it).
+ABNORMALITY = "Abnormality"
+_NORMAL_STUDY = re.compile(
+    r"^\s*(?:normal|unremarkable|negative)\s+(?:chest|stud(?:y|ies)|exam(?:ination)?s?|radiographs?|films?)\b",
+    re.IGNORECASE,
+)
+_NOT_A_FINDING = {"No Finding", "Support Devices"}
 #: Observations that state one another for the impression rule (the CheXpert hierarchy: an opacity is the
 #: parent of consolidation, pneumonia, atelectasis, edema and a lesion; heart size of the silhouette).
 RELATED: dict[str, frozenset[str]] = {
@@ -187,8 +195,8 @@ class CheckerConfig:
 
 def claims(sentence: str, observations: ObservationsFn) -> dict[str, float]:
     """What a sentence states: the labeler's observations (1.0 present, -1.0 possible, 0.0 absent) plus
-    heart size (cardiomegaly, or a cardiac silhouette called enlarged or normal) and pulmonary vascularity
-    (congestion vs normal vascularity, or edema).
+    heart size (cardiomegaly, or a cardiac silhouette called enlarged or normal), pulmonary vascularity
+    (congestion vs normal vascularity, or edema) and an abnormality (any finding, vs a normal study).
 
     >>> from eclip_core.labeler import sentence_observations as obs
     >>> claims("The heart size and pulmonary vascularity appear within normal limits.", obs)
@@ -200,6 +208,10 @@ def claims(sentence: str, observations: ObservationsFn) -> dict[str, float]:
         out[HEART_SIZE] = out["Cardiomegaly"]
     elif ec is not None and _CARDIAC.search(sentence):
         out[HEART_SIZE] = ec
+    if _NORMAL_STUDY.search(sentence):
+        out[ABNORMALITY] = 0.0
+    elif any(_asserted(v) for o, v in out.items() if o in CHEXPERT_OBSERVATIONS and o not in _NOT_A_FINDING):
+        out[ABNORMALITY] = 1.0
     if _VASCULAR_NORMAL.search(sentence):
         out[VASCULARITY] = 0.0
     elif _VASCULAR_UP.search(sentence) or out.get("Edema") in (1.0, -1.0):

@@ -205,6 +205,16 @@ def test_a_normal_statement_may_not_deny_what_the_draft_states(reports):
     assert "Enlarged cardiomediastinal silhouette." in [s.text for s in kept]
 
 
+def test_a_normal_study_statement_goes_beside_a_finding(reports):
+    normal = next(r for r in reports.values() if "Normal chest." in split_sentences(r.impression))
+    draft = [S("Mild cardiomegaly."), S("Normal chest.", "impression", normal.uid)]
+    kept, checks = check(draft, predicted={"Cardiomegaly": True})
+    assert [s.text for s in kept] == ["Mild cardiomegaly."] and "Abnormality" in checks[1].reason
+    # "no acute disease" may stand beside a chronic finding; a support device is no abnormality
+    assert len(check([S("Mild cardiomegaly."), S("No acute disease.", "impression")], predicted={})[0]) == 2
+    assert len(check([S("Right IJ catheter tip in the SVC."), S("Normal chest.", "impression")], predicted={})[0]) == 2
+
+
 def test_checks_travel_in_the_draft_report_json():
     from rag_report.report import DraftReport, SentenceCheck
 
