@@ -141,9 +141,10 @@ def choose_thresholds(
     return CheckThresholds(floor, ceiling, how)
 
 
-#: Chosen on the default bundle's validation split (`python -m eval.bench.checker_thresholds`,
-#: docs/results/checker.md). An index of another corpus or model has its own, chosen the same way and
-#: stored in its folder (:data:`THRESHOLDS_FILE`, ``--write``); without them the image step is off.
+#: Without thresholds of its index the image step is off. The default bundle chooses its own on its val
+#: split when it is built (:func:`rag_report.bundle.write_checker_thresholds`); any index gets them with
+#: ``python -m eval.bench.checker_thresholds --model DIR --index DIR --manifest M --write``. Both store
+#: :data:`THRESHOLDS_FILE` in the index folder, where the pipeline reads it (:func:`index_thresholds`).
 DEFAULT_THRESHOLDS = CheckThresholds(how="none chosen: the image check is off")
 #: The file in an index folder that holds its checker thresholds (:func:`save_thresholds`).
 THRESHOLDS_FILE = "checker_thresholds.json"

@@ -339,3 +339,51 @@ def test_llm_drafts_pass_the_checker(tmp_path, reports):
         assert audit_draft(out.findings, out.impression, predicted) == dict.fromkeys(KINDS, 0), mode
         if mode == "grounded":  # every sentence still cites its report
             assert out.sentences and all(s.source_ids for s in out.sentences)
+
+
+def test_the_bundle_chooses_its_thresholds_on_val_as_the_pipeline_reads_images(tiny_world, tmp_path):
+    """The thresholds a bundle writes equal choose_thresholds of the pipeline's own predictions, and the
+    pipeline loads them from the index folder."""
+    import shutil
+
+    from eclip_core.data.study_labels import study_label_rows
+    from rag_report.bundle import write_checker_thresholds
+    from rag_report.checker import choose_thresholds, load_thresholds
+    from rag_report.pipeline import PipelineConfig, ReportPipeline
+
+    index_dir = tmp_path / "index"
+    shutil.copytree(tiny_world["index_dir"], index_dir)
+    pipe = ReportPipeline(
+        PipelineConfig(model_dir=str(tiny_world["model_dir"]), index_dir=str(index_dir)), progress=False
+    )
+    val = [s for s in tiny_world["studies"] if s.split != "train" and s.report_text][:12]
+    path = write_checker_thresholds(pipe.model, pipe.index, val, batch_size=5)
+    assert path is not None and path.parent == index_dir
+    probs = np.stack([pipe.predict_labels(pipe.embed(s.image_paths[0]), s.image_paths[0]) for s in val])
+    want = choose_thresholds(probs, study_label_rows(val))
+    got = load_thresholds(path)
+    assert got.how == want.how and want.deny_ceiling  # 12 studies: every observation has 10 negatives
+    for mine, theirs in ((got.assert_floor, want.assert_floor), (got.deny_ceiling, want.deny_ceiling)):
+        assert set(mine) == set(theirs)
+        assert all(abs(mine[name] - value) <= 2e-4 for name, value in theirs.items())
+    again = ReportPipeline(
+        PipelineConfig(model_dir=str(tiny_world["model_dir"]), index_dir=str(index_dir)), progress=False
+    )
+    assert again.checker.thresholds == got
+
+
+def test_a_bundle_built_before_gets_its_thresholds_once(tiny_world, tmp_path):
+    import shutil
+
+    from rag_report.bundle import Bundle, _ensure_checker_thresholds
+    from rag_report.checker import THRESHOLDS_FILE
+
+    shutil.copytree(tiny_world["model_dir"], tmp_path / "eclip")
+    shutil.copytree(tiny_world["index_dir"], tmp_path / "index")
+    bundle = Bundle(tmp_path, tiny_world["manifest"])
+    _ensure_checker_thresholds(bundle)
+    path = tmp_path / "index" / THRESHOLDS_FILE
+    assert "deny_ceiling" in path.read_text()
+    written = path.stat().st_mtime_ns
+    _ensure_checker_thresholds(bundle)  # kept, not chosen again
+    assert path.stat().st_mtime_ns == written
