@@ -284,7 +284,7 @@ class AppHandlers:
         return (
             draft.text,
             render.status_markdown(draft),
-            render.evidence_html(draft.evidence),
+            render.evidence_html(draft.evidence) + render.checks_html(draft.checks),
             render.labels_html(draft.labels, draft.predicted_labels, draft.predicted_positive),
             render.details_markdown(draft, handler_ms),
             report,

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from eclip_core.labels import CHEXPERT_OBSERVATIONS
 from eclip_core.text import split_sentences
 from rag_report.drafting.consensus import sentence_key
-from rag_report.report import SIMULATED_NOTICE, DraftReport, Evidence
+from rag_report.report import SIMULATED_NOTICE, DraftReport, Evidence, SentenceCheck
 
 #: Display name and CSS class of each label value (CheXpert convention: 1 / 0 / -1 / None).
 LABEL_STATES = {1.0: ("positive", "pos"), 0.0: ("negative", "neg"), -1.0: ("uncertain", "unc")}
@@ -80,6 +80,38 @@ def evidence_html(evidence: Sequence[Evidence]) -> str:
             f"<span class='ev-used'>{n_f + n_i} sentence(s) used</span></div>{body}</div>"
         )
     return "<div class='ev-list'>" + "".join(cards) + "</div>"
+
+
+def checks_html(checks: Sequence[SentenceCheck]) -> str:
+    """What the draft checker did to each drafted sentence: a small table (sentence, action, why, the
+    sentence that stands and the report it comes from); only the rows where it changed something are
+    listed, with a count of the sentences it kept as drafted. Empty when nothing was checked.
+
+    >>> from rag_report.report import SentenceCheck as C
+    >>> out = checks_html([C("No effusion.", "findings", "kept", result="No effusion."),
+    ...                    C("Stable <b>cardiomegaly</b>.", "findings", "dropped", "comparison")])
+    >>> "1 kept as drafted" in out and "&lt;b&gt;" in out and "dropped" in out
+    True
+    """
+    if not checks:
+        return ""
+    kept = sum(c.action == "kept" for c in checks)
+    rows = [
+        f"<tr class='chk-{html.escape(c.action)}'><td>{html.escape(c.sentence)}</td><td>{html.escape(c.action)}</td>"
+        f"<td>{html.escape(c.reason)}</td><td>{html.escape(c.result)}"
+        + (f" <span class='ev-id'>({html.escape(', '.join(c.source_ids))})</span>" if c.action == "replaced" else "")
+        + "</td></tr>"
+        for c in checks
+        if c.action != "kept"
+    ]
+    table = (
+        "<table class='chk-table'><tr><th>drafted</th><th>checker</th><th>why</th><th>in the draft</th></tr>"
+        + "".join(rows)
+        + "</table>"
+        if rows
+        else ""
+    )
+    return f"<div class='chk'><b>Draft checker:</b> {kept} kept as drafted, {len(checks) - kept} changed.{table}</div>"
 
 
 #: Tooltip of an evidence card's label agreement.

@@ -22,6 +22,9 @@ def offline_theme() -> gr.themes.Base:
 CSS = """
 .sim-banner {background:#fff4d6; border:2px solid #d99a00; color:#4a3500; padding:10px 14px;
   border-radius:8px; font-size:15px;}
+.chk {margin-top:10px; font-size:0.92em;}
+.chk-table {border-collapse:collapse; margin-top:4px;}
+.chk-table td, .chk-table th {border:1px solid var(--border-color-primary); padding:2px 6px; text-align:left;}
 .ev-list {display:flex; flex-direction:column; gap:10px;}
 .ev-card {border:1px solid var(--border-color-primary); border-radius:8px; padding:8px 12px;
   background:var(--background-fill-secondary);}

@@ -144,9 +144,12 @@ def default_bundle(config: DefaultBundleConfig | None = None, *, build: bool = T
     marker = root / "bundle.json"
     if marker.is_file() and is_current_index(root / "index"):
         info = json.loads(marker.read_text())
-        return Bundle(
+        bundle = Bundle(
             root, Path(info["manifest"]), info.get("similarity_floor"), info.get("examples", []), info, config
         )
+        if build:
+            _ensure_checker_thresholds(bundle)
+        return bundle
     if not build:
         raise BundleError(f"the default bundle is not built at {root}; run `rag-report build-default`")
     return build_default_bundle(config, progress=progress)
@@ -234,7 +237,9 @@ def build_default_bundle(config: DefaultBundleConfig | None = None, *, progress:
             classifier_views=config.classifier_views,
         )
     index = ReportIndex.load(index_dir, model=model)
-    floor = _similarity_floor(model, index, [s for s in studies if s.split == "val"], progress)
+    val_studies = [s for s in studies if s.split == "val"]
+    floor = _similarity_floor(model, index, val_studies, progress)
+    write_checker_thresholds(model, index, val_studies)
     from rag_report.llm import LLMSpec, load_llm
 
     load_llm(LLMSpec())  # converts the default LLM once into the cache
@@ -253,6 +258,48 @@ def build_default_bundle(config: DefaultBundleConfig | None = None, *, progress:
         tmp.write_text(json.dumps(info, indent=2))
     log.info("default bundle ready in %.0f s", info["build_seconds"])
     return Bundle(root, manifest, floor, examples, info, config)
+
+
+def _ensure_checker_thresholds(bundle: Bundle) -> None:
+    """A bundle built before the draft checker had image thresholds gets them once (its val split)."""
+    from rag_report.drafting.checker import THRESHOLDS_FILE
+
+    if (bundle.index_dir / THRESHOLDS_FILE).is_file():
+        return
+    from eclip_core.data.manifest import read_manifest
+    from eclip_core.model import EClip
+    from rag_report.index import ReportIndex
+
+    log.info("choosing the draft checker's thresholds on the bundle's val split (once)")
+    model = EClip.from_pretrained(bundle.eclip_dir).eval()
+    index = ReportIndex.load(bundle.index_dir, model=model)
+    write_checker_thresholds(model, index, read_manifest(bundle.manifest_path, split="val"))
+
+
+def write_checker_thresholds(model, index, val_studies, batch_size: int = 64) -> Path | None:
+    """Choose the draft checker's image thresholds on ``val_studies`` (:func:`rag_report.drafting.checker.
+    choose_thresholds` of the index's label-classifier probabilities, each study's first X-ray read as
+    ``generate_report`` reads it) and store them in the index folder, where the pipeline reads them. Returns
+    the file, or None when the index has no label classifiers or there is no val X-ray with a report; an
+    existing file is kept."""
+    from eclip_core.data.image_io import load_nonblank_image as read_image
+    from eclip_core.data.study_labels import study_label_rows
+    from rag_report.drafting.checker import THRESHOLDS_FILE, choose_thresholds, save_thresholds
+    from rag_report.retrieval.image_views import classifier_features
+
+    clf, path = index.label_classifiers, Path(index.directory) / THRESHOLDS_FILE
+    studies = [s for s in val_studies if s.report_text and s.image_paths]
+    if clf is None or not studies:
+        return None
+    if path.exists():
+        return path
+    probs = []
+    for start in range(0, len(studies), batch_size):
+        images = [read_image(s.image_paths[0]) for s in studies[start : start + batch_size]]
+        vectors = model.embed_images(images, progress=False)
+        probs.append(clf.predict_proba(classifier_features(model, images, vectors, clf.views)))
+    save_thresholds(choose_thresholds(np.concatenate(probs), study_label_rows(studies)), path)
+    return path
 
 
 def _similarity_floor(model, index, val_studies, progress: bool) -> float | None:

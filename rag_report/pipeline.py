@@ -22,6 +22,7 @@ from eclip_core.cli_config import cli
 from eclip_core.data.image_io import load_nonblank_image as read_image  # re-exported: callers import it from here
 from eclip_core.labeler import label_report
 from eclip_core.text import join_report
+from rag_report.drafting.checker import CheckerConfig, index_thresholds
 from rag_report.drafting.drafters import DRAFTERS, LLM_MODES, Drafted, DraftLimits, DraftSettings, draft_reports
 from rag_report.errors import RagReportError
 from rag_report.llm.precision import QUANTIZATIONS, draft_model_entries
@@ -139,6 +140,8 @@ class ReportPipeline:
         )
         self._llms: dict[tuple, FrozenLLM] = {}
         self._lock = threading.Lock()
+        #: The draft checker's settings; its image thresholds belong to the index (rag_report.drafting.checker).
+        self.checker = CheckerConfig(thresholds=index_thresholds(index_dir, self.simulated_data))
         self.load_ms = (time.perf_counter() - t0) * 1000.0
         log.info("pipeline loaded in %.0f ms (index %s, %d reports)", self.load_ms, index_dir, len(self.index))
 
@@ -232,12 +235,22 @@ class ReportPipeline:
         probabilities: np.ndarray | None = None,
         llm: DraftingLLM | None = None,
         max_new_tokens: int | None = None,
+        check: bool = True,
     ) -> Drafted:
-        """Draft sentences from ``reports`` in a resolved ``mode`` (top1, consensus, grounded, free)."""
+        """Draft sentences from ``reports`` in a resolved ``mode`` (top1, consensus, grounded, free), checked
+        by the draft checker (:mod:`rag_report.drafting.checker`) unless ``check`` is False (for comparison only)."""
         cfg = self.config
         limits = {f.name: getattr(cfg, f.name) for f in fields(DraftLimits)}
         limits["max_new_tokens"] = max_new_tokens or cfg.max_new_tokens
-        settings = DraftSettings(**limits, llm=llm, predicted=self.predicted(probabilities))
+        clf = self.index.label_classifiers
+        settings = DraftSettings(
+            **limits,
+            llm=llm,
+            predicted=self.predicted(probabilities),
+            probabilities=None if clf is None or probabilities is None else clf.as_dict(probabilities),
+            checker=self.checker,
+            check=check,
+        )
         return draft_reports(mode, reports, settings)
 
     # -- the whole path ---------------------------------------------------------------------------
@@ -382,6 +395,7 @@ class ReportPipeline:
             warnings=warnings,
             predicted_labels={} if clf is None or probabilities is None else clf.as_dict(probabilities),
             predicted_positive=[] if predicted is None else [name for name, on in predicted.items() if on],
+            checks=list(drafted.checks),
         )
 
 

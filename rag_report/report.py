@@ -43,6 +43,18 @@ class SentenceProvenance:
 
 
 @dataclass
+class SentenceCheck:
+    """What the draft checker (:mod:`rag_report.drafting.checker`) did to one drafted sentence."""
+
+    sentence: str  # as the drafter wrote it
+    section: str  # "findings" | "impression"
+    action: str  # "kept" | "rewritten" (hygiene) | "replaced" (by an evidence sentence) | "dropped"
+    reason: str = ""  # why it was rewritten, replaced or dropped ("" when kept)
+    result: str = ""  # the sentence in the draft after the check ("" when dropped)
+    source_ids: list[str] = field(default_factory=list)  # the reports ``result`` comes from
+
+
+@dataclass
 class DraftReport:
     """A drafted report with its evidence, labels, timings and the identities of the models used.
 
@@ -68,6 +80,9 @@ class DraftReport:
     #: and the observations predicted present (each at its classifier's threshold); empty without classifiers.
     predicted_labels: dict[str, float] = field(default_factory=dict)
     predicted_positive: list[str] = field(default_factory=list)
+    #: What the draft checker did to each drafted sentence (kept / rewritten / replaced from a report /
+    #: dropped, and why), in draft order.
+    checks: list[SentenceCheck] = field(default_factory=list)
 
     @property
     def text(self) -> str:

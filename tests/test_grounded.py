@@ -19,13 +19,7 @@ from rag_report.drafting.grounded import (
     clean_sentence,
     content_words,
     grounded_draft,
-)
-from rag_report.drafting.prompts import (
-    FINDINGS_HEADER,
-    GROUNDED_INSTRUCTION,
-    IMPRESSION_HEADER,
-    SYSTEM_RADIOLOGIST,
-    few_shot_user_message,
+    section_prompt,
 )
 from rag_report.errors import EmptyCorpusError
 from rag_report.llm import LLMSpec, load_llm
@@ -161,7 +155,7 @@ def test_redundant_candidates_are_blocked(tiny_llm):
         {
             "study_id": "B",
             "similarity": 0.5,
-            "findings": "No evidence of pneumothorax. Pneumothorax is absent, no.",
+            "findings": "No evidence of pneumothorax. Negative for pneumothorax.",
             "impression": "Negative for acute disease.",
         },
     ]
@@ -284,26 +278,53 @@ def test_kv_cached_logprobs_match_a_full_forward(tiny_llm):
     ]
     cfg = GroundedConfig(observations=lambda s: {}, end_bias=-50.0)
     draft = grounded_draft(tiny_llm, reports, cfg)
-    user = few_shot_user_message(reports, GROUNDED_INSTRUCTION, cfg.max_prompt_reports, cfg.max_prompt_chars)
-    ids = tiny_llm.encode(tiny_llm.chat_prompt(user, SYSTEM_RADIOLOGIST, assistant_prefix=FINDINGS_HEADER))
-    spans = []
-    section = "findings"
-    for s in draft.sentences:
-        if s.section != section:
-            ids += tiny_llm.encode("\n" + IMPRESSION_HEADER)
-            section = s.section
-        spans.append((len(ids), len(ids) + len(s.token_ids), s.logprob))
-        ids += s.token_ids
-    with torch.inference_mode():
-        lp = torch.log_softmax(tiny_llm.model(input_ids=torch.tensor([ids])).logits[0].float(), -1)
-    for start, end, cached in spans:
-        full = sum(float(lp[i - 1, ids[i]]) for i in range(start, end))
-        assert full == pytest.approx(cached, abs=1e-3)
+    # Each section has its own prompt (the impression's holds the drafted findings).
+    findings = " ".join(x.text for x in draft.sentences if x.section == "findings")
+    assert {x.section for x in draft.sentences} == {"findings", "impression"}
+    for section in ("findings", "impression"):
+        ids = section_prompt(tiny_llm, reports, section, cfg, None, findings if section == "impression" else "")
+        spans = []
+        for s in draft.sentences:
+            if s.section == section:
+                spans.append((len(ids), len(ids) + len(s.token_ids), s.logprob))
+                ids = ids + list(s.token_ids)
+        with torch.inference_mode():
+            lp = torch.log_softmax(tiny_llm.model(input_ids=torch.tensor([ids])).logits[0].float(), -1)
+        for start, end, cached in spans:
+            full = sum(float(lp[i - 1, ids[i]]) for i in range(start, end))
+            assert full == pytest.approx(cached, abs=1e-3)
 
 
-def test_candidate_that_prefixes_another_can_be_chosen_either_way(tiny_llm):
+def test_section_prompts_are_label_formatted(tiny_llm):
+    """LaB-RAG's prompt: "Labels: ..." before each retrieved report's section, the image's predicted labels
+    before the answer, FINDINGS and IMPRESSION asked for separately."""
+    reports = [
+        {
+            "study_id": "A",
+            "similarity": 0.5,
+            "findings": "Mild cardiomegaly. No effusion.",
+            "impression": "Cardiomegaly.",
+        },
+        {"study_id": "B", "similarity": 0.4, "findings": "Lungs are clear.", "impression": "No acute disease."},
+    ]
+    predicted = {"Cardiomegaly": True, "Edema": False}
+    f = tiny_llm.tokenizer.decode(section_prompt(tiny_llm, reports, "findings", None, predicted))
+    i = tiny_llm.tokenizer.decode(section_prompt(tiny_llm, reports, "impression", None, predicted, "Heart enlarged."))
+    assert "Labels: Cardiomegaly\nFINDINGS: Mild cardiomegaly. No effusion." in f
+    assert "Labels: No Finding\nFINDINGS: Lungs are clear." in f
+    assert "IMPRESSION:" not in f.split("New chest X-ray")[0]
+    assert "Labels: Cardiomegaly\nIMPRESSION: Cardiomegaly." in i and "FINDINGS: Mild" not in i
+    assert "New chest X-ray:\nLabels: Cardiomegaly\nFINDINGS: Heart enlarged." in i
+    assert f.rstrip().endswith("FINDINGS:") and i.rstrip().endswith("IMPRESSION:")
+
+
+def test_candidate_that_prefixes_another_can_be_chosen_either_way(tiny_llm, monkeypatch):
     # split_sentences keeps "No effusion. small ..." whole (lower-case after the stop), so the tokens of
-    # "No effusion." are a prefix of it: the decoder must be able to stop there or go on.
+    # "No effusion." are a prefix of it: the decoder must be able to stop there or go on. (Draft hygiene
+    # drops such a cut sentence; here it is let through to test the decoder alone.)
+    import rag_report.drafting.grounded as grounded
+
+    monkeypatch.setattr(grounded, "clean_sentences", lambda sentences: list(dict.fromkeys(sentences)))
     reports = [
         {"study_id": "A", "similarity": 0.5, "findings": "No effusion. small apical scar.", "impression": ""},
         {"study_id": "B", "similarity": 0.5, "findings": "No effusion.", "impression": ""},

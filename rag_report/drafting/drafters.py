@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from rag_report.drafting.checker import CheckerConfig, check_draft
 from rag_report.drafting.consensus import (
     SourcedSentence,
     add_predicted_findings,
@@ -34,6 +35,7 @@ from rag_report.drafting.consensus import (
 )
 from rag_report.errors import RagReportError
 from rag_report.protocols import DraftingLLM, ReportLike
+from rag_report.report import SentenceCheck
 
 LLM_MODES = ("grounded", "free")
 
@@ -64,14 +66,21 @@ class DraftSettings(DraftLimits):
     llm: DraftingLLM | None = None
     #: observation -> predicted present (from the index's label classifiers); None: no prediction.
     predicted: Mapping[str, bool] | None = None
+    #: observation -> the label classifiers' probability (the draft checker's image step); None: no check.
+    probabilities: Mapping[str, float] | None = None
+    #: The draft checker (:mod:`rag_report.drafting.checker`); None: its defaults. ``check=False`` skips it.
+    checker: CheckerConfig | None = None
+    check: bool = True
 
 
 @dataclass
 class Drafted:
-    """Sentences with their sources (free mode: sources empty) and any warnings of the drafter."""
+    """Sentences with their sources (free mode: sources empty), any warnings of the drafter, and what the
+    draft checker did to each drafted sentence."""
 
     sentences: list[SourcedSentence]
     warnings: list[str] = field(default_factory=list)
+    checks: list[SentenceCheck] = field(default_factory=list)
 
     @property
     def findings(self) -> str:
@@ -153,7 +162,21 @@ DRAFTERS: dict[str, Callable[[Sequence[ReportLike], DraftSettings], Drafted]] = 
 
 
 def draft_reports(mode: str, reports: Sequence[ReportLike], settings: DraftSettings) -> Drafted:
-    """Draft with ``mode`` (a key of :data:`DRAFTERS`) from ``reports`` (most relevant first)."""
+    """Draft with ``mode`` (a key of :data:`DRAFTERS`) from ``reports`` (most relevant first), then pass the
+    draft through the draft checker (:func:`rag_report.drafting.checker.check_draft`) unless ``settings.check`` is off."""
     if mode not in DRAFTERS:
         raise RagReportError(f"unknown drafting mode {mode!r}; choose one of {tuple(DRAFTERS)}")
-    return DRAFTERS[mode](reports, settings)  # the LLM modes raise when settings.llm is None
+    drafted = DRAFTERS[mode](reports, settings)  # the LLM modes raise when settings.llm is None
+    if not settings.check:
+        return drafted
+    from eclip_core.labeler import sentence_observations
+
+    kept, checks = check_draft(
+        drafted.sentences,
+        reports,
+        observations=sentence_observations,
+        probabilities=settings.probabilities,
+        predicted=settings.predicted,
+        config=settings.checker,
+    )
+    return Drafted(kept, drafted.warnings, checks)

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from eclip_core.text import normalize_report_text
-from rag_report.drafting.prompts import FINDINGS_HEADER, FREE_INSTRUCTION, SYSTEM_RADIOLOGIST, few_shot_user_message
+from rag_report.drafting.prompts import HEADERS, SYSTEM_RADIOLOGIST, section_user_message
 from rag_report.errors import EmptyCorpusError
 from rag_report.protocols import DraftingLLM, ReportInput
 
@@ -148,6 +148,12 @@ def parse_sections(text: str) -> tuple[str, str, list[str]]:
     return findings, impression, warnings
 
 
+def _section_answer(text: str, section: str) -> str:
+    """The text of ``section`` in generated ``text`` (which opens with that section's header)."""
+    findings, impression, _ = parse_sections(text)
+    return findings if section == "findings" else impression
+
+
 def free_draft(
     llm: DraftingLLM,
     reports: Sequence[ReportInput],
@@ -156,41 +162,71 @@ def free_draft(
 ) -> FreeDraft:
     """Draft a report freely from ``reports`` (most similar / diversified, as retrieved).
 
-    ``llm``: a :class:`rag_report.llm.FrozenLLM` (any :class:`rag_report.protocols.DraftingLLM`). ``reports``: objects or dicts with findings and
-    impression. ``predicted_findings``: the observations the image's label classifiers predict (listed in
-    the prompt; an empty list says none is predicted). Raises :class:`~rag_report.errors.EmptyCorpusError`
-    when no report has any text.
+    As LaB-RAG does, FINDINGS and IMPRESSION are written separately (:func:`rag_report.drafting.prompts.
+    section_user_message`): each prompt shows the retrieved reports' labels ("Labels: X, Y") before that
+    section of each, and the new X-ray's predicted labels before the answer; the impression prompt also
+    holds the findings just written. ``llm``: a :class:`rag_report.llm.FrozenLLM` (any
+    :class:`rag_report.protocols.DraftingLLM`). ``reports``: objects or dicts with findings and impression.
+    ``predicted_findings``: the observations the image's label classifiers predict (an empty list says none
+    is predicted; None: not stated). Raises :class:`~rag_report.errors.EmptyCorpusError` when no report has
+    any text.
     """
     cfg = config or FreeConfig()
     t0 = time.perf_counter()
-    instruction = FREE_INSTRUCTION
-    if predicted_findings is not None:
-        instruction = predicted_findings_line(predicted_findings) + "\n" + instruction
-    user = few_shot_user_message(reports, instruction, cfg.max_prompt_reports, cfg.max_prompt_chars)
-    if "Example report" not in user:
+    out = {"findings": "", "impression": ""}
+    raws, warnings, truncated, prompt_tokens = [], [], False, 0
+    for section in ("findings", "impression"):
+        header = HEADERS[section]
+        user = section_user_message(
+            reports,
+            section,
+            predicted=predicted_findings,
+            findings=out["findings"] or None,
+            max_reports=cfg.max_prompt_reports,
+            max_chars=cfg.max_prompt_chars,
+        )
+        if "Example report" not in user:
+            continue  # no retrieved report has this section
+        # Forcing the answer to open with the section header keeps even small models in the report format.
+        prompt = llm.chat_prompt(user, SYSTEM_RADIOLOGIST, assistant_prefix=header)
+        prompt_tokens += len(llm.encode(prompt))
+
+        def stop(new: str, header: str = header) -> bool:
+            # the loop guard would cut, or the model moved on to another section: what follows is dropped
+            return loop_started(header + " " + new, cfg.max_sentence_words) or len(_HEADER.findall(new)) > 0
+
+        raw = llm.generate(
+            prompt,
+            max_new_tokens=cfg.max_new_tokens,
+            num_beams=cfg.num_beams,
+            no_repeat_ngram_size=cfg.no_repeat_ngram_size,
+            repetition_penalty=cfg.repetition_penalty,
+            stop_when=stop if cfg.stop_at_loop else None,
+        )
+        raws.append(f"{header} {raw}")
+        text, cut = truncate_repetition(header + " " + raw, cfg.max_sentence_words)
+        truncated = truncated or cut
+        out[section] = _section_answer(text, section)
+    if not raws:
         raise EmptyCorpusError(
             f"Free mode got {len(reports)} retrieved report(s) with no findings or impression text; "
             "retrieve from a corpus with report text."
         )
-    # Forcing the answer to open with the FINDINGS header keeps even small models in the report format.
-    prompt = llm.chat_prompt(user, SYSTEM_RADIOLOGIST, assistant_prefix=FINDINGS_HEADER)
-    # Stop as soon as the loop guard would cut: greedy output after that point is thrown away anyway.
-    raw = llm.generate(
-        prompt,
-        max_new_tokens=cfg.max_new_tokens,
-        num_beams=cfg.num_beams,
-        no_repeat_ngram_size=cfg.no_repeat_ngram_size,
-        repetition_penalty=cfg.repetition_penalty,
-        stop_when=(lambda new: loop_started(FINDINGS_HEADER + " " + new, cfg.max_sentence_words))
-        if cfg.stop_at_loop
-        else None,
-    )
-    text, truncated = truncate_repetition(FINDINGS_HEADER + " " + raw, cfg.max_sentence_words)
-    findings, impression, warnings = parse_sections(text)
+    if not out["impression"]:
+        warnings.append("The generated text has no IMPRESSION section.")
+    if not out["findings"] and not out["impression"]:
+        warnings.append("The LLM generated no report text.")
     if truncated:
         warnings.append("The LLM output repeated itself; it was cut at the first repetition.")
     secs = time.perf_counter() - t0
-    log.info("Free draft in %.2f s (%d prompt tokens, truncated=%s)", secs, len(llm.encode(prompt)), truncated)
+    log.info("Free draft in %.2f s (%d prompt tokens, truncated=%s)", secs, prompt_tokens, truncated)
     return FreeDraft(
-        findings, impression, raw, truncated, secs, len(llm.encode(prompt)), str(getattr(llm, "id", "?")), warnings
+        out["findings"],
+        out["impression"],
+        "\n".join(raws),
+        truncated,
+        secs,
+        prompt_tokens,
+        str(getattr(llm, "id", "?")),
+        warnings,
     )

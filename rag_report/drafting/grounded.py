@@ -8,8 +8,10 @@ How it works (docs/ARCHITECTURE.md, "Generation modes"):
    or the same observations with the same polarity per ``eclip_core.labeler.sentence_observations``).
 2. A token trie per section over the candidates' token ids (each tokenised with a leading space, as it
    follows "FINDINGS:" or the previous sentence).
-3. The prompt (retrieved reports + instruction, assistant turn forced to start with "FINDINGS:") is
-   encoded once; decoding extends its KV cache. At each sentence boundary the LLM chooses between the
+3. Each section has its own prompt, as in LaB-RAG (:func:`section_prompt`): that section of each retrieved
+   report after its labels ("Labels: X, Y"), the image's predicted labels, for the impression the findings
+   just drafted, and the assistant turn forced to start with the section's header. It is encoded once;
+   decoding extends its KV cache. At each sentence boundary the LLM chooses between the
    first tokens of the allowed candidates and END (next section / end of turn); inside a sentence only
    tokens continuing an allowed candidate are allowed, and the sentence ends when a candidate completes.
    Once only one candidate remains on the path, its remaining tokens are fed in one forward pass.
@@ -46,12 +48,10 @@ import torch
 from eclip_core.text import DEID_TOKEN, normalize_report_text, split_sentences
 from rag_report.drafting.hygiene import clean_sentences
 from rag_report.drafting.prompts import (
-    FINDINGS_HEADER,
-    GROUNDED_INSTRUCTION,
-    IMPRESSION_HEADER,
+    HEADERS,
     SYSTEM_RADIOLOGIST,
-    few_shot_user_message,
     report_fields,
+    section_user_message,
 )
 from rag_report.errors import EmptyCorpusError
 from rag_report.protocols import DraftingLLM, ReportInput
@@ -410,20 +410,17 @@ def grounded_draft(
             f"Grounded decoding got {len(reports)} retrieved report(s) with no usable sentence in their "
             "findings or impression; retrieve from a corpus with report text or use another mode."
         )
-    headers = {"findings": FINDINGS_HEADER, "impression": IMPRESSION_HEADER}
-    user = few_shot_user_message(reports, GROUNDED_INSTRUCTION, cfg.max_prompt_reports, cfg.max_prompt_chars)
-    prompt = llm.chat_prompt(user, SYSTEM_RADIOLOGIST, assistant_prefix=headers[active_sections[0]])
-    prompt_ids = llm.encode(prompt)
-    dec = _Decoder(llm, prompt_ids)
     eos = list(llm.eos_token_ids) or llm.encode("\n")[:1]
 
     emitted: list[GroundedSentence] = []
     stated_all: dict[str, set[float]] = {}
-    for si, section in enumerate(active_sections):
-        if si > 0:
-            dec.feed(llm.encode("\n" + headers[section]))
-        nxt = active_sections[si + 1] if si + 1 < len(active_sections) else None
-        end_ids = llm.encode("\n" + headers[nxt])[:1] if nxt else eos
+    n_prompt, n_passes = 0, 0
+    for section in active_sections:
+        findings = " ".join(e.text for e in emitted if e.section == "findings")
+        prompt_ids = section_prompt(llm, reports, section, cfg, predicted, findings)
+        n_prompt += len(prompt_ids)
+        dec = _Decoder(llm, prompt_ids)
+        end_ids = eos
         sec_cands = cands[section]
         trie = build_trie([c.token_ids for c in sec_cands])
         used: set[int] = set()
@@ -472,23 +469,48 @@ def grounded_draft(
                 GroundedSentence(cand.text, section, list(cand.source_ids), cand.support, lp, list(cand.token_ids))
             )
             n += 1
+        n_passes += dec.passes
     secs = time.perf_counter() - t0
     log.info(
         "Grounded draft: %d sentences from %s candidates, %d forward passes, %.2f s",
         len(emitted),
         {s: len(c) for s, c in cands.items()},
-        dec.passes,
+        n_passes,
         secs,
     )
     return GroundedDraft(
         emitted,
         {s: len(c) for s, c in cands.items()},
-        len(prompt_ids),
-        dec.passes,
+        n_prompt,
+        n_passes,
         secs,
         str(getattr(llm, "id", "?")),
         obs_fn is not None,
     )
+
+
+def section_prompt(
+    llm: DraftingLLM,
+    reports: Sequence[ReportInput],
+    section: str,
+    config: GroundedConfig | None = None,
+    predicted: Mapping[str, bool] | None = None,
+    findings: str = "",
+) -> list[int]:
+    """Token ids of the prompt that drafts ``section`` (:func:`rag_report.drafting.prompts.section_user_message`,
+    the assistant turn opened with the section header): the retrieved reports' labels and that section of
+    each, the image's ``predicted`` labels (when given) and, for the impression, the drafted ``findings``."""
+    cfg = config or GroundedConfig()
+    names = None if predicted is None else [o for o, on in predicted.items() if on]
+    user = section_user_message(
+        reports,
+        section,
+        predicted=names,
+        findings=findings or None,
+        max_reports=cfg.max_prompt_reports,
+        max_chars=cfg.max_prompt_chars,
+    )
+    return llm.encode(llm.chat_prompt(user, SYSTEM_RADIOLOGIST, assistant_prefix=HEADERS[section]))
 
 
 def _against_prediction(obs: dict[str, float], predicted: Mapping[str, bool]) -> bool:

@@ -11,7 +11,13 @@ A retrieved report belongs to another patient and another day. A sentence from i
 * dropped when it is about a body part a chest X-ray does not show ("Left knee.": corpora hold combined
   studies);
 * freed of a leading connective that refers to a sentence it no longer follows ("However, no effusion."
-  -> "No effusion.").
+  -> "No effusion.");
+* freed of list numbering ("1. Cardiomegaly." -> "Cardiomegaly."; "... pleural effusions 2." -> "... pleural
+  effusions.");
+* dropped when it names a view the user did not give (one frontal X-ray is drafted: "lateral view",
+  "on the lateral", "frontal and lateral radiographs", the retrosternal space);
+* dropped when it is cut: it holds a stop followed by a lower-case word ("No cavitary lesion to suggest.
+  active tuberculosis.") or ends on an unfinished phrase ("... opacity to suggest.").
 
 >>> [clean_sentence(s) for s in ["Stable cardiomegaly.", "No XXXX consolidation.",
 ...                                "Heart size normal, unchanged from prior.", "On 12 March 2020 a 78-year-old woman."]]
@@ -38,7 +44,15 @@ COMPARISON_PATTERNS = (
     r"unchanged",
     r"stable",
     r"stability",
-    r"again (?:noted|seen|demonstrated|identified|visualized)",
+    r"again",
+    r"no longer",
+    r"previously",
+    r"interim",
+    r"continued",
+    r"(?:has|have|had)\s+(?:\w+ly\s+)?(?:increased|decreased|enlarged|grown|cleared|developed|diminished|moved)",
+    r"(?:increased|decreased|increase|decrease)\s+in\s+(?:size|extent|number|conspicuity|prominence|volume)",
+    r"increasing|decreasing|clearing|cleared",
+    r"(?:increased|decreased)\s+(?:from|since|compared)",
     r"redemonstrat\w*",
     r"re-demonstrat\w*",
     r"persist(?:s|ent|ently|ing)?",
@@ -70,6 +84,15 @@ _TRAILING = re.compile(
 _ADJECTIVE = re.compile(
     r"\b(?:(?:and|or)\s+)?(?:grossly\s+|overall\s+)?(?:stable|unchanged|persistent|persisting|"
     r"again noted|again seen|redemonstrated|re-demonstrated)\s+(?:appearance\s+of\s+(?:the\s+)?)?",
+    re.IGNORECASE,
+)
+#: "again" as an adverb ("The heart is again mildly enlarged." -> "The heart is mildly enlarged.").
+_AGAIN = re.compile(r"\s*\b(?:once\s+)?again\b(?!\s+(?:noted|seen|demonstrated|identified|visualized)\b),?", re.I)
+#: A view the user did not give: drafting reads one frontal X-ray.
+_OTHER_VIEW = re.compile(
+    r"\blateral\s+(?:views?|projections?|radiographs?|films?|images?|exams?|examinations?|stud(?:y|ies))\b"
+    r"|\bon\s+(?:the\s+)?lateral\b(?!\s+(?:aspect|portion|margin|wall|chest|left|right|costophrenic|side|lungs?|ribs?))|\b(?:frontal|pa|ap)\s+and\s+lateral\b|\blateral\s+only\b"
+    r"|\b(?:two|2|both)\s+views\b|\bretrosternal\b|\boblique\s+views?\b",
     re.IGNORECASE,
 )
 _LINKING = {
@@ -108,7 +131,7 @@ _IDENTIFYING = re.compile(
 )
 _DANGLING = re.compile(
     r"\b(?:and|or|of|with|the|a|an|to|for|in|on|at|by|as|but|nor|versus|vs|is|are|was|were|"
-    r"be|been|appear|appears|remain|remains|seem|seems|also|than)\s*\.?$",
+    r"be|been|has|have|had|appear|appears|remain|remains|seem|seems|also|than)\s*\.?$",
     re.IGNORECASE,
 )
 #: One-word "sentences" that are headings or list debris, not statements.
@@ -139,10 +162,23 @@ _WORD = re.compile(r"[A-Za-z]{2,}")
 _REPEATED_STOPS = re.compile(r"\s*\.(?:\s*\.)+$")
 _OTHER_BODY_PART = re.compile(
     r"\b(?:knees?|ankles?|foot|feet|toes?|hips?|wrists?|hands?|fingers?|elbows?|femurs?|femoral|tibiae?|tibial|"
-    r"fibulae?|pelvis|pelvic|skull|cranial|sinus(?:es)?|mandible|orbits?)\b",
+    r"fibulae?|pelvis|pelvic|skull|cranial|sinus(?:es)?|mandible|orbits?|abdomen|abdominal|iliac|aorto-?iliac|"
+    r"inguinal|forearms?|ulnae?|ulnar|humeral\s+(?:shaft|rod|nail|plate|screws?)|lower\s+extremit(?:y|ies))\b",
     re.IGNORECASE,
 )
 _LEADING_CONNECTIVE = re.compile(r"^(?:however|also|additionally|in addition|furthermore|moreover)\s*,?\s+", re.I)
+#: List numbering: a leading "1." / "2)" or a trailing "... effusions 2." left by sentence splitting.
+_LEADING_NUMBER = re.compile(r"^\(?\d{1,2}\s*[.)]\s*(?=[A-Za-z])")
+_TRAILING_NUMBER = re.compile(r"(?<=[A-Za-z,])\s+\d{1,2}\s*[.)]?\s*\.?$")
+_NUMBERED_ANATOMY = {"t", "l", "c", "rib", "ribs", "level", "levels", "segment", "zone", "grade", "stage", "type"}
+#: A sentence cut in two: a stop followed by a lower-case word, or an unfinished ending ("... to suggest.").
+_INNER_CUT = re.compile(r"[.!?]\s+[a-z]")
+_UNFINISHED = re.compile(
+    r"\b(?:to\s+(?:suggest|represent|indicate|be)|suggest(?:ing|ive\s+of)?|consistent|"
+    r"compatible|concerning|may|might|could|which|including|such\s+as|representing|due|from|into|within|"
+    r"without|along|between|than|per|via|its|their|his|her|no|not)\s*\.?$",
+    re.IGNORECASE,
+)
 _CHANGE_WORDS = {"increased", "decreased", "worse", "better", "larger", "smaller", "enlarged"}
 
 
@@ -175,10 +211,37 @@ def is_complete_sentence(sentence: str) -> bool:
     return not (_DANGLING.search(s[:-1].rstrip()) or _GLUED.search(s))
 
 
+def has_other_view(sentence: str) -> bool:
+    """Names a view the user did not give (drafting reads one frontal X-ray): "lateral view", "on the
+    lateral", "frontal and lateral", the retrosternal space (seen on a lateral)."""
+    return bool(_OTHER_VIEW.search(sentence))
+
+
+def is_cut(sentence: str) -> bool:
+    """A sentence cut in two or left unfinished: a stop followed by a lower-case word inside it, or an
+    ending that needs more ("... to suggest.", "... consistent with.")."""
+    s = sentence.strip()
+    return bool(_INNER_CUT.search(s) or _UNFINISHED.search(s[:-1].rstrip() if s.endswith(".") else s))
+
+
+def without_numbering(sentence: str) -> str:
+    """The sentence without list numbering ("1. Cardiomegaly." -> "Cardiomegaly."; "... effusions 2." ->
+    "... effusions."); a number that belongs to anatomy ("... of T 12.", "rib 7.") stays."""
+    s = _LEADING_NUMBER.sub("", sentence.strip())
+    m = _TRAILING_NUMBER.search(s)
+    if m:
+        before = s[: m.start()].split()
+        if before and before[-1].lower().strip(",") not in _NUMBERED_ANATOMY:
+            s = s[: m.start()].rstrip(",") + "."
+    return s
+
+
 def _without_comparison(sentence: str) -> str:
-    """Safe rewrites only: a trailing comparison clause, "no new X" -> "no X", and a comparison adjective
-    before a noun phrase (not after a linking verb: "The heart is stable." has no comparison-free form)."""
+    """Safe rewrites only: a trailing comparison clause, "no new X" -> "no X", "again" as an adverb, and a
+    comparison adjective before a noun phrase (not after a linking verb: "The heart is stable." has no
+    comparison-free form)."""
     s = _TRAILING.sub(".", sentence.strip())
+    s = _AGAIN.sub("", s)
     s = _NO_NEW.sub(lambda m: m.group(1) + " ", s)
 
     def drop_adjective(m: re.Match) -> str:
@@ -200,17 +263,41 @@ def clean_sentence(sentence: str) -> str | None:
     s = _REPEATED_STOPS.sub(".", " ".join(str(sentence).split()))
     if not s:
         return None
-    s = _LEADING_CONNECTIVE.sub("", s)
+    s = _LEADING_CONNECTIVE.sub("", without_numbering(s))
+    if not s:
+        return None
     s = s[0].upper() + s[1:]
     if not s.endswith((".", "!", "?")):
         s += "."
-    if has_deid_token(s) or has_identifying_detail(s) or _OTHER_BODY_PART.search(s):
+    if has_deid_token(s) or has_identifying_detail(s) or _OTHER_BODY_PART.search(s) or has_other_view(s):
         return None
     if has_comparison(s):
         s = _without_comparison(s)
         if has_comparison(s) or s.lower().rstrip(".") in _CHANGE_WORDS:
             return None
-    return s if is_complete_sentence(s) else None
+    return s if is_complete_sentence(s) and not is_cut(s) else None
+
+
+def why_not(sentence: str) -> str:
+    """Why :func:`clean_sentence` refuses ``sentence`` (a short reason), or "" when it does not.
+
+    >>> why_not("Limited evaluation of the aorto iliac stent."), why_not("Heart size is normal.")
+    ('another body region', '')
+    """
+    s = _LEADING_CONNECTIVE.sub("", without_numbering(" ".join(str(sentence).split())))
+    if clean_sentence(sentence) is not None:
+        return ""
+    for reason, bad in (
+        ("de-identification token", has_deid_token),
+        ("date, age or name", has_identifying_detail),
+        ("another body region", lambda t: bool(_OTHER_BODY_PART.search(t))),
+        ("a view not given", has_other_view),
+        ("comparison with a prior study", has_comparison),
+        ("cut sentence", is_cut),
+    ):
+        if bad(s):
+            return reason
+    return "incomplete sentence"
 
 
 def clean_sentences(sentences: Iterable[str]) -> list[str]:
