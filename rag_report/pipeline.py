@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from eclip_core.cli_config import cli
+from eclip_core.data.dicom_views import header_warnings
 from eclip_core.data.image_io import load_image
 from eclip_core.errors import ImageLoadError
 from eclip_core.labeler import label_report
@@ -105,6 +106,16 @@ class PipelineConfig:
         if self.finding_statements < 0:
             raise RagReportError(f"finding_statements must be >= 0, got {self.finding_statements}")
         return self
+
+
+@dataclass
+class Embedded:
+    """An image as drafting reads it and its eCLIP embedding, with each one's share of the batch's time (ms)."""
+
+    pixels: np.ndarray
+    vector: np.ndarray
+    load_ms: float = 0.0
+    embed_ms: float = 0.0
 
 
 class ReportPipeline:
@@ -255,6 +266,20 @@ class ReportPipeline:
         )
         return draft_reports(mode, reports, settings)
 
+    def embed_many(self, images: Sequence[Any], *, batch_size: int = 32) -> list[Embedded]:
+        """Load and embed several images in batches (one forward pass per ``batch_size`` images, cheaper
+        per image than one pass each); each result goes to :meth:`generate` as ``embedded=``. Raises
+        ImageLoadError for the first unreadable or blank image (check them with :func:`read_image` first)."""
+        t = time.perf_counter()
+        pixels = [read_image(image) for image in images]
+        load_ms = _ms(t) / max(len(pixels), 1)
+        t = time.perf_counter()
+        if not pixels:
+            return []
+        vectors = self.model.embed_images(pixels, batch_size=batch_size, progress=False)
+        embed_ms = _ms(t) / max(len(pixels), 1)
+        return [Embedded(p, np.asarray(v), load_ms, embed_ms) for p, v in zip(pixels, vectors)]
+
     # -- the whole path ---------------------------------------------------------------------------
     def generate(
         self,
@@ -266,9 +291,11 @@ class ReportPipeline:
         llm_path: str | None = None,
         exclude_study_ids: Sequence[str] = (),
         label_boost: str | None = None,
+        embedded: Embedded | None = None,
     ) -> DraftReport:
         """Draft a report for one image (path, PIL image, numpy array or DICOM path); ``label_boost``
-        (off / filter / rerank) replaces the config's for this call.
+        (off / filter / rerank) replaces the config's for this call; ``embedded`` (from :meth:`embed_many`)
+        skips loading and embedding the image again.
 
         Raises :class:`eclip_core.errors.ImageLoadError` for unreadable or blank images; warnings
         (e.g. an image unlike the corpus) are returned in ``DraftReport.warnings``.
@@ -281,14 +308,19 @@ class ReportPipeline:
             raise RagReportError(f"label_boost must be one of {LABEL_BOOST_MODES}, got {label_boost!r}")
         k = k or self.config.k
         timings: dict[str, float] = {}
-        warnings: list[str] = []
+        # A DICOM whose header says lateral, or not CR/DX, still drafts, with a warning (eclip_core.data.dicom_views).
+        warnings: list[str] = header_warnings(image)
 
-        t = time.perf_counter()
-        pixels = read_image(image)
-        timings["load"] = _ms(t)
-        t = time.perf_counter()
-        query = self.model.embed_images([pixels], progress=False)[0]
-        timings["embed"] = _ms(t)
+        if embedded is None:
+            t = time.perf_counter()
+            pixels = read_image(image)
+            timings["load"] = _ms(t)
+            t = time.perf_counter()
+            query = self.model.embed_images([pixels], progress=False)[0]
+            timings["embed"] = _ms(t)
+        else:
+            pixels, query = embedded.pixels, embedded.vector
+            timings["load"], timings["embed"] = embedded.load_ms, embedded.embed_ms
 
         resolved = self.resolve_mode(mode, llm_path)
         llm = self.llm(llm_path) if resolved in LLM_MODES else None
