@@ -28,6 +28,7 @@ from typing import Any
 import gradio as gr
 
 from apps import imaging, render
+from apps.handoff import write_handoff_files
 from eclip_core.errors import EClipError
 from rag_report.label_boost import LABEL_BOOST_MODES
 from rag_report.report import DraftReport
@@ -246,8 +247,8 @@ class AppHandlers:
         self, file: Any, mode: str, k: float, llm: str | None, max_new_tokens: float, label_boost: str | None = None
     ):
         """Draft a report: (draft text, warnings, evidence HTML, labels HTML, details, DraftReport dict,
-        .txt path, .json path). ``label_boost`` (off / filter / rerank; None: the pipeline's) is for this
-        draft only."""
+        .txt path, .json path, DICOM SR .dcm path (None unless the upload was a DICOM), FHIR .json path).
+        ``label_boost`` (off / filter / rerank; None: the pipeline's) is for this draft only."""
         path = self._path(file)
         if path is None:
             raise gr.Error("Upload a chest X-ray (PNG, JPEG or DICOM) first.", title="No image")
@@ -278,6 +279,7 @@ class AppHandlers:
         handler_ms = (time.perf_counter() - t0) * 1000.0
         report = draft.to_dict()
         txt, js = self._write_downloads(draft.text, report)
+        sr, fhir = write_handoff_files(path, draft, Path(txt).parent)
         log.info("drafted a report in %.0f ms (mode %s, %d evidence)", handler_ms, draft.mode, len(draft.evidence))
         return (
             draft.text,
@@ -288,6 +290,8 @@ class AppHandlers:
             report,
             txt,
             js,
+            sr,
+            fhir,
         )
 
     def export(self, text: str, report: dict | None):

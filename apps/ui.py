@@ -1,7 +1,8 @@
 """The page layout: `build_app(pipeline) -> gr.Blocks`.
 
 API endpoints (for gradio_client): ``/generate`` (file, mode, k, llm, max_new_tokens, label_boost) -> (draft
-text, warnings, evidence HTML, labels HTML, timings/models Markdown, DraftReport dict, .txt, .json);
+text, warnings, evidence HTML, labels HTML, timings/models Markdown, DraftReport dict, .txt, .json, DICOM SR
+.dcm (None unless the upload was a DICOM), FHIR R4 Bundle .json);
 gradio_client fills a parameter left out with the page's setting, a plain HTTP call gives all six;
 ``/preview`` (file, gaze file) -> (image, window center, window width, info); ``/overlay``;
 ``/export`` (edited text, DraftReport dict) -> (.txt, .json).
@@ -153,6 +154,10 @@ def build_app(
                 with gr.Row():
                     dl_txt = gr.DownloadButton("Download .txt", size="sm")
                     dl_json = gr.DownloadButton("Download .json (DraftReport)", size="sm")
+                with gr.Row():
+                    # As drafted (an edit is the radiologist's own report); the SR needs a DICOM upload.
+                    dl_sr = gr.DownloadButton("DICOM SR (.dcm, DICOM input, as drafted)", size="sm", elem_id="dl-sr")
+                    dl_fhir = gr.DownloadButton("FHIR R4 Bundle (.json, as drafted)", size="sm", elem_id="dl-fhir")
                 gr.Markdown("**Observations**: in the draft, and predicted from the image")
                 labels = gr.HTML(render.labels_html({}), elem_id="labels")
                 gr.Markdown(
@@ -165,7 +170,7 @@ def build_app(
                 with gr.Accordion("DraftReport (JSON)", open=False):
                     report_json = gr.JSON()
 
-        outputs = [draft, status, evidence, labels, details, report_json, dl_txt, dl_json]
+        outputs = [draft, status, evidence, labels, details, report_json, dl_txt, dl_json, dl_sr, dl_fhir]
         upload.change(
             handlers.show_upload,
             [upload, gaze],

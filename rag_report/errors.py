@@ -31,3 +31,7 @@ class LLMLoadError(RagReportError):
 
 class BundleError(RagReportError):
     """The default bundle is missing, stale or could not be built."""
+
+
+class HandoffError(RagReportError):
+    """A draft could not be written as a DICOM SR or FHIR resource (missing source attributes, bad codes)."""

@@ -90,6 +90,22 @@ class DraftReport:
     def to_json(self, **kwargs: Any) -> str:
         return json.dumps(self.to_dict(), **kwargs)
 
+    def to_dicom_sr(self, source_datasets: Any, **kwargs: Any) -> Any:
+        """This draft as a preliminary DICOM Comprehensive SR (a highdicom dataset) filed into the study of
+        ``source_datasets`` (the pydicom datasets of the image(s) drafted from); ``kwargs`` as
+        :func:`rag_report.handoff.sr.draft_to_sr`. Save it with ``.save_as(path)``."""
+        from rag_report.handoff.sr import draft_to_sr  # highdicom is heavy: imported on use
+
+        return draft_to_sr(self, source_datasets, **kwargs)
+
+    def to_fhir(self, **kwargs: Any) -> dict[str, Any]:
+        """This draft as a validated FHIR R4 Bundle (DiagnosticReport + Observations), a JSON-ready dict;
+        ``kwargs`` (study_instance_uid, patient_reference, issued) as
+        :func:`rag_report.handoff.fhir.draft_to_fhir_bundle`."""
+        from rag_report.handoff.fhir import draft_to_fhir_bundle  # fhir.resources is heavy: imported on use
+
+        return draft_to_fhir_bundle(self, **kwargs)
+
 
 def _json_safe(obj: Any) -> Any:
     if isinstance(obj, dict):

@@ -27,8 +27,9 @@ PATIENT_NAME, PATIENT_ID = "Doe^Jane", "MRN-98765"
 #: Every test here drives a live server (module fixture) over the tiny world: the slow tier.
 pytestmark = pytest.mark.slow
 
-# /generate returns: draft, warnings, evidence HTML, labels HTML, details, DraftReport dict, .txt, .json
-N_OUTPUTS = 8
+# /generate returns: draft, warnings, evidence HTML, labels HTML, details, DraftReport dict, .txt, .json,
+# DICOM SR .dcm (None for a PNG/JPEG upload), FHIR Bundle .json
+N_OUTPUTS = 10
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +86,7 @@ def _in_rank_order(report) -> bool:
 
 def _check_result(result, k=3):
     assert len(result) == N_OUTPUTS
-    text, _warnings, evidence, labels, details, report, txt, js = result
+    text, _warnings, evidence, labels, details, report, txt, js, _sr, fhir = result
     assert text.startswith(("FINDINGS:", "IMPRESSION:")) and len(text) > 20
     assert report["text"] == text and report["mode"] == "consensus"
     assert 1 <= len(report["evidence"]) <= k
@@ -99,11 +100,16 @@ def _check_result(result, k=3):
     assert report["models"]["eclip_checkpoint"] in details
     assert Path(txt).read_text().strip() == text.strip()
     assert json.loads(Path(js).read_text())["text"] == text
+    bundle = json.loads(Path(fhir).read_text())
+    (dr,) = [e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "DiagnosticReport"]
+    assert dr["status"] == "preliminary" and dr.get("conclusion", "") == report["impression"]
     return report
 
 
 def test_png_upload_returns_report_evidence_and_labels(client):
-    _check_result(_generate(client, NIH_PNG))
+    result = _generate(client, NIH_PNG)
+    _check_result(result)
+    assert result[8] is None  # no DICOM SR without a DICOM upload
 
 
 def test_dicom_upload_drafts_and_never_shows_identity(client, dicom_path, caplog):
@@ -114,7 +120,20 @@ def test_dicom_upload_drafts_and_never_shows_identity(client, dicom_path, caplog
     result = _generate(client, dicom_path)
     report = _check_result(result)
     assert report["evidence"]
-    shown = json.dumps([list(result[:6]), info]) + Path(result[6]).read_text() + Path(result[7]).read_text()
+    shown = json.dumps([list(result[:6]), info]) + "".join(
+        Path(p).read_text() for p in (result[6], result[7], result[9])
+    )
+    # The SR files into the uploaded study (so it carries that patient: a PACS needs it) and states the draft.
+    import highdicom as hd
+    import pydicom
+
+    from rag_report.handoff.sr import read_sr_content
+
+    source, sr = pydicom.dcmread(dicom_path), hd.sr.srread(result[8])
+    assert sr.StudyInstanceUID == source.StudyInstanceUID and sr.PatientID == PATIENT_ID
+    assert read_sr_content(sr).references == [(source.SOPClassUID, source.SOPInstanceUID)]
+    assert (read_sr_content(sr).findings, read_sr_content(sr).impression) == (report["findings"], report["impression"])
+    assert f"urn:oid:{source.StudyInstanceUID}" in Path(result[9]).read_text()
     logged = "\n".join(r.getMessage() for r in caplog.records)
     for secret in ("Doe", "Jane", PATIENT_ID, "19700101"):
         assert secret not in shown and secret not in logged

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json as _json
 import math
 
 import numpy as np
@@ -368,3 +369,44 @@ def test_page_shows_the_resolved_precision():
     assert line == f"**LLM precision:** {choose_quantization('auto', 'cpu').describe()}"
     assert "auto:" in line
     assert render.precision_markdown("nf4", "cpu") == "**LLM precision:** nf4 (as configured)"
+
+
+def test_handoff_files_sr_for_a_dicom_fhir_for_any_upload(tmp_path):
+    import highdicom as hd
+    import pydicom
+
+    from apps.handoff import write_handoff_files
+    from rag_report.handoff.sr import read_sr_content
+
+    draft = _draft(predicted_labels={"Cardiomegaly": 0.9, "Edema": 0.2}, predicted_positive=["Cardiomegaly"])
+    dcm = tmp_path / "in.dcm"
+    write_test_dicom(dcm, (np.arange(64 * 64).reshape(64, 64) % 4000).astype(np.uint16), bits_stored=12)
+    out = tmp_path / "out"
+    out.mkdir()
+    sr, fhir = write_handoff_files(str(dcm), draft, out)
+    source = pydicom.dcmread(dcm)
+    back = hd.sr.srread(sr)
+    assert back.StudyInstanceUID == source.StudyInstanceUID
+    content = read_sr_content(back)
+    assert content.findings == draft.findings and [c[0] for c in content.coded_findings] == ["8186001"]
+    bundle = _json.loads(open(fhir).read())
+    assert len([e for e in bundle["entry"] if e["resource"]["resourceType"] == "Observation"]) == 2
+    # A PNG (or a file that is not there any more, or a broken DICOM) gets the FHIR bundle only.
+    png = tmp_path / "in.png"
+    png.write_bytes(b"\x89PNG\r\n\x1a\n")
+    for path in (png, tmp_path / "gone.png"):
+        sr, fhir = write_handoff_files(str(path), draft, out)
+        assert sr is None and "urn:oid" not in open(fhir).read()
+    broken = tmp_path / "broken.dcm"
+    broken.write_bytes(dcm.read_bytes()[:200])
+    sr, fhir = write_handoff_files(str(broken), draft, out)
+    assert sr is None and fhir is not None
+
+
+def test_generate_returns_the_handoff_downloads(tmp_path):
+    from apps.handlers import AppHandlers
+
+    h = AppHandlers(_FakePipeline(), out_dir=tmp_path)
+    out = h.generate(str(tmp_path / "x.png"), "consensus", 3, None, 64)
+    assert len(out) == 10 and out[8] is None
+    assert _json.loads(open(out[9]).read())["entry"][0]["resource"]["conclusion"] == "Cardiomegaly."
