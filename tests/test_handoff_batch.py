@@ -17,6 +17,7 @@ import pytest
 from rag_report.handoff.runner import BatchConfig, BatchRunner, finished, run_batch
 from rag_report.handoff.send import SendError
 from rag_report.handoff.sources import SourceError, folder_studies
+from rag_report.handoff.sr import read_sr_content
 from rag_report.handoff.studies import study_key
 from rag_report.handoff.summary import read_summary
 from rag_report.handoff.synthetic import synthetic_uid, write_study, write_truncated
@@ -95,7 +96,9 @@ def test_folder_batch_outputs_summary_and_reasons(pipe, export, tmp_path):
         # The SR files into the source study and names the drafted (frontal) instance.
         n = next(n for n, k in KEY.items() if k == key)
         assert sr.StudyInstanceUID == synthetic_uid("study", n)
-        assert synthetic_uid("sop", n, 1) in str(sr)
+        content = read_sr_content(sr)
+        assert [uid for _, uid in content.references] == [synthetic_uid("sop", n, 1)]
+        assert (content.findings, content.impression) == (draft["findings"], draft["impression"])
         assert json.loads((folder / "fhir.json").read_text())["resourceType"] == "Bundle"
         assert float(rows[key]["embed_ms"]) > 0 and rows[key]["typicality"] != ""
         assert not list(folder.glob(".*.tmp"))

@@ -280,7 +280,7 @@ class BatchRunner:
         folder = self.out / study.key
         t = time.perf_counter()
         try:
-            self._write(folder, draft, prepared.instance)
+            self._write(folder, draft, prepared.instance, prepared.pixels)
         except Exception as exc:  # a writer refusing a header, a full disk: this study only
             row.status, row.reason = "error", f"writing the outputs failed ({type(exc).__name__}: {str(exc)[:200]})"
             log.warning("%s: writing outputs failed (%s)", study.key, type(exc).__name__)
@@ -292,10 +292,13 @@ class BatchRunner:
         row.total_ms += row.load_ms + row.write_ms + row.send_ms
         write_row(row, folder / "row.json")
 
-    def _write(self, folder: Path, draft: DraftReport, instance: Instance | None) -> None:
+    def _write(self, folder: Path, draft: DraftReport, instance: Instance | None, pixels: Any) -> None:
         """sr.dcm and fhir.json, then draft.json (the study's done mark), each atomically."""
-        draft_to_sr, source_dataset_for_image, draft_to_fhir_bundle = _writers()
-        source = instance.header if instance is not None else source_dataset_for_image()
+        from rag_report.handoff.fhir import draft_to_fhir_bundle
+        from rag_report.handoff.sr import draft_to_sr, source_dataset_for_image
+
+        # A PNG / JPEG study gets a stand-in Secondary Capture (UIDs from its pixels, no patient).
+        source = instance.header if instance is not None else source_dataset_for_image(pixels)
         sr = draft_to_sr(draft, [source])
         with atomic_path(folder / "sr.dcm") as tmp:
             sr.save_as(tmp, enforce_file_format=True)
@@ -319,18 +322,6 @@ class BatchRunner:
         except Exception as exc:  # an unreadable sr.dcm of an earlier run
             row.send = f"failed: {type(exc).__name__}"
         row.send_ms = (time.perf_counter() - t) * 1000.0
-
-
-def _writers() -> tuple[Any, Any, Any]:
-    """The SR and FHIR writers (rag_report.handoff.sr / .fhir), named here so a missing one says so."""
-    import importlib
-
-    try:
-        sr = importlib.import_module("rag_report.handoff.sr")
-        fhir = importlib.import_module("rag_report.handoff.fhir")
-    except ImportError as exc:
-        raise RagReportError(f"the SR / FHIR writers are not installed ({exc})") from None
-    return sr.draft_to_sr, sr.source_dataset_for_image, fhir.draft_to_fhir_bundle
 
 
 def run_batch(

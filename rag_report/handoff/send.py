@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from rag_report.errors import RagReportError
+from rag_report.errors import HandoffError
 
 
-class SendError(RagReportError):
+class SendError(HandoffError):
     """A PACS could not be reached, or refused a stored object."""
 
 

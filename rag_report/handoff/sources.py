@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from eclip_core.privacy import file_tag
-from rag_report.errors import RagReportError
+from rag_report.errors import HandoffError
 from rag_report.handoff.studies import Instance, StudyInput, group_instances, study_key
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
-class SourceError(RagReportError):
+class SourceError(HandoffError):
     """A batch source cannot be read at all: a missing folder, an unreadable manifest, a PACS that is down."""
 
 

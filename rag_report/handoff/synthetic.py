@@ -87,7 +87,7 @@ def _dataset(study: int, series: int, view: str, modality: str, pixels: np.ndarr
             ds.ImageType = ["ORIGINAL", "PRIMARY"]
             ds.PresentationIntentType = "FOR PRESENTATION"
             ds.ImagerPixelSpacing = [0.14, 0.14]
-    ds.set_pixel_data(pixels, photometric_interpretation="MONOCHROME2", bits_stored=12)
+    ds.set_pixel_data(pixels, photometric_interpretation="MONOCHROME2", bits_stored=12, generate_instance_uid=False)
     return ds
 
 
