@@ -130,3 +130,18 @@ def write_truncated(path: str | os.PathLike, source: str | os.PathLike, keep: fl
     data = Path(source).read_bytes()
     Path(path).write_bytes(data[: int(len(data) * keep)])
     return Path(path)
+
+
+def write_undecodable(path: str | os.PathLike, source: str | os.PathLike) -> Path:
+    """A copy of DICOM ``source`` whose header is whole and valid but whose pixel data, declared JPEG-LS
+    compressed, is garbage: a PACS stores it, and no decoder can read it."""
+    import pydicom
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import JPEGLSLossless
+
+    ds = pydicom.dcmread(source)
+    ds.PixelData = encapsulate([b"\xff\xd8 not a JPEG-LS stream " * 8])
+    ds["PixelData"].VR = "OB"
+    ds.file_meta.TransferSyntaxUID = JPEGLSLossless
+    ds.save_as(path, enforce_file_format=True)
+    return Path(path)
