@@ -76,7 +76,7 @@ def test_batched_embedding_equals_one_at_a_time(pipe, export):
 
 def test_folder_batch_outputs_summary_and_reasons(pipe, export, tmp_path):
     out = tmp_path / "out"
-    result = BatchRunner(pipe, BatchConfig(out=str(out), batch_size=3), progress=False).run(
+    result = BatchRunner(pipe, BatchConfig(out=str(out), batch_size=3, writers=1), progress=False).run(
         folder_studies(export), out / "summary.csv"
     )
     rows = _rows(out / "summary.csv")
@@ -110,7 +110,7 @@ def test_folder_batch_outputs_summary_and_reasons(pipe, export, tmp_path):
 
 def test_resume_skips_finished_studies_and_redrafts_on_new_models(pipe, export, tmp_path, tiny_pipeline_config):
     out = tmp_path / "out"
-    cfg = BatchConfig(out=str(out), batch_size=4)
+    cfg = BatchConfig(out=str(out), batch_size=4, writers=0)
     BatchRunner(pipe, cfg, progress=False).run(folder_studies(export), out / "summary.csv")
     stamp = {k: (out / k / "sr.dcm").stat().st_mtime_ns for k in (KEY[1], KEY[4])}
     # A study whose draft.json is gone (killed before its last rename) is drafted again.
@@ -130,7 +130,8 @@ def test_resume_skips_finished_studies_and_redrafts_on_new_models(pipe, export, 
 
 def test_a_kill_mid_batch_leaves_finished_studies_whole(pipe, export, tmp_path, kill_switch):
     out = tmp_path / "out"
-    runner = BatchRunner(pipe, BatchConfig(out=str(out), batch_size=2), progress=False)
+    # writers=0: the outputs are written in this process, where the kill switch sees the renames.
+    runner = BatchRunner(pipe, BatchConfig(out=str(out), batch_size=2, writers=0), progress=False)
     kill_switch.arm(out, at=9)  # dies a few renames in: inside the second drafted study's writes
     with pytest.raises(kill_switch.Killed):
         runner.run(folder_studies(export), out / "summary.csv")
@@ -142,7 +143,7 @@ def test_a_kill_mid_batch_leaves_finished_studies_whole(pipe, export, tmp_path, 
         pydicom.dcmread(d / "sr.dcm")
         json.loads((d / "fhir.json").read_text())
     # Resume finishes the rest and keeps what was done.
-    resumed = BatchRunner(pipe, BatchConfig(out=str(out), resume=True), progress=False).run(
+    resumed = BatchRunner(pipe, BatchConfig(out=str(out), resume=True, writers=0), progress=False).run(
         folder_studies(export), out / "summary.csv"
     )
     assert {r.study for r in resumed.rows if r.status == "resumed"} == {d.name for d in complete}
@@ -164,7 +165,7 @@ class _Refusing:
 def test_a_refused_send_is_recorded_and_retried_by_resume(pipe, export, tmp_path):
     out = tmp_path / "out"
     pacs = _Refusing()
-    cfg = BatchConfig(out=str(out), send=True)
+    cfg = BatchConfig(out=str(out), send=True, writers=0)
     first = BatchRunner(pipe, cfg, sender=pacs, progress=False).run(folder_studies(export), out / "summary.csv")
     assert not first.ok
     failed = {r.study for r in first.rows if r.send_failed}

@@ -20,6 +20,7 @@ import pydicom
 import pytest
 
 from eval.bench.orthanc import OrthancServer, orthanc_binary
+from rag_report.handoff.sources import DicomWebFilters, dicomweb_studies
 from rag_report.handoff.sr import read_sr_content
 from rag_report.handoff.studies import study_key
 from rag_report.handoff.summary import read_summary
@@ -103,6 +104,12 @@ def test_pacs_to_drafts_to_srs_stored_back(pacs, tmp_path, tiny_pipeline_config)
         assert hd.sr.srread(out / key[n] / "sr.dcm").SOPInstanceUID == stored.SOPInstanceUID
         bundle = Bundle.model_validate_json((out / key[n] / "fhir.json").read_text())
         assert bundle.entry[0].resource.conclusion == (draft["impression"] or None)
+
+    # QIDO-RS filters: by modality in the study, by study date.
+    ct = dicomweb_studies(pacs.dicomweb_url, DicomWebFilters(modality="CT"))
+    assert {s.key for s in ct} == {key[22], key[25]}
+    assert dicomweb_studies(pacs.dicomweb_url, DicomWebFilters(study_date="20230101-20231231")) == []
+    assert len(dicomweb_studies(pacs.dicomweb_url, DicomWebFilters(study_date="20240115"))) == len(key)
 
     # Resume: nothing drafted again, every send already done, still one SR per study.
     assert main([*argv, "--resume"]) == 0

@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
 import time
 from collections import Counter
 from collections.abc import Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -44,6 +46,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 OUTPUT_FILES = ("sr.dcm", "fhir.json", "draft.json")
+#: A drafted study's row while its outputs are being written (never in a summary on disk).
+PENDING = "pending"
 #: DraftReport.models entries that must match for ``resume`` to keep a study's outputs.
 IDENTITY_KEYS = ("eclip_checkpoint", "index_id", "generation_mode", "llm_id")
 
@@ -70,12 +74,17 @@ class BatchConfig:
     images_per_folder: bool = False
     #: Studies whose images are embedded in one forward pass.
     batch_size: int = 16
+    #: Processes that build and write the SR / FHIR / JSON outputs while drafting goes on (0: write in the
+    #: drafting process, one study after another).
+    writers: int = 1
 
     def validate(self) -> BatchConfig:
         if not self.out:
             raise RagReportError("--out is required: the folder the drafts, SRs and FHIR bundles go to")
         if self.batch_size < 1:
             raise RagReportError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.writers < 0:
+            raise RagReportError(f"writers must be >= 0, got {self.writers}")
         if self.send_dimse:
             parse_dimse(self.send_dimse)
         return self
@@ -173,6 +182,8 @@ class BatchRunner:
         self.pipe, self.config, self.sender, self.progress = pipe, config.validate(), sender, progress
         self.out = Path(config.out)
         self.identity = expected_identity(pipe)
+        self._pool: ProcessPoolExecutor | None = None
+        self._pending: list[tuple[SummaryRow, Path, Future]] = []
 
     def run(self, studies: Sequence[StudyInput], summary_path: Path) -> BatchResult:
         from tqdm.auto import tqdm
@@ -180,15 +191,23 @@ class BatchRunner:
         rows: list[SummaryRow] = []
         self.out.mkdir(parents=True, exist_ok=True)
         bar = tqdm(total=len(studies), unit="study", desc="batch", disable=not self.progress, dynamic_ncols=True)
+        self._pool = _writer_pool(self.config.writers) if studies else None
         try:
             for start in range(0, len(studies), self.config.batch_size):
                 chunk = studies[start : start + self.config.batch_size]
+                # The previous chunk's outputs were written while this chunk was prepared and drafted.
+                earlier, self._pending = self._pending, []
                 rows.extend(self._run_chunk(chunk))
+                self._settle(earlier)
                 bar.update(len(chunk))
-                write_summary(rows, summary_path)
+                write_summary([r for r in rows if r.status != PENDING], summary_path)
+            self._settle(self._pending)
         finally:
             bar.close()
-            write_summary(rows, summary_path)  # also on Ctrl-C: the rows of every finished study
+            if self._pool is not None:
+                self._pool.shutdown(wait=True, cancel_futures=True)  # a write under way finishes (atomic)
+            # Also on Ctrl-C: the rows of every study whose outputs are whole.
+            write_summary([r for r in rows if r.status != PENDING], summary_path)
         return BatchResult(rows, summary_path)
 
     # -- one chunk: prepare (choose + read the image), embed together, draft and write each ---------------
@@ -268,45 +287,45 @@ class BatchRunner:
         row, study = prepared.row, prepared.study
         try:
             draft = self.pipe.generate(prepared.source, embedded=embedded)
-        except EClipError as exc:
-            row.status, row.reason = "error", f"drafting failed: {exc}"
+        except Exception as exc:  # one study's failure, whatever it is, never stops the batch
+            said = str(exc) if isinstance(exc, EClipError) else f"{type(exc).__name__}: {str(exc)[:200]}"
+            row.status, row.reason = "error", f"drafting failed: {said}"
             log.warning("%s: drafting failed (%s)", study.key, type(exc).__name__)
             return
-        row.status = "drafted"
+        row.status = PENDING
         row.typicality = draft.typicality
         row.positives = ";".join(draft.predicted_positive)
         for stage in ("load", "embed", "retrieve", "generate"):
             setattr(row, f"{stage}_ms", float(draft.timings_ms.get(stage, 0.0)))
         folder = self.out / study.key
-        t = time.perf_counter()
-        try:
-            self._write(folder, draft, prepared.instance, prepared.pixels)
-        except Exception as exc:  # a writer refusing a header, a full disk: this study only
-            row.status, row.reason = "error", f"writing the outputs failed ({type(exc).__name__}: {str(exc)[:200]})"
-            log.warning("%s: writing outputs failed (%s)", study.key, type(exc).__name__)
-            return
-        row.write_ms = (time.perf_counter() - t) * 1000.0
-        if self.sender is not None:
-            self._send(folder, row)
-        row.total_ms = row.fetch_ms + sum(getattr(row, f"{s}_ms") for s in ("embed", "retrieve", "generate"))
-        row.total_ms += row.load_ms + row.write_ms + row.send_ms
-        write_row(row, folder / "row.json")
+        header = prepared.instance.header if prepared.instance is not None else None
+        pixels = prepared.pixels if header is None else None  # a PNG study's stand-in SC is made from them
+        future: Future = Future()
+        if self._pool is not None:
+            future = self._pool.submit(write_outputs, folder, draft, header, pixels)
+        else:
+            try:
+                future.set_result(write_outputs(folder, draft, header, pixels))
+            except Exception as exc:
+                future.set_exception(exc)
+        self._pending.append((row, folder, future))
 
-    def _write(self, folder: Path, draft: DraftReport, instance: Instance | None, pixels: Any) -> None:
-        """sr.dcm and fhir.json, then draft.json (the study's done mark), each atomically."""
-        from rag_report.handoff.fhir import draft_to_fhir_bundle
-        from rag_report.handoff.sr import draft_to_sr, source_dataset_for_image
-
-        # A PNG / JPEG study gets a stand-in Secondary Capture (UIDs from its pixels, no patient).
-        source = instance.header if instance is not None else source_dataset_for_image(pixels)
-        sr = draft_to_sr(draft, [source])
-        with atomic_path(folder / "sr.dcm") as tmp:
-            sr.save_as(tmp, enforce_file_format=True)
-        bundle = draft_to_fhir_bundle(draft, study_instance_uid=str(source.get("StudyInstanceUID", "")) or None)
-        with atomic_path(folder / "fhir.json") as tmp:
-            tmp.write_text(json.dumps(bundle, indent=1), encoding="utf-8")
-        with atomic_path(folder / "draft.json") as tmp:
-            tmp.write_text(draft.to_json(indent=1), encoding="utf-8")
+    def _settle(self, pending: list[tuple[SummaryRow, Path, Future]]) -> None:
+        """Wait for written outputs; then send the SR and record the row."""
+        for row, folder, future in pending:
+            try:
+                row.write_ms = future.result()
+            except Exception as exc:  # a writer refusing a header, a full disk: this study only
+                row.status = "error"
+                row.reason = f"writing the outputs failed ({type(exc).__name__}: {str(exc)[:200]})"
+                log.warning("%s: writing outputs failed (%s)", row.study, type(exc).__name__)
+                continue
+            row.status = "drafted"
+            if self.sender is not None:
+                self._send(folder, row)
+            row.total_ms = row.fetch_ms + row.load_ms + row.embed_ms + row.retrieve_ms + row.generate_ms
+            row.total_ms += row.write_ms + row.send_ms
+            write_row(row, folder / "row.json")
 
     def _send(self, folder: Path, row: SummaryRow) -> None:
         import pydicom
@@ -322,6 +341,42 @@ class BatchRunner:
         except Exception as exc:  # an unreadable sr.dcm of an earlier run
             row.send = f"failed: {type(exc).__name__}"
         row.send_ms = (time.perf_counter() - t) * 1000.0
+
+
+def write_outputs(folder: Path, draft: DraftReport, header: Any, pixels: Any = None) -> float:
+    """sr.dcm and fhir.json, then draft.json (the study's done mark), each atomically; returns the ms taken.
+
+    ``header``: the source instance's header (the SR files into its study and references it); None for a
+    PNG / JPEG study, whose stand-in Secondary Capture is made from ``pixels`` (UIDs from the pixels, no
+    patient). Runs in a writer process too (everything it takes pickles).
+    """
+    from rag_report.handoff.fhir import draft_to_fhir_bundle
+    from rag_report.handoff.sr import draft_to_sr, source_dataset_for_image
+
+    t = time.perf_counter()
+    source = header if header is not None else source_dataset_for_image(pixels)
+    sr = draft_to_sr(draft, [source])
+    with atomic_path(folder / "sr.dcm") as tmp:
+        sr.save_as(tmp, enforce_file_format=True)
+    bundle = draft_to_fhir_bundle(draft, study_instance_uid=str(source.get("StudyInstanceUID", "")) or None)
+    with atomic_path(folder / "fhir.json") as tmp:
+        tmp.write_text(json.dumps(bundle, indent=1), encoding="utf-8")
+    with atomic_path(folder / "draft.json") as tmp:
+        tmp.write_text(draft.to_json(indent=1), encoding="utf-8")
+    return (time.perf_counter() - t) * 1000.0
+
+
+def _writer_pool(n: int) -> ProcessPoolExecutor | None:
+    if n < 1:
+        return None
+    # spawn: the drafting process holds torch's thread pools, which a forked child must not inherit.
+    return ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"), initializer=_quiet_writer)
+
+
+def _quiet_writer() -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the batch, which lets a write under way finish
 
 
 def run_batch(

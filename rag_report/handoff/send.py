@@ -26,10 +26,10 @@ class StowSender:
     """STOW-RS to a DICOMweb root (``http://host:8042/dicom-web``)."""
 
     def __init__(self, url: str, client: Any = None) -> None:
-        from dicomweb_client.api import DICOMwebClient
+        from rag_report.handoff.sources import dicomweb_client
 
         self.url = url.rstrip("/")
-        self.client = client or DICOMwebClient(url=self.url)
+        self.client = client or dicomweb_client(self.url)
 
     def send(self, dataset: Any) -> None:
         try:

@@ -32,6 +32,8 @@ from rag_report.handoff.studies import Instance, StudyInput, group_instances, st
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+#: Studies asked for per QIDO-RS search request.
+QIDO_PAGE = 500
 
 
 class SourceError(HandoffError):
@@ -140,23 +142,42 @@ def _unreachable(url: str, exc: Exception) -> SourceError:
     )
 
 
+def dicomweb_client(url: str) -> Any:
+    """A DICOMweb client for ``url`` that retries a busy PACS (HTTP 429/503/...) 3 times within ~1 s, so a
+    PACS that is down is reported in seconds, not after half a minute of back-off."""
+    from dicomweb_client.api import DICOMwebClient
+
+    client = DICOMwebClient(url=url.rstrip("/"))
+    client.set_http_retry_params(retry=True, max_attempts=3, wait_exponential_multiplier=250)
+    return client
+
+
 def dicomweb_studies(url: str, filters: DicomWebFilters | None = None, *, client: Any = None) -> list[StudyInput]:
     """The PACS's studies matching ``filters`` (QIDO-RS); each study's metadata (WADO-RS) is read when the
     batch reaches it, and only the chosen image's file is retrieved. Raises :class:`SourceError` when the
     PACS cannot be searched (down, wrong URL, refused)."""
-    from dicomweb_client.api import DICOMwebClient
-
-    client = client or DICOMwebClient(url=url.rstrip("/"))
+    client = client or dicomweb_client(url)
     query = (filters or DicomWebFilters()).as_query()
-    try:
-        found = client.search_for_studies(search_filters=query, get_remaining=True)
-    except Exception as exc:  # requests' connection / HTTP errors, or a malformed answer
-        raise _unreachable(url, exc) from None
+    studies: list[StudyInput] = []
+    seen: set[str] = set()
+    offset = 0
+    while True:  # page by page; a PACS that ignores offset repeats its page, which ends the loop
+        try:
+            found = client.search_for_studies(search_filters=query, limit=QIDO_PAGE, offset=offset)
+        except Exception as exc:  # requests' connection / HTTP errors, or a malformed answer
+            raise _unreachable(url, exc) from None
+        page = [(item, _json_value(item, "0020000D")) for item in found]
+        fresh = [(item, uid) for item, uid in page if uid and uid not in seen]
+        studies += _listed(client, fresh)
+        seen.update(uid for _, uid in fresh)
+        if len(page) < QIDO_PAGE or not fresh:
+            return sorted(studies, key=lambda s: s.key)
+        offset += len(page)
+
+
+def _listed(client: Any, found: list[tuple[dict, str]]) -> list[StudyInput]:
     studies = []
-    for item in found:
-        uid = _json_value(item, "0020000D")
-        if not uid:
-            continue
+    for item, uid in found:
         n = _json_value(item, "00201208")  # NumberOfStudyRelatedInstances
         studies.append(
             StudyInput(
@@ -165,7 +186,7 @@ def dicomweb_studies(url: str, filters: DicomWebFilters | None = None, *, client
                 n_images_hint=int(n) if isinstance(n, (int, float, str)) and str(n).isdigit() else None,
             )
         )
-    return sorted(studies, key=lambda s: s.key)
+    return studies
 
 
 def _json_value(item: dict, tag: str) -> Any:
