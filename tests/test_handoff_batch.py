@@ -236,3 +236,27 @@ def test_cli_batch_json_and_exit_codes(export, tmp_path, tiny_pipeline_config):
     assert main(["batch", "--quiet", str(tmp_path / "missing"), "--out", str(out), "--config", str(config)]) == 2
     # --send without a PACS to send to is refused before drafting.
     assert main(["batch", "--quiet", str(export / "p4"), "--out", str(out), "--send", "--config", str(config)]) == 2
+
+
+def test_png_studies_one_per_file_or_per_folder(pipe, tiny_world, tmp_path):
+    import shutil
+
+    pngs = [s.image_paths[0] for s in tiny_world["studies"] if s.split == "test"][:3]
+    src = tmp_path / "pngs"
+    (src / "patient-folder").mkdir(parents=True)
+    shutil.copy(pngs[0], src / "DOE_JOHN.png")
+    for i, p in enumerate(pngs[1:]):
+        shutil.copy(p, src / "patient-folder" / f"view{i}.png")
+    for per_folder, expected in ((False, 3), (True, 2)):
+        out = tmp_path / f"out-{per_folder}"
+        cfg = BatchConfig(out=str(out), writers=0, images_per_folder=per_folder)
+        result = BatchRunner(pipe, cfg, progress=False).run(
+            folder_studies(src, images_per_folder=per_folder), out / "s.csv"
+        )
+        assert result.counts == {"drafted": expected}
+        for row in result.rows:
+            sr = pydicom.dcmread(out / row.study / "sr.dcm")
+            (ref,) = read_sr_content(sr).references
+            assert ref[0] == "1.2.840.10008.5.1.4.1.1.7"  # the stand-in Secondary Capture of the PNG
+            assert str(sr.PatientName) == ""  # a PNG names no patient, and the SR invents none
+        assert "DOE" not in (out / "s.csv").read_text() + " ".join(p.name for p in out.rglob("*"))
