@@ -264,16 +264,12 @@ class BatchRunner:
                 t_load = time.perf_counter()
                 pixels = read_image(source)
                 row.load_ms = (time.perf_counter() - t_load) * 1000.0
-            except EClipError as exc:
-                failures.append(type(exc).__name__)
-                continue
-            except Exception as exc:  # a retrieve that failed, or a decoder crash: try the next image
+            except Exception as exc:  # unreadable pixels, a retrieve that failed, a decoder crash: the next image
                 failures.append(type(exc).__name__)
                 continue
             if instance is not None:
                 row.view = assess_dataset(instance.header).view
-            prepared = _Prepared(study, row, instance, source, pixels)
-            return prepared
+            return _Prepared(study, row, instance, source, pixels)
         row.reason = f"no readable image: pixel data of all {len(failures)} candidate images failed to load or decode"
         return _Prepared(study, row, None, None)
 
