@@ -116,6 +116,8 @@ class Embedded:
     vector: np.ndarray
     load_ms: float = 0.0
     embed_ms: float = 0.0
+    #: What the index's label classifiers read of the image (None: compute it when drafting).
+    features: np.ndarray | None = None
 
 
 class ReportPipeline:
@@ -277,8 +279,15 @@ class ReportPipeline:
         if not pixels:
             return []
         vectors = self.model.embed_images(pixels, batch_size=batch_size, progress=False)
+        # The label classifiers' input too: with "image+tiles" views, the tiles of all images in one pass.
+        clf = self.index.label_classifiers
+        features = (
+            classifier_features(self.model, pixels, vectors, clf.views, batch_size=5 * batch_size)
+            if clf is not None
+            else [None] * len(pixels)
+        )
         embed_ms = _ms(t) / max(len(pixels), 1)
-        return [Embedded(p, np.asarray(v), load_ms, embed_ms) for p, v in zip(pixels, vectors)]
+        return [Embedded(p, np.asarray(v), load_ms, embed_ms, f) for p, v, f in zip(pixels, vectors, features)]
 
     # -- the whole path ---------------------------------------------------------------------------
     def generate(
@@ -325,7 +334,12 @@ class ReportPipeline:
         resolved = self.resolve_mode(mode, llm_path)
         llm = self.llm(llm_path) if resolved in LLM_MODES else None
         t = time.perf_counter()
-        probabilities = self.predict_labels(query, pixels)
+        clf = self.index.label_classifiers
+        probabilities: np.ndarray | None
+        if embedded is not None and embedded.features is not None and clf is not None:
+            probabilities = clf.predict_proba(embedded.features)
+        else:
+            probabilities = self.predict_labels(query, pixels)
         if probabilities is None and label_boost != "off":
             warnings.append(
                 "label boost is off: the index has no label classifiers (rebuild it with "

@@ -66,12 +66,33 @@ def test_header_warning_reaches_single_drafts(pipe, tmp_path):
     assert any("modality CT" in w for w in pipe.generate(ct).warnings)
 
 
-def test_batched_embedding_equals_one_at_a_time(pipe, export):
+@pytest.fixture(scope="module")
+def tiles_pipe(tiny_world, tiny_pipeline_config, tmp_path_factory):
+    """The tiny pipeline over an index whose label classifiers read the X-rays' tiles too."""
+    from dataclasses import replace
+
+    from eclip_core.model import EClip
+    from rag_report.index import ReportIndex
+
+    out = tmp_path_factory.mktemp("tiles") / "index"
+    model = EClip.from_pretrained(tiny_world["model_dir"]).eval()
+    train = [s for s in tiny_world["studies"] if s.split == "train" and s.report_text]
+    ReportIndex.build(model, train, out, progress=False, classifier_views="image+tiles")
+    return ReportPipeline(replace(tiny_pipeline_config, index_dir=str(out)), progress=False)
+
+
+@pytest.mark.parametrize("views", ["image", "image+tiles"])
+def test_batched_embedding_equals_one_at_a_time(pipe, tiles_pipe, export, views):
+    pipe = tiles_pipe if views == "image+tiles" else pipe
+    assert pipe.index.label_classifiers.views == views
     files = sorted(export.glob("p[1-4]/*PA.dcm")) + sorted(export.glob("p4/*.dcm"))
     batched = pipe.embed_many(files, batch_size=len(files))
     for f, e in zip(files, batched):
         np.testing.assert_allclose(e.vector, pipe.embed(f), atol=1e-5)
-        assert pipe.generate(f, embedded=e).text == pipe.generate(f).text
+        batched, alone = pipe.generate(f, embedded=e), pipe.generate(f)
+        assert batched.text == alone.text and batched.predicted_positive == alone.predicted_positive
+        for name, p in alone.predicted_labels.items():
+            assert batched.predicted_labels[name] == pytest.approx(p, abs=1e-5)
 
 
 def test_folder_batch_outputs_summary_and_reasons(pipe, export, tmp_path):
