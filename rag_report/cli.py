@@ -1,4 +1,4 @@
-"""`rag-report`: build-default, train, index, generate, serve.
+"""`rag-report`: build-default, train, index, generate, batch, serve.
 
 Every command writes only its result to stdout (the report, or with ``--json`` one JSON document, also
 for errors); logs, progress bars and library messages go to stderr.
@@ -9,6 +9,8 @@ Examples::
     rag-report generate chest.dcm --mode grounded --k 5 --json
     rag-report generate --example
     rag-report index --manifest my.csv --model runs/eclip/final --out my-index
+    rag-report batch exports/ --out drafts/
+    rag-report batch http://pacs:8042/dicom-web --study-date 20240101-20240131 --out drafts/ --send
     rag-report train --config train.yaml
     rag-report serve --port 7860
 """
@@ -175,6 +177,32 @@ def cmd_index(args: argparse.Namespace) -> str:
     return f"indexed {len(studies)} reports into {args.out}"
 
 
+def cmd_batch(args: argparse.Namespace) -> str:
+    """Draft every study of a folder, manifest or PACS (rag_report.handoff); exit 1 when a study or a send
+    failed, 130 on Ctrl-C (finished studies stay whole; --resume goes on)."""
+    from rag_report.handoff.ranks import rank_and_world
+    from rag_report.handoff.runner import BatchConfig, run_batch
+    from rag_report.pipeline import PipelineConfig
+
+    parser = args.config_parser
+    config = parser.config(args, BatchConfig, file_shared_with=(PipelineConfig,))
+    pipeline_config = parser.config(args, PipelineConfig, file_shared_with=(BatchConfig,))
+    rank, world = rank_and_world()
+    try:
+        result = run_batch(
+            args.source, config, pipeline_config=pipeline_config, rank=rank, world_size=world, progress=not args.quiet
+        )
+    except KeyboardInterrupt:
+        print("interrupted: finished studies are whole; run again with --resume to go on", file=sys.stderr)
+        args.exit_code = 130
+        return ""
+    args.exit_code = 0 if result.ok else 1
+    counts = ", ".join(f"{n} {status}" for status, n in sorted(result.counts.items())) or "no studies"
+    if args.json:
+        return json.dumps({"summary": str(result.summary_path), "counts": result.counts, "ok": result.ok}, indent=2)
+    return f"{counts}; summary: {result.summary_path}"
+
+
 def cmd_serve(argv: list[str]) -> int:
     # rag_report never imports apps: run the app module as its own program.
     os.execvp(sys.executable, [sys.executable, "-m", "apps.gradio_app", *argv])
@@ -236,6 +264,17 @@ def build_parser() -> ConfigParser:
     p.add_argument("--json", action="store_true", help="print what was indexed as JSON")
     p.set_defaults(func=cmd_index)
 
+    from rag_report.handoff.runner import BatchConfig
+
+    p = sub.add_parser(
+        "batch", parents=[_common_flags()], help="draft every study of a folder, manifest or PACS (SR + FHIR)"
+    )
+    p.add_argument("source", help="folder of DICOM / PNG / JPEG files, study manifest, or DICOMweb URL (http://...)")
+    p.add_argument("--json", action="store_true", help="print the counts and the summary path as JSON")
+    p.add_dataclass(BatchConfig, title="batch (BatchConfig)")
+    _add_pipeline_flags(p)
+    p.set_defaults(func=cmd_batch, config_parser=p)
+
     sub.add_parser("train", help="train eCLIP (`rag-report train --help`: its own flags)", add_help=False)
     sub.add_parser("serve", help="start the Gradio app (flags of python -m apps.gradio_app)", add_help=False)
     return parser
@@ -283,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with stdout_to_stderr():
             out = args.func(args)
-        rc = 0
+        rc = getattr(args, "exit_code", 0)
     except EClipError as exc:
         print(f"error: {exc}", file=sys.stderr)
         out, rc = (error_json(exc) if as_json else ""), 2

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from eclip_core.cli_config import cli
+from eclip_core.data.dicom_views import header_warnings
 from eclip_core.data.image_io import load_nonblank_image as read_image  # re-exported: callers import it from here
 from eclip_core.labeler import label_report
 from eclip_core.text import join_report
@@ -97,6 +98,18 @@ class PipelineConfig(DraftLimits):
     def boost(self, mode: str | None = None) -> LabelBoost:
         """The label boost of this config, or with another ``mode`` (off / filter / rerank); checked."""
         return LabelBoost(mode or self.label_boost, self.label_weight)
+
+
+@dataclass
+class Embedded:
+    """An image as drafting reads it and its eCLIP embedding, with each one's share of the batch's time (ms)."""
+
+    pixels: np.ndarray
+    vector: np.ndarray
+    load_ms: float = 0.0
+    embed_ms: float = 0.0
+    #: What the index's label classifiers read of the image (None: compute it when drafting).
+    features: np.ndarray | None = None
 
 
 class ReportPipeline:
@@ -253,6 +266,27 @@ class ReportPipeline:
         )
         return draft_reports(mode, reports, settings)
 
+    def embed_many(self, images: Sequence[Any], *, batch_size: int = 32) -> list[Embedded]:
+        """Load and embed several images in batches (one forward pass per ``batch_size`` images, cheaper
+        per image than one pass each); each result goes to :meth:`generate` as ``embedded=``. Raises
+        ImageLoadError for the first unreadable or blank image (check them with :func:`read_image` first)."""
+        t = time.perf_counter()
+        pixels = [read_image(image) for image in images]
+        load_ms = _ms(t) / max(len(pixels), 1)
+        t = time.perf_counter()
+        if not pixels:
+            return []
+        vectors = self.model.embed_images(pixels, batch_size=batch_size, progress=False)
+        # The label classifiers' input too: with "image+tiles" views, the tiles of all images in one pass.
+        clf = self.index.label_classifiers
+        features = (
+            classifier_features(self.model, pixels, vectors, clf.views, batch_size=5 * batch_size)
+            if clf is not None
+            else [None] * len(pixels)
+        )
+        embed_ms = _ms(t) / max(len(pixels), 1)
+        return [Embedded(p, np.asarray(v), load_ms, embed_ms, f) for p, v, f in zip(pixels, vectors, features)]
+
     # -- the whole path ---------------------------------------------------------------------------
     def generate(
         self,
@@ -264,9 +298,11 @@ class ReportPipeline:
         llm_path: str | None = None,
         exclude_study_ids: Sequence[str] = (),
         label_boost: str | None = None,
+        embedded: Embedded | None = None,
     ) -> DraftReport:
         """Draft a report for one image (path, PIL image, numpy array or DICOM path); ``label_boost``
-        (off / filter / rerank) replaces the config's for this call.
+        (off / filter / rerank) replaces the config's for this call; ``embedded`` (from :meth:`embed_many`)
+        skips loading and embedding the image again.
 
         Raises :class:`eclip_core.errors.ImageLoadError` for unreadable or blank images; warnings
         (e.g. an image unlike the corpus) are returned in ``DraftReport.warnings``.
@@ -277,19 +313,29 @@ class ReportPipeline:
         label_boost = self.config.boost(label_boost).mode
         k = k or self.config.k
         timings: dict[str, float] = {}
-        warnings: list[str] = []
+        # A DICOM whose header says lateral, or not CR/DX, still drafts, with a warning (eclip_core.data.dicom_views).
+        warnings: list[str] = header_warnings(image)
 
-        t = time.perf_counter()
-        pixels = read_image(image)
-        timings["load"] = _ms(t)
-        t = time.perf_counter()
-        query = self.model.embed_images([pixels], progress=False)[0]
-        timings["embed"] = _ms(t)
+        if embedded is None:
+            t = time.perf_counter()
+            pixels = read_image(image)
+            timings["load"] = _ms(t)
+            t = time.perf_counter()
+            query = self.model.embed_images([pixels], progress=False)[0]
+            timings["embed"] = _ms(t)
+        else:
+            pixels, query = embedded.pixels, embedded.vector
+            timings["load"], timings["embed"] = embedded.load_ms, embedded.embed_ms
 
         resolved = self.resolve_mode(mode, llm_path)
         llm = self.llm(llm_path) if resolved in LLM_MODES else None
         t = time.perf_counter()
-        probabilities = self.predict_labels(query, pixels)
+        clf = self.index.label_classifiers
+        probabilities: np.ndarray | None
+        if embedded is not None and embedded.features is not None and clf is not None:
+            probabilities = clf.predict_proba(embedded.features)
+        else:
+            probabilities = self.predict_labels(query, pixels)
         if probabilities is None and label_boost != "off":
             warnings.append(
                 "label boost is off: the index has no label classifiers (rebuild it with "

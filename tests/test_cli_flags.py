@@ -29,6 +29,7 @@ def _front_ends():
         "rag-report build-default": (cli_main, ["build-default", "--help"]),
         "rag-report generate": (cli_main, ["generate", "--help"]),
         "rag-report index": (cli_main, ["index", "--help"]),
+        "rag-report batch": (cli_main, ["batch", "--help"]),
         "rag-report train": (cli_main, ["train", "--help"]),
         "python -m eclip_core.train": (train_main, ["--help"]),
         "python -m eval.report_gen": (bench_main, ["--help"]),

@@ -1,2 +1,4 @@
-"""Hospital hand-off: drafting whole studies from a folder, a manifest or a PACS and returning the results
-(the SR and FHIR writers themselves are :mod:`rag_report.formats`)."""
+"""Hospital hand-off: :mod:`rag_report.handoff.runner` drafts every study of a folder, a manifest or a PACS
+(:mod:`~rag_report.handoff.sources`, :mod:`~rag_report.handoff.studies`), writes per study the draft, a DICOM SR
+and a FHIR R4 Bundle (the writers are :mod:`rag_report.formats`) and can store the SRs back
+(:mod:`~rag_report.handoff.send`)."""
