@@ -68,7 +68,7 @@ def test_comparison_words_are_rewritten_or_dropped(reports):
 
 def test_no_sentence_of_the_corpus_keeps_a_defect(reports):
     """Every sentence hygiene lets into a draft, over the whole corpus, passes the audit's own detectors."""
-    from rag_report.drafting.grounded import clean_sentence as normalise
+    from rag_report.drafting.candidates import normalize_sentence as normalise
 
     kept = 0
     for report in reports.values():

@@ -12,15 +12,8 @@ import torch
 from test_llm_support import make_tiny_llama
 
 from eclip_core.text import split_sentences
-from rag_report.drafting.grounded import (
-    GroundedConfig,
-    build_candidates,
-    build_trie,
-    clean_sentence,
-    content_words,
-    grounded_draft,
-    section_prompt,
-)
+from rag_report.drafting.candidates import build_candidates, content_words, normalize_sentence
+from rag_report.drafting.grounded import GroundedConfig, build_trie, grounded_draft, section_prompt
 from rag_report.errors import EmptyCorpusError
 from rag_report.llm import LLMSpec, load_llm
 
@@ -100,7 +93,7 @@ def evidence_sentences(report: dict, section: str) -> set[str]:
     """The report's sentences as they may enter a draft (normalised, then through draft hygiene)."""
     from rag_report.drafting.hygiene import clean_sentence as hygienic
 
-    cleaned = (hygienic(clean_sentence(s)) for s in split_sentences(report[section]))
+    cleaned = (hygienic(normalize_sentence(s)) for s in split_sentences(report[section]))
     return {c.lower() for c in cleaned if c is not None}
 
 
@@ -322,9 +315,9 @@ def test_candidate_that_prefixes_another_can_be_chosen_either_way(tiny_llm, monk
     # split_sentences keeps "No effusion. small ..." whole (lower-case after the stop), so the tokens of
     # "No effusion." are a prefix of it: the decoder must be able to stop there or go on. (Draft hygiene
     # drops such a cut sentence; here it is let through to test the decoder alone.)
-    import rag_report.drafting.grounded as grounded
+    import rag_report.drafting.candidates as candidates
 
-    monkeypatch.setattr(grounded, "clean_sentences", lambda sentences: list(dict.fromkeys(sentences)))
+    monkeypatch.setattr(candidates, "clean_sentences", lambda sentences: list(dict.fromkeys(sentences)))
     reports = [
         {"study_id": "A", "similarity": 0.5, "findings": "No effusion. small apical scar.", "impression": ""},
         {"study_id": "B", "similarity": 0.5, "findings": "No effusion.", "impression": ""},

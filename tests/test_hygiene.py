@@ -72,7 +72,7 @@ def corpus_sentences():
 def test_every_sentence_a_draft_can_take_from_the_default_corpus_is_clean(corpus_sentences):
     """top-1, consensus and grounded drafts are made of these cleaned sentences (free-mode output goes
     through the same filter), so this covers every draft of the default bundle."""
-    from rag_report.drafting.grounded import clean_sentence as normalise
+    from rag_report.drafting.candidates import normalize_sentence as normalise
 
     kept = clean_sentences(normalise(s) for s in corpus_sentences)
     assert len(kept) > 0.5 * len(set(corpus_sentences))  # most distinct statements survive

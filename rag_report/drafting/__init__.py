@@ -5,7 +5,8 @@ A draft passes the modules in this order:
 1. :mod:`~rag_report.drafting.drafters`: the one registry of drafting modes; :func:`draft_reports` picks
    the mode every caller (pipeline, app, CLI, benchmark) asks for;
 2. the mode: :mod:`~rag_report.drafting.consensus` (``top1`` and ``consensus``, no LLM), or
-   :mod:`~rag_report.drafting.grounded` (the LLM composes from retrieved sentences only) and
+   :mod:`~rag_report.drafting.grounded` (the LLM composes from retrieved sentences only: its candidates come
+   from :mod:`~rag_report.drafting.candidates`, its types from :mod:`~rag_report.drafting.grounded_types`) and
    :mod:`~rag_report.drafting.free` (the LLM writes), both prompted by :mod:`~rag_report.drafting.prompts`;
 3. :mod:`~rag_report.drafting.hygiene`: every evidence sentence passes this gate before it may enter a
    draft (no de-identification tokens, identifying detail or comparisons with an unseen prior);
@@ -48,10 +49,10 @@ if TYPE_CHECKING:
     from rag_report.drafting.free import loop_started as loop_started
     from rag_report.drafting.free import parse_sections as parse_sections
     from rag_report.drafting.free import truncate_repetition as truncate_repetition
-    from rag_report.drafting.grounded import GroundedConfig as GroundedConfig
-    from rag_report.drafting.grounded import GroundedDraft as GroundedDraft
-    from rag_report.drafting.grounded import GroundedSentence as GroundedSentence
     from rag_report.drafting.grounded import grounded_draft as grounded_draft
+    from rag_report.drafting.grounded_types import GroundedConfig as GroundedConfig
+    from rag_report.drafting.grounded_types import GroundedDraft as GroundedDraft
+    from rag_report.drafting.grounded_types import GroundedSentence as GroundedSentence
     from rag_report.drafting.hygiene import clean_sentence as clean_sentence
     from rag_report.drafting.hygiene import clean_sentences as clean_sentences
     from rag_report.drafting.hygiene import has_comparison as has_comparison
@@ -88,7 +89,8 @@ _MODULES: dict[str, tuple[str, ...]] = {
         "format_report",
         "report_fields",
     ),
-    "grounded": ("GroundedConfig", "GroundedDraft", "GroundedSentence", "grounded_draft"),
+    "grounded_types": ("GroundedConfig", "GroundedDraft", "GroundedSentence"),
+    "grounded": ("grounded_draft",),
     "free": ("FreeConfig", "FreeDraft", "free_draft", "loop_started", "parse_sections", "truncate_repetition"),
     "hygiene": (
         "clean_sentence",

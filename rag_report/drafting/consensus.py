@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from eclip_core.text import split_sentences
-from rag_report.drafting.hygiene import clean_sentences
+from rag_report.drafting.candidates import content_words
+from rag_report.drafting.hygiene import clean_sentence, clean_sentences
 from rag_report.protocols import ReportLike
 
 _NON_WORD = re.compile(r"[^a-z0-9 ]+")
@@ -213,9 +214,6 @@ def _replacement(
     min_overlap: float,
 ) -> tuple[str, ReportLike] | tuple[None, None]:
     """The clean sentence of ``others`` (same section) that says what ``raw`` says, or (None, None)."""
-    from rag_report.drafting.grounded import content_words
-    from rag_report.drafting.hygiene import clean_sentence
-
     words = content_words(raw)
     if not words:
         return None, None
