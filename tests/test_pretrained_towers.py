@@ -218,3 +218,19 @@ def test_eclip_trains_a_pretrained_timm_tower(tmp_path):
     assert out["image_features"].shape == (6, 64)
     out["image_features"].sum().backward()
     assert model.clip.visual.trunk.conv_stem.weight.grad is not None
+
+
+def test_rag_report_train_starts_from_the_pretrained_tower_unless_told_otherwise(tmp_path):
+    from eclip_core.train import config_from_args
+    from rag_report.cli_train import train_defaults, train_parser
+
+    def parse(*flags: str):
+        argv = ["--manifest", "m.csv", *flags]
+        return config_from_args(argv, parser=train_parser(True), defaults=train_defaults(argv, cpu=True)).model
+
+    assert parse().image_weights == "efficientnet-lite0" and parse().name == "eclip-resnet16"
+    assert parse("--image-weights", "none").image_weights is None  # the model's own tower from scratch
+    assert parse("--model-pretrained", "whole.pth").image_weights is None  # a whole checkpoint: no tower default
+    assert config_from_args(["--manifest", "m.csv"]).model.image_weights is None  # python -m eclip_core.train
+    resolved = EClip(parse("--model", "eclip-tiny")).config
+    assert (resolved.image_tower, resolved.image_mean) == ("tf_efficientnet_lite0", 0.5)
