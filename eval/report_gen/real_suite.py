@@ -78,6 +78,9 @@ class RealSuiteConfig:
     folds: int = 5
     #: Bootstrap resamples of the intervals.
     n_boot: int = 1000
+    #: The X-rays are decoded once and stored at this shorter side (pixels) for training and scoring (the
+    #: towers read at most 224 px; full-size decoding per step would dominate a CPU run); 0 keeps them.
+    image_cache_px: int = 256
     #: A probe task runs when each class has this many X-rays (and half as many patients).
     min_class: int = 10
     num_workers: int = 1
@@ -100,6 +103,40 @@ class RealSuiteConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+# ---------------------------------------------------------------------------------------------- data
+def downsized_manifest(manifest: str, px: int, progress: bool) -> str:
+    """A copy of ``manifest`` whose X-rays are stored once as 8-bit grey PNGs with shorter side ``px``
+    (aspect kept; never enlarged), under $RAG_REPORT_HOME/eval/real/images-<key>/; its path."""
+    from PIL import Image
+    from tqdm.auto import tqdm
+
+    from eclip_core.data.image_io import load_image
+    from eclip_core.data.manifest import read_manifest, write_manifest
+    from eclip_core.paths import rag_report_home
+
+    source = Path(manifest).resolve()
+    key = hashlib.sha256(f"{source}:{source.stat().st_mtime_ns}:{px}".encode()).hexdigest()[:10]
+    folder = rag_report_home() / "eval" / "real" / f"images-{key}"
+    out = folder / "manifest.csv"
+    if out.is_file():
+        return str(out)
+    studies = read_manifest(str(source))
+    folder.mkdir(parents=True, exist_ok=True)
+    for s in tqdm(studies, desc="downsize X-rays", disable=not progress):
+        small = []
+        for i, path in enumerate(s.image_paths):
+            img = Image.fromarray(np.rint(load_image(path) * 255).astype(np.uint8))
+            scale = px / min(img.size)
+            if scale < 1:
+                img = img.resize((round(img.width * scale), round(img.height * scale)), Image.Resampling.LANCZOS)
+            target = folder / f"{s.study_id}-{i}.png"
+            img.save(target)
+            small.append(str(target))
+        s.image_paths = small
+    write_manifest(studies, out)
+    return str(out)
 
 
 # ---------------------------------------------------------------------------------------------- towers
@@ -278,6 +315,9 @@ def run_real_suite(cfg: RealSuiteConfig) -> dict[str, Any]:
     from eval.report_gen.real_table import render_markdown
 
     cfg.validate()
+    given = cfg.to_dict()
+    if cfg.image_cache_px:
+        cfg = dataclasses.replace(cfg, manifest=downsized_manifest(str(cfg.manifest), cfg.image_cache_px, cfg.progress))
     studies = [s for s in read_manifest(str(cfg.manifest)) if s.report_text and s.image_paths]
     runs = []
     for tower in cfg.towers:
@@ -293,7 +333,7 @@ def run_real_suite(cfg: RealSuiteConfig) -> dict[str, Any]:
     result = {
         "command": cfg.command,
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-        "config": cfg.to_dict(),
+        "config": given,
         "data": {
             "n": len(studies),
             "patients": len({s.meta.get("patient_id") for s in studies}),
