@@ -85,7 +85,6 @@ def test_real_suite_on_a_fixture_clone(tmp_path, monkeypatch):
     assert json.loads((tmp_path / "out" / "real.json").read_text())["data"]["patients"] == 40
 
 
-@pytest.mark.slow
 def test_real_suite_trains_and_scores_retrieval(tmp_path, monkeypatch):
     from eclip_core.data.builders import build_covid_manifest
     from eval.report_gen.real_suite import RealSuiteConfig, run_real_suite
