@@ -36,6 +36,7 @@ from eclip_core.errors import ConfigError
 METHODS = ("clip", "eclip", "naive", "mask", "random")
 PROCESSOR_VARIANTS = ("mha", "mask", "random")
 HEATMAP_NORMS = ("sample", "batch")
+WEIGHT_FORMATS = ("auto", "timm", "torchvision", "open_clip", "efficientnet_pytorch")
 MIXED_PRECISION = ("no", "fp16", "bf16")
 
 
@@ -45,11 +46,22 @@ class EClipConfig:
 
     ``name`` is a JSON model config in ``eclip_core/configs`` (``eclip-tiny``, ``eclip-small``) or any
     open_clip architecture (``ViT-B-16``, ``RN50``); ``pretrained`` an optional local weights file of
-    that architecture (open_clip checkpoint). Nothing is ever downloaded.
+    that architecture (a whole open_clip checkpoint; every key must match). ``image_tower`` /
+    ``image_weights`` start the image tower alone from pretrained weights (eclip_core.towers). Nothing is
+    ever downloaded.
     """
 
     name: str = "eclip-small"
     pretrained: str | None = None
+    #: A timm architecture replacing the model config's image tower (tf_efficientnet_lite0, resnet50,
+    #: densenet121, ...; its first convolution takes one grey channel); none keeps the config's tower.
+    image_tower: str | None = None
+    #: Pretrained weights of the image tower: 'efficientnet-lite0' (ImageNet, shipped in a package; implies
+    #: image_tower tf_efficientnet_lite0) or a local safetensors/.pth file (timm or torchvision state dict
+    #: for image_tower, else an open_clip visual tower); none starts from random weights.
+    image_weights: str | None = None
+    #: Key names of image_weights: auto (from the keys), timm, torchvision, open_clip, efficientnet_pytorch.
+    image_weights_format: str = field(default="auto", metadata={"choices": WEIGHT_FORMATS})
     # Override the model config's image size (pixels, square); None keeps it.
     image_size: int | None = None
     # Freeze the text tower except its projection (much faster on a CPU with a pretrained text tower).
@@ -61,9 +73,10 @@ class EClipConfig:
     processor_patch: int = 16
     # Heatmap scaling: divide by the per-sample max (sane) or by the batch max (reference code).
     heatmap_norm: str = field(default="sample", metadata={"choices": HEATMAP_NORMS})
-    # Image pipeline: grey [0,1] -> 3 channels, (x - mean) / std.
-    image_mean: float = 0.58
-    image_std: float = 0.26
+    #: Image pipeline: grey [0,1] -> (x - mean) / std -> 3 channels. Mean; none: what the image weights expect (0.58 for a tower from scratch).
+    image_mean: float | None = None
+    #: Input normalisation std; none: what the image weights expect (0.26 for a tower from scratch).
+    image_std: float | None = None
     crop_scale_min: float = 0.5
     crop_scale_max: float = 1.0
     clahe_p: float = 0.3
@@ -80,6 +93,7 @@ class EClipConfig:
     def validate(self) -> EClipConfig:
         _check_choice("processor_variant", self.processor_variant, PROCESSOR_VARIANTS)
         _check_choice("heatmap_norm", self.heatmap_norm, HEATMAP_NORMS)
+        _check_choice("image_weights_format", self.image_weights_format, WEIGHT_FORMATS)
         if not 0 < self.crop_scale_min <= self.crop_scale_max <= 1:
             raise ConfigError(
                 f"crop scale must satisfy 0 < crop_scale_min <= crop_scale_max <= 1, got "
@@ -90,11 +104,16 @@ class EClipConfig:
                 f"need 0 < temperature_min <= temperature_init <= temperature_max, got "
                 f"{self.temperature_min}, {self.temperature_init}, {self.temperature_max}"
             )
+        if self.pretrained and self.image_weights:
+            raise ConfigError(
+                "give either pretrained (a whole open_clip checkpoint) or image_weights (the image tower's), "
+                f"not both (got {self.pretrained!r} and {self.image_weights!r})"
+            )
         if self.processor_dim % self.processor_heads:
             raise ConfigError(
                 f"processor_dim {self.processor_dim} must be divisible by processor_heads {self.processor_heads}"
             )
-        if self.image_std <= 0 or not 0 <= self.clahe_p <= 1:
+        if (self.image_std is not None and self.image_std <= 0) or not 0 <= self.clahe_p <= 1:
             raise ConfigError(f"image_std must be > 0 and clahe_p in [0, 1], got {self.image_std}, {self.clahe_p}")
         return self
 

@@ -41,6 +41,13 @@ from eclip_core.labels import CHEXPERT_OBSERVATIONS
 from eclip_core.patch_embed import PatchConv2d, use_patch_matmul
 from eclip_core.safe_dir import recover_dir
 from eclip_core.save_errors import check_written, nested_nbytes, saving
+from eclip_core.towers import (
+    load_full_checkpoint,
+    load_tower_weights,
+    make_trunk_grey,
+    resolve_tower_config,
+    tower_vision_cfg,
+)
 from eclip_core.transforms import ImageTransform
 
 logger = logging.getLogger(__name__)
@@ -122,15 +129,24 @@ def _build_clip(model_cfg: dict[str, Any], config: EClipConfig, load_text_weight
     cls = open_clip.CustomTextCLIP if custom else open_clip.CLIP
     cfg.pop("init_logit_scale", None)
     model = cls(**cfg, init_logit_scale=math.log(1.0 / config.temperature_init))
+    if config.image_tower:
+        make_trunk_grey(model.visual.trunk)
     if config.pretrained:
-        if not os.path.isfile(config.pretrained):
-            raise ConfigError(
-                f"pretrained weights {config.pretrained!r} is not a file; give a local open_clip checkpoint "
-                f"(pretrained tags would need a download, which is not allowed)"
-            )
-        open_clip.load_checkpoint(model, config.pretrained, strict=False)
+        load_full_checkpoint(model, config.pretrained)
         logger.info("loaded weights for %s from %s", config.name, config.pretrained)
+    if config.image_weights:
+        load_tower_weights(model.visual, config.image_weights, config.image_tower, config.image_weights_format)
     return model
+
+
+def with_image_tower(model_cfg: dict[str, Any], config: EClipConfig) -> dict[str, Any]:
+    """``model_cfg`` with its vision tower replaced by ``config.image_tower`` (a timm tower), if one is set."""
+    if not config.image_tower:
+        return copy.deepcopy(model_cfg)
+    out = copy.deepcopy(model_cfg)
+    size = config.image_size or out.get("vision_cfg", {}).get("image_size", 224)
+    out["vision_cfg"] = tower_vision_cfg(config.image_tower, int(size[0] if isinstance(size, list) else size))
+    return out
 
 
 def _text_param_names(clip: nn.Module) -> tuple[list[str], list[str]]:
@@ -154,8 +170,10 @@ class EClip(nn.Module):
 
     def __init__(self, config: EClipConfig, model_cfg: dict[str, Any] | None = None, *, load_text_weights: bool = True):
         super().__init__()
-        self.config = config.validate()
-        self.model_cfg = copy.deepcopy(model_cfg) if model_cfg is not None else model_config(config.name)
+        self.config = config = resolve_tower_config(config.validate())
+        self.model_cfg = with_image_tower(
+            model_cfg if model_cfg is not None else model_config(config.name), self.config
+        )
         self.clip = _build_clip(self.model_cfg, config, load_text_weights)
         # ViT patch embedding as a matmul: same weights and outputs, far cheaper input gradients on the
         # CPU (the expert step back-propagates into the mixed images).
@@ -172,8 +190,8 @@ class EClip(nn.Module):
         )
         self.transform = ImageTransform(
             size=self.image_size,
-            mean=config.image_mean,
-            std=config.image_std,
+            mean=float(config.image_mean),  # type: ignore[arg-type]  # filled in by resolve_tower_config
+            std=float(config.image_std),  # type: ignore[arg-type]
             crop_scale=(config.crop_scale_min, config.crop_scale_max),
             clahe_p=config.clahe_p,
             clahe_clip_limit=config.clahe_clip_limit,
@@ -545,8 +563,10 @@ class EClip(nn.Module):
             model_cfg = meta["model_cfg"]
         except (json.JSONDecodeError, KeyError, ConfigError) as exc:
             raise CheckpointError(f"checkpoint {directory}: {CONFIG_NAME} is not a valid eCLIP config ({exc})") from exc
-        config.pretrained = None  # the weights come from the folder
+        started_from = config.image_weights
+        config.pretrained = config.image_weights = None  # the weights come from the folder
         model = cls(config, model_cfg, load_text_weights=False)
+        model.config.image_weights = started_from  # a record of the weights training started from
         try:
             state = load_file(str(w_path), device="cpu")
             model.load_state_dict(state, strict=True)

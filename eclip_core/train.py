@@ -362,6 +362,15 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict], None] | None = None) 
 
 
 # ---------------------------------------------------------------------- CLI
+#: Flag names of model fields used most (``--model-*`` is every model field's default spelling).
+FLAG_ALIASES = {
+    "model.name": ("--model", "--model-name"),
+    "model.image_tower": ("--image-tower", "--model-image-tower"),
+    "model.image_weights": ("--image-weights", "--model-image-weights"),
+    "model.image_weights_format": ("--image-weights-format", "--model-image-weights-format"),
+}
+
+
 def build_parser() -> ConfigParser:
     """Every TrainConfig field as a flag (``--model-*`` for the model's; ``--model`` is ``--model-name``),
     ``--config``, ``--preset`` (eclip_core.cli_config)."""
@@ -373,7 +382,7 @@ def build_parser() -> ConfigParser:
         help="method constants of the paper or of the reference code (before --config and flags)",
     )
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    p.add_dataclass(TrainConfig, title="training (TrainConfig)", flags={"model.name": ("--model", "--model-name")})
+    p.add_dataclass(TrainConfig, title="training (TrainConfig)", flags=FLAG_ALIASES)
     p.add_config_option(help="JSON or YAML TrainConfig file (model: a name or a mapping); flags override it")
     return p
 

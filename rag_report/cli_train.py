@@ -1,6 +1,9 @@
 """`rag-report train`: eclip_core's training command under its own name, with CPU-sensible defaults.
 
-Every flag is ``python -m eclip_core.train``'s (a :class:`~eclip_core.config.TrainConfig` field). Where no
+Every flag is ``python -m eclip_core.train``'s (a :class:`~eclip_core.config.TrainConfig` field). A user's
+archive is real X-rays, so the image tower starts from the packaged ImageNet EfficientNet-Lite0
+(``--image-weights efficientnet-lite0``); ``--image-weights none`` trains the model config's own tower from
+scratch, and ``--image-weights FILE`` (with ``--image-tower``) starts from a weights file. Where no
 CUDA device is used (none available, or ``--cpu``), the defaults are the default bundle's, the setting
 benchmarked on 2-core CPUs (docs/results/report_gen.md): the text tower locked except its projection (its features are then computed
 once per report and cached), lr 3e-4 and one data-loader worker. ``--config`` and flags override them;
@@ -8,6 +11,8 @@ once per report and cached), lr 3e-4 and one data-loader worker. ``--config`` an
 
 >>> cpu_train_defaults()["model"]["lock_text"]
 True
+>>> train_defaults([], cpu=False)
+{'model': {'image_weights': 'efficientnet-lite0'}}
 """
 
 from __future__ import annotations
@@ -30,6 +35,19 @@ def cpu_train_defaults() -> dict[str, Any]:
 
     b = DefaultBundleConfig().train
     return {"model": {"name": b.model.name, "lock_text": b.model.lock_text}, "lr": b.lr, "num_workers": b.num_workers}
+
+
+#: The image weights `rag-report train` starts from (eclip_core.towers.BUILTIN_WEIGHTS).
+DEFAULT_IMAGE_WEIGHTS = "efficientnet-lite0"
+
+
+def train_defaults(argv: list[str], cpu: bool) -> dict[str, Any]:
+    """TrainConfig values under the flags and ``--config``: the CPU defaults (:func:`cpu_train_defaults`) on a
+    CPU, and the pretrained image tower unless a whole checkpoint is given (``--model-pretrained``)."""
+    out = cpu_train_defaults() if cpu else {"model": {}}
+    if not any(a == "--model-pretrained" or a.startswith("--model-pretrained=") for a in argv):
+        out["model"]["image_weights"] = DEFAULT_IMAGE_WEIGHTS
+    return out
 
 
 def runs_on_cpu(argv: list[str]) -> bool:
@@ -58,7 +76,8 @@ def train_parser(cpu: bool):
             if cpu
             else "those of python -m eclip_core.train."
         )
-        + " --config FILE and flags override them."
+        + f" The image tower starts from --image-weights {DEFAULT_IMAGE_WEIGHTS} (ImageNet; --image-weights none"
+        + " trains the model's own tower from scratch). --config FILE and flags override them."
     )
     # Listed for --help only: taken out of argv before parsing (TrainConfig has no such field).
     parser.add_argument(
@@ -93,7 +112,7 @@ def main(argv: list[str], *, quiet: bool = False, verbose: bool = False) -> int:
     from eclip_core.train import config_from_args, train
 
     cpu = runs_on_cpu(argv)
-    defaults = {**(cpu_train_defaults() if cpu else {}), "text_feature_cache_dir": str(text_feature_dir())}
+    defaults = {**train_defaults(argv, cpu), "text_feature_cache_dir": str(text_feature_dir())}
     try:
         cfg = config_from_args(argv, parser=train_parser(cpu), defaults=defaults)
         with stdout_to_stderr():

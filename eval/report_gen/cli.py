@@ -1,9 +1,9 @@
-"""Command line: ``python -m eval.report_gen [--quick] [--suite report|embedding|tower] ...``.
+"""Command line: ``python -m eval.report_gen [--quick] [--suite report|embedding|tower|real] ...``.
 
 Every flag is a field of :class:`ReportGenConfig` (report suite; its ``pipeline`` is a
 :class:`~rag_report.pipeline.PipelineConfig`, whose fields are flags of their own name: ``--model``,
 ``--index``, ``--llm``, ``--k``, ``--label-boost``, ...), :class:`EmbeddingSuiteConfig` or
-:class:`TowerSuiteConfig` (eclip_core.cli_config). Flags the suites have in common (``--manifest``,
+:class:`TowerSuiteConfig` or :class:`RealSuiteConfig` (eclip_core.cli_config). Flags the suites have in common (``--manifest``,
 ``--seeds``, ``--variants``, ``--out-dir``, ...) set the field of whichever suite runs. ``--config FILE`` reads
 the chosen suite's config from JSON or YAML first. Nothing reaches the network
 (:func:`eclip_core.runtime.setup_offline` runs first).
@@ -32,6 +32,12 @@ def _suite_classes():
     return EmbeddingSuiteConfig, TowerSuiteConfig
 
 
+def _real_suite_class():
+    from eval.report_gen.real_suite import RealSuiteConfig
+
+    return RealSuiteConfig
+
+
 def build_parser() -> ConfigParser:
     EmbeddingSuiteConfig, TowerSuiteConfig = _suite_classes()
     p = ConfigParser(
@@ -41,10 +47,11 @@ def build_parser() -> ConfigParser:
     )
     p.add_argument(
         "--suite",
-        choices=("report", "embedding", "tower"),
+        choices=("report", "embedding", "tower", "real"),
         default="report",
         help="report: the drafting systems side by side; embedding: eCLIP vs CLIP and the ablation "
-        "ladder; tower: which image tower learns most in the default's training budget (val split)",
+        "ladder; tower: which image tower learns most in the default's training budget (val split); real: image towers on "
+        "real X-rays (--manifest of the covid builder)",
     )
     p.add_config_option(
         help="JSON or YAML file of the chosen suite's config fields (ReportGenConfig, with a "
@@ -77,6 +84,13 @@ def build_parser() -> ConfigParser:
         help_prefix="tower suite: ",
         flags={"batch_size": "--train-batch-size", "lr": "--train-lr"},
     )
+    p.add_dataclass(
+        _real_suite_class(),
+        title="real suite (RealSuiteConfig; --suite real)",
+        share=True,
+        help_prefix="real suite: ",
+        flags={"batch_size": "--train-batch-size", "lr": "--train-lr", "steps": "--train-steps"},
+    )
     return p
 
 
@@ -94,7 +108,8 @@ def configs_from_args(argv: list[str], parser: ConfigParser | None = None):
         }
         return args.suite, parser.config(args, ReportGenConfig, defaults=defaults, overrides=overrides)
     EmbeddingSuiteConfig, TowerSuiteConfig = _suite_classes()
-    cls = EmbeddingSuiteConfig if args.suite == "embedding" else TowerSuiteConfig
+    suites = {"embedding": EmbeddingSuiteConfig, "tower": TowerSuiteConfig, "real": _real_suite_class()}
+    cls = suites[args.suite]
     return args.suite, parser.config(args, cls, overrides=overrides)
 
 
@@ -118,6 +133,10 @@ def main(argv: list[str] | None = None) -> int:
         from eval.report_gen.tower_suite import run_tower_suite
 
         result = run_tower_suite(cfg)
+    elif suite == "real":
+        from eval.report_gen.real_suite import run_real_suite
+
+        result = run_real_suite(cfg)
     else:
         from eval.report_gen.run import run_report_gen
 

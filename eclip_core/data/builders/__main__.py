@@ -5,6 +5,7 @@ python -m eclip_core.data.builders openi --png-dir NLMCXR_png --split-csv openi_
 python -m eclip_core.data.builders openi-kaggle --root indiana --out openi.csv
 python -m eclip_core.data.builders egd --egd-root egd-cxr --image-root /data/mimic-cxr-jpg --out egd/egd.csv
 python -m eclip_core.data.builders reflacx --reflacx-root reflacx --image-root /data/mimic-cxr-jpg --out reflacx.csv
+python -m eclip_core.data.builders covid --root covid-chestxray-dataset --patients dev_patients.txt --out covid.csv
 """
 
 from __future__ import annotations
@@ -61,6 +62,12 @@ def _parser() -> argparse.ArgumentParser:
         else:
             p.add_argument("--include-discarded", action="store_true")
         common(p)
+    p = sub.add_parser("covid", help="COVID-19 image data collection (a git clone): frontal X-rays with notes")
+    p.add_argument("--root", required=True, help="the clone (holds metadata.csv and images/)")
+    p.add_argument("--patients", help="keep only the patient ids listed in this file (one a line)")
+    p.add_argument("--keep-without-notes", action="store_true", help="keep X-rays without clinical notes")
+    p.add_argument("--seed", type=int, default=0, help="seed of the patient-disjoint split")
+    common(p)
     return ap
 
 
@@ -118,6 +125,9 @@ def main(argv: list[str] | None = None) -> int:
                 split_csv=args.split_csv,
                 progress=progress,
             )
+        elif args.dataset == "covid":
+            notes = {"keep_without_notes": args.keep_without_notes}
+            out = b.build_covid_manifest(args.root, args.out, patients=args.patients, seed=args.seed, **notes)
         else:
             out = b.build_reflacx_manifest(
                 args.reflacx_root,

@@ -1,0 +1,107 @@
+"""The real-image suite (eval.report_gen --suite real): its scores on inputs with known answers, and a run on
+a fixture clone of the COVID-19 collection written here."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import numpy as np
+import pytest
+from test_covid_builder import _clone
+
+from eval.report_gen import real_metrics as rm
+
+
+def test_chance_recall_matches_counting_every_draw():
+    n, m, k = 7, 2, 3
+    hits = [any(i < m for i in draw) for draw in itertools.combinations(range(n), k)]
+    assert rm.chance_recall(n, m, k) == pytest.approx(np.mean(hits))
+    assert rm.chance_recall(10, 1, 10) == 1.0 and rm.chance_recall(10, 1, 1) == pytest.approx(0.1)
+
+
+def test_recall_counts_a_shared_note_as_a_hit():
+    notes = ["a", "a", "b", "c"]
+    text = np.eye(4, dtype=np.float32)
+    image = text[[1, 0, 3, 2]]  # rows 0/1 swapped (same note "a"); rows 2/3 swapped (different notes)
+    r = rm.recall_at_k(image, text, notes, ks=(1, 2))
+    assert r["hits@1"].tolist() == [1.0, 1.0, 0.0, 0.0]
+    assert r["chance@1"].tolist() == pytest.approx([0.5, 0.5, 0.25, 0.25])
+    assert r["hits@2"].tolist() == [1.0, 1.0, 0.0, 0.0]  # rank 2 of row 2 is row 0 ("a"), not "b"
+
+
+def test_grouped_probe_does_not_learn_patients():
+    """Features that identify the patient and nothing else: a probe that saw the patient's other X-rays would
+    score high; grouped folds keep it near chance."""
+    rng = np.random.default_rng(0)
+    patients = np.repeat(np.arange(60), 3)
+    y = np.repeat(rng.integers(0, 2, 60), 3)
+    x = np.eye(60)[patients] + 0.01 * rng.standard_normal((180, 60))
+    grouped = rm.auroc(y, rm.grouped_cv_probe(x, y, patients, folds=5, seed=0))
+    assert abs(grouped - 0.5) < 0.2
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    folds = StratifiedKFold(5, shuffle=True, random_state=0)
+    leaky = cross_val_predict(rm._probe(), x, y, cv=folds, method="predict_proba")[:, 1]
+    assert rm.auroc(y, leaky) > 0.9  # the same probe with patients split across folds
+
+
+def test_auroc_interval_brackets_the_estimate():
+    rng = np.random.default_rng(1)
+    groups = np.repeat(np.arange(40), 2)
+    y = np.repeat(rng.integers(0, 2, 40), 2)
+    p = y + rng.normal(0, 0.8, 80)
+    cell = rm.auroc_with_ci(y, p, groups, seed=0, n_boot=300)
+    assert cell["ci"][0] < cell["auroc"] < cell["ci"][1] and cell["patients"] == 40 and cell["n"] == 80
+
+
+def test_cli_builds_the_real_suite_config():
+    from eval.report_gen.cli import configs_from_args
+    from eval.report_gen.real_suite import RealSuiteConfig
+
+    suite, cfg = configs_from_args(["--suite", "real", "--manifest", "m.csv", "--towers", "lite0_frozen"])
+    assert suite == "real" and isinstance(cfg, RealSuiteConfig) and cfg.towers == ["lite0_frozen"]
+    assert cfg.command.startswith("python -m eval.report_gen --suite real")
+
+
+@pytest.mark.slow
+def test_real_suite_on_a_fixture_clone(tmp_path, monkeypatch):
+    from eclip_core.data.builders import build_covid_manifest
+    from eval.report_gen.real_suite import RealSuiteConfig, run_real_suite
+
+    monkeypatch.setenv("RAG_REPORT_HOME", str(tmp_path / "home"))
+    manifest = build_covid_manifest(_clone(tmp_path / "clone"), tmp_path / "covid.csv")
+    cfg = RealSuiteConfig(
+        manifest=str(manifest), towers=["lite0_frozen", "bundle"], n_boot=50, out_dir=str(tmp_path / "out")
+    )
+    result = run_real_suite(cfg)
+    frozen, bundle = result["runs"]
+    covid = frozen["probe_cv_all"]["COVID-19 vs other"]
+    assert covid["n"] == 80 and covid["patients"] == 40 and 0.0 <= covid["auroc"] <= 1.0
+    assert "retrieval_heldout" not in frozen  # a frozen backbone has no text side
+    assert "not built" in bundle["not_run"]
+    md = (tmp_path / "out" / "real.md").read_text()
+    assert "EfficientNet-Lite0" in md and "CC BY 4.0: 80" in md
+    assert json.loads((tmp_path / "out" / "real.json").read_text())["data"]["patients"] == 40
+
+
+def test_real_suite_trains_and_scores_retrieval(tmp_path, monkeypatch):
+    from eclip_core.data.builders import build_covid_manifest
+    from eval.report_gen.real_suite import RealSuiteConfig, run_real_suite
+
+    monkeypatch.setenv("RAG_REPORT_HOME", str(tmp_path / "home"))
+    manifest = build_covid_manifest(_clone(tmp_path / "clone"), tmp_path / "covid.csv")
+    cfg = RealSuiteConfig(
+        manifest=str(manifest),
+        towers=["scratch_resnet"],
+        steps=2,
+        batch_size=4,
+        n_boot=50,
+        num_workers=0,
+        progress=False,
+        out_dir=str(tmp_path / "out"),
+    )
+    (run,) = run_real_suite(cfg)["runs"]
+    ret = run["retrieval_heldout"]
+    assert 0.0 <= ret["R@10"]["mean"] <= 1.0 and 0.0 < ret["chance@10"] <= 1.0
+    assert run["typicality_warning_rate"] is None or 0.0 <= run["typicality_warning_rate"] <= 1.0
