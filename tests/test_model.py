@@ -8,7 +8,8 @@ import torch
 
 from eclip_core.config import EClipConfig, TrainConfig
 from eclip_core.errors import CheckpointError, ConfigError
-from eclip_core.model import EClip, list_model_configs
+from eclip_core.model import EClip
+from eclip_core.model_configs import list_model_configs
 from eclip_core.patch_embed import PatchConv2d
 from eclip_core.transforms import ImageTransform, clahe
 
