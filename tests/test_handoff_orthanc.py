@@ -19,7 +19,7 @@ from io import BytesIO
 import pydicom
 import pytest
 
-from eval.bench.orthanc import OrthancServer, orthanc_binary
+from eval.bench.serving.orthanc import OrthancServer, orthanc_binary
 from rag_report.formats.sr import read_sr_content
 from rag_report.handoff.sources import DicomWebFilters, dicomweb_studies
 from rag_report.handoff.studies import study_key

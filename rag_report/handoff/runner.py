@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import multiprocessing
+import os
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -77,6 +78,9 @@ class BatchConfig:
     #: Processes that build and write the SR / FHIR / JSON outputs while drafting goes on (0: write in the
     #: drafting process, one study after another).
     writers: int = 1
+    #: Torch threads of the drafting process (None: the CPU cores left beside the writers, at least 1; threads
+    #: beyond the free cores spin-wait on each other and slow drafting down).
+    threads: int | None = None
 
     def validate(self) -> BatchConfig:
         if not self.out:
@@ -85,6 +89,8 @@ class BatchConfig:
             raise RagReportError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.writers < 0:
             raise RagReportError(f"writers must be >= 0, got {self.writers}")
+        if self.threads is not None and self.threads < 1:
+            raise RagReportError(f"threads must be >= 1, got {self.threads}")
         if self.send_dimse:
             parse_dimse(self.send_dimse)
         return self
@@ -192,6 +198,10 @@ class BatchRunner:
         self.out.mkdir(parents=True, exist_ok=True)
         bar = tqdm(total=len(studies), unit="study", desc="batch", disable=not self.progress, dynamic_ncols=True)
         self._pool = _writer_pool(self.config.writers) if studies else None
+        import torch
+
+        threads_before = torch.get_num_threads()
+        torch.set_num_threads(self.config.threads or max(1, (os.cpu_count() or 1) - self.config.writers))
         try:
             for start in range(0, len(studies), self.config.batch_size):
                 chunk = studies[start : start + self.config.batch_size]
@@ -203,6 +213,7 @@ class BatchRunner:
                 write_summary([r for r in rows if r.status != PENDING], summary_path)
             self._settle(self._pending)
         finally:
+            torch.set_num_threads(threads_before)
             bar.close()
             if self._pool is not None:
                 self._pool.shutdown(wait=True, cancel_futures=True)  # a write under way finishes (atomic)

@@ -113,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
         f"Command: `python -m eval.bench.serving.batch {' '.join(argv if argv is not None else sys.argv[1:])}`",
         "",
         f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads; load average before / after the folder run "
+        f"drafting on {max(1, (os.cpu_count() or 1) - 1)} torch thread(s) beside 1 writer process (the batch's "
+        f"defaults); load average before / after the folder run "
         f"{load_before[0]:.1f} / {os.getloadavg()[0]:.1f} (other work shared the cores). "
         f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
         f"Pipeline: {pipeline_name}, mode "
@@ -128,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         *_stage_table(result, list_ms, wall),
         "",
     ]
+    _write_page(args.out, lines)  # each part's numbers are kept as soon as they are measured
     if args.unbatched:
         few = work / "few"
         shutil.copytree(work / "src", few, dirs_exist_ok=True, ignore=_keep_first(args.unbatched))
@@ -139,12 +141,17 @@ def main(argv: list[str] | None = None) -> int:
             f"{args.batch_size} {len(same.rows) / wall_same:.1f} studies/s (embed {_mean(same, 'embed'):.1f} ms per study).",
             "",
         ]
+        _write_page(args.out, lines)
     if args.pacs_studies:
         lines += _pacs_run(pipe, work, args)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text("\n".join(lines))
+        _write_page(args.out, lines)
     print("\n".join(lines))
     return 0
+
+
+def _write_page(path: str, lines: list[str]) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text("\n".join(lines) + "\n")
 
 
 def _mean(result, stage: str) -> float:
@@ -162,7 +169,7 @@ def _keep_first(n: int):
 
 
 def _pacs_run(pipe, work: Path, args) -> list[str]:
-    from eval.bench.orthanc import OrthancServer, orthanc_binary
+    from eval.bench.serving.orthanc import OrthancServer, orthanc_binary
 
     if orthanc_binary() is None:
         return ["## PACS", "", "Skipped: Orthanc with its DICOMweb plugin is not installed.", ""]
