@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from eclip_core.errors import ConfigError
+from eval.bench.page import write_page
 from eval.report_gen import real_metrics as rm
 
 log = logging.getLogger(__name__)
@@ -343,9 +344,8 @@ def run_real_suite(cfg: RealSuiteConfig) -> dict[str, Any]:
         "runs": runs,
     }
     Path(cfg.out_dir).mkdir(parents=True, exist_ok=True)
-    texts = {"json": json.dumps(result, indent=1), "md": render_markdown(result)}
-    for suffix, text in texts.items():
-        with atomic_path(Path(cfg.out_dir) / f"{cfg.name}.{suffix}") as tmp:
-            tmp.write_text(text)
+    with atomic_path(Path(cfg.out_dir) / f"{cfg.name}.json") as tmp:
+        tmp.write_text(json.dumps(result, indent=1))
+    write_page(Path(cfg.out_dir) / f"{cfg.name}.md", render_markdown(result), echo=False)
     result["outputs"] = {"json": f"{cfg.out_dir}/{cfg.name}.json", "markdown": f"{cfg.out_dir}/{cfg.name}.md"}
     return result

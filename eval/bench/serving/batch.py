@@ -20,6 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from eval.bench.page import write_page
+
 STAGES = ("fetch", "load", "embed", "retrieve", "generate", "write", "send")
 
 
@@ -150,8 +152,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _write_page(path: str, lines: list[str]) -> None:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text("\n".join(lines) + "\n")
+    write_page(path, lines, echo=False)
 
 
 def _mean(result, stage: str) -> float:
