@@ -10,7 +10,7 @@ naming the flag or field, the value and what is allowed.
 
 Field -> flag: ``--field-name`` (a nested dataclass's fields ``--<parent>-<field>``); ``bool`` gives ``--x`` /
 ``--no-x``, ``X | None`` takes the word ``none``, ``list[X]`` / ``tuple[X, ...]`` one or more values. The help
-is the comment above the field (``#:`` or ``#``) or after it on its line. Field metadata, e.g.
+is the ``#:`` comment above the field. Field metadata, e.g.
 ``field(default="a", metadata=cli(choices=MODES))``: see :func:`cli`.
 
 >>> from dataclasses import dataclass, field
@@ -59,44 +59,37 @@ NONE_WORDS = ("none", "null")
 _NAMES = {"int": "an integer", "float": "a number", "string": "text", "bool": "true or false", "path": "a path"}
 
 
-def cli(
-    *,
-    help: str | None = None,
-    choices: Sequence[Any] | None = None,
-    flags: str | Sequence[str] | None = None,
-    none: Sequence[str] | None = None,
-    metavar: str | None = None,
-    append: bool | None = None,
-    prefix: str | None = None,
-    shorthand: str | None = None,
-    hidden: bool = False,
-) -> dict[str, Any]:
-    """Field metadata for the command line (only what is given): ``choices``, ``help`` (instead of the
-    comment), ``flags`` (instead of ``--field-name``), ``none`` (the words meaning None), ``metavar``,
-    ``append`` (a list flag given once per value), ``prefix`` (of a nested dataclass's flags), ``shorthand``
-    (a file's plain value for a nested dataclass sets this field of it), ``hidden`` (no flag).
+#: What :func:`cli` takes.
+CLI_KEYS = ("help", "choices", "flags", "none", "metavar", "append", "prefix", "shorthand", "hidden")
+
+
+def cli(**meta: Any) -> dict[str, Any]:
+    """Field metadata for the command line: ``choices``, ``help`` (instead of the comment), ``flags`` (instead
+    of ``--field-name``), ``none`` (the words meaning None), ``metavar``, ``append`` (a list flag given once per
+    value), ``prefix`` (of a nested dataclass's flags), ``shorthand`` (a file's plain value for a nested
+    dataclass sets this field of it), ``hidden=True`` (no flag).
 
     >>> cli(choices=("a", "b"), flags="--alpha")
     {'choices': ('a', 'b'), 'flags': ('--alpha',)}
     """
-    flags = (flags,) if isinstance(flags, str) else flags
-    given = dict(help=help, choices=choices, flags=flags, none=none, metavar=metavar, append=append)
-    given.update(prefix=prefix, shorthand=shorthand, cli=False if hidden else None)
-    return {k: tuple(v) if k in ("choices", "flags", "none") else v for k, v in given.items() if v is not None}
+    if set(meta) - set(CLI_KEYS):
+        raise TypeError(f"cli() takes {', '.join(CLI_KEYS)}; got {', '.join(sorted(set(meta) - set(CLI_KEYS)))}")
+    if isinstance(meta.get("flags"), str):
+        meta["flags"] = (meta["flags"],)
+    return {k: tuple(v) if k in ("choices", "flags", "none") else v for k, v in meta.items()}
 
 
 @dataclasses.dataclass(frozen=True)
 class FieldSpec:
     """One init field of the dataclass ``owner`` at ``path`` below a config class: its type without None
-    (``hint``), a list's or tuple's items (``element``; ``length`` N for ``tuple[X, Y]``, 0 for any), the words
-    meaning None (an optional field), the field's metadata, help and default."""
+    (``hint``), a list's or tuple's items (``element``), the words meaning None (an optional field), the
+    field's metadata, help and default."""
 
     owner: type
     path: tuple[str, ...]
     hint: Any
     element: Any
     container: type | None
-    length: int
     none_words: tuple[str, ...]
     meta: Mapping[str, Any]
     help: str
@@ -116,31 +109,26 @@ def field_specs(cls: type, path: tuple[str, ...] = ()) -> list[FieldSpec]:
         hint = next(a for a in args if a is not type(None)) if optional else hints[f.name]
         origin, inner = typing.get_origin(hint), [a for a in typing.get_args(hint) if a is not Ellipsis]
         container = tuple if origin is tuple else list if origin in (list, Sequence) else None
-        length = len(inner) if container is tuple and Ellipsis not in typing.get_args(hint) else 0
         default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
         none = tuple(f.metadata.get("none", NONE_WORDS)) if optional else ()
         help_text = f.metadata.get("help") or comments.get(f.name, "")
         element = inner[0] if container else hint
-        out.append(FieldSpec(cls, (*path, f.name), hint, element, container, length, none, f.metadata, help_text,
+        out.append(FieldSpec(cls, (*path, f.name), hint, element, container, none, f.metadata, help_text,
                              None if default is dataclasses.MISSING else default))  # fmt: skip
     return out
 
 
 # ------------------------------------------------------------------------------ checking values
 def _before(spec: FieldSpec, value: Any) -> Any:
-    """A value as pydantic should see it: none words -> None, one value -> a list of it, a dataclass ->
-    its fields, a shorthand -> a mapping."""
+    """A value as pydantic should see it: none words -> None, one value -> a list of it, a shorthand -> a
+    mapping."""
     if isinstance(value, str) and value.strip().lower() in spec.none_words:
         return None
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: getattr(value, f.name) for f in dataclasses.fields(value) if f.init}
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
     if spec.nested and "shorthand" in spec.meta and value is not None and not isinstance(value, Mapping):
         return {spec.meta["shorthand"]: value}
-    if spec.container and value is not None:
-        value = list(value) if isinstance(value, (list, tuple)) else [value]
-        if spec.length and len(value) != spec.length:
-            raise ValueError(f"{_show(value)} has {len(value)} value(s); give exactly {spec.length}")
-    return value
+    return [value] if spec.container and not isinstance(value, (list, tuple, type(None))) else value
 
 
 def _after(spec: FieldSpec, value: Any) -> Any:
@@ -176,14 +164,18 @@ def schema(cls: type) -> pydantic.TypeAdapter:
 
 
 def check(cls: type, data: Any, where: Callable[[tuple[str, ...]], str]) -> dict[str, Any]:
-    """``data`` (a mapping of ``cls``'s fields, or a ``cls``) with typed values; a ConfigError naming
-    ``where(field path)`` for an unknown field or a bad value."""
-    if dataclasses.is_dataclass(data) and not isinstance(data, type):
-        data = {f.name: getattr(data, f.name) for f in dataclasses.fields(data) if f.init}
+    """``data`` (a mapping of ``cls``'s fields) with typed values; a ConfigError naming ``where(field path)``
+    for an unknown field or a bad value."""
     try:
         return schema(cls).validate_python(data)
     except pydantic.ValidationError as exc:
         raise ConfigError(_message(cls, exc, where)) from None
+
+
+def check_fields(obj: Any) -> None:
+    """The dataclass ``obj``'s fields (nested ones too) against their types and choices, as a file's are: a
+    ConfigError naming the field, the value and what is allowed (for a ``validate()`` method)."""
+    check(type(obj), dataclasses.asdict(obj), _in(type(obj).__name__))
 
 
 def _message(cls: type, exc: pydantic.ValidationError, where: Callable[[tuple[str, ...]], str]) -> str:
@@ -192,8 +184,7 @@ def _message(cls: type, exc: pydantic.ValidationError, where: Callable[[tuple[st
     if error["type"] == "extra_forbidden":
         owner = cls
         for name in path[:-1]:
-            owner = typing.get_type_hints(owner)[name]
-            owner = next(a for a in (*typing.get_args(owner), owner) if dataclasses.is_dataclass(a))
+            owner = next(s.nested for s in field_specs(owner) if s.path[-1] == name)
         known = [s.path[-1] for s in field_specs(owner)]
         unknown = [
             e["loc"][-1] for e in exc.errors() if e["type"] == error["type"] and e["loc"][:-1] == error["loc"][:-1]
@@ -308,27 +299,20 @@ def deep_update(base: dict, update: Mapping) -> dict:
 # ------------------------------------------------------------------------------------------- help
 @functools.cache
 def field_comments(cls: type) -> dict[str, str]:
-    """Field name -> the comment lines just above it (``#:`` or ``#``), or the comment after it on its line;
-    base classes' fields included. A lone ``# Few words.`` heads a group of fields and is no field's help."""
+    """Field name -> the ``#:`` comment lines just above it (base classes' fields included)."""
     out: dict[str, str] = {}
     for klass in [k for k in reversed(cls.__mro__[:-1]) if dataclasses.is_dataclass(k)]:
         try:
-            lines = textwrap.dedent(inspect.getsource(klass)).splitlines()
+            lines, pending = textwrap.dedent(inspect.getsource(klass)).splitlines(), []
         except (OSError, TypeError):
             continue
-        names, pending = {f.name for f in dataclasses.fields(klass)}, []
         for line in lines[1:]:
-            text, indent = line.strip(), len(line) - len(line.lstrip())
-            name = re.match(r"(\w+)\s*:", text)
-            if indent == 4 and text.startswith("#"):
-                pending.append(text)
+            if line.strip().startswith("#:"):
+                pending.append(line.strip()[2:].strip())
                 continue
-            if indent == 4 and name and name.group(1) in names:
-                if len(pending) == 1 and not pending[0].startswith("#:") and pending[0].endswith("."):
-                    pending = [] if len(pending[0].split()) <= 5 else pending  # "# Runtime." heads a group
-                comment = " ".join(c for c in (re.sub(r"^#:?\s?", "", p).strip() for p in pending) if c)
-                if comment or "  # " in text:
-                    out[name.group(1)] = comment or text.partition("  # ")[2].strip()
+            name = re.match(r" {4}(\w+)\s*:", line)
+            if name and pending:
+                out[name.group(1)] = " ".join(p for p in pending if p)
             pending = []
     return out
 
@@ -400,7 +384,7 @@ class ConfigParser(argparse.ArgumentParser):
         )
 
     def _add_fields(self, cls: type, path: tuple[str, ...], prefix: str, group, options: tuple) -> None:
-        specs = [s for s in field_specs(cls, path) if s.meta.get("cli", True)]
+        specs = [s for s in field_specs(cls, path) if not s.meta.get("hidden")]
         specs.sort(key=lambda s: s.path[-1] not in vars(cls).get("__annotations__", {}))  # inherited fields last
         for spec in [s for s in specs if not s.nested]:
             dotted = ".".join(spec.path)
@@ -424,7 +408,7 @@ class ConfigParser(argparse.ArgumentParser):
         else:
             kwargs["metavar"] = _metavar(spec)
             if spec.container:
-                kwargs.update({"action": "append"} if spec.meta.get("append") else {"nargs": spec.length or "+"})
+                kwargs.update({"action": "append"} if spec.meta.get("append") else {"nargs": "+"})
         self._flags[dest] = _Flag(names, [(root, spec)], group.add_argument(*names, **kwargs))
 
     @staticmethod

@@ -26,8 +26,7 @@ from pathlib import Path
 
 from eclip_core.cli_config import ConfigParser
 from eclip_core.errors import EClipError
-from eclip_core.runtime import setup_offline
-from rag_report.cli_io import error_json, stdout_to_stderr
+from rag_report.cli_io import error_json, start_command, stdout_to_stderr
 from rag_report.retrieval.image_views import CLASSIFIER_VIEWS
 
 #: Flags every command accepts, before or after the command name.
@@ -289,35 +288,17 @@ def _split_globals(argv: list[str]) -> tuple[set[str], list[str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    setup_offline()
     argv = list(sys.argv[1:] if argv is None else argv)
-    from eclip_core.chatter import install_log_filters, quiet_libraries
-
     flags, rest = _split_globals(argv)
-    quiet = "--quiet" in flags or (bool(rest) and rest[0] not in ("train", "serve") and "--quiet" in rest)
-    if quiet:
-        quiet_libraries()  # before the libraries load: some read their switches at import
-    install_log_filters()
-    from eclip_core.cpu_memory import keep_freed_memory
-
-    keep_freed_memory()  # a whole-process command: reuse freed tensor memory instead of page-faulting it anew
-    # train / serve forward all their flags to their own parsers.
-    if rest and rest[0] == "train":
+    if rest[:1] == ["train"]:  # train / serve forward all their flags to their own parsers
         from rag_report.cli_train import main as train_main
 
         return train_main(rest[1:], quiet="--quiet" in flags, verbose=bool(flags & {"-v", "--verbose"}))
-    if rest and rest[0] == "serve":
+    verbose = bool({"-v", "--verbose"} & set(argv))
+    start_command(quiet="--quiet" in argv, level=logging.INFO if verbose else logging.WARNING)
+    if rest[:1] == ["serve"]:
         return cmd_serve(rest[1:] + (["--quiet"] if "--quiet" in flags and "--quiet" not in rest else []))
-    try:
-        args = build_parser().parse_args(argv)
-    except EClipError as exc:  # a flag's value its config field does not accept (ConfigError)
-        print(f"error: {exc}", file=sys.stderr)
-        if "--json" in argv:
-            sys.stdout.write(error_json(exc) + "\n")
-        return 2
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
-    )
+    args = build_parser().parse_args(argv)  # values are checked when the command builds its config
     as_json = bool(getattr(args, "json", False))
     try:
         with stdout_to_stderr():

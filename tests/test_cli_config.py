@@ -33,10 +33,12 @@ class Outer:
     name: str = "x"
     floor: float | None = None
     fast: bool = False
-    ratio: float = 0.5  # share of something
+    #: share of
+    #: something
+    ratio: float = 0.5
     seeds: list[int] = field(default_factory=lambda: [0, 1])
-    pair: tuple[float, float] = (0.0, 1.0)
-    # How to pick (none: no picking).
+    pair: tuple[float, ...] = (0.0, 1.0)
+    # A plain comment is no help.
     pick: str | None = field(default="kmeans", metadata=cli(choices=("kmeans", "mmr")))
     limit: int | None = field(default=None, metadata=cli(none=("none", "all")))
     path: str | None = field(default=None, metadata=cli(flags=("--where", "-w")))
@@ -175,7 +177,7 @@ def test_yaml_words_are_words(tmp_path):
         ("inner:\n  sise: 2\n", r"c.yaml: inner: unknown Inner field\(s\) 'sise' \(did you mean 'size'\?\)"),
         ("inner:\n  kind: z\n", r"c.yaml: inner.kind: 'z' is not one of a, b"),
         ("seeds: [1, x]\n", r"c.yaml: seeds: 'x' is not an integer"),
-        ("pair: [1]\n", r"c.yaml: pair: \[1\] has 1 value\(s\); give exactly 2"),
+        ("pair: [1, a]\n", r"c.yaml: pair: 'a' is not a number"),
         ("fast: maybe\n", r"c.yaml: fast: 'maybe' is not true or false"),
         ("name: [yes]\n", r"c.yaml: name: \['yes'\] is not text"),
         ("- 1\n", r"c.yaml must hold a mapping"),
@@ -197,7 +199,8 @@ def test_missing_config_file(tmp_path):
 def test_help_comes_from_comments_and_metadata(capsys):
     text = " ".join(_parser().format_help().split())
     assert "Name of the run. (default: x)" in text
-    assert "share of something" in text  # a comment after the field on its line
+    assert "share of something (default: 0.5)" in text  # #: lines joined
+    assert "plain comment" not in text
     assert "Size of the inner thing." in text and "{a,b}" in text and "{kmeans,mmr,none}" in text
     assert "--where PATH, -w PATH" not in text and "--where TEXT, -w TEXT" in text
     assert "--fast, --no-fast" in text and "--secret" not in text

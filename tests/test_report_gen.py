@@ -257,7 +257,7 @@ def test_bad_config_is_a_clear_error():
     from eclip_core.errors import ConfigError
     from eval.report_gen import ReportGenConfig
 
-    with pytest.raises(ConfigError, match="unknown system"):
+    with pytest.raises(ConfigError, match=r"ReportGenConfig: systems: 'gpt' is not one of random, label_oracle"):
         ReportGenConfig(systems=["eclip_top1", "gpt"]).validate()
     assert ReportGenConfig(quick=True, limit=500).validate().limit == 100
 

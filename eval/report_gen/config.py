@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from eclip_core.cli_config import cli
+from eclip_core.cli_config import check_fields, cli
 from eclip_core.errors import ConfigError
 from rag_report.pipeline import PipelineConfig
 
@@ -95,14 +95,10 @@ class ReportGenConfig:
     command: str = field(default="", metadata=cli(hidden=True))
 
     def validate(self) -> ReportGenConfig:
-        unknown = [s for s in self.systems if s not in SYSTEMS]
-        if unknown:
-            raise ConfigError(f"unknown system(s) {unknown}; choose from {list(SYSTEMS)}")
+        check_fields(self)  # types and choices: systems, split, full_systems, the pipeline's
         if not self.systems:
             raise ConfigError("no systems selected; choose from " + ", ".join(SYSTEMS))
         self.systems = [s for s in SYSTEMS if s in self.systems]  # table order
-        if self.split not in ("train", "val", "test"):
-            raise ConfigError(f"split must be train, val or test, got {self.split!r}")
         for name in ("limit", "llm_limit", "free_limit"):
             value = getattr(self, name)
             if value is not None and value < 1:
@@ -110,15 +106,10 @@ class ReportGenConfig:
         pipe = self.pipeline
         if pipe.k < 1 or pipe.candidates < pipe.k:
             raise ConfigError(f"need 1 <= k <= candidates, got k={pipe.k}, candidates={pipe.candidates}")
-        if pipe.diversify not in (None, "kmeans", "mmr"):
-            raise ConfigError(f"diversify must be kmeans, mmr or none, got {pipe.diversify!r}")
         try:
             pipe.validate()
         except Exception as exc:  # RagReportError: the same message as a config error here
             raise ConfigError(str(exc)) from exc
-        unknown_full = [s for s in self.full_systems if s not in LLM_SYSTEMS]
-        if unknown_full:
-            raise ConfigError(f"full_systems must be LLM systems {LLM_SYSTEMS}, got {unknown_full}")
         if self.quick:
             self.limit = min(self.limit or QUICK_MAX_STUDIES, QUICK_MAX_STUDIES)
             self.llm_limit = min(self.llm_limit or QUICK_LLM_STUDIES, self.limit)
