@@ -102,17 +102,18 @@ class FieldSpec:
 
 def field_specs(cls: type, path: tuple[str, ...] = ()) -> list[FieldSpec]:
     """Every init field of ``cls`` (not descending into nested dataclasses)."""
-    hints, comments, out = typing.get_type_hints(cls), field_comments(cls), []
+    hints, comments, out = typing.get_type_hints(cls, include_extras=True), field_comments(cls), []
     for f in [f for f in dataclasses.fields(cls) if f.init]:
         args = typing.get_args(hints[f.name])
         optional = typing.get_origin(hints[f.name]) in (typing.Union, types.UnionType) and type(None) in args
         hint = next(a for a in args if a is not type(None)) if optional else hints[f.name]
-        origin, inner = typing.get_origin(hint), [a for a in typing.get_args(hint) if a is not Ellipsis]
+        plain = typing.get_args(hint)[0] if typing.get_origin(hint) is Annotated else hint  # bounds: pydantic's
+        origin, inner = typing.get_origin(plain), [a for a in typing.get_args(plain) if a is not Ellipsis]
         container = tuple if origin is tuple else list if origin in (list, Sequence) else None
         default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
         none = tuple(f.metadata.get("none", NONE_WORDS)) if optional else ()
         help_text = f.metadata.get("help") or comments.get(f.name, "")
-        element = inner[0] if container else hint
+        element = inner[0] if container else plain
         out.append(FieldSpec(cls, (*path, f.name), hint, element, container, none, f.metadata, help_text,
                              None if default is dataclasses.MISSING else default))  # fmt: skip
     return out
@@ -199,8 +200,10 @@ def _message(cls: type, exc: pydantic.ValidationError, where: Callable[[tuple[st
         text = f"none is not allowed here (give {_NAMES.get(kind, 'a value')})"
     elif kind == "dict":
         text = f"expected a mapping of fields, got {type(error['input']).__name__}"
-    else:
-        text = f"{_show(error['input'])} is not {_NAMES.get(kind, 'valid')}"
+    elif kind in _NAMES:
+        text = f"{_show(error['input'])} is not {_NAMES[kind]}"
+    else:  # a bound (greater_than, ...): pydantic's words
+        text = f"{_show(error['input'])}: {error['msg'][0].lower()}{error['msg'][1:]}"
     return f"{where(path)}: {text}"
 
 

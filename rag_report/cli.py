@@ -43,28 +43,16 @@ def _add_pipeline_flags(p: ConfigParser) -> None:
     p.add_config_option(help="JSON or YAML file of PipelineConfig fields; flags given override it")
 
 
-def _pipeline_config(parser: ConfigParser, args: argparse.Namespace):
-    from rag_report.pipeline import PipelineConfig
-
-    return parser.config(args, PipelineConfig)
-
-
 def cmd_build_default(args: argparse.Namespace) -> str:
     from rag_report.bundle import DefaultBundleConfig, default_bundle
 
     cfg = DefaultBundleConfig()
     cfg.train.steps = args.steps or cfg.train.steps
     bundle = default_bundle(cfg, build=True, progress=not args.quiet)
+    paths = {"root": bundle.root, "eclip_checkpoint": bundle.eclip_dir, "index": bundle.index_dir}
+    paths["manifest"] = bundle.manifest_path
     if args.json:
-        return json.dumps(
-            {
-                "root": str(bundle.root),
-                "eclip_checkpoint": str(bundle.eclip_dir),
-                "index": str(bundle.index_dir),
-                "manifest": str(bundle.manifest_path),
-            },
-            indent=2,
-        )
+        return json.dumps({k: str(v) for k, v in paths.items()}, indent=2)
     return (
         f"default bundle ready: {bundle.root}\n  eCLIP checkpoint: {bundle.eclip_dir}\n"
         f"  index: {bundle.index_dir}\n  manifest: {bundle.manifest_path}"
@@ -72,9 +60,9 @@ def cmd_build_default(args: argparse.Namespace) -> str:
 
 
 def cmd_generate(args: argparse.Namespace) -> str:
-    from rag_report.pipeline import ReportPipeline, read_image
+    from rag_report.pipeline import PipelineConfig, ReportPipeline, read_image
 
-    config = _pipeline_config(args.config_parser, args)  # a bad flag or file fails before anything loads
+    config = args.config_parser.config(args, PipelineConfig)  # a bad flag or file fails before anything loads
     image = args.image
     if args.example or image is None:
         from rag_report.bundle import default_bundle

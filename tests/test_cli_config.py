@@ -585,3 +585,20 @@ def test_default_bundle_settings_come_from_train_config_and_keep_their_keys():
     where = DefaultBundleConfig()
     where.train.output_dir, where.train.progress = "/elsewhere", False  # ...but not where or how visibly it runs
     assert where.key() == "d73766bd81f1"
+
+
+def test_bounds_and_choices_are_checked_for_flags_files_and_validate(tmp_path):
+    from eclip_core.config import EClipConfig, TrainConfig
+    from eclip_core.train import config_from_args
+
+    with pytest.raises(ConfigError, match=r"^--lr \(TrainConfig.lr\): '-1': input should be greater than 0$"):
+        config_from_args(["--lr", "-1"])
+    path = tmp_path / "t.yaml"
+    path.write_text("model:\n  clahe_p: 1.5\n")
+    with pytest.raises(ConfigError, match=r"t.yaml: model.clahe_p: 1.5: input should be less than or equal to 1"):
+        config_from_args(["--config", str(path)])
+    with pytest.raises(ConfigError, match=r"^TrainConfig: batch_size: 1: input should be greater than or equal to 2"):
+        TrainConfig(batch_size=1).validate()
+    with pytest.raises(ConfigError, match=r"^EClipConfig: heatmap_norm: 'max' is not one of sample, batch$"):
+        EClipConfig(heatmap_norm="max").validate()
+    assert TrainConfig(output_dir=tmp_path, p_peak=1).validate().output_dir == tmp_path  # a path is text
