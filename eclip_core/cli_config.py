@@ -11,7 +11,8 @@ naming the flag or field, the value and what is allowed.
 Field -> flag: ``--field-name`` (a nested dataclass's fields ``--<parent>-<field>``); ``bool`` gives ``--x`` /
 ``--no-x``, ``X | None`` takes the word ``none``, ``list[X]`` / ``tuple[X, ...]`` one or more values. The help
 is the ``#:`` comment above the field. Field metadata, e.g.
-``field(default="a", metadata=cli(choices=MODES))``: see :func:`cli`.
+``field(default="a", metadata=cli(choices=MODES))``: see :func:`cli`; bounds are pydantic's, in the type
+(``lr: Annotated[float, pydantic.Field(gt=0)]``).
 
 >>> from dataclasses import dataclass, field
 >>> @dataclass
@@ -174,8 +175,8 @@ def check(cls: type, data: Any, where: Callable[[tuple[str, ...]], str]) -> dict
 
 
 def check_fields(obj: Any) -> None:
-    """The dataclass ``obj``'s fields (nested ones too) against their types and choices, as a file's are: a
-    ConfigError naming the field, the value and what is allowed (for a ``validate()`` method)."""
+    """The dataclass ``obj``'s fields (nested ones too) against their types, choices and bounds, as a file's
+    are: a ConfigError naming the field, the value and what is allowed (for a ``validate()`` method)."""
     check(type(obj), dataclasses.asdict(obj), _in(type(obj).__name__))
 
 
