@@ -4,13 +4,15 @@ A front end makes a :class:`ConfigParser` (an ``argparse.ArgumentParser``), adds
 become flags (:meth:`~ConfigParser.add_dataclass`, nested dataclasses included) and ``--config FILE``
 (:meth:`~ConfigParser.add_config_option`), parses, and asks for the config (:meth:`~ConfigParser.config`):
 the dataclass's defaults < the caller's ``defaults`` < the JSON/YAML file < the flags < the caller's
-``overrides``, then the dataclass's ``validate()``. Every bad value is a :class:`~eclip_core.errors.ConfigError`
+``overrides``, then the dataclass's ``validate()``. Each source is checked by pydantic against a ``TypedDict``
+of the dataclass's fields (:func:`schema`); every bad value is a :class:`~eclip_core.errors.ConfigError`
 naming the flag or field, the value and what is allowed.
 
 Field -> flag: ``--field-name`` (a nested dataclass's fields ``--<parent>-<field>``); ``bool`` gives ``--x`` /
 ``--no-x``, ``X | None`` takes the word ``none``, ``list[X]`` / ``tuple[X, ...]`` one or more values. The help
-is the comment above the field (``#:`` or ``#``) or after it on its line. Field metadata, e.g.
-``field(default="a", metadata=cli(choices=MODES))``: see :func:`cli`.
+is the ``#:`` comment above the field. Field metadata, e.g.
+``field(default="a", metadata=cli(choices=MODES))``: see :func:`cli`; bounds are pydantic's, in the type
+(``lr: Annotated[float, pydantic.Field(gt=0)]``).
 
 >>> from dataclasses import dataclass, field
 >>> @dataclass
@@ -23,7 +25,7 @@ is the comment above the field (``#:`` or ``#``) or after it on its line. Field 
 >>> parser.add_dataclass(Demo)
 >>> parser.config(parser.parse_args(["--k", "3", "--fast", "--floor", "none"]), Demo)
 Demo(k=3, mode='a', floor=None, fast=True)
->>> parser.parse_args(["--mode", "c"])
+>>> parser.config(parser.parse_args(["--mode", "c"]), Demo)
 Traceback (most recent call last):
 ...
 eclip_core.errors.ConfigError: --mode (Demo.mode): 'c' is not one of a, b
@@ -42,101 +44,168 @@ import re
 import textwrap
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import pydantic
+import typing_extensions
+import yaml
 
 from eclip_core.errors import ConfigError, EClipError
 
 #: Words that mean None for an ``X | None`` field (case-insensitive) unless its metadata says otherwise.
 NONE_WORDS = ("none", "null")
-_NAMES = {int: "an integer", float: "a number", str: "text", bool: "true or false", Path: "a path"}
-_YAML_BOOLS = {True: ("on", "yes", "true", "y"), False: ("off", "no", "false", "n")}
+#: What a pydantic error's type (its first word) asked for.
+_NAMES = {"int": "an integer", "float": "a number", "string": "text", "bool": "true or false", "path": "a path"}
 
 
-def cli(
-    *,
-    help: str | None = None,
-    choices: Sequence[Any] | None = None,
-    flags: str | Sequence[str] | None = None,
-    none: Sequence[str] | None = None,
-    metavar: str | None = None,
-    append: bool | None = None,
-    prefix: str | None = None,
-    shorthand: str | None = None,
-    hidden: bool = False,
-) -> dict[str, Any]:
-    """Field metadata for the command line (only what is given): ``choices``, ``help`` (instead of the
-    comment), ``flags`` (instead of ``--field-name``), ``none`` (the words meaning None), ``metavar``,
-    ``append`` (a list flag given once per value), ``prefix`` (of a nested dataclass's flags), ``shorthand``
-    (a file's plain value for a nested dataclass sets this field of it), ``hidden`` (no flag).
+#: What :func:`cli` takes.
+CLI_KEYS = ("help", "choices", "flags", "none", "metavar", "append", "prefix", "shorthand", "hidden")
+
+
+def cli(**meta: Any) -> dict[str, Any]:
+    """Field metadata for the command line: ``choices``, ``help`` (instead of the comment), ``flags`` (instead
+    of ``--field-name``), ``none`` (the words meaning None), ``metavar``, ``append`` (a list flag given once per
+    value), ``prefix`` (of a nested dataclass's flags), ``shorthand`` (a file's plain value for a nested
+    dataclass sets this field of it), ``hidden=True`` (no flag).
 
     >>> cli(choices=("a", "b"), flags="--alpha")
     {'choices': ('a', 'b'), 'flags': ('--alpha',)}
     """
-    flags = (flags,) if isinstance(flags, str) else flags
-    given = dict(help=help, choices=choices, flags=flags, none=none, metavar=metavar, append=append)
-    given.update(prefix=prefix, shorthand=shorthand, cli=False if hidden else None)
-    return {k: tuple(v) if k in ("choices", "flags", "none") else v for k, v in given.items() if v is not None}
+    if set(meta) - set(CLI_KEYS):
+        raise TypeError(f"cli() takes {', '.join(CLI_KEYS)}; got {', '.join(sorted(set(meta) - set(CLI_KEYS)))}")
+    if isinstance(meta.get("flags"), str):
+        meta["flags"] = (meta["flags"],)
+    return {k: tuple(v) if k in ("choices", "flags", "none") else v for k, v in meta.items()}
 
 
 @dataclasses.dataclass(frozen=True)
 class FieldSpec:
-    """One dataclass field seen from the command line: its place (``path`` below the config class ``root``),
-    its type (``element``; a list's or tuple's items, with ``length`` N for ``tuple[X, Y]``, 0 for any), the
-    words meaning None (an optional field), choices, help and default."""
+    """One init field of the dataclass ``owner`` at ``path`` below a config class: its type without None
+    (``hint``), a list's or tuple's items (``element``), the words meaning None (an optional field), the
+    field's metadata, help and default."""
 
-    root: type
-    path: tuple[str, ...]
     owner: type
+    path: tuple[str, ...]
+    hint: Any
     element: Any
     container: type | None
-    length: int
     none_words: tuple[str, ...]
-    default: Any
     meta: Mapping[str, Any]
     help: str
+    default: Any
 
-    name = property(lambda self: self.path[-1])
-    dotted = property(lambda self: ".".join(self.path))
-    label = property(lambda self: f"{self.owner.__name__}.{self.name}")
-    choices = property(lambda self: self.meta.get("choices"))
-    nested = property(lambda self: self.element if dataclasses.is_dataclass(self.element) else None)
+    @property
+    def nested(self) -> type | None:
+        return self.hint if dataclasses.is_dataclass(self.hint) else None
 
-    def coerce(self, value: Any, where: str, *, check_choices: bool = True) -> Any:
-        """``value`` (a flag's text, a file's value or a typed one) as this field's type, else a ConfigError."""
-        if value is None or (isinstance(value, str) and value.strip().lower() in self.none_words):
-            if self.none_words:
-                return None
-            raise ConfigError(f"{where}: none is not allowed here (give {_NAMES.get(self.element, 'a value')})")
-        if self.container:
-            value = list(value) if isinstance(value, (list, tuple)) else [value]
-            if self.length and len(value) != self.length:
-                raise ConfigError(f"{where}: {_show(value)} has {len(value)} value(s); give exactly {self.length}")
-        elif isinstance(value, bool) and self.element is str:  # YAML reads unquoted off / yes as booleans
-            meant = [c for c in self.choices or () if str(c).lower() in _YAML_BOOLS[value]]
-            if len(meant) != 1:
-                raise ConfigError(f"{where}: {value!r} is not text (YAML reads unquoted on / off / yes / no as "
-                                  "true or false: quote the value)")  # fmt: skip
-            value = meant[0]
-        try:
-            items = _adapter(list[self.element] if self.container else self.element).validate_python(value)
-        except pydantic.ValidationError as exc:
-            raise ConfigError(
-                f"{where}: {_show(exc.errors()[0]['input'])} is not {_NAMES.get(self.element, 'valid')}"
-            ) from None
-        for item in items if self.container else [items]:
-            if check_choices and self.choices is not None and item not in self.choices:
-                extra = f"; or {self.none_words[0]}" if self.none_words else ""
-                raise ConfigError(f"{where}: {_show(item)} is not one of {', '.join(map(str, self.choices))}{extra}")
-        return tuple(items) if self.container is tuple else items
+
+def field_specs(cls: type, path: tuple[str, ...] = ()) -> list[FieldSpec]:
+    """Every init field of ``cls`` (not descending into nested dataclasses)."""
+    hints, comments, out = typing.get_type_hints(cls, include_extras=True), field_comments(cls), []
+    for f in [f for f in dataclasses.fields(cls) if f.init]:
+        args = typing.get_args(hints[f.name])
+        optional = typing.get_origin(hints[f.name]) in (typing.Union, types.UnionType) and type(None) in args
+        hint = next(a for a in args if a is not type(None)) if optional else hints[f.name]
+        plain = typing.get_args(hint)[0] if typing.get_origin(hint) is Annotated else hint  # bounds: pydantic's
+        origin, inner = typing.get_origin(plain), [a for a in typing.get_args(plain) if a is not Ellipsis]
+        container = tuple if origin is tuple else list if origin in (list, Sequence) else None
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        none = tuple(f.metadata.get("none", NONE_WORDS)) if optional else ()
+        help_text = f.metadata.get("help") or comments.get(f.name, "")
+        element = inner[0] if container else plain
+        out.append(FieldSpec(cls, (*path, f.name), hint, element, container, none, f.metadata, help_text,
+                             None if default is dataclasses.MISSING else default))  # fmt: skip
+    return out
+
+
+# ------------------------------------------------------------------------------ checking values
+def _before(spec: FieldSpec, value: Any) -> Any:
+    """A value as pydantic should see it: none words -> None, one value -> a list of it, a shorthand -> a
+    mapping."""
+    if isinstance(value, str) and value.strip().lower() in spec.none_words:
+        return None
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if spec.nested and "shorthand" in spec.meta and value is not None and not isinstance(value, Mapping):
+        return {spec.meta["shorthand"]: value}
+    return [value] if spec.container and not isinstance(value, (list, tuple, type(None))) else value
+
+
+def _after(spec: FieldSpec, value: Any) -> Any:
+    """The field's choices, checked for each value."""
+    choices = spec.meta.get("choices")
+    for item in [] if value is None or choices is None else value if spec.container else [value]:
+        if item not in choices:
+            extra = f"; or {spec.none_words[0]}" if spec.none_words else ""
+            raise ValueError(f"{_show(item)} is not one of {', '.join(map(str, choices))}{extra}")
+    return value
 
 
 @functools.cache
-def _adapter(hint: Any) -> pydantic.TypeAdapter:
-    return pydantic.TypeAdapter(hint, config=pydantic.ConfigDict(coerce_numbers_to_str=True))
+def _typed_dict(cls: type) -> Any:
+    """``cls``'s fields as a ``TypedDict`` (any may be left out; unknown keys refused), each with the checks above."""
+    fields = {}
+    for spec in field_specs(cls):
+        hint = _typed_dict(spec.nested) if spec.nested else spec.hint
+        fields[spec.path[-1]] = Annotated[
+            hint | None if spec.none_words else hint,
+            pydantic.BeforeValidator(functools.partial(_before, spec)),
+            pydantic.AfterValidator(functools.partial(_after, spec)),
+        ]
+    out = typing_extensions.TypedDict(cls.__name__, fields, total=False)  # type: ignore[operator]
+    out.__pydantic_config__ = pydantic.ConfigDict(extra="forbid", coerce_numbers_to_str=True)
+    return out
+
+
+@functools.cache
+def schema(cls: type) -> pydantic.TypeAdapter:
+    """The pydantic adapter that checks a mapping of ``cls``'s fields (nested mappings for nested dataclasses)."""
+    return pydantic.TypeAdapter(_typed_dict(cls))
+
+
+def check(cls: type, data: Any, where: Callable[[tuple[str, ...]], str]) -> dict[str, Any]:
+    """``data`` (a mapping of ``cls``'s fields) with typed values; a ConfigError naming ``where(field path)``
+    for an unknown field or a bad value."""
+    try:
+        return schema(cls).validate_python(data)
+    except pydantic.ValidationError as exc:
+        raise ConfigError(_message(cls, exc, where)) from None
+
+
+def check_fields(obj: Any) -> None:
+    """The dataclass ``obj``'s fields (nested ones too) against their types, choices and bounds, as a file's
+    are: a ConfigError naming the field, the value and what is allowed (for a ``validate()`` method)."""
+    check(type(obj), dataclasses.asdict(obj), _in(type(obj).__name__))
+
+
+def _message(cls: type, exc: pydantic.ValidationError, where: Callable[[tuple[str, ...]], str]) -> str:
+    error = exc.errors()[0]
+    path = tuple(p for p in error["loc"] if isinstance(p, str))
+    if error["type"] == "extra_forbidden":
+        owner = cls
+        for name in path[:-1]:
+            owner = next(s.nested for s in field_specs(owner) if s.path[-1] == name)
+        known = [s.path[-1] for s in field_specs(owner)]
+        unknown = [
+            e["loc"][-1] for e in exc.errors() if e["type"] == error["type"] and e["loc"][:-1] == error["loc"][:-1]
+        ]
+        hints = [f"{k!r}" + "".join(f" (did you mean {c!r}?)" for c in difflib.get_close_matches(str(k), known, 1))
+                 for k in unknown]  # fmt: skip
+        return f"{where(path[:-1])}: unknown {owner.__name__} field(s) {', '.join(hints)}; known: {', '.join(known)}"
+    kind = error["type"].split("_")[0]
+    if error["type"] == "value_error":
+        text = str(error["ctx"]["error"])
+    elif error["input"] is None:
+        text = f"none is not allowed here (give {_NAMES.get(kind, 'a value')})"
+    elif kind == "dict":
+        text = f"expected a mapping of fields, got {type(error['input']).__name__}"
+    elif kind in _NAMES:
+        text = f"{_show(error['input'])} is not {_NAMES[kind]}"
+    else:  # a bound (greater_than, ...): pydantic's words
+        text = f"{_show(error['input'])}: {error['msg'][0].lower()}{error['msg'][1:]}"
+    return f"{where(path)}: {text}"
 
 
 def _show(value: Any) -> str:
@@ -144,59 +213,14 @@ def _show(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def field_specs(cls: type, *, root: type | None = None, path: tuple[str, ...] = ()) -> list[FieldSpec]:
-    """Every init field of ``cls`` (not descending into nested dataclasses)."""
-    hints, comments, out = typing.get_type_hints(cls), field_comments(cls), []
-    for f in [f for f in dataclasses.fields(cls) if f.init]:
-        hint, meta = hints[f.name], f.metadata
-        optional = typing.get_origin(hint) in (typing.Union, types.UnionType) and type(None) in typing.get_args(hint)
-        base = next(a for a in typing.get_args(hint) if a is not type(None)) if optional else hint
-        origin, inner = typing.get_origin(base), [a for a in typing.get_args(base) if a is not Ellipsis]
-        container = tuple if origin is tuple else list if origin in (list, Sequence) else None
-        length = len(inner) if container is tuple and Ellipsis not in typing.get_args(base) else 0
-        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
-        default = None if default is dataclasses.MISSING else default
-        none_words = tuple(meta.get("none", NONE_WORDS)) if optional else ()
-        help_text = meta.get("help") or comments.get(f.name, "")
-        element = inner[0] if container else base
-        out.append(
-            FieldSpec(
-                root or cls, (*path, f.name), cls, element, container, length, none_words, default, meta, help_text
-            )
-        )
-    return out
-
-
 # ------------------------------------------------------------------------------ mappings and files
-def coerce_mapping(cls: type, data: Any, source: str, *, _path: tuple[str, ...] = ()) -> dict[str, Any]:
-    """``data`` (a file's mapping, a dataclass) checked against ``cls``: unknown fields and bad values are
-    ConfigErrors naming ``source`` and the field; nested dataclasses are mappings of their own."""
-    if dataclasses.is_dataclass(data) and not isinstance(data, type):
-        data = {f.name: getattr(data, f.name) for f in dataclasses.fields(data) if f.init}
-    where = f"{source}: {'.'.join(_path)}" if _path else source
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"{where}: expected a mapping of {cls.__name__} fields, got {type(data).__name__}")
-    specs = {spec.name: spec for spec in field_specs(cls, path=_path)}
-    unknown = [k for k in data if k not in specs]
-    if unknown:
-        hints = [f"{k!r}" + "".join(f" (did you mean {c!r}?)" for c in difflib.get_close_matches(str(k), specs, 1))
-                 for k in unknown]  # fmt: skip
-        raise ConfigError(f"{where}: unknown {cls.__name__} field(s) {', '.join(hints)}; known: {', '.join(specs)}")
-    out: dict[str, Any] = {}
-    for key, value in data.items():
-        spec = specs[key]
-        if spec.nested and value is not None:
-            if not isinstance(value, (Mapping, spec.nested)) and "shorthand" in spec.meta:
-                value = {spec.meta["shorthand"]: value}
-            out[key] = coerce_mapping(spec.nested, value, source, _path=spec.path)
-        else:
-            out[key] = spec.coerce(value, f"{source}: {spec.dotted}")
-    return out
+def _in(source: str) -> Callable[[tuple[str, ...]], str]:
+    return lambda path: f"{source}: {'.'.join(path)}" if path else source
 
 
 def instantiate(cls: type, data: Mapping[str, Any]) -> Any:
-    """``cls`` from a mapping :func:`coerce_mapping` checked (nested mappings become nested dataclasses)."""
-    nested = {spec.name: spec.nested for spec in field_specs(cls)}
+    """``cls`` from a mapping :func:`check` returned (nested mappings become nested dataclasses)."""
+    nested = {spec.path[-1]: spec.nested for spec in field_specs(cls)}
     return cls(**{k: instantiate(nested[k], v) if nested[k] and isinstance(v, Mapping) else v for k, v in data.items()})
 
 
@@ -226,21 +250,33 @@ def from_mapping(cls: type, data: Mapping[str, Any], source: str = "config") -> 
     ...
     eclip_core.errors.ConfigError: config: unknown Two field(s) 'm'; known: n
     """
-    return validated(instantiate(cls, coerce_mapping(cls, data, source)))
+    return validated(instantiate(cls, check(cls, data, _in(source))))
+
+
+class _Yaml(yaml.SafeLoader):
+    """YAML 1.2's booleans: only true / false; YAML 1.1's yes / no / on / off stay words (``label_boost: off``
+    is the mode; a bool field reads them as pydantic does)."""
+
+
+_Yaml.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Yaml.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
 
 
 def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
     """A JSON or YAML file's top-level mapping (ConfigError naming the file when it is missing, unreadable
     or not a mapping)."""
-    import yaml
-
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
     yaml_file = path.suffix.lower() in (".yaml", ".yml")
     try:
         text = path.read_text(encoding="utf-8")
-        data = yaml.safe_load(text) if yaml_file else json.loads(text)
+        data = yaml.load(text, Loader=_Yaml) if yaml_file else json.loads(text)  # noqa: S506 - a safe loader
     except (OSError, ValueError, yaml.YAMLError) as exc:
         raise ConfigError(f"config file {path} is not valid {'YAML' if yaml_file else 'JSON'}: {exc}") from exc
     if not isinstance(data, (dict, type(None))):
@@ -267,27 +303,20 @@ def deep_update(base: dict, update: Mapping) -> dict:
 # ------------------------------------------------------------------------------------------- help
 @functools.cache
 def field_comments(cls: type) -> dict[str, str]:
-    """Field name -> the comment lines just above it (``#:`` or ``#``), or the comment after it on its line;
-    base classes' fields included. A lone ``# Few words.`` heads a group of fields and is no field's help."""
+    """Field name -> the ``#:`` comment lines just above it (base classes' fields included)."""
     out: dict[str, str] = {}
     for klass in [k for k in reversed(cls.__mro__[:-1]) if dataclasses.is_dataclass(k)]:
         try:
-            lines = textwrap.dedent(inspect.getsource(klass)).splitlines()
+            lines, pending = textwrap.dedent(inspect.getsource(klass)).splitlines(), []
         except (OSError, TypeError):
             continue
-        names, pending = {f.name for f in dataclasses.fields(klass)}, []
         for line in lines[1:]:
-            text, indent = line.strip(), len(line) - len(line.lstrip())
-            name = re.match(r"(\w+)\s*:", text)
-            if indent == 4 and text.startswith("#"):
-                pending.append(text)
+            if line.strip().startswith("#:"):
+                pending.append(line.strip()[2:].strip())
                 continue
-            if indent == 4 and name and name.group(1) in names:
-                if len(pending) == 1 and not pending[0].startswith("#:") and pending[0].endswith("."):
-                    pending = [] if len(pending[0].split()) <= 5 else pending  # "# Runtime." heads a group
-                comment = " ".join(c for c in (re.sub(r"^#:?\s?", "", p).strip() for p in pending) if c)
-                if comment or "  # " in text:
-                    out[name.group(1)] = comment or text.partition("  # ")[2].strip()
+            name = re.match(r" {4}(\w+)\s*:", line)
+            if name and pending:
+                out[name.group(1)] = " ".join(p for p in pending if p)
             pending = []
     return out
 
@@ -301,7 +330,7 @@ def _show_default(value: Any) -> str:
 
 
 def _metavar(spec: FieldSpec) -> str:
-    words = [str(c) for c in spec.choices] if spec.choices is not None else []
+    words = [str(c) for c in spec.meta.get("choices") or ()]
     none = [spec.none_words[0]] if spec.none_words and spec.default is not None else []
     if "metavar" in spec.meta:
         return spec.meta["metavar"]
@@ -311,30 +340,25 @@ def _metavar(spec: FieldSpec) -> str:
 
 
 # ----------------------------------------------------------------------------------------- parser
-class _FlagValueError(Exception):
-    """A flag's value is not what its field accepts (raised inside argparse, re-raised as ConfigError)."""
-
-
 @dataclasses.dataclass
-class FlagBinding:
-    """One flag on the parser and the field(s) it sets (several when configs share it)."""
+class _Flag:
+    """One flag on the parser and the fields it sets (of several configs when they share it)."""
 
-    flags: tuple[str, ...]
-    targets: list[FieldSpec]
+    names: tuple[str, ...]
+    targets: list[tuple[type, FieldSpec]]  # (the config class added, the field)
     action: argparse.Action
 
 
 class ConfigParser(argparse.ArgumentParser):
     """An ``ArgumentParser`` that knows which of its flags set which dataclass fields.
 
-    Sub-parsers made with ``add_subparsers().add_parser`` are ConfigParsers too. A value a field does not
-    accept raises :class:`~eclip_core.errors.ConfigError` out of ``parse_args``; argparse's own errors (an
-    unknown flag) exit as usual.
+    Flags keep their text; :meth:`config` checks it (sub-parsers made with ``add_subparsers().add_parser``
+    are ConfigParsers too). argparse's own errors (an unknown flag) exit as usual.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._bindings: dict[str, FlagBinding] = {}  # by dest
+        self._flags: dict[str, _Flag] = {}  # by dest
         self._roots: list[type] = []
         self._config_dest: str | None = None
 
@@ -358,62 +382,55 @@ class ConfigParser(argparse.ArgumentParser):
         if cls in self._roots:
             raise ValueError(f"{cls.__name__} is already on this parser")
         self._roots.append(cls)
-        options = (dict(flags or {}), share, help_prefix, dict(shown_defaults or {}))
+        options = (cls, dict(flags or {}), share, help_prefix, dict(shown_defaults or {}))
         self._add_fields(
             cls, (), "", self.add_argument_group(title or f"{cls.__name__} (every flag is a field)"), options
         )
 
     def _add_fields(self, cls: type, path: tuple[str, ...], prefix: str, group, options: tuple) -> None:
-        specs = [s for s in field_specs(cls, root=self._roots[-1], path=path) if s.meta.get("cli", True)]
-        specs.sort(key=lambda s: s.name not in vars(cls).get("__annotations__", {}))  # inherited fields last
+        specs = [s for s in field_specs(cls, path) if not s.meta.get("hidden")]
+        specs.sort(key=lambda s: s.path[-1] not in vars(cls).get("__annotations__", {}))  # inherited fields last
         for spec in [s for s in specs if not s.nested]:
-            names = options[0].get(spec.dotted, spec.meta.get("flags")) or (
-                "--" + prefix + spec.name.replace("_", "-"),
-            )
-            self._add_flag(spec, (names,) if isinstance(names, str) else tuple(names), group, *options[1:])
+            dotted = ".".join(spec.path)
+            names = options[1].get(dotted, spec.meta.get("flags")) or ("--" + prefix + spec.path[-1].replace("_", "-"),)
+            self._add_flag(spec, (names,) if isinstance(names, str) else tuple(names), group, *options)
         for spec in [s for s in specs if s.nested]:
-            sub = spec.meta.get("prefix", prefix + spec.name.replace("_", "-") + "-")
-            title = f"{spec.nested.__name__} ({spec.root.__name__}.{spec.dotted})"
-            self._add_fields(spec.nested, spec.path, sub, self.add_argument_group(title), options)
+            sub = spec.meta.get("prefix", prefix + spec.path[-1].replace("_", "-") + "-")
+            title = f"{spec.hint.__name__} ({options[0].__name__}.{'.'.join(spec.path)})"
+            self._add_fields(spec.hint, spec.path, sub, self.add_argument_group(title), options)
 
-    def _add_flag(self, spec: FieldSpec, names, group, share: bool, help_prefix: str, shown: dict) -> None:
+    def _add_flag(self, spec: FieldSpec, names, group, root: type, _, share: bool, prefix: str, shown: dict) -> None:
         dest = names[0].lstrip("-").replace("-", "_")
-        if dest in self._bindings:
-            self._share(self._bindings[dest], spec, names, share)
+        if dest in self._flags:
+            self._share(self._flags[dest], root, spec, names, share)
             return
-        default = shown.get(spec.dotted, _show_default(spec.default))
+        default = shown.get(".".join(spec.path), _show_default(spec.default))
         text = f"{spec.help.strip()} (default: {default})" if spec.help.strip() else f"(default: {default})"
-        kwargs: dict[str, Any] = {
-            "dest": dest,
-            "default": argparse.SUPPRESS,
-            "help": help_prefix + text.replace("%", "%%"),
-        }
+        kwargs: dict[str, Any] = {"dest": dest, "default": argparse.SUPPRESS, "help": prefix + text.replace("%", "%%")}
         if spec.element is bool and not spec.container:
             kwargs["action"] = argparse.BooleanOptionalAction
         else:
-            kwargs.update(type=_flag_type(spec, names[0]), metavar=_metavar(spec))
+            kwargs["metavar"] = _metavar(spec)
             if spec.container:
-                kwargs.update({"action": "append"} if spec.meta.get("append") else {"nargs": spec.length or "+"})
-        self._bindings[dest] = FlagBinding(names, [spec], group.add_argument(*names, **kwargs))
+                kwargs.update({"action": "append"} if spec.meta.get("append") else {"nargs": "+"})
+        self._flags[dest] = _Flag(names, [(root, spec)], group.add_argument(*names, **kwargs))
 
     @staticmethod
-    def _share(binding: FlagBinding, spec: FieldSpec, names, share: bool) -> None:
-        same, action = binding.targets[0], binding.action
-        if not share or binding.flags[0] != names[0]:
-            raise ValueError(f"flag {names[0]} of {spec.label} is already taken by {same.label}")
-        if (same.element, same.container, same.length) != (spec.element, spec.container, spec.length):
-            raise ValueError(f"{spec.label} cannot share {names[0]} with {same.label}: their types differ")
-        binding.targets.append(spec)
-        choices = ", ".join(map(str, spec.choices or ()))
-        if same.choices != spec.choices and action.type is not None:
+    def _share(flag: _Flag, root: type, spec: FieldSpec, names, share: bool) -> None:
+        same, action = flag.targets[0][1], flag.action
+        if not share or flag.names[0] != names[0]:
+            raise ValueError(f"flag {names[0]} of {spec.owner.__name__} is already taken by {same.owner.__name__}")
+        flag.targets.append((root, spec))
+        mine, theirs = spec.meta.get("choices"), same.meta.get("choices")
+        if mine != theirs and action.metavar and action.metavar.startswith("{"):
             # Each config checks its own choices when it is built; the help lists them all.
-            action.type, action.metavar = _flag_type(same, names[0], check_choices=False), "NAME"
-            if len(binding.targets) == 2:
-                action.help = f"{action.help[:-1]}; one of: {', '.join(map(str, same.choices or ()))})"
-        also = f" Also {spec.label}"
+            action.metavar = "NAME"
+            if len(flag.targets) == 2:
+                action.help = f"{action.help[:-1]}; one of: {', '.join(map(str, theirs or ()))})"
+        also = f" Also {spec.owner.__name__}.{spec.path[-1]}"
         if spec.default != same.default:
             also += f" (default: {_show_default(spec.default)}" + (
-                f"; one of: {choices})" if same.choices != spec.choices else ")"
+                f"; one of: {', '.join(map(str, mine or ()))})" if mine != theirs else ")"
             )
         action.help = (action.help or "") + (also + ".").replace("%", "%%")
 
@@ -426,46 +443,35 @@ class ConfigParser(argparse.ArgumentParser):
             help=help or f"JSON or YAML file of {names} fields; flags given override it",
         )  # fmt: skip
 
-    def parse_known_args(self, args=None, namespace=None):  # noqa: ANN001 - argparse's signature
-        try:
-            return super().parse_known_args(args, namespace)
-        except _FlagValueError as exc:
-            raise ConfigError(str(exc)) from None
-
     def flags_of(self, cls: type) -> dict[str, tuple[str, ...]]:
         """Dotted field path of ``cls`` -> its flag names (fields without a flag are absent)."""
-        return {t.dotted: b.flags for b in self._bindings.values() for t in b.targets if t.root is cls}
+        return {".".join(s.path): f.names for f in self._flags.values() for root, s in f.targets if root is cls}
 
     def given(self, namespace: argparse.Namespace, cls: type) -> dict[str, Any]:
         """The flags given for ``cls``'s fields, as a nested mapping of typed values."""
         out: dict[str, Any] = {}
-        for dest, binding in self._bindings.items():
-            for spec in [t for t in binding.targets if t.root is cls and hasattr(namespace, dest)]:
+        where: dict[tuple[str, ...], str] = {}
+        for dest, flag in self._flags.items():
+            for spec in [s for root, s in flag.targets if root is cls and hasattr(namespace, dest)]:
                 node = out
                 for part in spec.path[:-1]:
                     node = node.setdefault(part, {})
-                node[spec.name] = spec.coerce(getattr(namespace, dest), f"{binding.flags[0]} ({spec.label})")
-        return out
-
-    def file_values(self, namespace: argparse.Namespace, cls: type, *others: type) -> dict[str, Any]:
-        """``cls``'s part of the ``--config`` file, checked; with ``others``, the file's keys are shared out
-        among ``cls`` and ``others`` by field name (the first class with the field takes it)."""
-        path = getattr(namespace, self._config_dest, None) if self._config_dest else None
-        if not path:
-            return {}
-        data, classes = read_config_file(path), (cls, *others)
-        fields = {k: c for c in reversed(classes) for k in (f.name for f in dataclasses.fields(c))}
-        unknown = [k for k in data if k not in fields]
-        if others and unknown:
-            raise ConfigError(
-                f"config file {path}: unknown field(s) {', '.join(map(repr, unknown))} "
-                f"(of {' / '.join(c.__name__ for c in classes)}); known: {', '.join(sorted(fields))}"
-            )
-        return coerce_mapping(cls, {k: v for k, v in data.items() if fields.get(k, cls) is cls}, f"config file {path}")
+                node[spec.path[-1]] = getattr(namespace, dest)
+                where[spec.path] = f"{flag.names[0]} ({spec.owner.__name__}.{spec.path[-1]})"
+        return check(cls, out, lambda path: where.get(path, self.prog))
 
     def values(self, namespace: argparse.Namespace, cls: type, *others: type) -> dict[str, Any]:
-        """File then flags for ``cls``, merged (what the user set; no defaults)."""
-        return deep_update(self.file_values(namespace, cls, *others), self.given(namespace, cls))
+        """The ``--config`` file then the flags for ``cls``, merged and typed (what the user set; no
+        defaults). With ``others``, one file holds the fields of them all, each class taking its own."""
+        path = getattr(namespace, self._config_dest, None) if self._config_dest else None
+        data, classes = (read_config_file(path) if path else {}), (cls, *others)
+        owners = {f.name: c for c in reversed(classes) for f in dataclasses.fields(c)}
+        if others and any(k not in owners for k in data):
+            unknown = ", ".join(repr(k) for k in data if k not in owners)
+            raise ConfigError(f"config file {path}: unknown field(s) {unknown} "
+                              f"(of {' / '.join(c.__name__ for c in classes)}); known: {', '.join(sorted(owners))}")  # fmt: skip
+        mine = check(cls, {k: v for k, v in data.items() if owners.get(k, cls) is cls}, _in(f"config file {path}"))
+        return deep_update(mine, self.given(namespace, cls))
 
     def config(
         self,
@@ -479,21 +485,7 @@ class ConfigParser(argparse.ArgumentParser):
         """The validated ``cls``: its defaults < ``defaults`` < the ``--config`` file < flags < ``overrides``."""
         if cls not in self._roots:
             raise ValueError(f"{cls.__name__} was not added to this parser")
-        data = coerce_mapping(cls, defaults or {}, f"{self.prog} defaults")
+        data = check(cls, defaults or {}, _in(f"{self.prog} defaults"))
         deep_update(data, self.values(namespace, cls, *file_shared_with))
-        deep_update(data, coerce_mapping(cls, overrides or {}, self.prog))
+        deep_update(data, check(cls, overrides or {}, _in(self.prog)))
         return validated(instantiate(cls, data))
-
-
-def _flag_type(spec: FieldSpec, flag: str, check_choices: bool = True):
-    """argparse's ``type=``: one value's text -> the field's element type, checked."""
-    one = dataclasses.replace(spec, container=None, length=0)
-
-    def parse(text: str) -> Any:
-        try:
-            return one.coerce(text, f"{flag} ({spec.label})", check_choices=check_choices)
-        except ConfigError as exc:
-            raise _FlagValueError(str(exc)) from None
-
-    parse.__name__ = getattr(spec.element, "__name__", "value")
-    return parse

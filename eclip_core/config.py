@@ -28,9 +28,11 @@ import dataclasses
 import math
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
-from eclip_core.cli_config import cli, deep_update, from_mapping, read_config_file
+import pydantic
+
+from eclip_core.cli_config import check_fields, cli, deep_update, from_mapping, read_config_file
 from eclip_core.errors import ConfigError
 
 METHODS = ("clip", "eclip", "naive", "mask", "random")
@@ -38,6 +40,10 @@ PROCESSOR_VARIANTS = ("mha", "mask", "random")
 HEATMAP_NORMS = ("sample", "batch")
 WEIGHT_FORMATS = ("auto", "timm", "torchvision", "open_clip", "efficientnet_pytorch")
 MIXED_PRECISION = ("no", "fp16", "bf16")
+#: Bounded numbers: pydantic checks the bounds (``validate()``, config files and flags alike).
+Positive = Annotated[float, pydantic.Field(gt=0)]
+NonNegative = Annotated[float, pydantic.Field(ge=0)]
+Fraction = Annotated[float, pydantic.Field(ge=0, le=1)]
 
 
 @dataclass
@@ -62,38 +68,36 @@ class EClipConfig:
     image_weights: str | None = None
     #: Key names of image_weights: auto (from the keys), timm, torchvision, open_clip, efficientnet_pytorch.
     image_weights_format: str = field(default="auto", metadata={"choices": WEIGHT_FORMATS})
-    # Override the model config's image size (pixels, square); None keeps it.
+    #: Override the model config's image size (pixels, square); None keeps it.
     image_size: int | None = None
-    # Freeze the text tower except its projection (much faster on a CPU with a pretrained text tower).
+    #: Freeze the text tower except its projection (much faster on a CPU with a pretrained text tower).
     lock_text: bool = False
-    # Heatmap processor (spec: patch conv 16 -> 256-d, 8-head MHA, transposed conv back).
+    #: Heatmap processor (spec: patch conv 16 -> 256-d, 8-head MHA, transposed conv back).
     processor_variant: str = field(default="mha", metadata={"choices": PROCESSOR_VARIANTS})
     processor_dim: int = 256
     processor_heads: int = 8
     processor_patch: int = 16
-    # Heatmap scaling: divide by the per-sample max (sane) or by the batch max (reference code).
+    #: Heatmap scaling: divide by the per-sample max (sane) or by the batch max (reference code).
     heatmap_norm: str = field(default="sample", metadata={"choices": HEATMAP_NORMS})
     #: Image pipeline: grey [0,1] -> (x - mean) / std -> 3 channels. Mean; none: what the image weights expect (0.58 for a tower from scratch).
     image_mean: float | None = None
     #: Input normalisation std; none: what the image weights expect (0.26 for a tower from scratch).
-    image_std: float | None = None
+    image_std: Positive | None = None
     crop_scale_min: float = 0.5
     crop_scale_max: float = 1.0
-    clahe_p: float = 0.3
+    clahe_p: Fraction = 0.3
     clahe_clip_limit: float = 2.0
     clahe_tiles: int = 8
-    # Temperature tau = 1 / logit_scale: initial value and clamp range.
+    #: Temperature tau = 1 / logit_scale: initial value and clamp range.
     temperature_init: float = 0.07
     temperature_min: float = 0.01
     temperature_max: float = 2.0
-    # A linear head from the image embedding to the 14 CheXpert observations (trained by
-    # TrainConfig.label_loss_weight; not part of the paper's model).
+    #: A linear head from the image embedding to the 14 CheXpert observations (trained by
+    #: TrainConfig.label_loss_weight; not part of the paper's model).
     label_head: bool = False
 
     def validate(self) -> EClipConfig:
-        _check_choice("processor_variant", self.processor_variant, PROCESSOR_VARIANTS)
-        _check_choice("heatmap_norm", self.heatmap_norm, HEATMAP_NORMS)
-        _check_choice("image_weights_format", self.image_weights_format, WEIGHT_FORMATS)
+        check_fields(self)  # types, choices and bounds
         if not 0 < self.crop_scale_min <= self.crop_scale_max <= 1:
             raise ConfigError(
                 f"crop scale must satisfy 0 < crop_scale_min <= crop_scale_max <= 1, got "
@@ -113,8 +117,6 @@ class EClipConfig:
             raise ConfigError(
                 f"processor_dim {self.processor_dim} must be divisible by processor_heads {self.processor_heads}"
             )
-        if (self.image_std is not None and self.image_std <= 0) or not 0 <= self.clahe_p <= 1:
-            raise ConfigError(f"image_std must be > 0 and clahe_p in [0, 1], got {self.image_std}, {self.clahe_p}")
         return self
 
     @property
@@ -137,49 +139,49 @@ class TrainConfig:
     manifest: str = ""
     output_dir: str = "runs/eclip"
     method: str = field(default="eclip", metadata={"choices": METHODS})
-    # The model (a config file may give just its name: ``model: eclip-small``).
+    #: The model (a config file may give just its name: ``model: eclip-small``).
     model: EClipConfig = field(default_factory=EClipConfig, metadata={"shorthand": "name"})
     split: str = "train"
     # Schedule and optimiser (step-based).
-    steps: int = 1000
-    batch_size: int = 32
-    # Expert batch size; None = batch_size // 2 (spec: B/2 mixed expert pairs appended).
-    expert_batch_size: int | None = None
-    lr: float = 1e-4
+    steps: Annotated[int, pydantic.Field(ge=1)] = 1000
+    batch_size: Annotated[int, pydantic.Field(ge=2)] = 32
+    #: Expert batch size; None = batch_size // 2 (spec: B/2 mixed expert pairs appended).
+    expert_batch_size: Annotated[int, pydantic.Field(ge=1)] | None = None
+    lr: Positive = 1e-4
     weight_decay: float = 1e-3
     beta1: float = 0.9
     beta2: float = 0.98
     eps: float = 1e-6
-    warmup_frac: float = 0.1
-    grad_clip: float = 1.0
+    warmup_frac: Fraction = 0.1
+    grad_clip: NonNegative = 1.0
     processor_lr_mult: float = 2.0
     # eCLIP objective.
-    mixup_alpha: float = 0.3
-    priming_weight: float = 0.1
-    # Label-aware terms (not in the paper; 0 = the paper's objective, computed exactly as without them).
-    # Auxiliary multi-label loss on report-derived labels through the model's label head, added to L_clip
-    # with this weight:
-    label_loss_weight: float = 0.0
-    # Soft contrastive targets: (1 - w) one-hot + w softmax(label cosine / T), so that reports with the same
-    # findings are not pushed apart as negatives (MedCLIP's semantic matching idea).
-    soft_target_weight: float = 0.0
-    soft_target_temperature: float = 0.1
-    # Curriculum: cold start until cold_frac*T, rise p_start -> p_peak until warm_end_frac*T,
-    # fall p_peak -> p_floor until cool_end_frac*T, then stay at p_floor.
+    mixup_alpha: Positive = 0.3
+    priming_weight: Fraction = 0.1
+    #: Label-aware terms (not in the paper; 0 = the paper's objective, computed exactly as without them).
+    #: Auxiliary multi-label loss on report-derived labels through the model's label head, added to L_clip
+    #: with this weight:
+    label_loss_weight: NonNegative = 0.0
+    #: Soft contrastive targets: (1 - w) one-hot + w softmax(label cosine / T), so that reports with the same
+    #: findings are not pushed apart as negatives (MedCLIP's semantic matching idea).
+    soft_target_weight: Fraction = 0.0
+    soft_target_temperature: Positive = 0.1
+    #: Curriculum: cold start until cold_frac*T, rise p_start -> p_peak until warm_end_frac*T,
+    #: fall p_peak -> p_floor until cool_end_frac*T, then stay at p_floor.
     cold_frac: float = 0.1
     warm_end_frac: float = 0.4
     cool_end_frac: float = 0.8
-    p_start: float = 0.05
-    p_peak: float = 0.5
-    p_floor: float = 0.1
+    p_start: Fraction = 0.05
+    p_peak: Fraction = 0.5
+    p_floor: Fraction = 0.1
     # Runtime.
     seed: int = 42
     mixed_precision: str = field(default="no", metadata={"choices": MIXED_PRECISION})
     cpu: bool = False
     num_workers: int = 0
-    # Expert heatmaps built from fixations are kept in memory (per data-loader process) up to this size.
+    #: Expert heatmaps built from fixations are kept in memory (per data-loader process) up to this size.
     heatmap_cache_mb: float = 1024.0
-    # With a locked Hugging Face text tower, encode each report's frozen tower once and reuse it (exact).
+    #: With a locked Hugging Face text tower, encode each report's frozen tower once and reuse it (exact).
     cache_text_features: bool = True
     #: Folder where those features persist between runs (None: this run only). A caller's cache setting, no
     #: flag: `rag-report train` and the default bundle use $RAG_REPORT_HOME/text_features.
@@ -188,37 +190,18 @@ class TrainConfig:
     resume: bool = False
     log_every: int = 10
     progress: bool = True
-    # Bad manifest rows: decode every image before training (drop unreadable rows) and whether a bad
-    # row is fatal instead of skipped with one warning.
+    #: Bad manifest rows: decode every image before training (drop unreadable rows) and whether a bad
+    #: row is fatal instead of skipped with one warning.
     validate_images: bool = True
     fail_on_bad_rows: bool = False
 
     def validate(self) -> TrainConfig:
-        _check_choice("method", self.method, METHODS)
-        _check_choice("mixed_precision", self.mixed_precision, MIXED_PRECISION)
-        if self.steps < 1 or self.batch_size < 2:
-            raise ConfigError(
-                f"need steps >= 1 and batch_size >= 2, got steps={self.steps}, batch_size={self.batch_size}"
-            )
-        if self.expert_batch_size is not None and self.expert_batch_size < 1:
-            raise ConfigError(f"expert_batch_size must be >= 1 or null, got {self.expert_batch_size}")
+        check_fields(self)  # types, choices and bounds, the model's too
         if not 0 <= self.cold_frac <= self.warm_end_frac <= self.cool_end_frac <= 1:
             raise ConfigError(
                 "curriculum fractions must satisfy 0 <= cold_frac <= warm_end_frac <= cool_end_frac <= 1, got "
                 f"{self.cold_frac}, {self.warm_end_frac}, {self.cool_end_frac}"
             )
-        for name in ("p_start", "p_peak", "p_floor", "priming_weight", "warmup_frac"):
-            if not 0 <= getattr(self, name) <= 1:
-                raise ConfigError(f"{name} must be in [0, 1], got {getattr(self, name)}")
-        if self.label_loss_weight < 0 or not 0 <= self.soft_target_weight <= 1 or self.soft_target_temperature <= 0:
-            raise ConfigError(
-                "need label_loss_weight >= 0, soft_target_weight in [0, 1] and soft_target_temperature > 0, got "
-                f"{self.label_loss_weight}, {self.soft_target_weight}, {self.soft_target_temperature}"
-            )
-        if self.mixup_alpha <= 0:
-            raise ConfigError(f"mixup_alpha must be > 0, got {self.mixup_alpha}")
-        if self.lr <= 0 or self.grad_clip < 0:
-            raise ConfigError(f"lr must be > 0 and grad_clip >= 0, got {self.lr}, {self.grad_clip}")
         self.model.validate()
         return self
 
@@ -255,8 +238,3 @@ class TrainConfig:
         data = cfg.to_dict()
         deep_update(data, overrides)
         return cls.from_dict(data)
-
-
-def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ConfigError(f"{name} must be one of {choices}, got {value!r}")

@@ -20,6 +20,7 @@ Outputs in ``output_dir``: ``model/`` (final weights + config.json + train_confi
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import json
@@ -402,16 +403,25 @@ def config_from_args(
     return parser.config(args, TrainConfig, defaults=base)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(
+    argv: list[str] | None = None,
+    *,
+    parser: ConfigParser | None = None,
+    defaults: dict[str, Any] | None = None,
+    around: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+) -> int:
+    """Train from the command line; prints one JSON summary line on stdout (rank 0). ``parser``, ``defaults``
+    (:func:`config_from_args`) and ``around`` (a context the run happens in) are a front end's."""
     setup_offline()
     argv = list(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(
+    logging.basicConfig(  # a no-op where the front end set up logging already
         level=logging.DEBUG if ("-v" in argv or "--verbose" in argv) else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
-        cfg = config_from_args(argv)
-        result = train(cfg)
+        cfg = config_from_args(argv, parser=parser, defaults=defaults)  # --help goes to stdout
+        with around():
+            result = train(cfg)
     except EClipError as exc:  # bad config, manifest or checkpoint, a full disk: one line, no traceback
         logging.getLogger("eclip_core.train").error("%s", exc)
         return 2

@@ -26,8 +26,7 @@ from pathlib import Path
 
 from eclip_core.cli_config import ConfigParser
 from eclip_core.errors import EClipError
-from eclip_core.runtime import setup_offline
-from rag_report.cli_io import error_json, stdout_to_stderr
+from rag_report.cli_io import error_json, start_command, stdout_to_stderr
 from rag_report.retrieval.image_views import CLASSIFIER_VIEWS
 
 #: Flags every command accepts, before or after the command name.
@@ -44,28 +43,16 @@ def _add_pipeline_flags(p: ConfigParser) -> None:
     p.add_config_option(help="JSON or YAML file of PipelineConfig fields; flags given override it")
 
 
-def _pipeline_config(parser: ConfigParser, args: argparse.Namespace):
-    from rag_report.pipeline import PipelineConfig
-
-    return parser.config(args, PipelineConfig)
-
-
 def cmd_build_default(args: argparse.Namespace) -> str:
     from rag_report.bundle import DefaultBundleConfig, default_bundle
 
     cfg = DefaultBundleConfig()
     cfg.train.steps = args.steps or cfg.train.steps
     bundle = default_bundle(cfg, build=True, progress=not args.quiet)
+    paths = {"root": bundle.root, "eclip_checkpoint": bundle.eclip_dir, "index": bundle.index_dir}
+    paths["manifest"] = bundle.manifest_path
     if args.json:
-        return json.dumps(
-            {
-                "root": str(bundle.root),
-                "eclip_checkpoint": str(bundle.eclip_dir),
-                "index": str(bundle.index_dir),
-                "manifest": str(bundle.manifest_path),
-            },
-            indent=2,
-        )
+        return json.dumps({k: str(v) for k, v in paths.items()}, indent=2)
     return (
         f"default bundle ready: {bundle.root}\n  eCLIP checkpoint: {bundle.eclip_dir}\n"
         f"  index: {bundle.index_dir}\n  manifest: {bundle.manifest_path}"
@@ -73,9 +60,9 @@ def cmd_build_default(args: argparse.Namespace) -> str:
 
 
 def cmd_generate(args: argparse.Namespace) -> str:
-    from rag_report.pipeline import ReportPipeline, read_image
+    from rag_report.pipeline import PipelineConfig, ReportPipeline, read_image
 
-    config = _pipeline_config(args.config_parser, args)  # a bad flag or file fails before anything loads
+    config = args.config_parser.config(args, PipelineConfig)  # a bad flag or file fails before anything loads
     image = args.image
     if args.example or image is None:
         from rag_report.bundle import default_bundle
@@ -289,35 +276,17 @@ def _split_globals(argv: list[str]) -> tuple[set[str], list[str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    setup_offline()
     argv = list(sys.argv[1:] if argv is None else argv)
-    from eclip_core.chatter import install_log_filters, quiet_libraries
-
     flags, rest = _split_globals(argv)
-    quiet = "--quiet" in flags or (bool(rest) and rest[0] not in ("train", "serve") and "--quiet" in rest)
-    if quiet:
-        quiet_libraries()  # before the libraries load: some read their switches at import
-    install_log_filters()
-    from eclip_core.cpu_memory import keep_freed_memory
-
-    keep_freed_memory()  # a whole-process command: reuse freed tensor memory instead of page-faulting it anew
-    # train / serve forward all their flags to their own parsers.
-    if rest and rest[0] == "train":
+    if rest[:1] == ["train"]:  # train / serve forward all their flags to their own parsers
         from rag_report.cli_train import main as train_main
 
         return train_main(rest[1:], quiet="--quiet" in flags, verbose=bool(flags & {"-v", "--verbose"}))
-    if rest and rest[0] == "serve":
+    verbose = bool({"-v", "--verbose"} & set(argv))
+    start_command(quiet="--quiet" in argv, level=logging.INFO if verbose else logging.WARNING)
+    if rest[:1] == ["serve"]:
         return cmd_serve(rest[1:] + (["--quiet"] if "--quiet" in flags and "--quiet" not in rest else []))
-    try:
-        args = build_parser().parse_args(argv)
-    except EClipError as exc:  # a flag's value its config field does not accept (ConfigError)
-        print(f"error: {exc}", file=sys.stderr)
-        if "--json" in argv:
-            sys.stdout.write(error_json(exc) + "\n")
-        return 2
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
-    )
+    args = build_parser().parse_args(argv)  # values are checked when the command builds its config
     as_json = bool(getattr(args, "json", False))
     try:
         with stdout_to_stderr():

@@ -17,10 +17,29 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import sys
 from collections.abc import Iterator
 from typing import Any
+
+from eclip_core.chatter import install_log_filters, quiet_libraries
+from eclip_core.cpu_memory import keep_freed_memory
+from eclip_core.runtime import setup_offline
+
+
+def start_command(
+    *, quiet: bool = False, level: int = logging.WARNING, log_format: str = "%(levelname)s %(name)s: %(message)s"
+) -> None:
+    """What every command line does before its work: the offline environment, library chatter off with
+    ``quiet`` (before the libraries load: some read their switches at import), the log filters and format,
+    and freed memory kept for reuse instead of page-faulted anew (a whole-process command)."""
+    setup_offline()
+    if quiet:
+        quiet_libraries()
+    install_log_filters()
+    logging.basicConfig(level=level, format=log_format)
+    keep_freed_memory()
 
 
 def _fileno(stream: Any) -> int | None:

@@ -18,13 +18,11 @@ True
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
 import logging
-import os
-import sys
-from pathlib import Path
 from typing import Any
+
+from rag_report.cli_io import start_command, stdout_to_stderr
+from rag_report.paths import text_feature_dir
 
 PROG = "rag-report train"
 
@@ -91,38 +89,13 @@ def train_parser(cpu: bool):
 
 def main(argv: list[str], *, quiet: bool = False, verbose: bool = False) -> int:
     """Run `rag-report train ARGV`; prints one JSON summary line on stdout (rank 0), like eclip_core.train."""
-    from eclip_core.runtime import setup_offline
-
-    setup_offline()
-    from eclip_core.chatter import install_log_filters, quiet_libraries
-    from eclip_core.errors import EClipError
-    from rag_report.cli_io import stdout_to_stderr
-    from rag_report.paths import text_feature_dir
-
     quiet = quiet or "--quiet" in argv
     verbose = verbose or "-v" in argv or "--verbose" in argv
     argv = [a for a in argv if a != "--quiet"] + (["--no-progress"] if quiet else [])
-    if quiet:
-        quiet_libraries()
-    install_log_filters()
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    from eclip_core.train import config_from_args, train
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    start_command(quiet=quiet, level=level, log_format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from eclip_core.train import main as train_main  # torch: after the switches above
 
     cpu = runs_on_cpu(argv)
     defaults = {**train_defaults(argv, cpu), "text_feature_cache_dir": str(text_feature_dir())}
-    try:
-        cfg = config_from_args(argv, parser=train_parser(cpu), defaults=defaults)
-        with stdout_to_stderr():
-            result = train(cfg)
-    except EClipError as exc:
-        logging.getLogger("rag_report.train").error("%s", exc)
-        return 2
-    if int(os.environ.get("RANK", "0")) == 0:  # one summary line, not one per process
-        summary = {
-            k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(result).items() if k != "losses"
-        }
-        sys.stdout.write(json.dumps(summary) + "\n")
-    return 0
+    return train_main(argv, parser=train_parser(cpu), defaults=defaults, around=stdout_to_stderr)

@@ -257,15 +257,15 @@ def test_bad_config_is_a_clear_error():
     from eclip_core.errors import ConfigError
     from eval.report_gen import ReportGenConfig
 
-    with pytest.raises(ConfigError, match="unknown system"):
+    with pytest.raises(ConfigError, match=r"ReportGenConfig: systems: 'gpt' is not one of random, label_oracle"):
         ReportGenConfig(systems=["eclip_top1", "gpt"]).validate()
     assert ReportGenConfig(quick=True, limit=500).validate().limit == 100
 
 
 def test_cli_parses_every_flag():
-    from eval.report_gen.cli import build_parser
+    from eval.report_gen.cli import configs_from_args
 
-    args = build_parser().parse_args(
+    _, cfg = configs_from_args(
         [
             "--quick",
             "--manifest",
@@ -283,8 +283,8 @@ def test_cli_parses_every_flag():
             "all",
         ]
     )
-    assert args.quick and args.manifest == "m.csv" and args.llm == "x.gguf" and args.llm_limit is None
-    assert args.systems == ["random", "oracle"]
+    assert cfg.quick and cfg.manifest == "m.csv" and cfg.pipeline.llm_path == "x.gguf"
+    assert cfg.llm_limit == 15 and cfg.systems == ["random", "oracle"]  # --quick caps "all" at 15
 
 
 def test_label_matched_diagnostic_prefers_same_labels():

@@ -6,40 +6,43 @@ Every flag is a field of :class:`ReportGenConfig` (report suite; its ``pipeline`
 :class:`TowerSuiteConfig` or :class:`RealSuiteConfig` (eclip_core.cli_config). Flags the suites have in common (``--manifest``,
 ``--seeds``, ``--variants``, ``--out-dir``, ...) set the field of whichever suite runs. ``--config FILE`` reads
 the chosen suite's config from JSON or YAML first. Nothing reaches the network
-(:func:`eclip_core.runtime.setup_offline` runs first).
+(:func:`rag_report.cli_io.start_command` runs first).
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 import shlex
 import sys
 
 from eclip_core.cli_config import ConfigParser
 from eclip_core.errors import ConfigError
-from eclip_core.runtime import OFFLINE_ENV, setup_offline  # noqa: F401  (OFFLINE_ENV: kept importable here)
 from eval.report_gen.config import QUICK_FREE_STUDIES, QUICK_LLM_STUDIES, ReportGenConfig
+from eval.report_gen.embedding_variants import EmbeddingSuiteConfig
+from eval.report_gen.real_suite import RealSuiteConfig
+from eval.report_gen.tower_variants import TowerSuiteConfig
+from rag_report.cli_io import start_command
 
 #: Without --quick and without a limit of their own, the LLM rows run on this many studies (free mode on fewer).
 FULL_LLM_STUDIES = 20
 FULL_FREE_STUDIES = 5
-
-
-def _suite_classes():
-    from eval.report_gen.embedding_suite import EmbeddingSuiteConfig
-    from eval.report_gen.tower_suite import TowerSuiteConfig
-
-    return EmbeddingSuiteConfig, TowerSuiteConfig
-
-
-def _real_suite_class():
-    from eval.report_gen.real_suite import RealSuiteConfig
-
-    return RealSuiteConfig
+_TRAIN = {"batch_size": "--train-batch-size", "lr": "--train-lr"}
+#: --suite -> its config, the flags its fields take where not --field-name, and "module:function" (of
+#: eval.report_gen) that runs it. The suites' flags of one name are one flag, setting the chosen suite's field.
+SUITES = {
+    "report": (ReportGenConfig, {}, "run:run_report_gen"),
+    "embedding": (
+        EmbeddingSuiteConfig,
+        {**_TRAIN, "model": "--model-config", "k": "--label-precision-k"},
+        "embedding_suite:run_embedding_suite",
+    ),
+    "tower": (TowerSuiteConfig, _TRAIN, "tower_suite:run_tower_suite"),
+    "real": (RealSuiteConfig, {**_TRAIN, "steps": "--train-steps"}, "real_suite:run_real_suite"),
+}
 
 
 def build_parser() -> ConfigParser:
-    EmbeddingSuiteConfig, TowerSuiteConfig = _suite_classes()
     p = ConfigParser(
         prog="python -m eval.report_gen",
         description="Benchmark report drafting (random / CLIP / eCLIP / LLM / oracle) on one split, or the "
@@ -47,7 +50,7 @@ def build_parser() -> ConfigParser:
     )
     p.add_argument(
         "--suite",
-        choices=("report", "embedding", "tower", "real"),
+        choices=tuple(SUITES),
         default="report",
         help="report: the drafting systems side by side; embedding: eCLIP vs CLIP and the ablation "
         "ladder; tower: which image tower learns most in the default's training budget (val split); real: image towers on "
@@ -65,32 +68,9 @@ def build_parser() -> ConfigParser:
             "free_limit": f"{FULL_FREE_STUDIES}; --quick: {QUICK_FREE_STUDIES}",
         },
     )
-    p.add_dataclass(
-        EmbeddingSuiteConfig,
-        title="embedding suite (EmbeddingSuiteConfig; --suite embedding)",
-        share=True,
-        help_prefix="embedding suite: ",
-        flags={
-            "model": "--model-config",
-            "batch_size": "--train-batch-size",
-            "lr": "--train-lr",
-            "k": "--label-precision-k",
-        },
-    )
-    p.add_dataclass(
-        TowerSuiteConfig,
-        title="tower suite (TowerSuiteConfig; --suite tower)",
-        share=True,
-        help_prefix="tower suite: ",
-        flags={"batch_size": "--train-batch-size", "lr": "--train-lr"},
-    )
-    p.add_dataclass(
-        _real_suite_class(),
-        title="real suite (RealSuiteConfig; --suite real)",
-        share=True,
-        help_prefix="real suite: ",
-        flags={"batch_size": "--train-batch-size", "lr": "--train-lr", "steps": "--train-steps"},
-    )
+    for suite, (cls, flags, _) in list(SUITES.items())[1:]:
+        title, prefix = f"{suite} suite ({cls.__name__}; --suite {suite})", f"{suite} suite: "
+        p.add_dataclass(cls, title=title, share=True, help_prefix=prefix, flags=flags)
     return p
 
 
@@ -107,40 +87,19 @@ def configs_from_args(argv: list[str], parser: ConfigParser | None = None):
             "free_limit": QUICK_FREE_STUDIES if quick else FULL_FREE_STUDIES,
         }
         return args.suite, parser.config(args, ReportGenConfig, defaults=defaults, overrides=overrides)
-    EmbeddingSuiteConfig, TowerSuiteConfig = _suite_classes()
-    suites = {"embedding": EmbeddingSuiteConfig, "tower": TowerSuiteConfig, "real": _real_suite_class()}
-    cls = suites[args.suite]
-    return args.suite, parser.config(args, cls, overrides=overrides)
+    return args.suite, parser.config(args, SUITES[args.suite][0], overrides=overrides)
 
 
 def main(argv: list[str] | None = None) -> int:
-    setup_offline()
+    start_command(level=logging.INFO, log_format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     try:
         suite, cfg = configs_from_args(argv, parser)
     except ConfigError as exc:
         parser.error(str(exc))
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from eclip_core.cpu_memory import keep_freed_memory
-
-    keep_freed_memory()  # as every command-line entry point does
-    if suite == "embedding":
-        from eval.report_gen.embedding_suite import run_embedding_suite
-
-        result = run_embedding_suite(cfg)
-    elif suite == "tower":
-        from eval.report_gen.tower_suite import run_tower_suite
-
-        result = run_tower_suite(cfg)
-    elif suite == "real":
-        from eval.report_gen.real_suite import run_real_suite
-
-        result = run_real_suite(cfg)
-    else:
-        from eval.report_gen.run import run_report_gen
-
-        result = run_report_gen(cfg)
+    module, function = SUITES[suite][2].split(":")
+    result = getattr(importlib.import_module(f"eval.report_gen.{module}"), function)(cfg)
     md = result["outputs"]["markdown"]
     with open(md, encoding="utf-8") as fh:
         sys.stdout.write(fh.read())

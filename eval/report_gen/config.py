@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from typing import Annotated
 
-from eclip_core.cli_config import cli
+import pydantic
+
+from eclip_core.cli_config import check_fields, cli
 from eclip_core.errors import ConfigError
 from rag_report.pipeline import PipelineConfig
 
@@ -41,6 +44,8 @@ QUICK_LLM_STUDIES = 15
 QUICK_FREE_STUDIES = 5
 #: Words a study limit takes for "no limit" (as ``--llm-limit all``).
 ALL_WORDS = ("none", "all", "0")
+#: A study limit: at least 1 (pydantic checks it).
+Count = Annotated[int, pydantic.Field(ge=1)]
 
 
 @dataclass
@@ -74,11 +79,11 @@ class ReportGenConfig:
     #: The systems to run (table order is fixed).
     systems: list[str] = field(default_factory=lambda: list(SYSTEMS), metadata=cli(choices=SYSTEMS, metavar="SYSTEM"))
     #: At most this many test studies (sorted by study id, so runs are comparable); None = all.
-    limit: int | None = field(default=None, metadata=cli(none=ALL_WORDS, metavar="N|all"))
+    limit: Count | None = field(default=None, metadata=cli(none=ALL_WORDS, metavar="N|all"))
     #: LLM systems run on the first ``llm_limit`` of those studies (the slow part); None = all.
-    llm_limit: int | None = field(default=None, metadata=cli(none=ALL_WORDS, metavar="N|all"))
+    llm_limit: Count | None = field(default=None, metadata=cli(none=ALL_WORDS, metavar="N|all"))
     #: Free-mode generation (the slowest system) on the first ``free_limit`` studies; None = llm_limit.
-    free_limit: int | None = field(default=None, metadata=cli(none=ALL_WORDS, metavar="N|all"))
+    free_limit: Count | None = field(default=None, metadata=cli(none=ALL_WORDS, metavar="N|all"))
     #: Systems that run on every study even with an ``llm_limit`` (e.g. the default's LLM row).
     full_systems: list[str] = field(default_factory=list, metadata=cli(choices=LLM_SYSTEMS, metavar="SYSTEM"))
     #: <= 100 studies, the grounded LLM rows on 15, free mode on 5 (models cached).
@@ -95,30 +100,17 @@ class ReportGenConfig:
     command: str = field(default="", metadata=cli(hidden=True))
 
     def validate(self) -> ReportGenConfig:
-        unknown = [s for s in self.systems if s not in SYSTEMS]
-        if unknown:
-            raise ConfigError(f"unknown system(s) {unknown}; choose from {list(SYSTEMS)}")
+        check_fields(self)  # types and choices: systems, split, full_systems, the pipeline's
         if not self.systems:
             raise ConfigError("no systems selected; choose from " + ", ".join(SYSTEMS))
         self.systems = [s for s in SYSTEMS if s in self.systems]  # table order
-        if self.split not in ("train", "val", "test"):
-            raise ConfigError(f"split must be train, val or test, got {self.split!r}")
-        for name in ("limit", "llm_limit", "free_limit"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ConfigError(f"{name} must be >= 1 or unset, got {value}")
         pipe = self.pipeline
         if pipe.k < 1 or pipe.candidates < pipe.k:
             raise ConfigError(f"need 1 <= k <= candidates, got k={pipe.k}, candidates={pipe.candidates}")
-        if pipe.diversify not in (None, "kmeans", "mmr"):
-            raise ConfigError(f"diversify must be kmeans, mmr or none, got {pipe.diversify!r}")
         try:
             pipe.validate()
         except Exception as exc:  # RagReportError: the same message as a config error here
             raise ConfigError(str(exc)) from exc
-        unknown_full = [s for s in self.full_systems if s not in LLM_SYSTEMS]
-        if unknown_full:
-            raise ConfigError(f"full_systems must be LLM systems {LLM_SYSTEMS}, got {unknown_full}")
         if self.quick:
             self.limit = min(self.limit or QUICK_MAX_STUDIES, QUICK_MAX_STUDIES)
             self.llm_limit = min(self.llm_limit or QUICK_LLM_STUDIES, self.limit)

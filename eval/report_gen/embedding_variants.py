@@ -85,7 +85,7 @@ class EmbeddingSuiteConfig:
     name: str = "embedding"
     progress: bool = True
     #: The command line that produced the run (filled in by the CLI).
-    command: str = field(default="", metadata={"cli": False})
+    command: str = field(default="", metadata={"hidden": True})
     #: Result JSON files of earlier runs of this suite (another machine, an earlier cache) whose per-run
     #: metrics join this table; their budget must equal this one. Runs trained here take precedence.
     include_runs: list[str] = field(default_factory=list)

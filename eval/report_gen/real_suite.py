@@ -89,7 +89,7 @@ class RealSuiteConfig:
     name: str = "real"
     progress: bool = True
     #: The command line that produced the run (filled in by the CLI).
-    command: str = field(default="", metadata={"cli": False})
+    command: str = field(default="", metadata={"hidden": True})
 
     def validate(self) -> RealSuiteConfig:
         if not self.manifest:

@@ -64,7 +64,7 @@ class TowerSuiteConfig:
     name: str = "tower"
     progress: bool = True
     #: The command line that produced the run (filled in by the CLI).
-    command: str = field(default="", metadata={"cli": False})
+    command: str = field(default="", metadata={"hidden": True})
 
     def validate(self) -> TowerSuiteConfig:
         unknown = [v for v in [*self.variants, self.reference_variant] if v not in VARIANTS]
