@@ -119,3 +119,101 @@ def test_the_val_stages_reuse_the_index_builds_val_embeddings_with_the_same_resu
     for mine, theirs in ((got.assert_floor, want.assert_floor), (got.deny_ceiling, want.deny_ceiling)):
         assert set(mine) == set(theirs)
         assert all(abs(mine[name] - value) <= 1e-5 for name, value in theirs.items())
+
+
+# ---------------------------------------------------------------- training: the same weights, faster
+@pytest.fixture(scope="module")
+def few_blobs(tmp_path_factory):
+    """12 studies: a 6-step run of batch 4 draws every image twice."""
+    from eclip_core.training.synthetic import make_blob_dataset
+
+    return make_blob_dataset(tmp_path_factory.mktemp("blobs"), n=12, size=64, expert_fraction=0.3, seed=0)
+
+
+def _run_cfg(manifest, out, **kw):
+    from tests.test_train import _resume_cfg  # eclip-tiny, 6 steps of batch 4, expert batches, checkpoints
+
+    return _resume_cfg(manifest, out, **kw)
+
+
+def test_image_cache_gives_the_decoded_pixels_exactly(few_blobs):
+    from eclip_core.data.image_io import load_image
+    from eclip_core.data.manifest import read_manifest
+    from eclip_core.training.data import ImageCache, pack_image, unpack_image
+
+    studies = read_manifest(few_blobs)
+    cache = ImageCache()
+    for s in studies + studies:
+        got = cache.get(s)
+        want = load_image(s.image_paths[0])
+        assert got.dtype == want.dtype and np.array_equal(got, want)
+        got[:] = -1  # the caller's copy: the cached pixels stay intact
+    assert (cache.hits, cache.misses) == (len(studies), len(studies))
+    assert cache.used == sum(load_image(s.image_paths[0]).size for s in studies)  # 8-bit files: one byte a pixel
+    odd = np.array([[0.1234567, 1.0]], np.float32)  # not an 8-bit image: kept as it is
+    assert pack_image(odd).dtype == np.float32 and np.array_equal(unpack_image(pack_image(odd)), odd)
+    full = ImageCache(max_mb=0.0)  # no room: decoded each time, the same pixels
+    assert np.array_equal(full.get(studies[0]), load_image(studies[0].image_paths[0])) and full.used == 0
+
+
+@pytest.mark.slow
+def test_cached_images_and_timings_leave_the_weights_unchanged(few_blobs, tmp_path, monkeypatch):
+    from eclip_core.train import train
+    from eclip_core.training import data
+
+    cached = train(_run_cfg(few_blobs, tmp_path / "cached"))
+    monkeypatch.setattr(data, "IMAGE_CACHE_MB", 0.0)  # every draw decoded from its file, as before the cache
+    decoded = train(_run_cfg(few_blobs, tmp_path / "decoded"))
+    assert cached.checkpoint_hash == decoded.checkpoint_hash
+    t = cached.timings
+    assert set(t) >= {"setup_s", "data_wait_s", "steps_s", "steps_cpu_s", "checkpoint_s", "save_s"}
+    assert 0 < t["steps_s"] and t["setup_s"] + t["data_wait_s"] + t["steps_s"] + t["checkpoint_s"] <= cached.wall_s
+
+
+_TRAIN_IN_CHILD = """
+import sys
+from pathlib import Path
+from tests.test_cold_start import _run_cfg
+from eclip_core.train import train
+import torch
+torch.set_num_threads(2)
+print(train(_run_cfg(Path(sys.argv[1]), Path(sys.argv[2]), num_workers=1)).checkpoint_hash)
+"""
+
+
+@pytest.mark.slow
+def test_sleeping_openmp_threads_train_the_same_weights(few_blobs, tmp_path):
+    """OMP_WAIT_POLICY=PASSIVE (what building sets, eclip_core.runtime.setup_build_threads) changes how idle
+    threads wait, not how the work is split: the same weights as spinning threads, two threads each."""
+    import os
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    hashes = {}
+    for policy in ("PASSIVE", "ACTIVE"):
+        env = {**os.environ, "OMP_WAIT_POLICY": policy, "PYTHONPATH": str(root)}
+        env.pop("OMP_NUM_THREADS", None)
+        out = subprocess.run(
+            [sys.executable, "-c", _TRAIN_IN_CHILD, str(few_blobs), str(tmp_path / policy)],
+            env=env,
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        hashes[policy] = out.stdout.split()[-1]
+    assert hashes["PASSIVE"] == hashes["ACTIVE"] and len(hashes["PASSIVE"]) == 16
+
+
+def test_build_commands_ask_for_sleeping_threads(tmp_path, monkeypatch):
+    from eclip_core.runtime import setup_build_threads
+    from rag_report.cli import _builds
+
+    monkeypatch.setenv("RAG_REPORT_HOME", str(tmp_path))
+    assert _builds(["build-default"]) and _builds(["generate", "--example"])  # no bundle yet: the first run builds
+    assert not _builds(["eval"])
+    env = {"OMP_WAIT_POLICY": "ACTIVE"}
+    assert setup_build_threads(env) and env == {"OMP_WAIT_POLICY": "ACTIVE"}  # a user's choice is kept
+    env = {}
+    setup_build_threads(env)
+    assert env == {"OMP_WAIT_POLICY": "PASSIVE"}
