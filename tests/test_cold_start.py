@@ -217,3 +217,34 @@ def test_build_commands_ask_for_sleeping_threads(tmp_path, monkeypatch):
     env = {}
     setup_build_threads(env)
     assert env == {"OMP_WAIT_POLICY": "PASSIVE"}
+
+
+def test_cold_start_page_adds_up_the_stages_and_projects_two_cores():
+    from eval.bench.serving.cold_start import projected_wall_s, render
+
+    def stage(name, wall, cpu):
+        return {"name": name, "wall_s": wall, "cpu_s": cpu}
+
+    run = {
+        "command": "rag-report generate --example --quiet",
+        "wall_s": 300.0,
+        "cpu_s": 500.0,
+        "stages": [
+            stage("phantom data set", 60.0, 100.0),
+            stage("train eCLIP", 150.0, 300.0),
+            stage("train: of which text features", 40.0, 40.0),
+            stage("LLM conversion", 10.0, 10.0),
+        ],
+        "load_before": (1.0, 1.0, 1.0),
+        "load_after": (1.2, 1.0, 1.0),
+        "cpu": "x86_64",
+        "cores": 2,
+        "nice": 0,
+        "date": "2026-12-07",
+    }
+    # phantom 100/2 + training (300-40)/2 + 40 + LLM 10 + the rest (500-410 = 90) on one core
+    assert projected_wall_s(run) == pytest.approx(50 + 130 + 40 + 10 + 90)
+    page = "\n".join(render(run, baseline=run))
+    assert "| everything else (start, imports, pipeline load, draft) | 90.0 | 80.0 | 90.0 | 80.0 | 18 % |" in page
+    assert "| &nbsp;&nbsp;train: of which text features | 40.0 | 40.0 | 40.0 | 40.0 |  |" in page
+    assert "Projected wall on 2 idle cores: **5 min 20 s**" in page
