@@ -114,6 +114,21 @@ def _rows(run: dict) -> dict[str, tuple[float | None, float]]:
     return rows
 
 
+def _parents_first(names: list[str]) -> list[str]:
+    """Each stage followed by its parts ("train: ..." after "train eCLIP"), which the clock records first."""
+    out: list[str] = []
+    waiting: list[str] = []
+    for name in names:
+        if ":" in name:
+            waiting.append(name)
+            continue
+        out.append(name)
+        mine = [part for part in waiting if part.split(":")[0] == name.split()[0]]
+        out += mine
+        waiting = [part for part in waiting if part not in mine]
+    return out + waiting
+
+
 def _cell(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
 
@@ -132,12 +147,12 @@ def render(run: dict, baseline: dict | None = None) -> list[str]:
         "",
         "Built from nothing: phantom data set, eCLIP training, report index, similarity floor, checker thresholds,",
         "LLM conversion, then one draft. CPU seconds count the process and its children (data-loader and render",
-        "workers); rows named `part: ...` are parts of the stage above them (not added to the total).",
+        "workers); indented rows are parts of the stage above them (not added to the total).",
         "",
         head,
         rule,
     ]
-    for name in dict.fromkeys([*before, *rows]):
+    for name in _parents_first(list(dict.fromkeys([*before, *rows]))):
         cpu, wall = rows.get(name, (None, None))
         share = "" if cpu is None or ":" in name else f"{100 * cpu / run['cpu_s']:.0f} %"
         label = f"&nbsp;&nbsp;{name}" if ":" in name else name
