@@ -176,8 +176,8 @@ def render(run: dict, baseline: dict | None = None) -> list[str]:
     if baseline:
         before = projected_wall_s(baseline)
         lines.append(
-            f"Before: {baseline['cpu_s'] / 60:.1f} CPU-min, {baseline['wall_s'] / 60:.1f} min wall, projected "
-            f"{int(before // 60)} min {int(before % 60)} s (measured the same way)."
+            f"Before (the --baseline run): {baseline['cpu_s'] / 60:.1f} CPU-min, {baseline['wall_s'] / 60:.1f} min wall on its machine, projected "
+            f"{int(before // 60)} min {int(before % 60)} s by the same method."
         )
     lines += [
         "",
