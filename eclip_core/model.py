@@ -20,6 +20,7 @@ import json
 import logging
 import math
 import os
+import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -102,6 +103,8 @@ class EClip(nn.Module):
         )
         self._tokenizer = None
         self._text_cache: dict[bytes, torch.Tensor] | None = None  # see enable_text_feature_cache
+        # wall and CPU seconds of the cached text tower's passes (a training run's log)
+        self.text_feature_seconds, self.text_feature_cpu_seconds = 0.0, 0.0
         self.clamp_logit_scale_()
         if config.lock_text:
             self.lock_text_tower()
@@ -259,12 +262,15 @@ class EClip(nn.Module):
     def _frozen_text_features(self, tokens: torch.Tensor) -> torch.Tensor:
         text, cache = self.clip.text, self._text_cache
         keys = [row.tobytes() for row in tokens.cpu().numpy()]
+        started, started_cpu = time.perf_counter(), time.process_time()
         with torch.no_grad():
             for i, key in enumerate(keys):
                 if key not in cache:
                     row = self._trim_padding(tokens[i : i + 1])
                     mask = (row != text.config.pad_token_id).long()
                     cache[key] = text.pooler(text.transformer(input_ids=row, attention_mask=mask), mask)[0]
+        self.text_feature_seconds += time.perf_counter() - started
+        self.text_feature_cpu_seconds += time.process_time() - started_cpu
         return torch.stack([cache[k] for k in keys])
 
     def _trim_padding(self, tokens: torch.Tensor) -> torch.Tensor:

@@ -38,6 +38,31 @@ def setup_offline(env: MutableMapping[str, str] | None = None) -> MutableMapping
     return env
 
 
+#: OpenMP threads that wait for work sleep instead of spinning (GNU OpenMP, which torch's CPU builds use).
+#: The same threads split the same work, so the numbers do not change; but a spinning thread holds its core,
+#: so on a 2-core machine a data-loader worker or another job waits behind it. Measured on the default
+#: bundle's training (docs/perf/cold_start.md): the same weights for a fifth of the CPU seconds on a busy
+#: machine. Only for long CPU jobs (building, training): a small model's latency may prefer spinning.
+BUILD_ENV: dict[str, str] = {"OMP_WAIT_POLICY": "PASSIVE"}
+
+
+def setup_build_threads(env: MutableMapping[str, str] | None = None) -> bool:
+    """Set :data:`BUILD_ENV` in ``env`` (default ``os.environ``) where not set already, for a process about to
+    build or train. It takes effect only where torch (its OpenMP runtime) is not loaded yet, which this
+    returns (True: effective or ``env`` is not this process's).
+
+    >>> env = {"OMP_WAIT_POLICY": "ACTIVE"}
+    >>> setup_build_threads(env), env["OMP_WAIT_POLICY"]
+    (True, 'ACTIVE')
+    """
+    import sys
+
+    target = os.environ if env is None else env
+    for key, value in BUILD_ENV.items():
+        target.setdefault(key, value)
+    return env is not None or "torch" not in sys.modules
+
+
 def offline_env(base: MutableMapping[str, str] | None = None, **extra: str) -> dict[str, str]:
     """A copy of ``base`` (default ``os.environ``) with the offline settings and ``extra`` added, for a
     child process (``extra`` overrides; the offline settings only fill gaps).

@@ -62,6 +62,9 @@ class TrainResult:
     bad_rows: int = 0
     expert_steps: int = 0
     wall_s: float = 0.0
+    #: Where the run's time went: wall seconds of setup, waiting for batches, optimiser steps (of which
+    #: the locked text tower's first pass over each report) and checkpoints, and CPU seconds of the steps.
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 def _method_model_config(cfg: TrainConfig) -> EClipConfig:
@@ -247,8 +250,17 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict], None] | None = None) 
     curriculum = uses_curriculum(cfg)
     gen = torch.Generator()
     step = start_step
+    timings = dict.fromkeys(("data_wait_s", "steps_s", "steps_cpu_s", "checkpoint_s"), 0.0)
+    timings["setup_s"] = time.perf_counter() - t0
+    batches = iter(loader)
     try:
-        for batch in loader:
+        while True:
+            wait = time.perf_counter()
+            batch = next(batches, None)
+            timings["data_wait_s"] += time.perf_counter() - wait
+            if batch is None:
+                break
+            step_wall, step_cpu = time.perf_counter(), time.process_time()
             step = batch["step"] + 1  # 1-based count of optimiser steps done after this one
             torch.manual_seed(batch["torch_seed"])  # dropout etc.: same draws on resume
             gen.manual_seed(step_seed(cfg.seed, 4, step))
@@ -278,6 +290,8 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict], None] | None = None) 
                 raise FloatingPointError(f"step {step}: {exc}") from None
             scheduler.step()
             raw.clamp_logit_scale_()
+            timings["steps_s"] += time.perf_counter() - step_wall
+            timings["steps_cpu_s"] += time.process_time() - step_cpu
             counters["bad_rows_runtime"] = counters.get("bad_rows_runtime", 0) + len(batch["bad"])
             for msg in batch["bad"]:
                 logger.debug("skipped unreadable row %s", msg)
@@ -313,15 +327,19 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict], None] | None = None) 
             if accelerator.is_main_process and (step % max(1, cfg.log_every) == 0 or step == cfg.steps):
                 _write_jsonl(metrics_path, record)
             if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.steps:
+                saved = time.perf_counter()
                 accelerator.wait_for_everyone()
                 if accelerator.is_main_process:
                     save_checkpoint(ckpt_dir, raw, optimizer, scheduler, step, cfg.to_dict(), counters)
+                timings["checkpoint_s"] += time.perf_counter() - saved
             if on_step is not None and accelerator.is_main_process:
                 on_step(step, record)
     finally:
         bar.close()
 
+    del batches  # joins the loader's worker processes (their CPU seconds then count as the caller's children)
     accelerator.wait_for_everyone()
+    finish = time.perf_counter()
     runtime_bad = counters.get("bad_rows_runtime", 0)
     if runtime_bad:
         logger.warning(
@@ -350,12 +368,21 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict], None] | None = None) 
         bad_rows=n_bad + runtime_bad,
         expert_steps=counters.get("expert_steps", 0),
         wall_s=time.perf_counter() - t0,
+        timings={
+            **{k: round(v, 3) for k, v in timings.items()},
+            "text_features_s": round(getattr(raw, "text_feature_seconds", 0.0), 3),
+            "text_features_cpu_s": round(getattr(raw, "text_feature_cpu_seconds", 0.0), 3),
+            "save_s": round(time.perf_counter() - finish, 3),
+        },
     )
     logger.info(
-        "trained %s for %d steps in %.1f s; final loss %.4f; model in %s",
+        "trained %s for %d steps in %.1f s (setup %.1f s, waiting for batches %.1f s, steps %.1f s of which "
+        "text features %.1f s, checkpoints %.1f s, final save %.1f s); final loss %.4f; model in %s",
         cfg.method,
         step,
         result.wall_s,
+        *(result.timings[k] for k in ("setup_s", "data_wait_s", "steps_s", "text_features_s", "checkpoint_s")),
+        result.timings["save_s"],
         result.final_loss,
         model_dir,
     )

@@ -22,6 +22,7 @@ import numpy as np
 
 from eclip_core.atomic import atomic_path
 from eclip_core.config import EClipConfig, TrainConfig
+from eclip_core.stage_clock import StageClock, children_cpu_seconds
 from rag_report.errors import BundleError
 from rag_report.paths import rag_report_home, text_feature_dir
 
@@ -172,9 +173,17 @@ def model_folder(root: Path, config: DefaultBundleConfig, method: str) -> Path:
     return root / method
 
 
-def train_bundle_model(config: DefaultBundleConfig, manifest: Path, method: str, *, progress: bool = True) -> Path:
+def train_bundle_model(
+    config: DefaultBundleConfig,
+    manifest: Path,
+    method: str,
+    *,
+    progress: bool = True,
+    clock: StageClock | None = None,
+) -> Path:
     """Train (or reuse) the bundle's ``method`` model on the phantom train split: "eclip" (the default, with
-    the config's label terms), "eclip-paper" (the paper's objective, same budget) or "clip" (the baseline)."""
+    the config's label terms), "eclip-paper" (the paper's objective, same budget) or "clip" (the baseline).
+    ``clock`` gets the run's parts (setup, steps, text features, data loading, checkpoints) as stages."""
     from eclip_core.model import EClip
     from eclip_core.train import train
 
@@ -194,55 +203,85 @@ def train_bundle_model(config: DefaultBundleConfig, manifest: Path, method: str,
         soft_target_weight=config.train.soft_target_weight if labels else 0.0,
         text_feature_cache_dir=str(text_feature_dir()),
     )
+    children = children_cpu_seconds()
     result = train(cfg)
+    if clock is not None:
+        _record_training(clock, result.timings, children_cpu_seconds() - children)
     EClip.from_pretrained(result.model_dir).save_pretrained(out)
     return out
 
 
-def build_default_bundle(config: DefaultBundleConfig | None = None, *, progress: bool = True) -> Bundle:
-    """Build every missing piece of the default bundle (phantom data, eCLIP, index, LLM, examples)."""
+def _record_training(clock: StageClock, timings: dict[str, float], worker_cpu_s: float) -> None:
+    """The parts of a training run as sub-stages (wall seconds of the main process; CPU seconds where known)."""
+    clock.add("train: setup", timings.get("setup_s", 0.0), None)
+    clock.add("train: steps", timings.get("steps_s", 0.0), timings.get("steps_cpu_s"))
+    clock.add("train: of which text features", timings.get("text_features_s", 0.0), timings.get("text_features_cpu_s"))
+    clock.add("train: waiting for batches (loader worker CPU)", timings.get("data_wait_s", 0.0), worker_cpu_s)
+    clock.add("train: checkpoints", timings.get("checkpoint_s", 0.0), None)
+    clock.add("train: final save", timings.get("save_s", 0.0), None)
+
+
+def build_default_bundle(
+    config: DefaultBundleConfig | None = None, *, progress: bool = True, clock: StageClock | None = None
+) -> Bundle:
+    """Build every missing piece of the default bundle (phantom data, eCLIP, index, LLM, examples).
+
+    Each stage's wall and CPU seconds are logged at INFO, kept in ``clock`` when given and stored in
+    ``bundle.json`` (``stages``)."""
     from eclip_core.data.manifest import read_manifest
     from eclip_core.data.phantom import build_phantom_dataset
     from eclip_core.model import EClip
     from rag_report.index import ReportIndex, is_current_index
+    from rag_report.index.embedding_memo import EmbeddingMemo
 
     config = config or DefaultBundleConfig()
+    clock = clock if clock is not None else StageClock(logger=log)
     root = bundle_root(config)
     root.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     log.info("building the default bundle in %s", root)
-    manifest = build_phantom_dataset(
-        size=config.phantom_size,
-        seed=config.phantom_seed,
-        gaze_fraction=config.gaze_fraction,
-        progress=progress,
-        cache_dir=rag_report_home(),
-    )
-    studies = read_manifest(manifest)
+    with clock.stage("phantom data set"):
+        manifest = build_phantom_dataset(
+            size=config.phantom_size,
+            seed=config.phantom_seed,
+            gaze_fraction=config.gaze_fraction,
+            progress=progress,
+            cache_dir=rag_report_home(),
+        )
+        studies = read_manifest(manifest)
     train_studies = [s for s in studies if s.split == "train"]
     if not train_studies:
         raise BundleError(f"phantom manifest {manifest} has no train studies")
-    eclip_dir = train_bundle_model(config, manifest, "eclip", progress=progress)
-    model = EClip.from_pretrained(eclip_dir).eval()
+    with clock.stage("train eCLIP"):
+        eclip_dir = train_bundle_model(config, manifest, "eclip", progress=progress, clock=clock)
+    with clock.stage("load model"):
+        model = EClip.from_pretrained(eclip_dir).eval()
+    # The val X-rays (and their tiles) serve three stages below: embedded once.
+    memo = EmbeddingMemo(model)
     index_dir = root / "index"
-    if not is_current_index(index_dir):
-        ReportIndex.build(
-            model,
-            train_studies,
-            index_dir,
-            index_type=config.index_type,
-            progress=progress,
-            corpus_name="open-i-train (phantom default)",
-            val_studies=[s for s in studies if s.split == "val"],
-            classifier_views=config.classifier_views,
-        )
-    index = ReportIndex.load(index_dir, model=model)
     val_studies = [s for s in studies if s.split == "val"]
-    floor = _similarity_floor(model, index, val_studies, progress)
-    write_checker_thresholds(model, index, val_studies)
+    with clock.stage("index build"):
+        if not is_current_index(index_dir):
+            ReportIndex.build(
+                memo,
+                train_studies,
+                index_dir,
+                index_type=config.index_type,
+                progress=progress,
+                corpus_name="open-i-train (phantom default)",
+                val_studies=val_studies,
+                classifier_views=config.classifier_views,
+                clock=clock,
+            )
+        index = ReportIndex.load(index_dir, model=model)
+    with clock.stage("similarity floor"):
+        floor = _similarity_floor(memo, index, val_studies, progress)
+    with clock.stage("checker thresholds"):
+        write_checker_thresholds(memo, index, val_studies)
     from rag_report.llm import LLMSpec, load_llm
 
-    load_llm(LLMSpec())  # converts the default LLM once into the cache
+    with clock.stage("LLM conversion"):
+        load_llm(LLMSpec())  # converts the default LLM once into the cache
     examples = _pick_examples([s for s in studies if s.split == "test"], config.n_examples)
     info = {
         "config": asdict(config),
@@ -252,6 +291,7 @@ def build_default_bundle(config: DefaultBundleConfig | None = None, *, progress:
         "examples": examples,
         "n_train_reports": len(train_studies),
         "build_seconds": time.perf_counter() - t0,
+        "stages": clock.as_dicts(),
         "simulated": True,
     }
     with atomic_path(root / "bundle.json") as tmp:
@@ -295,8 +335,11 @@ def write_checker_thresholds(model, index, val_studies, batch_size: int = 64) ->
         return path
     probs = []
     for start in range(0, len(studies), batch_size):
-        images = [read_image(s.image_paths[0]) for s in studies[start : start + batch_size]]
-        vectors = model.embed_images(images, progress=False)
+        paths = [s.image_paths[0] for s in studies[start : start + batch_size]]
+        images = [read_image(p) for p in paths]  # refuses a blank X-ray, as the pipeline does
+        # by path: the same pixels (load_image of a [0, 1] array returns it), and a model that remembers
+        # what it embedded (EmbeddingMemo) knows the path from the index build
+        vectors = model.embed_images(paths, progress=False)
         probs.append(clf.predict_proba(classifier_features(model, images, vectors, clf.views)))
     save_thresholds(choose_thresholds(np.concatenate(probs), study_label_rows(studies)), path)
     return path

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from eclip_core.cli_config import ConfigParser
 from eclip_core.errors import EClipError
+from eclip_core.runtime import setup_build_threads
 from rag_report.cli_io import error_json, start_command, stdout_to_stderr
 from rag_report.retrieval.image_views import CLASSIFIER_VIEWS
 
@@ -275,6 +276,18 @@ def _split_globals(argv: list[str]) -> tuple[set[str], list[str]]:
     return set(argv[:i]), argv[i:]
 
 
+def _builds(rest: list[str]) -> bool:
+    """Whether the command trains or builds (the default bundle's first run among them): long CPU work
+    that runs with :func:`eclip_core.runtime.setup_build_threads`."""
+    if rest[:1] in (["build-default"], ["index"]):
+        return True
+    if rest[:1] in (["generate"], ["batch"], ["serve"]):
+        from rag_report.bundle import bundle_root
+
+        return not (bundle_root() / "bundle.json").is_file()
+    return False
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     flags, rest = _split_globals(argv)
@@ -283,6 +296,8 @@ def main(argv: list[str] | None = None) -> int:
 
         return train_main(rest[1:], quiet="--quiet" in flags, verbose=bool(flags & {"-v", "--verbose"}))
     verbose = bool({"-v", "--verbose"} & set(argv))
+    if _builds(rest):
+        setup_build_threads()  # before torch loads
     start_command(quiet="--quiet" in argv, level=logging.INFO if verbose else logging.WARNING)
     if rest[:1] == ["serve"]:
         return cmd_serve(rest[1:] + (["--quiet"] if "--quiet" in flags and "--quiet" not in rest else []))

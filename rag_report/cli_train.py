@@ -21,6 +21,7 @@ import argparse
 import logging
 from typing import Any
 
+from eclip_core.runtime import setup_build_threads
 from rag_report.cli_io import start_command, stdout_to_stderr
 from rag_report.paths import text_feature_dir
 
@@ -93,6 +94,7 @@ def main(argv: list[str], *, quiet: bool = False, verbose: bool = False) -> int:
     verbose = verbose or "-v" in argv or "--verbose" in argv
     argv = [a for a in argv if a != "--quiet"] + (["--no-progress"] if quiet else [])
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    setup_build_threads()  # OpenMP threads sleep while they wait (eclip_core.runtime); before torch loads
     start_command(quiet=quiet, level=level, log_format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from eclip_core.train import main as train_main  # torch: after the switches above
 

@@ -169,6 +169,49 @@ class HeatmapCache:
         return hm
 
 
+#: Decoded training images kept per data-loader process (8-bit images take a quarter of their float size).
+IMAGE_CACHE_MB = 512.0
+
+
+def pack_image(pixels: np.ndarray) -> np.ndarray:
+    """A compact copy of a float image in [0, 1]: uint8 where that restores it exactly (an 8-bit file)."""
+    u8 = np.rint(pixels * np.float32(255.0)).clip(0, 255).astype(np.uint8)
+    return u8 if np.array_equal(unpack_image(u8), pixels) else pixels.copy()
+
+
+def unpack_image(packed: np.ndarray) -> np.ndarray:
+    """The float image [0, 1] of :func:`pack_image` (the same values load_image gives an 8-bit file)."""
+    if packed.dtype != np.uint8:
+        return packed.copy()
+    out = packed.astype(np.float32)
+    out /= np.float32(255.0)
+    return out
+
+
+class ImageCache:
+    """Each training X-ray decoded once per run: later epochs reuse its pixels (exactly; see :func:`pack_image`)
+    until ``max_mb`` is full, after which new images are decoded each time they are drawn."""
+
+    def __init__(self, max_mb: float = IMAGE_CACHE_MB):
+        self.max_bytes, self.used = int(max_mb * 2**20), 0
+        self._images: dict[str, np.ndarray] = {}
+        self.hits = self.misses = 0
+
+    def get(self, study: Study) -> np.ndarray:
+        key = study.image_paths[0]
+        packed = self._images.get(key)
+        if packed is not None:
+            self.hits += 1
+            return unpack_image(packed)
+        self.misses += 1
+        pixels = _load_study_image(study)
+        packed = pack_image(pixels)
+        if self.used + packed.nbytes <= self.max_bytes:
+            self._images[key] = packed
+            self.used += packed.nbytes
+        return pixels
+
+
 class StepBatches(Dataset):
     """Item ``i`` = the whole batch of step ``first_step + i`` (images, token ids, expert images/maps)."""
 
@@ -190,6 +233,7 @@ class StepBatches(Dataset):
         self.first_step, self.last_step = first_step, last_step
         self.fail_on_bad_rows = fail_on_bad_rows
         self.heatmaps = HeatmapCache(heatmap_cache_mb)
+        self.images = ImageCache()
         self._token_rows: dict[str, torch.Tensor] = {}  # each report's token ids, tokenized once
         # Label rows (1/0/-1/NaN per CheXpert observation) of each study, for the label-aware terms.
         self.labels: dict[str, np.ndarray] | None = None
@@ -209,7 +253,7 @@ class StepBatches(Dataset):
             s = rows[(idx + k) % len(rows)]
             rng = np.random.default_rng(seed)
             try:
-                img = _load_study_image(s)
+                img = self.images.get(s)
                 if expert:
                     hm = self.heatmaps.get(s, img.shape)
                     x, h = self.transform(img, heatmap=hm, train=True, rng=rng)

@@ -35,6 +35,7 @@ ORDER = {
         "free_stop",
         "app",
         "batch",
+        "cold_start",
     ],
     "results": [
         "labeler",
@@ -527,5 +528,11 @@ SUMMARY: dict[str, list[Row]] = {
         ),
         Row("Free mode: stop at the first repetition loop (10 drafts)", "perf/free_stop.md", "-", _free_stop),
         Row("App over HTTP vs the library call", "perf/app.md", "<= 1.3x", _app, readme=True),
+        Row(
+            "First `rag-report generate --example` from an empty cache, projected on 2 idle cores",
+            "perf/cold_start.md",
+            "<= 7 min",
+            _wall(r"Projected wall on 2 idle cores: \*\*(\d+) min (\d+) s\*\*", 7),
+        ),
     ],
 }

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from contextlib import nullcontext
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -16,6 +17,7 @@ from tqdm.auto import tqdm
 from eclip_core.data.image_io import load_nonblank_image
 from eclip_core.data.manifest import Study
 from eclip_core.data.study_labels import study_label_rows
+from eclip_core.stage_clock import StageClock
 from rag_report.index.corpus_images import Embedded, embed_corpus_images, embed_readable, readable_paths
 from rag_report.protocols import EmbeddingModel
 from rag_report.retrieval.image_views import classifier_features
@@ -35,29 +37,38 @@ def fit_label_classifiers(
     progress: bool = True,
     embedded: Embedded | None = None,
     views: str = "image",
+    clock: StageClock | None = None,
 ) -> tuple[LabelClassifiers | None, Embedded]:
     """Label classifiers (:mod:`rag_report.retrieval.label_classifiers`) over ``model``'s embeddings of the studies'
     X-rays (and of their tiles for ``views="image+tiles"``, :mod:`rag_report.retrieval.image_views`) against their
     labels (the manifest's, else the labeler's on the report), thresholds on ``val_studies`` (else
     cross-validated). Returns (classifiers or None without readable X-rays, the corpus embeddings (rows,
-    study positions) for reuse)."""
+    study positions) for reuse). ``clock`` times its passes."""
+
+    def stage(name: str):
+        return clock.stage(name) if clock is not None else nullcontext()
+
     if embedded is None:
-        embedded = embed_corpus_images(model, studies, progress, "embed corpus X-rays")
+        with stage("index: corpus X-rays"):
+            embedded = embed_corpus_images(model, studies, progress, "embed corpus X-rays")
     if len(embedded[1]) < MIN_IMAGES:
         log.warning("fewer than %d readable corpus X-rays: no label classifiers (label boost stays off)", MIN_IMAGES)
         return None, embedded
     rows = study_label_rows([studies[i] for i in embedded[1]])
     paths = [studies[i].image_paths[0] for i in embedded[1]]
-    features = view_features(model, paths, embedded[0], views, progress, "embed corpus tiles")
-    val_x, val_rows = _validation_set(model, val_studies, views, progress) if val_studies else (None, None)
-    clf = LabelClassifiers.fit(
-        features,
-        rows,
-        checkpoint_hash=model.checkpoint_hash,
-        val_embeddings=val_x,
-        val_label_rows=val_rows,
-        views=views,
-    )
+    with stage("index: corpus tiles"):
+        features = view_features(model, paths, embedded[0], views, progress, "embed corpus tiles")
+    with stage("index: val X-rays and tiles"):
+        val_x, val_rows = _validation_set(model, val_studies, views, progress) if val_studies else (None, None)
+    with stage("index: fit classifiers"):
+        clf = LabelClassifiers.fit(
+            features,
+            rows,
+            checkpoint_hash=model.checkpoint_hash,
+            val_embeddings=val_x,
+            val_label_rows=val_rows,
+            views=views,
+        )
     return clf, embedded
 
 

@@ -18,6 +18,7 @@ from llama_index.core.schema import MetadataMode
 from tqdm.auto import tqdm
 
 from eclip_core.data.manifest import Study
+from eclip_core.stage_clock import StageClock
 from rag_report.errors import EmptyCorpusError, RagReportError
 from rag_report.index.centering import center_queries, corpus_space
 from rag_report.index.classifier_fit import fit_label_classifiers
@@ -83,6 +84,7 @@ class ReportIndex:
         label_classifiers: bool = True,
         val_studies: Sequence[Study] = (),
         classifier_views: str = "image",
+        clock: StageClock | None = None,
     ) -> ReportIndex:
         """Embed every report with the text tower (in batches, with a progress bar), index, persist atomically.
 
@@ -94,8 +96,10 @@ class ReportIndex:
         ``classifier_views`` "image+tiles" lets them read the X-rays' tiles too
         (:mod:`rag_report.retrieval.image_views`).
         Raises EmptyCorpusError for zero reports, RagReportError for an unknown index type or duplicate ids.
-        Returns the index loaded back from ``out_dir`` (so what you use is what was saved).
+        Returns the index loaded back from ``out_dir`` (so what you use is what was saved). ``clock`` times
+        its passes (:class:`eclip_core.stage_clock.StageClock`).
         """
+        clock = clock or StageClock()
         check_index_type(index_type)
         if classifier_views not in CLASSIFIER_VIEWS:
             raise RagReportError(f"unknown classifier_views {classifier_views!r}; choose one of {CLASSIFIER_VIEWS}")
@@ -109,17 +113,20 @@ class ReportIndex:
             )
         t0 = time.time()
         embed = EClipEmbedding.from_model(model, embed_batch_size=batch_size)
-        vectors = _embed_reports(embed, nodes, batch_size, progress)
+        with clock.stage("index: reports"):
+            vectors = _embed_reports(embed, nodes, batch_size, progress)
         classifiers, embedded = None, None
         if label_classifiers:
             classifiers, embedded = fit_label_classifiers(
-                model, studies, val_studies, progress=progress, views=classifier_views
+                model, studies, val_studies, progress=progress, views=classifier_views, clock=clock
             )
-        sample = (
-            sample_image_embeddings(model, studies, calibration_images, params.seed, progress, embedded)
-            if center
-            else None
-        )
+        with clock.stage("index: image sample"):
+            sample = (
+                sample_image_embeddings(model, studies, calibration_images, params.seed, progress, embedded)
+                if center
+                else None
+            )
+        done = clock.start("index: FAISS and files")
         write_index(
             nodes,
             corpus_space(vectors, image_sample=sample),
@@ -132,7 +139,9 @@ class ReportIndex:
             t0=t0,
             label_classifiers=classifiers,
         )
-        return cls.load(out_dir, model=model)
+        index = cls.load(out_dir, model=model)
+        done()
+        return index
 
     @classmethod
     def build_from_vectors(
