@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import platform
+import resource
 import shutil
 import sys
 import tempfile
