@@ -16,7 +16,6 @@ Bundle take seconds, which then overlap with drafting the first studies instead 
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -40,7 +39,7 @@ def write_outputs(folder: Path, draft: DraftReport, header: Any, pixels: Any = N
     PNG / JPEG study, whose stand-in Secondary Capture is made from ``pixels`` (UIDs from the pixels, no
     patient). Runs in a writer process too (everything it takes pickles).
     """
-    from rag_report.formats.fhir import draft_to_fhir_bundle
+    from rag_report.formats.fhir import draft_to_fhir_json
     from rag_report.formats.sr import draft_to_sr, source_dataset_for_image
 
     times: dict[str, float] = {}
@@ -50,9 +49,9 @@ def write_outputs(folder: Path, draft: DraftReport, header: Any, pixels: Any = N
     with atomic_path(folder / "sr.dcm") as tmp:
         sr.save_as(tmp, enforce_file_format=True)
     times["sr"], t = _since(t), time.perf_counter()
-    bundle = draft_to_fhir_bundle(draft, study_instance_uid=str(source.get("StudyInstanceUID", "")) or None)
+    bundle = draft_to_fhir_json(draft, study_instance_uid=str(source.get("StudyInstanceUID", "")) or None)
     with atomic_path(folder / "fhir.json") as tmp:
-        tmp.write_text(json.dumps(bundle, indent=1), encoding="utf-8")
+        tmp.write_text(bundle, encoding="utf-8")
     times["fhir"], t = _since(t), time.perf_counter()
     with atomic_path(folder / "draft.json") as tmp:
         tmp.write_text(draft.to_json(indent=1), encoding="utf-8")
@@ -91,7 +90,7 @@ def _start_writer() -> None:
 def warm_up() -> None:
     """Import the SR and FHIR writers and build one of each in memory (nothing is written), so that the
     first study pays no one-off cost (imports, pydantic schema building)."""
-    from rag_report.formats.fhir import draft_to_fhir_bundle
+    from rag_report.formats.fhir import draft_to_fhir_json
     from rag_report.formats.sr import draft_to_sr, source_dataset_for_image
     from rag_report.report import DraftReport
 
@@ -108,4 +107,4 @@ def warm_up() -> None:
         predicted_positive=["Cardiomegaly"],
     )
     draft_to_sr(draft, [source_dataset_for_image()])
-    draft_to_fhir_bundle(draft, study_instance_uid="1.2.3")
+    draft_to_fhir_json(draft, study_instance_uid="1.2.3")
