@@ -58,8 +58,9 @@ def _cpu_line(result, wall_s: float) -> str:
     drafting, writer = (1000.0 * s / n for s in result.cpu_s)
     return (
         f"CPU time per study: drafting process {drafting:.0f} ms, writer process {writer:.0f} ms "
-        f"({drafting + writer:.0f} ms in all; the batch got {sum(result.cpu_s) / wall_s:.2f} of the 2 cores on "
-        f"average). On two cores left to the batch the slower process bounds the rate at "
+        f"({drafting + writer:.0f} ms in all, the writer's start-up included; the batch got "
+        f"{sum(result.cpu_s) / wall_s:.2f} CPU cores of the 2 on average). On two cores left to the batch the "
+        f"slower process bounds the rate at "
         f"{1000.0 / max(drafting, writer, 1e-9):.0f} studies/s; with the cores shared, the CPU the batch gets does."
     )
 
