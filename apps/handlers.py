@@ -43,6 +43,12 @@ DOWNLOAD_KEEP_S = 30.0
 _ECHO_MAX = 24
 
 
+def sr_button(sr_path: str | None):
+    """The SR download button after a draft: shown with the SR for a DICOM upload, hidden for a PNG/JPEG (whose
+    draft has no study to file an SR into). The /generate API keeps returning the path (or None) itself."""
+    return gr.update(visible=bool(sr_path))
+
+
 def friendly_message(exc: BaseException, *paths: Any) -> str:
     """The exception's message with full upload paths shortened to their base names.
 

@@ -23,7 +23,7 @@ from typing import Any
 import gradio as gr
 
 from apps import render
-from apps.handlers import AppHandlers, llm_choices
+from apps.handlers import AppHandlers, llm_choices, sr_button
 from rag_report.pipeline import MODES
 from rag_report.retrieval.label_boost import LABEL_BOOST_MODES
 
@@ -155,8 +155,9 @@ def build_app(
                     dl_txt = gr.DownloadButton("Download .txt", size="sm")
                     dl_json = gr.DownloadButton("Download .json (DraftReport)", size="sm")
                 with gr.Row():
-                    # As drafted (an edit is the radiologist's own report); the SR needs a DICOM upload.
-                    dl_sr = gr.DownloadButton("DICOM SR (.dcm, DICOM input, as drafted)", size="sm", elem_id="dl-sr")
+                    # As drafted (an edit is the radiologist's own report). The SR files into the uploaded
+                    # DICOM's study: shown only after a DICOM upload was drafted (see AppHandlers.generate).
+                    dl_sr = gr.DownloadButton("DICOM SR (.dcm, as drafted)", size="sm", elem_id="dl-sr", visible=False)
                     dl_fhir = gr.DownloadButton("FHIR R4 Bundle (.json, as drafted)", size="sm", elem_id="dl-fhir")
                 gr.Markdown("**Observations**: in the draft, and predicted from the image")
                 labels = gr.HTML(render.labels_html({}), elem_id="labels")
@@ -193,7 +194,7 @@ def build_app(
             api_name="generate",
             concurrency_id="generate",
             concurrency_limit=concurrency,
-        )
+        ).then(sr_button, dl_sr, dl_sr, api_name=False)
         draft.blur(handlers.export, [draft, report_json], [dl_txt, dl_json], api_name="export")
 
         def on_load(request: gr.Request):
@@ -201,6 +202,8 @@ def build_app(
             raw = request.query_params.get("example") if request is not None else None
             return handlers.load_example(raw, len(outputs))
 
-        app.load(on_load, None, [upload, *outputs], api_name=False, concurrency_id="generate")
+        app.load(on_load, None, [upload, *outputs], api_name=False, concurrency_id="generate").then(
+            sr_button, dl_sr, dl_sr, api_name=False
+        )
     app.rag_handlers = handlers  # for tests and benchmarks
     return app

@@ -53,6 +53,7 @@ from eclip_core.towers import (
     resolve_tower_config,
 )
 from eclip_core.transforms import ImageTransform
+from eclip_core.weights_hash import weights_hash
 
 logger = logging.getLogger(__name__)
 
@@ -419,15 +420,9 @@ class EClip(nn.Module):
     # ------------------------------------------------------------------ persistence
     @property
     def checkpoint_hash(self) -> str:
-        """sha256 (first 16 hex chars) of all weights, in key order; equal for a model and its saved copy."""
-        h = hashlib.sha256()
-        for key, value in sorted(self.state_dict().items()):
-            t = value.detach().to("cpu").contiguous()
-            h.update(key.encode())
-            h.update(str(t.dtype).encode())
-            h.update(str(tuple(t.shape)).encode())
-            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-        return h.hexdigest()[:16]
+        """sha256 (first 16 hex chars) of all weights, in key order; equal for a model and its saved copy
+        (cached until a weight changes: eclip_core.weights_hash)."""
+        return weights_hash(self)
 
     def save_pretrained(self, directory: str | os.PathLike, extra_files: dict[str, str | bytes] | None = None) -> Path:
         """Write model.safetensors + config.json (+ extra files) to ``directory`` atomically (replaces it whole)."""

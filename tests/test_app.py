@@ -311,3 +311,12 @@ def test_export_with_a_bad_payload_gives_a_message_and_the_server_keeps_serving(
         with pytest.raises(AppError, match="export needs the DraftReport object"):
             client.predict("edited text", payload, api_name="/export")
     _check_result(_generate(client, NIH_PNG))
+
+
+def test_sr_download_starts_hidden_and_follows_each_draft(server):
+    config = server[1].get_config_file()
+    (button,) = [c for c in config["components"] if c.get("props", {}).get("elem_id") == "dl-sr"]
+    assert button["props"]["visible"] is False
+    # Shown or hidden after /generate and after an example drafted on load, by the SR path the draft returned.
+    followers = [d for d in config["dependencies"] if d["inputs"] == [button["id"]] == d["outputs"]]
+    assert len(followers) == 2 and all(d.get("trigger_after") is not None for d in followers)

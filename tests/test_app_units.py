@@ -410,3 +410,24 @@ def test_generate_returns_the_handoff_downloads(tmp_path):
     out = h.generate(str(tmp_path / "x.png"), "consensus", 3, None, 64)
     assert len(out) == 10 and out[8] is None
     assert _json.loads(open(out[9]).read())["entry"][0]["resource"]["conclusion"] == "Cardiomegaly."
+
+
+def test_the_sr_download_is_shown_for_a_dicom_upload_only(tmp_path):
+    import highdicom as hd
+    import pydicom
+    from PIL import Image
+
+    from apps.handlers import AppHandlers, sr_button
+    from rag_report.formats.sr import read_sr_content
+
+    dcm, jpeg = tmp_path / "in.dcm", tmp_path / "in.jpg"
+    write_test_dicom(dcm, (np.arange(32 * 32).reshape(32, 32) % 4000).astype(np.uint16), bits_stored=12)
+    Image.fromarray(np.full((32, 32), 128, np.uint8)).save(jpeg)
+    h = AppHandlers(_FakePipeline(), out_dir=tmp_path / "out")
+    sr_path = h.generate(str(dcm), "consensus", 3, None, 64)[8]
+    sr, source = hd.sr.srread(sr_path), pydicom.dcmread(dcm)
+    assert sr.StudyInstanceUID == source.StudyInstanceUID
+    assert read_sr_content(sr).references == [(source.SOPClassUID, source.SOPInstanceUID)]
+    assert h.generate(str(jpeg), "consensus", 3, None, 64)[8] is None  # no stand-in study made up for a JPEG
+    # The page: the button starts hidden; after each draft it is shown or hidden by what the draft returned.
+    assert sr_button(sr_path)["visible"] is True and sr_button(None)["visible"] is False

@@ -14,6 +14,7 @@ import numpy as np
 import pydicom
 import pytest
 
+from rag_report.formats.fhir import validate_bundle
 from rag_report.formats.sr import read_sr_content
 from rag_report.handoff.runner import BatchConfig, BatchRunner, finished, run_batch
 from rag_report.handoff.send import SendError
@@ -120,9 +121,16 @@ def test_folder_batch_outputs_summary_and_reasons(pipe, export, tmp_path):
         content = read_sr_content(sr)
         assert [uid for _, uid in content.references] == [synthetic_uid("sop", n, 1)]
         assert (content.findings, content.impression) == (draft["findings"], draft["impression"])
-        assert json.loads((folder / "fhir.json").read_text())["resourceType"] == "Bundle"
+        validate_bundle(json.loads((folder / "fhir.json").read_text()))  # from scratch: models and bindings
         assert float(rows[key]["embed_ms"]) > 0 and rows[key]["typicality"] != ""
         assert not list(folder.glob(".*.tmp"))
+    # Where the time went: the drafting process's stages, and the writer's parts of every study's write.
+    assert {"prepare", "embed", "draft", "hand-off to the writer", "wait for the writer", "summary"} <= set(
+        result.stages
+    )
+    written = {k.removeprefix("write: "): v for k, v in result.stages.items() if k.startswith("write: ")}
+    assert set(written) == {"sr", "fhir", "json"} and all(v > 0 for v in written.values())
+    assert sum(written.values()) == pytest.approx(sum(float(rows[k]["write_ms"]) for k in drafted), abs=1.0)
     # No patient identifier in the summary, the folder names or the rows.
     text = (out / "summary.csv").read_text() + " ".join(p.name for p in out.rglob("*"))
     text += " ".join(p.read_text() for p in out.rglob("row.json"))

@@ -15,7 +15,7 @@ from fhir.resources.R4B.bundle import Bundle  # noqa: E402
 from pydantic import ValidationError  # noqa: E402
 
 from rag_report.errors import HandoffError  # noqa: E402
-from rag_report.formats.fhir import draft_to_fhir_bundle, validate_bundle  # noqa: E402
+from rag_report.formats.fhir import draft_to_fhir_bundle, draft_to_fhir_json, validate_bundle  # noqa: E402
 from tests.handoff_data import IMPRESSION, POSITIVE, POSITIVE_SNOMED, PREDICTED, sample_draft  # noqa: E402
 
 STUDY_UID = "1.2.826.0.1.3680043.8.498.12345"
@@ -163,3 +163,18 @@ def test_a_probability_that_is_not_a_number_is_marked_absent():
     (edema,) = [o for o in _resources(bundle, "Observation") if o["code"]["text"] == "Edema"]
     assert "valueQuantity" not in edema and edema["dataAbsentReason"]["coding"][0]["code"] == "not-a-number"
     assert "NaN" not in json.dumps(bundle)
+
+
+def test_the_json_text_a_batch_writes_is_the_same_bundle():
+    draft = sample_draft()
+    draft.predicted_labels["Edema"] = float("nan")
+    draft.findings += " Stable — 2 cm nodule, unchanged."  # beyond ASCII
+    draft.simulated_data = True
+    for kwargs in ({"study_instance_uid": STUDY_UID, "patient_reference": "Patient/7"}, {}):
+        text = draft_to_fhir_json(draft, issued=ISSUED, **kwargs)
+        assert json.loads(text) == draft_to_fhir_bundle(draft, issued=ISSUED, **kwargs)
+        validate_bundle(json.loads(text))
+    assert "NaN" not in text and "\n" in text
+    draft.predicted_labels = {"Hernia": 0.5}
+    with pytest.raises(HandoffError, match="'Hernia' is not a CheXpert observation"):
+        draft_to_fhir_json(draft)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from functools import lru_cache
 
 from eclip_core.text import DEID_TOKEN
 
@@ -258,8 +259,10 @@ def _without_comparison(sentence: str) -> str:
     return s[:1].upper() + s[1:] if s else s
 
 
+@lru_cache(maxsize=1 << 16)
 def clean_sentence(sentence: str) -> str | None:
-    """The sentence as it may enter a draft, or None when it may not (see the module docstring)."""
+    """The sentence as it may enter a draft, or None when it may not (see the module docstring). Cached:
+    drafts draw their sentences from one corpus, so the same sentences come back draft after draft."""
     s = _REPEATED_STOPS.sub(".", " ".join(str(sentence).split()))
     if not s:
         return None

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import logging
-import multiprocessing
 import os
 import time
 from collections import Counter
@@ -30,19 +29,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from eclip_core.atomic import atomic_path
 from eclip_core.cli_config import cli
 from eclip_core.data.dicom_views import assess_dataset
 from eclip_core.errors import EClipError
 from rag_report.errors import RagReportError
+from rag_report.handoff.clock import StageClock
 from rag_report.handoff.send import CStoreSender, Sender, SendError, StowSender, parse_dimse
 from rag_report.handoff.sources import DicomWebFilters, SourceError, open_source, shard
 from rag_report.handoff.studies import Instance, StudyInput, rank_frontal
 from rag_report.handoff.summary import SummaryRow, read_row, shard_name, write_row, write_summary
+from rag_report.handoff.writer import write_outputs, writer_pool
 
 if TYPE_CHECKING:
     from rag_report.pipeline import Embedded, ReportPipeline
-    from rag_report.report import DraftReport
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +99,9 @@ class BatchConfig:
 class BatchResult:
     rows: list[SummaryRow]
     summary_path: Path
+    #: ms per stage, summed over studies: the drafting process's stages (prepare, embed, draft, hand-off,
+    #: wait for writer, send, summary) and, overlapping with them, the writer's ("write: sr", ...).
+    stages: dict[str, float] = field(default_factory=dict)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -190,6 +192,8 @@ class BatchRunner:
         self.identity = expected_identity(pipe)
         self._pool: ProcessPoolExecutor | None = None
         self._pending: list[tuple[SummaryRow, Path, Future]] = []
+        #: Where this run's time went (BatchResult.stages).
+        self.clock = StageClock()
 
     def run(self, studies: Sequence[StudyInput], summary_path: Path) -> BatchResult:
         from tqdm.auto import tqdm
@@ -197,7 +201,7 @@ class BatchRunner:
         rows: list[SummaryRow] = []
         self.out.mkdir(parents=True, exist_ok=True)
         bar = tqdm(total=len(studies), unit="study", desc="batch", disable=not self.progress, dynamic_ncols=True)
-        self._pool = _writer_pool(self.config.writers) if studies else None
+        self._pool = writer_pool(self.config.writers) if studies else None
         import torch
 
         threads_before = torch.get_num_threads()
@@ -210,7 +214,8 @@ class BatchRunner:
                 rows.extend(self._run_chunk(chunk))
                 self._settle(earlier)
                 bar.update(len(chunk))
-                write_summary([r for r in rows if r.status != PENDING], summary_path)
+                with self.clock.timed("summary"):
+                    write_summary([r for r in rows if r.status != PENDING], summary_path)
             self._settle(self._pending)
         finally:
             torch.set_num_threads(threads_before)
@@ -219,19 +224,21 @@ class BatchRunner:
                 self._pool.shutdown(wait=True, cancel_futures=True)  # a write under way finishes (atomic)
             # Also on Ctrl-C: the rows of every study whose outputs are whole.
             write_summary([r for r in rows if r.status != PENDING], summary_path)
-        return BatchResult(rows, summary_path)
+        return BatchResult(rows, summary_path, dict(self.clock.ms))
 
     # -- one chunk: prepare (choose + read the image), embed together, draft and write each ---------------
     def _run_chunk(self, chunk: Sequence[StudyInput]) -> list[SummaryRow]:
         rows: list[SummaryRow] = []
         ready: list[_Prepared] = []
         for study in chunk:
-            prepared = self._prepare(study)
+            with self.clock.timed("prepare"):
+                prepared = self._prepare(study)
             rows.append(prepared.row)
             if prepared.pixels is not None:
                 ready.append(prepared)
         if ready:
-            embedded = self._embed(ready)
+            with self.clock.timed("embed"):
+                embedded = self._embed(ready)
             for prepared, emb in zip(ready, embedded):
                 self._draft(prepared, emb)
         return rows
@@ -292,6 +299,7 @@ class BatchRunner:
 
     def _draft(self, prepared: _Prepared, embedded: Embedded) -> None:
         row, study = prepared.row, prepared.study
+        t = time.perf_counter()
         try:
             draft = self.pipe.generate(prepared.source, embedded=embedded)
         except Exception as exc:  # one study's failure, whatever it is, never stops the batch
@@ -299,6 +307,8 @@ class BatchRunner:
             row.status, row.reason = "error", f"drafting failed: {said}"
             log.warning("%s: drafting failed (%s)", study.key, type(exc).__name__)
             return
+        finally:
+            self.clock.add("draft", (time.perf_counter() - t) * 1000.0)
         row.status = PENDING
         row.typicality = draft.typicality
         row.positives = ";".join(draft.predicted_positive)
@@ -309,7 +319,8 @@ class BatchRunner:
         pixels = prepared.pixels if header is None else None  # a PNG study's stand-in SC is made from them
         future: Future = Future()
         if self._pool is not None:
-            future = self._pool.submit(write_outputs, folder, draft, header, pixels)
+            with self.clock.timed("hand-off to the writer"):
+                future = self._pool.submit(write_outputs, folder, draft, header, pixels)
         else:
             try:
                 future.set_result(write_outputs(folder, draft, header, pixels))
@@ -321,18 +332,24 @@ class BatchRunner:
         """Wait for written outputs; then send the SR and record the row."""
         for row, folder, future in pending:
             try:
-                row.write_ms = future.result()
+                with self.clock.timed("wait for the writer"):
+                    parts = future.result()
             except Exception as exc:  # a writer refusing a header, a full disk: this study only
                 row.status = "error"
                 row.reason = f"writing the outputs failed ({type(exc).__name__}: {str(exc)[:200]})"
                 log.warning("%s: writing outputs failed (%s)", row.study, type(exc).__name__)
                 continue
+            for part, ms in parts.items():
+                self.clock.add(f"write: {part}", ms)
+            row.write_ms = sum(parts.values())
             row.status = "drafted"
             if self.sender is not None:
-                self._send(folder, row)
+                with self.clock.timed("send"):
+                    self._send(folder, row)
             row.total_ms = row.fetch_ms + row.load_ms + row.embed_ms + row.retrieve_ms + row.generate_ms
             row.total_ms += row.write_ms + row.send_ms
-            write_row(row, folder / "row.json")
+            with self.clock.timed("summary"):
+                write_row(row, folder / "row.json")
 
     def _send(self, folder: Path, row: SummaryRow) -> None:
         import pydicom
@@ -348,42 +365,6 @@ class BatchRunner:
         except Exception as exc:  # an unreadable sr.dcm of an earlier run
             row.send = f"failed: {type(exc).__name__}"
         row.send_ms = (time.perf_counter() - t) * 1000.0
-
-
-def write_outputs(folder: Path, draft: DraftReport, header: Any, pixels: Any = None) -> float:
-    """sr.dcm and fhir.json, then draft.json (the study's done mark), each atomically; returns the ms taken.
-
-    ``header``: the source instance's header (the SR files into its study and references it); None for a
-    PNG / JPEG study, whose stand-in Secondary Capture is made from ``pixels`` (UIDs from the pixels, no
-    patient). Runs in a writer process too (everything it takes pickles).
-    """
-    from rag_report.formats.fhir import draft_to_fhir_bundle
-    from rag_report.formats.sr import draft_to_sr, source_dataset_for_image
-
-    t = time.perf_counter()
-    source = header if header is not None else source_dataset_for_image(pixels)
-    sr = draft_to_sr(draft, [source])
-    with atomic_path(folder / "sr.dcm") as tmp:
-        sr.save_as(tmp, enforce_file_format=True)
-    bundle = draft_to_fhir_bundle(draft, study_instance_uid=str(source.get("StudyInstanceUID", "")) or None)
-    with atomic_path(folder / "fhir.json") as tmp:
-        tmp.write_text(json.dumps(bundle, indent=1), encoding="utf-8")
-    with atomic_path(folder / "draft.json") as tmp:
-        tmp.write_text(draft.to_json(indent=1), encoding="utf-8")
-    return (time.perf_counter() - t) * 1000.0
-
-
-def _writer_pool(n: int) -> ProcessPoolExecutor | None:
-    if n < 1:
-        return None
-    # spawn: the drafting process holds torch's thread pools, which a forked child must not inherit.
-    return ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"), initializer=_quiet_writer)
-
-
-def _quiet_writer() -> None:
-    import signal
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the batch, which lets a write under way finish
 
 
 def run_batch(

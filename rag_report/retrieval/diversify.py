@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from functools import lru_cache
 
 import numpy as np
 
@@ -27,8 +28,10 @@ from rag_report.errors import RagReportError
 _NON_WORD = re.compile(r"[^a-z0-9]+")
 
 
+@lru_cache(maxsize=1 << 16)
 def dedupe_key(text: str) -> str:
     """The identity of a report's text for duplicate removal: normalised, lower-cased, punctuation-free.
+    Cached: every query de-duplicates its candidate pool, and the pools draw on one corpus.
 
     >>> dedupe_key("Heart  normal. No effusion") == dedupe_key("heart normal, no effusion.")
     True
