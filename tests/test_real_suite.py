@@ -85,7 +85,8 @@ def test_real_suite_on_a_fixture_clone(tmp_path, monkeypatch):
     assert json.loads((tmp_path / "out" / "real.json").read_text())["data"]["patients"] == 40
 
 
-def test_real_suite_trains_and_scores_retrieval(tmp_path, monkeypatch):
+def _trained_suite(tmp_path, monkeypatch, tower: str, **kw):
+    """The suite on a fixture clone, one tower trained 2 steps: (config, its run)."""
     from eclip_core.data.builders import build_covid_manifest
     from eval.report_gen.real_suite import RealSuiteConfig, run_real_suite
 
@@ -93,15 +94,21 @@ def test_real_suite_trains_and_scores_retrieval(tmp_path, monkeypatch):
     manifest = build_covid_manifest(_clone(tmp_path / "clone"), tmp_path / "covid.csv")
     cfg = RealSuiteConfig(
         manifest=str(manifest),
-        towers=["scratch_resnet"],
+        towers=[tower],
         steps=2,
         batch_size=4,
         n_boot=50,
         num_workers=0,
         progress=False,
         out_dir=str(tmp_path / "out"),
+        **kw,
     )
     (run,) = run_real_suite(cfg)["runs"]
+    return cfg, run
+
+
+def test_real_suite_trains_and_scores_retrieval(tmp_path, monkeypatch):
+    _, run = _trained_suite(tmp_path, monkeypatch, "scratch_resnet")
     ret = run["retrieval_heldout"]
     assert 0.0 <= ret["R@10"]["mean"] <= 1.0 and 0.0 < ret["chance@10"] <= 1.0
     assert run["typicality_warning_rate"] is None or 0.0 <= run["typicality_warning_rate"] <= 1.0
@@ -114,24 +121,10 @@ def test_locked_lite0_row_trains_only_the_projections(tmp_path, monkeypatch):
     import torch
 
     from eclip_core.config import EClipConfig
-    from eclip_core.data.builders import build_covid_manifest
     from eclip_core.model import EClip
-    from eval.report_gen.real_suite import RealSuiteConfig, run_real_suite, train_tower
+    from eval.report_gen.real_suite import train_tower
 
-    monkeypatch.setenv("RAG_REPORT_HOME", str(tmp_path / "home"))
-    manifest = build_covid_manifest(_clone(tmp_path / "clone"), tmp_path / "covid.csv")
-    cfg = RealSuiteConfig(
-        manifest=str(manifest),
-        towers=["lite0_locked"],
-        steps=2,
-        batch_size=4,
-        n_boot=50,
-        num_workers=0,
-        progress=False,
-        image_cache_px=0,
-        out_dir=str(tmp_path / "out"),
-    )
-    (run,) = run_real_suite(cfg)["runs"]
+    cfg, run = _trained_suite(tmp_path, monkeypatch, "lite0_locked", image_cache_px=0)
     assert 0.0 <= run["retrieval_heldout"]["R@10"]["mean"] <= 1.0
     model_dir, _ = train_tower(cfg, "lite0_locked", 0)  # the cached run
     trained = EClip.from_pretrained(model_dir).clip.visual
@@ -163,3 +156,20 @@ def test_summary_answers_the_targets_from_the_runs():
     assert "better on every measure (met)" in text and "4 X-rays of 2 patients" in text
     runs[-1]["retrieval_heldout"]["R@10"]["mean"] = 2.0  # scratch now retrieves better on average
     assert "(not met)" in "\n".join(summary_lines({"data": data, "runs": runs}))
+
+
+def test_clone_commit_is_the_git_head_of_the_images_clone(tmp_path):
+    import subprocess
+
+    from eclip_core.data.builders import build_covid_manifest
+    from eval.report_gen.real_suite import clone_commit
+
+    root = _clone(tmp_path / "clone", n_patients=4)
+    manifest = build_covid_manifest(root, tmp_path / "covid.csv")
+    assert clone_commit(str(manifest)) is None  # not a git clone
+    git = ["git", "-C", str(root), "-c", "user.name=t", "-c", "user.email=t@example.org"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-qm", "x"], check=True)
+    head = subprocess.run([*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout.strip()
+    assert clone_commit(str(manifest)) == head and len(head) == 40

@@ -347,6 +347,49 @@ def evaluate(cfg: RealSuiteConfig, tower: str, seed: int, studies) -> dict[str, 
     return run
 
 
+def scored(cfg: RealSuiteConfig, tower: str, seed: int, studies) -> dict[str, Any]:
+    """:func:`evaluate`, its result kept under $RAG_REPORT_HOME/eval/real/scores/ per manifest, tower, training
+    and scoring settings and seed: a later run adding rows (or run per tower in parallel) rescores nothing."""
+    from rag_report.paths import rag_report_home
+
+    source = Path(str(cfg.manifest)).resolve()
+    key = json.dumps(
+        {
+            "m": str(source),
+            "mtime": source.stat().st_mtime_ns,
+            "f": TOWERS[tower][1],
+            "train": [cfg.steps, cfg.batch_size, TOWER_LR.get(tower, cfg.lr)] if TOWERS[tower][2] else None,
+            "score": [cfg.folds, cfg.n_boot, cfg.min_class],
+            "bundle": _bundle_key() if tower == "bundle" else None,
+        },
+        sort_keys=True,
+    )
+    path = (
+        rag_report_home()
+        / "eval"
+        / "real"
+        / "scores"
+        / f"{tower}-s{seed}-{hashlib.sha256(key.encode()).hexdigest()[:12]}.json"
+    )
+    if path.is_file():
+        return {**json.loads(path.read_text()), "description": TOWERS[tower][0]}
+    run = evaluate(cfg, tower, seed, studies)
+    if "not_run" not in run:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(run))
+    return run
+
+
+def _bundle_key() -> str | None:
+    from rag_report.bundle import default_bundle
+    from rag_report.errors import RagReportError
+
+    try:
+        return str(default_bundle(build=False).model_dir("eclip"))
+    except RagReportError:
+        return None
+
+
 def run_real_suite(cfg: RealSuiteConfig) -> dict[str, Any]:
     """Score every tower (and seed, for trained ones); write ``<out_dir>/<name>.json`` and ``.md``."""
     import datetime as _dt
@@ -363,7 +406,7 @@ def run_real_suite(cfg: RealSuiteConfig) -> dict[str, Any]:
     runs = []
     for tower in cfg.towers:
         for seed in cfg.seeds if TOWERS[tower][2] else cfg.seeds[:1]:
-            run = evaluate(cfg, tower, seed, studies)
+            run = scored(cfg, tower, seed, studies)
             log.info("%s seed %d: %s", tower, seed, {k: v for k, v in run.items() if k.startswith("probe")})
             runs.append(run)
     licences: dict[str, int] = {}
