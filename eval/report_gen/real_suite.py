@@ -347,9 +347,9 @@ def evaluate(cfg: RealSuiteConfig, tower: str, seed: int, studies) -> dict[str, 
     return run
 
 
-def scored(cfg: RealSuiteConfig, tower: str, seed: int, studies) -> dict[str, Any]:
-    """:func:`evaluate`, its result kept under $RAG_REPORT_HOME/eval/real/scores/ per manifest, tower, training
-    and scoring settings and seed: a later run adding rows (or run per tower in parallel) rescores nothing."""
+def score_path(cfg: RealSuiteConfig, tower: str, seed: int) -> Path:
+    """Where :func:`scored` keeps one tower's scores: a hash of the manifest (path and time), the tower's
+    fields, its training and the scoring settings."""
     from rag_report.paths import rag_report_home
 
     source = Path(str(cfg.manifest)).resolve()
@@ -364,13 +364,14 @@ def scored(cfg: RealSuiteConfig, tower: str, seed: int, studies) -> dict[str, An
         },
         sort_keys=True,
     )
-    path = (
-        rag_report_home()
-        / "eval"
-        / "real"
-        / "scores"
-        / f"{tower}-s{seed}-{hashlib.sha256(key.encode()).hexdigest()[:12]}.json"
-    )
+    name = f"{tower}-s{seed}-{hashlib.sha256(key.encode()).hexdigest()[:12]}.json"
+    return rag_report_home() / "eval" / "real" / "scores" / name
+
+
+def scored(cfg: RealSuiteConfig, tower: str, seed: int, studies) -> dict[str, Any]:
+    """:func:`evaluate`, its result kept under $RAG_REPORT_HOME/eval/real/scores/ per manifest, tower, training
+    and scoring settings and seed: a later run adding rows (or run per tower in parallel) rescores nothing."""
+    path = score_path(cfg, tower, seed)
     if path.is_file():
         return {**json.loads(path.read_text()), "description": TOWERS[tower][0]}
     run = evaluate(cfg, tower, seed, studies)

@@ -97,11 +97,21 @@ def summary_lines(result: dict) -> list[str]:
             f"| `rag-report train` defaults vs the same run with `--image-weights none` ({len(d)} vs {len(s)} seeds; "
             f"mean ± sd) | {'; '.join(parts)}; {verdict} |"
         )
-    rates = [r["typicality_warning_rate"] for r in runs if r.get("typicality_warning_rate") is not None]
+    rated = [r for r in runs if r.get("typicality_warning_rate") is not None]
+    rates = [r["typicality_warning_rate"] for r in rated]
+    trained = [r["typicality_warning_rate"] for r in rated if r["tower"] != "bundle"]
+    bundle = [r["typicality_warning_rate"] for r in rated if r["tower"] == "bundle"]
     if rates:
         rows.append(
-            f"| typicality warnings on held-out X-rays (index of the train split) | {min(rates):.0%}-{max(rates):.0%} "
-            "for the trained towers |"
+            "| typicality warnings on held-out X-rays | "
+            + (
+                f"{min(trained):.0%}-{max(trained):.0%} for the towers trained here (index of the train split)"
+                if trained
+                else ""
+            )
+            + ("; " if trained and bundle else "")
+            + (f"{bundle[0]:.0%} for the default bundle (its phantom index)" if bundle else "")
+            + " |"
         )
     others = sorted({t for r in runs for t in r.get("probe_cv_heldout", {}) if t != COVID})
     skipped = sorted({s.split(" (")[0] for r in runs for s in r.get("skipped", [])})
