@@ -153,7 +153,7 @@ def reproduce_lines(result: dict, command: str) -> list[str]:
         lines.append(f"git -C covid-chestxray-dataset checkout {commit}")
     lines += [
         "python -m eclip_core.data.builders covid --root covid-chestxray-dataset --patients dev_patients.txt "
-        "--out covid_dev.csv",
+        f"--out {result['config']['manifest']}",
         command,
         "```",
         "",
