@@ -76,6 +76,11 @@ def render_markdown(result: dict[str, Any]) -> str:
         for run in result["runs"]:
             for t in others:
                 lines.append(f"- {run['description']} (seed {run['seed']}), {t}: {_auc(run['probe_cv_heldout'][t])}")
+    from eval.report_gen.real_suite import TOWERS
+
+    absent = [t for t in TOWERS if t not in cfg["towers"]]
+    if absent:
+        lines += ["", "Not in this run: " + "; ".join(f"{TOWERS[t][0]} (`--towers {t}`)" for t in absent) + "."]
     skipped = sorted({s for r in result["runs"] for s in r.get("skipped", [])})
     if skipped:
         lines += ["", "Not scored (counts): " + "; ".join(skipped) + "."]
