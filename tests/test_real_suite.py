@@ -153,7 +153,7 @@ def test_summary_answers_the_targets_from_the_runs():
     assert "| 0.850 (95 % CI 0.80-0.90): FROZEN, patient-grouped 5-fold CV on all rows; met |" in text
     assert "0.210 (mean of 3 seeds, LITE0_LOCKED) vs chance 0.100 (2.1x); met" in text
     assert "probe fitted on train, scored on held-out: 0.710 ± 0.010 vs 0.600 ± 0.000" in text
-    assert "better on every measure (met)" in text and "4 X-rays of 2 patients" in text
+    assert "higher mean on every measure (met)" in text and "4 X-rays of 2 patients" in text
     runs[-1]["retrieval_heldout"]["R@10"]["mean"] = 2.0  # scratch now retrieves better on average
     assert "(not met)" in "\n".join(summary_lines({"data": data, "runs": runs}))
 

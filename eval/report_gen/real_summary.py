@@ -24,8 +24,8 @@ def _by_tower(runs: list[dict]) -> dict[str, list[dict]]:
     return out
 
 
-def best_probe(runs: list[dict]) -> tuple[float, str, str, list[float]] | None:
-    """(AUROC, tower description, which probe, CI of its first seed) of the tower whose COVID-19 probe, mean
+def best_probe(runs: list[dict]) -> tuple[float, str, str, list[float], int] | None:
+    """(AUROC, tower description, which probe, CI of its first seed, seeds) of the tower whose COVID-19 probe, mean
     over seeds, is highest (CV on all rows where the tower never saw them, else CV on the held-out rows)."""
     best = None
     for group in _by_tower(runs).values():
@@ -35,7 +35,7 @@ def best_probe(runs: list[dict]) -> tuple[float, str, str, list[float]] | None:
             mean = float(np.mean([c["auroc"] for c in cells]))
             if best is None or mean > best[0]:
                 best = (mean, group[0]["description"], key, cells[0]["ci"], len(cells))
-    return None if best is None else best[:4]
+    return best
 
 
 def _recall(group: list[dict]) -> tuple[float, float] | None:
@@ -56,12 +56,13 @@ def summary_lines(result: dict) -> list[str]:
     rows = []
     best = best_probe(runs)
     if best:
-        auc, desc, key, (lo, hi) = best
-        where = "patient-grouped 5-fold CV on all rows" if key == "probe_cv_all" else "CV on the held-out rows"
+        auc, desc, key, (lo, hi), n = best
+        where = "5-fold CV on all rows" if key == "probe_cv_all" else "CV on the held-out rows"
         met = "met" if auc >= PROBE_TARGET else "not met"
+        ci = f"95 % CI {lo:.2f}-{hi:.2f}" if n == 1 else f"mean of {n} seeds; first seed's 95 % CI {lo:.2f}-{hi:.2f}"
         rows.append(
-            f"| best linear-probe AUROC, COVID-19 vs other (target >= {PROBE_TARGET:.2f}) | {auc:.3f} (95 % CI "
-            f"{lo:.2f}-{hi:.2f}): {desc}, {where}; {met} |"
+            f"| best linear-probe AUROC, COVID-19 vs other (target >= {PROBE_TARGET:.2f}) | {auc:.3f} ({ci}): "
+            f"{desc}, patient-grouped {where}; {met} |"
         )
     recalls = {t: _recall(g) for t, g in towers.items()}
     recalls = {t: r for t, r in recalls.items() if r}
@@ -92,7 +93,9 @@ def summary_lines(result: dict) -> list[str]:
         if a and b:
             parts.append(f"R@10 {_ms(a)} vs {_ms(b)} (chance {recalls.get(DEFAULT_TOWER, (0, 0))[1]:.3f})")
             wins.append(np.mean(a) > np.mean(b))
-        verdict = "better on every measure (met)" if wins and all(wins) else "not better on every measure (not met)"
+        verdict = (
+            "higher mean on every measure (met)" if wins and all(wins) else "not higher on every measure (not met)"
+        )
         rows.append(
             f"| `rag-report train` defaults vs the same run with `--image-weights none` ({len(d)} vs {len(s)} seeds; "
             f"mean ± sd) | {'; '.join(parts)}; {verdict} |"
