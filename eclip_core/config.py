@@ -72,6 +72,10 @@ class EClipConfig:
     image_size: int | None = None
     #: Freeze the text tower except its projection (much faster on a CPU with a pretrained text tower).
     lock_text: bool = False
+    #: Freeze a timm image tower's trunk (its pretrained features, BatchNorm statistics included) and train
+    #: only its projection: on a small real archive this keeps the ImageNet features the fine-tuning would
+    #: wear down, and a CPU step needs no backward pass through the trunk.
+    lock_image: bool = False
     #: Heatmap processor (spec: patch conv 16 -> 256-d, 8-head MHA, transposed conv back).
     processor_variant: str = field(default="mha", metadata={"choices": PROCESSOR_VARIANTS})
     processor_dim: int = 256

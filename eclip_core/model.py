@@ -109,6 +109,8 @@ class EClip(nn.Module):
         self.clamp_logit_scale_()
         if config.lock_text:
             self.lock_text_tower()
+        if config.lock_image:
+            self.lock_image_trunk()
         # Built last, so a model without it draws every other initial weight exactly as before.
         self.label_head = nn.Linear(self.embed_dim, len(CHEXPERT_OBSERVATIONS)) if config.label_head else None
 
@@ -150,8 +152,23 @@ class EClip(nn.Module):
         self._text_locked = True
         self.train(self.training)
 
+    def lock_image_trunk(self) -> None:
+        """Freeze a timm image tower's trunk (parameters and BatchNorm statistics); its projection trains."""
+        trunk = getattr(self.clip.visual, "trunk", None)
+        if not isinstance(trunk, nn.Module):
+            raise ConfigError(
+                "lock_image freezes a timm image tower's trunk, but this model's image tower is the model "
+                f"config's own ({self.config.name!r}); give image_weights (e.g. efficientnet-lite0) or image_tower"
+            )
+        for param in trunk.parameters():
+            param.requires_grad_(False)
+        self._image_locked = True
+        self.train(self.training)
+
     def train(self, mode: bool = True) -> EClip:
         super().train(mode)
+        if getattr(self, "_image_locked", False):
+            self.clip.visual.trunk.train(False)
         if getattr(self, "_text_locked", False) and isinstance(getattr(self.clip, "text", None), nn.Module):
             self.clip.text.train(False)
             proj = getattr(self.clip.text, "proj", None)

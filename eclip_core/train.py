@@ -436,9 +436,11 @@ def main(
     parser: ConfigParser | None = None,
     defaults: dict[str, Any] | None = None,
     around: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+    settle: Callable[[TrainConfig], TrainConfig] | None = None,
 ) -> int:
     """Train from the command line; prints one JSON summary line on stdout (rank 0). ``parser``, ``defaults``
-    (:func:`config_from_args`) and ``around`` (a context the run happens in) are a front end's."""
+    (:func:`config_from_args`), ``settle`` (the front end's last word on the parsed config) and ``around`` (a
+    context the run happens in) are a front end's."""
     setup_offline()
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(  # a no-op where the front end set up logging already
@@ -447,6 +449,7 @@ def main(
     )
     try:
         cfg = config_from_args(argv, parser=parser, defaults=defaults)  # --help goes to stdout
+        cfg = settle(cfg) if settle else cfg
         with around():
             result = train(cfg)
     except EClipError as exc:  # bad config, manifest or checkpoint, a full disk: one line, no traceback

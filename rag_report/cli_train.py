@@ -2,7 +2,8 @@
 
 Every flag is ``python -m eclip_core.train``'s (a :class:`~eclip_core.config.TrainConfig` field). A user's
 archive is real X-rays, so the image tower starts from the packaged ImageNet EfficientNet-Lite0
-(``--image-weights efficientnet-lite0``); ``--image-weights none`` trains the model config's own tower from
+(``--image-weights efficientnet-lite0``) at 224 px with its trunk locked (``--model-lock-image``: only the
+projections train, at lr 1e-3 on a CPU; ``--no-model-lock-image`` fine-tunes it); ``--image-weights none`` trains the model config's own tower from
 scratch, and ``--image-weights FILE`` (with ``--image-tower``) starts from a weights file. Where no
 CUDA device is used (none available, or ``--cpu``), the defaults are the default bundle's, the setting
 benchmarked on 2-core CPUs (docs/results/report_gen.md): the text tower locked except its projection (its features are then computed
@@ -12,7 +13,7 @@ once per report and cached), lr 3e-4 and one data-loader worker. ``--config`` an
 >>> cpu_train_defaults()["model"]["lock_text"]
 True
 >>> train_defaults([], cpu=False)
-{'model': {'image_weights': 'efficientnet-lite0'}}
+{'model': {'image_weights': 'efficientnet-lite0', 'lock_image': True, 'image_size': 224}}
 """
 
 from __future__ import annotations
@@ -38,15 +39,47 @@ def cpu_train_defaults() -> dict[str, Any]:
 
 #: The image weights `rag-report train` starts from (eclip_core.towers.BUILTIN_WEIGHTS).
 DEFAULT_IMAGE_WEIGHTS = "efficientnet-lite0"
+#: With the default pretrained tower: its trunk locked (only the projections train), at the weights' own
+#: 224 px, at a learning rate for projections (measured on real X-rays: docs/results/real.md).
+PRETRAINED_TOWER_DEFAULTS = {"lock_image": True, "image_size": 224}
+LOCKED_LR = 1e-3
+_LOCK_FLAGS = ("--model-lock-image", "--no-model-lock-image")
+
+
+def _given(argv: list[str], *flags: str) -> bool:
+    return any(a in flags or a.split("=", 1)[0] in flags for a in argv)
 
 
 def train_defaults(argv: list[str], cpu: bool) -> dict[str, Any]:
     """TrainConfig values under the flags and ``--config``: the CPU defaults (:func:`cpu_train_defaults`) on a
     CPU, and the pretrained image tower unless a whole checkpoint is given (``--model-pretrained``)."""
     out = cpu_train_defaults() if cpu else {"model": {}}
-    if not any(a == "--model-pretrained" or a.startswith("--model-pretrained=") for a in argv):
-        out["model"]["image_weights"] = DEFAULT_IMAGE_WEIGHTS
+    if not _given(argv, "--model-pretrained"):
+        out["model"].update(image_weights=DEFAULT_IMAGE_WEIGHTS, **PRETRAINED_TOWER_DEFAULTS)
+        if cpu:
+            out["lr"] = LOCKED_LR
     return out
+
+
+def settle_tower_defaults(cfg, argv: list[str], cpu: bool):
+    """Undo the locked-trunk defaults that no longer apply: with no timm tower left to lock (``--image-weights
+    none``) the model config's own tower trains whole at its own size; an unlocked tower (also
+    ``--no-model-lock-image``) trains at the CPU learning rate. Values given by flag are kept.
+
+    >>> from eclip_core.config import TrainConfig
+    >>> cfg = TrainConfig.from_dict({"lr": 1e-3, "model": {"lock_image": True, "image_size": 224}})
+    >>> c = settle_tower_defaults(cfg, ["--image-weights", "none"], cpu=True)
+    >>> c.model.lock_image, c.model.image_size, c.lr
+    (False, None, 0.0003)
+    """
+    m = cfg.model
+    if not (m.image_tower or m.image_weights) and m.lock_image and not _given(argv, *_LOCK_FLAGS):
+        m.lock_image = False
+        if not _given(argv, "--model-image-size") and m.image_size == PRETRAINED_TOWER_DEFAULTS["image_size"]:
+            m.image_size = None
+    if cpu and not m.lock_image and not _given(argv, "--lr") and cfg.lr == LOCKED_LR:
+        cfg.lr = cpu_train_defaults()["lr"]
+    return cfg
 
 
 def runs_on_cpu(argv: list[str]) -> bool:
@@ -75,8 +108,10 @@ def train_parser(cpu: bool):
             if cpu
             else "those of python -m eclip_core.train."
         )
-        + f" The image tower starts from --image-weights {DEFAULT_IMAGE_WEIGHTS} (ImageNet; --image-weights none"
-        + " trains the model's own tower from scratch). --config FILE and flags override them."
+        + f" The image tower starts from --image-weights {DEFAULT_IMAGE_WEIGHTS} (ImageNet) at 224 px with its trunk"
+        + f" locked (--model-lock-image; only the projections train, lr {LOCKED_LR:g} on a CPU;"
+        + " --no-model-lock-image fine-tunes it); --image-weights none trains the model's own tower from scratch."
+        + " --config FILE and flags override them."
     )
     # Listed for --help only: taken out of argv before parsing (TrainConfig has no such field).
     parser.add_argument(
@@ -100,4 +135,10 @@ def main(argv: list[str], *, quiet: bool = False, verbose: bool = False) -> int:
 
     cpu = runs_on_cpu(argv)
     defaults = {**train_defaults(argv, cpu), "text_feature_cache_dir": str(text_feature_dir())}
-    return train_main(argv, parser=train_parser(cpu), defaults=defaults, around=stdout_to_stderr)
+    return train_main(
+        argv,
+        parser=train_parser(cpu),
+        defaults=defaults,
+        around=stdout_to_stderr,
+        settle=lambda cfg: settle_tower_defaults(cfg, argv, cpu),
+    )

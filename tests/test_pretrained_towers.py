@@ -222,11 +222,15 @@ def test_eclip_trains_a_pretrained_timm_tower(tmp_path):
 
 def test_rag_report_train_starts_from_the_pretrained_tower_unless_told_otherwise(tmp_path):
     from eclip_core.train import config_from_args
-    from rag_report.cli_train import train_defaults, train_parser
+    from rag_report.cli_train import settle_tower_defaults, train_defaults, train_parser
+
+    def parse_all(*flags: str):
+        argv = ["--manifest", "m.csv", *flags]
+        cfg = config_from_args(argv, parser=train_parser(True), defaults=train_defaults(argv, cpu=True))
+        return settle_tower_defaults(cfg, argv, cpu=True)
 
     def parse(*flags: str):
-        argv = ["--manifest", "m.csv", *flags]
-        return config_from_args(argv, parser=train_parser(True), defaults=train_defaults(argv, cpu=True)).model
+        return parse_all(*flags).model
 
     assert parse().image_weights == "efficientnet-lite0" and parse().name == "eclip-resnet16"
     assert parse("--image-weights", "none").image_weights is None  # the model's own tower from scratch
@@ -234,3 +238,35 @@ def test_rag_report_train_starts_from_the_pretrained_tower_unless_told_otherwise
     assert config_from_args(["--manifest", "m.csv"]).model.image_weights is None  # python -m eclip_core.train
     resolved = EClip(parse("--model", "eclip-tiny")).config
     assert (resolved.image_tower, resolved.image_mean) == ("tf_efficientnet_lite0", 0.5)
+    # The pretrained tower: trunk locked at 224 px, projections at lr 1e-3; from scratch: whole, own size, 3e-4.
+    default, scratch = parse_all(), parse_all("--image-weights", "none")
+    assert (default.model.lock_image, default.model.image_size, default.lr) == (True, 224, 1e-3)
+    assert (scratch.model.lock_image, scratch.model.image_size, scratch.lr) == (False, None, 3e-4)
+    unlocked = parse_all("--no-model-lock-image")
+    assert (unlocked.model.lock_image, unlocked.model.image_size, unlocked.lr) == (False, 224, 3e-4)
+    assert parse_all("--lr", "0.01").lr == 0.01
+
+
+def test_lock_image_trains_the_projection_and_keeps_the_trunk_and_its_batchnorm_statistics():
+    model = _tiny(image_tower="test_efficientnet", lock_image=True).train()
+    trunk, head = model.clip.visual.trunk, model.clip.visual.head
+    assert not trunk.training and head.training  # BatchNorm of the trunk keeps its statistics
+    assert not any(p.requires_grad for p in trunk.parameters())
+    assert all(p.requires_grad for p in head.parameters())
+    before = {k: v.clone() for k, v in trunk.state_dict().items()}
+    proj_before = [p.detach().clone() for p in head.parameters()]
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    images = _grey_batch(64, 4)
+    out = model(images, model.tokenize(["a", "b", "c", "d"]))
+    (out["image_features"] @ out["text_features"].T).diagonal().sum().neg().backward()
+    opt.step()
+    for k, v in trunk.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    assert any(not torch.equal(p, q) for p, q in zip(head.parameters(), proj_before, strict=True))
+
+
+def test_lock_image_needs_a_timm_tower():
+    from eclip_core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="lock_image"):
+        _tiny(lock_image=True)

@@ -85,7 +85,8 @@ def test_real_suite_on_a_fixture_clone(tmp_path, monkeypatch):
     assert json.loads((tmp_path / "out" / "real.json").read_text())["data"]["patients"] == 40
 
 
-def test_real_suite_trains_and_scores_retrieval(tmp_path, monkeypatch):
+def _trained_suite(tmp_path, monkeypatch, tower: str, **kw):
+    """The suite on a fixture clone, one tower trained 2 steps: (config, its run)."""
     from eclip_core.data.builders import build_covid_manifest
     from eval.report_gen.real_suite import RealSuiteConfig, run_real_suite
 
@@ -93,15 +94,82 @@ def test_real_suite_trains_and_scores_retrieval(tmp_path, monkeypatch):
     manifest = build_covid_manifest(_clone(tmp_path / "clone"), tmp_path / "covid.csv")
     cfg = RealSuiteConfig(
         manifest=str(manifest),
-        towers=["scratch_resnet"],
+        towers=[tower],
         steps=2,
         batch_size=4,
         n_boot=50,
         num_workers=0,
         progress=False,
         out_dir=str(tmp_path / "out"),
+        **kw,
     )
     (run,) = run_real_suite(cfg)["runs"]
+    return cfg, run
+
+
+def test_real_suite_trains_and_scores_retrieval(tmp_path, monkeypatch):
+    _, run = _trained_suite(tmp_path, monkeypatch, "scratch_resnet")
     ret = run["retrieval_heldout"]
     assert 0.0 <= ret["R@10"]["mean"] <= 1.0 and 0.0 < ret["chance@10"] <= 1.0
     assert run["typicality_warning_rate"] is None or 0.0 <= run["typicality_warning_rate"] <= 1.0
+
+
+@pytest.mark.slow
+def test_locked_lite0_row_trains_only_the_projections(tmp_path, monkeypatch):
+    """The `rag-report train` default row: after training, the tower's trunk is still the packaged ImageNet
+    EfficientNet-Lite0 (every tensor equal), and retrieval is scored."""
+    import torch
+
+    from eclip_core.config import EClipConfig
+    from eclip_core.model import EClip
+    from eval.report_gen.real_suite import train_tower
+
+    cfg, run = _trained_suite(tmp_path, monkeypatch, "lite0_locked", image_cache_px=0)
+    assert 0.0 <= run["retrieval_heldout"]["R@10"]["mean"] <= 1.0
+    model_dir, _ = train_tower(cfg, "lite0_locked", 0)  # the cached run
+    trained = EClip.from_pretrained(model_dir).clip.visual
+    fresh = EClip(EClipConfig(name="eclip-resnet16", image_weights="efficientnet-lite0", image_size=224)).clip.visual
+    for (name, a), b in zip(trained.trunk.state_dict().items(), fresh.trunk.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+
+
+def _run(tower: str, seed: int, auc: float, r10: float, **extra) -> dict:
+    cell = {"auroc": auc, "ci": [auc - 0.1, auc + 0.1]}
+    run = {"tower": tower, "seed": seed, "description": tower.upper(), "probe_cv_heldout": {"COVID-19 vs other": cell}}
+    run["probe_train_to_heldout"] = {"COVID-19 vs other": cell}
+    run["retrieval_heldout"] = {"R@10": {"mean": r10, "ci": [0, 1]}, "chance@10": 0.1}
+    return {**run, **extra}
+
+
+def test_summary_answers_the_targets_from_the_runs():
+    from eval.report_gen.real_summary import summary_lines
+
+    frozen = {"tower": "lite0_frozen", "seed": 0, "description": "FROZEN", "probe_cv_heldout": {}}
+    frozen["probe_cv_all"] = {"COVID-19 vs other": {"auroc": 0.85, "ci": [0.8, 0.9]}}
+    runs = [frozen] + [_run("lite0_locked", s, 0.7 + s / 100, 0.2 + s / 100) for s in range(3)]
+    runs += [_run("scratch_resnet", s, 0.6, 0.1) for s in range(3)]
+    data = {"n": 10, "patients": 5, "heldout_patients": 2, "splits": {"train": 6, "val": 2, "test": 2}}
+    text = "\n".join(summary_lines({"data": data, "runs": runs}))
+    assert "| 0.850 (95 % CI 0.80-0.90): FROZEN, patient-grouped 5-fold CV on all rows; met |" in text
+    assert "0.210 (mean of 3 seeds, LITE0_LOCKED) vs chance 0.100 (2.1x); met" in text
+    assert "probe fitted on train, scored on held-out: 0.710 ± 0.010 vs 0.600 ± 0.000" in text
+    assert "higher mean on every measure (met)" in text and "4 X-rays of 2 patients" in text
+    runs[-1]["retrieval_heldout"]["R@10"]["mean"] = 2.0  # scratch now retrieves better on average
+    assert "(not met)" in "\n".join(summary_lines({"data": data, "runs": runs}))
+
+
+def test_clone_commit_is_the_git_head_of_the_images_clone(tmp_path):
+    import subprocess
+
+    from eclip_core.data.builders import build_covid_manifest
+    from eval.report_gen.real_suite import clone_commit
+
+    root = _clone(tmp_path / "clone", n_patients=4)
+    manifest = build_covid_manifest(root, tmp_path / "covid.csv")
+    assert clone_commit(str(manifest)) is None  # not a git clone
+    git = ["git", "-C", str(root), "-c", "user.name=t", "-c", "user.email=t@example.org"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-qm", "x"], check=True)
+    head = subprocess.run([*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout.strip()
+    assert clone_commit(str(manifest)) == head and len(head) == 40

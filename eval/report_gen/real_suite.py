@@ -17,8 +17,9 @@ covid``), every tower is scored by:
 
 Towers: scratch ViT and scratch ResNet (the model configs' own towers, trained with `rag-report train`'s
 CPU settings and ``--image-weights none``), the packaged ImageNet EfficientNet-Lite0 frozen (its pooled
-features, no training) and fine-tuned (`rag-report train`'s defaults), and the default bundle's phantom
-tower when the bundle is built. The collection has no gaze data, so the eCLIP objective trains as CLIP's.
+features, no training), fine-tuned whole at 128 px, and with its trunk locked at 224 px while the
+projections train (`rag-report train`'s defaults, ``lock_image``, at its lr 1e-3), and the default
+bundle's phantom tower when the bundle is built. The collection has no gaze data, so the eCLIP objective trains as CLIP's.
 
 >>> RealSuiteConfig(manifest="m.csv", towers=["lite0_frozen"]).validate().towers
 ['lite0_frozen']
@@ -30,6 +31,8 @@ import dataclasses
 import hashlib
 import json
 import logging
+import os
+import platform
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,9 +56,21 @@ TOWERS: dict[str, tuple[str, dict[str, Any] | None, bool]] = {
         {**_LITE0, "image_size": 224},
         False,
     ),
-    "lite0_finetuned": ("EfficientNet-Lite0 ImageNet, fine-tuned (`rag-report train` defaults)", _LITE0, True),
+    "lite0_finetuned": (
+        "EfficientNet-Lite0 ImageNet, fine-tuned, 128 px (`--no-model-lock-image --model-image-size 128`)",
+        _LITE0,
+        True,
+    ),
+    "lite0_locked": (
+        "EfficientNet-Lite0 ImageNet, trunk locked, 224 px (`rag-report train` defaults)",
+        {**_LITE0, "image_size": 224, "lock_image": True},
+        True,
+    ),
     "bundle": ("default bundle's phantom tower (eclip)", None, False),
 }
+#: Towers trained at their own learning rate instead of RealSuiteConfig.lr: a locked trunk trains only the
+#: projections, at `rag-report train`'s learning rate for that setting.
+TOWER_LR = {"lite0_locked": 1e-3}
 PNEUMONIA = ("viral", "bacterial")
 
 
@@ -140,6 +155,30 @@ def downsized_manifest(manifest: str, px: int, progress: bool) -> str:
     return str(out)
 
 
+def clone_commit(manifest: str) -> str | None:
+    """The git commit of the clone holding the manifest's first image (None: not in a git clone)."""
+    import subprocess
+
+    from eclip_core.data.manifest import read_manifest
+
+    studies = [s for s in read_manifest(manifest) if s.image_paths]
+    if not studies:
+        return None
+    folder = Path(studies[0].image_paths[0]).resolve().parent
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(folder), "rev-parse", "--show-toplevel", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=30,
+        ).stdout.split()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    # A manifest inside some other repository's work tree is not a clone of the collection's images.
+    return out[1] if len(out) == 2 and folder.is_relative_to(out[0]) and "images" in folder.parts else None
+
+
 # ---------------------------------------------------------------------------------------------- towers
 def train_tower(cfg: RealSuiteConfig, tower: str, seed: int) -> tuple[Path, float]:
     """Train (or reuse) one tower on the manifest's train split; (model dir, seconds)."""
@@ -148,8 +187,9 @@ def train_tower(cfg: RealSuiteConfig, tower: str, seed: int) -> tuple[Path, floa
     from rag_report.paths import rag_report_home
 
     fields = TOWERS[tower][1] or {}
+    lr = TOWER_LR.get(tower, cfg.lr)
     key = json.dumps(
-        {"m": str(Path(str(cfg.manifest)).resolve()), "f": fields, "s": cfg.steps, "b": cfg.batch_size, "lr": cfg.lr},
+        {"m": str(Path(str(cfg.manifest)).resolve()), "f": fields, "s": cfg.steps, "b": cfg.batch_size, "lr": lr},
         sort_keys=True,
     )
     out = rag_report_home() / "eval" / "real" / f"{tower}-s{seed}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
@@ -165,7 +205,7 @@ def train_tower(cfg: RealSuiteConfig, tower: str, seed: int) -> tuple[Path, floa
             model=EClipConfig(lock_text=True, **fields),
             steps=cfg.steps,
             batch_size=cfg.batch_size,
-            lr=cfg.lr,
+            lr=lr,
             seed=seed,
             num_workers=cfg.num_workers,
             progress=cfg.progress,
@@ -307,6 +347,50 @@ def evaluate(cfg: RealSuiteConfig, tower: str, seed: int, studies) -> dict[str, 
     return run
 
 
+def score_path(cfg: RealSuiteConfig, tower: str, seed: int) -> Path:
+    """Where :func:`scored` keeps one tower's scores: a hash of the manifest (path and time), the tower's
+    fields, its training and the scoring settings."""
+    from rag_report.paths import rag_report_home
+
+    source = Path(str(cfg.manifest)).resolve()
+    key = json.dumps(
+        {
+            "m": str(source),
+            "mtime": source.stat().st_mtime_ns,
+            "f": TOWERS[tower][1],
+            "train": [cfg.steps, cfg.batch_size, TOWER_LR.get(tower, cfg.lr)] if TOWERS[tower][2] else None,
+            "score": [cfg.folds, cfg.n_boot, cfg.min_class],
+            "bundle": _bundle_key() if tower == "bundle" else None,
+        },
+        sort_keys=True,
+    )
+    name = f"{tower}-s{seed}-{hashlib.sha256(key.encode()).hexdigest()[:12]}.json"
+    return rag_report_home() / "eval" / "real" / "scores" / name
+
+
+def scored(cfg: RealSuiteConfig, tower: str, seed: int, studies) -> dict[str, Any]:
+    """:func:`evaluate`, its result kept under $RAG_REPORT_HOME/eval/real/scores/ per manifest, tower, training
+    and scoring settings and seed: a later run adding rows (or run per tower in parallel) rescores nothing."""
+    path = score_path(cfg, tower, seed)
+    if path.is_file():
+        return {**json.loads(path.read_text()), "description": TOWERS[tower][0]}
+    run = evaluate(cfg, tower, seed, studies)
+    if "not_run" not in run:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(run))
+    return run
+
+
+def _bundle_key() -> str | None:
+    from rag_report.bundle import default_bundle
+    from rag_report.errors import RagReportError
+
+    try:
+        return str(default_bundle(build=False).model_dir("eclip"))
+    except RagReportError:
+        return None
+
+
 def run_real_suite(cfg: RealSuiteConfig) -> dict[str, Any]:
     """Score every tower (and seed, for trained ones); write ``<out_dir>/<name>.json`` and ``.md``."""
     import datetime as _dt
@@ -323,7 +407,7 @@ def run_real_suite(cfg: RealSuiteConfig) -> dict[str, Any]:
     runs = []
     for tower in cfg.towers:
         for seed in cfg.seeds if TOWERS[tower][2] else cfg.seeds[:1]:
-            run = evaluate(cfg, tower, seed, studies)
+            run = scored(cfg, tower, seed, studies)
             log.info("%s seed %d: %s", tower, seed, {k: v for k, v in run.items() if k.startswith("probe")})
             runs.append(run)
     licences: dict[str, int] = {}
@@ -334,12 +418,15 @@ def run_real_suite(cfg: RealSuiteConfig) -> dict[str, Any]:
     result = {
         "command": cfg.command,
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "machine": f"a {os.cpu_count()}-core {platform.machine()} CPU",
         "config": given,
         "data": {
             "n": len(studies),
             "patients": len({s.meta.get("patient_id") for s in studies}),
+            "heldout_patients": len({s.meta.get("patient_id") for s in studies if s.split != "train"}),
             "splits": splits,
             "licences": licences,
+            "clone_commit": clone_commit(str(given["manifest"])),
         },
         "runs": runs,
     }

@@ -22,18 +22,35 @@ def _recall(ret: dict | None, k: int) -> str:
     return f"{cell['mean']:.3f} ({lo:.2f}-{hi:.2f}) vs {ret[f'chance@{k}']:.3f}"
 
 
+def _tower_lrs() -> str:
+    from eval.report_gen.real_suite import TOWER_LR
+
+    return ", ".join(f"{t}: {lr:g}" for t, lr in TOWER_LR.items())
+
+
 def render_markdown(result: dict[str, Any]) -> str:
+    from eval.report_gen.real_summary import reproduce_lines, summary_lines
     from eval.report_gen.tables import portable_paths
 
     cfg, data = result["config"], result["data"]
+    command = portable_paths(result["command"])
     lines = [
         "# Image towers on real X-rays",
         "",
-        f"Command: `{portable_paths(result['command'])}`",
+        *summary_lines(result),
+        "",
+        f"Measured on: {result.get('machine', 'a CPU')} (scores do not depend on the machine); "
+        f"{result['created'][:10]}.",
+        "",
+        *reproduce_lines(result, command),
+        "",
+        "## Per tower and seed",
+        "",
+        f"Command: `{command}`",
         "",
         f"Data: {data['n']} frontal X-rays of {data['patients']} patients (splits {data['splits']}, patient-"
-        f"disjoint). Trained towers: {cfg['steps']} steps of batch {cfg['batch_size']}, lr {cfg['lr']}, text tower "
-        "locked except its projection, on the train split only; held-out = val + test splits. AUROC with a 95 % "
+        f"disjoint). Trained towers: {cfg['steps']} steps of batch {cfg['batch_size']}, lr {cfg['lr']} "
+        f"({_tower_lrs()}), text tower locked except its projection, on the train split only; held-out = val + test splits. AUROC with a 95 % "
         "patient-bootstrap interval; R@k image->note on the held-out rows (a hit: a top-k note is the query's "
         "own text) against its exact chance.",
         "",
@@ -59,8 +76,21 @@ def render_markdown(result: dict[str, Any]) -> str:
         for run in result["runs"]:
             for t in others:
                 lines.append(f"- {run['description']} (seed {run['seed']}), {t}: {_auc(run['probe_cv_heldout'][t])}")
+    from eval.report_gen.real_suite import TOWERS
+
+    absent = [t for t in TOWERS if t not in cfg["towers"]]
+    if absent:
+        lines += ["", "Not in this run: " + "; ".join(f"{TOWERS[t][0]} (`--towers {t}`)" for t in absent) + "."]
     skipped = sorted({s for r in result["runs"] for s in r.get("skipped", [])})
     if skipped:
         lines += ["", "Not scored (counts): " + "; ".join(skipped) + "."]
-    lines += ["", "Images per licence: " + ", ".join(f"{k}: {v}" for k, v in sorted(data["licences"].items())) + "."]
+    unnamed = data["licences"].get("(none named)", 0)
+    lines += [
+        "",
+        "Images per licence (the `license` column of the collection's metadata.csv; each X-ray's own licence, doi "
+        f"and url are in its manifest row's `meta`; {unnamed} X-rays name none, and their terms are those of the "
+        "publication their url points to): "
+        + ", ".join(f"{k}: {v}" for k, v in sorted(data["licences"].items()))
+        + ".",
+    ]
     return "\n".join(lines) + "\n"
