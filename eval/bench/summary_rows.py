@@ -529,10 +529,10 @@ SUMMARY: dict[str, list[Row]] = {
         Row("Free mode: stop at the first repetition loop (10 drafts)", "perf/free_stop.md", "-", _free_stop),
         Row("App over HTTP vs the library call", "perf/app.md", "<= 1.3x", _app, readme=True),
         Row(
-            "First `rag-report generate --example` from an empty cache, projected on 2 idle cores",
+            "First `rag-report generate --example` from an empty cache (build the default bundle, draft)",
             "perf/cold_start.md",
             "<= 7 min",
-            _wall(r"Projected wall on 2 idle cores: \*\*(\d+) min (\d+) s\*\*", 7),
+            _wall(r"CPU-min; (\d+) min (\d+) s wall on this machine\*\*", 7),
         ),
     ],
 }

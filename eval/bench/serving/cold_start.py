@@ -165,7 +165,7 @@ def render(run: dict, baseline: dict | None = None) -> list[str]:
     projected = projected_wall_s(run)
     lines += [
         "",
-        f"**{total_cpu / 60:.1f} CPU-min; {total_wall / 60:.1f} min wall on this machine** "
+        f"**{total_cpu / 60:.1f} CPU-min; {int(total_wall // 60)} min {int(total_wall % 60)} s wall on this machine** "
         f"(parallelism {total_cpu / total_wall:.2f}).",
         "",
         f"Projected wall on 2 idle cores: **{int(projected // 60)} min {int(projected % 60)} s** "
