@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from eval.report_gen.real_towers import TOWER_LR, TOWERS
+
 COVID = "COVID-19 vs other"
 
 
@@ -23,8 +25,6 @@ def _recall(ret: dict | None, k: int) -> str:
 
 
 def _tower_lrs() -> str:
-    from eval.report_gen.real_suite import TOWER_LR
-
     return ", ".join(f"{t}: {lr:g}" for t, lr in TOWER_LR.items())
 
 
@@ -76,8 +76,6 @@ def render_markdown(result: dict[str, Any]) -> str:
         for run in result["runs"]:
             for t in others:
                 lines.append(f"- {run['description']} (seed {run['seed']}), {t}: {_auc(run['probe_cv_heldout'][t])}")
-    from eval.report_gen.real_suite import TOWERS
-
     absent = [t for t in TOWERS if t not in cfg["towers"]]
     if absent:
         lines += ["", "Not in this run: " + "; ".join(f"{TOWERS[t][0]} (`--towers {t}`)" for t in absent) + "."]
