@@ -3,7 +3,7 @@
 The drafting process's stages run one after another, so their sum plus what no stage names is its wall
 time; the writer process's stages (SR, FHIR, JSON) overlap with them and are kept apart.
 
->>> clock = StageClock()
+>>> clock = StageTotals()
 >>> with clock.timed("embed"):
 ...     pass
 >>> clock.add("write: SR", 12.5); clock.add("write: SR", 7.5)
@@ -20,7 +20,10 @@ from dataclasses import dataclass, field
 
 
 @dataclass
-class StageClock:
+class StageTotals:
+    """Milliseconds summed per stage over many studies (no log line per study; a long job's stages, each
+    logged with its CPU seconds, are :class:`eclip_core.stage_clock.StageClock`'s)."""
+
     #: Total ms per stage, in the order stages were first seen.
     ms: dict[str, float] = field(default_factory=dict)
 

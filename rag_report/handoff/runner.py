@@ -33,7 +33,7 @@ from eclip_core.cli_config import cli
 from eclip_core.data.dicom_views import assess_dataset
 from eclip_core.errors import EClipError
 from rag_report.errors import RagReportError
-from rag_report.handoff.clock import StageClock
+from rag_report.handoff.clock import StageTotals
 from rag_report.handoff.send import CStoreSender, Sender, SendError, StowSender, parse_dimse
 from rag_report.handoff.sources import DicomWebFilters, SourceError, open_source, shard
 from rag_report.handoff.studies import Instance, StudyInput, rank_frontal
@@ -193,7 +193,7 @@ class BatchRunner:
         self._pool: ProcessPoolExecutor | None = None
         self._pending: list[tuple[SummaryRow, Path, Future]] = []
         #: Where this run's time went (BatchResult.stages).
-        self.clock = StageClock()
+        self.clock = StageTotals()
 
     def run(self, studies: Sequence[StudyInput], summary_path: Path) -> BatchResult:
         from tqdm.auto import tqdm
