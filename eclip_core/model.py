@@ -15,12 +15,10 @@ run time to ``<module>.get_model_path()``; nothing is downloaded.
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import logging
 import math
 import os
-import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -49,6 +47,7 @@ from eclip_core.model_configs import (  # re-exported: callers import them from 
 from eclip_core.patch_embed import PatchConv2d, use_patch_matmul
 from eclip_core.safe_dir import recover_dir
 from eclip_core.save_errors import check_written, nested_nbytes, saving
+from eclip_core.text_features import TextFeatureCache
 from eclip_core.towers import (
     resolve_tower_config,
 )
@@ -103,9 +102,7 @@ class EClip(nn.Module):
             clahe_tiles=config.clahe_tiles,
         )
         self._tokenizer = None
-        self._text_cache: dict[bytes, torch.Tensor] | None = None  # see enable_text_feature_cache
-        # wall and CPU seconds of the cached text tower's passes (a training run's log)
-        self.text_feature_seconds, self.text_feature_cpu_seconds = 0.0, 0.0
+        self._text_cache: TextFeatureCache | None = None  # see enable_text_feature_cache
         self.clamp_logit_scale_()
         if config.lock_text:
             self.lock_text_tower()
@@ -213,16 +210,15 @@ class EClip(nn.Module):
         tokens = texts if isinstance(texts, torch.Tensor) else self.tokenize(texts)
         tokens = tokens.to(self.device)
         if self._text_cache is not None:
-            return F.normalize(self.clip.text.proj(self._frozen_text_features(tokens)), dim=-1)
+            return F.normalize(self.clip.text.proj(self._text_cache.features(tokens)), dim=-1)
         return F.normalize(self.clip.encode_text(self._trim_padding(tokens)), dim=-1)
 
     def enable_text_feature_cache(self) -> bool:
         """Remember each report's frozen text-tower output (before the trainable projection); True if enabled.
 
-        Only with a locked Hugging Face text tower (``lock_text``): it stays in eval mode, so a report's
-        pooled features never change during training and a report seen again costs one projection instead
-        of a transformer pass. Each report is encoded on its own (trimmed to its own length), so the cached
-        values do not depend on which batch a report first came in: a resumed run gets the same numbers.
+        Only with a locked Hugging Face text tower (``lock_text``): a report seen again costs one projection
+        instead of a transformer pass (:mod:`eclip_core.text_features`: one pass per report, on one CPU
+        thread, so the values do not depend on the batch or run that made them).
         """
         text = getattr(self.clip, "text", None)
         if not (
@@ -230,66 +226,48 @@ class EClip(nn.Module):
         ):
             return False
         if self._text_cache is None:
-            self._text_cache = {}
+            self._text_cache = TextFeatureCache(text)
         return True
+
+    def use_text_features(self, folder: str | os.PathLike | None) -> bool:
+        """Enable the cache and add the features stored in ``folder`` (None: none stored); False when the
+        text tower is not a locked HF tower."""
+        if not self.enable_text_feature_cache():
+            return False
+        if folder is not None:
+            self.load_text_feature_cache(folder)
+        return True
+
+    def precompute_text_features(self, texts: Sequence[str], workers: int | None = None, progress: bool = False) -> int:
+        """Encode every report of ``texts`` not cached yet, ``workers`` passes at a time on a CPU (default:
+        torch's thread count; the values are those of a lazy pass); returns how many were encoded, 0
+        without a cache."""
+        if self._text_cache is None:
+            return 0
+        workers = workers or torch.get_num_threads()
+        return self._text_cache.fill(self.tokenize(list(dict.fromkeys(texts))), workers, progress)
+
+    @property
+    def text_feature_seconds(self) -> float:
+        return self._text_cache.seconds if self._text_cache is not None else 0.0
+
+    @property
+    def text_feature_cpu_seconds(self) -> float:
+        return self._text_cache.cpu_seconds if self._text_cache is not None else 0.0
 
     def frozen_text_fingerprint(self) -> str:
         """sha256 (16 hex) of the frozen text tower's weights (what the cached features depend on)."""
-        digest = hashlib.sha256()
-        for name, tensor in sorted(self.clip.text.state_dict().items()):
-            if not name.startswith("proj"):
-                digest.update(name.encode() + tensor.detach().cpu().contiguous().numpy().tobytes())
-        return digest.hexdigest()[:16]
+        return TextFeatureCache(self.clip.text).fingerprint()
 
     def load_text_feature_cache(self, folder: str | os.PathLike) -> int:
         """Add the frozen text features stored in ``folder`` for this text tower (see
         :meth:`save_text_feature_cache`) to the cache; returns how many were loaded. A later training run on
-        the same reports (another seed, the baseline) then skips their transformer passes; the features are
-        the ones each report's own pass gives, so the numbers do not change."""
-        if self._text_cache is None:
-            return 0
-        path = Path(folder) / f"text-features-{self.frozen_text_fingerprint()}.pt"
-        if not path.is_file():
-            return 0
-        try:
-            stored = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # a torn or foreign file: recompute (it is only a cache)
-            logger.warning("ignoring unreadable text-feature cache %s (%s)", path, exc)
-            return 0
-        keys, values = stored["keys"], stored["values"]
-        for i in range(keys.shape[0]):
-            self._text_cache.setdefault(keys[i].numpy().tobytes(), values[i])
-        return int(keys.shape[0])
+        the same reports (another seed, the baseline, the index) then skips their transformer passes."""
+        return self._text_cache.load(folder) if self._text_cache is not None else 0
 
     def save_text_feature_cache(self, folder: str | os.PathLike) -> Path | None:
         """Write the cached frozen text features to ``folder`` (atomically), keyed by the tower's weights."""
-        if not self._text_cache:
-            return None
-        from eclip_core.atomic import atomic_path
-
-        width = {len(k) for k in self._text_cache}
-        if len(width) != 1:  # token rows of several context lengths: nothing sensible to stack
-            return None
-        keys = torch.from_numpy(np.stack([np.frombuffer(k, dtype=np.uint8) for k in self._text_cache]))
-        path = Path(folder) / f"text-features-{self.frozen_text_fingerprint()}.pt"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(path) as tmp:
-            torch.save({"keys": keys, "values": torch.stack(list(self._text_cache.values()))}, tmp)
-        return path
-
-    def _frozen_text_features(self, tokens: torch.Tensor) -> torch.Tensor:
-        text, cache = self.clip.text, self._text_cache
-        keys = [row.tobytes() for row in tokens.cpu().numpy()]
-        started, started_cpu = time.perf_counter(), time.process_time()
-        with torch.no_grad():
-            for i, key in enumerate(keys):
-                if key not in cache:
-                    row = self._trim_padding(tokens[i : i + 1])
-                    mask = (row != text.config.pad_token_id).long()
-                    cache[key] = text.pooler(text.transformer(input_ids=row, attention_mask=mask), mask)[0]
-        self.text_feature_seconds += time.perf_counter() - started
-        self.text_feature_cpu_seconds += time.process_time() - started_cpu
-        return torch.stack([cache[k] for k in keys])
+        return self._text_cache.save(folder) if self._text_cache is not None else None
 
     def _trim_padding(self, tokens: torch.Tensor) -> torch.Tensor:
         # Drop trailing columns that are padding in every row: both text towers mask or ignore padding,

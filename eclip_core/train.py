@@ -221,7 +221,13 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict], None] | None = None) 
     text_store = Path(cfg.text_feature_cache_dir) if cfg.text_feature_cache_dir else None
     if cfg.cache_text_features and raw.enable_text_feature_cache():
         loaded = raw.load_text_feature_cache(text_store) if text_store else 0
-        logger.info("text tower locked: caching each report's frozen text features (%d from earlier runs)", loaded)
+        # Every report up front, passes side by side: far cheaper than one at a time as batches first meet them.
+        made = raw.precompute_text_features(
+            [r.report_text for r in [*main_rows, *expert_rows]], torch.get_num_threads(), cfg.progress
+        )
+        logger.info("text tower locked: each report's frozen text features cached (%d from earlier runs)", loaded)
+        if made and text_store and accelerator.is_main_process:
+            raw.save_text_feature_cache(text_store)
 
     planner = StepPlanner(cfg, len(main_rows), len(expert_rows), accelerator.process_index, accelerator.num_processes)
     data = StepBatches(

@@ -213,18 +213,33 @@ def train_bundle_model(
 
 def _record_training(clock: StageClock, timings: dict[str, float], worker_cpu_s: float) -> None:
     """The parts of a training run as sub-stages (wall seconds of the main process; CPU seconds where known)."""
-    clock.add("train: setup", timings.get("setup_s", 0.0), None)
+    text = timings.get("text_features_s", 0.0)  # the reports' text features, encoded before the first step
+    clock.add("train: setup", max(0.0, timings.get("setup_s", 0.0) - text), None)
+    clock.add("train: text features", text, timings.get("text_features_cpu_s"))
     clock.add("train: steps", timings.get("steps_s", 0.0), timings.get("steps_cpu_s"))
-    clock.add("train: of which text features", timings.get("text_features_s", 0.0), timings.get("text_features_cpu_s"))
     clock.add("train: waiting for batches (loader worker CPU)", timings.get("data_wait_s", 0.0), worker_cpu_s)
     clock.add("train: checkpoints", timings.get("checkpoint_s", 0.0), None)
     clock.add("train: final save", timings.get("save_s", 0.0), None)
 
 
+def prepare_default_llm() -> Path:
+    """Convert the default LLM into the cache once (the grounded and free drafts load it from there);
+    returns the converted folder. A first LLM draft does this by itself; `rag-report build-default` does it
+    ahead, for a server that should draft without a pause."""
+    from rag_report.llm.loading import convert_gguf, default_gguf_path
+
+    return convert_gguf(default_gguf_path())
+
+
 def build_default_bundle(
-    config: DefaultBundleConfig | None = None, *, progress: bool = True, clock: StageClock | None = None
+    config: DefaultBundleConfig | None = None,
+    *,
+    progress: bool = True,
+    clock: StageClock | None = None,
+    with_llm: bool = False,
 ) -> Bundle:
-    """Build every missing piece of the default bundle (phantom data, eCLIP, index, LLM, examples).
+    """Build every missing piece of the default bundle (phantom data, eCLIP, index, examples; the LLM's
+    conversion too ``with_llm``: the default draft does not need it).
 
     Each stage's wall and CPU seconds are logged at INFO, kept in ``clock`` when given and stored in
     ``bundle.json`` (``stages``)."""
@@ -272,16 +287,16 @@ def build_default_bundle(
                 val_studies=val_studies,
                 classifier_views=config.classifier_views,
                 clock=clock,
+                text_features=text_feature_dir(),  # the training's: the reports are not encoded again
             )
         index = ReportIndex.load(index_dir, model=model)
     with clock.stage("similarity floor"):
         floor = _similarity_floor(memo, index, val_studies, progress)
     with clock.stage("checker thresholds"):
         write_checker_thresholds(memo, index, val_studies)
-    from rag_report.llm import LLMSpec, load_llm
-
-    with clock.stage("LLM conversion"):
-        load_llm(LLMSpec())  # converts the default LLM once into the cache
+    if with_llm:
+        with clock.stage("LLM conversion"):
+            prepare_default_llm()
     examples = _pick_examples([s for s in studies if s.split == "test"], config.n_examples)
     info = {
         "config": asdict(config),

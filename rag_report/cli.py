@@ -28,6 +28,7 @@ from eclip_core.cli_config import ConfigParser
 from eclip_core.errors import EClipError
 from eclip_core.runtime import setup_build_threads
 from rag_report.cli_io import error_json, start_command, stdout_to_stderr
+from rag_report.paths import text_feature_dir
 from rag_report.retrieval.image_views import CLASSIFIER_VIEWS
 
 #: Flags every command accepts, before or after the command name.
@@ -45,18 +46,18 @@ def _add_pipeline_flags(p: ConfigParser) -> None:
 
 
 def cmd_build_default(args: argparse.Namespace) -> str:
-    from rag_report.bundle import DefaultBundleConfig, default_bundle
+    from rag_report.bundle import DefaultBundleConfig, default_bundle, prepare_default_llm
 
     cfg = DefaultBundleConfig()
     cfg.train.steps = args.steps or cfg.train.steps
     bundle = default_bundle(cfg, build=True, progress=not args.quiet)
     paths = {"root": bundle.root, "eclip_checkpoint": bundle.eclip_dir, "index": bundle.index_dir}
-    paths["manifest"] = bundle.manifest_path
+    paths["manifest"], paths["llm"] = bundle.manifest_path, prepare_default_llm()  # LLM drafts start at once
     if args.json:
         return json.dumps({k: str(v) for k, v in paths.items()}, indent=2)
     return (
         f"default bundle ready: {bundle.root}\n  eCLIP checkpoint: {bundle.eclip_dir}\n"
-        f"  index: {bundle.index_dir}\n  manifest: {bundle.manifest_path}"
+        f"  index: {bundle.index_dir}\n  manifest: {bundle.manifest_path}\n  LLM: {paths['llm']}"
     )
 
 
@@ -149,6 +150,7 @@ def cmd_index(args: argparse.Namespace) -> str:
         corpus_name=args.corpus_name or Path(args.manifest).stem,
         val_studies=val,
         classifier_views=args.classifier_views,
+        text_features=text_feature_dir(),  # `rag-report train` stores them there
     )
     if args.json:
         manifest = getattr(index, "manifest", {}) or {}

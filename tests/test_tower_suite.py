@@ -14,12 +14,27 @@ from eval.report_gen import tower_variants as V
 def test_variants_keep_the_paper_objective_reachable():
     # Every label-aware variant differs from its backbone's paper variant only by the label terms.
     for _name, (_, _model, train) in V.VARIANTS.items():
-        assert set(train) <= {"label_loss_weight", "soft_target_weight", "soft_target_temperature"}
+        assert set(train) <= {"label_loss_weight", "soft_target_weight", "soft_target_temperature", "lr", "method"}
     assert V.VARIANTS["vit224"][2] == {} and V.VARIANTS["cnn128"][2] == {}
     cfg = V.train_config(V.TowerSuiteConfig(), "m.csv", "cnn128_aux_soft", 0, 10, Path("x"))
     assert cfg.method == "eclip" and cfg.label_loss_weight > 0 and cfg.soft_target_weight > 0
     paper = V.train_config(V.TowerSuiteConfig(), "m.csv", "cnn128", 0, 10, Path("x"))
     assert paper.label_loss_weight == 0 and paper.soft_target_weight == 0 and not paper.uses_labels
+
+
+def test_pretrained_rows_lock_the_trunk_and_pair_eclip_with_clip():
+    locked = V.train_config(V.TowerSuiteConfig(lr=3e-4), "m.csv", "lite0_224_locked", 0, 10, Path("x"))
+    assert locked.model.image_weights == "efficientnet-lite0" and locked.model.lock_image
+    assert locked.model.image_size == 224 and locked.lr == 1e-3 and locked.uses_labels
+    tuned = V.train_config(V.TowerSuiteConfig(lr=3e-4), "m.csv", "lite0_128_tuned", 0, 10, Path("x"))
+    assert not tuned.model.lock_image and tuned.lr == 3e-4 and tuned.model.image_size == 128
+    paper = V.train_config(V.TowerSuiteConfig(), "m.csv", "lite0_224_locked_paper", 1, 10, Path("x"))
+    clip = V.train_config(V.TowerSuiteConfig(), "m.csv", "lite0_224_locked_clip", 1, 10, Path("x"))
+    assert (paper.method, clip.method) == ("eclip", "clip")
+    assert not paper.uses_labels and not clip.uses_labels
+    # the pair differs only in the objective
+    a, b = paper.to_dict(), clip.to_dict()
+    assert {k for k in a if a[k] != b[k]} == {"method"}
 
 
 def test_selection_and_summary_by_hand():
@@ -58,6 +73,7 @@ def test_markdown_marks_the_winner_and_states_the_budget():
 def test_calibration_steps_do_not_depend_on_which_variants_are_asked_for(tmp_path, monkeypatch):
     # Costs by hand: a cnn128 step costs a quarter of the reference's, a vit128 step half; data is free.
     cost = {v: (0.25 if v.startswith("cnn") else 0.5 if v.startswith("vit128") else 1.0) for v in V.VARIANTS}
+    cost["lite0_224_locked_clip"] = 0.1  # no expert batches: cheaper, but it trains its pair's steps
     calls = []
 
     def fake_step_costs(names, batch_size, rounds):
@@ -73,5 +89,6 @@ def test_calibration_steps_do_not_depend_on_which_variants_are_asked_for(tmp_pat
     together = B.calibrate(V.TowerSuiteConfig(variants=["vit128", "cnn128"], calibration_rounds=3), "m.csv", tmp_path)
     assert alone["steps"] == together["steps"]
     assert alone["steps"]["cnn128"] == 1200 and alone["steps"]["vit128"] == 600 and alone["steps"]["vit224"] == 300
+    assert alone["steps"]["lite0_224_locked_clip"] == alone["steps"]["lite0_224_locked_paper"]
     assert calls == [sorted(V.VARIANTS)]  # calibrated once, every variant; the second call reads the cache
     assert len(list(tmp_path.glob("calibration-*.json"))) == 1  # in the folder it was given

@@ -22,7 +22,7 @@ from eclip_core.errors import ConfigError
 from eval.report_gen import systems as S
 from eval.report_gen.config import LLM_SYSTEMS, PIPELINE_SYSTEMS, SYSTEMS, ReportGenConfig
 from eval.report_gen.scoring import score_system
-from rag_report.paths import rag_report_home
+from rag_report.paths import rag_report_home, text_feature_dir
 from rag_report.pipeline import PipelineConfig
 
 log = logging.getLogger(__name__)
@@ -160,6 +160,7 @@ def _pipeline(cfg: ReportGenConfig, model: _Model, corpus: list[Study]):
                 progress=cfg.progress,
                 label_classifiers=False,
                 corpus_name="report_gen baseline corpus",
+                text_features=text_feature_dir(),  # the rows' trainings stored them there
             )
     pipe_cfg = replace(
         cfg.pipeline,

@@ -14,7 +14,14 @@ from typing import Any
 
 import numpy as np
 
-from eval.report_gen.tower_variants import MEAN_EXPERT_RATE, VARIANTS, TowerSuiteConfig, model_config, train_config
+from eval.report_gen.tower_variants import (
+    MEAN_EXPERT_RATE,
+    SAME_STEPS_AS,
+    VARIANTS,
+    TowerSuiteConfig,
+    model_config,
+    train_config,
+)
 
 
 def data_costs(
@@ -89,8 +96,7 @@ def step_costs(variants: list[str], batch_size: int, rounds: int, seed: int = 0)
     try:
         for v in variants:
             torch.manual_seed(seed)
-            extra = VARIANTS[v][2]
-            tc = TrainConfig(model=model_config(v), lr=3e-4, **extra)
+            tc = TrainConfig(model=model_config(v), **{"lr": 3e-4, **VARIANTS[v][2]})
             model_cfg = model_config(v)
             model_cfg.label_head = tc.label_loss_weight > 0
             model = EClip(model_cfg).train()
@@ -176,6 +182,7 @@ def calibrate(cfg: TowerSuiteConfig, manifest: str, cache_dir: Path) -> dict[str
         ]
     ratio = {v: statistics.median(a / b for a, b in zip(cost[v], cost[cfg.reference_variant])) for v in names}
     steps = {v: max(1, round(cfg.reference_steps / ratio[v])) for v in names}
+    steps.update({v: steps[other] for v, other in SAME_STEPS_AS.items()})
     out = {
         "times": times,
         "data_times": data,

@@ -17,7 +17,16 @@ from rag_report.paths import text_feature_dir
 
 _LABELS = dict(label_loss_weight=1.0)
 _SOFT = dict(soft_target_weight=0.5, soft_target_temperature=0.1)
-#: name -> (description, EClipConfig overrides, TrainConfig overrides). All train the eCLIP objective.
+_LOCKED = dict(lr=1e-3)
+_LOCKED_AUX_SOFT = {**_LOCKED, **_LABELS, **_SOFT}
+
+
+def _lite0(size: int, locked: bool) -> dict[str, Any]:
+    return {"name": "eclip-resnet16", "image_weights": "efficientnet-lite0", "image_size": size, "lock_image": locked}
+
+
+#: name -> (description, EClipConfig overrides, TrainConfig overrides). All train the eCLIP objective unless
+#: their TrainConfig overrides name another method.
 VARIANTS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     "vit224": ("ViT 224 px (the paper's objective and size)", {"name": "eclip-small"}, {}),
     "vit128": ("ViT 128 px", {"name": "eclip-small", "image_size": 128}, {}),
@@ -30,7 +39,22 @@ VARIANTS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
         {"name": "eclip-small", "image_size": 128},
         {**_LABELS, **_SOFT},
     ),
+    # The packaged ImageNet EfficientNet-Lite0 (eclip_core.towers), with the default's label terms; a locked
+    # trunk trains only the projections and the label head, at `rag-report train`'s rate for that setting.
+    "lite0_128_locked": ("EfficientNet-Lite0 ImageNet 128 px, trunk locked", _lite0(128, True), _LOCKED_AUX_SOFT),
+    "lite0_224_locked": ("EfficientNet-Lite0 ImageNet 224 px, trunk locked", _lite0(224, True), _LOCKED_AUX_SOFT),
+    "lite0_128_tuned": ("EfficientNet-Lite0 ImageNet 128 px, fine-tuned", _lite0(128, False), {**_LABELS, **_SOFT}),
+    "lite0_224_tuned": ("EfficientNet-Lite0 ImageNet 224 px, fine-tuned", _lite0(224, False), {**_LABELS, **_SOFT}),
+    # The paper's claim in its own setting: eCLIP's objective vs CLIP's on the same pretrained tower.
+    "lite0_224_locked_paper": ("EfficientNet-Lite0 224 px locked, eCLIP (paper objective)", _lite0(224, True), _LOCKED),
+    "lite0_224_locked_clip": (
+        "EfficientNet-Lite0 224 px locked, CLIP (same steps)",
+        _lite0(224, True),
+        {**_LOCKED, "method": "clip"},
+    ),
 }
+#: Variants that train the steps of another (a paired comparison: same seeds, same steps, other objective).
+SAME_STEPS_AS = {"lite0_224_locked_clip": "lite0_224_locked_paper"}
 #: Mean probability of an expert batch over the paper's curriculum (cold 10 % at 0, warm-up 0.05 -> 0.5 over
 #: 30 %, cool-down 0.5 -> 0.1 over 40 %, then 0.1): 0.3 * 0.275 + 0.4 * 0.3 + 0.2 * 0.1.
 MEAN_EXPERT_RATE = 0.2225
@@ -88,14 +112,13 @@ def model_config(variant: str):
 def train_config(cfg: TowerSuiteConfig, manifest: str, variant: str, seed: int, steps: int, out: Path):
     from eclip_core.config import TrainConfig
 
+    settings: dict[str, Any] = {"method": "eclip", "lr": cfg.lr, **VARIANTS[variant][2]}
     return TrainConfig(
         manifest=str(manifest),
         output_dir=str(out),
-        method="eclip",
         model=model_config(variant),
         steps=steps,
         batch_size=cfg.batch_size,
-        lr=cfg.lr,
         seed=seed,
         progress=cfg.progress,
         checkpoint_every=max(steps // 5, 1),
@@ -103,5 +126,5 @@ def train_config(cfg: TowerSuiteConfig, manifest: str, variant: str, seed: int, 
         num_workers=cfg.num_workers,
         validate_images=False,
         text_feature_cache_dir=str(text_feature_dir()),
-        **VARIANTS[variant][2],
+        **settings,
     )

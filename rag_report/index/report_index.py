@@ -85,6 +85,7 @@ class ReportIndex:
         val_studies: Sequence[Study] = (),
         classifier_views: str = "image",
         clock: StageClock | None = None,
+        text_features: str | os.PathLike | None = None,
     ) -> ReportIndex:
         """Embed every report with the text tower (in batches, with a progress bar), index, persist atomically.
 
@@ -97,7 +98,9 @@ class ReportIndex:
         (:mod:`rag_report.retrieval.image_views`).
         Raises EmptyCorpusError for zero reports, RagReportError for an unknown index type or duplicate ids.
         Returns the index loaded back from ``out_dir`` (so what you use is what was saved). ``clock`` times
-        its passes (:class:`eclip_core.stage_clock.StageClock`).
+        its passes (:class:`eclip_core.stage_clock.StageClock`). ``text_features``: the folder where training
+        stored a locked text tower's report features (``TrainConfig.text_feature_cache_dir``); the reports
+        it holds are not encoded again, the others once each (:mod:`eclip_core.text_features`).
         """
         clock = clock or StageClock()
         check_index_type(index_type)
@@ -114,6 +117,9 @@ class ReportIndex:
         t0 = time.time()
         embed = EClipEmbedding.from_model(model, embed_batch_size=batch_size)
         with clock.stage("index: reports"):
+            _stored_text_features(
+                model, [n.get_content(metadata_mode=MetadataMode.EMBED) for n in nodes], text_features
+            )
             vectors = _embed_reports(embed, nodes, batch_size, progress)
         classifiers, embedded = None, None
         if label_classifiers:
@@ -320,6 +326,14 @@ class ReportIndex:
     def node(self, study_id: str):
         """The stored TextNode of a study."""
         return self.vector_index.docstore.get_node(study_id)
+
+
+def _stored_text_features(model: EmbeddingModel, texts: list[str], folder: str | os.PathLike | None) -> None:
+    """Give a locked text tower the features stored in ``folder`` and encode the missing reports up front
+    (side by side: cheaper than batch by batch); nothing for other models or without a folder."""
+    target: Any = getattr(model, "model", model)  # the model inside an EmbeddingMemo
+    if folder is not None and callable(getattr(target, "use_text_features", None)) and target.use_text_features(folder):
+        target.precompute_text_features(texts)
 
 
 def _embed_reports(embed: EClipEmbedding, nodes: Sequence, batch_size: int, progress: bool) -> np.ndarray:

@@ -77,7 +77,7 @@ def _children_cpu_s() -> float:
 
 #: Cores a stage keeps busy on an idle 2-core machine: the phantom build renders in two processes; training
 #: steps and the embedding passes run torch's two intra-op threads (training's loader worker fills the gaps).
-#: The parts named in SERIAL run on one core (single-report text passes, the classifiers' fit).
+#: The parts named in SERIAL run on one core (the classifiers' fit).
 PARALLEL = {
     "phantom data set": 2.0,
     "train eCLIP": 2.0,
@@ -85,7 +85,7 @@ PARALLEL = {
     "similarity floor": 2.0,
     "checker thresholds": 2.0,
 }
-SERIAL = {"train eCLIP": ("train: of which text features",), "index build": ("index: fit classifiers",)}
+SERIAL = {"index build": ("index: fit classifiers",)}
 
 
 def projected_wall_s(run: dict) -> float:
@@ -146,7 +146,8 @@ def render(run: dict, baseline: dict | None = None) -> list[str]:
         "# Cold start: the first command from an empty cache",
         "",
         "Built from nothing: phantom data set, eCLIP training, report index, similarity floor, checker thresholds,",
-        "LLM conversion, then one draft. CPU seconds count the process and its children (data-loader and render",
+        "then one draft (the default draft needs no LLM: it is converted on its first use, or ahead by",
+        "`rag-report build-default`). CPU seconds count the process and its children (data-loader and render",
         "workers); indented rows are parts of the stage above them (not added to the total).",
         "",
         head,
