@@ -171,8 +171,8 @@ def render(run: dict, baseline: dict | None = None) -> list[str]:
         "",
         f"Projected wall on 2 idle cores: **{int(projected // 60)} min {int(projected % 60)} s** "
         "(a projection, not a measurement: each stage's CPU seconds over the cores it keeps busy, two for "
-        "the phantom renderers, training and the embedding passes, one for the single-report text passes, "
-        "the classifiers' fit and everything else).",
+        "the phantom renderers, training (its text passes too) and the embedding passes, one for the "
+        "classifiers' fit and everything else).",
     ]
     if baseline:
         before = projected_wall_s(baseline)
