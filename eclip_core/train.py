@@ -225,7 +225,7 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict], None] | None = None) 
         made = raw.precompute_text_features(
             [r.report_text for r in [*main_rows, *expert_rows]], torch.get_num_threads(), cfg.progress
         )
-        logger.info("text tower locked: each report's frozen text features cached (%d from earlier runs)", loaded)
+        logger.info("text tower locked: report text features cached (%d stored earlier, %d encoded now)", loaded, made)
         if made and text_store and accelerator.is_main_process:
             raw.save_text_feature_cache(text_store)
 

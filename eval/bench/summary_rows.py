@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from eval.bench.page_reader import Missing, Page, at_least, at_most, number
+from eval.bench import summary_readers as read
+from eval.bench.page_reader import Page
 
 #: Order of the detailed pages in each list; pages not named here follow, alphabetically.
 ORDER = {
@@ -64,344 +65,97 @@ class Row:
     readme: bool = False  # also a row of README.md's "Results at a glance"
 
 
-def _labeler(p: Page) -> tuple[str, str]:
-    micro = number(p.cell("F1", first="micro"))
-    n = p.search(r"## All (\d+) gold reports").group(1)
-    return f"micro-F1 {micro:.3f} over {n} reports (uncertain as negative)", at_least(micro, 0.90)
-
-
-def _learnability(p: Page) -> tuple[str, str]:
-    m = p.search(r"Mean AUROC over the (\d+) scored kinds: ([0-9.]+)\. (\d+)/(\d+) reach 0\.85")
-    return (
-        f"{m.group(3)}/{m.group(4)} finding kinds reach test AUROC 0.85 (mean {m.group(2)})",
-        "met" if m.group(3) == m.group(4) else "missed",
-    )
-
-
-def _sectioning(p: Page) -> tuple[str, str]:
-    values = [number(v) for _, v in p.column("exact recovery")]
-    return f"exact recovery {min(values):.4f}-{max(values):.4f} over {len(values)} layouts", "-"
-
-
-def _f1(p: Page, system: str) -> float:
-    return number(p.cell("micro-F1(14)", first=system))
-
-
-def _margin(p: Page) -> tuple[str, str]:
-    eclip, random = _f1(p, "eCLIP top-1"), _f1(p, "random retrieval")
-    return (
-        f"{eclip - random:.3f} ({eclip:.3f} vs {random:.3f}, uncertain -> negative)",
-        at_least(round(eclip - random, 3), 0.15),
-    )
-
-
-def _default_row(p: Page) -> str:
-    for name, _ in p.column("micro-F1(5)"):
-        if name.endswith("[default]"):
-            return name
-    raise Missing("no [default] row")
-
-
-def _default_f1(p: Page) -> tuple[str, str]:
-    name = _default_row(p)
-    micro5, macro14 = number(p.cell("micro-F1(5)", first=name)), number(p.cell("macro-F1(14)", first=name))
-    n = p.cell("n", first=name)
-    verdict = "met" if micro5 >= 0.50 and macro14 >= 0.30 else "missed"
-    return f"{micro5:.3f} / {macro14:.3f} ({name.removesuffix(' [default]')}, n={n})", verdict
-
-
-def _boost_distinct(p: Page) -> tuple[str, str]:
-    name = "eCLIP + label boost top-1"
-    distinct, n = p.cell("distinct drafts", first=name), p.cell("n", first=name)
-    return f"{distinct} of {n}", at_least(number(distinct), 150)
-
-
-def _classifier_auroc(p: Page) -> tuple[str, str]:
-    m = p.search(r"Mean AUROC over the (\d+) observations with >= (\d+) positives[^:]*: ([0-9]+\.[0-9]+)")
-    return f"{m.group(3)} over {m.group(1)} observations", at_least(float(m.group(3)), 0.85)
-
-
-def _boost_grounded_vs_top1(p: Page) -> tuple[str, str]:
-    cells = {
-        c: p.cell(c, like={"LLM row": "label boost + LLM grounded"})
-        for c in ("n", "micro-F1(5) LLM vs top-1", "micro-F1(14) LLM vs top-1")
-    }
-    pairs = [tuple(float(x) for x in cells[c].split(" vs ")) for c in list(cells)[1:]]
-    measured = (
-        f"micro-F1(5) {cells['micro-F1(5) LLM vs top-1']}, micro-F1(14) {cells['micro-F1(14) LLM vs top-1']} "
-        f"on the same {cells['n']} studies"
-    )
-    at_least = all(a >= b for a, b in pairs)
-    return measured, "met" if at_least else "missed: the default is top-1"
-
-
-def _grounded(p: Page) -> tuple[str, str]:
-    where = {"LLM row": "eCLIP + LLM grounded"}
-    f1, n = p.cell("micro-F1(14) LLM vs top-1", where), p.cell("n", where)
-    grounded, top1 = (float(x) for x in f1.split(" vs "))
-    return f"{grounded:.3f} vs {top1:.3f} on the same {n} studies", at_least(grounded, top1)
-
-
-def _wall(pattern: str, limit_min: float) -> Callable[[Page], tuple[str, str]]:
-    def read(p: Page) -> tuple[str, str]:
-        m = p.search(pattern)
-        minutes = int(m.group(1)) + int(m.group(2)) / 60
-        return f"{m.group(1)} min {m.group(2)} s", at_most(minutes, limit_min)
-
-    return read
-
-
-def _ood(p: Page) -> tuple[str, str]:
-    rows = p.column("typicality warning")
-    held = [v for name, v in rows if name.startswith("held-out")]
-    real = [v for name, v in rows if name.startswith("real ")]
-    other = [v for name, v in rows if not name.startswith(("held-out", "real "))]
-    warned, passed = sum(v == "warns" for v in other), sum(v == "passes" for v in real)
-    measured = (
-        f"warns on {warned}/{len(other)} non-X-ray images, passes {passed}/{len(real)} real X-rays; "
-        f"false alarms {', '.join(held)} on held-out X-rays"
-    )
-    return measured, "met" if warned == len(other) and passed == len(real) else "missed"
-
-
-def _embedding(p: Page) -> tuple[str, str]:
-    col = "zero_shot_macro_f1_5"
-    eclip, clip = p.cell(col, first="+priming = full eCLIP"), p.cell(col, first="CLIP")
-    paired = [t for t in p.tables if col in t.header][1:2]
-    diff = next((dict(zip(t.header, r))[col] for t in paired for r in t.rows if r[0].startswith("+priming")), "")
-    return (
-        f"zero-shot 5-way macro-F1 {eclip} (eCLIP) vs {clip} (CLIP)" + (f"; paired by seed {diff}" if diff else ""),
-        "-",
-    )
-
-
-def _step(row: str) -> Callable[[Page], tuple[str, str]]:
-    def read(p: Page) -> tuple[str, str]:
-        where = {"step": row}
-        return p.cell("ratio to CLIP, CPU time", where), p.cell("verdict", where)
-
-    return read
-
-
-def _throughput(p: Page) -> tuple[str, str]:
-    return f"{p.cell('throughput', first='images')}, {p.cell('throughput', first='reports')}", "-"
-
-
-def _cpu_memory(p: Page) -> tuple[str, str]:
-    m = p.search(r"embedding ([0-9.]+x \[[^\]]+\]), training step ([0-9.]+x \[[^\]]+\])")
-    return f"embedding {m.group(1)}, training step {m.group(2)}", "-"
-
-
-def _phantom_build(p: Page) -> tuple[str, str]:
-    projected = p.cell("value", first="full build: projected wall")
-    wall = p.cell("value", first="full build: measured wall")
-    return (
-        f"{projected} projected from CPU time ({wall} wall on the loaded machine)",
-        at_most(number(projected), 180) + " (projected)",
-    )
-
-
-def _heatmap(p: Page) -> tuple[str, str]:
-    case = "EGD-CXR 150 fixations, 2500x2000 map (fast path)"
-    return f"{p.cell('ours (s)', first=case)} s vs {p.cell('baseline (s)', first=case)} s (scipy filter)", "-"
-
-
-def _labeler_speed(p: Page) -> tuple[str, str]:
-    cold = p.cell("rate", like={"what": "cold sentence cache"}, first="label_reports")
-    warm = p.cell("rate", like={"what": "warm cache"}, first="label_reports")
-    return f"{cold} (cold cache), {warm} (warm)", "-"
-
-
-def _overhead(p: Page) -> tuple[str, str]:
-    default = p.cell("p50 / raw faiss", like={"path": "dedupe on (default)"})
-    kmeans = p.cell("p50 / raw faiss", like={"path": "k-means"})
-    return (
-        f"{default} (k=10), {kmeans} (k=5 of top-100, k-means)",
-        at_most(max(number(default), number(kmeans)), 2.0),
-    )
-
-
-def _recall(method: str, parameters: str = "") -> Callable[[Page], tuple[str, str]]:
-    def read(p: Page) -> tuple[str, str]:
-        like = {"method": method, "parameters": parameters}
-        where = {"corpus": "1,000,000"}
-        recall = p.cell("recall@10", where, like=like)
-        speed = p.cell("speed-up vs numpy", where, like=like)
-        p50 = p.cell("p50 ms", where, like=like)
-        return f"recall@10 {recall}, {speed} numpy's speed (p50 {p50} ms)", at_least(number(recall), 0.95)
-
-    return read
-
-
-def _draft(fast: str, slow: str, threads: str) -> Callable[[Page], tuple[str, str]]:
-    def read(p: Page) -> tuple[str, str]:
-        a = p.cell("draft (s)", {"quantization": fast, "torch threads": threads})
-        b = p.cell("draft (s)", {"quantization": slow, "torch threads": threads})
-        measured = (
-            f"{a} s ({fast.split(' (')[0]}) vs {b} s ({slow.split(' (')[0]}), "
-            f"{threads} thread{'' if threads == '1' else 's'}"
-        )
-        return measured, "-"
-
-    return read
-
-
-def _auto(p: Page) -> tuple[str, str]:
-    where = {"`auto` / `nf4`": "ratio of the p50s"}
-    return p.cell("CPU time", where), p.cell("verdict (CPU time)", where)
-
-
-def _latency(mode: str, limit_ms: float) -> Callable[[Page], tuple[str, str]]:
-    def read(p: Page) -> tuple[str, str]:
-        p50 = p.cell("total p50", {"mode": mode})
-        return f"{p50} ms p50 ({p.cell('total p95', {'mode': mode})} ms p95)", at_most(number(p50), limit_ms)
-
-    return read
-
-
-def _rss(p: Page) -> tuple[str, str]:
-    mb = number(p.search(r"\(ru_maxrss\): \*\*(\d+) MB\*\*").group(1))
-    return f"{mb:.0f} MB peak RSS", at_most(mb, 3000)
-
-
-def _free_stop(p: Page) -> tuple[str, str]:
-    m = p.search(r"\(\*\*([0-9.]+x)\*\* the time\); identical drafts: (\d+ of \d+)")
-    return f"{m.group(1)} the time, identical drafts {m.group(2)}", "-"
-
-
-def _app(p: Page) -> tuple[str, str]:
-    grounded = p.cell("REST / library", {"mode": "grounded"})
-    consensus = p.cell("REST / library", {"mode": "consensus"})
-    return (
-        f"{grounded} (grounded), {consensus} (consensus)",
-        at_most(max(number(grounded), number(consensus)), 1.3),
-    )
-
-
-EMBEDDING_COMMAND = (
-    "python -m eval.report_gen --suite embedding --model-config eclip-small --lock-text --train-lr 3e-4 --steps 300"
-)
-
-
-def _batch_folder(p: Page) -> tuple[str, str]:
-    rate = float(p.search(r"\*\*([0-9.]+) studies/s\*\*").group(1))
-    return f"{rate:.1f} studies/s (500 studies, SR + FHIR + JSON each)", at_least(rate, 8.0)
-
-
-def _batch_pacs(p: Page) -> tuple[str, str]:
-    seconds = float(p.search(r"\*\*([0-9.]+) s\*\* from the QIDO-RS search").group(1))
-    return f"{seconds:.0f} s for 200 studies (search, retrieve, draft, SR stored back)", at_most(seconds, 120.0)
-
-
-def _checked_default(p: Page) -> tuple[str, str]:
-    row = "top-1 (default)"
-    cols = ("comparison", "numbering", "cut", "view", "region", "impression")
-    defects = sum(int(number(p.cell(c, first=row))) for c in cols)
-    micro5, macro14 = number(p.cell("micro-F1(5)", first=row)), number(p.cell("macro-F1(14)", first=row))
-    n = p.cell("n", first=row)
-    met = defects == 0 and micro5 >= 0.563 and macro14 >= 0.331
-    return f"{defects} drafts with a defect of {n}; micro-F1(5) {micro5:.3f} / macro-F1(14) {macro14:.3f}", (
-        "met" if met else "missed"
-    )
-
-
-def _llm_paired(p: Page) -> tuple[str, str]:
-    n = p.search(r"## Grounded LLM \(checked\) vs top-1 on the same (\d+) studies").group(1)
-    parts = []
-    for metric, label in (("micro_f1_5", "micro-F1(5)"), ("ROUGE-L", "ROUGE-L"), ("CIDEr", "CIDEr")):
-        llm, top1 = p.cell("LLM", first=metric), p.cell("top-1", first=metric)
-        parts.append(f"{label} {llm} vs {top1} {p.cell('95 % CI', first=metric)}")
-    default = "top-1 stays the default" if "top-1 stays the default" in p.text else "the LLM drafts by default"
-    return f"{', '.join(parts)} (n={n}): {default}", "-"
-
-
 SUMMARY: dict[str, list[Row]] = {
     "results": [
         Row(
             "Labeler vs NegBio expert labels (real Open-I text, 8 observations)",
             "results/labeler.md",
             "micro-F1 >= 0.90",
-            _labeler,
+            read.labeler,
             readme=True,
         ),
         Row(
             "Phantom X-rays carry their findings (CNN from scratch)",
             "results/phantom.md",
             "every scored kind AUROC >= 0.85",
-            _learnability,
+            read.learnability,
         ),
-        Row("Report sectioning (real text, 8 layouts)", "results/data_io.md", "-", _sectioning),
+        Row("Report sectioning (real text, 8 layouts)", "results/data_io.md", "-", read.sectioning),
         Row(
             "eCLIP top-1 over random retrieval, clinical micro-F1(14), 763 test studies",
             "results/report_gen.md",
             ">= 0.15",
-            _margin,
+            read.margin,
             readme=True,
         ),
         Row(
             "Paper eCLIP: grounded LLM draft vs top-1, clinical micro-F1(14), same studies",
             "results/report_gen.md",
             ">= top-1",
-            _grounded,
+            read.grounded,
         ),
         Row(
             "Default draft (`generate_report(image)`), clinical micro-F1(5) / macro-F1(14), test split",
             "results/report_gen.md",
             ">= 0.50 / >= 0.30",
-            _default_f1,
+            read.default_f1,
             readme=True,
         ),
         Row(
             "Checked default draft (top-1), test split: drafts with a defect the checker removes; clinical F1",
             "results/llm_paired.md",
             "0 defects; F1 not below 0.563 / 0.331",
-            _checked_default,
+            read.checked_default,
             readme=True,
         ),
         Row(
             "Checked grounded LLM vs top-1, same studies (95 % CI of the difference)",
             "results/llm_paired.md",
             "LLM default only if not worse on micro-F1(5) and better on ROUGE-L or CIDEr",
-            _llm_paired,
+            read.llm_paired,
             readme=True,
         ),
         Row(
             "Label-boosted top-1: distinct drafts over the test split",
             "results/report_gen.md",
             ">= 150",
-            _boost_distinct,
+            read.boost_distinct,
             readme=True,
         ),
         Row(
             "Label classifiers on the X-ray and its tiles: test AUROC, mean over observations with >= 10 positives",
             "results/report_gen.md",
             ">= 0.85",
-            _classifier_auroc,
+            read.classifier_auroc,
             readme=True,
         ),
         Row(
             "Label-boosted grounded LLM vs label-boosted top-1, same studies",
             "results/report_gen.md",
             ">= top-1 (else top-1 is the default)",
-            _boost_grounded_vs_top1,
+            read.boost_grounded_vs_top1,
         ),
         Row(
             "Full benchmark from an empty cache (bundle, paper eCLIP and CLIP baselines, all systems)",
             "results/report_gen.md",
             "<= 30 min",
-            _wall(r"took \*\*(\d+) min (\d+) s\*\*", 30),
+            read.wall(r"took \*\*(\d+) min (\d+) s\*\*", 30),
             readme=True,
         ),
         Row(
             "`--quick` benchmark, models cached",
             "results/report_gen_quick.md",
             "<= 5 min",
-            _wall(r"\*\*(\d+) min (\d+) s wall\*\*", 5),
+            read.wall(r"\*\*(\d+) min (\d+) s wall\*\*", 5),
             readme=True,
         ),
-        Row("Warnings on images unlike the corpus", "results/ood.md", "warn on non-X-rays, pass real X-rays", _ood),
+        Row("Warnings on images unlike the corpus", "results/ood.md", "warn on non-X-rays, pass real X-rays", read.ood),
         Row(
-            "eCLIP vs CLIP, 3 seeds, default budget", "results/embedding.md", "-", _embedding, command=EMBEDDING_COMMAND
+            "eCLIP vs CLIP, 3 seeds, default budget",
+            "results/embedding.md",
+            "-",
+            read.embedding,
+            command=read.EMBEDDING_COMMAND,
         ),
     ],
     "perf": [
@@ -409,130 +163,130 @@ SUMMARY: dict[str, list[Row]] = {
             "Hospital hand-off: `rag-report batch` over a folder, default bundle, SR + FHIR written",
             "perf/batch.md",
             ">= 8 studies/s",
-            _batch_folder,
+            read.batch_folder,
             readme=True,
         ),
         Row(
             "Hospital hand-off: 200 studies PACS (Orthanc, DICOMweb) -> drafts -> SRs stored",
             "perf/batch.md",
             "<= 120 s",
-            _batch_pacs,
+            read.batch_pacs,
             readme=True,
         ),
         Row(
             "eCLIP training step without expert batch vs CLIP step (eclip-small, 1 thread)",
             "perf/train_step.md",
             "<= 1.05x",
-            _step("eCLIP step, no expert batch"),
+            read.step("eCLIP step, no expert batch"),
         ),
         Row(
             "eCLIP training step with expert batch vs CLIP step (eclip-small, 1 thread)",
             "perf/train_step.md",
             "<= 1.6x",
-            _step("eCLIP step, expert batch (B/2 mixed pairs)"),
+            read.step("eCLIP step, expert batch (B/2 mixed pairs)"),
             readme=True,
         ),
         Row(
             "eCLIP expert step vs CLIP step (eclip-small, 2 threads)",
             "perf/train_step_2threads.md",
             "<= 1.6x",
-            _step("eCLIP step, expert batch (B/2 mixed pairs)"),
+            read.step("eCLIP step, expert batch (B/2 mixed pairs)"),
         ),
         Row(
             "eCLIP step without expert batch vs CLIP step (ViT-B/16, 2 threads)",
             "perf/train_step_vitb16.md",
             "<= 1.05x",
-            _step("eCLIP step, no expert batch"),
+            read.step("eCLIP step, no expert batch"),
         ),
         Row(
             "eCLIP expert step vs CLIP step (ViT-B/16, 2 threads)",
             "perf/train_step_vitb16.md",
             "<= 1.6x",
-            _step("eCLIP step, expert batch (B/2 mixed pairs)"),
+            read.step("eCLIP step, expert batch (B/2 mixed pairs)"),
         ),
-        Row("Embedding throughput (eclip-small, 1 thread, 512x512 inputs)", "perf/train_step.md", "-", _throughput),
-        Row("Keeping freed memory (glibc), speed-up", "perf/cpu_memory.md", "-", _cpu_memory),
+        Row("Embedding throughput (eclip-small, 1 thread, 512x512 inputs)", "perf/train_step.md", "-", read.throughput),
+        Row("Keeping freed memory (glibc), speed-up", "perf/cpu_memory.md", "-", read.cpu_memory),
         Row(
             "Phantom data set build, 3,927 studies, 2 workers",
             "perf/phantom.md",
             "<= 180 s on 2 idle cores",
-            _phantom_build,
+            read.phantom_build,
         ),
-        Row("Expert heatmap from gaze (EGD-CXR, 150 fixations, 2500x2000)", "perf/data_io.md", "-", _heatmap),
-        Row("Labeler speed (3,927 reports)", "perf/labeler.md", "-", _labeler_speed),
-        Row("LlamaIndex retriever over raw FAISS (100k reports)", "perf/retrieval.md", "<= 2x", _overhead),
+        Row("Expert heatmap from gaze (EGD-CXR, 150 fixations, 2500x2000)", "perf/data_io.md", "-", read.heatmap),
+        Row("Labeler speed (3,927 reports)", "perf/labeler.md", "-", read.labeler_speed),
+        Row("LlamaIndex retriever over raw FAISS (100k reports)", "perf/retrieval.md", "<= 2x", read.overhead),
         Row(
             "HNSW, 1M report-like vectors (library default graph)",
             "perf/retrieval_reports_hnsw_1m.md",
             "recall@10 >= 0.95",
-            _recall("HNSWFlat", "M=32, efConstruction=200"),
+            read.recall("HNSWFlat", "M=32, efConstruction=200"),
             readme=True,
         ),
         Row(
             "IVF-PQ + exact re-rank, 1M report-like vectors",
             "perf/retrieval_reports.md",
             "recall@10 >= 0.95",
-            _recall("IVF-PQ"),
+            read.recall("IVF-PQ"),
         ),
         Row(
             "IVF-PQ + exact re-rank, 1M random vectors (hard case)",
             "perf/retrieval.md",
             "recall@10 >= 0.95",
-            _recall("IVF-PQ"),
+            read.recall("IVF-PQ"),
         ),
         Row(
             "One grounded draft, SmolLM2-135M, CPU with AVX512-BF16",
             "perf/llm.md",
             "-",
-            _draft("nf4 (bitsandbytes + dense bf16 prefill)", "fp32", "1"),
+            read.draft("nf4 (bitsandbytes + dense bf16 prefill)", "fp32", "1"),
         ),
         Row(
             "One grounded draft, SmolLM2-135M, CPU without AVX512-BF16",
             "perf/llm_no_bf16.md",
             "-",
-            _draft("fp32", "nf4 (default; dense bf16 prefill not available on this CPU)", "2"),
+            read.draft("fp32", "nf4 (default; dense bf16 prefill not available on this CPU)", "2"),
         ),
         Row(
             "Quantization `auto` (fp32 here) vs `nf4`, grounded draft, CPU without AVX512-BF16",
             "perf/llm_auto.md",
             "<= 0.7x",
-            _auto,
+            read.auto,
         ),
         Row(
             "Warm `generate_report` with no arguments (checked, label-boosted top-1)",
             "perf/pipeline_default.md",
             "p50 <= 150 ms",
-            _latency("top1", 150),
+            read.latency("top1", 150),
             readme=True,
         ),
         Row(
             "Warm `generate_report`, grounded, CPU with AVX512-BF16 (nf4)",
             "perf/pipeline.md",
             "p50 <= 2500 ms",
-            _latency("grounded", 2500),
+            read.latency("grounded", 2500),
             readme=True,
         ),
-        Row("Warm pipeline process memory", "perf/pipeline.md", "<= 3 GB", _rss, readme=True),
+        Row("Warm pipeline process memory", "perf/pipeline.md", "<= 3 GB", read.rss, readme=True),
         Row(
             "Warm `generate_report`, grounded, CPU without AVX512-BF16, `--quantization none` (what `auto` loads)",
             "perf/pipeline_fp32.md",
             "p50 <= 2500 ms",
-            _latency("grounded", 2500),
+            read.latency("grounded", 2500),
             readme=True,
         ),
         Row(
             "Warm `generate_report`, grounded, CPU without AVX512-BF16, `--quantization nf4` forced",
             "perf/pipeline_no_bf16.md",
             "p50 <= 2500 ms",
-            _latency("grounded", 2500),
+            read.latency("grounded", 2500),
         ),
-        Row("Free mode: stop at the first repetition loop (10 drafts)", "perf/free_stop.md", "-", _free_stop),
-        Row("App over HTTP vs the library call", "perf/app.md", "<= 1.3x", _app, readme=True),
+        Row("Free mode: stop at the first repetition loop (10 drafts)", "perf/free_stop.md", "-", read.free_stop),
+        Row("App over HTTP vs the library call", "perf/app.md", "<= 1.3x", read.app, readme=True),
         Row(
             "First `rag-report generate --example` from an empty cache (build the default bundle, draft)",
             "perf/cold_start.md",
             "<= 7 min",
-            _wall(r"CPU-min; (\d+) min (\d+) s wall on this machine\*\*", 7),
+            read.wall(r"CPU-min; (\d+) min (\d+) s wall on this machine\*\*", 7),
         ),
     ],
 }
