@@ -232,14 +232,10 @@ def prepare_default_llm() -> Path:
 
 
 def build_default_bundle(
-    config: DefaultBundleConfig | None = None,
-    *,
-    progress: bool = True,
-    clock: StageClock | None = None,
-    with_llm: bool = False,
+    config: DefaultBundleConfig | None = None, *, progress: bool = True, clock: StageClock | None = None
 ) -> Bundle:
-    """Build every missing piece of the default bundle (phantom data, eCLIP, index, examples; the LLM's
-    conversion too ``with_llm``: the default draft does not need it).
+    """Build every missing piece of the default bundle (phantom data, eCLIP, index, examples; the default
+    draft needs no LLM: :func:`prepare_default_llm` converts it ahead).
 
     Each stage's wall and CPU seconds are logged at INFO, kept in ``clock`` when given and stored in
     ``bundle.json`` (``stages``)."""
@@ -294,9 +290,6 @@ def build_default_bundle(
         floor = _similarity_floor(memo, index, val_studies, progress)
     with clock.stage("checker thresholds"):
         write_checker_thresholds(memo, index, val_studies)
-    if with_llm:
-        with clock.stage("LLM conversion"):
-            prepare_default_llm()
     examples = _pick_examples([s for s in studies if s.split == "test"], config.n_examples)
     info = {
         "config": asdict(config),
