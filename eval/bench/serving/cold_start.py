@@ -4,7 +4,7 @@
 
 Runs ``rag-report generate --example --quiet`` in a child process with ``RAG_REPORT_HOME`` set to ``--home``
 (which must be empty or absent: the point is a cold start), so the default bundle is built from nothing:
-phantom data set, eCLIP training, report index, similarity floor, checker thresholds, LLM conversion, then
+phantom data set, eCLIP training, report index, similarity floor, checker thresholds, then
 the draft. The stages come from the bundle's ``bundle.json`` (``stages``, written by
 :func:`rag_report.bundle.build_default_bundle`); the total CPU seconds are the child's and its children's
 (``os.wait4``), so "everything else" (interpreter start, imports, loading the pipeline, drafting) is the
