@@ -74,8 +74,10 @@ def boost_grounded_vs_top1(p: Page) -> tuple[str, str]:
         f"micro-F1(5) {cells['micro-F1(5) LLM vs top-1']}, micro-F1(14) {cells['micro-F1(14) LLM vs top-1']} "
         f"on the same {cells['n']} studies"
     )
-    at_least = all(a >= b for a, b in pairs)
-    return measured, "met" if at_least else "missed: the default is top-1"
+    if not all(a >= b for a, b in pairs):
+        return measured, "missed: the default is top-1"
+    # Twenty studies cannot overturn the paired comparison on two hundred (results/llm_paired.md).
+    return measured, "level or above here; the paired study on 200 (llm_paired.md) decides the default"
 
 
 def grounded(p: Page) -> tuple[str, str]:
