@@ -87,6 +87,17 @@ def test_relative_links_point_to_files_that_exist():
     assert not bad, "broken links:\n" + "\n".join(bad)
 
 
+#: A newcomer reads the README and the architecture page whole; no page is longer than a sitting.
+PAGE_LIMITS = {"README.md": 12 * 1024, "docs/ARCHITECTURE.md": 12 * 1024}
+PAGE_LIMIT = 16 * 1024
+
+
+@pytest.mark.parametrize("path", MARKDOWN, ids=_rel)
+def test_pages_are_short_enough_to_read(path):
+    limit = PAGE_LIMITS.get(_rel(path), PAGE_LIMIT)
+    assert path.stat().st_size <= limit, f"{_rel(path)} is {path.stat().st_size} bytes; keep it within {limit}"
+
+
 SUMMARY_COLUMNS = ["what", "target", "measured", "verdict", "machine", "date", "command"]
 
 

@@ -132,6 +132,15 @@ def throughput(p: Page) -> tuple[str, str]:
     return f"{p.cell('throughput', first='images')}, {p.cell('throughput', first='reports')}", "-"
 
 
+def tower_cost(p: Page) -> tuple[str, str]:
+    parts = []
+    for first, name in (("EfficientNet-Lite0 ImageNet 128", "128 px"), ("EfficientNet-Lite0 ImageNet 224", "224 px")):
+        ratio = p.cell("ratio to the bundle's tower", first=first).split(" [")[0]
+        extra = p.cell("extra CPU time for the bundle's index", first=first)
+        parts.append(f"{name} {ratio} ({extra} for its index)")
+    return ", ".join(parts), "-"
+
+
 def cpu_memory(p: Page) -> tuple[str, str]:
     m = p.search(r"embedding ([0-9.]+x \[[^\]]+\]), training step ([0-9.]+x \[[^\]]+\])")
     return f"embedding {m.group(1)}, training step {m.group(2)}", "-"

@@ -37,6 +37,7 @@ ORDER = {
         "app",
         "batch",
         "cold_start",
+        "tower_cost",
     ],
     "results": [
         "labeler",
@@ -287,6 +288,12 @@ SUMMARY: dict[str, list[Row]] = {
             "perf/cold_start.md",
             "<= 7 min",
             read.wall(r"CPU-min; (\d+) min (\d+) s wall on this machine\*\*", 7),
+        ),
+        Row(
+            "Pretrained EfficientNet-Lite0 tower per X-ray embedded, vs the default bundle's ResNet (1 thread)",
+            "perf/tower_cost.md",
+            "-",
+            read.tower_cost,
         ),
     ],
 }

@@ -1,0 +1,137 @@
+"""Benchmark: what an image tower costs the default bundle's index, per X-ray embedded, measured in one process;
+writes Markdown to docs/perf/tower_cost.md.
+
+    python -m eval.bench.serving.tower_cost --rounds 5 --out docs/perf/tower_cost.md
+
+The index embeds every train and val X-ray of the phantom corpus and its five tiles (the label classifiers'
+"image+tiles" view), so each X-ray costs six forward passes of the image tower. Each round embeds the same
+batch once with every tower (in a new seeded order), so machine load affects all alike; each tower's ratio to
+the bundle's tower is taken within a round and summarised by the median over rounds with a bootstrap
+interval (eval.bench.stats). The pretrained EfficientNet-Lite0 towers learn more per training second on the
+phantoms (docs/results/tower.md) and are `rag-report train`'s default on real X-rays; this page says what
+they would cost the first run if the embedded default took them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass
+
+from eclip_core.runtime import setup_offline  # noqa: E402
+
+setup_offline()  # before any Hugging Face library is imported
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from eclip_core.config import EClipConfig  # noqa: E402
+from eclip_core.model import EClip  # noqa: E402
+from eval.bench.page import write_page  # noqa: E402
+from eval.bench.stats import paired_ratio  # noqa: E402
+
+#: Forward passes per X-ray in the default index: the image and its five tiles.
+PASSES_PER_XRAY = 6
+#: X-rays the default bundle's index embeds (phantom corpus: train 2,780 + val 384).
+BUNDLE_XRAYS = 3164
+
+
+@dataclass(frozen=True)
+class Tower:
+    """A timed image tower: its label and model config."""
+
+    label: str
+    config: EClipConfig
+
+
+TOWERS = (
+    Tower("ResNet 128 px (the default bundle's tower)", EClipConfig(name="eclip-resnet16", lock_text=True)),
+    Tower(
+        "EfficientNet-Lite0 ImageNet 128 px",
+        EClipConfig(name="eclip-resnet16", lock_text=True, image_weights="efficientnet-lite0", image_size=128),
+    ),
+    Tower(
+        "EfficientNet-Lite0 ImageNet 224 px (`rag-report train` default)",
+        EClipConfig(name="eclip-resnet16", lock_text=True, image_weights="efficientnet-lite0", image_size=224),
+    ),
+)
+
+
+def measure(rounds: int, batch_size: int, seed: int = 0) -> list[dict]:
+    """Seconds per X-ray (one forward pass, no gradients) of every tower in :data:`TOWERS`, interleaved."""
+    models = [EClip(t.config).eval() for t in TOWERS]
+    batches = [torch.randn(batch_size, 1, m.image_size, m.image_size).repeat(1, 3, 1, 1) for m in models]
+    times: list[list[float]] = [[] for _ in TOWERS]
+    rng = np.random.default_rng(seed)
+    with torch.inference_mode():
+        for m, x in zip(models, batches, strict=True):  # warm-up
+            m.encode_image(x)
+        for _ in range(rounds):
+            for i in rng.permutation(len(TOWERS)):
+                start = time.process_time()
+                models[i].encode_image(batches[i])
+                times[i].append((time.process_time() - start) / batch_size)
+    base = times[0]
+    return [
+        {
+            "tower": t.label,
+            "params_m": sum(p.numel() for p in m.clip.visual.parameters()) / 1e6,
+            "image_size": m.image_size,
+            "ms": 1000 * float(np.median(ts)),
+            "ratio": paired_ratio(ts, base),
+        }
+        for t, m, ts in zip(TOWERS, models, times, strict=True)
+    ]
+
+
+def render(rows: list[dict], command: str, rounds: int, batch_size: int, threads: int) -> list[str]:
+    base_ms = rows[0]["ms"]
+    lines = [
+        "# Image tower cost in the default bundle's index",
+        "",
+        f"Command: `{command}`",
+        "",
+        f"Measured on: {platform.machine()}, {os.cpu_count()} CPU cores (shared), torch {torch.__version__}, "
+        f"{threads} intra-op thread(s); {time.strftime('%Y-%m-%d')}.",
+        "",
+        "| image tower | px | image-tower parameters (M) | CPU ms per X-ray (one pass) | ratio to the bundle's tower "
+        "| extra CPU time for the bundle's index |",
+        "|---|---:|---:|---:|---|---:|",
+    ]
+    for r in rows:
+        extra = (r["ms"] - base_ms) / 1000 * PASSES_PER_XRAY * BUNDLE_XRAYS
+        extra_text = "-" if r is rows[0] else f"+{extra / 60:.1f} CPU-min"
+        lines.append(
+            f"| {r['tower']} | {r['image_size']} | {r['params_m']:.1f} | {r['ms']:.1f} | {r['ratio']} | {extra_text} |"
+        )
+    lines += [
+        "",
+        f"{rounds} rounds of a batch of {batch_size} random grey images, each tower once per round in a new "
+        "seeded order, after one warm-up pass; CPU time of this process, no gradients. The ratio is the median "
+        "of per-round ratios with a 95 % bootstrap interval over rounds. Extra CPU time: the difference per "
+        f"pass times {PASSES_PER_XRAY} passes (the X-ray and its five tiles) times the {BUNDLE_XRAYS:,} X-rays the "
+        "index embeds (data loading and the rest of the build left out).",
+        "",
+    ]
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m eval.bench.serving.tower_cost", description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=5, help="timed rounds (default: 5)")
+    parser.add_argument("--batch-size", type=int, default=32, help="images per timed pass (default: 32)")
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default: 1)")
+    parser.add_argument("--out", default="docs/perf/tower_cost.md", help="Markdown page to write")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    rows = measure(args.rounds, args.batch_size)
+    command = "python -m eval.bench.serving.tower_cost " + " ".join(argv if argv is not None else sys.argv[1:])
+    write_page(args.out, render(rows, command.strip(), args.rounds, args.batch_size, args.threads))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

