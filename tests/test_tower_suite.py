@@ -92,3 +92,25 @@ def test_calibration_steps_do_not_depend_on_which_variants_are_asked_for(tmp_pat
     assert alone["steps"]["lite0_224_locked_clip"] == alone["steps"]["lite0_224_locked_paper"]
     assert calls == [sorted(V.VARIANTS)]  # calibrated once, every variant; the second call reads the cache
     assert len(list(tmp_path.glob("calibration-*.json"))) == 1  # in the folder it was given
+
+
+def _run(variant: str, seed: int, plain_f1: float) -> dict:
+    return {"variant": variant, "seed": seed, "eval": {"top1_off": {"micro_f1_5": plain_f1}}}
+
+
+def test_paired_differences_match_seeds_and_skip_unpaired_ones():
+    runs = [
+        _run("lite0_224_locked_paper", 0, 0.40),
+        _run("lite0_224_locked_clip", 0, 0.30),
+        _run("lite0_224_locked_paper", 1, 0.35),
+        _run("lite0_224_locked_clip", 1, 0.45),
+        _run("lite0_224_locked_paper", 2, 0.50),  # its CLIP twin did not run: no pair
+    ]
+    d = T.paired_differences(runs, "lite0_224_locked_paper", "lite0_224_locked_clip")
+    assert d["plain top-1 micro-F1(5)"] == pytest.approx([0.10, -0.10])
+    assert d["classifier AUROC"] == []  # not scored in these runs
+    lines = T.paired_lines(runs, "lite0_224_locked_paper", "lite0_224_locked_clip")
+    row = next(line for line in lines if line.startswith("| plain top-1 micro-F1(5)"))
+    assert row == "| plain top-1 micro-F1(5) | +0.000 | +0.100, -0.100 | 1/2 |"
+    assert "2 seeds" in lines[0]
+    assert T.paired_lines(runs[:1], "lite0_224_locked_paper", "lite0_224_locked_clip") == []

@@ -120,6 +120,18 @@ def embedding(p: Page) -> tuple[str, str]:
     )
 
 
+TOWER_PAIR_COMMAND = "python -m eval.report_gen --suite tower --variants lite0_224_locked_paper lite0_224_locked_clip"
+
+
+def tower_pair(p: Page) -> tuple[str, str]:
+    col, ahead = "mean difference", "seeds ahead"
+    parts = [
+        f"{name} {p.cell(col, first=row)} ({p.cell(ahead, first=row)} seeds)"
+        for row, name in (("plain top-1 micro-F1(5)", "top-1 micro-F1(5)"), ("classifier AUROC", "AUROC"))
+    ]
+    return "eCLIP minus CLIP: " + ", ".join(parts), "-"
+
+
 def step(row: str) -> Callable[[Page], tuple[str, str]]:
     def read(p: Page) -> tuple[str, str]:
         where = {"step": row}

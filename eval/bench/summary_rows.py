@@ -158,6 +158,13 @@ SUMMARY: dict[str, list[Row]] = {
             read.embedding,
             command=read.EMBEDDING_COMMAND,
         ),
+        Row(
+            "eCLIP (paper objective) vs CLIP on the pretrained tower (Lite0 224 px, trunk locked), val, paired by seed",
+            "results/tower.md",
+            "-",
+            read.tower_pair,
+            command=read.TOWER_PAIR_COMMAND,
+        ),
     ],
     "perf": [
         Row(

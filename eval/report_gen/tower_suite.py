@@ -29,7 +29,7 @@ import numpy as np
 
 from eval.bench.page import write_page
 from eval.report_gen.tower_budget import calibrate
-from eval.report_gen.tower_variants import VARIANTS, TowerSuiteConfig, train_config
+from eval.report_gen.tower_variants import SAME_STEPS_AS, VARIANTS, TowerSuiteConfig, train_config
 from rag_report.paths import rag_report_home
 
 log = logging.getLogger(__name__)
@@ -278,4 +278,39 @@ def render_markdown(result: dict) -> str:
         f"Winner (highest mean label-boosted top-1 micro-F1(5) + macro-F1(14) on val): `{result['winner']}`.",
         "",
     ]
+    for other, variant in SAME_STEPS_AS.items():
+        lines += paired_lines(result.get("runs", []), variant, other)
     return "\n".join(lines) + "\n"
+
+
+def paired_differences(runs: list[dict], variant: str, other: str) -> dict[str, list[float]]:
+    """Per column, ``variant - other`` on each seed both ran (same steps, same seed: a paired comparison)."""
+    by_seed = {(r["variant"], r["seed"]): r["eval"] for r in runs}
+    seeds = sorted(s for v, s in by_seed if v == variant and (other, s) in by_seed)
+    out: dict[str, list[float]] = {}
+    for label, path in COLUMNS:
+        pairs = [(_get(by_seed[(variant, s)], path), _get(by_seed[(other, s)], path)) for s in seeds]
+        out[label] = [float(a) - float(b) for a, b in pairs if a is not None and b is not None]
+    return out
+
+
+def paired_lines(runs: list[dict], variant: str, other: str) -> list[str]:
+    """The paired table of ``variant`` against ``other`` (empty when no seed has both)."""
+    diffs = paired_differences(runs, variant, other)
+    if not any(diffs.values()):
+        return []
+    n = max(len(d) for d in diffs.values())
+    lines = [
+        f"Paired by seed ({n} seed{'s' if n > 1 else ''}, same steps): {VARIANTS[variant][0]} minus "
+        f"{VARIANTS[other][0]}.",
+        "",
+        "| measure | mean difference | per seed | seeds ahead |",
+        "|---|---|---|---|",
+    ]
+    for label, d in diffs.items():
+        if not d:
+            continue
+        digits = 0 if label.endswith("distinct") else 3
+        per_seed = ", ".join(f"{x:+.{digits}f}" for x in d)
+        lines.append(f"| {label} | {np.mean(d):+.{digits}f} | {per_seed} | {sum(x > 0 for x in d)}/{len(d)} |")
+    return [*lines, ""]
