@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 COVID = "COVID-19 vs other"
-#: The suite's rows that the third target compares: `rag-report train` defaults vs ``--image-weights none``.
+#: The suite's rows that the third target compares: `rag-report train`'s default tower vs ``--image-weights none``.
 DEFAULT_TOWER, SCRATCH_TOWER = "lite0_locked", "scratch_resnet"
 PROBE_TARGET, RECALL_TARGET = 0.80, 2.0
 
@@ -97,7 +97,8 @@ def summary_lines(result: dict) -> list[str]:
             "higher mean on every measure (met)" if wins and all(wins) else "not higher on every measure (not met)"
         )
         rows.append(
-            f"| `rag-report train` defaults vs the same run with `--image-weights none` ({len(d)} vs {len(s)} seeds; "
+            f"| `rag-report train`'s default tower vs the same run with `--image-weights none` (the suite's steps; "
+            f"{len(d)} vs {len(s)} seeds; "
             f"mean ± sd) | {'; '.join(parts)}; {verdict} |"
         )
     rated = [r for r in runs if r.get("typicality_warning_rate") is not None]

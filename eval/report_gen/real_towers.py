@@ -20,7 +20,7 @@ TOWERS: dict[str, tuple[str, dict[str, Any] | None, bool]] = {
         True,
     ),
     "lite0_locked": (
-        "EfficientNet-Lite0 ImageNet, trunk locked, 224 px (`rag-report train` defaults)",
+        "EfficientNet-Lite0 ImageNet, trunk locked, 224 px (`rag-report train`'s default tower)",
         {**_LITE0, "image_size": 224, "lock_image": True},
         True,
     ),
