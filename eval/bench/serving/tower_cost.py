@@ -15,6 +15,7 @@ they would cost the first run if the embedded default took them.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import platform
 import sys
@@ -32,10 +33,14 @@ from eclip_core.config import EClipConfig  # noqa: E402
 from eclip_core.model import EClip  # noqa: E402
 from eval.bench.page import write_page  # noqa: E402
 from eval.bench.stats import paired_ratio  # noqa: E402
+from rag_report.bundle import default_training  # noqa: E402
+from rag_report.cli_train import DEFAULT_IMAGE_WEIGHTS, PRETRAINED_TOWER_DEFAULTS  # noqa: E402
+from rag_report.retrieval.image_views import image_tiles  # noqa: E402
 
-#: Forward passes per X-ray in the default index: the image and its five tiles.
-PASSES_PER_XRAY = 6
-#: X-rays the default bundle's index embeds (phantom corpus: train 2,780 + val 384).
+#: Forward passes per X-ray in the default index ("image+tiles" view): the image and its tiles.
+PASSES_PER_XRAY = 1 + len(image_tiles(np.zeros((2, 2), np.float32)))
+#: X-rays the default bundle's index embeds: the phantom corpus's train (2,780) and val (384) studies, fixed
+#: by the installed Open-I reports and the shipped split table (eclip_core.data.phantom.split).
 BUNDLE_XRAYS = 3164
 
 
@@ -47,15 +52,16 @@ class Tower:
     config: EClipConfig
 
 
+_BUNDLE_TOWER = default_training().model
 TOWERS = (
-    Tower("ResNet 128 px (the default bundle's tower)", EClipConfig(name="eclip-resnet16", lock_text=True)),
+    Tower("ResNet 128 px (the default bundle's tower)", _BUNDLE_TOWER),
     Tower(
         "EfficientNet-Lite0 ImageNet 128 px",
-        EClipConfig(name="eclip-resnet16", lock_text=True, image_weights="efficientnet-lite0", image_size=128),
+        dataclasses.replace(_BUNDLE_TOWER, image_weights=DEFAULT_IMAGE_WEIGHTS, image_size=128),
     ),
     Tower(
         "EfficientNet-Lite0 ImageNet 224 px (`rag-report train` default)",
-        EClipConfig(name="eclip-resnet16", lock_text=True, image_weights="efficientnet-lite0", image_size=224),
+        dataclasses.replace(_BUNDLE_TOWER, image_weights=DEFAULT_IMAGE_WEIGHTS, **PRETRAINED_TOWER_DEFAULTS),
     ),
 )
 
@@ -103,7 +109,7 @@ def render(rows: list[dict], command: str, rounds: int, batch_size: int, threads
     ]
     for r in rows:
         extra = (r["ms"] - base_ms) / 1000 * PASSES_PER_XRAY * BUNDLE_XRAYS
-        extra_text = "-" if r is rows[0] else f"+{extra / 60:.1f} CPU-min"
+        extra_text = "-" if r is rows[0] else f"{extra / 60:+.1f} CPU-min"
         lines.append(
             f"| {r['tower']} | {r['image_size']} | {r['params_m']:.1f} | {r['ms']:.1f} | {r['ratio']} | {extra_text} |"
         )
