@@ -191,6 +191,14 @@ class TrainConfig:
     #: flag: `rag-report train` and the default bundle use $RAG_REPORT_HOME/text_features.
     text_feature_cache_dir: str | None = field(default=None, metadata=cli(hidden=True))
     checkpoint_every: int = 0
+    #: Every this many steps and at the last step, score the manifest's val split (image -> report loss and
+    #: R@1/5/10, logged to metrics.jsonl; eclip_core.training.validation); 0 = never.
+    val_every: Annotated[int, pydantic.Field(ge=0)] = 0
+    #: With val_every: the model saved is the scored step with the lowest val loss, not the last step
+    #: (without val_every there is nothing to choose by: the last step).
+    keep_best: bool = False
+    #: The manifest split that val_every scores.
+    val_split: str = "val"
     resume: bool = False
     log_every: int = 10
     progress: bool = True
@@ -206,6 +214,8 @@ class TrainConfig:
                 "curriculum fractions must satisfy 0 <= cold_frac <= warm_end_frac <= cool_end_frac <= 1, got "
                 f"{self.cold_frac}, {self.warm_end_frac}, {self.cool_end_frac}"
             )
+        if self.val_every and self.val_split == self.split:
+            raise ConfigError(f"val_split and split are both {self.split!r}: validate on rows that do not train")
         self.model.validate()
         return self
 

@@ -65,6 +65,9 @@ class TrainResult:
     #: Where the run's time went: wall seconds of setup, waiting for batches, optimiser steps (of which
     #: the locked text tower's first pass over each report) and checkpoints, and CPU seconds of the steps.
     timings: dict[str, float] = field(default_factory=dict)
+    #: Val scores (``val_every``): one metrics row per scoring; the step saved as the model (``keep_best``).
+    val: list[dict] = field(default_factory=list)
+    best_step: int | None = None
 
 
 def _method_model_config(cfg: TrainConfig) -> EClipConfig:
@@ -78,6 +81,24 @@ def _method_model_config(cfg: TrainConfig) -> EClipConfig:
         )
         model_cfg.processor_variant = "mha"
     return model_cfg
+
+
+def _validation(cfg: TrainConfig, model, out: Path, start_step: int):
+    """The run's :class:`~eclip_core.training.validation.Validation`; None without val_every or val rows."""
+    from eclip_core.training.validation import Validation, ValScorer
+
+    if not cfg.val_every:
+        if cfg.keep_best:
+            logger.info("keep_best: no val scores to choose by (val_every is 0); the last step is kept")
+        return None
+    scorer = ValScorer(model, read_manifest(cfg.manifest, split=cfg.val_split), cfg.seed)
+    if len(scorer) < 2:
+        logger.warning(
+            "val_every: manifest %s has %d %s row(s) with report text (2 needed); training without validation%s",
+            cfg.manifest, len(scorer), cfg.val_split, " and keeps the last step" if cfg.keep_best else "",
+        )  # fmt: skip
+        return None
+    return Validation(scorer, cfg.val_every, cfg.steps, cfg.keep_best, out / "best", start_step)
 
 
 def _prepare_rows(cfg: TrainConfig):
@@ -229,6 +250,7 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict], None] | None = None) 
         if made and text_store and accelerator.is_main_process:
             raw.save_text_feature_cache(text_store)
 
+    validation = _validation(cfg, raw, out, start_step) if accelerator.is_main_process else None
     planner = StepPlanner(cfg, len(main_rows), len(expert_rows), accelerator.process_index, accelerator.num_processes)
     data = StepBatches(
         planner,
@@ -256,7 +278,7 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict], None] | None = None) 
     curriculum = uses_curriculum(cfg)
     gen = torch.Generator()
     step = start_step
-    timings = dict.fromkeys(("data_wait_s", "steps_s", "steps_cpu_s", "checkpoint_s"), 0.0)
+    timings = dict.fromkeys(("data_wait_s", "steps_s", "steps_cpu_s", "checkpoint_s", "val_s"), 0.0)
     timings["setup_s"] = time.perf_counter() - t0
     batches = iter(loader)
     try:
@@ -332,6 +354,10 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict], None] | None = None) 
             bar.set_postfix(loss=f"{value:.3f}", tau=f"{record['temperature']:.3f}", p=f"{batch['p_expert']:.2f}")
             if accelerator.is_main_process and (step % max(1, cfg.log_every) == 0 or step == cfg.steps):
                 _write_jsonl(metrics_path, record)
+            if validation is not None and validation.due(step):
+                scored = time.perf_counter()
+                _write_jsonl(metrics_path, validation.run(raw, step))
+                timings["val_s"] += time.perf_counter() - scored
             if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.steps:
                 saved = time.perf_counter()
                 accelerator.wait_for_everyone()
@@ -351,16 +377,17 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict], None] | None = None) 
         logger.warning(
             "%d training samples were unreadable at load time and replaced by the next readable row", runtime_bad
         )
-    model_dir = out / "model"
+    model_dir, best_step = out / "model", None
     if accelerator.is_main_process:
+        if cfg.checkpoint_every:  # the resumable state is the last step's, whichever step the model keeps
+            save_checkpoint(ckpt_dir, raw, optimizer, scheduler, step, cfg.to_dict(), counters)
+        best_step = validation.restore_best(raw) if validation is not None else None
         extra = {"train_config.json": json.dumps(cfg.to_dict(), indent=2)}
         if metrics_path.exists():
             extra["metrics.jsonl"] = metrics_path.read_text(encoding="utf-8")
         raw.save_pretrained(model_dir, extra_files=extra)
         if cfg.cache_text_features and text_store:
             raw.save_text_feature_cache(text_store)
-        if cfg.checkpoint_every:
-            save_checkpoint(ckpt_dir, raw, optimizer, scheduler, step, cfg.to_dict(), counters)
     result = TrainResult(
         output_dir=out,
         model_dir=model_dir,
@@ -380,18 +407,17 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict], None] | None = None) 
             "text_features_cpu_s": round(getattr(raw, "text_feature_cpu_seconds", 0.0), 3),
             "save_s": round(time.perf_counter() - finish, 3),
         },
+        val=[v.record() for v in validation.scores] if validation is not None else [],
+        best_step=best_step,
     )
+    kept = f"the weights of step {best_step} (lowest val loss)" if best_step is not None else "the model"
     logger.info(
         "trained %s for %d steps in %.1f s (setup %.1f s, waiting for batches %.1f s, steps %.1f s of which "
-        "text features %.1f s, checkpoints %.1f s, final save %.1f s); final loss %.4f; model in %s",
-        cfg.method,
-        step,
-        result.wall_s,
-        *(result.timings[k] for k in ("setup_s", "data_wait_s", "steps_s", "text_features_s", "checkpoint_s")),
-        result.timings["save_s"],
-        result.final_loss,
-        model_dir,
-    )
+        "text features %.1f s, validation %.1f s, checkpoints %.1f s, final save %.1f s); final loss %.4f; %s in %s",
+        cfg.method, step, result.wall_s,
+        *(result.timings[k] for k in ("setup_s", "data_wait_s", "steps_s", "text_features_s", "val_s")),
+        *(result.timings[k] for k in ("checkpoint_s", "save_s")), result.final_loss, kept, model_dir,
+    )  # fmt: skip
     return result
 
 

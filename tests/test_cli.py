@@ -220,6 +220,20 @@ def test_train_cpu_defaults_lock_the_text_tower(tmp_path, monkeypatch):
     assert config_from_args(["--manifest", "m.csv"]).model.lock_text is False
 
 
+def test_train_defaults_score_val_and_keep_the_best_step():
+    from eclip_core.train import config_from_args
+    from rag_report.cli_train import train_defaults, train_parser
+
+    def parsed(*flags):
+        argv = ["--manifest", "m.csv", *flags]
+        return config_from_args(argv, parser=train_parser(True), defaults=train_defaults(argv, cpu=True))
+
+    assert (parsed().val_every, parsed().keep_best) == (100, True)
+    assert parsed("--val-every", "0").val_every == 0  # accepted: the last step is kept (eclip_core.train)
+    assert parsed("--no-keep-best").keep_best is False
+    assert config_from_args(["--manifest", "m.csv"]).val_every == 0  # python -m eclip_core.train: unchanged
+
+
 def test_rag_report_train_runs_quietly_with_a_json_summary(tmp_path, capfd, library_switches_restored):
     from eclip_core.training.synthetic import make_blob_dataset
     from rag_report import cli

@@ -114,6 +114,18 @@ def test_real_suite_trains_and_scores_retrieval(tmp_path, monkeypatch):
     assert run["typicality_warning_rate"] is None or 0.0 <= run["typicality_warning_rate"] <= 1.0
 
 
+def test_without_val_held_out_towers_keep_their_best_val_step_and_score_test_only(tmp_path, monkeypatch):
+    from eclip_core.data.manifest import read_manifest
+
+    cfg, run = _trained_suite(tmp_path, monkeypatch, "scratch_resnet", heldout_splits=["test"])
+    assert run["best_step"] == 2  # scored at its last step (val_every 100 > 2 steps), the only candidate
+    test_rows = [s for s in read_manifest(cfg.manifest) if s.split == "test" and s.report_text]
+    assert run["retrieval_heldout"]["n"] == len(test_rows) > 0
+    assert run["probe_train_to_heldout"]["COVID-19 vs other"]["n"] == len(test_rows)
+    md = (tmp_path / "out" / "real.md").read_text()
+    assert "held-out = the test split (each trained tower keeps its step with the lowest val loss" in md
+
+
 @pytest.mark.slow
 def test_locked_lite0_row_trains_only_the_projections(tmp_path, monkeypatch):
     """The `rag-report train` default row: after training, the tower's trunk is still the packaged ImageNet

@@ -44,6 +44,7 @@ from eclip_core.errors import ConfigError
 from eval.bench.page import write_page
 from eval.report_gen import real_metrics as rm
 from eval.report_gen.real_towers import TOWER_LR, TOWERS
+from rag_report.cli_train import VALIDATION_DEFAULTS
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,9 @@ class RealSuiteConfig:
     #: The X-rays are decoded once and stored at this shorter side (pixels) for training and scoring (the
     #: towers read at most 224 px; full-size decoding per step would dominate a CPU run); 0 keeps them.
     image_cache_px: int = 256
+    #: The splits scored as held-out. Without val among them, every trained tower keeps the step with the
+    #: lowest val loss (`rag-report train`'s default); with it, towers keep their last step (val is scored).
+    heldout_splits: list[str] = field(default_factory=lambda: ["val", "test"], metadata={"choices": ("val", "test")})
     #: A probe task runs when each class has this many X-rays (and half as many patients).
     min_class: int = 10
     num_workers: int = 1
@@ -92,6 +96,11 @@ class RealSuiteConfig:
         if not self.seeds or self.steps < 1 or self.folds < 2:
             raise ConfigError("give at least one seed, steps >= 1 and folds >= 2")
         return self
+
+    @property
+    def selects_on_val(self) -> bool:
+        """Trained towers keep their best val step (`rag-report train`'s default) when val is not scored."""
+        return "val" not in self.heldout_splits
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -156,22 +165,22 @@ def clone_commit(manifest: str) -> str | None:
 
 
 # ---------------------------------------------------------------------------------------------- towers
-def train_tower(cfg: RealSuiteConfig, tower: str, seed: int) -> tuple[Path, float]:
-    """Train (or reuse) one tower on the manifest's train split; (model dir, seconds)."""
+def train_tower(cfg: RealSuiteConfig, tower: str, seed: int) -> tuple[Path, dict]:
+    """Train (or reuse) one tower on the manifest's train split; (model dir, {train_seconds, final_loss,
+    best_step})."""
     from eclip_core.config import EClipConfig, TrainConfig
     from eclip_core.train import train
     from rag_report.paths import rag_report_home
 
     fields = TOWERS[tower][1] or {}
     lr = TOWER_LR.get(tower, cfg.lr)
-    key = json.dumps(
-        {"m": str(Path(str(cfg.manifest)).resolve()), "f": fields, "s": cfg.steps, "b": cfg.batch_size, "lr": lr},
-        sort_keys=True,
-    )
+    validation = VALIDATION_DEFAULTS if cfg.selects_on_val else {}
+    key = {"m": str(Path(str(cfg.manifest)).resolve()), "f": fields, "s": cfg.steps, "b": cfg.batch_size, "lr": lr}
+    key = json.dumps({**key, **({"v": validation} if validation else {})}, sort_keys=True)
     out = rag_report_home() / "eval" / "real" / f"{tower}-s{seed}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
     info = out / "suite_run.json"
     if (out / "model" / "config.json").is_file() and info.is_file():
-        return out / "model", float(json.loads(info.read_text())["train_seconds"])
+        return out / "model", json.loads(info.read_text())
     t0 = time.perf_counter()
     result = train(
         TrainConfig(
@@ -186,11 +195,12 @@ def train_tower(cfg: RealSuiteConfig, tower: str, seed: int) -> tuple[Path, floa
             num_workers=cfg.num_workers,
             progress=cfg.progress,
             validate_images=False,
+            **validation,
         )
     )
-    seconds = time.perf_counter() - t0
-    info.write_text(json.dumps({"train_seconds": seconds, "final_loss": result.final_loss}))
-    return Path(result.model_dir), seconds
+    done = {"train_seconds": time.perf_counter() - t0, "final_loss": result.final_loss, "best_step": result.best_step}
+    info.write_text(json.dumps(done))
+    return Path(result.model_dir), done
 
 
 def frozen_features(model, paths: list[str], progress: bool) -> np.ndarray:
@@ -249,7 +259,7 @@ def _countable(y: np.ndarray, patients: np.ndarray, cfg: RealSuiteConfig) -> boo
 def score_tower(vecs: np.ndarray, studies, cfg: RealSuiteConfig, seed: int, trained: bool) -> dict[str, Any]:
     """Probe scores of one tower's embeddings [n, D] of ``studies`` (see the module docstring)."""
     patients = np.array([str(s.meta.get("patient_id", s.study_id)) for s in studies])
-    held = np.array([s.split != "train" for s in studies])
+    held = np.array([s.split in cfg.heldout_splits for s in studies])
     out: dict[str, Any] = {"probe_cv_heldout": {}, "probe_cv_all": {}, "probe_train_to_heldout": {}, "skipped": []}
     for task, y in _tasks(studies, cfg).items():
         for name, rows in (("probe_cv_heldout", held), ("probe_cv_all", None if trained else np.ones_like(held))):
@@ -287,8 +297,8 @@ def evaluate(cfg: RealSuiteConfig, tower: str, seed: int, studies) -> dict[str, 
     from rag_report.index import ReportIndex
 
     description, fields, trained = TOWERS[tower]
-    held_rows = np.array([s.split != "train" for s in studies])
-    held = [s for s in studies if s.split != "train"]
+    held_rows = np.array([s.split in cfg.heldout_splits for s in studies])
+    held = [s for s in studies if s.split in cfg.heldout_splits]
     train = [s for s in studies if s.split == "train"]
     paths = [s.image_paths[0] for s in studies]
     run: dict[str, Any] = {"tower": tower, "seed": seed, "description": description}
@@ -302,7 +312,8 @@ def evaluate(cfg: RealSuiteConfig, tower: str, seed: int, studies) -> dict[str, 
         model_dir = bundle.model_dir("eclip")
         model = EClip.from_pretrained(model_dir)
     elif trained:
-        model_dir, run["train_seconds"] = train_tower(cfg, tower, seed)
+        model_dir, done = train_tower(cfg, tower, seed)
+        run.update(train_seconds=done["train_seconds"], best_step=done.get("best_step"))
         model = EClip.from_pretrained(model_dir)
     else:
         model = EClip(EClipConfig(**(fields or {})))
@@ -335,6 +346,7 @@ def score_path(cfg: RealSuiteConfig, tower: str, seed: int) -> Path:
             "mtime": source.stat().st_mtime_ns,
             "f": TOWERS[tower][1],
             "train": [cfg.steps, cfg.batch_size, TOWER_LR.get(tower, cfg.lr)] if TOWERS[tower][2] else None,
+            **({"held": cfg.heldout_splits} if cfg.heldout_splits != ["val", "test"] else {}),
             "score": [cfg.folds, cfg.n_boot, cfg.min_class],
             "bundle": _bundle_key() if tower == "bundle" else None,
         },
@@ -399,7 +411,7 @@ def run_real_suite(cfg: RealSuiteConfig) -> dict[str, Any]:
         "data": {
             "n": len(studies),
             "patients": len({s.meta.get("patient_id") for s in studies}),
-            "heldout_patients": len({s.meta.get("patient_id") for s in studies if s.split != "train"}),
+            "heldout_patients": len({s.meta.get("patient_id") for s in studies if s.split in cfg.heldout_splits}),
             "splits": splits,
             "licences": licences,
             "clone_commit": clone_commit(str(given["manifest"])),

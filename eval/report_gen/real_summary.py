@@ -49,6 +49,11 @@ def _ms(values: list[float]) -> str:
     return f"{np.mean(values):.3f} ± {np.std(values, ddof=1) if len(values) > 1 else 0.0:.3f}"
 
 
+def _steps(result: dict) -> str:
+    cfg = result.get("config") or {}
+    return f"{cfg['steps']} steps of batch {cfg['batch_size']}" if "steps" in cfg else "the suite's steps"
+
+
 def summary_lines(result: dict) -> list[str]:
     """The question | answer table of the page's top."""
     data, runs = result["data"], result["runs"]
@@ -97,7 +102,7 @@ def summary_lines(result: dict) -> list[str]:
             "higher mean on every measure (met)" if wins and all(wins) else "not higher on every measure (not met)"
         )
         rows.append(
-            f"| `rag-report train`'s default tower vs the same run with `--image-weights none` (the suite's steps; "
+            f"| `rag-report train`'s default tower vs the same run with `--image-weights none` ({_steps(result)}; "
             f"{len(d)} vs {len(s)} seeds; "
             f"mean ± sd) | {'; '.join(parts)}; {verdict} |"
         )

@@ -28,6 +28,14 @@ def _tower_lrs() -> str:
     return ", ".join(f"{t}: {lr:g}" for t, lr in TOWER_LR.items())
 
 
+def _held_out(cfg: dict) -> str:
+    splits = cfg.get("heldout_splits") or ["val", "test"]
+    text = f"held-out = the {' + '.join(splits)} split{'s' if len(splits) > 1 else ''}"
+    if "val" not in splits:
+        text += " (each trained tower keeps its step with the lowest val loss, `rag-report train`'s default)"
+    return text
+
+
 def render_markdown(result: dict[str, Any]) -> str:
     from eval.report_gen.real_summary import reproduce_lines, summary_lines
     from eval.report_gen.tables import portable_paths
@@ -35,7 +43,7 @@ def render_markdown(result: dict[str, Any]) -> str:
     cfg, data = result["config"], result["data"]
     command = portable_paths(result["command"])
     lines = [
-        "# Image towers on real X-rays",
+        f"# Image towers on real X-rays ({cfg['steps']} training steps of batch {cfg['batch_size']})",
         "",
         *summary_lines(result),
         "",
@@ -50,7 +58,7 @@ def render_markdown(result: dict[str, Any]) -> str:
         "",
         f"Data: {data['n']} frontal X-rays of {data['patients']} patients (splits {data['splits']}, patient-"
         f"disjoint). Trained towers: {cfg['steps']} steps of batch {cfg['batch_size']}, lr {cfg['lr']} "
-        f"({_tower_lrs()}), text tower locked except its projection, on the train split only; held-out = val + test splits. AUROC with a 95 % "
+        f"({_tower_lrs()}), text tower locked except its projection, on the train split only; {_held_out(cfg)}. AUROC with a 95 % "
         "patient-bootstrap interval; R@k image->note on the held-out rows (a hit: a top-k note is the query's "
         "own text) against its exact chance.",
         "",

@@ -1,0 +1,154 @@
+"""Validation during training: how well the model being trained retrieves each val X-ray's own report.
+
+Every ``val_every`` steps (and at the last step) the training loop scores the manifest's val rows: the
+image -> report cross-entropy at the model's temperature (``loss``, lower is better; what ``keep_best``
+selects on) and R@1/5/10 (a hit: one of the k nearest reports is the X-ray's own text; X-rays that share
+a report text share one candidate). On a small archive the last step is often past the best one: the
+projections keep fitting the train pairs after they stop generalising.
+
+>>> import torch
+>>> images = torch.eye(3)                       # three X-rays, each nearest its own report
+>>> texts = torch.eye(3)
+>>> s = score_embeddings(images, texts, ["a", "b", "c"], logit_scale=10.0, step=5)
+>>> s.recall[1], s.step
+(1.0, 5)
+>>> round(s.loss, 4)  # -log(e^10 / (e^10 + 2))
+0.0001
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from eclip_core.data.manifest import Study
+from eclip_core.model import WEIGHTS_NAME
+
+logger = logging.getLogger(__name__)
+
+#: Val rows scored at most (a seeded sample of a larger val split): each scoring embeds all of them, and
+#: their preprocessed pixels stay in memory (one grey channel: 256 rows at 224 px take 50 MB).
+MAX_VAL_ROWS = 256
+RECALL_KS = (1, 5, 10)
+
+
+@dataclass
+class ValScore:
+    """One scoring of the val rows at ``step``."""
+
+    step: int
+    loss: float
+    recall: dict[int, float] = field(default_factory=dict)
+    n: int = 0
+
+    def record(self) -> dict:
+        """The row written to metrics.jsonl."""
+        return {"step": self.step, "val_loss": self.loss, "val_n": self.n} | {
+            f"val_R@{k}": v for k, v in self.recall.items()
+        }
+
+
+def score_embeddings(
+    images: torch.Tensor, texts: torch.Tensor, reports: Sequence[str], logit_scale: float, step: int
+) -> ValScore:
+    """:class:`ValScore` of L2-normalised image embeddings [n, D] against the embeddings [n, D] of their
+    reports (row i is X-ray i's report; equal report texts count as one candidate)."""
+    unique = list(dict.fromkeys(reports))
+    first = {text: i for i, text in reversed(list(enumerate(reports)))}
+    candidates = texts[[first[t] for t in unique]]
+    target = torch.tensor([unique.index(t) for t in reports])
+    logits = logit_scale * images.float() @ candidates.float().T
+    loss = float(F.cross_entropy(logits, target))
+    ranks = (logits > logits.gather(1, target[:, None])).sum(1)  # reports scored above the own one
+    recall = {k: float((ranks < k).float().mean()) for k in RECALL_KS}
+    return ValScore(step=step, loss=loss, recall=recall, n=len(reports))
+
+
+class ValScorer:
+    """Scores a model on fixed val rows; the X-rays are decoded and preprocessed once, at construction."""
+
+    def __init__(self, model, studies: Sequence[Study], seed: int = 0):
+        from eclip_core.data.image_io import load_image
+
+        rows = [s for s in studies if s.report_text and s.image_paths]
+        if len(rows) > MAX_VAL_ROWS:
+            keep = np.random.default_rng(seed).choice(len(rows), MAX_VAL_ROWS, replace=False)
+            rows = [rows[i] for i in sorted(keep)]
+        self.reports = [s.report_text for s in rows]
+        # The preprocessed X-ray's three channels are equal (grey): keep one.
+        grey = [model.preprocess(load_image(s.image_paths[0]))[:1] for s in rows]
+        self.pixels = torch.stack(grey) if grey else None
+
+    def __len__(self) -> int:
+        return len(self.reports)
+
+    def score(self, model, step: int, batch_size: int = 32) -> ValScore:
+        """The model's score now (eval mode for the scoring; its mode is restored)."""
+        if self.pixels is None or len(self.reports) < 2:
+            raise ValueError("validation needs at least two val rows with report text")
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.inference_mode():
+                device = model.device
+                batches = [self.pixels[i : i + batch_size] for i in range(0, len(self), batch_size)]
+                images = torch.cat([model.encode_image(torch.cat([b, b, b], 1).to(device)) for b in batches])
+                texts = torch.from_numpy(model.embed_texts(self.reports, progress=False)).to(images.device)
+                scale = float(model.logit_scale())
+        finally:
+            model.train(was_training)
+        return score_embeddings(images.cpu(), texts.cpu(), self.reports, scale, step)
+
+
+class Validation:
+    """The training loop's validation: when to score, the metrics rows, and (``keep_best``) the weights of
+    the step with the lowest val loss, kept in ``<output_dir>/best`` so that a resumed run keeps them."""
+
+    def __init__(self, scorer: ValScorer, every: int, last_step: int, keep_best: bool, best_dir: Path, start_step: int):
+        self.scorer, self.every, self.last_step, self.keep_best = scorer, every, last_step, keep_best
+        self.best_dir, self.scores = best_dir, []
+        self.best: dict | None = None
+        saved = best_dir / BEST_NAME
+        if keep_best and saved.is_file():
+            best = json.loads(saved.read_text())
+            if best["step"] <= start_step:  # a resumed run: the best before its checkpoint stands
+                self.best = best
+            else:  # saved after the checkpoint the run resumes from: those steps are trained again
+                shutil.rmtree(best_dir)
+
+    def due(self, step: int) -> bool:
+        return step % self.every == 0 or step == self.last_step
+
+    def run(self, model, step: int) -> dict:
+        """Score the model at ``step``; keep its weights when they are the best so far; the metrics row."""
+        score = self.scorer.score(model, step)
+        self.scores.append(score)
+        if self.keep_best and (self.best is None or score.loss < self.best["val_loss"]):
+            self.best = {"step": step, "val_loss": score.loss}
+            model.save_pretrained(self.best_dir, extra_files={BEST_NAME: json.dumps(self.best)})
+        logger.info(
+            "step %d: val loss %.4f, R@1/5/10 %s (%d val rows)",
+            step, score.loss, "/".join(f"{v:.3f}" for v in score.recall.values()), score.n,
+        )  # fmt: skip
+        return score.record()
+
+    def restore_best(self, model) -> int | None:
+        """Load the best step's weights into ``model`` (keep_best); that step, or None."""
+        if not (self.keep_best and self.best):
+            return None
+        from safetensors.torch import load_file
+
+        model.load_state_dict(load_file(str(self.best_dir / WEIGHTS_NAME)))
+        return int(self.best["step"])
+
+
+#: The file in ``<output_dir>/best`` naming the step kept there and its val loss.
+BEST_NAME = "val_best.json"

@@ -1,0 +1,144 @@
+"""Validation during training (``val_every`` / ``keep_best``): the scores, the step kept, resume, bad settings."""
+
+import json
+import logging
+
+import numpy as np
+import pytest
+import torch
+from test_train import _kill_at
+
+from eclip_core.config import EClipConfig, TrainConfig
+from eclip_core.data.manifest import read_manifest, write_manifest
+from eclip_core.errors import ConfigError
+from eclip_core.model import EClip
+from eclip_core.train import train
+from eclip_core.training.synthetic import make_blob_dataset
+from eclip_core.training.validation import ValScorer, score_embeddings
+
+
+def test_score_counts_shared_reports_once_and_ranks_against_them():
+    # X-rays 0 and 1 share report "a"; X-ray 1 lies nearer "b", so it ranks its own report second.
+    images = torch.tensor([[1.0, 0.0], [0.6, 0.8], [0.0, 1.0]])
+    texts = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])  # rows 0 and 1 are report "a"
+    s = score_embeddings(images, texts, ["a", "a", "b"], logit_scale=5.0, step=3)
+    assert s.n == 3 and s.step == 3
+    assert s.recall == {1: pytest.approx(2 / 3), 5: 1.0, 10: 1.0}
+    logits = 5.0 * images.numpy() @ np.array([[1.0, 0.0], [0.0, 1.0]]).T  # candidates: "a", "b"
+    own = np.array([0, 0, 1])
+    expected = np.mean(np.log(np.exp(logits).sum(1)) - logits[np.arange(3), own])
+    assert s.loss == pytest.approx(expected, rel=1e-5)
+    assert s.record() == {
+        "step": 3, "val_loss": s.loss, "val_n": 3, "val_R@1": s.recall[1], "val_R@5": 1.0, "val_R@10": 1.0,
+    }  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def blobs_with_val(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("blobs_val")
+    studies = read_manifest(make_blob_dataset(folder, n=60, size=64, expert_fraction=0.3, seed=1))
+    for s in studies[40:]:
+        s.split = "val"
+    write_manifest(studies, folder / "with_val.csv")
+    return folder / "with_val.csv"
+
+
+def _cfg(manifest, out, **kw):
+    base = dict(
+        manifest=str(manifest), output_dir=str(out), steps=6, batch_size=8, lr=3e-3, method="eclip", cold_frac=0.17,
+        model=EClipConfig(name="eclip-tiny", clahe_p=0.0), progress=False, validate_images=False, log_every=1,
+        val_every=2, keep_best=True,
+    )  # fmt: skip
+    return TrainConfig(**{**base, **kw})
+
+
+def _val_rows(path):
+    return [r for r in map(json.loads, path.read_text().splitlines()) if "val_loss" in r]
+
+
+@pytest.mark.slow
+def test_the_model_kept_is_the_logged_step_with_the_lowest_val_loss(blobs_with_val, tmp_path):
+    result = train(_cfg(blobs_with_val, tmp_path / "run"))
+    logged = _val_rows(tmp_path / "run" / "metrics.jsonl")
+    assert [r["step"] for r in logged] == [2, 4, 6] and all(r["val_n"] == 20 for r in logged)
+    assert result.val == logged
+    best = min(logged, key=lambda r: r["val_loss"])
+    assert result.best_step == best["step"]
+    # Scored again from the saved folder, by a scorer built here: the same loss as the kept step's row.
+    saved = EClip.from_pretrained(result.model_dir)
+    again = ValScorer(saved, read_manifest(blobs_with_val, split="val")).score(saved, step=0)
+    assert again.loss == pytest.approx(best["val_loss"], abs=1e-5)
+    assert saved.checkpoint_hash == result.checkpoint_hash
+
+
+@pytest.mark.slow
+def test_without_keep_best_the_last_step_is_saved_and_validation_changes_no_weight(blobs_with_val, tmp_path):
+    plain = train(_cfg(blobs_with_val, tmp_path / "plain", val_every=0, keep_best=False))
+    scored = train(_cfg(blobs_with_val, tmp_path / "scored", keep_best=False))
+    assert scored.best_step is None and len(scored.val) == 3 and plain.val == []
+    assert plain.checkpoint_hash == scored.checkpoint_hash  # scoring leaves the training run untouched
+
+
+@pytest.mark.slow
+def test_a_resumed_run_keeps_the_same_step_as_an_uninterrupted_one(blobs_with_val, tmp_path):
+    full = train(_cfg(blobs_with_val, tmp_path / "full", checkpoint_every=3))
+    with pytest.raises(KeyboardInterrupt):
+        train(_cfg(blobs_with_val, tmp_path / "part", checkpoint_every=3), on_step=_kill_at(5))
+    resumed = train(_cfg(blobs_with_val, tmp_path / "part", checkpoint_every=3, resume=True))
+    assert resumed.start_step == 3 and resumed.best_step == full.best_step
+    assert resumed.checkpoint_hash == full.checkpoint_hash
+    assert [r["step"] for r in _val_rows(tmp_path / "part" / "metrics.jsonl")] == [2, 4, 6]
+    a = EClip.from_pretrained(full.model_dir).state_dict()
+    b = EClip.from_pretrained(resumed.model_dir).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_validation_needs_rows_that_do_not_train():
+    with pytest.raises(ConfigError, match="do not train"):
+        TrainConfig(val_every=10, val_split="train").validate()
+
+
+@pytest.mark.slow
+def test_a_manifest_without_val_rows_trains_with_a_warning(tmp_path, caplog):
+    manifest = make_blob_dataset(tmp_path / "blobs", n=16, size=64, expert_fraction=0.0, seed=2)
+    with caplog.at_level(logging.WARNING, logger="eclip_core.train"):
+        result = train(_cfg(manifest, tmp_path / "run", steps=2))
+    assert result.best_step is None and result.val == []
+    assert any("training without validation and keeps the last step" in r.message for r in caplog.records)
+    # keep_best alone (val_every 0, e.g. `rag-report train --val-every 0`): the last step, as without it.
+    alone = train(_cfg(manifest, tmp_path / "alone", steps=2, val_every=0))
+    assert alone.best_step is None and alone.checkpoint_hash == result.checkpoint_hash
+
+
+class _ScriptedScorer:
+    """Val losses given in advance (a stand-in for scoring a model)."""
+
+    def __init__(self, losses):
+        self.losses = iter(losses)
+
+    def score(self, model, step):
+        from eclip_core.training.validation import ValScore
+
+        return ValScore(step=step, loss=next(self.losses), recall={1: 0.0}, n=2)
+
+
+def test_keep_best_restores_the_weights_of_the_lowest_loss_step_not_the_last(tiny_model, tmp_path):
+    from eclip_core.training.validation import Validation
+
+    model = EClip(tiny_model.config)
+    scale = model.clip.logit_scale
+    validation = Validation(_ScriptedScorer([2.0, 1.0, 3.0]), 2, 6, True, tmp_path / "best", start_step=0)
+    for step in (2, 4, 6):
+        with torch.no_grad():
+            scale.fill_(float(step))  # the weights "at" this step
+        validation.run(model, step)
+    assert validation.restore_best(model) == 4
+    assert float(scale.detach()) == 4.0
+
+    # A run resumed from step 3 drops the step-4 weights (saved after its checkpoint); from step 5 it keeps them.
+    def resumed_at(step):
+        return Validation(_ScriptedScorer([]), 2, 6, True, tmp_path / "best", start_step=step).best
+
+    assert resumed_at(5) == {"step": 4, "val_loss": 1.0}
+    assert resumed_at(3) is None
+    assert not (tmp_path / "best").exists()
