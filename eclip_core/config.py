@@ -197,6 +197,9 @@ class TrainConfig:
     #: With val_every: the model saved is the scored step with the lowest val loss, not the last step
     #: (without val_every there is nothing to choose by: the last step).
     keep_best: bool = False
+    #: With val_every: stop training once this many scorings in a row have not lowered the val loss
+    #: (0 = run every step; a run of one process only).
+    val_patience: Annotated[int, pydantic.Field(ge=0)] = 0
     #: The manifest split that val_every scores.
     val_split: str = "val"
     resume: bool = False

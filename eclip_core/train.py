@@ -42,6 +42,7 @@ from eclip_core.data.manifest import read_manifest
 from eclip_core.errors import ConfigError, EClipError, ManifestError
 from eclip_core.losses import ClipLoss
 from eclip_core.runtime import setup_offline
+from eclip_core.training.validation import Validation
 
 logger = logging.getLogger(__name__)
 
@@ -81,24 +82,6 @@ def _method_model_config(cfg: TrainConfig) -> EClipConfig:
         )
         model_cfg.processor_variant = "mha"
     return model_cfg
-
-
-def _validation(cfg: TrainConfig, model, out: Path, start_step: int):
-    """The run's :class:`~eclip_core.training.validation.Validation`; None without val_every or val rows."""
-    from eclip_core.training.validation import Validation, ValScorer
-
-    if not cfg.val_every:
-        if cfg.keep_best:
-            logger.info("keep_best: no val scores to choose by (val_every is 0); the last step is kept")
-        return None
-    scorer = ValScorer(model, read_manifest(cfg.manifest, split=cfg.val_split), cfg.seed)
-    if len(scorer) < 2:
-        logger.warning(
-            "val_every: manifest %s has %d %s row(s) with report text (2 needed); training without validation%s",
-            cfg.manifest, len(scorer), cfg.val_split, " and keeps the last step" if cfg.keep_best else "",
-        )  # fmt: skip
-        return None
-    return Validation(scorer, cfg.val_every, cfg.steps, cfg.keep_best, out / "best", start_step)
 
 
 def _prepare_rows(cfg: TrainConfig):
@@ -250,7 +233,7 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict], None] | None = None) 
         if made and text_store and accelerator.is_main_process:
             raw.save_text_feature_cache(text_store)
 
-    validation = _validation(cfg, raw, out, start_step) if accelerator.is_main_process else None
+    validation = Validation.for_run(cfg, raw, out, start_step) if accelerator.is_main_process else None
     planner = StepPlanner(cfg, len(main_rows), len(expert_rows), accelerator.process_index, accelerator.num_processes)
     data = StepBatches(
         planner,
@@ -358,6 +341,9 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict], None] | None = None) 
                 scored = time.perf_counter()
                 _write_jsonl(metrics_path, validation.run(raw, step))
                 timings["val_s"] += time.perf_counter() - scored
+                if validation.exhausted and accelerator.num_processes == 1:  # one process decides alone
+                    logger.info("val loss not lower for %d scorings: stopping at step %d", cfg.val_patience, step)
+                    break
             if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.steps:
                 saved = time.perf_counter()
                 accelerator.wait_for_everyone()

@@ -2,6 +2,7 @@
 
 import json
 import logging
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -101,7 +102,7 @@ def test_validation_needs_rows_that_do_not_train():
 @pytest.mark.slow
 def test_a_manifest_without_val_rows_trains_with_a_warning(tmp_path, caplog):
     manifest = make_blob_dataset(tmp_path / "blobs", n=16, size=64, expert_fraction=0.0, seed=2)
-    with caplog.at_level(logging.WARNING, logger="eclip_core.train"):
+    with caplog.at_level(logging.WARNING):
         result = train(_cfg(manifest, tmp_path / "run", steps=2))
     assert result.best_step is None and result.val == []
     assert any("training without validation and keeps the last step" in r.message for r in caplog.records)
@@ -127,7 +128,8 @@ def test_keep_best_restores_the_weights_of_the_lowest_loss_step_not_the_last(tin
 
     model = EClip(tiny_model.config)
     scale = model.clip.logit_scale
-    validation = Validation(_ScriptedScorer([2.0, 1.0, 3.0]), 2, 6, True, tmp_path / "best", start_step=0)
+    cfg = TrainConfig(val_every=2, steps=6, keep_best=True)
+    validation = Validation(_ScriptedScorer([2.0, 1.0, 3.0]), cfg, tmp_path / "best")
     for step in (2, 4, 6):
         with torch.no_grad():
             scale.fill_(float(step))  # the weights "at" this step
@@ -136,9 +138,39 @@ def test_keep_best_restores_the_weights_of_the_lowest_loss_step_not_the_last(tin
     assert float(scale.detach()) == 4.0
 
     # A run resumed from step 3 drops the step-4 weights (saved after its checkpoint); from step 5 it keeps them.
-    def resumed_at(step):
-        return Validation(_ScriptedScorer([]), 2, 6, True, tmp_path / "best", start_step=step).best
+    rows = [r.record() for r in validation.scores]
 
-    assert resumed_at(5) == {"step": 4, "val_loss": 1.0}
-    assert resumed_at(3) is None
+    def resumed_at(step):
+        earlier = [r for r in rows if r["step"] <= step]
+        return Validation(_ScriptedScorer([]), cfg, tmp_path / "best", start_step=step, earlier=earlier)
+
+    kept = resumed_at(5)
+    assert kept.best == {"step": 4, "val_loss": 1.0} and kept.since_best == 0 and kept.restore_best(model) == 4
+    assert resumed_at(3).best == {"step": 2, "val_loss": 2.0}  # the step-4 weights are trained again
     assert not (tmp_path / "best").exists()
+
+
+def test_patience_counts_scorings_since_the_lowest_val_loss():
+    from eclip_core.training.validation import Validation
+
+    cfg = TrainConfig(val_every=1, steps=9, val_patience=2)
+    validation = Validation(_ScriptedScorer([3.0, 2.0, 2.5, 1.0, 1.5, 1.2]), cfg, Path("unused"))
+    exhausted = []
+    for step in range(1, 7):
+        validation.run(None, step)
+        exhausted.append(validation.exhausted)
+    assert exhausted == [False, False, False, False, False, True]
+    assert validation.best == {"step": 4, "val_loss": 1.0}
+
+
+@pytest.mark.slow
+def test_training_stops_once_patience_runs_out_and_saves_the_best_step(blobs_with_val, tmp_path, monkeypatch):
+    from eclip_core.training import validation as V
+
+    losses = iter([1.0, 0.5, 0.7, 0.9, 1.1, 1.3])  # best at step 2, then three scorings without a lower loss
+    monkeypatch.setattr(V.ValScorer, "score", lambda self, model, step: V.ValScore(step, next(losses), {1: 0.0}, 20))
+    result = train(_cfg(blobs_with_val, tmp_path / "run", steps=10, val_every=1, val_patience=3))
+    assert result.steps == 5 and result.best_step == 2
+    assert [r["step"] for r in result.val] == [1, 2, 3, 4, 5]
+    best = EClip.from_pretrained(tmp_path / "run" / "best")
+    assert best.checkpoint_hash == result.checkpoint_hash == EClip.from_pretrained(result.model_dir).checkpoint_hash

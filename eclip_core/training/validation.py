@@ -29,6 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from eclip_core.config import TrainConfig
 from eclip_core.data.manifest import Study
 from eclip_core.model import WEIGHTS_NAME
 
@@ -109,30 +110,64 @@ class ValScorer:
 
 
 class Validation:
-    """The training loop's validation: when to score, the metrics rows, and (``keep_best``) the weights of
-    the step with the lowest val loss, kept in ``<output_dir>/best`` so that a resumed run keeps them."""
+    """The training loop's validation: when to score, the metrics rows, the lowest val loss so far (with
+    ``earlier``: the val rows a resumed run logged before its checkpoint), whether ``patience`` scorings in a
+    row have not lowered it, and (``keep_best``) that step's weights, kept in ``best_dir`` across a resume."""
 
-    def __init__(self, scorer: ValScorer, every: int, last_step: int, keep_best: bool, best_dir: Path, start_step: int):
-        self.scorer, self.every, self.last_step, self.keep_best = scorer, every, last_step, keep_best
-        self.best_dir, self.scores = best_dir, []
-        self.best: dict | None = None
+    def __init__(self, scorer: ValScorer, cfg: TrainConfig, best_dir: Path, start_step: int = 0, earlier=()):
+        self.scorer, self.every, self.last_step, self.keep_best = scorer, cfg.val_every, cfg.steps, cfg.keep_best
+        self.best_dir, self.patience, self.scores = best_dir, cfg.val_patience, []
+        self.best: dict | None = None  # {"step", "val_loss"} of the lowest val loss so far
+        self.since_best = 0
+        for row in earlier:
+            self._note(int(row["step"]), float(row["val_loss"]))
         saved = best_dir / BEST_NAME
-        if keep_best and saved.is_file():
-            best = json.loads(saved.read_text())
-            if best["step"] <= start_step:  # a resumed run: the best before its checkpoint stands
-                self.best = best
-            else:  # saved after the checkpoint the run resumes from: those steps are trained again
-                shutil.rmtree(best_dir)
+        # Weights saved after the checkpoint a run resumes from (those steps are trained again), or by an
+        # earlier run in this folder, or without keep_best: not this run's.
+        if saved.is_file() and not (self.keep_best and 0 < json.loads(saved.read_text())["step"] <= start_step):
+            shutil.rmtree(best_dir)
+
+    @classmethod
+    def for_run(cls, cfg: TrainConfig, model, out: Path, start_step: int) -> Validation | None:
+        """A training run's validation (None without ``val_every`` or without two val rows, which a warning
+        says); its best weights go to ``out / "best"``."""
+        from eclip_core.data.manifest import read_manifest
+
+        if not cfg.val_every:
+            if cfg.keep_best:
+                logger.info("keep_best: no val scores to choose by (val_every is 0); the last step is kept")
+            return None
+        scorer = ValScorer(model, read_manifest(cfg.manifest, split=cfg.val_split), cfg.seed)
+        if len(scorer) < 2:
+            logger.warning(
+                "val_every: manifest %s has %d %s row(s) with report text (2 needed); training without validation%s",
+                cfg.manifest, len(scorer), cfg.val_split, " and keeps the last step" if cfg.keep_best else "",
+            )  # fmt: skip
+            return None
+        # A resumed run: what it scored before its checkpoint.
+        return cls(scorer, cfg, out / "best", start_step, val_rows(out / "metrics.jsonl", start_step))
+
+    def _note(self, step: int, loss: float) -> bool:
+        improved = self.best is None or loss < self.best["val_loss"]
+        if improved:
+            self.best, self.since_best = {"step": step, "val_loss": loss}, 0
+        else:
+            self.since_best += 1
+        return improved
 
     def due(self, step: int) -> bool:
         return step % self.every == 0 or step == self.last_step
+
+    @property
+    def exhausted(self) -> bool:
+        """``patience`` scorings in a row have not lowered the val loss: training may stop."""
+        return self.patience > 0 and self.since_best >= self.patience
 
     def run(self, model, step: int) -> dict:
         """Score the model at ``step``; keep its weights when they are the best so far; the metrics row."""
         score = self.scorer.score(model, step)
         self.scores.append(score)
-        if self.keep_best and (self.best is None or score.loss < self.best["val_loss"]):
-            self.best = {"step": step, "val_loss": score.loss}
+        if self._note(step, score.loss) and self.keep_best:
             model.save_pretrained(self.best_dir, extra_files={BEST_NAME: json.dumps(self.best)})
         logger.info(
             "step %d: val loss %.4f, R@1/5/10 %s (%d val rows)",
@@ -142,12 +177,22 @@ class Validation:
 
     def restore_best(self, model) -> int | None:
         """Load the best step's weights into ``model`` (keep_best); that step, or None."""
-        if not (self.keep_best and self.best):
+        saved = self.best_dir / BEST_NAME
+        if not (self.keep_best and self.best and saved.is_file()):
+            return None
+        if json.loads(saved.read_text())["step"] != self.best["step"]:
+            logger.warning("the weights of val's best step %d were not kept; the last step is saved", self.best["step"])
             return None
         from safetensors.torch import load_file
 
         model.load_state_dict(load_file(str(self.best_dir / WEIGHTS_NAME)))
         return int(self.best["step"])
+
+
+def val_rows(metrics: Path, up_to_step: int) -> list[dict]:
+    """The val rows of a metrics.jsonl up to a step (those a resumed run logged before its checkpoint)."""
+    lines = metrics.read_text(encoding="utf-8").splitlines() if metrics.is_file() else []
+    return [r for r in map(json.loads, lines) if "val_loss" in r and r["step"] <= up_to_step]
 
 
 #: The file in ``<output_dir>/best`` naming the step kept there and its val loss.
