@@ -124,6 +124,7 @@ def test_without_val_held_out_towers_keep_their_best_val_step_and_score_test_onl
     assert run["probe_train_to_heldout"]["COVID-19 vs other"]["n"] == len(test_rows)
     md = (tmp_path / "out" / "real.md").read_text()
     assert "held-out = the test split (each trained tower keeps its step with the lowest val loss" in md
+    assert "| 0 (step 2 kept) |" in md
 
 
 @pytest.mark.slow

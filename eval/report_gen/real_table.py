@@ -28,6 +28,10 @@ def _tower_lrs() -> str:
     return ", ".join(f"{t}: {lr:g}" for t, lr in TOWER_LR.items())
 
 
+def _kept(run: dict) -> str:
+    return f" (step {run['best_step']} kept)" if run.get("best_step") else ""
+
+
 def _held_out(cfg: dict) -> str:
     splits = cfg.get("heldout_splits") or ["val", "test"]
     text = f"held-out = the {' + '.join(splits)} split{'s' if len(splits) > 1 else ''}"
@@ -73,7 +77,7 @@ def render_markdown(result: dict[str, Any]) -> str:
         ret = run.get("retrieval_heldout")
         typ = run.get("typicality_warning_rate")
         lines.append(
-            f"| {run['description']} | {run['seed']} | {_auc(run['probe_cv_heldout'].get(COVID))} | "
+            f"| {run['description']} | {run['seed']}{_kept(run)} | {_auc(run['probe_cv_heldout'].get(COVID))} | "
             f"{_auc(run['probe_cv_all'].get(COVID))} | {_auc(run['probe_train_to_heldout'].get(COVID))} | "
             f"{_recall(ret, 1)} | {_recall(ret, 5)} | {_recall(ret, 10)} | "
             f"{'n/a' if typ is None else f'{typ:.2f}'} |"
