@@ -125,6 +125,7 @@ def test_without_val_held_out_towers_keep_their_best_val_step_and_score_test_onl
     md = (tmp_path / "out" / "real.md").read_text()
     assert "held-out = the test split (each trained tower keeps its step with the lowest val loss" in md
     assert "| 0 (step 2 kept) |" in md
+    assert f"held-out = the test split, {len(test_rows)} X-rays of" in md
 
 
 @pytest.mark.slow

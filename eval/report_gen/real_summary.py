@@ -132,9 +132,11 @@ def summary_lines(result: dict) -> list[str]:
             + (f"not scored (too few X-rays or patients per class): {', '.join(skipped)}" if skipped else "")
             + " |"
         )
-    held = data["splits"].get("val", 0) + data["splits"].get("test", 0)
+    splits = (result.get("config") or {}).get("heldout_splits") or ["val", "test"]
+    held = sum(data["splits"].get(split, 0) for split in splits)
+    where = " and ".join(splits) + (" splits" if len(splits) > 1 else " split")
     return [
-        f"Summary ({data['n']} frontal X-rays of {data['patients']} patients; held-out = the val and test splits, "
+        f"Summary ({data['n']} frontal X-rays of {data['patients']} patients; held-out = the {where}, "
         f"{held} X-rays of {data.get('heldout_patients', '?')} patients that no tower was trained on):",
         "",
         "| question | answer |",
