@@ -187,3 +187,19 @@ def test_clone_commit_is_the_git_head_of_the_images_clone(tmp_path):
     subprocess.run([*git, "commit", "-qm", "x"], check=True)
     head = subprocess.run([*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout.strip()
     assert clone_commit(str(manifest)) == head and len(head) == 40
+
+
+def test_a_manifest_rebuilt_unchanged_keeps_its_caches_and_a_changed_one_does_not(tmp_path, monkeypatch):
+    import os
+
+    from eval.report_gen.real_suite import RealSuiteConfig, downsized_manifest, score_path
+
+    monkeypatch.setenv("RAG_REPORT_HOME", str(tmp_path / "home"))
+    manifest = tmp_path / "covid.csv"
+    manifest.write_text("study_id,image_path,split,findings\n")
+    cfg = RealSuiteConfig(manifest=str(manifest), towers=["lite0_locked"])
+    before = (downsized_manifest(str(manifest), 64, False), score_path(cfg, "lite0_locked", 0))
+    os.utime(manifest, ns=(1, 1))  # rebuilt: same bytes, another time
+    assert (downsized_manifest(str(manifest), 64, False), score_path(cfg, "lite0_locked", 0)) == before
+    manifest.write_text("study_id,image_path,split,findings\ns1,a.png,train,x\n")
+    assert score_path(cfg, "lite0_locked", 0) != before[1]

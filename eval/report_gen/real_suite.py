@@ -107,6 +107,11 @@ class RealSuiteConfig:
 
 
 # ---------------------------------------------------------------------------------------------- data
+def manifest_digest(path: Path) -> str:
+    """sha256 of the manifest's bytes: a manifest rebuilt unchanged keeps its cached towers and scores."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
 def downsized_manifest(manifest: str, px: int, progress: bool) -> str:
     """A copy of ``manifest`` whose X-rays are stored once as 8-bit grey PNGs with shorter side ``px``
     (aspect kept; never enlarged), under $RAG_REPORT_HOME/eval/real/images-<key>/; its path."""
@@ -118,7 +123,7 @@ def downsized_manifest(manifest: str, px: int, progress: bool) -> str:
     from rag_report.paths import rag_report_home
 
     source = Path(manifest).resolve()
-    key = hashlib.sha256(f"{source}:{source.stat().st_mtime_ns}:{px}".encode()).hexdigest()[:10]
+    key = hashlib.sha256(f"{source}:{manifest_digest(source)}:{px}".encode()).hexdigest()[:10]
     folder = rag_report_home() / "eval" / "real" / f"images-{key}"
     out = folder / "manifest.csv"
     if out.is_file():
@@ -335,7 +340,7 @@ def evaluate(cfg: RealSuiteConfig, tower: str, seed: int, studies) -> dict[str, 
 
 
 def score_path(cfg: RealSuiteConfig, tower: str, seed: int) -> Path:
-    """Where :func:`scored` keeps one tower's scores: a hash of the manifest (path and time), the tower's
+    """Where :func:`scored` keeps one tower's scores: a hash of the manifest (path and content), the tower's
     fields, its training and the scoring settings."""
     from rag_report.paths import rag_report_home
 
@@ -343,7 +348,7 @@ def score_path(cfg: RealSuiteConfig, tower: str, seed: int) -> Path:
     key = json.dumps(
         {
             "m": str(source),
-            "mtime": source.stat().st_mtime_ns,
+            "content": manifest_digest(source),
             "f": TOWERS[tower][1],
             "train": [cfg.steps, cfg.batch_size, TOWER_LR.get(tower, cfg.lr)] if TOWERS[tower][2] else None,
             **({"held": cfg.heldout_splits} if cfg.heldout_splits != ["val", "test"] else {}),
