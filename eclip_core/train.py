@@ -42,7 +42,6 @@ from eclip_core.data.manifest import read_manifest
 from eclip_core.errors import ConfigError, EClipError, ManifestError
 from eclip_core.losses import ClipLoss
 from eclip_core.runtime import setup_offline
-from eclip_core.training.validation import Validation
 
 logger = logging.getLogger(__name__)
 
@@ -167,6 +166,7 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict], None] | None = None) 
     from eclip_core.training.data import StepBatches, StepPlanner, step_seed
     from eclip_core.training.optim import build_optimizer, build_scheduler
     from eclip_core.training.step import train_step
+    from eclip_core.training.validation import Validation
 
     cfg = copy.deepcopy(cfg).validate()
     if not cfg.manifest:

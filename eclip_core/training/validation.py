@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from eclip_core.config import TrainConfig
 from eclip_core.data.manifest import Study
 from eclip_core.model import WEIGHTS_NAME
+from eclip_core.quality import retrieval_recall
 
 logger = logging.getLogger(__name__)
 
@@ -62,15 +63,14 @@ def score_embeddings(
 ) -> ValScore:
     """:class:`ValScore` of L2-normalised image embeddings [n, D] against the embeddings [n, D] of their
     reports (row i is X-ray i's report; equal report texts count as one candidate)."""
-    unique = list(dict.fromkeys(reports))
-    first = {text: i for i, text in reversed(list(enumerate(reports)))}
-    candidates = texts[[first[t] for t in unique]]
-    target = torch.tensor([unique.index(t) for t in reports])
-    logits = logit_scale * images.float() @ candidates.float().T
-    loss = float(F.cross_entropy(logits, target))
-    ranks = (logits > logits.gather(1, target[:, None])).sum(1)  # reports scored above the own one
-    recall = {k: float((ranks < k).float().mean()) for k in RECALL_KS}
-    return ValScore(step=step, loss=loss, recall=recall, n=len(reports))
+    unique = list(dict.fromkeys(reports))  # first-seen order
+    first = {text: i for i, text in reversed(list(enumerate(reports)))}  # each text's first row
+    column = {text: j for j, text in enumerate(unique)}
+    candidates = texts[[first[t] for t in unique]].float()
+    logits = logit_scale * images.float() @ candidates.T
+    loss = float(F.cross_entropy(logits, torch.tensor([column[t] for t in reports])))
+    recall = retrieval_recall(images.float().numpy(), candidates.numpy(), list(reports), unique, RECALL_KS)
+    return ValScore(step=step, loss=loss, recall={k: recall[f"i2t_R@{k}"] for k in RECALL_KS}, n=len(reports))
 
 
 class ValScorer:

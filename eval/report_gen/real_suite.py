@@ -180,8 +180,11 @@ def train_tower(cfg: RealSuiteConfig, tower: str, seed: int) -> tuple[Path, dict
     fields = TOWERS[tower][1] or {}
     lr = TOWER_LR.get(tower, cfg.lr)
     validation = VALIDATION_DEFAULTS if cfg.selects_on_val else {}
-    key = {"m": str(Path(str(cfg.manifest)).resolve()), "f": fields, "s": cfg.steps, "b": cfg.batch_size, "lr": lr}
-    key = json.dumps({**key, **({"v": validation} if validation else {})}, sort_keys=True)
+    key = json.dumps(
+        {"m": str(Path(str(cfg.manifest)).resolve()), "f": fields, "s": cfg.steps, "b": cfg.batch_size, "lr": lr,
+         "v": validation},
+        sort_keys=True,
+    )  # fmt: skip
     out = rag_report_home() / "eval" / "real" / f"{tower}-s{seed}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
     info = out / "suite_run.json"
     if (out / "model" / "config.json").is_file() and info.is_file():
@@ -351,7 +354,7 @@ def score_path(cfg: RealSuiteConfig, tower: str, seed: int) -> Path:
             "content": manifest_digest(source),
             "f": TOWERS[tower][1],
             "train": [cfg.steps, cfg.batch_size, TOWER_LR.get(tower, cfg.lr)] if TOWERS[tower][2] else None,
-            **({"held": cfg.heldout_splits} if cfg.heldout_splits != ["val", "test"] else {}),
+            "held": cfg.heldout_splits,
             "score": [cfg.folds, cfg.n_boot, cfg.min_class],
             "bundle": _bundle_key() if tower == "bundle" else None,
         },

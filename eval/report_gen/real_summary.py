@@ -49,6 +49,12 @@ def _ms(values: list[float]) -> str:
     return f"{np.mean(values):.3f} ± {np.std(values, ddof=1) if len(values) > 1 else 0.0:.3f}"
 
 
+def held_out_splits(cfg: dict | None) -> tuple[list[str], str]:
+    """The held-out splits of a run's config and their words ("the val and test splits")."""
+    splits = (cfg or {}).get("heldout_splits") or ["val", "test"]
+    return splits, "the " + " and ".join(splits) + (" splits" if len(splits) > 1 else " split")
+
+
 def _steps(result: dict) -> str:
     cfg = result.get("config") or {}
     return f"{cfg['steps']} steps of batch {cfg['batch_size']}" if "steps" in cfg else "the suite's steps"
@@ -132,11 +138,10 @@ def summary_lines(result: dict) -> list[str]:
             + (f"not scored (too few X-rays or patients per class): {', '.join(skipped)}" if skipped else "")
             + " |"
         )
-    splits = (result.get("config") or {}).get("heldout_splits") or ["val", "test"]
+    splits, where = held_out_splits(result.get("config"))
     held = sum(data["splits"].get(split, 0) for split in splits)
-    where = " and ".join(splits) + (" splits" if len(splits) > 1 else " split")
     return [
-        f"Summary ({data['n']} frontal X-rays of {data['patients']} patients; held-out = the {where}, "
+        f"Summary ({data['n']} frontal X-rays of {data['patients']} patients; held-out = {where}, "
         f"{held} X-rays of {data.get('heldout_patients', '?')} patients that no tower was trained on):",
         "",
         "| question | answer |",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from eval.report_gen.real_summary import held_out_splits, reproduce_lines, summary_lines
 from eval.report_gen.real_towers import TOWER_LR, TOWERS
 
 COVID = "COVID-19 vs other"
@@ -33,15 +34,14 @@ def _kept(run: dict) -> str:
 
 
 def _held_out(cfg: dict) -> str:
-    splits = cfg.get("heldout_splits") or ["val", "test"]
-    text = f"held-out = the {' + '.join(splits)} split{'s' if len(splits) > 1 else ''}"
+    splits, where = held_out_splits(cfg)
+    text = f"held-out = {where}"
     if "val" not in splits:
         text += " (each trained tower keeps its step with the lowest val loss, `rag-report train`'s default)"
     return text
 
 
 def render_markdown(result: dict[str, Any]) -> str:
-    from eval.report_gen.real_summary import reproduce_lines, summary_lines
     from eval.report_gen.tables import portable_paths
 
     cfg, data = result["config"], result["data"]
