@@ -40,6 +40,8 @@ PROCESSOR_VARIANTS = ("mha", "mask", "random")
 HEATMAP_NORMS = ("sample", "batch")
 WEIGHT_FORMATS = ("auto", "timm", "torchvision", "open_clip", "efficientnet_pytorch")
 MIXED_PRECISION = ("no", "fp16", "bf16")
+#: What training validation selects on (TrainConfig.val_metric).
+VAL_METRICS = ("loss", "recall")
 #: Bounded numbers: pydantic checks the bounds (``validate()``, config files and flags alike).
 Positive = Annotated[float, pydantic.Field(gt=0)]
 NonNegative = Annotated[float, pydantic.Field(ge=0)]
@@ -194,12 +196,15 @@ class TrainConfig:
     #: Every this many steps and at the last step, score the manifest's val split (image -> report loss and
     #: R@1/5/10, logged to metrics.jsonl; eclip_core.training.validation); 0 = never.
     val_every: Annotated[int, pydantic.Field(ge=0)] = 0
-    #: With val_every: the model saved is the scored step with the lowest val loss, not the last step
+    #: With val_every: the model saved is the scored step with the best val metric, not the last step
     #: (without val_every there is nothing to choose by: the last step).
     keep_best: bool = False
-    #: With val_every: stop training once this many scorings in a row have not lowered the val loss
+    #: With val_every: stop training once this many scorings in a row have not improved the val metric
     #: (0 = run every step; a run of one process only).
     val_patience: Annotated[int, pydantic.Field(ge=0)] = 0
+    #: What keep_best and val_patience compare: "loss", the val image -> report cross-entropy (lower is
+    #: better), or "recall", the mean of val R@1/5/10 (higher is better; a tie keeps the earlier step).
+    val_metric: str = field(default="loss", metadata={"choices": VAL_METRICS})
     #: The manifest split that val_every scores.
     val_split: str = "val"
     resume: bool = False

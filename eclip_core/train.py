@@ -342,7 +342,9 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict], None] | None = None) 
                 _write_jsonl(metrics_path, validation.run(raw, step))
                 timings["val_s"] += time.perf_counter() - scored
                 if validation.exhausted and accelerator.num_processes == 1:  # one process decides alone
-                    logger.info("val loss not lower for %d scorings: stopping at step %d", cfg.val_patience, step)
+                    logger.info(
+                        "val %s not better for %d scorings: stopping at step %d", cfg.val_metric, cfg.val_patience, step
+                    )
                     break
             if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.steps:
                 saved = time.perf_counter()
@@ -396,7 +398,7 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict], None] | None = None) 
         val=[v.record() for v in validation.scores] if validation is not None else [],
         best_step=best_step,
     )
-    kept = f"the weights of step {best_step} (lowest val loss)" if best_step is not None else "the model"
+    kept = f"the weights of step {best_step} (best val {cfg.val_metric})" if best_step is not None else "the model"
     logger.info(
         "trained %s for %d steps in %.1f s (setup %.1f s, waiting for batches %.1f s, steps %.1f s of which "
         "text features %.1f s, validation %.1f s, checkpoints %.1f s, final save %.1f s); final loss %.4f; %s in %s",

@@ -8,14 +8,15 @@ scratch, and ``--image-weights FILE`` (with ``--image-tower``) starts from a wei
 CUDA device is used (none available, or ``--cpu``), the defaults are the default bundle's, the setting
 benchmarked on 2-core CPUs (docs/results/report_gen.md): the text tower locked except its projection (its features are then computed
 once per report and cached), lr 3e-4 and one data-loader worker. ``--config`` and flags override them;
-``--no-model-lock-text`` trains the whole text tower. On any device the manifest's val split is scored every 100
-steps and the step with the lowest val loss is saved (``--val-every 100 --keep-best``; a small archive
-overfits long before the last step).
+``--no-model-lock-text`` trains the whole text tower. On any device the manifest's val split is scored every 50
+steps, the step with the best val recall is saved, and training stops after 4 scorings without a better one
+(``--val-every 50 --keep-best --val-metric recall --val-patience 4``; a small archive overfits long before
+the last step).
 
 >>> cpu_train_defaults()["model"]["lock_text"]
 True
 >>> train_defaults([], cpu=False)
-{'model': {'image_weights': 'efficientnet-lite0', 'lock_image': True, 'image_size': 224}, 'val_every': 100, 'keep_best': True}
+{'model': {'image_weights': 'efficientnet-lite0', 'lock_image': True, 'image_size': 224}, 'val_every': 50, 'keep_best': True, 'val_metric': 'recall', 'val_patience': 4}
 """
 
 from __future__ import annotations
@@ -45,9 +46,11 @@ DEFAULT_IMAGE_WEIGHTS = "efficientnet-lite0"
 #: 224 px, at a learning rate for projections (measured on real X-rays: docs/results/real.md).
 PRETRAINED_TOWER_DEFAULTS = {"lock_image": True, "image_size": 224}
 LOCKED_LR = 1e-3
-#: Score the manifest's val split every 100 steps and keep the step with the lowest val loss: on a small
-#: archive the projections overfit long before 1000 steps (measured on real X-rays: docs/results/real_train_defaults.md).
-VALIDATION_DEFAULTS = {"val_every": 100, "keep_best": True}
+#: Score the manifest's val split every 50 steps, keep the step with the best val recall and stop after 4
+#: scorings without a better one: on a small archive the projections overfit long before 1000 steps, and the
+#: val loss, which rises as the model grows confident, bottoms out before training has moved the model
+#: (measured on real X-rays: docs/results/real_train_defaults.md).
+VALIDATION_DEFAULTS = {"val_every": 50, "keep_best": True, "val_metric": "recall", "val_patience": 4}
 _LOCK_FLAGS = ("--model-lock-image", "--no-model-lock-image")
 
 
@@ -116,8 +119,10 @@ def train_parser(cpu: bool):
         + f" The image tower starts from --image-weights {DEFAULT_IMAGE_WEIGHTS} (ImageNet) at 224 px with its trunk"
         + f" locked (--model-lock-image; only the projections train, lr {LOCKED_LR:g} on a CPU;"
         + " --no-model-lock-image fine-tunes it); --image-weights none trains the model's own tower from scratch."
-        + f" Every {VALIDATION_DEFAULTS['val_every']} steps the manifest's val split is scored and the step with the"
-        + " lowest val loss is the model saved (--val-every, --keep-best; --val-every 0 keeps the last step)."
+        + f" Every {VALIDATION_DEFAULTS['val_every']} steps the manifest's val split is scored; the step with the"
+        + " best val recall is the model saved, and training stops after"
+        + f" {VALIDATION_DEFAULTS['val_patience']} scorings without a better one (--val-every, --keep-best,"
+        + " --val-metric, --val-patience; --val-every 0 trains every step and keeps the last)."
         + " --config FILE and flags override them."
     )
     # Listed for --help only: taken out of argv before parsing (TrainConfig has no such field).

@@ -228,7 +228,9 @@ def test_train_defaults_score_val_and_keep_the_best_step():
         argv = ["--manifest", "m.csv", *flags]
         return config_from_args(argv, parser=train_parser(True), defaults=train_defaults(argv, cpu=True))
 
-    assert (parsed().val_every, parsed().keep_best) == (100, True)
+    c = parsed()
+    assert (c.val_every, c.keep_best, c.val_metric, c.val_patience) == (50, True, "recall", 4)
+    assert parsed("--val-metric", "loss", "--val-patience", "0").val_metric == "loss"
     assert parsed("--val-every", "0").val_every == 0  # accepted: the last step is kept (eclip_core.train)
     assert parsed("--no-keep-best").keep_best is False
     assert config_from_args(["--manifest", "m.csv"]).val_every == 0  # python -m eclip_core.train: unchanged

@@ -118,13 +118,13 @@ def test_without_val_held_out_towers_keep_their_best_val_step_and_score_test_onl
     from eclip_core.data.manifest import read_manifest
 
     cfg, run = _trained_suite(tmp_path, monkeypatch, "scratch_resnet", heldout_splits=["test"])
-    assert run["best_step"] == 2  # scored at its last step (val_every 100 > 2 steps), the only candidate
+    assert run["best_step"] == run["steps_trained"] == 2  # scored at its last step (val_every 50 > 2 steps) only
     test_rows = [s for s in read_manifest(cfg.manifest) if s.split == "test" and s.report_text]
     assert run["retrieval_heldout"]["n"] == len(test_rows) > 0
     assert run["probe_train_to_heldout"]["COVID-19 vs other"]["n"] == len(test_rows)
     md = (tmp_path / "out" / "real.md").read_text()
-    assert "held-out = the test split (each trained tower keeps its step with the lowest val loss" in md
-    assert "| 0 (step 2 kept) |" in md
+    assert "held-out = the test split (each trained tower keeps its step with the best val recall" in md
+    assert "| 0 (step 2 kept of 2) |" in md
     assert f"held-out = the test split, {len(test_rows)} X-rays of" in md
 
 

@@ -112,15 +112,15 @@ def test_a_manifest_without_val_rows_trains_with_a_warning(tmp_path, caplog):
 
 
 class _ScriptedScorer:
-    """Val losses given in advance (a stand-in for scoring a model)."""
+    """Val losses (and R@10s) given in advance (a stand-in for scoring a model)."""
 
-    def __init__(self, losses):
-        self.losses = iter(losses)
+    def __init__(self, losses, r10=None):
+        self.losses, self.r10 = iter(losses), iter(r10 or [0.0] * len(losses))
 
     def score(self, model, step):
         from eclip_core.training.validation import ValScore
 
-        return ValScore(step=step, loss=next(self.losses), recall={1: 0.0}, n=2)
+        return ValScore(step=step, loss=next(self.losses), recall={1: 0.0, 5: 0.0, 10: next(self.r10)}, n=2)
 
 
 def test_keep_best_restores_the_weights_of_the_lowest_loss_step_not_the_last(tiny_model, tmp_path):
@@ -145,8 +145,9 @@ def test_keep_best_restores_the_weights_of_the_lowest_loss_step_not_the_last(tin
         return Validation(_ScriptedScorer([]), cfg, tmp_path / "best", start_step=step, earlier=earlier)
 
     kept = resumed_at(5)
-    assert kept.best == {"step": 4, "val_loss": 1.0} and kept.since_best == 0 and kept.restore_best(model) == 4
-    assert resumed_at(3).best == {"step": 2, "val_loss": 2.0}  # the step-4 weights are trained again
+    assert (kept.best["step"], kept.best["val_loss"]) == (4, 1.0) and kept.since_best == 0
+    assert kept.restore_best(model) == 4
+    assert (resumed_at(3).best["step"], resumed_at(3).best["val_loss"]) == (2, 2.0)  # step 4 is trained again
     assert not (tmp_path / "best").exists()
 
 
@@ -160,7 +161,39 @@ def test_patience_counts_scorings_since_the_lowest_val_loss():
         validation.run(None, step)
         exhausted.append(validation.exhausted)
     assert exhausted == [False, False, False, False, False, True]
-    assert validation.best == {"step": 4, "val_loss": 1.0}
+    assert (validation.best["step"], validation.best["val_loss"]) == (4, 1.0)
+
+
+def test_by_recall_the_step_kept_has_the_highest_mean_recall_and_a_tie_keeps_the_earlier(tiny_model, tmp_path):
+    from eclip_core.training.validation import Validation
+
+    model = EClip(tiny_model.config)
+    scale = model.clip.logit_scale
+    # The loss rises at every scoring while R@10 climbs to 0.6 at step 3, ties it at step 4, then falls.
+    cfg = TrainConfig(val_every=1, steps=9, keep_best=True, val_metric="recall", val_patience=3)
+    validation = Validation(_ScriptedScorer([1.0, 1.5, 2.0, 2.5, 3.0, 3.5], [0.3, 0.3, 0.6, 0.6, 0.45, 0.3]), cfg,
+                            tmp_path / "best")  # fmt: skip
+    exhausted = []
+    for step in range(1, 7):
+        with torch.no_grad():
+            scale.fill_(float(step))
+        validation.run(model, step)
+        exhausted.append(validation.exhausted)
+    assert exhausted == [False, False, False, False, False, True]  # steps 4, 5, 6 are not above step 3
+    assert validation.best["step"] == 3 and validation.best["merit"] == pytest.approx(0.2)
+    assert validation.restore_best(model) == 3 and float(scale.detach()) == 3.0
+    # By loss the same scores keep the first step.
+    by_loss = Validation(
+        _ScriptedScorer([1.0, 1.5, 2.0], [0.3, 0.3, 0.6]), TrainConfig(val_every=1, steps=3), Path("x")
+    )
+    for step in range(1, 4):
+        by_loss.run(None, step)
+    assert by_loss.best["step"] == 1
+
+
+def test_an_unknown_val_metric_is_refused():
+    with pytest.raises(ConfigError, match="val_metric"):
+        TrainConfig(val_metric="auroc").validate()
 
 
 @pytest.mark.slow

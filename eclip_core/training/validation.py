@@ -1,10 +1,13 @@
 """Validation during training: how well the model being trained retrieves each val X-ray's own report.
 
 Every ``val_every`` steps (and at the last step) the training loop scores the manifest's val rows: the
-image -> report cross-entropy at the model's temperature (``loss``, lower is better; what ``keep_best``
-selects on) and R@1/5/10 (a hit: one of the k nearest reports is the X-ray's own text; X-rays that share
-a report text share one candidate). On a small archive the last step is often past the best one: the
-projections keep fitting the train pairs after they stop generalising.
+image -> report cross-entropy at the model's temperature (``loss``, lower is better) and R@1/5/10 (a hit:
+one of the k nearest reports is the X-ray's own text; X-rays that share a report text share one
+candidate). ``keep_best`` and ``val_patience`` compare one of them (``val_metric``: the loss, or
+``recall``, the mean of R@1/5/10). On a small archive the last step is often past the best one: the
+projections keep fitting the train pairs after they stop generalising. The loss also rises as the
+model grows confident, while its ranking may still improve: on a few hundred X-rays it can bottom out
+within the first steps, before training has moved the model.
 
 >>> import torch
 >>> images = torch.eye(3)                       # three X-rays, each nearest its own report
@@ -56,6 +59,20 @@ class ValScore:
         return {"step": self.step, "val_loss": self.loss, "val_n": self.n} | {
             f"val_R@{k}": v for k, v in self.recall.items()
         }
+
+
+def merit(row: dict, metric: str) -> float:
+    """How good a metrics row's val score is by ``metric`` (higher is better): minus the loss, or the mean
+    of R@1/5/10.
+
+    >>> merit({"val_loss": 2.0, "val_R@1": 0.1, "val_R@5": 0.2, "val_R@10": 0.6}, "recall")
+    0.3
+    >>> merit({"val_loss": 2.0}, "loss")
+    -2.0
+    """
+    if metric == "loss":
+        return -float(row["val_loss"])
+    return round(sum(float(row[f"val_R@{k}"]) for k in RECALL_KS) / len(RECALL_KS), 12)
 
 
 def score_embeddings(
@@ -110,17 +127,17 @@ class ValScorer:
 
 
 class Validation:
-    """The training loop's validation: when to score, the metrics rows, the lowest val loss so far (with
+    """The training loop's validation: when to score, the metrics rows, the best val score so far (with
     ``earlier``: the val rows a resumed run logged before its checkpoint), whether ``patience`` scorings in a
-    row have not lowered it, and (``keep_best``) that step's weights, kept in ``best_dir`` across a resume."""
+    row have not improved it, and (``keep_best``) that step's weights, kept in ``best_dir`` across a resume."""
 
     def __init__(self, scorer: ValScorer, cfg: TrainConfig, best_dir: Path, start_step: int = 0, earlier=()):
         self.scorer, self.every, self.last_step, self.keep_best = scorer, cfg.val_every, cfg.steps, cfg.keep_best
-        self.best_dir, self.patience, self.scores = best_dir, cfg.val_patience, []
-        self.best: dict | None = None  # {"step", "val_loss"} of the lowest val loss so far
+        self.best_dir, self.patience, self.metric, self.scores = best_dir, cfg.val_patience, cfg.val_metric, []
+        self.best: dict | None = None  # {"step", "val_loss", "metric", "merit"} of the best scoring so far
         self.since_best = 0
         for row in earlier:
-            self._note(int(row["step"]), float(row["val_loss"]))
+            self._note(row)
         saved = best_dir / BEST_NAME
         # Weights saved after the checkpoint a run resumes from (those steps are trained again), or by an
         # earlier run in this folder, or without keep_best: not this run's.
@@ -147,10 +164,12 @@ class Validation:
         # A resumed run: what it scored before its checkpoint.
         return cls(scorer, cfg, out / "best", start_step, val_rows(out / "metrics.jsonl", start_step))
 
-    def _note(self, step: int, loss: float) -> bool:
-        improved = self.best is None or loss < self.best["val_loss"]
+    def _note(self, row: dict) -> bool:
+        value = merit(row, self.metric)
+        improved = self.best is None or value > self.best["merit"]  # a tie keeps the earlier step
         if improved:
-            self.best, self.since_best = {"step": step, "val_loss": loss}, 0
+            self.best = {"step": int(row["step"]), "val_loss": float(row["val_loss"]), "metric": self.metric}
+            self.best["merit"], self.since_best = value, 0
         else:
             self.since_best += 1
         return improved
@@ -160,14 +179,14 @@ class Validation:
 
     @property
     def exhausted(self) -> bool:
-        """``patience`` scorings in a row have not lowered the val loss: training may stop."""
+        """``patience`` scorings in a row have not improved the val metric: training may stop."""
         return self.patience > 0 and self.since_best >= self.patience
 
     def run(self, model, step: int) -> dict:
         """Score the model at ``step``; keep its weights when they are the best so far; the metrics row."""
         score = self.scorer.score(model, step)
         self.scores.append(score)
-        if self._note(step, score.loss) and self.keep_best:
+        if self._note(score.record()) and self.keep_best:
             model.save_pretrained(self.best_dir, extra_files={BEST_NAME: json.dumps(self.best)})
         logger.info(
             "step %d: val loss %.4f, R@1/5/10 %s (%d val rows)",
@@ -195,5 +214,5 @@ def val_rows(metrics: Path, up_to_step: int) -> list[dict]:
     return [r for r in map(json.loads, lines) if "val_loss" in r and r["step"] <= up_to_step]
 
 
-#: The file in ``<output_dir>/best`` naming the step kept there and its val loss.
+#: The file in ``<output_dir>/best`` naming the step kept there, its val loss and what chose it.
 BEST_NAME = "val_best.json"

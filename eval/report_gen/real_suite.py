@@ -74,8 +74,8 @@ class RealSuiteConfig:
     #: The X-rays are decoded once and stored at this shorter side (pixels) for training and scoring (the
     #: towers read at most 224 px; full-size decoding per step would dominate a CPU run); 0 keeps them.
     image_cache_px: int = 256
-    #: The splits scored as held-out. Without val among them, every trained tower keeps the step with the
-    #: lowest val loss (`rag-report train`'s default); with it, towers keep their last step (val is scored).
+    #: The splits scored as held-out. Without val among them, every trained tower keeps its best val step
+    #: and stops early as `rag-report train` does by default; with it, towers train every step and keep the last.
     heldout_splits: list[str] = field(default_factory=lambda: ["val", "test"], metadata={"choices": ("val", "test")})
     #: A probe task runs when each class has this many X-rays (and half as many patients).
     min_class: int = 10
@@ -172,7 +172,7 @@ def clone_commit(manifest: str) -> str | None:
 # ---------------------------------------------------------------------------------------------- towers
 def train_tower(cfg: RealSuiteConfig, tower: str, seed: int) -> tuple[Path, dict]:
     """Train (or reuse) one tower on the manifest's train split; (model dir, {train_seconds, final_loss,
-    best_step})."""
+    best_step, steps_trained})."""
     from eclip_core.config import EClipConfig, TrainConfig
     from eclip_core.train import train
     from rag_report.paths import rag_report_home
@@ -206,7 +206,8 @@ def train_tower(cfg: RealSuiteConfig, tower: str, seed: int) -> tuple[Path, dict
             **validation,
         )
     )
-    done = {"train_seconds": time.perf_counter() - t0, "final_loss": result.final_loss, "best_step": result.best_step}
+    done = {"train_seconds": time.perf_counter() - t0, "final_loss": result.final_loss, "best_step": result.best_step,
+            "steps_trained": result.steps}  # fmt: skip
     info.write_text(json.dumps(done))
     return Path(result.model_dir), done
 
@@ -321,7 +322,11 @@ def evaluate(cfg: RealSuiteConfig, tower: str, seed: int, studies) -> dict[str, 
         model = EClip.from_pretrained(model_dir)
     elif trained:
         model_dir, done = train_tower(cfg, tower, seed)
-        run.update(train_seconds=done["train_seconds"], best_step=done.get("best_step"))
+        run.update(
+            train_seconds=done["train_seconds"],
+            best_step=done.get("best_step"),
+            steps_trained=done.get("steps_trained"),
+        )
         model = EClip.from_pretrained(model_dir)
     else:
         model = EClip(EClipConfig(**(fields or {})))
@@ -416,6 +421,8 @@ def run_real_suite(cfg: RealSuiteConfig) -> dict[str, Any]:
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "machine": f"a {os.cpu_count()}-core {platform.machine()} CPU",
         "config": given,
+        # What chose each trained tower's kept step (rag-report train's defaults; none when val is scored).
+        "validation": VALIDATION_DEFAULTS if cfg.selects_on_val else {},
         "data": {
             "n": len(studies),
             "patients": len({s.meta.get("patient_id") for s in studies}),

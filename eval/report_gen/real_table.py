@@ -30,14 +30,19 @@ def _tower_lrs() -> str:
 
 
 def _kept(run: dict) -> str:
-    return f" (step {run['best_step']} kept)" if run.get("best_step") else ""
+    if not run.get("best_step"):
+        return ""
+    trained = run.get("steps_trained")  # fewer than the steps asked: stopped early (val patience)
+    return f" (step {run['best_step']} kept" + (f" of {trained})" if trained else ")")
 
 
-def _held_out(cfg: dict) -> str:
+def _held_out(cfg: dict, validation: dict) -> str:
     splits, where = held_out_splits(cfg)
     text = f"held-out = {where}"
     if "val" not in splits:
-        text += " (each trained tower keeps its step with the lowest val loss, `rag-report train`'s default)"
+        # Runs from before the suite recorded its validation kept the lowest val loss.
+        metric = {"loss": "lowest val loss", "recall": "best val recall"}[validation.get("val_metric", "loss")]
+        text += f" (each trained tower keeps its step with the {metric}, `rag-report train`'s default)"
     return text
 
 
@@ -46,6 +51,7 @@ def render_markdown(result: dict[str, Any]) -> str:
 
     cfg, data = result["config"], result["data"]
     command = portable_paths(result["command"])
+    held_out = _held_out(cfg, result.get("validation") or {})
     lines = [
         f"# Image towers on real X-rays ({cfg['steps']} training steps of batch {cfg['batch_size']})",
         "",
@@ -62,7 +68,7 @@ def render_markdown(result: dict[str, Any]) -> str:
         "",
         f"Data: {data['n']} frontal X-rays of {data['patients']} patients (splits {data['splits']}, patient-"
         f"disjoint). Trained towers: {cfg['steps']} steps of batch {cfg['batch_size']}, lr {cfg['lr']} "
-        f"({_tower_lrs()}), text tower locked except its projection, on the train split only; {_held_out(cfg)}. AUROC with a 95 % "
+        f"({_tower_lrs()}), text tower locked except its projection, on the train split only; {held_out}. AUROC with a 95 % "
         "patient-bootstrap interval; R@k image->note on the held-out rows (a hit: a top-k note is the query's "
         "own text) against its exact chance.",
         "",
