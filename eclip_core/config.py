@@ -203,7 +203,8 @@ class TrainConfig:
     #: (0 = run every step; a run of one process only).
     val_patience: Annotated[int, pydantic.Field(ge=0)] = 0
     #: What keep_best and val_patience compare: "loss", the val image -> report cross-entropy (lower is
-    #: better), or "recall", the mean of val R@1/5/10 (higher is better; a tie keeps the earlier step).
+    #: better), or "recall", the mean of val R@1/5/10 (higher is better; a later step must beat the kept
+    #: one by more than one standard error over the val rows, else the earlier step is kept).
     val_metric: str = field(default="loss", metadata={"choices": VAL_METRICS})
     #: The manifest split that val_every scores.
     val_split: str = "val"

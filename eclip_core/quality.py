@@ -134,17 +134,28 @@ def _topk(sim: np.ndarray, k: int) -> np.ndarray:
     return np.take_along_axis(part, order, axis=1)
 
 
-def _recall(
+def retrieval_hits(
     queries: np.ndarray, docs: np.ndarray, q_ids: np.ndarray, d_ids: np.ndarray, ks: Sequence[int], chunk: int = 2048
-) -> dict[int, float]:
-    hits = {k: 0 for k in ks}
+) -> dict[int, np.ndarray]:
+    """Per query and k: whether one of its k nearest docs (by dot product) has the query's id.
+
+    >>> q = np.eye(3)
+    >>> hits = retrieval_hits(q, q[[1, 0, 2]], np.array(["a", "b", "c"]), np.array(["b", "a", "x"]), ks=(1,))
+    >>> hits[1].tolist()
+    [True, True, False]
+    """
     kmax = max(ks)
+    parts: dict[int, list[np.ndarray]] = {k: [] for k in ks}
     for s in range(0, len(queries), chunk):
         top = _topk(queries[s : s + chunk] @ docs.T, kmax)
         match = d_ids[top] == q_ids[s : s + chunk, None]
         for k in ks:
-            hits[k] += int(match[:, :k].any(axis=1).sum())
-    return {k: hits[k] / len(queries) for k in ks}
+            parts[k].append(match[:, :k].any(axis=1))
+    return {k: np.concatenate(parts[k]) if parts[k] else np.zeros(0, bool) for k in ks}
+
+
+def _recall(queries: np.ndarray, docs: np.ndarray, q_ids: np.ndarray, d_ids: np.ndarray, ks: Sequence[int]):
+    return {k: float(hit.mean()) for k, hit in retrieval_hits(queries, docs, q_ids, d_ids, ks).items()}
 
 
 def retrieval_recall(

@@ -31,6 +31,7 @@ def test_score_counts_shared_reports_once_and_ranks_against_them():
     assert s.loss == pytest.approx(expected, rel=1e-5)
     assert s.record() == {
         "step": 3, "val_loss": s.loss, "val_n": 3, "val_R@1": s.recall[1], "val_R@5": 1.0, "val_R@10": 1.0,
+        "val_recall_se": pytest.approx(1 / 9),  # per-row mean recalls 1, 2/3, 1
     }  # fmt: skip
 
 
@@ -114,13 +115,15 @@ def test_a_manifest_without_val_rows_trains_with_a_warning(tmp_path, caplog):
 class _ScriptedScorer:
     """Val losses (and R@10s) given in advance (a stand-in for scoring a model)."""
 
-    def __init__(self, losses, r10=None):
+    def __init__(self, losses, r10=None, se=None):
         self.losses, self.r10 = iter(losses), iter(r10 or [0.0] * len(losses))
+        self.se = iter(se or [0.0] * len(losses))
 
     def score(self, model, step):
         from eclip_core.training.validation import ValScore
 
-        return ValScore(step=step, loss=next(self.losses), recall={1: 0.0, 5: 0.0, 10: next(self.r10)}, n=2)
+        recall = {1: 0.0, 5: 0.0, 10: next(self.r10)}
+        return ValScore(step=step, loss=next(self.losses), recall=recall, n=2, recall_se=next(self.se))
 
 
 def test_keep_best_restores_the_weights_of_the_lowest_loss_step_not_the_last(tiny_model, tmp_path):
@@ -189,6 +192,30 @@ def test_by_recall_the_step_kept_has_the_highest_mean_recall_and_a_tie_keeps_the
     for step in range(1, 4):
         by_loss.run(None, step)
     assert by_loss.best["step"] == 1
+
+
+def test_by_recall_a_later_step_must_beat_the_kept_one_by_more_than_its_standard_error():
+    from eclip_core.training.validation import Validation
+
+    # Mean recalls (R@10 / 3) 0.10, 0.13, 0.16, 0.30; the kept step's standard error 0.05: step 2 is within
+    # noise of step 1, step 3 beats step 1 by 0.06 > 0.05 and is kept with its own margin 0.01, step 4 beats that.
+    scorer = _ScriptedScorer([1.0] * 5, [0.3, 0.39, 0.48, 0.9, 0.9], se=[0.05, 0.05, 0.01, 0.02, 0.0])
+    validation = Validation(scorer, TrainConfig(val_every=1, steps=5, val_metric="recall"), Path("unused"))
+    kept = []
+    for step in range(1, 6):
+        validation.run(None, step)
+        kept.append(validation.best["step"])
+    assert kept == [1, 1, 3, 4, 4]
+
+
+def test_recall_standard_error_by_hand():
+    from eclip_core.training.validation import score_embeddings
+
+    # X-ray 0 finds its own report first, X-rays 1 and 2 second (of 3 candidates: always within 5 and 10):
+    # per-row mean recalls 1, 2/3, 2/3; their sd sqrt(1/27) over sqrt(3) rows = 1/9.
+    s = score_embeddings(torch.eye(3), torch.eye(3)[[0, 2, 1]], ["a", "b", "c"], logit_scale=10.0, step=1)
+    assert s.recall == {1: pytest.approx(1 / 3), 5: 1.0, 10: 1.0}
+    assert s.recall_se == pytest.approx(1 / 9) and s.record()["val_recall_se"] == pytest.approx(1 / 9)
 
 
 def test_an_unknown_val_metric_is_refused():

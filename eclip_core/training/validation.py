@@ -4,7 +4,7 @@ Every ``val_every`` steps (and at the last step) the training loop scores the ma
 image -> report cross-entropy at the model's temperature (``loss``, lower is better) and R@1/5/10 (a hit:
 one of the k nearest reports is the X-ray's own text; X-rays that share a report text share one
 candidate). ``keep_best`` and ``val_patience`` compare one of them (``val_metric``: the loss, or
-``recall``, the mean of R@1/5/10). On a small archive the last step is often past the best one: the
+``recall``, the mean of R@1/5/10, which a later step must beat by more than one standard error). On a small archive the last step is often past the best one: the
 projections keep fitting the train pairs after they stop generalising. The loss also rises as the
 model grows confident, while its ranking may still improve: on a few hundred X-rays it can bottom out
 within the first steps, before training has moved the model.
@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from eclip_core.config import TrainConfig
 from eclip_core.data.manifest import Study
 from eclip_core.model import WEIGHTS_NAME
-from eclip_core.quality import retrieval_recall
+from eclip_core.quality import l2_normalize, retrieval_hits
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +43,8 @@ logger = logging.getLogger(__name__)
 #: their preprocessed pixels stay in memory (one grey channel: 256 rows at 224 px take 50 MB).
 MAX_VAL_ROWS = 256
 RECALL_KS = (1, 5, 10)
+#: How a scoring replaces the kept step, by val_metric (part of the cache keys of runs that select on val).
+SELECTION_RULES = {"loss": "lower loss", "recall": "mean recall higher by more than the kept step's standard error"}
 
 
 @dataclass
@@ -53,17 +55,21 @@ class ValScore:
     loss: float
     recall: dict[int, float] = field(default_factory=dict)
     n: int = 0
+    #: Standard error of the mean recall (the mean of R@1/5/10) over the val rows.
+    recall_se: float = 0.0
 
     def record(self) -> dict:
         """The row written to metrics.jsonl."""
-        return {"step": self.step, "val_loss": self.loss, "val_n": self.n} | {
-            f"val_R@{k}": v for k, v in self.recall.items()
-        }
+        return (
+            {"step": self.step, "val_loss": self.loss, "val_n": self.n}
+            | {f"val_R@{k}": v for k, v in self.recall.items()}
+            | {"val_recall_se": self.recall_se}
+        )
 
 
 def merit(row: dict, metric: str) -> float:
     """How good a metrics row's val score is by ``metric`` (higher is better): minus the loss, or the mean
-    of R@1/5/10.
+    of R@1/5/10 (a later scoring beats it only by more than its ``val_recall_se``, see :class:`Validation`).
 
     >>> merit({"val_loss": 2.0, "val_R@1": 0.1, "val_R@5": 0.2, "val_R@10": 0.6}, "recall")
     0.3
@@ -86,8 +92,14 @@ def score_embeddings(
     candidates = texts[[first[t] for t in unique]].float()
     logits = logit_scale * images.float() @ candidates.T
     loss = float(F.cross_entropy(logits, torch.tensor([column[t] for t in reports])))
-    recall = retrieval_recall(images.float().numpy(), candidates.numpy(), list(reports), unique, RECALL_KS)
-    return ValScore(step=step, loss=loss, recall={k: recall[f"i2t_R@{k}"] for k in RECALL_KS}, n=len(reports))
+    hits = retrieval_hits(
+        l2_normalize(images.float().numpy()), l2_normalize(candidates.numpy()),
+        np.asarray(reports, dtype=object), np.asarray(unique, dtype=object), RECALL_KS,
+    )  # fmt: skip
+    per_row = np.mean([hits[k] for k in RECALL_KS], axis=0)  # each X-ray's share of the ks it is found within
+    se = float(per_row.std(ddof=1) / np.sqrt(len(per_row))) if len(per_row) > 1 else 0.0
+    recall = {k: float(hits[k].mean()) for k in RECALL_KS}
+    return ValScore(step=step, loss=loss, recall=recall, n=len(reports), recall_se=se)
 
 
 class ValScorer:
@@ -166,10 +178,15 @@ class Validation:
 
     def _note(self, row: dict) -> bool:
         value = merit(row, self.metric)
-        improved = self.best is None or value > self.best["merit"]  # a tie keeps the earlier step
+        # By recall a later step must beat the kept one by more than one standard error of the kept one's
+        # recall: on a few dozen val rows smaller gains are noise, and the later step is the more overfit.
+        # A tie keeps the earlier step.
+        improved = self.best is None or value > self.best["merit"] + self.best["margin"]
         if improved:
+            margin = float(row.get("val_recall_se", 0.0)) if self.metric == "recall" else 0.0
             self.best = {"step": int(row["step"]), "val_loss": float(row["val_loss"]), "metric": self.metric}
-            self.best["merit"], self.since_best = value, 0
+            self.best |= {"merit": value, "margin": margin}
+            self.since_best = 0
         else:
             self.since_best += 1
         return improved

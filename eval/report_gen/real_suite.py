@@ -175,6 +175,7 @@ def train_tower(cfg: RealSuiteConfig, tower: str, seed: int) -> tuple[Path, dict
     best_step, steps_trained})."""
     from eclip_core.config import EClipConfig, TrainConfig
     from eclip_core.train import train
+    from eclip_core.training.validation import SELECTION_RULES
     from rag_report.paths import rag_report_home
 
     fields = TOWERS[tower][1] or {}
@@ -182,7 +183,7 @@ def train_tower(cfg: RealSuiteConfig, tower: str, seed: int) -> tuple[Path, dict
     validation = VALIDATION_DEFAULTS if cfg.selects_on_val else {}
     key = json.dumps(
         {"m": str(Path(str(cfg.manifest)).resolve()), "f": fields, "s": cfg.steps, "b": cfg.batch_size, "lr": lr,
-         "v": validation},
+         "v": validation, "rule": SELECTION_RULES.get(validation.get("val_metric", "loss")) if validation else None},
         sort_keys=True,
     )  # fmt: skip
     out = rag_report_home() / "eval" / "real" / f"{tower}-s{seed}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
