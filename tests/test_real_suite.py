@@ -125,6 +125,7 @@ def test_without_val_held_out_towers_keep_their_best_val_step_and_score_test_onl
     md = (tmp_path / "out" / "real.md").read_text()
     assert "held-out = the test split (each trained tower keeps its step with the best val recall" in md
     assert "| 0 (step 2 kept of 2) |" in md
+    assert "Trained towers: up to 2 steps of batch" in md  # val patience may stop a tower early
     assert f"held-out = the test split, {len(test_rows)} X-rays of" in md
 
 
@@ -203,3 +204,24 @@ def test_a_manifest_rebuilt_unchanged_keeps_its_caches_and_a_changed_one_does_no
     assert (downsized_manifest(str(manifest), 64, False), score_path(cfg, "lite0_locked", 0)) == before
     manifest.write_text("study_id,image_path,split,findings\ns1,a.png,train,x\n")
     assert score_path(cfg, "lite0_locked", 0) != before[1]
+
+
+def test_scores_are_cached_per_validation_setting_of_the_trained_towers(tmp_path, monkeypatch):
+    from eclip_core.training import validation as V
+    from eval.report_gen import real_suite
+    from eval.report_gen.real_suite import RealSuiteConfig, score_path
+
+    monkeypatch.setenv("RAG_REPORT_HOME", str(tmp_path / "home"))
+    manifest = tmp_path / "covid.csv"
+    manifest.write_text("study_id,image_path,split,findings\n")
+    test_only = RealSuiteConfig(manifest=str(manifest), heldout_splits=["test"])
+    before = {t: score_path(test_only, t, 0) for t in ("lite0_locked", "lite0_frozen")}
+    monkeypatch.setattr(real_suite, "VALIDATION_DEFAULTS", {"val_every": 7, "keep_best": True})
+    assert score_path(test_only, "lite0_locked", 0) != before["lite0_locked"]  # another val cadence
+    monkeypatch.setattr(real_suite, "VALIDATION_DEFAULTS", {"val_every": 7, "val_metric": "recall"})
+    changed = score_path(test_only, "lite0_locked", 0)
+    monkeypatch.setitem(V.SELECTION_RULES, "recall", "another rule")
+    assert score_path(test_only, "lite0_locked", 0) != changed  # another selection rule
+    assert score_path(test_only, "lite0_frozen", 0) == before["lite0_frozen"]  # trains not: unchanged
+    both = RealSuiteConfig(manifest=str(manifest), heldout_splits=["val", "test"])  # val scored: no selection
+    assert score_path(both, "lite0_locked", 0) != before["lite0_locked"]

@@ -170,22 +170,30 @@ def clone_commit(manifest: str) -> str | None:
 
 
 # ---------------------------------------------------------------------------------------------- towers
+def training_key(cfg: RealSuiteConfig, tower: str) -> dict[str, Any]:
+    """What a trained tower depends on besides its manifest and seed (None for a tower that trains not):
+    part of the cache keys of its model and of its scores."""
+    from eclip_core.training.validation import SELECTION_RULES
+
+    if not TOWERS[tower][2]:
+        return {"f": TOWERS[tower][1], "train": None}
+    validation = VALIDATION_DEFAULTS if cfg.selects_on_val else {}
+    rule = SELECTION_RULES.get(validation.get("val_metric", "loss")) if validation else None
+    return {"f": TOWERS[tower][1] or {}, "s": cfg.steps, "b": cfg.batch_size, "lr": TOWER_LR.get(tower, cfg.lr),
+            "v": validation, "rule": rule}  # fmt: skip
+
+
 def train_tower(cfg: RealSuiteConfig, tower: str, seed: int) -> tuple[Path, dict]:
     """Train (or reuse) one tower on the manifest's train split; (model dir, {train_seconds, final_loss,
     best_step, steps_trained})."""
     from eclip_core.config import EClipConfig, TrainConfig
     from eclip_core.train import train
-    from eclip_core.training.validation import SELECTION_RULES
     from rag_report.paths import rag_report_home
 
     fields = TOWERS[tower][1] or {}
     lr = TOWER_LR.get(tower, cfg.lr)
     validation = VALIDATION_DEFAULTS if cfg.selects_on_val else {}
-    key = json.dumps(
-        {"m": str(Path(str(cfg.manifest)).resolve()), "f": fields, "s": cfg.steps, "b": cfg.batch_size, "lr": lr,
-         "v": validation, "rule": SELECTION_RULES.get(validation.get("val_metric", "loss")) if validation else None},
-        sort_keys=True,
-    )  # fmt: skip
+    key = json.dumps({"m": str(Path(str(cfg.manifest)).resolve()), **training_key(cfg, tower)}, sort_keys=True)
     out = rag_report_home() / "eval" / "real" / f"{tower}-s{seed}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
     info = out / "suite_run.json"
     if (out / "model" / "config.json").is_file() and info.is_file():
@@ -350,7 +358,7 @@ def evaluate(cfg: RealSuiteConfig, tower: str, seed: int, studies) -> dict[str, 
 
 def score_path(cfg: RealSuiteConfig, tower: str, seed: int) -> Path:
     """Where :func:`scored` keeps one tower's scores: a hash of the manifest (path and content), the tower's
-    fields, its training and the scoring settings."""
+    fields and training (:func:`training_key`, validation included) and the scoring settings."""
     from rag_report.paths import rag_report_home
 
     source = Path(str(cfg.manifest)).resolve()
@@ -358,8 +366,7 @@ def score_path(cfg: RealSuiteConfig, tower: str, seed: int) -> Path:
         {
             "m": str(source),
             "content": manifest_digest(source),
-            "f": TOWERS[tower][1],
-            "train": [cfg.steps, cfg.batch_size, TOWER_LR.get(tower, cfg.lr)] if TOWERS[tower][2] else None,
+            "tower": training_key(cfg, tower),
             "held": cfg.heldout_splits,
             "score": [cfg.folds, cfg.n_boot, cfg.min_class],
             "bundle": _bundle_key() if tower == "bundle" else None,

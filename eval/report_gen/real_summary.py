@@ -57,7 +57,8 @@ def held_out_splits(cfg: dict | None) -> tuple[list[str], str]:
 
 def _steps(result: dict) -> str:
     cfg = result.get("config") or {}
-    return f"{cfg['steps']} steps of batch {cfg['batch_size']}" if "steps" in cfg else "the suite's steps"
+    ceiling = "up to " if (result.get("validation") or {}).get("val_patience") else ""
+    return f"{ceiling}{cfg['steps']} steps of batch {cfg['batch_size']}" if "steps" in cfg else "the suite's steps"
 
 
 def summary_lines(result: dict) -> list[str]:

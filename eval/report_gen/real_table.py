@@ -52,8 +52,10 @@ def render_markdown(result: dict[str, Any]) -> str:
     cfg, data = result["config"], result["data"]
     command = portable_paths(result["command"])
     held_out = _held_out(cfg, result.get("validation") or {})
+    # With val patience a tower stops once its val score no longer improves: the steps are a ceiling.
+    steps = f"up to {cfg['steps']}" if (result.get("validation") or {}).get("val_patience") else str(cfg["steps"])
     lines = [
-        f"# Image towers on real X-rays ({cfg['steps']} training steps of batch {cfg['batch_size']})",
+        f"# Image towers on real X-rays ({steps} training steps of batch {cfg['batch_size']})",
         "",
         *summary_lines(result),
         "",
@@ -67,7 +69,7 @@ def render_markdown(result: dict[str, Any]) -> str:
         f"Command: `{command}`",
         "",
         f"Data: {data['n']} frontal X-rays of {data['patients']} patients (splits {data['splits']}, patient-"
-        f"disjoint). Trained towers: {cfg['steps']} steps of batch {cfg['batch_size']}, lr {cfg['lr']} "
+        f"disjoint). Trained towers: {steps} steps of batch {cfg['batch_size']}, lr {cfg['lr']} "
         f"({_tower_lrs()}), text tower locked except its projection, on the train split only; {held_out}. AUROC with a 95 % "
         "patient-bootstrap interval; R@k image->note on the held-out rows (a hit: a top-k note is the query's "
         "own text) against its exact chance.",
