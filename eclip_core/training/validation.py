@@ -4,10 +4,11 @@ Every ``val_every`` steps (and at the last step) the training loop scores the ma
 image -> report cross-entropy at the model's temperature (``loss``, lower is better) and R@1/5/10 (a hit:
 one of the k nearest reports is the X-ray's own text; X-rays that share a report text share one
 candidate). ``keep_best`` and ``val_patience`` compare one of them (``val_metric``: the loss, or
-``recall``, the mean of R@1/5/10, which a later step must beat by more than one standard error). On a small archive the last step is often past the best one: the
-projections keep fitting the train pairs after they stop generalising. The loss also rises as the
-model grows confident, while its ranking may still improve: on a few hundred X-rays it can bottom out
-within the first steps, before training has moved the model.
+``recall``, the mean of R@1/5/10, which a later step must beat by more than one standard error). On a
+small archive the last step is often past the best one: the projections keep fitting the train pairs
+after they stop generalising. The loss also rises as the model grows confident while its ranking may
+still improve: on a few hundred X-rays it can bottom out within the first steps, before training has
+moved the model.
 
 >>> import torch
 >>> images = torch.eye(3)                       # three X-rays, each nearest its own report
@@ -146,7 +147,7 @@ class Validation:
     def __init__(self, scorer: ValScorer, cfg: TrainConfig, best_dir: Path, start_step: int = 0, earlier=()):
         self.scorer, self.every, self.last_step, self.keep_best = scorer, cfg.val_every, cfg.steps, cfg.keep_best
         self.best_dir, self.patience, self.metric, self.scores = best_dir, cfg.val_patience, cfg.val_metric, []
-        self.best: dict | None = None  # {"step", "val_loss", "metric", "merit"} of the best scoring so far
+        self.best: dict | None = None  # {"step", "val_loss", "metric", "merit", "margin"} of the kept scoring
         self.since_best = 0
         for row in earlier:
             self._note(row)
