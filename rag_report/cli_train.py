@@ -49,7 +49,7 @@ LOCKED_LR = 1e-3
 #: Score the manifest's val split every 50 steps, keep the step with the best val recall and stop after 4
 #: scorings without a better one: on a small archive the projections overfit long before 1000 steps, and the
 #: val loss, which rises as the model grows confident, bottoms out before training has moved the model
-#: (measured on real X-rays: docs/results/real_train_defaults.md).
+#: (measured on real X-rays: docs/results/real.md).
 VALIDATION_DEFAULTS = {"val_every": 50, "keep_best": True, "val_metric": "recall", "val_patience": 4}
 _LOCK_FLAGS = ("--model-lock-image", "--no-model-lock-image")
 
