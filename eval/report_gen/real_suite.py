@@ -171,8 +171,8 @@ def clone_commit(manifest: str) -> str | None:
 
 # ---------------------------------------------------------------------------------------------- towers
 def training_key(cfg: RealSuiteConfig, tower: str) -> dict[str, Any]:
-    """What a trained tower depends on besides its manifest and seed (None for a tower that trains not):
-    part of the cache keys of its model and of its scores."""
+    """What a tower's model depends on besides its manifest and seed (only its fields for an untrained
+    tower): part of the cache keys of its model and of its scores."""
     from eclip_core.training.validation import SELECTION_RULES
 
     if not TOWERS[tower][2]:

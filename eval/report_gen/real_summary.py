@@ -55,10 +55,15 @@ def held_out_splits(cfg: dict | None) -> tuple[list[str], str]:
     return splits, "the " + " and ".join(splits) + (" splits" if len(splits) > 1 else " split")
 
 
+def step_words(result: dict) -> str:
+    """The training steps asked, as words: "up to N" when val patience may stop a tower earlier."""
+    steps = (result.get("config") or {})["steps"]
+    return f"up to {steps}" if (result.get("validation") or {}).get("val_patience") else str(steps)
+
+
 def _steps(result: dict) -> str:
     cfg = result.get("config") or {}
-    ceiling = "up to " if (result.get("validation") or {}).get("val_patience") else ""
-    return f"{ceiling}{cfg['steps']} steps of batch {cfg['batch_size']}" if "steps" in cfg else "the suite's steps"
+    return f"{step_words(result)} steps of batch {cfg['batch_size']}" if "steps" in cfg else "the suite's steps"
 
 
 def summary_lines(result: dict) -> list[str]:

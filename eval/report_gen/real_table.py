@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from eval.report_gen.real_summary import held_out_splits, reproduce_lines, summary_lines
+from eval.report_gen.real_summary import held_out_splits, reproduce_lines, step_words, summary_lines
 from eval.report_gen.real_towers import TOWER_LR, TOWERS
 
 COVID = "COVID-19 vs other"
@@ -52,8 +52,7 @@ def render_markdown(result: dict[str, Any]) -> str:
     cfg, data = result["config"], result["data"]
     command = portable_paths(result["command"])
     held_out = _held_out(cfg, result.get("validation") or {})
-    # With val patience a tower stops once its val score no longer improves: the steps are a ceiling.
-    steps = f"up to {cfg['steps']}" if (result.get("validation") or {}).get("val_patience") else str(cfg["steps"])
+    steps = step_words(result)
     lines = [
         f"# Image towers on real X-rays ({steps} training steps of batch {cfg['batch_size']})",
         "",
