@@ -321,7 +321,7 @@ def field_comments(cls: type) -> dict[str, str]:
     return out
 
 
-def _show_default(value: Any) -> str:
+def show_default(value: Any) -> str:
     if isinstance(value, bool):
         return "on" if value else "off"
     if isinstance(value, (list, tuple)):
@@ -404,7 +404,7 @@ class ConfigParser(argparse.ArgumentParser):
         if dest in self._flags:
             self._share(self._flags[dest], root, spec, names, share)
             return
-        default = shown.get(".".join(spec.path), _show_default(spec.default))
+        default = shown.get(".".join(spec.path), show_default(spec.default))
         text = f"{spec.help.strip()} (default: {default})" if spec.help.strip() else f"(default: {default})"
         kwargs: dict[str, Any] = {"dest": dest, "default": argparse.SUPPRESS, "help": prefix + text.replace("%", "%%")}
         if spec.element is bool and not spec.container:
@@ -429,7 +429,7 @@ class ConfigParser(argparse.ArgumentParser):
                 action.help = f"{action.help[:-1]}; one of: {', '.join(map(str, theirs or ()))})"
         also = f" Also {spec.owner.__name__}.{spec.path[-1]}"
         if spec.default != same.default:
-            also += f" (default: {_show_default(spec.default)}" + (
+            also += f" (default: {show_default(spec.default)}" + (
                 f"; one of: {', '.join(map(str, mine or ()))})" if mine != theirs else ")"
             )
         action.help = (action.help or "") + (also + ".").replace("%", "%%")

@@ -419,9 +419,9 @@ FLAG_ALIASES = {
 }
 
 
-def build_parser() -> ConfigParser:
+def build_parser(shown_defaults: dict[str, str] | None = None) -> ConfigParser:
     """Every TrainConfig field as a flag (``--model-*`` for the model's; ``--model`` is ``--model-name``),
-    ``--config``, ``--preset`` (eclip_core.cli_config)."""
+    ``--config``, ``--preset`` (eclip_core.cli_config); ``shown_defaults``: a front end's own defaults for the help."""
     p = ConfigParser(prog="python -m eclip_core.train", description=__doc__.split("\n\n")[0])
     p.add_argument(
         "--preset",
@@ -430,7 +430,7 @@ def build_parser() -> ConfigParser:
         help="method constants of the paper or of the reference code (before --config and flags)",
     )
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    p.add_dataclass(TrainConfig, title="training (TrainConfig)", flags=FLAG_ALIASES)
+    p.add_dataclass(TrainConfig, title="training (TrainConfig)", flags=FLAG_ALIASES, shown_defaults=shown_defaults)
     p.add_config_option(help="JSON or YAML TrainConfig file (model: a name or a mapping); flags override it")
     return p
 

@@ -101,9 +101,12 @@ def runs_on_cpu(argv: list[str]) -> bool:
 
 def train_parser(cpu: bool):
     """eclip_core.train's parser named `rag-report train`, its help stating the defaults in force."""
+    from eclip_core.cli_config import show_default
     from eclip_core.train import build_parser
 
-    parser = build_parser()
+    defaults = train_defaults([], cpu)
+    dotted = {**{f"model.{k}": v for k, v in defaults.pop("model").items()}, **defaults}
+    parser = build_parser(shown_defaults={path: show_default(value) for path, value in dotted.items()})
     parser.prog = PROG
     parser.description = "Train eCLIP (or a CLIP / ablation baseline) on a study manifest."
     d = cpu_train_defaults()

@@ -202,6 +202,33 @@ def test_train_help_names_itself_and_shows_cpu_defaults(capsys, monkeypatch):
         assert "text tower locked" in out and "--no-model-lock-text" in out
 
 
+@pytest.mark.parametrize("cpu", [True, False])
+def test_train_help_states_the_value_each_flag_takes_when_not_given(cpu):
+    """Every `rag-report train` flag's "(default: X)" is what the run gets without it (its own defaults, not
+    python -m eclip_core.train's), on a CPU and on CUDA."""
+    import re
+
+    from eclip_core.cli_config import show_default
+    from eclip_core.config import TrainConfig
+    from eclip_core.train import config_from_args
+    from rag_report.cli_train import settle_tower_defaults, train_defaults, train_parser
+
+    parser, argv = train_parser(cpu), ["--manifest", "m.csv"]
+    cfg = settle_tower_defaults(config_from_args(argv, parser=parser, defaults=train_defaults(argv, cpu)), argv, cpu)
+    actions = {a.option_strings[0]: a for a in parser._actions if a.option_strings}
+    checked = 0
+    for path, names in parser.flags_of(TrainConfig).items():
+        if path in ("manifest", "output_dir"):
+            continue
+        value = cfg
+        for part in path.split("."):
+            value = getattr(value, part)
+        stated = re.search(r"\(default: (.*)\)", actions[names[0]].help.replace("%%", "%")).group(1)
+        assert stated == show_default(value), (names[0], stated, value)
+        checked += 1
+    assert checked > 60 and (cfg.model.lock_image, cfg.model.image_size, cfg.lr) == (True, 224, 1e-3 if cpu else 1e-4)
+
+
 def test_train_cpu_defaults_lock_the_text_tower(tmp_path, monkeypatch):
     from eclip_core.train import config_from_args
     from rag_report.cli_train import cpu_train_defaults, train_parser

@@ -30,7 +30,7 @@ def _front_ends():
         "rag-report generate": (cli_main, ["generate", "--help"]),
         "rag-report index": (cli_main, ["index", "--help"]),
         "rag-report batch": (cli_main, ["batch", "--help"]),
-        "rag-report train": (cli_main, ["train", "--help"]),
+        "rag-report train": (cli_main, ["train", "--cpu", "--help"]),  # its help states the CPU defaults
         "python -m eclip_core.train": (train_main, ["--help"]),
         "python -m eval.report_gen": (bench_main, ["--help"]),
         "python -m apps.gradio_app": (app_main, ["--help"]),
