@@ -114,3 +114,18 @@ def test_paired_differences_match_seeds_and_skip_unpaired_ones():
     assert row == "| plain top-1 micro-F1(5) | +0.000 | +0.100, -0.100 | 1/2 |"
     assert "2 seeds" in lines[0]
     assert T.paired_lines(runs[:1], "lite0_224_locked_paper", "lite0_224_locked_clip") == []
+
+
+def test_the_page_pairs_a_pretrained_tower_with_the_default_tower_on_their_common_seeds():
+    runs = [_run("cnn128_aux_soft", 0, 0.50), _run("lite0_128_tuned", 0, 0.56), _run("lite0_128_tuned", 1, 0.6)]
+    result = {
+        "command": "c", "config": {"batch_size": 32, "seeds": [0, 1], "variants": ["cnn128_aux_soft", "lite0_128_tuned"]},
+        "calibration": {"steps": {"cnn128_aux_soft": 959, "lite0_128_tuned": 310}, "reference": "vit224",
+                        "reference_steps": 300, "mean_expert_rate": 0.2225},
+        "summary": {v: {c: (None, None, 0) for c, _ in T.COLUMNS} for v in ("cnn128_aux_soft", "lite0_128_tuned")},
+        "winner": "lite0_128_tuned", "runs": runs,
+    }  # fmt: skip
+    page = T.render_markdown(result)
+    assert "Paired by seed (1 seed, same compute budget): EfficientNet-Lite0 ImageNet 128 px, fine-tuned minus" in page
+    assert "| plain top-1 micro-F1(5) | +0.060 | +0.060 | 1/1 |" in page
+    assert "same steps" not in page.split("Paired by seed")[1]

@@ -29,7 +29,7 @@ import numpy as np
 
 from eval.bench.page import write_page
 from eval.report_gen.tower_budget import calibrate
-from eval.report_gen.tower_variants import SAME_STEPS_AS, VARIANTS, TowerSuiteConfig, train_config
+from eval.report_gen.tower_variants import BUDGET_PAIRS, SAME_STEPS_AS, VARIANTS, TowerSuiteConfig, train_config
 from rag_report.paths import rag_report_home
 
 log = logging.getLogger(__name__)
@@ -280,6 +280,8 @@ def render_markdown(result: dict) -> str:
     ]
     for other, variant in SAME_STEPS_AS.items():
         lines += paired_lines(result.get("runs", []), variant, other)
+    for variant, other in BUDGET_PAIRS.items():
+        lines += paired_lines(result.get("runs", []), variant, other, basis="same compute budget")
     return "\n".join(lines) + "\n"
 
 
@@ -294,15 +296,15 @@ def paired_differences(runs: list[dict], variant: str, other: str) -> dict[str, 
     return out
 
 
-def paired_lines(runs: list[dict], variant: str, other: str) -> list[str]:
-    """The paired table of ``variant`` against ``other`` (empty when no seed has both)."""
+def paired_lines(runs: list[dict], variant: str, other: str, basis: str = "same steps") -> list[str]:
+    """The paired table of ``variant`` against ``other`` (empty when no seed has both); ``basis``: what the
+    two share besides the seed."""
     diffs = paired_differences(runs, variant, other)
     if not any(diffs.values()):
         return []
     n = max(len(d) for d in diffs.values())
     lines = [
-        f"Paired by seed ({n} seed{'s' if n > 1 else ''}, same steps): {VARIANTS[variant][0]} minus "
-        f"{VARIANTS[other][0]}.",
+        f"Paired by seed ({n} seed{'s' if n > 1 else ''}, {basis}): {VARIANTS[variant][0]} minus {VARIANTS[other][0]}.",
         "",
         "| measure | mean difference | per seed | seeds ahead |",
         "|---|---|---|---|",

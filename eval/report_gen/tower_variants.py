@@ -55,6 +55,10 @@ VARIANTS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
 }
 #: Variants that train the steps of another (a paired comparison: same seeds, same steps, other objective).
 SAME_STEPS_AS = {"lite0_224_locked_clip": "lite0_224_locked_paper"}
+#: Pretrained towers compared seed by seed with the default bundle's tower in the same compute budget.
+BUDGET_PAIRS = {
+    v: "cnn128_aux_soft" for v in ("lite0_128_locked", "lite0_224_locked", "lite0_128_tuned", "lite0_224_tuned")
+}
 #: Mean probability of an expert batch over the paper's curriculum (cold 10 % at 0, warm-up 0.05 -> 0.5 over
 #: 30 %, cool-down 0.5 -> 0.1 over 40 %, then 0.1): 0.3 * 0.275 + 0.4 * 0.3 + 0.2 * 0.1.
 MEAN_EXPERT_RATE = 0.2225
