@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from eclip_core.errors import ConfigError
 from eval.report_gen import tower_budget as B
 from eval.report_gen import tower_suite as T
 from eval.report_gen import tower_variants as V
@@ -92,6 +93,45 @@ def test_calibration_steps_do_not_depend_on_which_variants_are_asked_for(tmp_pat
     assert alone["steps"]["lite0_224_locked_clip"] == alone["steps"]["lite0_224_locked_paper"]
     assert calls == [sorted(V.VARIANTS)]  # calibrated once, every variant; the second call reads the cache
     assert len(list(tmp_path.glob("calibration-*.json"))) == 1  # in the folder it was given
+
+
+def test_given_steps_replace_the_calibrated_ones_and_skip_calibration_when_all_are_given(tmp_path, monkeypatch):
+    def fake_calibrate(cfg, manifest, cache_dir):
+        calls.append(cfg.variants)
+        steps = {v: 1000 for v in V.VARIANTS}
+        return {
+            "cost_ratio": {},
+            "steps": steps,
+            "reference": "vit224",
+            "reference_steps": 300,
+            "mean_expert_rate": 0.2,
+        }
+
+    calls: list = []
+    monkeypatch.setattr(B, "calibrate", fake_calibrate)
+    mixed = V.TowerSuiteConfig(variants=["cnn128", "lite0_128_tuned"], variant_steps=["lite0_128_tuned=310"])
+    b = B.budget(mixed.validate(), "m.csv", tmp_path)
+    assert b["steps"]["lite0_128_tuned"] == 310 and b["steps"]["cnn128"] == 1000 and b["given"] == ["lite0_128_tuned"]
+    assert len(calls) == 1
+    page = T.budget_words(mixed.to_dict(), b)
+    assert "calibrat" not in page.split(";")[1] and "`lite0_128_tuned` given" in page and "300 steps of" in page
+    whole = V.TowerSuiteConfig(variants=["cnn128"], variant_steps=["cnn128=959"])
+    b = B.budget(whole.validate(), "m.csv", tmp_path)
+    assert b["steps"]["cnn128"] == 959 and len(calls) == 1  # nothing calibrated
+    assert T.budget_words(whole.to_dict(), b).endswith("for `cnn128`; nothing calibrated.")
+
+
+@pytest.mark.parametrize("item", ["cnn128", "cnn128=0", "cnn128=ten", "resnet=10"])
+def test_malformed_variant_steps_are_refused_with_the_expected_form(item):
+    with pytest.raises(ConfigError, match="NAME=N"):
+        V.TowerSuiteConfig(variants=["cnn128"], variant_steps=[item]).validate()
+
+
+def test_variant_steps_is_a_flag_of_the_benchmark_command():
+    from eval.report_gen.cli import configs_from_args
+
+    suite, cfg = configs_from_args(["--suite", "tower", "--variants", "cnn128", "--variant-steps", "cnn128=959"])
+    assert suite == "tower" and cfg.given_steps() == {"cnn128": 959}
 
 
 def _run(variant: str, seed: int, plain_f1: float) -> dict:

@@ -198,3 +198,31 @@ def calibrate(cfg: TowerSuiteConfig, manifest: str, cache_dir: Path) -> dict[str
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(out, indent=1))
     return out
+
+
+def budget(cfg: TowerSuiteConfig, manifest: str, cache_dir: Path) -> dict[str, Any]:
+    """Steps per variant: those ``cfg.variant_steps`` gives, the rest from :func:`calibrate` (not run when
+    every variant of ``cfg`` is given). ``"given"`` lists the variants whose steps were given; a variant
+    that trains another's steps (SAME_STEPS_AS) follows a count given for that other.
+
+    >>> cfg = TowerSuiteConfig(variants=["cnn128", "lite0_224_locked_paper", "lite0_224_locked_clip"],
+    ...                        variant_steps=["cnn128=959", "lite0_224_locked_paper=294"])
+    >>> b = budget(cfg, "unused.csv", Path("unused"))
+    >>> b["steps"]["lite0_224_locked_clip"], b["given"], b["cost_ratio"]
+    (294, ['cnn128', 'lite0_224_locked_clip', 'lite0_224_locked_paper'], {})
+    """
+    given = cfg.given_steps()
+    given.update({v: given[other] for v, other in SAME_STEPS_AS.items() if other in given and v not in given})
+    if all(v in given for v in cfg.variants):
+        cal: dict[str, Any] = {
+            "cost_ratio": {},
+            "steps": {},
+            "reference": cfg.reference_variant,
+            "reference_steps": cfg.reference_steps,
+            "mean_expert_rate": MEAN_EXPERT_RATE,
+        }
+    else:
+        cal = dict(calibrate(cfg, manifest, cache_dir))
+    cal["steps"] = {**cal["steps"], **given}
+    cal["given"] = sorted(given)
+    return cal

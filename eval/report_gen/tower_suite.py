@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from eval.bench.page import write_page
-from eval.report_gen.tower_budget import calibrate
+from eval.report_gen.tower_budget import budget
 from eval.report_gen.tower_variants import BUDGET_PAIRS, SAME_STEPS_AS, VARIANTS, TowerSuiteConfig, train_config
 from rag_report.paths import rag_report_home
 
@@ -183,7 +183,7 @@ def run_tower_suite(cfg: TowerSuiteConfig) -> dict[str, Any]:
         from eclip_core.data.phantom import build_phantom_dataset
 
         manifest = str(build_phantom_dataset(progress=cfg.progress, cache_dir=rag_report_home()))
-    cal = calibrate(cfg, manifest, suite_home())
+    cal = budget(cfg, manifest, suite_home())
     runs = []
     for variant in cfg.variants:
         for seed in cfg.seeds:
@@ -217,7 +217,9 @@ def run_tower_suite(cfg: TowerSuiteConfig) -> dict[str, Any]:
         "command": cfg.command,
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "config": cfg.to_dict(),
-        "calibration": {k: cal[k] for k in ("cost_ratio", "steps", "reference", "reference_steps", "mean_expert_rate")},
+        "calibration": {
+            k: cal[k] for k in ("cost_ratio", "steps", "reference", "reference_steps", "mean_expert_rate", "given")
+        },
         "runs": runs,
         "summary": summary,
         "winner": winner,
@@ -255,10 +257,7 @@ def render_markdown(result: dict) -> str:
         "",
         f"Command: `{portable_paths(result['command'])}`",
         "",
-        f"Budget: the compute of {cal['reference_steps']} steps of `{cal['reference']}` at batch {cfg['batch_size']} "
-        f"(CPU time per step: forward and backward on one thread plus the preparation of the step's batch, "
-        f"measured in one process, expert batches at the curriculum's mean rate {cal['mean_expert_rate']}), "
-        f"turned into steps per variant. Mean ± std over seeds {cfg['seeds']} (n says when fewer ran); val "
+        budget_words(cfg, cal) + f" Mean ± std over seeds {cfg['seeds']} (n says when fewer ran); val "
         "split; clinical F1 with uncertain -> negative; the index and label classifiers are fitted on the train "
         "split only (thresholds cross-validated on train).",
         "",
@@ -283,6 +282,23 @@ def render_markdown(result: dict) -> str:
     for variant, other in BUDGET_PAIRS.items():
         lines += paired_lines(result.get("runs", []), variant, other, basis="same compute budget")
     return "\n".join(lines) + "\n"
+
+
+def budget_words(cfg: dict, cal: dict) -> str:
+    """The page's sentence on where each row's step count comes from (calibrated, given, or both)."""
+    given = [v for v in cfg["variants"] if v in cal.get("given", [])]
+    calibrated = (
+        f"the compute of {cal['reference_steps']} steps of `{cal['reference']}` at batch {cfg['batch_size']} "
+        "(CPU time per step: forward and backward on one thread plus the preparation of the step's batch, "
+        f"measured in one process, expert batches at the curriculum's mean rate {cal['mean_expert_rate']}), "
+        "turned into steps per variant"
+    )
+    if not given:
+        return f"Budget: {calibrated}."
+    named = ", ".join(f"`{v}`" for v in given)
+    if len(given) == len(cfg["variants"]):
+        return f"Budget: the steps given on the command line (`--variant-steps`) for {named}; nothing calibrated."
+    return f"Budget: {calibrated}; the steps of {named} given on the command line (`--variant-steps`)."
 
 
 def paired_differences(runs: list[dict], variant: str, other: str) -> dict[str, list[float]]:

@@ -84,6 +84,9 @@ class TowerSuiteConfig:
     variants: list[str] = field(default_factory=lambda: list(VARIANTS), metadata={"choices": tuple(VARIANTS)})
     #: Timed rounds per variant when calibrating the cost of a step.
     calibration_rounds: int = 5
+    #: Steps of a variant given as NAME=N instead of calibrated (e.g. to rerun a published table's budget);
+    #: with every run variant given, nothing is calibrated.
+    variant_steps: list[str] = field(default_factory=list, metadata={"metavar": "NAME=N"})
     #: Split the variants are scored on.
     eval_split: str = "val"
     #: Data-loader processes per training run.
@@ -101,7 +104,22 @@ class TowerSuiteConfig:
         self.variants = [v for v in VARIANTS if v in self.variants]
         if not self.seeds or self.reference_steps < 1:
             raise ConfigError("give at least one seed and reference_steps >= 1")
+        self.given_steps()
         return self
+
+    def given_steps(self) -> dict[str, int]:
+        """``variant_steps`` as {variant: steps}; a malformed entry or an unknown variant raises ConfigError.
+
+        >>> TowerSuiteConfig(variant_steps=["cnn128=959", "vit224=300"]).given_steps()
+        {'cnn128': 959, 'vit224': 300}
+        """
+        out: dict[str, int] = {}
+        for item in self.variant_steps:
+            name, _, count = item.partition("=")
+            if name not in VARIANTS or not count.strip().isdigit() or int(count) < 1:
+                raise ConfigError(f"--variant-steps {item!r}: give NAME=N with N >= 1 and NAME one of {list(VARIANTS)}")
+            out[name] = int(count)
+        return out
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
