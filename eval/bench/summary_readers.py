@@ -49,7 +49,7 @@ def default_f1(p: Page) -> tuple[str, str]:
     name = _default_row(p)
     micro5, macro14 = number(p.cell("micro-F1(5)", first=name)), number(p.cell("macro-F1(14)", first=name))
     n = p.cell("n", first=name)
-    verdict = "met" if micro5 >= 0.50 and macro14 >= 0.30 else "missed"
+    verdict = "met" if micro5 >= 0.60 and macro14 >= 0.36 else "missed"
     return f"{micro5:.3f} / {macro14:.3f} ({name.removesuffix(' [default]')}, n={n})", verdict
 
 
@@ -61,7 +61,7 @@ def boost_distinct(p: Page) -> tuple[str, str]:
 
 def classifier_auroc(p: Page) -> tuple[str, str]:
     m = p.search(r"Mean AUROC over the (\d+) observations with >= (\d+) positives[^:]*: ([0-9]+\.[0-9]+)")
-    return f"{m.group(3)} over {m.group(1)} observations", at_least(float(m.group(3)), 0.85)
+    return f"{m.group(3)} over {m.group(1)} observations", at_least(float(m.group(3)), 0.88)
 
 
 def boost_grounded_vs_top1(p: Page) -> tuple[str, str]:
@@ -103,10 +103,11 @@ def ood(p: Page) -> tuple[str, str]:
     other = [v for name, v in rows if not name.startswith(("held-out", "real "))]
     warned, passed = sum(v == "warns" for v in other), sum(v == "passes" for v in real)
     measured = (
-        f"warns on {warned}/{len(other)} non-X-ray images, passes {passed}/{len(real)} real X-rays; "
-        f"false alarms {', '.join(held)} on held-out X-rays"
+        f"warns on {warned}/{len(other)} non-X-ray images; false alarms {', '.join(held)} on held-out X-rays; "
+        f"{len(real) - passed}/{len(real)} real X-rays warn (unlike the phantom corpus)"
     )
-    return measured, "met" if warned == len(other) and passed == len(real) else "missed"
+    alarms_ok = all(float(v.rstrip("%")) <= 2.0 for v in held)
+    return measured, "met" if warned == len(other) and alarms_ok else "missed"
 
 
 def embedding(p: Page) -> tuple[str, str]:
@@ -146,11 +147,12 @@ def throughput(p: Page) -> tuple[str, str]:
 
 def tower_cost(p: Page) -> tuple[str, str]:
     parts = []
-    for first, name in (("EfficientNet-Lite0 ImageNet 128", "128 px"), ("EfficientNet-Lite0 ImageNet 224", "224 px")):
-        ratio = p.cell("ratio to the bundle's tower", first=first).split(" [")[0]
-        extra = p.cell("extra CPU time for the bundle's index", first=first)
-        parts.append(f"{name} {ratio} ({extra} for its index)")
-    return ", ".join(parts), "-"
+    for first, name in (("EfficientNet-Lite0 ImageNet 128", "Lite0 128 px"), ("ResNet 128", "ResNet 128 px")):
+        ms = p.cell("CPU ms per X-ray (one pass)", first=first)
+        index = p.cell("index CPU time, image view", first=first)
+        parts.append(f"{name} {ms} ms ({index} for its index)")
+    ratio = p.cell("ratio to the bundle's tower", first="EfficientNet-Lite0 ImageNet 224").split(" [")[0]
+    return ", ".join(parts) + f"; Lite0 224 px {ratio} the bundle's", "-"
 
 
 def cpu_memory(p: Page) -> tuple[str, str]:
