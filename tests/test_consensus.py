@@ -168,10 +168,32 @@ def test_predicted_findings_complete_top1_with_the_evidence_wording():
     edema_only = add_predicted_findings(draft, [first, third], _labelled, {"Edema": True}, max_added=3)
     assert [s.text for s in edema_only][-1] == "Moderate pulmonary edema."
     assert add_predicted_findings(draft, [first, third], _labelled, {"Fracture": False}) == draft
-    # nothing is added without predictions, with a zero cap, or to a draft that states "No Finding"
+    # nothing is added without predictions, with a zero cap, or to a draft that states "No Finding" when the
+    # classifiers predict "No Finding" too
     assert add_predicted_findings(draft, reports, _labelled, None) == draft
     assert add_predicted_findings(draft, reports, _labelled, predicted, max_added=0) == draft
     normal = top1_draft(
         [R(study_id="N", similarity=0.9, findings="", impression="No acute cardiopulmonary abnormality.")]
     )
-    assert add_predicted_findings(normal, reports, _labelled, predicted) == normal
+    assert add_predicted_findings(normal, reports, _labelled, {**predicted, "No Finding": True}) == normal
+
+
+def test_a_no_finding_sentence_the_image_contradicts_does_not_block_the_predicted_findings():
+    from eclip_core.labeler import label_report, sentence_observations
+
+    R = SimpleNamespace
+    # "No acute bone abnormality." reads as "No Finding" to the labeler; the classifiers predict consolidation
+    # and atelectasis, not "No Finding", so the checker will drop that sentence: the findings must come in.
+    first = R(study_id="A", similarity=0.9, findings="No pneumothorax. No acute bone abnormality.", impression="")
+    other = R(
+        study_id="B", similarity=0.8, findings="Consolidation and atelectasis in the left lower lobe.", impression=""
+    )
+    assert sentence_observations("No acute bone abnormality.") == {"No Finding": 1.0}
+    draft = top1_draft([first, other], observations=sentence_observations)
+    predicted = {"Consolidation": True, "Atelectasis": True, "No Finding": False}
+    done = add_predicted_findings(draft, [first, other], sentence_observations, predicted)
+    assert [(s.text, s.source_ids) for s in done][-1] == (
+        "Consolidation and atelectasis in the left lower lobe.",
+        ["B"],
+    )
+    assert {k for k, v in label_report(done[-1].text).items() if v == 1.0} == {"Consolidation", "Atelectasis"}

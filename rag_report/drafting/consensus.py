@@ -145,7 +145,9 @@ def add_predicted_findings(
     states it positive, every other observation it states being ones the draft leaves unsaid, predicted
     present when positive and not predicted present when negative. So the evidence, not the classifier,
     words the finding, and each added sentence cites its report. "No Finding" is never added, and nothing
-    is added to a draft that states "No Finding".
+    is added to a draft that states "No Finding" when the classifiers predict it too; when they do not, the
+    draft checker drops that sentence (it asserts "No Finding" against the image), so the draft is completed
+    as if it were not there (e.g. "No acute bone abnormality.", which the labeler reads as "No Finding").
 
     >>> from types import SimpleNamespace as R
     >>> obs = {"Heart size is normal.": {"Cardiomegaly": 0.0}, "Small left effusion.": {"Pleural Effusion": 1.0},
@@ -164,8 +166,9 @@ def add_predicted_findings(
     said: dict[str, float] = {}
     for sentence in draft:
         said.update(observations(sentence.text))
-    if said.get("No Finding") == 1.0:
+    if said.get("No Finding") == 1.0 and predicted.get("No Finding"):
         return draft
+    said.pop("No Finding", None)
     wanted = [o for o, on in predicted.items() if on and o != "No Finding" and o not in said]
     used = {s.text.lower() for s in draft}
     added: list[SourcedSentence] = []
