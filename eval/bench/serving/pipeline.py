@@ -43,8 +43,10 @@ def main(argv: list[str] | None = None) -> int:
     rows = [(mode, stage_percentiles(pipe, tests, mode)) for mode in args.modes]
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     cmd = "python -m eval.bench.serving.pipeline " + " ".join(argv if argv is not None else sys.argv[1:])
+    model = bundle.config.train.model
+    towers = f"{model.image_weights} image tower at {model.image_size} px, " if model.image_weights else ""
     setup = (
-        f"Bundle {bundle.root.name}: {bundle.config.train.model.name}, {len(pipe.index)} indexed train reports, LLM "
+        f"Bundle {bundle.root.name}: {model.name}, {towers}{len(pipe.index)} indexed train reports, LLM "
         f"`{pipe.llm().id}`; {args.n} held-out test images (own study excluded), after one warm-up call per mode."
     )
     write_page(args.out, page_lines(cmd, setup, rows, load_s, peak_mb))
