@@ -85,7 +85,7 @@ class DefaultBundleConfig:
     index_type: str = "flat"
     #: What the label classifiers read (rag_report.retrieval.image_views). "image+tiles" raised the ResNet's test
     #: classifier AUROC 0.836 -> 0.855, but five more Lite0 passes per indexed X-ray would cost the first run
-    #: ~2 more minutes; the Lite0 embedding alone scores 0.888 (docs/results/report_gen.md).
+    #: ~3.4 CPU-minutes (docs/perf/tower_cost.md); the Lite0 embedding alone scores 0.888 (docs/results/report_gen.md).
     classifier_views: str = "image"
     n_examples: int = 4
 

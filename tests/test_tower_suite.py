@@ -156,7 +156,7 @@ def test_paired_differences_match_seeds_and_skip_unpaired_ones():
     assert T.paired_lines(runs[:1], "lite0_224_locked_paper", "lite0_224_locked_clip") == []
 
 
-def test_the_page_pairs_a_pretrained_tower_with_the_default_tower_on_their_common_seeds():
+def test_the_page_pairs_a_pretrained_tower_with_the_scratch_resnet_on_their_common_seeds():
     runs = [_run("cnn128_aux_soft", 0, 0.50), _run("lite0_128_tuned", 0, 0.56), _run("lite0_128_tuned", 1, 0.6)]
     result = {
         "command": "c", "config": {"batch_size": 32, "seeds": [0, 1], "variants": ["cnn128_aux_soft", "lite0_128_tuned"]},

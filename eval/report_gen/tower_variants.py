@@ -55,7 +55,8 @@ VARIANTS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
 }
 #: Variants that train the steps of another (a paired comparison: same seeds, same steps, other objective).
 SAME_STEPS_AS = {"lite0_224_locked_clip": "lite0_224_locked_paper"}
-#: Pretrained towers compared seed by seed with the default bundle's tower in the same compute budget.
+#: Pretrained towers compared seed by seed with the small ResNet from scratch (+ label terms) in the same compute
+#: budget: the baseline a pretrained tower has to beat.
 BUDGET_PAIRS = {
     v: "cnn128_aux_soft" for v in ("lite0_128_locked", "lite0_224_locked", "lite0_128_tuned", "lite0_224_tuned")
 }

@@ -260,7 +260,7 @@ def page_lines(rows: list[dict], command: str, own, simulated: bool) -> list[str
         "Three ways, same image and config: the **library** call `ReportPipeline.generate` in this "
         "process; **REST**: gradio's documented HTTP API as curl or a browser uses it (upload the file, POST "
         "`/gradio_api/call/generate`, read the event stream until `complete`) against `python -m apps.gradio_app` "
-        "on 127.0.0.1, which runs the whole handler (draft, HTML views, .txt/.json downloads written); and "
+        "on the loopback interface, which runs the whole handler (draft, HTML views, .txt/.json downloads written); and "
         "**gradio_client** `predict` of the same endpoint (what the tests use; that client polls its message "
         "queue every 50 ms, so it adds client-side waiting the server does not cause). Target: HTTP <= 1.3x library.",
         "",
